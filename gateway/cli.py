@@ -1,0 +1,111 @@
+"""`mcp-gateway` command line: serve, token, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.server import ROLES, build_app
+from settings_api import __version__
+from settings_api.config import ConfigError, Settings, load_settings
+from settings_api.jwt_auth import issue_token
+from settings_api.store import StoreError, create_store
+
+log = logging.getLogger("mcp_gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-gateway",
+        description="Expose each integration of a tenant as a remote MCP server.")
+    parser.add_argument("--version", action="version", version=f"mcp-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service (applies migrations first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8080)
+    serve.add_argument("--workers", type=_positive, default=1)
+    serve.add_argument("--role", choices=ROLES, default="all")
+
+    token = commands.add_parser("token", help="print a settings-API JWT (HS256)")
+    token.add_argument("--tenant", required=True, help="tenant id, or '*' for every tenant")
+    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
+    token.add_argument("--subject", help="the token's sub claim (the audit actor)")
+
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return int(text)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        if settings.redis_url is None:
+            print("mcp-gateway: --workers > 1 needs MCPGW_REDIS_URL (rate limits and cache "
+                  "invalidation must be shared between processes)", file=sys.stderr)
+        else:
+            print("mcp-gateway: --workers > 1 is not available in this version; run one "
+                  "process per port behind a load balancer", file=sys.stderr)
+        return 2
+    app = build_app(settings, args.role)
+    log.info("mcp-gateway %s serving role=%s on http://%s:%d (store: %s)", __version__,
+             args.role, args.host, args.port, "postgres" if settings.uses_postgres else "sqlite")
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=10)
+    return 0
+
+
+async def _migrate(settings: Settings) -> list[int]:
+    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mcp-gateway` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "token":
+        print(issue_token(settings.jwt_secret, args.tenant, ttl_s=args.ttl, subject=args.subject,
+                          audience=settings.jwt_audience, issuer=settings.jwt_issuer))
+        return 0
+    if args.command == "migrate":
+        try:
+            applied = asyncio.run(_migrate(settings))
+        except StoreError as exc:
+            print(f"mcp-gateway: {exc}", file=sys.stderr)
+            return 1
+        print(f"applied migrations: {applied}" if applied else "database is up to date")
+        return 0
+    try:
+        return _serve(settings, args)
+    except StoreError as exc:
+        print(f"mcp-gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

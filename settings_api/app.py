@@ -1,0 +1,101 @@
+"""Wiring of the control plane into an aiohttp application: store, clients, JWT auth, routes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+from settings_api import __version__
+from settings_api.changes import ChangeFeed, LocalChangeFeed
+from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
+from settings_api.jwt_auth import JwtVerifier, TokenError
+from settings_api.openapi import openapi_handler
+from settings_api.problems import Forbidden, NotFound, Unauthorized, UpstreamFailed
+from settings_api.routes import PRINCIPAL, ROUTES, SERVICE
+from settings_api.schemas import ID_PATTERN
+from settings_api.service import SettingsService
+from settings_api.store import Store, create_store
+from settings_api.upstream import UpstreamError, fetch_tool_catalog
+
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
+CHANGES: web.AppKey[ChangeFeed] = web.AppKey("changes", object)  # type: ignore[arg-type]
+VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier", JwtVerifier)
+
+_ROUTE_PREFIX = "settings."
+_ID = re.compile(ID_PATTERN)
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the store and apply pending migrations (under the backend's lock) for the app's life."""
+    settings = app[SETTINGS]
+    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s)
+    await store.open()
+    try:
+        await store.migrate()
+        app[STORE] = store
+        yield
+    finally:
+        await store.close()
+
+
+async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One ClientSession per app: connection reuse for every upstream call."""
+    async with ClientSession(timeout=ClientTimeout(total=app[SETTINGS].upstream_timeout_s),
+                             headers={"User-Agent": f"mcp-gateway/{__version__}"}) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if CHANGES not in app:
+        app[CHANGES] = LocalChangeFeed()
+    session = app[HTTP_CLIENT]
+
+    async def fetch_catalog(url: str, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        try:
+            return await fetch_tool_catalog(session, url, headers,
+                                            timeout_s=settings.upstream_timeout_s)
+        except UpstreamError as exc:
+            raise UpstreamFailed(f"reading the upstream's tools failed ({exc.reason}): {exc}",
+                                 reason=exc.reason) from exc
+
+    app[SERVICE] = SettingsService(app[STORE], app[CHANGES], fetch_catalog)
+    app[VERIFIER] = JwtVerifier(secret=settings.jwt_secret, jwks_url=settings.jwt_jwks_url,
+                                audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+    yield
+
+
+@web.middleware
+async def jwt_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer JWT on every settings-API route; the token must grant the path's tenant."""
+    name = request.match_info.route.name
+    if not name or not name.startswith(_ROUTE_PREFIX):
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send a settings-API JWT as 'Authorization: Bearer <token>'",
+                           error=None)
+    try:
+        principal = await request.app[VERIFIER].verify(token.strip())
+    except TokenError as exc:
+        raise Unauthorized(str(exc)) from None
+    tenant = request.match_info.get("tenant", "")
+    if not principal.can_access(tenant):
+        raise Forbidden(f"the token does not grant tenant {tenant!r}")
+    if not _ID.match(tenant):
+        raise NotFound(f"tenant {tenant!r} does not exist")
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+def setup_settings_api(app: web.Application) -> None:
+    """Add the control plane's routes and contexts to `app` (store and HTTP client come first)."""
+    app.cleanup_ctx.append(service_ctx)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler,
+                             name=_ROUTE_PREFIX + route.operation_id)
+    app.router.add_get("/openapi.json", openapi_handler)

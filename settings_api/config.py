@@ -1,0 +1,203 @@
+"""Service configuration from ``MCPGW_*`` environment variables (design.md §2).
+
+Every value is validated once at start; all bad values are reported together, each with the
+variable's name, so an operator fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_DATA_DIR = "~/.local/share/mcp-gateway"
+FAILURE_MODES = ("open", "closed")
+
+
+class ConfigError(ValueError):
+    """One or more configuration values are invalid; `problems` lists each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated configuration shared by both planes."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    public_url: str
+    jwt_secret: str
+    jwt_jwks_url: str | None
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    session_secret: str
+    secret_key: str
+    rate_limit_rps: float = 10.0
+    rate_limit_burst: int = 20
+    request_limit_rps: float = 50.0
+    request_limit_burst: int = 100
+    rate_limit_failure_mode: str = "open"
+    upstream_timeout_s: float = 30.0
+    store_timeout_s: float = 5.0
+    max_body_bytes: int = 1_048_576
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    log_level: str = "INFO"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some values replaced (tests and CLI flags)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class _Reader:
+    """Reads typed values from the environment, collecting every problem instead of stopping."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def number(self, name: str, default: float, *, integer: bool = False,
+               minimum: float = 0.0, exclusive: bool = True) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            self.problems.append(f"{name}={raw!r}: must be {kind}")
+            return default
+        if value != value or value in (float("inf"), float("-inf")):
+            self.problems.append(f"{name}={raw!r}: must be finite")
+            return default
+        if (value <= minimum) if exclusive else (value < minimum):
+            bound = "greater than" if exclusive else "at least"
+            self.problems.append(f"{name}={raw!r}: must be {bound} {minimum:g}")
+            return default
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not (parts.netloc or parts.scheme == "sqlite"):
+            self.problems.append(f"{name}={_redact(raw)!r}: must be a {'/'.join(schemes)} URL")
+            return None
+        return raw
+
+
+def _redact(url: str) -> str:
+    # Database and Redis URLs may carry passwords; never echo them back.
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, as browsers send it in `Origin`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def load_secret(data_dir: Path, name: str) -> str:
+    """Read a secret from the data dir, generating it exactly once even when processes race."""
+    directory = data_dir / "secrets"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / name
+    if not path.exists():
+        # Write to a private temp file, then hard-link it into place: link() fails if another
+        # process won the race, and nobody ever reads a half-written secret.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    value = path.read_text().strip()
+    if not value:
+        raise ConfigError([f"secret file {path} is empty"])
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Validated `Settings` from the environment; `ConfigError` lists every bad value."""
+    env = os.environ if env is None else env
+    r = _Reader(env)
+    data_dir = Path(r.text("MCPGW_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    database_url = r.url("MCPGW_DATABASE_URL", ("postgresql", "postgres", "sqlite"))
+    redis_url = r.url("MCPGW_REDIS_URL", ("redis", "rediss", "unix"))
+    public_url = (r.url("MCPGW_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8080")
+    public_url = public_url.rstrip("/")
+    jwks_url = r.url("MCPGW_JWT_JWKS_URL", ("http", "https"))
+    mode = (r.text("MCPGW_RATE_LIMIT_FAILURE_MODE") or "open").lower()
+    if mode not in FAILURE_MODES:
+        r.problems.append(f"MCPGW_RATE_LIMIT_FAILURE_MODE={mode!r}: must be 'open' or 'closed'")
+    level = (r.text("MCPGW_LOG_LEVEL") or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        r.problems.append(f"MCPGW_LOG_LEVEL={level!r}: must be DEBUG, INFO, WARNING or ERROR")
+    origins_raw = r.text("MCPGW_ALLOWED_ORIGINS")
+    origins = (frozenset(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
+               if origins_raw else frozenset({origin_of(public_url)}))
+    for origin in origins:
+        if origin != "*" and urlsplit(origin).scheme not in ("http", "https"):
+            r.problems.append(f"MCPGW_ALLOWED_ORIGINS: {origin!r} is not an http(s) origin")
+
+    values = {
+        "rate_limit_rps": r.number("MCPGW_RATE_LIMIT_RPS", 10.0),
+        "rate_limit_burst": int(r.number("MCPGW_RATE_LIMIT_BURST", 20, integer=True)),
+        "request_limit_rps": r.number("MCPGW_REQUEST_LIMIT_RPS", 50.0),
+        "request_limit_burst": int(r.number("MCPGW_REQUEST_LIMIT_BURST", 100, integer=True)),
+        "upstream_timeout_s": r.number("MCPGW_UPSTREAM_TIMEOUT_S", 30.0),
+        "store_timeout_s": r.number("MCPGW_STORE_TIMEOUT_S", 5.0),
+        "max_body_bytes": int(r.number("MCPGW_MAX_BODY_BYTES", 1_048_576, integer=True)),
+    }
+    if r.problems:
+        raise ConfigError(r.problems)
+
+    try:
+        jwt_secret = r.text("MCPGW_JWT_SECRET") or load_secret(data_dir, "jwt_secret")
+        session_secret = r.text("MCPGW_SESSION_SECRET") or load_secret(data_dir, "session_secret")
+        secret_key = r.text("MCPGW_SECRET_KEY") or load_secret(data_dir, "secret_key")
+    except OSError as exc:
+        problem = f"MCPGW_DATA_DIR={str(data_dir)!r}: cannot be used ({exc.strerror})"
+        raise ConfigError([problem]) from exc
+    if len(jwt_secret) < 32:
+        raise ConfigError(["MCPGW_JWT_SECRET: must be at least 32 characters (HS256, 256 bits)"])
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url or f"sqlite:///{data_dir / 'mcp-gateway.db'}",
+        redis_url=redis_url,
+        public_url=public_url,
+        jwt_secret=jwt_secret,
+        jwt_jwks_url=jwks_url,
+        jwt_audience=r.text("MCPGW_JWT_AUDIENCE"),
+        jwt_issuer=r.text("MCPGW_JWT_ISSUER"),
+        session_secret=session_secret,
+        secret_key=secret_key,
+        rate_limit_failure_mode=mode,
+        allowed_origins=origins,
+        log_level=level,
+        **values,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,222 @@
+"""Settings API handlers and the route table that also drives `/openapi.json`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from settings_api.http import (
+    SETTINGS,
+    Handler,
+    decode_cursor,
+    encode_cursor,
+    json_response,
+    page_params,
+    read_json,
+)
+from settings_api.jwt_auth import Principal
+from settings_api.problems import FieldError, ValidationFailed
+from settings_api.schemas import ID_PATTERN, validate
+from settings_api.service import SettingsPatch, SettingsService
+from settings_api.store import AuditEvent, Config, Integration, McpSettings
+
+SERVICE: web.AppKey[SettingsService] = web.AppKey("settings_service", SettingsService)
+PRINCIPAL = "principal"
+BASE = "/v1/tenants/{tenant}/integrations"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: how it is served and how OpenAPI describes it."""
+
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    body: str | None = None
+    responses: dict[int, str | None] = field(default_factory=dict)
+    query: tuple[str, ...] = ()
+
+
+# serialization -------------------------------------------------------------------------------
+def integration_json(i: Integration) -> dict[str, Any]:
+    return {"integrationId": i.integration_id, "name": i.name, "createdAt": i.created_at,
+            "modifiedAt": i.modified_at}
+
+
+def config_json(c: Config) -> dict[str, Any]:
+    # upstream header values are write-only: only their names are ever shown.
+    return {"configId": c.config_id, "upstreamUrl": c.upstream_url,
+            "upstreamHeaderNames": c.upstream_header_names, "tools": c.tools,
+            "createdAt": c.created_at, "syncedAt": c.synced_at}
+
+
+def mcp_urls(public_url: str, tenant: str, integration: str) -> tuple[str, str]:
+    """(callUrl, testUrl) of an integration."""
+    base = f"{public_url}/v1/tenants/{tenant}/integrations/{integration}"
+    return f"{base}/mcp:call", f"{base}/mcp:test"
+
+
+def settings_json(request: web.Request, s: McpSettings, api_key: str | None) -> dict[str, Any]:
+    call_url, test_url = mcp_urls(request.app[SETTINGS].public_url, s.tenant_id,
+                                  s.integration_id)
+    return {"integrationId": s.integration_id, "enabled": s.enabled, "configId": s.config_id,
+            "exposedToolIds": s.exposed_tool_ids, "description": s.description,
+            "apiKeyId": s.api_key_id, "callUrl": call_url, "testUrl": test_url,
+            "createdAt": s.created_at, "modifiedAt": s.modified_at, "keyPrefix": s.key_prefix,
+            "apiKey": api_key}
+
+
+def audit_json(e: AuditEvent) -> dict[str, Any]:
+    return {"eventId": e.event_id, "actor": e.actor, "action": e.action, "target": e.target,
+            "at": e.at, "details": e.details}
+
+
+def _page(items: list[Any], limit: int, render: Any, key: Any) -> dict[str, Any]:
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": [render(i) for i in items],
+            "nextCursor": encode_cursor(key(items[-1])) if more and items else None}
+
+
+# handlers ------------------------------------------------------------------------------------
+def _ctx(request: web.Request) -> tuple[SettingsService, str, str]:
+    principal: Principal = request[PRINCIPAL]
+    return request.app[SERVICE], principal.subject, request.match_info["tenant"]
+
+
+async def put_integration(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    integration = request.match_info["integration"]
+    body = validate("IntegrationPut", await read_json(request))
+    if not re.match(ID_PATTERN, integration):
+        raise ValidationFailed([FieldError(
+            "integration", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")])
+    found, created = await service.put_integration(actor, tenant, integration, body["name"])
+    return json_response(integration_json(found), 201 if created else 200)
+
+
+async def list_integrations(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    cursor, limit = page_params(request)
+    after = decode_cursor(cursor, str) if cursor else ""
+    found = await service.list_integrations(tenant, after, limit + 1)
+    return json_response(_page(found, limit, integration_json, lambda i: i.integration_id))
+
+
+async def get_integration(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    found = await service.get_integration(tenant, request.match_info["integration"])
+    return json_response(integration_json(found))
+
+
+async def delete_integration(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    await service.delete_integration(actor, tenant, request.match_info["integration"])
+    return web.Response(status=204)
+
+
+async def create_config(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    body = validate("ConfigCreate", await read_json(request))
+    config = await service.create_config(
+        actor, tenant, request.match_info["integration"], body.get("upstreamUrl"),
+        body.get("upstreamHeaders") or {}, body.get("tools"))
+    return json_response(config_json(config), 201)
+
+
+async def list_configs(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    cursor, limit = page_params(request)
+    after = decode_cursor(cursor, str) if cursor else ""
+    found = await service.list_configs(tenant, request.match_info["integration"], after,
+                                       limit + 1)
+    return json_response(_page(found, limit, config_json, lambda c: c.config_id))
+
+
+async def get_config(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    config = await service.get_config(tenant, request.match_info["integration"],
+                                      request.match_info["config_id"])
+    return json_response(config_json(config))
+
+
+async def sync_tools(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    config = await service.sync_tools(actor, tenant, request.match_info["integration"],
+                                      request.match_info["config_id"])
+    return json_response(config_json(config))
+
+
+async def get_mcp_settings(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    found = await service.get_settings(tenant, request.match_info["integration"])
+    return json_response(settings_json(request, found, None))
+
+
+async def patch_mcp_settings(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    body = validate("McpSettingsPatch", await read_json(request))
+    patch = SettingsPatch(enabled=body.get("enabled"), config_id=body.get("configId"),
+                          exposed_tool_ids=body.get("exposedToolIds"),
+                          description=body.get("description"))
+    found, raw_key = await service.patch_settings(actor, tenant,
+                                                  request.match_info["integration"], patch)
+    return json_response(settings_json(request, found, raw_key))
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    found, raw_key = await service.rotate_key(actor, tenant, request.match_info["integration"])
+    return json_response(settings_json(request, found, raw_key))
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    cursor, limit = page_params(request)
+    before = decode_cursor(cursor, int) if cursor else 2**62
+    found = await service.list_audit(tenant, before, limit + 1)
+    return json_response(_page(found, limit, audit_json, lambda e: e.seq))
+
+
+_ERRORS = {400: "Problem", 401: "Problem", 403: "Problem", 404: "Problem", 503: "Problem"}
+_WRITE_ERRORS = {**_ERRORS, 409: "Problem", 413: "Problem", 415: "Problem", 422: "Problem"}
+_PAGE = ("cursor", "limit")
+_INTEGRATION = BASE + "/{integration}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", BASE, list_integrations, "listIntegrations", "List integrations",
+          responses={200: "IntegrationPage", 422: "Problem", **_ERRORS}, query=_PAGE),
+    Route("PUT", _INTEGRATION, put_integration, "putIntegration",
+          "Create or rename an integration", body="IntegrationPut",
+          responses={200: "Integration", 201: "Integration", **_WRITE_ERRORS}),
+    Route("GET", _INTEGRATION, get_integration, "getIntegration", "Read an integration",
+          responses={200: "Integration", **_ERRORS}),
+    Route("DELETE", _INTEGRATION, delete_integration, "deleteIntegration",
+          "Delete an integration and revoke its key", responses={204: None, **_ERRORS}),
+    Route("POST", _INTEGRATION + "/configs", create_config, "createConfig",
+          "Create a config (inline tools, or read from the upstream)", body="ConfigCreate",
+          responses={201: "Config", 502: "Problem", **_WRITE_ERRORS}),
+    Route("GET", _INTEGRATION + "/configs", list_configs, "listConfigs", "List configs",
+          responses={200: "ConfigPage", 422: "Problem", **_ERRORS}, query=_PAGE),
+    Route("GET", _INTEGRATION + "/configs/{config_id}", get_config, "getConfig",
+          "Read a config", responses={200: "Config", **_ERRORS}),
+    Route("POST", _INTEGRATION + "/configs/{config_id}:syncTools", sync_tools, "syncTools",
+          "Re-read the upstream tool catalog",
+          responses={200: "Config", 409: "Problem", 502: "Problem", **_ERRORS}),
+    Route("GET", _INTEGRATION + "/mcp", get_mcp_settings, "getMcpSettings",
+          "Read the MCP settings", responses={200: "McpSettings", **_ERRORS}),
+    Route("PATCH", _INTEGRATION + "/mcp", patch_mcp_settings, "patchMcpSettings",
+          "Change the MCP settings (absent or null fields are kept)", body="McpSettingsPatch",
+          responses={200: "McpSettings", **_WRITE_ERRORS}),
+    Route("POST", _INTEGRATION + "/mcp:rotateKey", rotate_key, "rotateKey",
+          "Mint a new API key and revoke the old one",
+          responses={200: "McpSettings", 409: "Problem", **_ERRORS}),
+    Route("GET", "/v1/tenants/{tenant}/audit", list_audit, "listAudit",
+          "The tenant's audit events, newest first",
+          responses={200: "AuditEventPage", 422: "Problem", **_ERRORS}, query=_PAGE),
+)

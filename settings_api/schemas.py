@@ -1,0 +1,224 @@
+"""JSON Schemas of the settings API: handlers validate with them and `/openapi.json` shows them."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from settings_api.problems import FieldError, ValidationFailed
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+# RFC 9110 token characters; CR/LF never allowed in values (header injection).
+HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
+HEADER_VALUE_PATTERN = r"^[^\r\n\x00]*$"
+
+_nullable_string = {"type": ["string", "null"]}
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to component `name`."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "IntegrationPut": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}},
+    },
+    "Integration": {
+        "type": "object",
+        "required": ["integrationId", "name", "createdAt", "modifiedAt"],
+        "properties": {
+            "integrationId": {"type": "string"},
+            "name": {"type": "string"},
+            "createdAt": {"type": "integer", "description": "Unix epoch milliseconds"},
+            "modifiedAt": {"type": "integer", "description": "Unix epoch milliseconds"},
+        },
+    },
+    "Tool": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,128}$"},
+            "title": {"type": "string"},
+            "description": {"type": "string"},
+            "inputSchema": {"type": "object"},
+            "outputSchema": {"type": "object"},
+            "annotations": {"type": "object"},
+        },
+    },
+    "ConfigCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "upstreamUrl": {"type": "string", "pattern": r"^https?://[^\s]+$",
+                            "maxLength": 2048},
+            "upstreamHeaders": {
+                "type": "object",
+                "maxProperties": 32,
+                "propertyNames": {"pattern": HEADER_NAME_PATTERN},
+                "additionalProperties": {"type": "string", "maxLength": 8192,
+                                         "pattern": HEADER_VALUE_PATTERN},
+                "description": "Sent to the upstream on every call. Write-only: never returned.",
+            },
+            "tools": {"type": "array", "maxItems": 1000, "items": ref("Tool")},
+        },
+    },
+    "Config": {
+        "type": "object",
+        "required": ["configId", "upstreamUrl", "upstreamHeaderNames", "tools", "createdAt",
+                     "syncedAt"],
+        "properties": {
+            "configId": {"type": "string"},
+            "upstreamUrl": _nullable_string,
+            "upstreamHeaderNames": {"type": "array", "items": {"type": "string"}},
+            "tools": {"type": "array", "items": ref("Tool")},
+            "createdAt": {"type": "integer"},
+            "syncedAt": {"type": ["integer", "null"]},
+        },
+    },
+    "McpSettingsPatch": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "enabled": {"type": ["boolean", "null"]},
+            "configId": _nullable_string,
+            "exposedToolIds": {"type": ["array", "null"], "uniqueItems": True, "maxItems": 1000,
+                               "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+            "description": {"type": ["string", "null"], "maxLength": 4000},
+        },
+    },
+    "McpSettings": {
+        "type": "object",
+        "required": ["integrationId", "enabled", "configId", "exposedToolIds", "description",
+                     "apiKeyId", "callUrl", "testUrl", "createdAt", "modifiedAt", "keyPrefix",
+                     "apiKey"],
+        "properties": {
+            "integrationId": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "configId": _nullable_string,
+            "exposedToolIds": {"type": "array", "items": {"type": "string"}},
+            "description": _nullable_string,
+            "apiKeyId": _nullable_string,
+            "callUrl": {"type": "string"},
+            "testUrl": {"type": "string"},
+            "createdAt": {"type": "integer"},
+            "modifiedAt": {"type": "integer"},
+            "keyPrefix": _nullable_string,
+            "apiKey": {"type": ["string", "null"],
+                       "description": "The raw key, only in the response that minted it."},
+        },
+    },
+    "AuditEvent": {
+        "type": "object",
+        "required": ["eventId", "actor", "action", "target", "at", "details"],
+        "properties": {
+            "eventId": {"type": "string"},
+            "actor": {"type": "string"},
+            "action": {"type": "string"},
+            "target": {"type": "string"},
+            "at": {"type": "integer"},
+            "details": {"type": "object"},
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "requestId": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+        },
+    },
+}
+
+
+def page_of(item: str) -> dict[str, Any]:
+    """Schema of a cursor-paginated list of `item`."""
+    return {
+        "type": "object",
+        "required": ["items", "nextCursor"],
+        "properties": {"items": {"type": "array", "items": ref(item)},
+                       "nextCursor": _nullable_string},
+    }
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    # Validate against the very document OpenAPI shows, so the two can never disagree.
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}",
+                                 "components": {"schemas": COMPONENTS}})
+
+
+def field_errors(name: str, body: Any) -> list[FieldError]:
+    """Every way `body` violates component `name`, as field paths and messages."""
+    errors = []
+    for error in sorted(_validator(name).iter_errors(body), key=lambda e: list(e.path)):
+        path = _path(error.absolute_path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            errors.append(FieldError(_join(path, missing), "is required"))
+        elif error.validator == "additionalProperties" and error.validator_value is False:
+            for extra in sorted(set(error.instance) - set(error.schema.get("properties", {}))):
+                errors.append(FieldError(_join(path, extra), "is not a known field"))
+        else:
+            errors.append(FieldError(path or "(body)", _message(error)))
+    return errors
+
+
+def validate(name: str, body: Any) -> dict[str, Any]:
+    """Return `body` if it satisfies component `name`, else raise a 422 listing every field."""
+    errors = field_errors(name, body)
+    if errors:
+        raise ValidationFailed(errors)
+    return body
+
+
+_MESSAGES = {
+    "minLength": "must have at least {} characters",
+    "maxLength": "must have at most {} characters",
+    "minItems": "must have at least {} items",
+    "maxItems": "must have at most {} items",
+    "maxProperties": "must have at most {} entries",
+    "uniqueItems": "must not contain duplicates",
+    "pattern": "has characters or a shape that is not allowed",
+    "propertyNames": "has a name with characters that are not allowed",
+    "enum": "must be one of {}",
+    "const": "must be {}",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+}
+
+
+def _message(error: Any) -> str:
+    # Built from the rule, never from the value: a value may be a secret (a header value).
+    if error.validator == "type":
+        expected = error.validator_value
+        names = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"must be of type {names}"
+    template = _MESSAGES.get(str(error.validator))
+    if template is None:
+        return f"does not satisfy '{error.validator}'"
+    return template.format(error.validator_value)
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name

@@ -1,0 +1,220 @@
+"""The store interface: named queries written once, over two sibling backends.
+
+A backend (Postgres, SQLite) only supplies connections, transactions and its SQL dialect;
+`StoreSession` turns the statements in `queries` into typed records for both of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from importlib import resources
+from typing import Any, Protocol
+
+from settings_api.store import queries as q
+from settings_api.store.models import AuditEvent, Config, Integration, KeyBinding, McpSettings
+
+Row = Mapping[str, Any]
+
+
+class StoreError(Exception):
+    """Base of store failures."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached (or did not answer within the configured timeout)."""
+
+
+class StoreConflictError(StoreError):
+    """A uniqueness or foreign-key rule of the schema refused the write."""
+
+
+class Connection(Protocol):
+    """The three primitives a backend provides; `sql` is already in the backend's dialect."""
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
+
+    async def execute(self, sql: str, *args: Any) -> int: ...
+
+
+def _integration(row: Row) -> Integration:
+    return Integration(row["tenant_id"], row["integration_id"], row["name"], row["created_at"],
+                       row["modified_at"])
+
+
+def _config(row: Row) -> Config:
+    return Config(row["config_id"], row["tenant_id"], row["integration_id"], row["upstream_url"],
+                  json.loads(row["upstream_headers"]), json.loads(row["tools"]),
+                  row["created_at"], row["synced_at"])
+
+
+def _settings(row: Row) -> McpSettings:
+    return McpSettings(row["tenant_id"], row["integration_id"], bool(row["enabled"]),
+                       row["config_id"], json.loads(row["exposed_tool_ids"]), row["description"],
+                       row["api_key_id"], row["key_prefix"], row["created_at"], row["modified_at"])
+
+
+def _key(row: Row) -> KeyBinding:
+    return KeyBinding(row["key_id"], row["key_hash"], row["key_prefix"], row["tenant_id"],
+                      row["integration_id"], row["scope"], row["created_at"], row["revoked_at"])
+
+
+def _audit(row: Row) -> AuditEvent:
+    return AuditEvent(row["seq"], row["event_id"], row["tenant_id"], row["actor"], row["action"],
+                      row["target"], row["at"], json.loads(row["details"]))
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class StoreSession:
+    """Named queries on one connection; inside a transaction when opened by `Store.transaction`."""
+
+    def __init__(self, conn: Connection, lock_clause: str) -> None:
+        self._conn = conn
+        self._lock = lock_clause
+
+    async def ping(self) -> None:
+        await self._conn.fetchrow(q.PING)
+
+    # integrations
+    async def get_integration(self, tenant: str, integration: str, *,
+                              for_update: bool = False) -> Integration | None:
+        sql = q.GET_INTEGRATION.format(lock=self._lock if for_update else "")
+        row = await self._conn.fetchrow(sql, tenant, integration)
+        return _integration(row) if row else None
+
+    async def list_integrations(self, tenant: str, after: str, limit: int) -> list[Integration]:
+        rows = await self._conn.fetch(q.LIST_INTEGRATIONS, tenant, after, limit)
+        return [_integration(r) for r in rows]
+
+    async def insert_integration(self, tenant: str, integration: str, name: str, now: int) -> bool:
+        """Insert with its (disabled) MCP settings row; False when it already exists."""
+        if not await self._conn.execute(q.INSERT_INTEGRATION, tenant, integration, name, now):
+            return False
+        await self._conn.execute(q.INSERT_SETTINGS, tenant, integration, now)
+        return True
+
+    async def rename_integration(self, tenant: str, integration: str, name: str, now: int) -> None:
+        await self._conn.execute(q.RENAME_INTEGRATION, tenant, integration, name, now)
+
+    async def delete_integration(self, tenant: str, integration: str) -> bool:
+        return bool(await self._conn.execute(q.DELETE_INTEGRATION, tenant, integration))
+
+    # configs
+    async def insert_config(self, config: Config) -> None:
+        await self._conn.execute(
+            q.INSERT_CONFIG, config.config_id, config.tenant_id, config.integration_id,
+            config.upstream_url, _dump(config.upstream_headers), _dump(config.tools),
+            config.created_at, config.synced_at)
+
+    async def get_config(self, tenant: str, integration: str, config_id: str) -> Config | None:
+        row = await self._conn.fetchrow(q.GET_CONFIG, tenant, integration, config_id)
+        return _config(row) if row else None
+
+    async def list_configs(self, tenant: str, integration: str, after: str,
+                           limit: int) -> list[Config]:
+        rows = await self._conn.fetch(q.LIST_CONFIGS, tenant, integration, after, limit)
+        return [_config(r) for r in rows]
+
+    async def update_config_tools(self, tenant: str, integration: str, config_id: str,
+                                  tools: list[dict[str, Any]], synced_at: int) -> None:
+        await self._conn.execute(q.UPDATE_CONFIG_TOOLS, tenant, integration, config_id,
+                                 _dump(tools), synced_at)
+
+    # MCP settings and keys
+    async def get_settings(self, tenant: str, integration: str) -> McpSettings | None:
+        row = await self._conn.fetchrow(q.SETTINGS_SELECT, tenant, integration)
+        return _settings(row) if row else None
+
+    async def lock_settings(self, tenant: str, integration: str) -> McpSettings | None:
+        """Take the integration's settings row lock, then read it (None: no such integration)."""
+        sql = q.LOCK_SETTINGS.format(lock=self._lock)
+        if await self._conn.fetchrow(sql, tenant, integration) is None:
+            return None
+        return await self.get_settings(tenant, integration)
+
+    async def update_settings(self, s: McpSettings) -> None:
+        await self._conn.execute(
+            q.UPDATE_SETTINGS, s.tenant_id, s.integration_id, s.enabled, s.config_id,
+            _dump(s.exposed_tool_ids), s.description, s.api_key_id, s.modified_at)
+
+    async def insert_key(self, key: KeyBinding) -> None:
+        await self._conn.execute(
+            q.INSERT_KEY, key.key_id, key.key_hash, key.key_prefix, key.tenant_id,
+            key.integration_id, key.scope, key.created_at)
+
+    async def revoke_live_keys(self, tenant: str, integration: str, now: int) -> int:
+        return await self._conn.execute(q.REVOKE_LIVE_KEYS, tenant, integration, now)
+
+    async def live_keys(self, tenant: str, integration: str) -> list[KeyBinding]:
+        return [_key(r) for r in await self._conn.fetch(q.LIVE_KEYS, tenant, integration)]
+
+    async def get_key_by_hash(self, key_hash: str) -> KeyBinding | None:
+        row = await self._conn.fetchrow(q.GET_KEY_BY_HASH, key_hash)
+        return _key(row) if row else None
+
+    # audit
+    async def insert_audit(self, event_id: str, tenant: str, actor: str, action: str,
+                           target: str, at: int, details: dict[str, Any]) -> None:
+        await self._conn.execute(q.INSERT_AUDIT, event_id, tenant, actor, action, target, at,
+                                 _dump(details))
+
+    async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:
+        rows = await self._conn.fetch(q.LIST_AUDIT, tenant, before_seq, limit)
+        return [_audit(r) for r in rows]
+
+
+class Store(ABC):
+    """A database behind `StoreSession`s; created closed, opened in the app's cleanup_ctx."""
+
+    dialect: str
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect (pools, files)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release every connection."""
+
+    @abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending numbered migrations under a lock; return the versions applied."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[StoreSession]:
+        """A session inside one transaction: committed on exit, rolled back on error."""
+
+    @abstractmethod
+    def reader(self) -> AbstractAsyncContextManager[StoreSession]:
+        """A session for single-statement reads of committed data."""
+
+    async def ping(self) -> None:
+        async with self.reader() as session:
+            await session.ping()
+
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migration_files(dialect: str) -> list[tuple[int, str]]:
+    """(version, SQL) of every migration shipped for `dialect`, in order."""
+    folder = resources.files("settings_api.store") / "migrations" / dialect
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def pending_migrations(applied: set[int], dialect: str) -> list[tuple[int, str]]:
+    """The migrations of `dialect` not in `applied`, in order."""
+    return [(v, sql) for v, sql in migration_files(dialect) if v not in applied]

@@ -1,0 +1,76 @@
+"""Records the store reads and writes. Times are Unix epoch milliseconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    tenant_id: str
+    integration_id: str
+    name: str
+    created_at: int
+    modified_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    config_id: str
+    tenant_id: str
+    integration_id: str
+    upstream_url: str | None
+    # Write-only secrets: only their names ever leave the service.
+    upstream_headers: dict[str, str] = field(repr=False)
+    tools: list[dict[str, Any]]
+    created_at: int
+    synced_at: int | None
+
+    @property
+    def upstream_header_names(self) -> list[str]:
+        return sorted(self.upstream_headers)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [tool["name"] for tool in self.tools]
+
+
+@dataclass(frozen=True, slots=True)
+class McpSettings:
+    tenant_id: str
+    integration_id: str
+    enabled: bool
+    config_id: str | None
+    exposed_tool_ids: list[str]
+    description: str | None
+    api_key_id: str | None
+    key_prefix: str | None
+    created_at: int
+    modified_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBinding:
+    """What a key hash resolves to on the data plane."""
+
+    key_id: str
+    key_hash: str
+    key_prefix: str
+    tenant_id: str
+    integration_id: str
+    scope: str
+    created_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    seq: int
+    event_id: str
+    tenant_id: str
+    actor: str
+    action: str
+    target: str
+    at: int
+    details: dict[str, Any]

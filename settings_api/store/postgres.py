@@ -1,0 +1,114 @@
+"""Postgres backend on an asyncpg pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from settings_api.store.base import (
+    Row,
+    Store,
+    StoreConflictError,
+    StoreSession,
+    StoreUnavailableError,
+    pending_migrations,
+)
+
+# Any number works as long as every replica uses the same one.
+_MIGRATION_LOCK_ID = 0x6D6370677731  # "mcpgw1"
+
+_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                asyncpg.TooManyConnectionsError)
+
+
+class _PgConnection:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        return await self._conn.fetchrow(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
+        return await self._conn.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await self._conn.execute(sql, *args)
+        # asyncpg returns the command tag, e.g. "UPDATE 3"; the last word is the row count.
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+
+class PostgresStore(Store):
+    """Store on Postgres; the pool is created in `open` (called from the app's cleanup_ctx)."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str, *, timeout_s: float = 5.0, min_size: int = 1,
+                 max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._timeout = timeout_s
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min_size, max_size=self._max_size,
+                timeout=self._timeout, command_timeout=self._timeout)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to Postgres: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StoreUnavailableError("store is not open")
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StoreConflictError(exc.__class__.__name__) from exc
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"Postgres unavailable: {type(exc).__name__}") from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[StoreSession]:
+        async with self._connection() as conn, conn.transaction():
+            yield StoreSession(_PgConnection(conn), "FOR UPDATE")
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[StoreSession]:
+        async with self._connection() as conn:
+            yield StoreSession(_PgConnection(conn), "")
+
+    async def migrate(self) -> list[int]:
+        applied_now: list[int] = []
+        async with self._connection() as conn:
+            # Session-level advisory lock: replicas starting together apply migrations one at a
+            # time, and the later ones find nothing left to do.
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                rows = await conn.fetch("SELECT version FROM schema_migrations")
+                for version, sql in pending_migrations({r["version"] for r in rows}, self.dialect):
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                    applied_now.append(version)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+        return applied_now

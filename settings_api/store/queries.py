@@ -1,0 +1,88 @@
+"""Every SQL statement the store runs, written once for both dialects.
+
+Placeholders are Postgres-style ``$n``; the SQLite backend rewrites them to ``?n``.
+``{lock}`` becomes ``FOR UPDATE`` on Postgres and nothing on SQLite, where a write
+transaction (BEGIN IMMEDIATE) already excludes every other writer.
+"""
+
+PING = "SELECT 1"
+
+INTEGRATION_COLUMNS = "tenant_id, integration_id, name, created_at, modified_at"
+GET_INTEGRATION = f"""
+SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE tenant_id = $1 AND integration_id = $2 {{lock}}
+"""
+LIST_INTEGRATIONS = f"""
+SELECT {INTEGRATION_COLUMNS} FROM integrations
+WHERE tenant_id = $1 AND integration_id > $2 ORDER BY integration_id LIMIT $3
+"""
+INSERT_INTEGRATION = """
+INSERT INTO integrations (tenant_id, integration_id, name, created_at, modified_at)
+VALUES ($1, $2, $3, $4, $4) ON CONFLICT (tenant_id, integration_id) DO NOTHING
+"""
+RENAME_INTEGRATION = """
+UPDATE integrations SET name = $3, modified_at = $4 WHERE tenant_id = $1 AND integration_id = $2
+"""
+DELETE_INTEGRATION = "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2"
+
+CONFIG_COLUMNS = ("config_id, tenant_id, integration_id, upstream_url, upstream_headers, tools, "
+                  "created_at, synced_at")
+INSERT_CONFIG = f"""
+INSERT INTO configs ({CONFIG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+GET_CONFIG = f"""
+SELECT {CONFIG_COLUMNS} FROM configs
+WHERE tenant_id = $1 AND integration_id = $2 AND config_id = $3
+"""
+LIST_CONFIGS = f"""
+SELECT {CONFIG_COLUMNS} FROM configs
+WHERE tenant_id = $1 AND integration_id = $2 AND config_id > $3 ORDER BY config_id LIMIT $4
+"""
+UPDATE_CONFIG_TOOLS = """
+UPDATE configs SET tools = $4, synced_at = $5
+WHERE tenant_id = $1 AND integration_id = $2 AND config_id = $3
+"""
+
+SETTINGS_SELECT = """
+SELECT s.tenant_id, s.integration_id, s.enabled, s.config_id, s.exposed_tool_ids, s.description,
+       s.api_key_id, k.key_prefix, s.created_at, s.modified_at
+FROM mcp_settings s LEFT JOIN api_keys k ON k.key_id = s.api_key_id
+WHERE s.tenant_id = $1 AND s.integration_id = $2
+"""
+# Row lock on the settings row alone: it serializes every enable/rotate of one integration.
+LOCK_SETTINGS = """
+SELECT api_key_id FROM mcp_settings WHERE tenant_id = $1 AND integration_id = $2 {lock}
+"""
+INSERT_SETTINGS = """
+INSERT INTO mcp_settings (tenant_id, integration_id, enabled, config_id, exposed_tool_ids,
+                          description, api_key_id, created_at, modified_at)
+VALUES ($1, $2, FALSE, NULL, '[]', NULL, NULL, $3, $3)
+"""
+UPDATE_SETTINGS = """
+UPDATE mcp_settings SET enabled = $3, config_id = $4, exposed_tool_ids = $5, description = $6,
+                        api_key_id = $7, modified_at = $8
+WHERE tenant_id = $1 AND integration_id = $2
+"""
+
+KEY_COLUMNS = ("key_id, key_hash, key_prefix, tenant_id, integration_id, scope, created_at, "
+               "revoked_at")
+INSERT_KEY = f"""
+INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
+"""
+REVOKE_LIVE_KEYS = """
+UPDATE api_keys SET revoked_at = $3
+WHERE tenant_id = $1 AND integration_id = $2 AND revoked_at IS NULL
+"""
+GET_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+LIVE_KEYS = f"""
+SELECT {KEY_COLUMNS} FROM api_keys
+WHERE tenant_id = $1 AND integration_id = $2 AND revoked_at IS NULL
+"""
+
+INSERT_AUDIT = """
+INSERT INTO audit_events (event_id, tenant_id, actor, action, target, at, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+LIST_AUDIT = """
+SELECT seq, event_id, tenant_id, actor, action, target, at, details FROM audit_events
+WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
+"""

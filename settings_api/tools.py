@@ -1,0 +1,62 @@
+"""Validation of tool catalogs (inline in a config, or read from an upstream MCP server)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from settings_api.problems import FieldError
+
+# MCP 2025-11-25: tool names are 1-128 characters of A-Z a-z 0-9 _ - .
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+MAX_TOOLS = 1000
+
+
+def normalize_tools(
+    tools: Any, field: str = "tools"
+) -> tuple[list[dict[str, Any]], list[FieldError]]:
+    """Check a catalog; return it (with a default `inputSchema`) and every problem found."""
+    errors: list[FieldError] = []
+    if not isinstance(tools, list):
+        return [], [FieldError(field, "must be an array of tools")]
+    if len(tools) > MAX_TOOLS:
+        errors.append(FieldError(field, f"at most {MAX_TOOLS} tools"))
+    seen: set[str] = set()
+    result = []
+    for index, tool in enumerate(tools[:MAX_TOOLS]):
+        where = f"{field}[{index}]"
+        if not isinstance(tool, dict):
+            errors.append(FieldError(where, "must be an object"))
+            continue
+        name = tool.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            errors.append(FieldError(f"{where}.name",
+                                     "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'"))
+        elif name in seen:
+            errors.append(FieldError(f"{where}.name", f"duplicate tool name {name!r}"))
+        else:
+            seen.add(name)
+        tool = dict(tool)
+        tool.setdefault("inputSchema", {"type": "object"})
+        for key in ("inputSchema", "outputSchema"):
+            if key in tool:
+                problem = _schema_problem(tool[key])
+                if problem:
+                    errors.append(FieldError(f"{where}.{key}", problem))
+        result.append(tool)
+    return result, errors
+
+
+def _schema_problem(schema: Any) -> str | None:
+    if not isinstance(schema, dict):
+        return "must be a JSON Schema object"
+    if schema.get("type", "object") != "object":
+        return "must describe an object (type: object)"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    return None
