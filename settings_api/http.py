@@ -32,7 +32,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 HTTP_CLIENT: web.AppKey[ClientSession] = web.AppKey("http_client", ClientSession)
-REQUEST_ID = "request_id"
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 

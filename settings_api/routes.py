@@ -24,7 +24,7 @@ from settings_api.service import SettingsPatch, SettingsService
 from settings_api.store import AuditEvent, Config, Integration, McpSettings
 
 SERVICE: web.AppKey[SettingsService] = web.AppKey("settings_service", SettingsService)
-PRINCIPAL = "principal"
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 BASE = "/v1/tenants/{tenant}/integrations"
 
 

@@ -1,0 +1,142 @@
+"""Shared fixtures: a live app on each store backend, JWTs, and a fresh Postgres database.
+
+Postgres tests use the real server at 127.0.0.1:5432 (MCPGW_TEST_POSTGRES_DSN overrides); one
+fresh database per test run, emptied before each test. A missing server fails the run: nothing
+here skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.server import build_app
+from settings_api.config import Settings, load_settings
+from settings_api.jwt_auth import issue_token
+
+ADMIN_DSN = os.environ.get("MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+JWT_SECRET = "test-secret-" + "x" * 40
+BACKENDS = ("sqlite", "postgres")
+TABLES = ("audit_events", "api_keys", "mcp_settings", "configs", "integrations")
+
+
+def _dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test run, dropped at the end."""
+    name = f"mcpgw_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _dsn_for(name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _empty_postgres(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('public.integrations') IS NOT NULL")
+        if exists:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url = request.getfixturevalue("postgres_url")
+    asyncio.run(_empty_postgres(url))
+    return url
+
+
+def make_settings(tmp_path: Path, database_url: str, **env: str) -> Settings:
+    """Settings as the service would load them, with a private data dir."""
+    base = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_DATABASE_URL": database_url,
+            "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_PUBLIC_URL": "http://gw.test:8080",
+            "MCPGW_UPSTREAM_TIMEOUT_S": "3"}
+    base.update(env)
+    return load_settings(base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
+    """A live app (all roles) on the parametrized backend."""
+    return await aiohttp_client(build_app(settings))
+
+
+@pytest.fixture
+def token() -> Callable[..., str]:
+    """`token("acme")` → a valid settings-API JWT for that tenant."""
+    def make(tenant: str = "acme", **kwargs: Any) -> str:
+        return issue_token(JWT_SECRET, tenant, **kwargs)
+    return make
+
+
+@pytest.fixture
+def auth(token: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    """`auth("acme")` → headers carrying a JWT for that tenant."""
+    def make(tenant: str = "acme", **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token(tenant, **kwargs)}"}
+    return make
+
+
+class Api:
+    """Small helper over the settings API for tests that need setup steps."""
+
+    def __init__(self, client: TestClient, headers: dict[str, str], tenant: str = "acme") -> None:
+        self.client = client
+        self.headers = headers
+        self.base = f"/v1/tenants/{tenant}/integrations"
+
+    async def call(self, method: str, path: str, expect: int | None = None,
+                   **kwargs: Any) -> tuple[int, Any]:
+        async with self.client.request(method, self.base + path, headers=self.headers,
+                                       **kwargs) as resp:
+            body = await resp.json(content_type=None) if resp.status != 204 else None
+            if expect is not None:
+                assert resp.status == expect, (resp.status, body)
+            return resp.status, body
+
+    async def integration_with_config(self, integration: str = "crm",
+                                      tools: list[dict[str, Any]] | None = None) -> str:
+        """Create an integration with an inline config; return the config id."""
+        await self.call("PUT", f"/{integration}", 201, json={"name": integration.upper()})
+        tools = tools if tools is not None else [
+            {"name": "search_contacts", "inputSchema": {"type": "object"}},
+            {"name": "create_contact", "inputSchema": {"type": "object"}},
+        ]
+        _, config = await self.call("POST", f"/{integration}/configs", 201, json={"tools": tools})
+        return config["configId"]
+
+
+@pytest.fixture
+def api(client: TestClient, auth: Callable[..., dict[str, str]]) -> Api:
+    return Api(client, auth("acme"))
