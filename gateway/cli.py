@@ -63,8 +63,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                   "process per port behind a load balancer", file=sys.stderr)
         return 2
     app = build_app(settings, args.role)
-    log.info("mcp-gateway %s serving role=%s on http://%s:%d (store: %s)", __version__,
-             args.role, args.host, args.port, "postgres" if settings.uses_postgres else "sqlite")
+
+    async def announce(_: web.Application) -> None:
+        # After the contexts opened the store: the line means the service is really up.
+        log.info("mcp-gateway %s serving role=%s on http://%s:%d (store: %s)", __version__,
+                 args.role, args.host, args.port,
+                 "postgres" if settings.uses_postgres else "sqlite")
+
+    app.on_startup.append(announce)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=10)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -31,6 +32,11 @@ _ID = re.compile(ID_PATTERN)
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the store and apply pending migrations (under the backend's lock) for the app's life."""
     settings = app[SETTINGS]
+    # aiosqlite logs every statement with its parameters at DEBUG: upstream header values
+    # included. Keep it at INFO or above even when the service runs with MCPGW_LOG_LEVEL=DEBUG.
+    sqlite_log = logging.getLogger("aiosqlite")
+    if sqlite_log.level < logging.INFO:
+        sqlite_log.setLevel(logging.INFO)
     store = create_store(settings.database_url, timeout_s=settings.store_timeout_s)
     await store.open()
     try:
@@ -86,7 +92,7 @@ async def jwt_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     tenant = request.match_info.get("tenant", "")
     if not principal.can_access(tenant):
         raise Forbidden(f"the token does not grant tenant {tenant!r}")
-    if not _ID.match(tenant):
+    if not _ID.fullmatch(tenant):
         raise NotFound(f"tenant {tenant!r} does not exist")
     request[PRINCIPAL] = principal
     return await handler(request)

@@ -7,6 +7,7 @@ variable's name, so an operator fixes them in one go.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -102,12 +103,19 @@ class _Reader:
         return raw
 
 
+_SCHEME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")
+
+
 def _redact(url: str) -> str:
-    # Database and Redis URLs may carry passwords; never echo them back.
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(parts.password, "***")
-    return url
+    # Database and Redis URLs may carry passwords; never echo them back, not even from a
+    # malformed URL (`postgresql:/user:pw@host`) that urlsplit cannot take apart.
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    match = _SCHEME_PREFIX.match(head)
+    prefix = match.group(0) if match else ""
+    user, colon, _ = head[len(prefix):].partition(":")
+    return f"{prefix}{user}:***@{tail}" if colon else f"{prefix}***@{tail}"
 
 
 def origin_of(url: str) -> str:
@@ -172,6 +180,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "store_timeout_s": r.number("MCPGW_STORE_TIMEOUT_S", 5.0),
         "max_body_bytes": int(r.number("MCPGW_MAX_BODY_BYTES", 1_048_576, integer=True)),
     }
+    explicit_jwt_secret = r.text("MCPGW_JWT_SECRET")
+    if explicit_jwt_secret is not None and len(explicit_jwt_secret) < 32:
+        r.problems.append("MCPGW_JWT_SECRET: must be at least 32 characters (HS256, 256 bits)")
     if r.problems:
         raise ConfigError(r.problems)
 

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -98,9 +99,27 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"the body exceeds {settings.max_body_bytes} bytes") from exc
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        # "\ud800" escapes parse into lone surrogates, which no store or client can encode.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeError included
         raise MalformedJson(f"the body is not valid JSON: {_json_reason(exc)}") from exc
+    return body
+
+
+class _NotJson(ValueError):
+    """Python's json accepts it; RFC 8259 (or any store and client) does not."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson("a number is out of range")
+    return value
 
 
 def _json_reason(exc: Exception) -> str:
@@ -108,14 +127,24 @@ def _json_reason(exc: Exception) -> str:
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     if isinstance(exc, RecursionError):
         return "nested too deeply"
-    return "not UTF-8"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    if isinstance(exc, UnicodeEncodeError):
+        return "a string is not valid Unicode (lone surrogate)"
+    if isinstance(exc, _NotJson):
+        return str(exc)
+    return "a number is too long"  # int() digit limit
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
-# Cursors are opaque to clients; they carry the sort key of the last item returned.
+# Cursors are opaque to clients; they carry the sort key of the last item returned (checked
+# to fit the store's column types: bigint, text without NUL).
+_MAX_SORT_KEY = 2**63 - 1
+
+
 def encode_cursor(value: str | int) -> str:
     return base64.urlsafe_b64encode(json.dumps([value]).encode()).decode().rstrip("=")
 
@@ -125,9 +154,11 @@ def decode_cursor(cursor: str, kind: type) -> Any:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         (value,) = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         value = None
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if (not isinstance(value, kind) or isinstance(value, bool)
+            or (isinstance(value, int) and not 0 <= value <= _MAX_SORT_KEY)
+            or (isinstance(value, str) and "\x00" in value)):
         raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
     return value
 
@@ -138,7 +169,9 @@ def page_params(request: web.Request, default_limit: int = 50,
     raw_limit = request.query.get("limit")
     limit = default_limit
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if (not (raw_limit.isascii() and raw_limit.isdigit()) or len(raw_limit) > 6
+                or not 1 <= int(raw_limit) <= max_limit):
             raise ValidationFailed([FieldError("limit", f"must be an integer 1-{max_limit}")])
         limit = int(raw_limit)
     return request.query.get("cursor") or None, limit

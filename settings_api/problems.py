@@ -116,8 +116,9 @@ class UpstreamFailed(Problem):
 class ServiceUnavailable(Problem):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
-    def __init__(self, detail: str | None = None, *, retry_after_s: int = 2) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+    def __init__(self, detail: str | None = None, *, retry_after_s: int = 2,
+                 **extensions: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)}, **extensions)
 
 
 class StoreUnavailable(ServiceUnavailable):

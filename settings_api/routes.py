@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +17,8 @@ from settings_api.http import (
     read_json,
 )
 from settings_api.jwt_auth import Principal
-from settings_api.problems import FieldError, ValidationFailed
-from settings_api.schemas import ID_PATTERN, validate
+from settings_api.problems import FieldError, NotFound, ValidationFailed
+from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch, SettingsService
 from settings_api.store import AuditEvent, Config, Integration, McpSettings
 
@@ -89,11 +88,26 @@ def _ctx(request: web.Request) -> tuple[SettingsService, str, str]:
     return request.app[SERVICE], principal.subject, request.match_info["tenant"]
 
 
+def _integration(request: web.Request) -> str:
+    """The path's integration id; one that could never have been created does not exist."""
+    integration = request.match_info["integration"]
+    if not full_match(ID_PATTERN, integration):
+        raise NotFound(f"integration {integration!r} does not exist")
+    return integration
+
+
+def _config_id(request: web.Request) -> str:
+    config_id = request.match_info["config_id"]
+    if not full_match(ID_PATTERN, config_id):  # ids are UUIDs
+        raise NotFound(f"config {config_id!r} does not exist")
+    return config_id
+
+
 async def put_integration(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
     integration = request.match_info["integration"]
     body = validate("IntegrationPut", await read_json(request))
-    if not re.match(ID_PATTERN, integration):
+    if not full_match(ID_PATTERN, integration):
         raise ValidationFailed([FieldError(
             "integration", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")])
     found, created = await service.put_integration(actor, tenant, integration, body["name"])
@@ -110,13 +124,13 @@ async def list_integrations(request: web.Request) -> web.Response:
 
 async def get_integration(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
-    found = await service.get_integration(tenant, request.match_info["integration"])
+    found = await service.get_integration(tenant, _integration(request))
     return json_response(integration_json(found))
 
 
 async def delete_integration(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
-    await service.delete_integration(actor, tenant, request.match_info["integration"])
+    await service.delete_integration(actor, tenant, _integration(request))
     return web.Response(status=204)
 
 
@@ -124,7 +138,7 @@ async def create_config(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
     body = validate("ConfigCreate", await read_json(request))
     config = await service.create_config(
-        actor, tenant, request.match_info["integration"], body.get("upstreamUrl"),
+        actor, tenant, _integration(request), body.get("upstreamUrl"),
         body.get("upstreamHeaders") or {}, body.get("tools"))
     return json_response(config_json(config), 201)
 
@@ -133,28 +147,28 @@ async def list_configs(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
     cursor, limit = page_params(request)
     after = decode_cursor(cursor, str) if cursor else ""
-    found = await service.list_configs(tenant, request.match_info["integration"], after,
+    found = await service.list_configs(tenant, _integration(request), after,
                                        limit + 1)
     return json_response(_page(found, limit, config_json, lambda c: c.config_id))
 
 
 async def get_config(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
-    config = await service.get_config(tenant, request.match_info["integration"],
-                                      request.match_info["config_id"])
+    config = await service.get_config(tenant, _integration(request),
+                                      _config_id(request))
     return json_response(config_json(config))
 
 
 async def sync_tools(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
-    config = await service.sync_tools(actor, tenant, request.match_info["integration"],
-                                      request.match_info["config_id"])
+    config = await service.sync_tools(actor, tenant, _integration(request),
+                                      _config_id(request))
     return json_response(config_json(config))
 
 
 async def get_mcp_settings(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
-    found = await service.get_settings(tenant, request.match_info["integration"])
+    found = await service.get_settings(tenant, _integration(request))
     return json_response(settings_json(request, found, None))
 
 
@@ -164,14 +178,14 @@ async def patch_mcp_settings(request: web.Request) -> web.Response:
     patch = SettingsPatch(enabled=body.get("enabled"), config_id=body.get("configId"),
                           exposed_tool_ids=body.get("exposedToolIds"),
                           description=body.get("description"))
-    found, raw_key = await service.patch_settings(actor, tenant,
-                                                  request.match_info["integration"], patch)
+    found, raw_key = await service.patch_settings(actor, tenant, _integration(request),
+                                                  patch)
     return json_response(settings_json(request, found, raw_key))
 
 
 async def rotate_key(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
-    found, raw_key = await service.rotate_key(actor, tenant, request.match_info["integration"])
+    found, raw_key = await service.rotate_key(actor, tenant, _integration(request))
     return json_response(settings_json(request, found, raw_key))
 
 

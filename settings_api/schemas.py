@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from settings_api.problems import FieldError, ValidationFailed
 
@@ -13,6 +14,8 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
 # RFC 9110 token characters; CR/LF never allowed in values (header injection).
 HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
 HEADER_VALUE_PATTERN = r"^[^\r\n\x00]*$"
+# Postgres text cannot hold U+0000; refuse it up front on every backend alike.
+TEXT_PATTERN = r"^[^\x00]*$"
 
 _nullable_string = {"type": ["string", "null"]}
 
@@ -28,7 +31,8 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["name"],
-        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}},
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200,
+                                "pattern": TEXT_PATTERN}},
     },
     "Integration": {
         "type": "object",
@@ -56,7 +60,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "upstreamUrl": {"type": "string", "pattern": r"^https?://[^\s]+$",
+            "upstreamUrl": {"type": "string", "pattern": r"^https?://[^\s\x00]+$",
                             "maxLength": 2048},
             "upstreamHeaders": {
                 "type": "object",
@@ -87,10 +91,11 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "enabled": {"type": ["boolean", "null"]},
-            "configId": _nullable_string,
+            "configId": {"type": ["string", "null"], "pattern": ID_PATTERN},
             "exposedToolIds": {"type": ["array", "null"], "uniqueItems": True, "maxItems": 1000,
                                "items": {"type": "string", "minLength": 1, "maxLength": 128}},
-            "description": {"type": ["string", "null"], "maxLength": 4000},
+            "description": {"type": ["string", "null"], "maxLength": 4000,
+                            "pattern": TEXT_PATTERN},
         },
     },
     "McpSettings": {
@@ -136,6 +141,9 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "detail": {"type": "string"},
             "instance": {"type": "string"},
             "requestId": {"type": "string"},
+            "reason": {"type": "string", "description": (
+                "upstream-failed only: connect, timeout, http-status, invalid-response, "
+                "jsonrpc-error, too-large or too-many-pages")},
             "errors": {"type": "array", "items": {
                 "type": "object", "required": ["field", "message"],
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
@@ -154,11 +162,30 @@ def page_of(item: str) -> dict[str, Any]:
     }
 
 
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    # OpenAPI patterns are ECMA-262, where a final "$" matches only at the very end; Python's
+    # also matches before a trailing newline, which would let "crm\n" or "value\n" through.
+    if not validator.is_type(instance, "string"):
+        return
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    if not re.search(pattern, instance):
+        yield ValidationError("does not match the pattern")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
+def full_match(pattern: str, value: str) -> bool:
+    """`value` matches an anchored schema pattern as a whole (no trailing-newline loophole)."""
+    return re.fullmatch(pattern, value) is not None
+
+
 @cache
-def _validator(name: str) -> Draft202012Validator:
+def _validator(name: str) -> Any:
     # Validate against the very document OpenAPI shows, so the two can never disagree.
-    return Draft202012Validator({"$ref": f"#/components/schemas/{name}",
-                                 "components": {"schemas": COMPONENTS}})
+    return _Validator({"$ref": f"#/components/schemas/{name}",
+                       "components": {"schemas": COMPONENTS}})
 
 
 def field_errors(name: str, body: Any) -> list[FieldError]:

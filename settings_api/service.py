@@ -17,6 +17,7 @@ from typing import Any
 from settings_api import keys
 from settings_api.changes import Change, ChangeFeed
 from settings_api.problems import (
+    BadRequest,
     Conflict,
     FieldError,
     NotFound,
@@ -32,6 +33,7 @@ from settings_api.store import (
     McpSettings,
     Store,
     StoreConflictError,
+    StoreDataError,
     StoreSession,
     StoreUnavailableError,
 )
@@ -300,3 +302,5 @@ class _translated:
             raise StoreUnavailable("the settings store is unavailable; retry shortly") from exc
         if isinstance(exc, StoreConflictError):
             raise Conflict("a concurrent change conflicted with this one; retry") from exc
+        if isinstance(exc, StoreDataError):
+            raise BadRequest("a value in the request cannot be stored") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -11,7 +12,7 @@ from jsonschema.exceptions import SchemaError
 from settings_api.problems import FieldError
 
 # MCP 2025-11-25: tool names are 1-128 characters of A-Z a-z 0-9 _ - .
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 MAX_TOOLS = 1000
 
 
@@ -32,13 +33,16 @@ def normalize_tools(
             errors.append(FieldError(where, "must be an object"))
             continue
         name = tool.get("name")
-        if not isinstance(name, str) or not TOOL_NAME.match(name):
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
             errors.append(FieldError(f"{where}.name",
                                      "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'"))
         elif name in seen:
             errors.append(FieldError(f"{where}.name", f"duplicate tool name {name!r}"))
         else:
             seen.add(name)
+        if not _finite(tool):
+            errors.append(FieldError(where, "contains a number JSON cannot carry (NaN or out "
+                                            "of range)"))
         tool = dict(tool)
         tool.setdefault("inputSchema", {"type": "object"})
         for key in ("inputSchema", "outputSchema"):
@@ -50,6 +54,20 @@ def normalize_tools(
     return result, errors
 
 
+def _finite(value: Any) -> bool:
+    """No NaN/Infinity anywhere (they would be written back out as invalid JSON)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def _schema_problem(schema: Any) -> str | None:
     if not isinstance(schema, dict):
         return "must be a JSON Schema object"
@@ -58,5 +76,14 @@ def _schema_problem(schema: Any) -> str | None:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        return f"not a valid JSON Schema: {exc.message}"
+        # Named by the rule, never quoting the schema: an upstream's catalog may echo secrets
+        # (e.g. the header values we sent) and this message ends up in a response.
+        keyword = next((p for p in exc.absolute_path if isinstance(p, str)), None)
+        where = f" in {keyword!r}" if keyword in _KEYWORDS else ""
+        return f"not a valid JSON Schema (breaks the {exc.validator!r} rule{where})"
     return None
+
+
+_KEYWORDS = frozenset(Draft202012Validator.META_SCHEMA.get("properties", {})) | frozenset({
+    "properties", "items", "required", "type", "additionalProperties", "patternProperties",
+    "$defs", "enum", "const", "allOf", "anyOf", "oneOf", "not", "prefixItems", "$ref"})

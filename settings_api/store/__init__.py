@@ -3,6 +3,7 @@
 from settings_api.store.base import (
     Store,
     StoreConflictError,
+    StoreDataError,
     StoreError,
     StoreSession,
     StoreUnavailableError,
@@ -25,5 +26,6 @@ def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 
 
 __all__ = [
     "AuditEvent", "Config", "Integration", "KeyBinding", "McpSettings", "Store",
-    "StoreConflictError", "StoreError", "StoreSession", "StoreUnavailableError", "create_store",
+    "StoreConflictError", "StoreDataError", "StoreError", "StoreSession",
+    "StoreUnavailableError", "create_store",
 ]

@@ -32,6 +32,10 @@ class StoreConflictError(StoreError):
     """A uniqueness or foreign-key rule of the schema refused the write."""
 
 
+class StoreDataError(StoreError):
+    """The database refused a value (e.g. out of its column type's range)."""
+
+
 class Connection(Protocol):
     """The three primitives a backend provides; `sql` is already in the backend's dialect."""
 
@@ -70,7 +74,9 @@ def _audit(row: Row) -> AuditEvent:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    # Key order is kept: a tool's schema (e.g. the order of its properties) is relayed to
+    # clients exactly as the tenant or the upstream wrote it.
+    return json.dumps(value, separators=(",", ":"))
 
 
 class StoreSession:
@@ -202,16 +208,24 @@ class Store(ABC):
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Migrations are written once; these are the words the dialects spell differently.
+_DIALECT_WORDS = {
+    "postgres": {"@SERIAL_PK@": "bigserial PRIMARY KEY"},
+    "sqlite": {"@SERIAL_PK@": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+}
 
 
 def migration_files(dialect: str) -> list[tuple[int, str]]:
-    """(version, SQL) of every migration shipped for `dialect`, in order."""
-    folder = resources.files("settings_api.store") / "migrations" / dialect
+    """(version, SQL in `dialect`) of every shipped migration, in order."""
+    folder = resources.files("settings_api.store") / "migrations"
     found = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+            sql = entry.read_text(encoding="utf-8")
+            for word, spelling in _DIALECT_WORDS[dialect].items():
+                sql = sql.replace(word, spelling)
+            found.append((int(match.group(1)), sql))
     return sorted(found)
 
 

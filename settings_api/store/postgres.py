@@ -13,6 +13,7 @@ from settings_api.store.base import (
     Row,
     Store,
     StoreConflictError,
+    StoreDataError,
     StoreSession,
     StoreUnavailableError,
     pending_migrations,
@@ -79,6 +80,8 @@ class PostgresStore(Store):
                 yield conn
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StoreConflictError(exc.__class__.__name__) from exc
+        except asyncpg.DataError as exc:
+            raise StoreDataError(exc.__class__.__name__) from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"Postgres unavailable: {type(exc).__name__}") from exc
 

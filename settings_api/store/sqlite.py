@@ -82,12 +82,37 @@ class SqliteStore(Store):
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._path, timeout=self._timeout, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await self._use_wal(conn)
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            # An unclosed aiosqlite connection keeps its worker thread (and the process) alive.
+            await conn.close()
+            raise
         return conn
+
+    async def _use_wal(self, conn: aiosqlite.Connection) -> None:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+        # locked" at once, without the busy handler, while another process opens the same new
+        # file (replicas starting together): retry within the store timeout.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        delay = 0.005
+        while True:
+            try:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                # Extended result codes keep the primary code in the low byte.
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     async def open(self) -> None:
         try:

@@ -1,4 +1,5 @@
 -- Integrations, their upstream configs, MCP settings, API keys and the audit trail.
+-- One file for both dialects: words between @ signs are spelled per dialect (store/base.py).
 CREATE TABLE integrations (
     tenant_id      text   NOT NULL,
     integration_id text   NOT NULL,
@@ -54,7 +55,7 @@ CREATE UNIQUE INDEX api_keys_one_live ON api_keys (tenant_id, integration_id)
     WHERE revoked_at IS NULL;
 
 CREATE TABLE audit_events (
-    seq       bigserial PRIMARY KEY,
+    seq       @SERIAL_PK@,
     event_id  text   NOT NULL UNIQUE,
     tenant_id text   NOT NULL,
     actor     text   NOT NULL,
