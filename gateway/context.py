@@ -1,0 +1,131 @@
+"""Types the data plane's stages share: what auth resolved, what the limiter decided, and the
+seam behind which `tools/call` runs (upstream proxy on callUrl, simulator on testUrl).
+
+Stages: auth (gateway/auth.py, gateway/cache.py) → limit (gateway/ratelimit/) → transport and
+dispatch (gateway/endpoint.py, gateway/transport/, gateway/dispatch.py) → executor
+(gateway/executors/).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
+LEGACY_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
+SUPPORTED_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + LEGACY_VERSIONS
+LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
+DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
+
+
+class Endpoint(enum.StrEnum):
+    CALL = "call"  # callUrl: tools/call proxied to the upstream
+    TEST = "test"  # testUrl: tools/call answered by the simulator
+
+
+class Era(enum.StrEnum):
+    MODERN = "modern"
+    LEGACY = "legacy"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """What a presented API key resolved to (cached per replica)."""
+
+    key_id: str
+    tenant_id: str
+    integration_id: str
+    scope: str
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationView:
+    """Everything the data plane needs about one integration, loaded once and cached."""
+
+    tenant_id: str
+    integration_id: str
+    name: str
+    enabled: bool
+    description: str | None
+    config_id: str | None
+    upstream_url: str | None
+    upstream_headers: Mapping[str, str] = field(repr=False)
+    # Exposed tools only, in a stable order (the order of the settings' exposedToolIds).
+    tools: tuple[dict[str, Any], ...] = ()
+    tools_by_name: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    fixtures_version: int = 0
+
+
+# A sink for JSON-RPC notifications that belong to the request being served (progress,
+# log messages); None when the client cannot receive them (it did not accept SSE).
+Notify = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One MCP request after auth: passed to JSON-RPC methods as jsonrpcserver's context."""
+
+    key: KeyEntry
+    integration: IntegrationView
+    endpoint: Endpoint
+    era: Era
+    protocol_version: str
+    request: web.Request
+    session_id: str | None = None
+    simulator_seed: str | None = None
+    notify: Notify | None = None
+
+
+class ToolCallError(Exception):
+    """A tools/call that must be answered with a JSON-RPC error (code, message, data)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class ToolExecutor(Protocol):
+    """Where tools/call goes. The tool is already known to be exposed."""
+
+    async def call_tool(self, ctx: RequestContext, tool: Mapping[str, Any],
+                        arguments: dict[str, Any],
+                        meta: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Return a CallToolResult object, or raise `ToolCallError`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A rate-limit verdict; the figures describe the tighter of the key's buckets."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: float  # seconds until the bucket is full again
+    retry_after_s: float  # 0 when allowed
+    session_revoked: bool = False  # the legacy session id given to check() was ended
+
+
+class LimiterUnavailable(Exception):
+    """Redis is unreachable and the failure mode is `closed`."""
+
+
+class RateLimiter(Protocol):
+    """Per-key token buckets (tools/call and all requests) plus the ended-session denylist,
+    answered together in one round trip."""
+
+    async def check(self, key_id: str, *, tools_call: bool,
+                    session_id: str | None = None) -> Decision: ...
+
+    async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
+        """Deny `session_id` until it expires (DELETE of a legacy session)."""
+        ...
+
+    async def close(self) -> None: ...

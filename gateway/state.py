@@ -1,0 +1,41 @@
+"""The data plane's per-app state, built in its cleanup_ctx (gateway/server.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+
+from gateway.context import Endpoint, IntegrationView, KeyEntry, RateLimiter, ToolExecutor
+
+
+class AuthFailure(Exception):
+    """The presented key is not usable; `reason` is one of missing, malformed, unknown, revoked."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Resolver(Protocol):
+    """Key and integration lookups, answered from the per-replica cache when warm."""
+
+    async def authenticate(self, raw_key: str | None) -> KeyEntry:
+        """The live key `raw_key` names, or `AuthFailure` (format checked before any lookup)."""
+        ...
+
+    async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
+        """The integration's data-plane view; None when it does not exist."""
+        ...
+
+
+@dataclass(slots=True)
+class GatewayState:
+    resolver: Resolver
+    limiter: RateLimiter
+    executors: Mapping[Endpoint, ToolExecutor]
+
+
+GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)
