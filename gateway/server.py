@@ -9,23 +9,35 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.health import REDIS_PING, healthz, readyz
-from settings_api.app import http_client_ctx, jwt_middleware, setup_settings_api, store_ctx
+from gateway.state import REDIS
+from settings_api.app import (
+    CHANGES,
+    http_client_ctx,
+    jwt_middleware,
+    service_ctx,
+    setup_settings_api,
+    store_ctx,
+)
 from settings_api.config import Settings
 from settings_api.http import SETTINGS, problem_middleware, request_id_middleware
 
 Role = Literal["all", "gateway", "settings"]
 ROLES: tuple[Role, ...] = ("all", "gateway", "settings")
 
-
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """A shared Redis client when `MCPGW_REDIS_URL` is set (readiness; limiter and pub/sub)."""
+    """The shared Redis client when `MCPGW_REDIS_URL` is set: limiter, change feed, readiness."""
     url = app[SETTINGS].redis_url
     if url is None:
         yield
         return
+    from gateway.invalidation import RedisChangeFeed
+
     timeout = app[SETTINGS].store_timeout_s
-    client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                            health_check_interval=10)
+    app[REDIS] = client
     app[REDIS_PING] = client.ping
+    app[CHANGES] = RedisChangeFeed(client)
     try:
         yield
     finally:
@@ -39,9 +51,11 @@ def build_app(settings: Settings, role: Role = "all") -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, redis_ctx])
+    # Order matters: each context may use what the ones before it opened.
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, redis_ctx, service_ctx])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if role in ("all", "settings"):
         setup_settings_api(app)
+    # DATA-PLANE-WIRING (pending the limiter, executors and endpoint modules)
     return app

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.context import Endpoint, IntegrationView, KeyEntry, RateLimiter, ToolExecutor
@@ -39,3 +40,4 @@ class GatewayState:
 
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)
+REDIS: web.AppKey[redis.Redis] = web.AppKey("redis", redis.Redis)

@@ -56,6 +56,7 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The settings service and JWT verifier; publishes to `app[CHANGES]` (in-process default)."""
     settings = app[SETTINGS]
     if CHANGES not in app:
         app[CHANGES] = LocalChangeFeed()
@@ -99,8 +100,7 @@ async def jwt_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def setup_settings_api(app: web.Application) -> None:
-    """Add the control plane's routes and contexts to `app` (store and HTTP client come first)."""
-    app.cleanup_ctx.append(service_ctx)
+    """Add the control plane's routes to `app` (whose contexts provide the service)."""
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler,
                              name=_ROUTE_PREFIX + route.operation_id)

@@ -49,6 +49,15 @@ def now_ms() -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class McpSnapshot:
+    """An integration with its MCP settings and bound config, read together."""
+
+    integration: Integration
+    settings: McpSettings
+    config: Config | None
+
+
+@dataclass(frozen=True, slots=True)
 class SettingsPatch:
     """PATCH body of the MCP settings; None means "keep what is there"."""
 
@@ -263,6 +272,25 @@ class SettingsService:
         """The binding of a key hash (live or revoked), for the data plane."""
         async with _translated(), self.store.reader() as session:
             return await session.get_key_by_hash(key_hash)
+
+    async def mcp_snapshot(self, tenant: str, integration: str) -> McpSnapshot | None:
+        """What the data plane serves for an integration; None when it does not exist."""
+        async with _translated(), self.store.reader() as session:
+            found = await session.get_integration(tenant, integration)
+            settings = await session.get_settings(tenant, integration)
+            if found is None or settings is None:
+                return None
+            config = (await session.get_config(tenant, integration, settings.config_id)
+                      if settings.config_id else None)
+        return McpSnapshot(found, settings, config)
+
+    async def record_key_use(self, last_used: Mapping[str, int]) -> None:
+        """Store when keys were last used (batched by the data plane, not written per request)."""
+        if not last_used:
+            return
+        async with _translated(), self.store.transaction() as tx:
+            for key_id, used_at in sorted(last_used.items()):
+                await tx.touch_key(key_id, used_at)
 
     # audit ----------------------------------------------------------------------------------
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:

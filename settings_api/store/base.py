@@ -162,6 +162,9 @@ class StoreSession:
     async def live_keys(self, tenant: str, integration: str) -> list[KeyBinding]:
         return [_key(r) for r in await self._conn.fetch(q.LIVE_KEYS, tenant, integration)]
 
+    async def touch_key(self, key_id: str, used_at: int) -> None:
+        await self._conn.execute(q.TOUCH_KEY, key_id, used_at)
+
     async def get_key_by_hash(self, key_hash: str) -> KeyBinding | None:
         row = await self._conn.fetchrow(q.GET_KEY_BY_HASH, key_hash)
         return _key(row) if row else None

@@ -73,6 +73,11 @@ UPDATE api_keys SET revoked_at = $3
 WHERE tenant_id = $1 AND integration_id = $2 AND revoked_at IS NULL
 """
 GET_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+# lastUsedAt only moves forward, whichever replica reports first.
+TOUCH_KEY = """
+UPDATE api_keys SET last_used_at = $2
+WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)
+"""
 LIVE_KEYS = f"""
 SELECT {KEY_COLUMNS} FROM api_keys
 WHERE tenant_id = $1 AND integration_id = $2 AND revoked_at IS NULL

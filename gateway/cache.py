@@ -1,0 +1,216 @@
+"""Per-replica cache of key → binding and integration → data-plane view.
+
+A warm request runs no SQL: one SHA-256 and two dict lookups. Entries are dropped when a change
+is published (gateway/invalidation.py), expire on a bounded TTL, and are all flushed when the
+change subscription (re)connects. While the subscription is down, entries are trusted for at
+most `degraded_ttl_s`, so a rotation is still refused within about a second. When the store
+cannot be reached, an expired entry keeps serving (stale-if-error): warm keys keep working
+through a database outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from gateway.context import IntegrationView, KeyEntry
+from gateway.state import AuthFailure
+from settings_api import keys
+from settings_api.changes import Change
+from settings_api.problems import StoreUnavailable
+from settings_api.service import McpSnapshot, SettingsService, now_ms
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+IntegrationKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Entry(Generic[T]):
+    value: T
+    loaded_at: float
+
+
+class _Lru(Generic[T]):
+    """A bounded mapping with single-flight loads that an invalidation can outrun safely."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._data: OrderedDict[Any, _Entry[T]] = OrderedDict()
+        self._max = max_entries
+        self._loading: dict[Any, asyncio.Future[T]] = {}
+        # Bumped by every invalidation: a load that started before one must not store
+        # what it read (it may be the very key that was just revoked).
+        self.epoch = 0
+
+    def get(self, key: Any) -> _Entry[T] | None:
+        entry = self._data.get(key)
+        if entry is not None:
+            self._data.move_to_end(key)
+        return entry
+
+    def put(self, key: Any, value: T, epoch: int) -> None:
+        if epoch != self.epoch:
+            return
+        self._data[key] = _Entry(value, time.monotonic())
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    def drop(self, key: Any) -> None:
+        self.epoch += 1
+        self._data.pop(key, None)
+
+    def drop_where(self, predicate: Callable[[T], bool]) -> None:
+        self.epoch += 1
+        for key in [k for k, entry in self._data.items() if predicate(entry.value)]:
+            del self._data[key]
+
+    def clear(self) -> None:
+        self.epoch += 1
+        self._data.clear()
+
+    async def load(self, key: Any, loader: Callable[[], Awaitable[T]]) -> T:
+        """Run `loader` once for concurrent misses of the same key."""
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        epoch = self.epoch
+        try:
+            value = await loader()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # the waiters (if any) re-raise it; don't warn when none
+            raise
+        else:
+            self.put(key, value, epoch)
+            future.set_result(value)
+            return value
+        finally:
+            del self._loading[key]
+
+
+class GatewayCache:
+    """The data plane's `Resolver`: authenticates keys and serves integration views."""
+
+    def __init__(self, service: SettingsService, *, ttl_s: float = 30.0,
+                 degraded_ttl_s: float = 1.0, negative_ttl_s: float = 5.0,
+                 max_entries: int = 100_000) -> None:
+        self._service = service
+        self.ttl_s = ttl_s
+        self.degraded_ttl_s = degraded_ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self._keys: _Lru[KeyEntry | None] = _Lru(max_entries)
+        self._views: _Lru[IntegrationView | None] = _Lru(max_entries)
+        # The change feed says whether invalidations are reaching us.
+        self.subscribed = True
+        self._last_used: dict[str, int] = {}
+        self.hits = 0
+        self.misses = 0
+
+    # Resolver ------------------------------------------------------------------------------
+    async def authenticate(self, raw_key: str | None) -> KeyEntry:
+        if not raw_key:
+            raise AuthFailure("missing", "send the API key as 'Authorization: Bearer <key>' "
+                                         "or 'X-API-Key: <key>'")
+        try:
+            keys.check_format(raw_key)
+        except keys.InvalidKeyFormat as exc:
+            raise AuthFailure("malformed", str(exc)) from None
+        key_hash = keys.hash_key(raw_key)
+        entry = await self._cached(self._keys, key_hash, lambda: self._load_key(key_hash))
+        if entry is None:
+            raise AuthFailure("unknown", "unknown API key")
+        if entry.revoked:
+            raise AuthFailure("revoked", "this API key was revoked")
+        if entry.scope != keys.SCOPE:
+            raise AuthFailure("unknown", "this key does not carry the mcp:invoke scope")
+        self._last_used[entry.key_id] = now_ms()
+        return entry
+
+    async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
+        key = (tenant, integration)
+        return await self._cached(self._views, key, lambda: self._load_view(tenant, integration))
+
+    # invalidation --------------------------------------------------------------------------
+    async def apply(self, change: Change) -> None:
+        """Forget what a committed change made stale (a ChangeFeed subscriber)."""
+        target = (change.tenant_id, change.integration_id)
+        self._views.drop(target)
+        # Every key entry bound to the integration goes (rotation, deletion and disabling
+        # alike), and so do negative entries: a key just minted may have been looked up early.
+        self._keys.drop_where(
+            lambda e: e is None or (e.tenant_id, e.integration_id) == target)
+
+    def flush(self) -> None:
+        """Forget everything (the change subscription reconnected: changes may have been lost)."""
+        self._keys.clear()
+        self._views.clear()
+
+    def take_last_used(self) -> dict[str, int]:
+        """Key id → last use (epoch ms) since the previous call."""
+        taken, self._last_used = self._last_used, {}
+        return taken
+
+    def restore_last_used(self, used: dict[str, int]) -> None:
+        """Put back uses that could not be written (newer ones win)."""
+        for key_id, at in used.items():
+            self._last_used.setdefault(key_id, at)
+
+    # internals -----------------------------------------------------------------------------
+    async def _cached(self, lru: _Lru[T], key: Any, loader: Callable[[], Awaitable[T]]) -> T:
+        entry = lru.get(key)
+        if entry is not None:
+            age = time.monotonic() - entry.loaded_at
+            ttl = self.ttl_s if self.subscribed else self.degraded_ttl_s
+            if entry.value is None:
+                ttl = min(ttl, self.negative_ttl_s)
+            if age < ttl:
+                self.hits += 1
+                return entry.value
+        self.misses += 1
+        try:
+            return await lru.load(key, loader)
+        except StoreUnavailable:
+            if entry is not None and entry.value is not None:
+                log.warning("store unavailable: serving a cached entry past its TTL")
+                return entry.value
+            raise
+
+    async def _load_key(self, key_hash: str) -> KeyEntry | None:
+        binding = await self._service.find_key(key_hash)
+        if binding is None or not hmac.compare_digest(binding.key_hash, key_hash):
+            return None
+        return KeyEntry(binding.key_id, binding.tenant_id, binding.integration_id,
+                        binding.scope, binding.revoked_at is not None)
+
+    async def _load_view(self, tenant: str, integration: str) -> IntegrationView | None:
+        snapshot = await self._service.mcp_snapshot(tenant, integration)
+        return None if snapshot is None else view_of(snapshot)
+
+
+def view_of(snapshot: McpSnapshot) -> IntegrationView:
+    """The data-plane view of an integration: exposed tools in the settings' order."""
+    settings, config = snapshot.settings, snapshot.config
+    catalog = {tool["name"]: tool for tool in config.tools} if config else {}
+    exposed = tuple(catalog[name] for name in settings.exposed_tool_ids if name in catalog)
+    return IntegrationView(
+        tenant_id=settings.tenant_id,
+        integration_id=settings.integration_id,
+        name=snapshot.integration.name,
+        enabled=settings.enabled,
+        description=settings.description,
+        config_id=settings.config_id,
+        upstream_url=config.upstream_url if config else None,
+        upstream_headers=dict(config.upstream_headers) if config else {},
+        tools=exposed,
+        tools_by_name={tool["name"]: tool for tool in exposed},
+    )

@@ -1,0 +1,87 @@
+"""Wiring of the data plane: cache, change subscription, limiter, executors, MCP routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.cache import GatewayCache
+from gateway.context import Endpoint
+from gateway.endpoint import setup_mcp_routes
+from gateway.executors import PlaceholderSimulator, ProxyExecutor, UpstreamPool
+from gateway.invalidation import RedisChangeFeed
+from gateway.ratelimit import create_limiter
+from gateway.state import GATEWAY, REDIS, GatewayState
+from settings_api.app import CHANGES
+from settings_api.http import HTTP_CLIENT, SETTINGS
+from settings_api.routes import SERVICE
+from settings_api.service import SettingsService
+
+log = logging.getLogger(__name__)
+
+LAST_USED_FLUSH_S = 60.0
+
+
+async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the data plane's state; stop its background tasks and pools on shutdown."""
+    settings = app[SETTINGS]
+    service = app[SERVICE]
+    cache = GatewayCache(service)
+    feed = app[CHANGES]
+    feed.subscribe(cache.apply)
+    tasks: list[asyncio.Task[None]] = []
+    if isinstance(feed, RedisChangeFeed):
+        def connected() -> None:
+            cache.flush()
+            cache.subscribed = True
+
+        def lost() -> None:
+            cache.subscribed = False
+
+        cache.subscribed = False  # until the first subscription is confirmed
+        feed.on_connection(connected, lost)
+        tasks.append(asyncio.create_task(feed.run(), name="mcpgw-change-feed"))
+    limiter = create_limiter(settings, app.get(REDIS))
+    pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
+    app[GATEWAY] = GatewayState(
+        resolver=cache,
+        limiter=limiter,
+        executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: PlaceholderSimulator()},
+    )
+    tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await _record(cache, service)
+        await pool.close()
+        await limiter.close()
+
+
+async def _flush_last_used(cache: GatewayCache, service: SettingsService) -> None:
+    while True:
+        await asyncio.sleep(LAST_USED_FLUSH_S)
+        await _record(cache, service)
+
+
+async def _record(cache: GatewayCache, service: SettingsService) -> None:
+    """Write keys' lastUsedAt in one batch, not once per request."""
+    used = cache.take_last_used()
+    try:
+        await service.record_key_use(used)
+    except Exception as exc:
+        log.warning("could not record key use (%s); will retry", type(exc).__name__)
+        cache.restore_last_used(used)
+
+
+def setup_data_plane(app: web.Application) -> None:
+    """Add the MCP endpoints (callUrl, testUrl) to `app`."""
+    setup_mcp_routes(app)
