@@ -8,6 +8,11 @@ Usage with pytest-aiohttp::
 
 Failure modes (``mode``) apply to JSON-RPC requests whose method is in ``fail_on`` (default:
 every request, not notifications; list a notification method to make it fail too).
+"reset" drops the connection without an answer; "session-expired" answers 404 as for an unknown
+session. ``expire_sessions()`` forgets every live session (later requests on them get 404).
+
+On SSE, a ``tools/call`` whose ``params._meta`` carries a ``progressToken`` is answered after
+``progress_steps`` ``notifications/progress`` for that token.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import socket
+import struct
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +31,17 @@ from aiohttp import web
 __all__ = ["STUB_PROTOCOL_VERSIONS", "StubUpstream", "make_tools"]
 
 STUB_PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
-MODES = ("ok", "http-500", "garbage", "slow", "jsonrpc-error", "huge", "repeat-cursor")
+MODES = (
+    "ok",
+    "http-500",
+    "garbage",
+    "slow",
+    "jsonrpc-error",
+    "huge",
+    "repeat-cursor",
+    "reset",
+    "session-expired",
+)
 HUGE_BODY_BYTES = 10 * 1024 * 1024 + 512 * 1024  # > 10 MiB, past the client's 8 MiB default
 _CHUNK = 64 * 1024
 
@@ -61,6 +78,8 @@ class StubUpstream:
     stateful: bool = True  # issue Mcp-Session-Id on initialize and require it afterwards
     error_code: int = -32603  # for mode "jsonrpc-error"
     error_message: str = "stub upstream failure"
+    error_data: Any = None  # for mode "jsonrpc-error": sent as error.data when not None
+    progress_steps: int = 3  # SSE tools/call with a progressToken: notifications sent first
     server_version: str | None = None  # force the negotiated protocolVersion
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
     sessions: set[str] = field(default_factory=set)
@@ -74,6 +93,10 @@ class StubUpstream:
         if self.page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._closing = asyncio.Event()
+
+    def expire_sessions(self) -> None:
+        """Forget every live session, as a server does when they expire or it restarts."""
+        self.sessions.clear()
 
     def app(self) -> web.Application:
         """The aiohttp application serving the MCP endpoint at ``/mcp``."""
@@ -155,7 +178,7 @@ class StubUpstream:
         headers: dict[str, str] = {}
         response = self._dispatch(message, headers)
         if self.sse:
-            return await self._send_sse(request, response, headers)
+            return await self._send_sse(request, response, headers, message)
         return web.json_response(response, headers=headers)
 
     def _fails(self, method: str, is_request: bool) -> bool:
@@ -176,7 +199,14 @@ class StubUpstream:
                 status=200, text="<html>this is not json{", content_type="application/json"
             )
         if self.mode == "jsonrpc-error":
-            return _rpc_error_response(message.get("id"), self.error_code, self.error_message)
+            error = _rpc_error(message.get("id"), self.error_code, self.error_message)
+            if self.error_data is not None:
+                error["error"]["data"] = self.error_data
+            return web.json_response(error)
+        if self.mode == "session-expired":
+            return _rpc_error_response(None, -32001, "session not found", status=404)
+        if self.mode == "reset":
+            return self._reset(request)
         if self.mode == "huge":
             return await self._send_huge(request, message)
         if self.mode == "slow":
@@ -186,6 +216,17 @@ class StubUpstream:
                 pass
             return None
         raise AssertionError(self.mode)  # pragma: no cover
+
+    def _reset(self, request: web.Request) -> web.Response:
+        # SO_LINGER 0 turns the close into a TCP reset: the client sees the connection drop
+        # without any HTTP answer.
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        return web.Response(status=500)  # never reaches the client
 
     async def _send_huge(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
         # A valid JSON-RPC response, chunked with no Content-Length, so only counting the
@@ -210,7 +251,11 @@ class StubUpstream:
         return resp
 
     async def _send_sse(
-        self, request: web.Request, response: dict[str, Any], headers: dict[str, str]
+        self,
+        request: web.Request,
+        response: dict[str, Any],
+        headers: dict[str, str],
+        message: dict[str, Any] | None = None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200, headers={**headers, "Content-Type": "text/event-stream"}
@@ -224,10 +269,14 @@ class StubUpstream:
         # A priming event (id + empty data, as the 2025-11-25 transport recommends), a comment,
         # a server notification, then the response itself spread over several data lines.
         payload = json.dumps(response, indent=1).split("\n")
+        progress = [
+            f"data: {json.dumps(note)}\n\n" for note in self._progress_notifications(message)
+        ]
         chunks = [
             "id: 1\ndata:\n\n",
             ": keep-alive\n\n",
             f"id: 2\ndata: {json.dumps(notification)}\n\n",
+            *progress,
             "id: 3\r\nevent: message\r\n",
             *(f"data: {line}\r\n" for line in payload),
             "\r\n",
@@ -236,6 +285,28 @@ class StubUpstream:
             await resp.write(chunk.encode())
         await resp.write_eof()
         return resp
+
+    def _progress_notifications(self, message: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if message is None or message.get("method") != "tools/call":
+            return []
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if token is None:
+            return []
+        return [
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {
+                    "progressToken": token,
+                    "progress": step,
+                    "total": self.progress_steps,
+                    "message": f"step {step}",
+                },
+            }
+            for step in range(1, self.progress_steps + 1)
+        ]
 
     # ------------------------------------------------------------------ JSON-RPC layer
 

@@ -1,0 +1,19 @@
+"""Where `tools/call` runs: the upstream proxy (callUrl) and the simulator (testUrl)."""
+
+from gateway.executors.proxy import (
+    DEFAULT_RELAY_MAX_BODY_BYTES,
+    DEFAULT_UPSTREAM_TIMEOUT_S,
+    ProxyExecutor,
+    UpstreamPool,
+)
+from gateway.executors.simulated import PlaceholderSimulator, canonical_json, minimal_instance
+
+__all__ = [
+    "DEFAULT_RELAY_MAX_BODY_BYTES",
+    "DEFAULT_UPSTREAM_TIMEOUT_S",
+    "PlaceholderSimulator",
+    "ProxyExecutor",
+    "UpstreamPool",
+    "canonical_json",
+    "minimal_instance",
+]

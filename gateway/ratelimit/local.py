@@ -1,0 +1,139 @@
+"""In-process limiter: the same buckets and answers as the Redis script, for one process.
+
+Used when no Redis is configured (single process only) and as the fallback of
+`FailoverLimiter` in failure mode `open` (then each replica limits on its own).
+
+Memory is bounded: a key's state is dropped once both its buckets are full again (a full bucket
+and a missing one are the same thing), swept at most every `sweep_interval_s`; beyond `max_keys`
+the least recently used key is dropped even if not full (it then starts over with full buckets:
+only ever more lenient, never wrongly refusing). The ended-session denylist keeps entries until
+the session's own expiry; beyond `max_sessions` expired entries are purged first, then the ones
+that expire soonest.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+
+from gateway.context import Decision
+from gateway.ratelimit.buckets import Limits, decide, session_digest
+
+# Per-key state: [request tokens, request stamp, call tokens | None, call stamp, full_at].
+# Tokens are as of their stamp (monotonic seconds); `None` = never charged (full).
+# full_at: when both buckets are full again and the entry can go.
+_REQ_TK, _REQ_AT, _CALL_TK, _CALL_AT, _FULL_AT = range(5)
+
+
+class LocalLimiter:
+    """`RateLimiter` with in-process token buckets (time from `time.monotonic`)."""
+
+    def __init__(self, limits: Limits, *, max_keys: int = 65_536, max_sessions: int = 65_536,
+                 sweep_interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        if max_keys < 1 or max_sessions < 1:
+            raise ValueError("max_keys and max_sessions must be at least 1")
+        self.limits = limits
+        self._max_keys = max_keys
+        self._max_sessions = max_sessions
+        self._sweep_interval_s = sweep_interval_s
+        self._clock = clock
+        self._wall_clock = wall_clock
+        # Insertion order = least recently used first (an entry is re-inserted on every use).
+        self._buckets: dict[str, list] = {}
+        self._next_sweep = clock() + sweep_interval_s
+        # (key_id, session digest) -> Unix expiry in seconds
+        self._ended: dict[tuple[str, str], float] = {}
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._buckets)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._ended)
+
+    async def check(self, key_id: str, *, tools_call: bool,
+                    session_id: str | None = None) -> Decision:
+        return self.check_now(key_id, tools_call=tools_call, session_id=session_id)
+
+    def check_now(self, key_id: str, *, tools_call: bool,
+                  session_id: str | None = None) -> Decision:
+        """`check` without the coroutine (it never waits)."""
+        now = self._clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
+        limits = self.limits
+        state = self._buckets.pop(key_id, None)
+        if state is None:
+            state = [None, now, None, now, now]
+        req_tokens = limits.request.refill(state[_REQ_TK], now - state[_REQ_AT])
+        buckets = [(limits.request, req_tokens)]
+        if tools_call:
+            buckets.append((limits.call, limits.call.refill(state[_CALL_TK],
+                                                            now - state[_CALL_AT])))
+        revoked = session_id is not None and self.is_session_ended(key_id, session_id)
+        decision, after = decide(buckets, session_revoked=revoked)
+        if decision.allowed:
+            state[_REQ_TK], state[_REQ_AT] = after[0], now
+            full_at = now + limits.request.seconds_to_full(after[0])
+            if tools_call:
+                state[_CALL_TK], state[_CALL_AT] = after[1], now
+            if state[_CALL_TK] is not None:
+                call_tokens = limits.call.refill(state[_CALL_TK], now - state[_CALL_AT])
+                full_at = max(full_at, now + limits.call.seconds_to_full(call_tokens))
+            state[_FULL_AT] = full_at
+        if state[_REQ_TK] is not None or state[_CALL_TK] is not None:
+            self._buckets[key_id] = state  # (re)insert as most recently used
+            if len(self._buckets) > self._max_keys:
+                del self._buckets[next(iter(self._buckets))]
+        return decision
+
+    def sweep(self, now: float | None = None) -> None:
+        """Forget keys whose buckets are full again, and ended sessions that expired."""
+        now = self._clock() if now is None else now
+        self._next_sweep = now + self._sweep_interval_s
+        full = [key for key, state in self._buckets.items() if state[_FULL_AT] <= now]
+        for key in full:
+            del self._buckets[key]
+        self._purge_sessions()
+
+    async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
+        self.end_session_now(key_id, session_id, expires_at_s)
+
+    def end_session_now(self, key_id: str, session_id: str, expires_at_s: float) -> None:
+        if expires_at_s <= self._wall_clock():
+            return
+        ended = self._ended
+        ended[(key_id, session_digest(session_id))] = expires_at_s
+        if len(ended) > self._max_sessions:
+            self._purge_sessions()
+            if len(ended) > self._max_sessions:
+                # Drop the soonest-expiring sixteenth at once: amortized O(log n) per insert.
+                count = len(ended) - self._max_sessions + max(1, self._max_sessions // 16)
+                for entry in heapq.nsmallest(count, ended, key=ended.__getitem__):
+                    del ended[entry]
+
+    def is_session_ended(self, key_id: str, session_id: str) -> bool:
+        if not self._ended:
+            return False
+        entry = (key_id, session_digest(session_id))
+        expires_at = self._ended.get(entry)
+        if expires_at is None:
+            return False
+        if expires_at > self._wall_clock():
+            return True
+        del self._ended[entry]
+        return False
+
+    def _purge_sessions(self) -> None:
+        now = self._wall_clock()
+        expired = [entry for entry, expires_at in self._ended.items() if expires_at <= now]
+        for entry in expired:
+            del self._ended[entry]
+
+    async def close(self) -> None:
+        self._buckets.clear()
+        self._ended.clear()

@@ -1,0 +1,930 @@
+"""Tests for gateway.executors: the upstream proxy (callUrl) and the placeholder simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer, make_mocked_request
+
+from gateway.context import (
+    Endpoint,
+    Era,
+    IntegrationView,
+    KeyEntry,
+    RequestContext,
+    ToolCallError,
+)
+from gateway.executors import PlaceholderSimulator, ProxyExecutor, UpstreamPool, minimal_instance
+
+try:
+    from mcp_stub import StubUpstream, make_tools
+except ImportError:  # tests/ imported as a package
+    from tests.mcp_stub import StubUpstream, make_tools
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+SECRET = "sk-live-0123456789abcdef-TOPSECRET"
+HEADERS = {"Authorization": f"Bearer {SECRET}", "X-Api-Key": "key-ABCDEFGH-12345"}
+TOOLS = make_tools(2)
+TOOL = TOOLS[0]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_view(
+    url: str | None,
+    *,
+    headers: dict[str, str] | None = None,
+    config_id: str | None = "cfg-1",
+    tools: list[dict[str, Any]] | None = None,
+    fixtures_version: int = 0,
+) -> IntegrationView:
+    tools = TOOLS if tools is None else tools
+    return IntegrationView(
+        tenant_id="acme",
+        integration_id="crm",
+        name="CRM",
+        enabled=True,
+        description=None,
+        config_id=config_id,
+        upstream_url=url,
+        upstream_headers=dict(HEADERS if headers is None else headers),
+        tools=tuple(tools),
+        tools_by_name={t["name"]: t for t in tools},
+        fixtures_version=fixtures_version,
+    )
+
+
+def make_ctx(
+    view: IntegrationView,
+    *,
+    notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    seed: str | None = None,
+    endpoint: Endpoint = Endpoint.CALL,
+) -> RequestContext:
+    return RequestContext(
+        key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp", False),
+        integration=view,
+        endpoint=endpoint,
+        era=Era.LEGACY,
+        protocol_version="2025-11-25",
+        request=make_mocked_request("POST", "/"),
+        simulator_seed=seed,
+        notify=notify,
+    )
+
+
+def echo(arguments: dict[str, Any]) -> dict[str, Any]:
+    """What the stub's tools/call answers."""
+    text = json.dumps(arguments, sort_keys=True)
+    return {"content": [{"type": "text", "text": text}], "isError": False}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:  # free a moment ago, and nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def serve(aiohttp_server: ServerFactory, stub: StubUpstream) -> str:
+    server = await aiohttp_server(stub.app())
+    return str(server.make_url("/mcp"))
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def tool_calls(stub: StubUpstream) -> list[dict[str, Any]]:
+    return [m for m in stub.received_messages if m["method"] == "tools/call"]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def pool(http: aiohttp.ClientSession) -> AsyncIterator[UpstreamPool]:
+    pool = UpstreamPool(http, timeout_s=5.0)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def proxy(pool: UpstreamPool) -> ProxyExecutor:
+    return ProxyExecutor(pool)
+
+
+async def call_error(
+    executor: ProxyExecutor, view: IntegrationView, **kwargs: Any
+) -> ToolCallError:
+    with pytest.raises(ToolCallError) as info:
+        await executor.call_tool(make_ctx(view, **kwargs), TOOL, {"q": "x"}, None)
+    return info.value
+
+
+# ------------------------------------------------------------------ proxy: happy paths
+
+
+async def test_call_reaches_upstream_with_stored_headers(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, require_headers=HEADERS)
+    url = await serve(aiohttp_server, stub)
+
+    result = await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "hi"}, None)
+
+    assert result == echo({"q": "hi"})
+    assert [m["method"] for m in stub.received_messages] == [
+        "initialize",
+        "notifications/initialized",
+        "tools/call",
+    ]
+    (call,) = tool_calls(stub)
+    assert call["params"] == {"name": "tool_0", "arguments": {"q": "hi"}}
+    headers = stub.received_headers[-1]
+    assert headers["Authorization"] == f"Bearer {SECRET}"
+    assert headers["X-Api-Key"] == HEADERS["X-Api-Key"]
+    (session_id,) = stub.sessions
+    assert headers["Mcp-Session-Id"] == session_id
+    assert headers["MCP-Protocol-Version"] == "2025-11-25"
+
+
+async def test_sse_upstream(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, sse=True)
+    url = await serve(aiohttp_server, stub)
+
+    result = await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "über"}, None)
+
+    assert result == echo({"q": "über"})
+
+
+async def test_negotiated_older_version_is_used(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, server_version="2025-03-26")
+    url = await serve(aiohttp_server, stub)
+
+    await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "a"}, None)
+
+    assert stub.received_headers[-1]["MCP-Protocol-Version"] == "2025-03-26"
+
+
+async def test_stateless_upstream(aiohttp_server, pool, proxy):
+    stub = StubUpstream(tools=TOOLS, stateful=False)
+    url = await serve(aiohttp_server, stub)
+
+    for q in ("a", "b"):
+        assert await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": q}, None) == echo(
+            {"q": q}
+        )
+    await pool.close()
+
+    assert stub.calls["initialize"] == 1
+    assert all("Mcp-Session-Id" not in h for h in stub.received_headers)
+    assert stub.calls["DELETE"] == 0
+
+
+async def test_meta_is_passed_through_without_gateway_keys(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+    meta = {
+        "progressToken": "tok-1",
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "example.com/trace": "abc",
+    }
+
+    await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "a"}, meta)
+    await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "b"}, None)
+
+    with_meta, without = tool_calls(stub)
+    assert with_meta["params"]["_meta"] == {"progressToken": "tok-1", "example.com/trace": "abc"}
+    assert "_meta" not in without["params"]
+
+
+async def test_concurrent_first_calls_share_one_initialize(aiohttp_server, proxy):
+    # A slow handshake makes sure every call arrives while it is still running.
+    stub = StubUpstream(tools=TOOLS, mode="slow", delay_s=0.2, fail_on={"initialize"})
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+
+    results = await asyncio.gather(
+        *(proxy.call_tool(make_ctx(view), TOOL, {"q": str(i)}, None) for i in range(30))
+    )
+
+    assert results == [echo({"q": str(i)}) for i in range(30)]
+    assert stub.calls["initialize"] == 1
+    assert stub.calls["notifications/initialized"] == 1
+    assert stub.calls["tools/call"] == 30
+    (session_id,) = stub.sessions
+    assert {h["Mcp-Session-Id"] for h in stub.received_headers[1:]} == {session_id}
+
+    await proxy.call_tool(make_ctx(view), TOOL, {"q": "later"}, None)
+    assert stub.calls["initialize"] == 1
+
+
+async def test_failed_handshake_fails_every_waiter_once_then_retries(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="http-500", fail_on={"initialize"})
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+
+    outcomes = await asyncio.gather(
+        *(proxy.call_tool(make_ctx(view), TOOL, {"q": "x"}, None) for _ in range(10)),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(o, ToolCallError) and o.data["status"] == 500 for o in outcomes)
+    assert stub.calls["initialize"] == 1
+    stub.mode = "ok"  # the upstream recovers: the next call opens a session
+    assert await proxy.call_tool(make_ctx(view), TOOL, {"q": "x"}, None) == echo({"q": "x"})
+    assert stub.calls["initialize"] == 2
+
+
+async def test_expired_session_is_reinitialized_and_the_call_retried(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+    await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None)
+    (old,) = stub.sessions
+
+    stub.expire_sessions()
+    result = await proxy.call_tool(make_ctx(view), TOOL, {"q": "b"}, None)
+
+    assert result == echo({"q": "b"})
+    assert stub.calls["initialize"] == 2
+    assert stub.calls["tools/call"] == 3  # a, b answered 404, b again
+    (new,) = stub.sessions
+    assert new != old
+    assert stub.received_headers[-1]["Mcp-Session-Id"] == new
+
+
+async def test_concurrent_calls_on_an_expired_session_share_one_reinitialize(
+    aiohttp_server, proxy
+):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+    await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None)
+    stub.expire_sessions()
+
+    results = await asyncio.gather(
+        *(proxy.call_tool(make_ctx(view), TOOL, {"q": str(i)}, None) for i in range(10))
+    )
+
+    assert results == [echo({"q": str(i)}) for i in range(10)]
+    assert stub.calls["initialize"] == 2
+
+
+async def test_session_404_twice_fails_after_exactly_one_retry(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="session-expired", fail_on={"tools/call"})
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert error.code == -32603
+    assert error.data == {"upstream": "http-status", "status": 404}
+    assert stub.calls["initialize"] == 2
+    assert stub.calls["tools/call"] == 2
+
+
+# ------------------------------------------------------------------ proxy: failures
+
+
+async def test_upstream_down_is_connect_quickly(proxy):
+    view = make_view(f"http://127.0.0.1:{free_port()}/mcp")
+
+    started = time.monotonic()
+    error = await call_error(proxy, view)
+
+    assert time.monotonic() - started < 1.0
+    assert error.code == -32603
+    assert error.message == "Upstream MCP server unreachable: connection refused"
+    assert error.data == {"upstream": "connect"}
+
+
+async def test_connection_reset_is_connect(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="reset", fail_on={"tools/call"})
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert error.message.startswith("Upstream MCP server unreachable: ")
+    assert error.data == {"upstream": "connect"}
+
+
+@pytest.mark.parametrize("slow_method", ["tools/call", "initialize"])
+async def test_slow_upstream_times_out(aiohttp_server, pool, slow_method):
+    stub = StubUpstream(tools=TOOLS, mode="slow", delay_s=10.0, fail_on={slow_method})
+    url = await serve(aiohttp_server, stub)
+    proxy = ProxyExecutor(pool, timeout_s=0.5)
+
+    started = time.monotonic()
+    error = await call_error(proxy, make_view(url))
+    elapsed = time.monotonic() - started
+
+    assert 0.4 < elapsed < 1.0
+    assert error.code == -32603
+    assert error.message == "Upstream MCP server timed out after 0.5 s"
+    assert error.data == {"upstream": "timeout"}
+
+
+async def test_shared_handshake_has_the_pools_bound(aiohttp_server, http):
+    stub = StubUpstream(tools=TOOLS, mode="slow", delay_s=10.0, fail_on={"initialize"})
+    url = await serve(aiohttp_server, stub)
+    pool = UpstreamPool(http, timeout_s=0.3)
+    try:
+        started = time.monotonic()
+        error = await call_error(ProxyExecutor(pool, timeout_s=5.0), make_view(url))
+        assert time.monotonic() - started < 1.0
+    finally:
+        await pool.close()
+
+    assert error.message == "Upstream MCP server timed out after 0.3 s"
+    assert error.data == {"upstream": "timeout"}
+
+
+async def test_timeout_bounds_a_trickling_sse_stream(aiohttp_server, pool):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        if message["method"] == "initialize":
+            return web.json_response(
+                {"jsonrpc": "2.0", "id": message["id"], "result": {"protocolVersion": "2025-11-25"}}
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for _ in range(100):  # keep-alives, never an answer
+            await resp.write(b": still here\n\n")
+            await asyncio.sleep(0.05)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/mcp", handler)
+    server = await aiohttp_server(app)
+    proxy = ProxyExecutor(pool, timeout_s=0.3)
+
+    started = time.monotonic()
+    error = await call_error(proxy, make_view(str(server.make_url("/mcp"))))
+
+    assert time.monotonic() - started < 1.0
+    assert error.data == {"upstream": "timeout"}
+
+
+async def test_garbage_is_invalid_response(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="garbage", fail_on={"tools/call"})
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert error.message.startswith("Upstream MCP server sent an invalid response")
+    assert error.data == {"upstream": "invalid-response"}
+
+
+async def test_huge_body_is_too_large_with_bounded_memory(aiohttp_server, http):
+    stub = StubUpstream(tools=TOOLS, mode="huge", fail_on={"tools/call"})  # > 10 MiB
+    url = await serve(aiohttp_server, stub)
+    limit = 256 * 1024
+    pool = UpstreamPool(http, timeout_s=5.0, max_body_bytes=limit)
+    proxy = ProxyExecutor(pool)
+
+    tracemalloc.start()
+    try:
+        error = await call_error(proxy, make_view(url))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await pool.close()
+
+    assert error.data == {"upstream": "too-large"}
+    assert str(limit) in error.message
+    assert peak < 4 * 1024 * 1024  # the 10 MiB answer was never held
+
+
+async def test_sse_body_limit_counts_the_whole_stream(aiohttp_server, http):
+    stub = StubUpstream(tools=TOOLS, sse=True, progress_steps=200)
+    url = await serve(aiohttp_server, stub)
+    pool = UpstreamPool(http, timeout_s=5.0, max_body_bytes=4096)
+    ctx = make_ctx(make_view(url))
+    try:
+        assert await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, None) == echo(
+            {"q": "a"}
+        )
+        with pytest.raises(ToolCallError) as info:  # 200 notifications first: too much
+            await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, {"progressToken": 1})
+    finally:
+        await pool.close()
+    assert info.value.data == {"upstream": "too-large"}
+
+
+async def test_http_500_is_http_status(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="http-500", fail_on={"tools/call"})
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert error.code == -32603
+    assert error.message == "Upstream MCP server answered HTTP 500"
+    assert error.data == {"upstream": "http-status", "status": 500}
+
+
+async def test_rejected_credentials_are_http_status(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, require_headers={"Authorization": "Bearer other"})
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert error.data == {"upstream": "http-status", "status": 401}
+
+
+async def test_upstream_jsonrpc_error_is_relayed(aiohttp_server, proxy):
+    stub = StubUpstream(
+        tools=TOOLS,
+        mode="jsonrpc-error",
+        fail_on={"tools/call"},
+        error_code=-32042,
+        error_message="no way",
+        error_data={"field": "q", "hint": ["a", 1]},
+    )
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert (error.code, error.message, error.data) == (
+        -32042,
+        "no way",
+        {"field": "q", "hint": ["a", 1]},
+    )
+
+
+async def test_upstream_unknown_tool_error_is_relayed(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+
+    with pytest.raises(ToolCallError) as info:
+        await proxy.call_tool(make_ctx(make_view(url)), {"name": "gone"}, {}, None)
+
+    assert (info.value.code, info.value.message) == (-32602, "Unknown tool: gone")
+    assert info.value.data is None
+
+
+async def test_refused_handshake(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="jsonrpc-error", fail_on={"initialize"})
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url))
+
+    assert error.code == -32603
+    assert error.data == {"upstream": "jsonrpc-error"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"result": "not an object"},
+        {"result": [1, 2]},
+        {"error": {"code": "E42", "message": "bad"}},
+        {"error": "flat"},
+    ],
+)
+async def test_malformed_call_answers_are_invalid_response(aiohttp_server, proxy, answer):
+    async def handler(request: web.Request) -> web.Response:
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        if message["method"] == "initialize":
+            result: Any = {"protocolVersion": "2025-11-25", "capabilities": {}}
+            return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], **answer})
+
+    app = web.Application()
+    app.router.add_post("/mcp", handler)
+    server = await aiohttp_server(app)
+
+    error = await call_error(proxy, make_view(str(server.make_url("/mcp"))))
+
+    assert error.code == -32603
+    assert error.data == {"upstream": "invalid-response"}
+
+
+async def test_no_upstream_configured(proxy):
+    error = await call_error(proxy, make_view(None))
+
+    assert error.code == -32603
+    assert error.message == "This integration has no upstream configured"
+    assert error.data == {"upstream": "none"}
+
+
+# ------------------------------------------------------------------ proxy: notifications
+
+
+async def test_progress_notifications_reach_the_client_in_order(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, sse=True, progress_steps=3)
+    url = await serve(aiohttp_server, stub)
+    events: list[Any] = []
+
+    async def notify(message: dict[str, Any]) -> None:
+        events.append(message)
+
+    result = await proxy.call_tool(
+        make_ctx(make_view(url), notify=notify), TOOL, {"q": "a"}, {"progressToken": "tok-7"}
+    )
+    events.append("result")
+
+    assert result == echo({"q": "a"})
+    assert events == [
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "info", "data": "working on it"},
+        },
+        *(
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {
+                    "progressToken": "tok-7",
+                    "progress": step,
+                    "total": 3,
+                    "message": f"step {step}",
+                },
+            }
+            for step in (1, 2, 3)
+        ),
+        "result",
+    ]
+
+
+async def test_notifications_dropped_without_a_sink_or_when_it_fails(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS, sse=True)
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+    seen: list[dict[str, Any]] = []
+
+    async def broken(message: dict[str, Any]) -> None:
+        seen.append(message)
+        raise ConnectionResetError("client went away")
+
+    meta = {"progressToken": 1}
+    assert await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, meta) == echo({"q": "a"})
+    result = await proxy.call_tool(make_ctx(view, notify=broken), TOOL, {"q": "b"}, meta)
+
+    assert result == echo({"q": "b"})
+    assert len(seen) == 1  # forwarding stopped at the first failure; the call did not
+
+
+async def test_server_requests_on_the_stream_are_answered(aiohttp_server, proxy):
+    answers: list[dict[str, Any]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        message = await request.json()
+        if "method" not in message:  # our answer to the server's request
+            answers.append(message)
+            return web.Response(status=202)
+        if "id" not in message:
+            return web.Response(status=202)
+        if message["method"] == "initialize":
+            result = {"protocolVersion": "2025-11-25", "capabilities": {}}
+            return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for req in (
+            {"jsonrpc": "2.0", "id": "s1", "method": "ping"},
+            {"jsonrpc": "2.0", "id": "s2", "method": "sampling/createMessage", "params": {}},
+        ):
+            await resp.write(f"data: {json.dumps(req)}\n\n".encode())
+        done = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": []}}
+        await resp.write(f"data: {json.dumps(done)}\n\n".encode())
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/mcp", handler)
+    server = await aiohttp_server(app)
+    notified: list[dict[str, Any]] = []
+
+    async def notify(message: dict[str, Any]) -> None:
+        notified.append(message)
+
+    view = make_view(str(server.make_url("/mcp")))
+    result = await proxy.call_tool(make_ctx(view, notify=notify), TOOL, {}, None)
+
+    assert result == {"content": []}
+    assert notified == []  # server requests are not the client's business
+    assert answers[0] == {"jsonrpc": "2.0", "id": "s1", "result": {}}
+    assert answers[1]["id"] == "s2" and answers[1]["error"]["code"] == -32601
+
+
+# ------------------------------------------------------------------ proxy: secrets
+
+
+@pytest.mark.parametrize(
+    "stub_kwargs",
+    [
+        {"mode": "http-500"},
+        {"mode": "garbage"},
+        {"mode": "reset"},
+        {"mode": "slow", "delay_s": 5.0},
+        {"mode": "huge"},
+        {"mode": "session-expired"},
+        {"mode": "jsonrpc-error", "error_message": f"bad token Bearer {SECRET}"},
+        {
+            "mode": "jsonrpc-error",
+            "error_message": f"bad key {HEADERS['X-Api-Key']}",
+            "error_data": {"echo": [f"Authorization: Bearer {SECRET}"]},
+        },
+        {"mode": "down"},
+    ],
+    ids=lambda kw: kw["mode"] + ("+data" if "error_data" in kw else ""),
+)
+@pytest.mark.parametrize("failing", ["initialize", "tools/call"])
+async def test_header_values_never_leak(aiohttp_server, http, caplog, stub_kwargs, failing):
+    caplog.set_level(logging.DEBUG)
+    if stub_kwargs["mode"] == "down":
+        url = f"http://127.0.0.1:{free_port()}/mcp"
+    else:
+        stub = StubUpstream(tools=TOOLS, fail_on={failing}, **stub_kwargs)
+        url = await serve(aiohttp_server, stub)
+    pool = UpstreamPool(http, timeout_s=5.0, max_body_bytes=64 * 1024)
+    try:
+        error = await call_error(ProxyExecutor(pool, timeout_s=0.3), make_view(url))
+    finally:
+        await pool.close()
+
+    exposed = [error.message, json.dumps(error.data), str(error), repr(error), caplog.text]
+    for value in (SECRET, HEADERS["X-Api-Key"]):
+        assert all(value not in text for text in exposed)
+    if stub_kwargs["mode"] == "jsonrpc-error" and failing == "tools/call":
+        assert "[redacted]" in error.message
+
+
+# ------------------------------------------------------------------ proxy: pool lifecycle
+
+
+async def test_invalidate_drops_the_session(aiohttp_server, pool, proxy):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+    await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None)
+    (old,) = stub.sessions
+
+    assert pool.invalidate("other-config") == 0
+    assert pool.invalidate("cfg-1") == 1
+    assert len(pool) == 0
+    await wait_for(lambda: stub.calls["DELETE"] == 1)  # the old session is ended upstream
+    assert stub.ended_sessions == {old}
+
+    await proxy.call_tool(make_ctx(view), TOOL, {"q": "b"}, None)
+    assert stub.calls["initialize"] == 2
+    assert len(pool) == 1
+
+
+async def test_invalidate_during_a_call_ends_the_session_after_it(aiohttp_server, pool, proxy):
+    stub = StubUpstream(tools=TOOLS, mode="slow", delay_s=0.2, fail_on={"tools/call"})
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+
+    call = asyncio.create_task(proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None))
+    await wait_for(lambda: stub.calls["tools/call"] == 1)
+    pool.invalidate("cfg-1")
+    assert stub.calls["DELETE"] == 0
+
+    assert await call == echo({"q": "a"})  # finished on the old session
+    await wait_for(lambda: stub.calls["DELETE"] == 1)
+
+
+async def test_sessions_are_per_config_and_header_set(aiohttp_server, proxy):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+
+    for view in (
+        make_view(url),
+        make_view(url),
+        make_view(url, config_id="cfg-2"),
+        make_view(url, headers={"Authorization": "Bearer rotated-token"}),
+    ):
+        await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None)
+
+    assert stub.calls["initialize"] == 3
+    assert len(proxy.pool) == 3
+
+
+async def test_pool_size_is_capped(aiohttp_server, http):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+    pool = UpstreamPool(http, timeout_s=5.0, max_sessions=2)
+    proxy = ProxyExecutor(pool)
+    try:
+        for i in range(4):
+            view = make_view(url, config_id=f"cfg-{i}")
+            await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None)
+        assert len(pool) == 2
+        await wait_for(lambda: stub.calls["DELETE"] == 2)  # the evicted ones were ended
+    finally:
+        await pool.close()
+    assert stub.calls["DELETE"] == 4
+    assert stub.sessions == set()
+
+
+async def test_close_deletes_live_sessions(aiohttp_server, pool, proxy):
+    stub = StubUpstream(tools=TOOLS, require_headers=HEADERS)
+    url = await serve(aiohttp_server, stub)
+    await proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "a"}, None)
+    await proxy.call_tool(make_ctx(make_view(url, config_id="cfg-2")), TOOL, {"q": "a"}, None)
+    assert len(stub.sessions) == 2
+
+    await pool.close()
+
+    assert stub.calls["DELETE"] == 2
+    assert stub.sessions == set()
+    error = await call_error(proxy, make_view(url))
+    assert error.data == {"upstream": "connect"}
+
+
+async def test_close_is_bounded_when_the_upstream_hangs(http):
+    stalled = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            await stalled.wait()
+            return web.Response(status=204)
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        result: dict[str, Any] = {"protocolVersion": "2025-11-25", "capabilities": {}}
+        if message["method"] == "tools/call":
+            result = {"content": []}
+        headers = {"Mcp-Session-Id": "s-1"}
+        return web.json_response(
+            {"jsonrpc": "2.0", "id": message["id"], "result": result}, headers=headers
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/mcp", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        pool = UpstreamPool(http, timeout_s=5.0, close_timeout_s=0.2)
+        view = make_view(str(server.make_url("/mcp")))
+        await ProxyExecutor(pool).call_tool(make_ctx(view), TOOL, {}, None)
+        started = time.monotonic()
+        await pool.close()
+        assert time.monotonic() - started < 1.0
+    finally:
+        stalled.set()
+        await server.close()
+
+
+# ------------------------------------------------------------------ placeholder simulator
+
+
+async def test_simulator_is_deterministic_and_names_tool_and_arguments():
+    view = make_view(None)
+    first = await PlaceholderSimulator().call_tool(
+        make_ctx(view), TOOL, {"q": "a", "n": 1}, None
+    )
+    again = await PlaceholderSimulator().call_tool(
+        make_ctx(view), TOOL, {"n": 1, "q": "a"}, None
+    )
+
+    assert json.dumps(first) == json.dumps(again)
+    assert first["isError"] is False
+    (block,) = first["content"]
+    assert block["type"] == "text"
+    assert '"tool_0"' in block["text"]
+    assert '{"n":1,"q":"a"}' in block["text"]
+    assert "structuredContent" not in first
+
+
+def test_simulator_is_identical_across_processes():
+    script = (
+        "import asyncio, json, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_executors import PlaceholderSimulator, make_ctx, make_view, TOOL\n"
+        "async def main():\n"
+        "    ctx = make_ctx(make_view(None), seed='s1')\n"
+        "    r = await PlaceholderSimulator().call_tool(ctx, TOOL, {'q': 'ü', 'z': [1]}, None)\n"
+        "    print(json.dumps(r))\n"
+        "asyncio.run(main())\n"
+    )
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
+
+
+async def test_simulator_inputs_change_the_text():
+    sim = PlaceholderSimulator()
+    view = make_view(None)
+
+    async def text(args: dict[str, Any], **kwargs: Any) -> str:
+        v = make_view(None, fixtures_version=kwargs.pop("fixtures_version", 0))
+        result = await sim.call_tool(make_ctx(v, **kwargs), TOOL, args, None)
+        return result["content"][-1]["text"]
+
+    base = await text({"q": "a"})
+    assert await text({"q": "b"}) != base
+    assert await text({"q": "a"}, seed="s1") != base
+    assert await text({"q": "a"}, seed="s1") != await text({"q": "a"}, seed="s2")
+    assert await text({"q": "a"}, fixtures_version=1) != base
+    other_tool = await sim.call_tool(make_ctx(view), TOOLS[1], {"q": "a"}, None)
+    assert other_tool["content"][0]["text"] != base
+
+
+OUTPUT_SCHEMAS = [
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "minLength": 3},
+            "count": {"type": "integer", "minimum": 5},
+            "score": {"type": "number", "exclusiveMaximum": -1},
+            "ok": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+            "status": {"enum": ["open", "closed"]},
+            "kind": {"const": "contact"},
+            "owner": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name"],
+            },
+            "maybe": {"type": ["null", "string"]},
+            "optional": {"type": "string"},
+        },
+        "required": ["id", "count", "score", "ok", "tags", "status", "kind", "owner", "maybe"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "$defs": {"money": {"type": "object", "properties": {"cents": {"type": "integer"}},
+                            "required": ["cents"]}},
+        "properties": {
+            "total": {"$ref": "#/$defs/money"},
+            "either": {"anyOf": [{"type": "number", "minimum": 2}, {"type": "string"}]},
+            "both": {"allOf": [{"required": ["a"], "properties": {"a": {"type": "string"}}},
+                               {"required": ["b"], "properties": {"b": {"type": "boolean"}}}]},
+        },
+        "required": ["total", "either", "both"],
+    },
+    {"type": "object"},
+    {"type": "object", "properties": {"free": {}}, "required": ["free"]},
+]
+
+
+@pytest.mark.parametrize("schema", OUTPUT_SCHEMAS)
+async def test_simulator_structured_content_validates(schema):
+    tool = {**TOOL, "outputSchema": schema}
+
+    result = await PlaceholderSimulator().call_tool(
+        make_ctx(make_view(None)), tool, {"q": "a"}, None
+    )
+
+    structured = result["structuredContent"]
+    jsonschema.Draft202012Validator(schema).validate(structured)
+    assert json.loads(result["content"][0]["text"]) == structured
+    assert "tool_0" in result["content"][1]["text"]
+
+
+def test_minimal_instance_simple_values():
+    assert minimal_instance({"type": "string"}) == ""
+    assert minimal_instance({"type": "number"}) == 0
+    assert minimal_instance({"type": "integer", "exclusiveMinimum": 0}) == 1
+    assert minimal_instance({"type": "boolean"}) is False
+    assert minimal_instance({"type": "array"}) == []
+    assert minimal_instance({"enum": [3, 4]}) == 3
+    assert minimal_instance({"type": "object", "properties": {"a": {"type": "string"}}}) == {}
+
+
+async def test_simulator_never_reaches_the_upstream(aiohttp_server):
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+    view = make_view(url)
+
+    await PlaceholderSimulator().call_tool(
+        make_ctx(view, endpoint=Endpoint.TEST), TOOL, {"q": "a"}, {"progressToken": 1}
+    )
+
+    assert stub.calls == {}
+    assert stub.received_headers == []

@@ -1,0 +1,542 @@
+"""Rate limiter: the same semantics on both backends (in-process and Redis), the Redis key
+layout and expiry, exact buckets shared by replicas, coalescing of concurrent checks into one
+round trip, NOSCRIPT recovery, failover, and bounded memory of the local backend.
+
+Uses the real Redis at 127.0.0.1:6379 (MCPGW_TEST_REDIS_URL overrides); every test works under
+its own key prefix and deletes its keys. Nothing here skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from gateway.context import Decision, LimiterUnavailable
+from gateway.ratelimit import (
+    BucketSpec,
+    FailoverLimiter,
+    Limits,
+    LocalLimiter,
+    RedisLimiter,
+    create_limiter,
+)
+from gateway.ratelimit.buckets import decide
+from settings_api.config import Settings
+
+REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SLOW = 0.001  # tokens per second: no noticeable refill during a test
+Spec = tuple[float, int]
+
+
+def limits(call: Spec = (SLOW, 100), req: Spec = (SLOW, 100)) -> Limits:
+    return Limits(call=BucketSpec(*call), request=BucketSpec(*req))
+
+
+def new_client(**options: object) -> Redis:
+    return Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2, **options)
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Redis]:
+    client = new_client()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis_client: Redis) -> AsyncIterator[str]:
+    name = f"mcpgwtest-{uuid.uuid4().hex[:12]}"
+    yield name
+    keys = [key async for key in redis_client.scan_iter(f"{name}:*", count=1000)]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+Factory = Callable[..., LocalLimiter | RedisLimiter]
+
+
+@pytest.fixture(params=["local", "redis"])
+async def make(request: pytest.FixtureRequest, redis_client: Redis,
+               prefix: str) -> AsyncIterator[Factory]:
+    """Builds a limiter of the parametrized backend: make(call=(rate, burst), req=(rate, burst))."""
+    made: list[LocalLimiter | RedisLimiter] = []
+
+    def factory(call: Spec = (SLOW, 100), req: Spec = (SLOW, 100)) -> LocalLimiter | RedisLimiter:
+        lim = limits(call, req)
+        limiter = (LocalLimiter(lim) if request.param == "local"
+                   else RedisLimiter(redis_client, lim, prefix=prefix))
+        made.append(limiter)
+        return limiter
+
+    yield factory
+    for limiter in made:
+        await limiter.close()
+
+
+async def run(limiter, n: int, key: str = "k1", *, tools_call: bool) -> list[Decision]:
+    return [await limiter.check(key, tools_call=tools_call) for _ in range(n)]
+
+
+# Semantics, on both backends ----------------------------------------------------------------
+
+
+async def test_burst_then_refusal(make: Factory) -> None:
+    limiter = make(req=(SLOW, 3))
+    decisions = await run(limiter, 4, tools_call=False)
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert all(d.limit == 3 for d in decisions)
+    assert [d.retry_after_s for d in decisions[:3]] == [0, 0, 0]
+    assert decisions[3].retry_after_s > 0
+    other = await limiter.check("k2", tools_call=False)  # buckets are per key
+    assert other.allowed and other.remaining == 2
+
+
+async def test_refill_over_time_and_retry_after(make: Factory) -> None:
+    limiter = make(req=(20.0, 2))  # one token per 50 ms
+    assert [d.allowed for d in await run(limiter, 3, tools_call=False)] == [True, True, False]
+    refused = await limiter.check("k1", tools_call=False)
+    assert not refused.allowed
+    assert 0 < refused.retry_after_s <= 0.05
+    assert 0.05 < refused.reset_s <= 0.1
+    await asyncio.sleep(refused.retry_after_s)
+    after = await limiter.check("k1", tools_call=False)
+    assert after.allowed and after.retry_after_s == 0
+    await asyncio.sleep(0.11)  # full again
+    assert [d.allowed for d in await run(limiter, 3, tools_call=False)] == [True, True, False]
+
+
+async def test_tools_call_takes_both_buckets_plain_request_only_one(make: Factory) -> None:
+    limiter = make(call=(SLOW, 5), req=(SLOW, 10))
+    first = await limiter.check("k1", tools_call=True)  # call 4, request 9
+    assert (first.allowed, first.limit, first.remaining) == (True, 5, 4)
+    plain = await limiter.check("k1", tools_call=False)  # request 8; call bucket untouched
+    assert (plain.allowed, plain.limit, plain.remaining) == (True, 10, 8)
+    # 4 more tools/call empty the call bucket (request 4 left), the 5th is refused...
+    calls = await run(limiter, 5, tools_call=True)
+    assert [d.allowed for d in calls] == [True, True, True, True, False]
+    # ...without touching the request bucket: exactly 4 plain requests remain.
+    plains = await run(limiter, 5, tools_call=False)
+    assert [d.allowed for d in plains] == [True, True, True, True, False]
+
+
+async def test_refused_request_charges_no_bucket(make: Factory) -> None:
+    # The call bucket refuses: the request bucket keeps its tokens.
+    limiter = make(call=(SLOW, 1), req=(SLOW, 3))
+    assert (await limiter.check("a", tools_call=True)).allowed
+    assert not any(d.allowed for d in await run(limiter, 3, "a", tools_call=True))
+    assert [d.allowed for d in await run(limiter, 3, "a", tools_call=False)] == [True, True,
+                                                                                 False]
+    # The request bucket refuses a tools/call: the call bucket keeps its tokens.
+    limiter = make(call=(SLOW, 2), req=(20.0, 1))
+    assert (await limiter.check("b", tools_call=False)).allowed  # request bucket now empty
+    refused = await limiter.check("b", tools_call=True)
+    assert not refused.allowed and refused.limit == 1  # the request bucket is the tighter
+    for _ in range(2):  # both call tokens are still there
+        await asyncio.sleep(refused.retry_after_s)
+        assert (await limiter.check("b", tools_call=True)).allowed
+    await asyncio.sleep(0.06)
+    last = await limiter.check("b", tools_call=True)
+    assert not last.allowed and last.limit == 2 and last.retry_after_s > 1
+
+
+async def test_tighter_bucket_figures(make: Factory) -> None:
+    limiter = make(call=(1.0, 3), req=(1.0, 10))
+    d = await limiter.check("k1", tools_call=True)
+    assert (d.limit, d.remaining) == (3, 2) and 0.99 <= d.reset_s <= 1.0
+    d = await limiter.check("k1", tools_call=False)  # only the request bucket is touched
+    assert (d.limit, d.remaining) == (10, 8) and 1.9 <= d.reset_s <= 2.0
+    # The request bucket is the tighter one.
+    limiter = make(call=(1.0, 10), req=(1.0, 2))
+    d = await limiter.check("k2", tools_call=True)
+    assert (d.limit, d.remaining) == (2, 1)
+    # Equal remaining: the bucket that takes longer to refill is reported.
+    limiter = make(call=(1.0, 3), req=(0.5, 3))
+    d = await limiter.check("k3", tools_call=True)
+    assert (d.limit, d.remaining) == (3, 2) and 1.99 <= d.reset_s <= 2.0
+
+
+async def test_fractional_rates(make: Factory) -> None:
+    limiter = make(call=(0.5, 1), req=(2.5, 3))
+    d = await limiter.check("k1", tools_call=True)
+    assert d.allowed and (d.limit, d.remaining) == (1, 0) and 1.99 <= d.reset_s <= 2.0
+    d = await limiter.check("k1", tools_call=True)
+    assert not d.allowed and 1.9 < d.retry_after_s <= 2.0
+    plains = await run(limiter, 3, tools_call=False)  # 2 request tokens left
+    assert [p.allowed for p in plains] == [True, True, False]
+    assert 0.3 < plains[2].retry_after_s <= 0.4  # 1 token / 2.5 per s
+    await asyncio.sleep(plains[2].retry_after_s)
+    assert (await limiter.check("k1", tools_call=False)).allowed
+
+
+async def test_ended_session_revoked_until_expiry(make: Factory) -> None:
+    limiter = make()
+    await limiter.end_session("k1", "sess-a", time.time() + 0.3)
+    await limiter.end_session("k1", "sess-old", time.time() - 5)  # already expired: no entry
+    assert (await limiter.check("k1", tools_call=False, session_id="sess-a")).session_revoked
+    for key, session in (("k1", "sess-b"), ("k2", "sess-a"), ("k1", "sess-old")):
+        assert not (await limiter.check(key, tools_call=False,
+                                        session_id=session)).session_revoked
+    assert not (await limiter.check("k1", tools_call=False)).session_revoked
+    await asyncio.sleep(0.35)
+    assert not (await limiter.check("k1", tools_call=False, session_id="sess-a")).session_revoked
+
+
+async def test_decide_reference_matches_lua(redis_client: Redis, prefix: str) -> None:
+    """Random bucket states written straight into Redis give the script's answer and
+    buckets.decide's answer alike (rates so slow that refill is below a millisecond)."""
+    rng = random.Random(7)
+    for case in range(40):
+        call = BucketSpec(SLOW, rng.randint(1, 4))
+        req = BucketSpec(SLOW * 2, rng.randint(1, 4))
+        limiter = RedisLimiter(redis_client, Limits(call=call, request=req), prefix=prefix)
+        key = f"case{case}"
+        req_key, call_key = limiter.bucket_keys(key)
+        seconds, micros = await redis_client.time()
+        now_us = seconds * 1_000_000 + micros
+        req_tokens = rng.choice([0.0, 0.5, 1.0, rng.uniform(0, req.burst)])
+        call_tokens = rng.choice([0.0, 0.25, 1.0, rng.uniform(0, call.burst)])
+        await redis_client.hset(req_key, mapping={"tk": repr(req_tokens), "ts": now_us})
+        await redis_client.hset(call_key, mapping={"tk": repr(call_tokens), "ts": now_us})
+        tools_call = rng.random() < 0.6
+        got = await limiter.check(key, tools_call=tools_call)
+        buckets = [(req, req_tokens)] + ([(call, call_tokens)] if tools_call else [])
+        want, _ = decide(buckets)
+        assert (got.allowed, got.limit, got.remaining) == (want.allowed, want.limit,
+                                                          want.remaining), case
+        assert abs(got.reset_s - want.reset_s) <= 0.05, case
+        assert abs(got.retry_after_s - want.retry_after_s) <= 0.05, case
+
+
+# Redis specifics --------------------------------------------------------------------------
+
+
+async def test_redis_key_layout_and_idle_expiry(redis_client: Redis, prefix: str) -> None:
+    limiter = RedisLimiter(redis_client, limits(call=(4.0, 2), req=(10.0, 5)), prefix=prefix)
+    assert limiter.bucket_keys("kid") == (f"{prefix}:rl:{{kid}}:req", f"{prefix}:rl:{{kid}}:call")
+    session_key = limiter.session_key("kid", "s1")
+    assert session_key.startswith(f"{prefix}:sess:{{kid}}:") and "s1" not in session_key
+    assert len(session_key.rsplit(":", 1)[1]) == 32
+
+    await limiter.check("kid", tools_call=True)
+    req_key, call_key = limiter.bucket_keys("kid")
+    assert 0 < await redis_client.pttl(req_key) <= 100  # 1 token at 10/s
+    assert 0 < await redis_client.pttl(call_key) <= 250  # 1 token at 4/s
+    state = await redis_client.hgetall(req_key)
+    assert set(state) == {b"tk", b"ts"} and 3.99 <= float(state[b"tk"]) <= 4.0
+    await limiter.check("plain", tools_call=False)
+    assert not await redis_client.exists(limiter.bucket_keys("plain")[1])  # call bucket untouched
+
+    expires_at = time.time() + 60
+    await limiter.end_session("kid", "s1", expires_at)
+    assert 59_000 < await redis_client.pttl(session_key) <= 60_010
+    # One hash tag for all of a check's keys: one Redis Cluster slot.
+    assert {_hash_tag(key) for key in (req_key, call_key, session_key)} == {"kid"}
+
+    fast = RedisLimiter(redis_client, limits(call=(100.0, 1), req=(100.0, 1)), prefix=prefix)
+    await fast.check("idle", tools_call=True)
+    assert await redis_client.exists(*fast.bucket_keys("idle")) == 2
+    await asyncio.sleep(0.05)  # full again after 10 ms: the keys are gone
+    assert await redis_client.exists(*fast.bucket_keys("idle")) == 0
+
+
+def _hash_tag(key: str) -> str:
+    start = key.index("{")
+    return key[start + 1:key.index("}", start)]
+
+
+async def test_replicas_share_one_exact_bucket(prefix: str) -> None:
+    one, two = new_client(), new_client(decode_responses=True)
+    try:
+        a = RedisLimiter(one, limits(req=(SLOW, 10)), prefix=prefix)
+        b = RedisLimiter(two, limits(req=(SLOW, 10)), prefix=prefix)
+        results = []
+        for _ in range(5):
+            results.append(await a.check("shared", tools_call=False))
+            results.append(await b.check("shared", tools_call=False))
+        assert all(d.allowed for d in results)
+        assert sorted(d.remaining for d in results) == list(range(10))
+        assert not (await a.check("shared", tools_call=False)).allowed
+        assert not (await b.check("shared", tools_call=False)).allowed
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+@pytest.fixture
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts packets written to Redis by any redis-py asyncio connection."""
+    writes: list[int] = []
+    original = AbstractConnection.send_packed_command
+
+    async def spy(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        writes.append(1)
+        return await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", spy)
+    return writes
+
+
+async def test_concurrent_checks_are_coalesced(redis_client: Redis, prefix: str,
+                                               count_writes: list[int]) -> None:
+    limiter = RedisLimiter(redis_client, limits(call=(SLOW, 50), req=(SLOW, 1000)),
+                           prefix=prefix)
+    await limiter.check("warm-up", tools_call=False)  # connection and script in place
+    count_writes.clear()
+    trips_before = limiter.round_trips
+    decisions = await asyncio.gather(*[limiter.check("hot", tools_call=True)
+                                       for _ in range(200)])
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 50
+    assert sorted(d.remaining for d in allowed) == list(range(50))  # each check exact
+    assert all(d.retry_after_s > 0 for d in decisions if not d.allowed)
+    assert limiter.round_trips - trips_before == 1
+    assert len(count_writes) == 1
+
+
+async def test_batches_grow_while_round_trips_are_in_flight(redis_client: Redis,
+                                                            prefix: str) -> None:
+    limiter = RedisLimiter(redis_client, limits(req=(SLOW, 10_000)), prefix=prefix,
+                           max_inflight=1, max_batch=64)
+
+    async def client(i: int) -> int:
+        allowed = 0
+        for _ in range(10):
+            allowed += (await limiter.check(f"k{i % 7}", tools_call=False)).allowed
+            await asyncio.sleep(0)
+        return allowed
+
+    assert sum(await asyncio.gather(*[client(i) for i in range(100)])) == 1000
+    assert limiter.checks == 1000 and limiter.round_trips <= 100
+
+
+async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis,
+                                                          prefix: str) -> None:
+    limiter = RedisLimiter(redis_client, limits(req=(SLOW, 3)), prefix=prefix)
+    tasks = [asyncio.create_task(limiter.check("k", tools_call=False)) for _ in range(4)]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert [d.allowed for d in results[1:]] == [True, True, False]  # the cancelled one ran
+
+
+async def test_noscript_reload_single_and_pipelined(redis_client: Redis, prefix: str) -> None:
+    limiter = RedisLimiter(redis_client, limits(req=(SLOW, 25)), prefix=prefix)
+    assert (await limiter.check("k", tools_call=False)).remaining == 24
+    await redis_client.script_flush()
+    trips = limiter.round_trips
+    d = await limiter.check("k", tools_call=False)  # single: NOSCRIPT, load, run once
+    assert (d.allowed, d.remaining) == (True, 23)
+    assert limiter.round_trips - trips == 2
+    await redis_client.script_flush()
+    trips = limiter.round_trips
+    decisions = await asyncio.gather(*[limiter.check("k", tools_call=False)
+                                       for _ in range(30)])
+    assert sum(d.allowed for d in decisions) == 23  # nothing charged twice, nothing lost
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(23))
+    assert limiter.round_trips - trips == 2
+
+
+# Failover ---------------------------------------------------------------------------------
+
+
+def dead_client() -> Redis:
+    return Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.2,
+                          socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+
+
+async def test_failover_open_limits_locally_and_warns_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = dead_client()
+    lim = limits(call=(SLOW, 3))
+    limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.5), LocalLimiter(lim),
+                              "open", retry_interval_s=0.0)  # try Redis on every request
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+            decisions = await run(limiter, 4, tools_call=True)
+            decisions += await asyncio.gather(*[limiter.check("k2", tools_call=True)
+                                                for _ in range(5)])
+            await limiter.end_session("k1", "s1", time.time() + 60)  # no exception
+        assert [d.allowed for d in decisions[:4]] == [True, True, True, False]
+        assert sum(d.allowed for d in decisions[4:]) == 3
+        assert limiter.degraded
+        warnings = [r for r in caplog.records if r.name == "gateway.ratelimit"]
+        assert len(warnings) == 1 and "Redis unavailable" in warnings[0].getMessage()
+        # The session ended while Redis was down is denied from the local denylist.
+        assert (await limiter.check("k1", tools_call=False, session_id="s1")).session_revoked
+    finally:
+        await limiter.close()
+        await client.aclose()
+
+
+async def test_failover_closed_raises_limiter_unavailable() -> None:
+    client = dead_client()
+    lim = limits()
+    limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.5), LocalLimiter(lim),
+                              "closed")
+    try:
+        with pytest.raises(LimiterUnavailable):
+            await limiter.check("k1", tools_call=True)
+        with pytest.raises(LimiterUnavailable):  # fails fast within the retry interval
+            await limiter.check("k1", tools_call=False)
+        with pytest.raises(LimiterUnavailable):
+            await limiter.end_session("k1", "s1", time.time() + 60)
+    finally:
+        await limiter.close()
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        with contextlib.suppress(Exception):
+            await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+async def test_failover_bounds_a_silent_redis_by_the_timeout(mode: str) -> None:
+    async with silent_server() as port:
+        client = Redis.from_url(f"redis://127.0.0.1:{port}/0", retry=Retry(NoBackoff(), 0))
+        lim = limits()
+        limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.2), LocalLimiter(lim),
+                                  mode)
+        try:
+            started = time.monotonic()
+            if mode == "open":
+                assert (await limiter.check("k1", tools_call=True)).allowed
+            else:
+                with pytest.raises(LimiterUnavailable):
+                    await limiter.check("k1", tools_call=True)
+            assert time.monotonic() - started < 0.6
+        finally:
+            await limiter.close()
+            await client.aclose()
+
+
+class FlakyPrimary:
+    """Stands in for RedisLimiter: fails while `down`, counts calls."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+
+    async def check(self, key_id: str, *, tools_call: bool,
+                    session_id: str | None = None) -> Decision:
+        self.calls += 1
+        if self.down:
+            raise RedisConnectionError("connection refused")
+        return Decision(allowed=True, limit=99, remaining=98, reset_s=0.1, retry_after_s=0)
+
+    async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
+        if self.down:
+            raise RedisConnectionError("connection refused")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_failover_leaves_redis_alone_then_recovers() -> None:
+    primary = FlakyPrimary()
+    now = [100.0]
+    limiter = FailoverLimiter(primary, LocalLimiter(limits()), "open",  # type: ignore[arg-type]
+                              retry_interval_s=1.0, clock=lambda: now[0])
+    assert (await limiter.check("k", tools_call=True)).limit == 100  # local answer
+    for _ in range(5):
+        await limiter.check("k", tools_call=True)
+    assert primary.calls == 1  # not retried within the interval
+    primary.down = False
+    now[0] += 1.5
+    assert (await limiter.check("k", tools_call=True)).limit == 99  # Redis again
+    assert not limiter.degraded and primary.calls == 2
+
+
+# Local backend memory ----------------------------------------------------------------------
+
+
+async def test_local_memory_stays_bounded() -> None:
+    now = [1000.0]
+    limiter = LocalLimiter(limits(call=(10.0, 5), req=(10.0, 5)), max_keys=10_000,
+                           max_sessions=1_000, sweep_interval_s=5.0, clock=lambda: now[0])
+    for i in range(100_000):
+        limiter.check_now(f"key-{i}", tools_call=i % 2 == 0)
+    assert limiter.bucket_count == 10_000
+    now[0] += 0.05  # not full yet: the sweep keeps them
+    limiter.sweep()
+    assert limiter.bucket_count == 10_000
+    now[0] += 10.0  # everything refilled: the periodic sweep drops it all
+    limiter.check_now("fresh", tools_call=False)
+    assert limiter.bucket_count == 1
+
+    wall = time.time()
+    for i in range(5_000):
+        await limiter.end_session("k", f"s{i}", wall + 60 + i)
+    assert limiter.session_count <= 1_000
+    assert limiter.is_session_ended("k", "s4999")  # the longest-lived are kept
+
+
+async def test_local_refused_key_keeps_no_entry_for_unknown_keys() -> None:
+    limiter = LocalLimiter(limits(req=(SLOW, 1)))
+    assert (await limiter.check("k", tools_call=False)).allowed
+    assert not (await limiter.check("k", tools_call=False)).allowed
+    assert limiter.bucket_count == 1
+    await limiter.close()
+    assert limiter.bucket_count == 0
+
+
+# Wiring -------------------------------------------------------------------------------------
+
+
+def _settings(**overrides: object) -> Settings:
+    base = Settings(data_dir=Path("/nonexistent"), database_url="sqlite:///x.db",
+                    redis_url=None, public_url="http://127.0.0.1:8080", jwt_secret="j" * 32,
+                    jwt_jwks_url=None, jwt_audience=None, jwt_issuer=None,
+                    session_secret="s" * 32, secret_key="k" * 32)
+    return base.with_overrides(**overrides)
+
+
+async def test_create_limiter(redis_client: Redis) -> None:
+    settings = _settings(rate_limit_rps=2.5, rate_limit_burst=7, request_limit_rps=9.0,
+                         request_limit_burst=30, rate_limit_failure_mode="closed")
+    local = create_limiter(settings, None)
+    assert isinstance(local, LocalLimiter)
+    assert local.limits == Limits(call=BucketSpec(2.5, 7), request=BucketSpec(9.0, 30))
+    remote = create_limiter(settings, redis_client)
+    assert isinstance(remote, FailoverLimiter) and remote.mode == "closed"
+    assert isinstance(remote.primary, RedisLimiter) and remote.primary.limits == local.limits
+    await remote.close()
+    await local.close()
+
+
+def test_bucket_spec_validation() -> None:
+    for rate, burst in ((0, 1), (-1, 1), (float("inf"), 1), (float("nan"), 1), (1, 0),
+                        (1, 1.5), (1, True)):
+        with pytest.raises(ValueError):
+            BucketSpec(rate, burst)  # type: ignore[arg-type]
