@@ -8,6 +8,7 @@ from typing import Literal
 import redis.asyncio as redis
 from aiohttp import web
 
+from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import REDIS_PING, healthz, readyz
 from gateway.state import REDIS
 from settings_api.app import (
@@ -57,5 +58,7 @@ def build_app(settings: Settings, role: Role = "all") -> web.Application:
     app.router.add_get("/readyz", readyz)
     if role in ("all", "settings"):
         setup_settings_api(app)
-    # DATA-PLANE-WIRING (pending the limiter, executors and endpoint modules)
+    if role in ("all", "gateway"):
+        app.cleanup_ctx.append(gateway_ctx)
+        setup_data_plane(app)
     return app

@@ -109,6 +109,18 @@ class ValidationFailed(Problem):
         )
 
 
+class McpDisabled(Forbidden):
+    slug, title = "mcp-disabled", "MCP is disabled for this integration"
+
+
+class TooManyRequests(Problem):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after_s: int = 1,
+                 **extensions: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)}, **extensions)
+
+
 class UpstreamFailed(Problem):
     status, slug, title = 502, "upstream-failed", "Upstream MCP server failed"
 

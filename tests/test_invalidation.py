@@ -23,8 +23,8 @@ async def clients() -> AsyncIterator[tuple[redis.Redis, redis.Redis]]:
     await b.aclose()
 
 
-async def wait_for(condition, timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(condition, limit_s: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.005)

@@ -98,7 +98,7 @@ def _free_port() -> int:
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (http to localhost)
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")

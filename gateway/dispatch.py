@@ -1,0 +1,310 @@
+"""JSON-RPC dispatch of the MCP methods, with jsonrpcserver 5 (design.md §1, §5).
+
+Two method tables, one per protocol era; the `RequestContext` is jsonrpcserver's context
+argument. jsonrpcserver's avoidable per-call work is removed (performance.md):
+
+- the transport validates each message with `structure_error` (a few dict lookups) instead of
+  jsonschema; `lean_validator` is the same check in jsonrpcserver's `validator=` shape;
+- every registered function carries a precomputed `__signature__`, so the library's
+  per-call `inspect.signature(...)` is a lookup (its `.bind` still runs, and cannot fail for
+  an object `params`: unknown fields land in `**params` and are ignored);
+- a single message is awaited through `dispatch_request` directly: no `asyncio.gather`, so no
+  task per request (only 2025-03-26 batches gather their members).
+
+Method errors: `RpcError` and the executors' `ToolCallError` become their JSON-RPC errors; any
+other exception is logged and answered with -32603 and a generic message (never its text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from jsonrpcserver import Success
+from jsonrpcserver.async_dispatcher import dispatch_request
+from jsonrpcserver.dispatcher import create_request, to_response
+from jsonrpcserver.exceptions import JsonRpcError
+from jsonrpcserver.methods import Method, Methods
+from jsonrpcserver.response import to_serializable_one
+from jsonrpcserver.result import Result
+from jsonrpcserver.sentinels import NODATA, NOID
+
+from gateway.context import (
+    LATEST_LEGACY_VERSION,
+    LEGACY_VERSIONS,
+    SUPPORTED_VERSIONS,
+    Era,
+    RequestContext,
+    ToolCallError,
+)
+from gateway.state import GATEWAY
+from gateway.transport.era import SERVER_INFO_META
+from gateway.transport.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    RpcError,
+    error_response,
+)
+from settings_api import __version__
+from settings_api.http import REQUEST_ID
+
+log = logging.getLogger(__name__)
+
+TOOLS_PAGE_SIZE = 100
+# How long clients may cache list and discover results. They depend on the key (cacheScope
+# "private") and change when a tenant edits the settings, so keep it short.
+LIST_TTL_MS = 60_000
+CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}}
+_CURSOR_PREFIX = "mcpgw-tools:"
+_MAX_NAME_IN_MESSAGE = 200
+
+
+class InvalidMessage(ValueError):
+    """Not a JSON-RPC 2.0 message (jsonrpcserver turns it into -32600)."""
+
+
+# --- structural validation (replaces jsonrpcserver's jsonschema validator) ------------------
+
+def is_request_id(value: Any) -> bool:
+    """MCP ids are strings or integers (never null, never a float)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def structure_error(message: Any) -> str | None:
+    """Why `message` is not a JSON-RPC 2.0 request, notification or response; None if it is."""
+    if not isinstance(message, dict):
+        return "a JSON-RPC message must be an object"
+    if message.get("jsonrpc") != "2.0":
+        return 'the "jsonrpc" member must be "2.0"'
+    if "method" not in message:
+        if "id" in message and ("result" in message) != ("error" in message):
+            return None  # a response (the client answering us)
+        return 'a JSON-RPC request needs a "method"'
+    if not isinstance(message["method"], str):
+        return 'the "method" member must be a string'
+    if "id" in message and not is_request_id(message["id"]):
+        return 'the "id" member must be a string or an integer'
+    params = message.get("params")
+    if params is not None and not isinstance(params, dict | list):
+        return 'the "params" member must be an object'
+    return None
+
+
+def lean_validator(deserialized: Any) -> Any:
+    """jsonrpcserver's `validator=` hook: the structural check above, for a message or batch."""
+    messages = deserialized if isinstance(deserialized, list) else [deserialized]
+    if not messages:
+        raise InvalidMessage("an empty batch")
+    for message in messages:
+        reason = structure_error(message)
+        if reason is not None:
+            raise InvalidMessage(reason)
+    return deserialized
+
+
+def valid_id_or_none(message: Any) -> Any:
+    """The message's id when it is a usable one (for error answers), else None."""
+    if isinstance(message, dict) and is_request_id(message.get("id")):
+        return message["id"]
+    return None
+
+
+# --- the methods ----------------------------------------------------------------------------
+
+Core = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def server_info(ctx: RequestContext) -> dict[str, str]:
+    return {"name": ctx.integration.name, "version": __version__}
+
+
+async def initialize(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Legacy handshake: the client's version when we speak it, else our latest legacy one
+    (never an error: the client decides whether it can live with our answer)."""
+    requested = params.get("protocolVersion")
+    version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY_VERSION
+    result: dict[str, Any] = {"protocolVersion": version, "capabilities": dict(CAPABILITIES),
+                              "serverInfo": server_info(ctx)}
+    if ctx.integration.description:
+        result["instructions"] = ctx.integration.description
+    return result
+
+
+async def ping(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+async def discover(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {"supportedVersions": list(SUPPORTED_VERSIONS),
+                              "capabilities": dict(CAPABILITIES)}
+    if ctx.integration.description:
+        result["instructions"] = ctx.integration.description
+    return result
+
+
+async def tools_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """The exposed tools, in the settings' order, `TOOLS_PAGE_SIZE` per page."""
+    tools = ctx.integration.tools
+    start = _decode_cursor(params.get("cursor"))
+    end = start + TOOLS_PAGE_SIZE
+    result: dict[str, Any] = {"tools": list(tools[start:end])}
+    if end < len(tools):
+        result["nextCursor"] = _encode_cursor(end)
+    return result
+
+
+async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    name = params.get("name")
+    if not isinstance(name, str):
+        raise RpcError(INVALID_PARAMS, 'tools/call needs params.name (a string)')
+    arguments = params.get("arguments")
+    if arguments is None:
+        arguments = {}
+    elif not isinstance(arguments, dict):
+        raise RpcError(INVALID_PARAMS, "params.arguments must be an object")
+    tool = ctx.integration.tools_by_name.get(name)
+    if tool is None:
+        shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "…"
+        raise RpcError(INVALID_PARAMS, f"Unknown tool: {shown}")
+    executor = ctx.request.app[GATEWAY].executors[ctx.endpoint]
+    result = await executor.call_tool(ctx, tool, arguments, params.get("_meta"))
+    if not isinstance(result, dict):
+        raise TypeError(f"executor returned {type(result).__name__}, not a CallToolResult")
+    return result
+
+
+def _empty(field: str) -> Core:
+    async def empty_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return {field: []}
+    return empty_list
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: Any) -> int:
+    if cursor is None:
+        return 0
+    if isinstance(cursor, str) and len(cursor) <= 64:
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except (binascii.Error, ValueError):
+            text = ""
+        digits = text.removeprefix(_CURSOR_PREFIX)
+        if text.startswith(_CURSOR_PREFIX) and digits.isascii() and digits.isdigit():
+            return int(digits)
+    raise RpcError(INVALID_PARAMS, "Invalid cursor: pass a nextCursor this server returned")
+
+
+# --- registration ---------------------------------------------------------------------------
+
+# `run(ctx, /, **params)`: the context positionally, every member of an object `params` by name.
+_SIGNATURE = inspect.Signature([
+    inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_ONLY),
+    inspect.Parameter("params", inspect.Parameter.VAR_KEYWORD),
+])
+
+
+def _modern_result(ctx: RequestContext, result: dict[str, Any],
+                   cacheable: bool) -> dict[str, Any]:
+    """2026-07-28 result fields: resultType, serverInfo in _meta, cache hints on lists.
+    A copy: executors may hand out cached result objects."""
+    out = dict(result)
+    out.setdefault("resultType", "complete")
+    meta = result.get("_meta")
+    out["_meta"] = {**meta, SERVER_INFO_META: server_info(ctx)} if isinstance(meta, dict) \
+        else {SERVER_INFO_META: server_info(ctx)}
+    if cacheable:
+        out["ttlMs"] = LIST_TTL_MS
+        out["cacheScope"] = "private"  # the answer depends on the key presented
+    return out
+
+
+def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Method:
+    modern = era is Era.MODERN
+
+    async def run(ctx: RequestContext, /, **params: Any) -> Result:
+        try:
+            result = await core(ctx, params)
+        except RpcError as exc:
+            raise JsonRpcError(exc.code, exc.message, _data(exc.data)) from None
+        except ToolCallError as exc:
+            raise JsonRpcError(exc.code, exc.message, _data(exc.data)) from None
+        except Exception:
+            request_id = ctx.request.get(REQUEST_ID)
+            log.exception("%s failed unexpectedly (integration %s/%s, request %s)", name,
+                          ctx.integration.tenant_id, ctx.integration.integration_id, request_id)
+            raise JsonRpcError(INTERNAL_ERROR, "Internal error; quote the requestId when "
+                               "reporting it", {"requestId": request_id}) from None
+        return Success(_modern_result(ctx, result, cacheable) if modern else result)
+
+    run.__signature__ = _SIGNATURE  # type: ignore[attr-defined]
+    run.__name__ = run.__qualname__ = f"{era.value}:{name}"
+    return run
+
+
+def _data(data: Any) -> Any:
+    return NODATA if data is None else data
+
+
+def _table(era: Era, entries: Mapping[str, tuple[Core, bool]]) -> Methods:
+    return {name: _method(name, core, era, cacheable=cacheable)
+            for name, (core, cacheable) in entries.items()}
+
+
+_SHARED: dict[str, tuple[Core, bool]] = {
+    "tools/list": (tools_list, True),
+    "tools/call": (tools_call, False),
+    "resources/list": (_empty("resources"), True),
+    "resources/templates/list": (_empty("resourceTemplates"), True),
+    "prompts/list": (_empty("prompts"), True),
+}
+# 2026-07-28 removed initialize and ping; it answers them as unknown methods.
+MODERN_METHODS: Methods = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})
+LEGACY_METHODS: Methods = _table(Era.LEGACY, {"initialize": (initialize, False),
+                                              "ping": (ping, False), **_SHARED})
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | None:
+    """Answer one structurally valid message: its response object, or None (notification)."""
+    methods = MODERN_METHODS if ctx.era is Era.MODERN else LEGACY_METHODS
+    request = create_request(message)
+    try:
+        _, result = await dispatch_request(methods, ctx, request)
+        if request.id is NOID:
+            return None
+        return to_serializable_one(to_response(request, result))  # type: ignore[no-any-return]
+    except Exception:  # the library itself failed: still a JSON-RPC answer, never a traceback
+        request_id = ctx.request.get(REQUEST_ID)
+        log.exception("dispatch of %r failed (request %s)", request.method, request_id)
+        if request.id is NOID:
+            return None
+        return error_response(request.id, INTERNAL_ERROR, "Internal error; quote the requestId "
+                              "when reporting it", {"requestId": request_id})
+
+
+async def dispatch_batch(messages: list[Any], ctx: RequestContext) -> list[dict[str, Any]]:
+    """Answer a batch (2025-03-26): one response per request, in order; an invalid member gets
+    its own -32600 answer instead of failing the whole batch."""
+    answers: list[dict[str, Any] | None] = [None] * len(messages)
+    pending: list[tuple[int, Awaitable[dict[str, Any] | None]]] = []
+    for index, message in enumerate(messages):
+        reason = structure_error(message)
+        if reason is not None:
+            answers[index] = error_response(valid_id_or_none(message), INVALID_REQUEST,
+                                            "Invalid request", reason)
+        elif "method" in message:
+            pending.append((index, dispatch_one(message, ctx)))
+    results = await asyncio.gather(*(awaitable for _, awaitable in pending))
+    for (index, _), answer in zip(pending, results, strict=True):
+        answers[index] = answer
+    return [answer for answer in answers if answer is not None]

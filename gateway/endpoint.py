@@ -1,0 +1,245 @@
+"""The MCP endpoints, callUrl (`…/mcp:call`) and testUrl (`…/mcp:test`): the data plane's
+request pipeline (design.md §5).
+
+Each check has its own answer, in this order: `Origin` (403) → API key (401 with
+`WWW-Authenticate`) → key bound to this integration (403) → integration exists (404) and has MCP
+enabled (403 `mcp-disabled`) → rate limit (429 with `Retry-After`; 503 when the limiter is
+down and fails closed) → body size (413) → media type (415) → MCP transport and JSON-RPC
+(gateway/transport/http.py, gateway/dispatch.py). The body is read once, bounded, before the
+limiter (which must know whether it holds a `tools/call`), but answered in the order above.
+Every answer given after the limiter ran carries `RateLimit-Limit/-Remaining/-Reset`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.context import Decision, Endpoint, IntegrationView, KeyEntry, LimiterUnavailable
+from gateway.sessions import SessionCodec
+from gateway.state import GATEWAY, AuthFailure, GatewayState
+from gateway.transport.http import Exchange, Inbound, answer_delete, answer_post, parse
+from settings_api.http import REQUEST_ID, SETTINGS, problem_response
+from settings_api.problems import (
+    Forbidden,
+    McpDisabled,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+MCP_PATH = "/v1/tenants/{tenant}/integrations/{integration}/mcp:"
+SESSIONS: web.AppKey[SessionCodec] = web.AppKey("mcp_sessions", SessionCodec)
+REQUIRED_SCOPE = "mcp:invoke"
+ALLOWED_METHODS = "POST, DELETE"
+LIMITER_RETRY_AFTER_S = 2
+# No OAuth here: MCP clients probing for an authorization server must learn there is none.
+WELL_KNOWN_PREFIXES = ("/.well-known/oauth-authorization-server",
+                       "/.well-known/oauth-protected-resource",
+                       "/.well-known/openid-configuration")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def setup_mcp_routes(app: web.Application) -> None:
+    """Add callUrl and testUrl (POST, DELETE; GET → 405) and the well-known 404s to `app`.
+
+    Needs `app[SETTINGS]` and, by the first request, `app[GATEWAY]` (resolver, limiter, and an
+    executor per `Endpoint`)."""
+    app.on_startup.append(_start_sessions)
+    for endpoint in Endpoint:
+        path = MCP_PATH + endpoint.value
+        app.router.add_post(path, _handler(_post, endpoint), name=f"mcp.{endpoint.value}.post")
+        app.router.add_delete(path, _handler(_delete, endpoint),
+                              name=f"mcp.{endpoint.value}.delete")
+        app.router.add_get(path, _get, name=f"mcp.{endpoint.value}.get")
+    for prefix in WELL_KNOWN_PREFIXES:
+        app.router.add_route("*", prefix + "{tail:.*}", _no_oauth)
+
+
+async def _start_sessions(app: web.Application) -> None:
+    app[SESSIONS] = SessionCodec(app[SETTINGS].session_secret)
+
+
+def _handler(run: Callable[[web.Request, Endpoint], Awaitable[web.StreamResponse]],
+             endpoint: Endpoint) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await run(request, endpoint)
+    return handler
+
+
+async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    headers = _base_headers(request)
+    try:
+        _check_origin(request)
+        state = request.app[GATEWAY]
+        key, view = await _authorize(request, state)
+        limit = request.app[SETTINGS].max_body_bytes
+        raw = await _read_bounded(request, limit)
+        media_ok = request.content_type == "application/json"
+        inbound = parse(raw, request.headers) if raw is not None and media_ok else Inbound()
+        decision = await _admit(state, key, headers, tools_call=inbound.tools_call,
+                                session_id=inbound.session_id(request.headers))
+        if raw is None:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        if not media_ok:
+            raise UnsupportedMediaType("send the JSON-RPC message as application/json")
+        exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
+                            headers)
+        return await answer_post(exchange, inbound)
+    except Problem as problem:
+        return _problem(problem, request, headers)
+
+
+async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    """End a legacy session (checked like a POST, without a body)."""
+    headers = _base_headers(request)
+    try:
+        _check_origin(request)
+        state = request.app[GATEWAY]
+        key, view = await _authorize(request, state)
+        decision = await _admit(state, key, headers, tools_call=False,
+                                session_id=request.headers.get("Mcp-Session-Id"))
+        exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
+                            headers)
+        try:
+            return await answer_delete(exchange, state.limiter)
+        except LimiterUnavailable:
+            raise ServiceUnavailable("the session store is unreachable; try again",
+                                     retry_after_s=LIMITER_RETRY_AFTER_S) from None
+    except Problem as problem:
+        return _problem(problem, request, headers)
+
+
+async def _get(request: web.Request) -> web.StreamResponse:
+    """No server-initiated stream: nothing is ever sent outside a request's own response."""
+    headers = _base_headers(request)
+    try:
+        _check_origin(request)
+        raise MethodNotAllowed("this MCP endpoint opens no GET stream; POST JSON-RPC messages",
+                               headers={"Allow": ALLOWED_METHODS})
+    except Problem as problem:
+        return _problem(problem, request, headers)
+
+
+async def _no_oauth(request: web.Request) -> web.StreamResponse:
+    return problem_response(NotFound("this server has no OAuth or OpenID metadata: MCP "
+                                     "endpoints take the integration's API key"), request)
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+def _base_headers(request: web.Request) -> dict[str, str]:
+    request_id = request.get(REQUEST_ID)
+    return {"X-Request-Id": request_id} if request_id else {}
+
+
+def _check_origin(request: web.Request) -> None:
+    """DNS-rebinding defence: a browser page may only call from an allowed origin."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    allowed = request.app[SETTINGS].allowed_origins
+    if "*" not in allowed and origin.rstrip("/") not in allowed:
+        raise Forbidden(f"origin {origin!r} is not allowed to call this endpoint")
+
+
+def _presented_key(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key` (never the query string); "" when
+    credentials were sent in an unusable form."""
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    api_key = request.headers.get("X-API-Key", "").strip()
+    if api_key:
+        return api_key
+    return "" if authorization is not None or "X-API-Key" in request.headers else None
+
+
+def _unauthorized(detail: str, reason: str, error: str | None = "invalid_token") -> Unauthorized:
+    problem = Unauthorized(detail, error=error)
+    problem.extensions["reason"] = reason
+    return problem
+
+
+async def _authorize(request: web.Request, state: GatewayState
+                     ) -> tuple[KeyEntry, IntegrationView]:
+    raw = _presented_key(request)
+    if raw is None:
+        raise _unauthorized("send the integration's API key as 'Authorization: Bearer <key>' "
+                            "or 'X-API-Key: <key>'", "missing", error=None)
+    if not raw:
+        raise _unauthorized("the API key must be sent as 'Authorization: Bearer <key>' or "
+                            "'X-API-Key: <key>'", "malformed", error="invalid_request")
+    try:
+        key = await state.resolver.authenticate(raw)
+    except AuthFailure as failure:
+        raise _unauthorized(str(failure), failure.reason) from None
+    if isinstance(key, AuthFailure):  # a resolver may also return the failure
+        raise _unauthorized(str(key), key.reason)
+    if key.revoked:
+        raise _unauthorized("the API key was revoked", "revoked")
+    tenant = request.match_info["tenant"]
+    integration = request.match_info["integration"]
+    if REQUIRED_SCOPE not in key.scope.split():
+        raise Forbidden(f"the API key lacks the {REQUIRED_SCOPE} scope")
+    if key.tenant_id != tenant or key.integration_id != integration:
+        raise Forbidden("the API key is not bound to this integration")
+    view = await state.resolver.integration(tenant, integration)
+    if view is None:
+        raise NotFound(f"integration {integration!r} does not exist")
+    if not view.enabled:
+        raise McpDisabled(f"MCP is disabled for integration {integration!r}; enable it in its "
+                          "MCP settings")
+    return key, view
+
+
+async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
+                 tools_call: bool, session_id: str | None) -> Decision:
+    """Ask the limiter; its figures go on every answer from here on (`headers` is updated)."""
+    try:
+        decision = await state.limiter.check(key.key_id, tools_call=tools_call,
+                                             session_id=session_id)
+    except LimiterUnavailable:
+        raise ServiceUnavailable("the rate limiter is unreachable; try again",
+                                 retry_after_s=LIMITER_RETRY_AFTER_S) from None
+    headers["RateLimit-Limit"] = str(decision.limit)
+    headers["RateLimit-Remaining"] = str(max(0, decision.remaining))
+    headers["RateLimit-Reset"] = str(max(0, math.ceil(decision.reset_s)))
+    if not decision.allowed:
+        retry_after = max(1, math.ceil(decision.retry_after_s))
+        raise TooManyRequests(f"rate limit exceeded; retry in {retry_after} s",
+                              retry_after_s=retry_after)
+    return decision
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it exceeds `limit` (never more than limit+1 bytes read)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def _problem(problem: Problem, request: web.Request, headers: dict[str, str]) -> web.Response:
+    response = problem_response(problem, request)
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,67 @@
+"""JSON-RPC error codes of the MCP transport, and the HTTP status each one is answered with.
+
+Handlers raise `RpcError` (meaning); this module decides what it looks like on the wire, per
+protocol era: the modern transport (2026-07-28) gives protocol errors their own HTTP statuses,
+the legacy transports (2025-03-26 … 2025-11-25) answer JSON-RPC errors with 200 except for
+messages that are not JSON-RPC at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.context import Era
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020
+MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+_MODERN_STATUS: dict[int, int] = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    INVALID_PARAMS: 400,
+    HEADER_MISMATCH: 400,
+    MISSING_REQUIRED_CLIENT_CAPABILITY: 400,
+    UNSUPPORTED_PROTOCOL_VERSION: 400,
+    METHOD_NOT_FOUND: 404,
+}
+_LEGACY_STATUS: dict[int, int] = {PARSE_ERROR: 400, INVALID_REQUEST: 400}
+
+class RpcError(Exception):
+    """A request answered with a JSON-RPC error. `status` overrides the era's HTTP status
+    (e.g. 404 for an unknown legacy session)."""
+
+    def __init__(self, code: int, message: str, data: Any = None, *,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.status = status
+
+    def response(self, request_id: Any) -> dict[str, Any]:
+        return error_response(request_id, self.code, self.message, self.data)
+
+
+def error_response(request_id: Any, code: int, message: str,
+                   data: Any = None) -> dict[str, Any]:
+    """A JSON-RPC error response object (`request_id` None when it could not be read; `data`
+    omitted when None)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def http_status(response: dict[str, Any], era: Era) -> int:
+    """The HTTP status for a single JSON-RPC response object in `era`."""
+    error = response.get("error")
+    if error is None:
+        return 200
+    table = _MODERN_STATUS if era is Era.MODERN else _LEGACY_STATUS
+    return table.get(error.get("code"), 200)

@@ -1,0 +1,259 @@
+"""Request metadata headers of the modern transport (2026-07-28 streamable HTTP), and `Accept`.
+
+Modern clients mirror body fields into headers so intermediaries can route without parsing
+the body: `MCP-Protocol-Version` (= `_meta` version), `Mcp-Method` (= `method`), `Mcp-Name`
+(= `params.name` / `params.uri`) and, for `tools/call`, one `Mcp-Param-{token}` per argument
+whose schema property carries `x-mcp-header`. A server that reads the body must reject any
+disagreement (HTTP 400, JSON-RPC -32020), so that what an intermediary routed on is what runs.
+Values that are not plain header-safe ASCII travel as `=?base64?{base64 of UTF-8}?=`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from multidict import CIMultiDictProxy
+
+from gateway.transport.era import PROTOCOL_VERSION_HEADER
+
+METHOD_HEADER = "Mcp-Method"
+NAME_HEADER = "Mcp-Name"
+PARAM_HEADER_PREFIX = "Mcp-Param-"
+X_MCP_HEADER = "x-mcp-header"
+
+# Which body field `Mcp-Name` mirrors, per method.
+NAME_FIELDS: Mapping[str, str] = {"tools/call": "name", "prompts/get": "name",
+                                  "resources/read": "uri"}
+
+_SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
+_HEADER_SAFE = re.compile(r"[\t\x20-\x7e]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_INTEGER = re.compile(r"-?[0-9]+(?:\.0+)?")
+_HEADER_TYPES = frozenset({"string", "integer", "boolean"})
+
+# JSON Schema 2020-12 keywords whose values are schemas. Only a chain of `properties` keeps a
+# property "statically reachable"; any other applicator leaves the chain.
+_ONE_SCHEMA = frozenset({"items", "contains", "additionalProperties", "propertyNames", "not",
+                         "if", "then", "else", "unevaluatedItems", "unevaluatedProperties",
+                         "contentSchema"})
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_MAPS = frozenset({"patternProperties", "dependentSchemas", "$defs", "definitions"})
+
+
+class HeaderMismatch(ValueError):
+    """A header disagrees with the body, is missing where required, or is malformed."""
+
+
+def decode_value(value: str) -> str | None:
+    """A header value with the base64 sentinel removed; None when the sentinel is corrupt or
+    the plain value carries characters a header value cannot."""
+    match = _SENTINEL.fullmatch(value)
+    if match is None:
+        return value if _HEADER_SAFE.fullmatch(value) else None
+    payload = match.group("payload")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+        # Only the canonical encoding of a value is accepted: one value, one spelling.
+        if base64.b64encode(raw).decode("ascii") != payload:
+            return None
+        return raw.decode("utf-8")
+    except ValueError:  # binascii.Error, non-ASCII payload, UnicodeDecodeError
+        return None
+
+
+def _single(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    values = headers.getall(name, ())
+    if len(values) > 1:
+        # First-copy and last-copy readers would disagree about what was routed.
+        raise HeaderMismatch(f"the {name} header appears more than once")
+    return values[0] if values else None
+
+
+def check_routing_headers(headers: CIMultiDictProxy[str], message: Mapping[str, Any],
+                          version: Any) -> None:
+    """`MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` against a modern request body."""
+    header_version = _single(headers, PROTOCOL_VERSION_HEADER)
+    if header_version is None:
+        raise HeaderMismatch(f"the {PROTOCOL_VERSION_HEADER} header is required")
+    if header_version != version:
+        raise HeaderMismatch(f"the {PROTOCOL_VERSION_HEADER} header ({header_version!r}) does "
+                             f"not match params._meta's protocol version ({version!r})")
+    method = message["method"]
+    header_method = _single(headers, METHOD_HEADER)
+    if header_method is None:
+        raise HeaderMismatch(f"the {METHOD_HEADER} header is required")
+    if header_method != method:
+        raise HeaderMismatch(f"the {METHOD_HEADER} header ({_short(header_method)!r}) does not "
+                             f"match the body's method ({_short(method)!r})")
+    field = NAME_FIELDS.get(method)
+    if field is None:
+        return
+    params = message.get("params")
+    body_name = params.get(field) if isinstance(params, dict) else None
+    header_name = _single(headers, NAME_HEADER)
+    if not isinstance(body_name, str):
+        return  # an invalid body: the method answers -32602
+    if header_name is None:
+        raise HeaderMismatch(f"the {NAME_HEADER} header is required for {method}")
+    decoded = decode_value(header_name)
+    if decoded is None:
+        raise HeaderMismatch(f"the {NAME_HEADER} header is malformed")
+    if decoded != body_name:
+        raise HeaderMismatch(f"the {NAME_HEADER} header ({_short(decoded)!r}) does not match "
+                             f"params.{field} ({_short(body_name)!r})")
+
+
+# --- Mcp-Param-* (x-mcp-header) --------------------------------------------------------------
+
+Annotation = tuple[tuple[str, ...], str, str]  # (property path, header token, property type)
+_ANNOTATIONS: dict[int, tuple[Any, tuple[Annotation, ...] | None]] = {}
+_ANNOTATION_CACHE_MAX = 4096
+
+
+def header_annotations(input_schema: Any) -> tuple[Annotation, ...] | None:
+    """The `x-mcp-header` annotations of a tool's input schema; None when any annotation is
+    invalid (conforming clients drop such a tool and send no headers for it)."""
+    cached = _ANNOTATIONS.get(id(input_schema))
+    if cached is not None and cached[0] is input_schema:
+        return cached[1]
+    result = _annotations(input_schema)
+    if len(_ANNOTATIONS) >= _ANNOTATION_CACHE_MAX:
+        _ANNOTATIONS.clear()
+    _ANNOTATIONS[id(input_schema)] = (input_schema, result)
+    return result
+
+
+def _annotations(root: Any) -> tuple[Annotation, ...] | None:
+    found: list[Annotation] = []
+    seen: set[str] = set()
+    for path, schema in _schema_positions(root):
+        if X_MCP_HEADER not in schema:
+            continue
+        token, kind = schema[X_MCP_HEADER], schema.get("type")
+        if (not path or not isinstance(token, str) or not _TOKEN.fullmatch(token)
+                or kind not in _HEADER_TYPES or token.lower() in seen):
+            return None
+        seen.add(token.lower())
+        found.append((path, token, kind))
+    return tuple(found)
+
+
+def _schema_positions(root: Any) -> Iterator[tuple[tuple[str, ...] | None, dict[str, Any]]]:
+    """Every schema in `root` with its chain of `properties` keys (None once off the chain)."""
+    stack: list[tuple[tuple[str, ...] | None, Any]] = [((), root)]
+    while stack:
+        path, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        yield path, node
+        for keyword, value in node.items():
+            if keyword == "properties" and isinstance(value, dict):
+                stack.extend(((*path, name) if path is not None else None, sub)
+                             for name, sub in value.items())
+            elif keyword in _ONE_SCHEMA:
+                stack.append((None, value))
+            elif keyword in _SCHEMA_LISTS and isinstance(value, list):
+                stack.extend((None, sub) for sub in value)
+            elif keyword in _SCHEMA_MAPS and isinstance(value, dict):
+                stack.extend((None, sub) for sub in value.values())
+
+
+def check_param_headers(headers: CIMultiDictProxy[str], tool: Mapping[str, Any],
+                        arguments: Any) -> None:
+    """Each `Mcp-Param-*` header of a `tools/call` against the argument it mirrors: present
+    together (and equal after decoding) or absent together."""
+    annotations = header_annotations(tool.get("inputSchema"))
+    if not annotations:
+        return
+    if not isinstance(arguments, dict):
+        arguments = {}
+    for path, token, kind in annotations:
+        name = PARAM_HEADER_PREFIX + token
+        raw = _single(headers, name)
+        value = _value_at(arguments, path)
+        where = ".".join(path)
+        if value is None:
+            if raw is not None:
+                raise HeaderMismatch(f"the {name} header is present but argument {where!r} "
+                                     "is not")
+            continue
+        rendered = _render(value)
+        if raw is None:
+            if rendered is None:
+                continue  # not a primitive: nothing a client could have mirrored
+            raise HeaderMismatch(f"the {name} header is required: argument {where!r} is set")
+        decoded = decode_value(raw)
+        if decoded is None:
+            raise HeaderMismatch(f"the {name} header is malformed")
+        if rendered is None or not _same(kind, value, rendered, decoded):
+            raise HeaderMismatch(f"the {name} header does not match argument {where!r}")
+
+
+def _value_at(arguments: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = arguments
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _render(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        try:
+            return str(value)
+        except ValueError:  # an int beyond the interpreter's digit limit
+            return None
+    return None
+
+
+def _same(kind: str, value: Any, rendered: str, decoded: str) -> bool:
+    if (kind == "integer" and not isinstance(value, bool) and isinstance(value, int | float)
+            and _INTEGER.fullmatch(decoded)):
+        # Integers compare as numbers: "42" matches 42 and 42.0.
+        if isinstance(value, float) and not value.is_integer():
+            return False
+        return int(decoded.partition(".")[0]) == int(value)
+    return decoded == rendered
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- Accept ---------------------------------------------------------------------------------
+
+def accepted_types(accept: str | None) -> tuple[bool, bool]:
+    """(accepts application/json, accepts text/event-stream) for an `Accept` header.
+    No header accepts JSON only."""
+    if not accept:
+        return True, False
+    json_ok = sse_ok = False
+    for item in accept.split(","):
+        media, _, params = item.partition(";")
+        media = media.strip().lower()
+        if _zero_quality(params):
+            continue
+        if media in ("application/json", "application/*", "*/*"):
+            json_ok = True
+        if media == "text/event-stream":  # streams only for clients that name it
+            sse_ok = True
+    return json_ok, sse_ok
+
+
+def _zero_quality(params: str) -> bool:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip()) <= 0
+            except ValueError:
+                return False
+    return False

@@ -1,0 +1,382 @@
+"""The MCP streamable HTTP transport, both eras: what a POST or DELETE means once the endpoint
+(gateway/endpoint.py) has checked origin, key, integration, rate limit, size and media type.
+
+POST: parse (done before the limiter, which needs to know whether it is a `tools/call`) →
+batch / era rules → headers (modern) or session (legacy) → dispatch → JSON, one SSE event, or an
+SSE stream of the call's notifications followed by its response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from gateway.context import (
+    DEFAULT_LEGACY_VERSION,
+    MODERN_VERSIONS,
+    SUPPORTED_VERSIONS,
+    Decision,
+    Endpoint,
+    Era,
+    IntegrationView,
+    KeyEntry,
+    RateLimiter,
+    RequestContext,
+)
+from gateway.dispatch import dispatch_batch, dispatch_one, structure_error, valid_id_or_none
+from gateway.sessions import SessionCodec
+from gateway.transport import sse
+from gateway.transport.era import CLIENT_CAPABILITIES_META, PROTOCOL_VERSION_META, EraChoice
+from gateway.transport.era import detect as detect_era
+from gateway.transport.errors import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    RpcError,
+    error_response,
+    http_status,
+)
+from gateway.transport.headers import (
+    HeaderMismatch,
+    accepted_types,
+    check_param_headers,
+    check_routing_headers,
+)
+from settings_api.problems import BadRequest, NotFound
+
+log = logging.getLogger(__name__)
+
+SESSION_HEADER = "Mcp-Session-Id"
+SIMULATOR_SEED_HEADER = "X-Simulator-Seed"
+# How often a streaming tools/call looks for a vanished client (aiohttp does not cancel
+# handlers on disconnect unless the server runs with handler_cancellation=True).
+DISCONNECT_POLL_S = 0.25
+
+
+# --- parsing (before the limiter) -----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A POST body, parsed once."""
+
+    body: Any = None
+    parse_error: str | None = None
+    choice: EraChoice | None = None
+
+    @property
+    def tools_call(self) -> bool:
+        """Whether the body holds a `tools/call` (the limiter's second bucket)."""
+        body = self.body
+        if isinstance(body, dict):
+            return body.get("method") == "tools/call"
+        return isinstance(body, list) and any(
+            isinstance(m, dict) and m.get("method") == "tools/call" for m in body)
+
+    def session_id(self, headers: Mapping[str, str]) -> str | None:
+        """The legacy session id this POST presents (modern requests have none)."""
+        if self.choice is None or self.choice.era is not Era.LEGACY:
+            return None
+        if isinstance(self.body, dict) and self.body.get("method") == "initialize":
+            return None  # initialize starts a session; an old id on it is ignored
+        return headers.get(SESSION_HEADER)
+
+
+def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        return Inbound(parse_error="the body is nested too deeply")
+    except UnicodeDecodeError:
+        return Inbound(parse_error="the body is not UTF-8")
+    except ValueError as exc:
+        reason = (f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+                  if isinstance(exc, json.JSONDecodeError) else str(exc))
+        return Inbound(parse_error=f"the body is not valid JSON: {reason}")
+    return Inbound(body=body, choice=detect_era(headers, body))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# --- answering --------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Exchange:
+    """One MCP request after the endpoint's checks: who asks, about what, with which verdict."""
+
+    request: web.Request
+    key: KeyEntry
+    integration: IntegrationView
+    endpoint: Endpoint
+    sessions: SessionCodec
+    decision: Decision
+    headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
+
+
+async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
+    if inbound.parse_error is not None:
+        return _reply(x, error_response(None, PARSE_ERROR, "Parse error", inbound.parse_error),
+                      Era.LEGACY)
+    body, choice = inbound.body, inbound.choice
+    assert choice is not None
+    try:
+        if isinstance(body, list):
+            return await _batch(x, body, choice)
+        if choice.era is Era.MODERN:
+            return await _modern(x, body, choice)
+        return await _legacy(x, body, choice)
+    except RpcError as exc:
+        answer = exc.response(valid_id_or_none(body))
+        return _reply(x, answer, choice.era, status=exc.status)
+
+
+async def answer_delete(x: Exchange, limiter: RateLimiter) -> web.StreamResponse:
+    """End a legacy session: later requests with its id get 404 on every replica."""
+    raw = x.request.headers.get(SESSION_HEADER)
+    if raw is None:
+        raise BadRequest(f"send the {SESSION_HEADER} of the session to end")
+    info = x.sessions.verify(raw, x.key.key_id)
+    if info is None or x.decision.session_revoked:
+        raise NotFound("no such session (it ended, expired, or belongs to another key)")
+    await limiter.end_session(x.key.key_id, raw, info.expires_at)
+    return web.Response(status=204, headers=x.headers)
+
+
+async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamResponse:
+    _check_structure(message)
+    if "method" not in message:
+        raise RpcError(INVALID_REQUEST, "Invalid request",
+                       "clients send no JSON-RPC responses in protocol 2026-07-28")
+    version = choice.version
+    if not choice.in_meta:  # the header says modern; the body carries no version
+        if version not in MODERN_VERSIONS:
+            raise _unsupported(version)
+        raise _missing_meta()
+    if "id" not in message:  # 2026-07-28 defines no client notifications over HTTP
+        if not isinstance(version, str):
+            raise _missing_meta()
+        if version not in MODERN_VERSIONS:
+            raise _unsupported(version)
+        return _accepted(x)
+    if CLIENT_CAPABILITIES_META not in message["params"]["_meta"]:
+        raise _missing_meta()
+    headers = x.request.headers
+    try:
+        check_routing_headers(headers, message, version)
+    except HeaderMismatch as exc:
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+    if not isinstance(version, str):
+        raise RpcError(INVALID_PARAMS, f"params._meta[{PROTOCOL_VERSION_META!r}] must be a string")
+    if version not in MODERN_VERSIONS:
+        raise _unsupported(version)
+    if message["method"] == "tools/call":
+        _check_param_headers(x, headers, message["params"])
+    return await _respond(x, message, _context(x, Era.MODERN, version, None))
+
+
+async def _legacy(x: Exchange, message: Any, choice: EraChoice) -> web.StreamResponse:
+    _check_structure(message)
+    if "method" not in message:
+        return _accepted(x)  # a response from the client: we never ask, nothing waits for it
+    method, notification = message["method"], "id" not in message
+    if method == "initialize":
+        if notification:
+            return _accepted(x)
+        ctx = _context(x, Era.LEGACY, choice.version, None)
+        answer = await dispatch_one(message, ctx)
+        assert answer is not None
+        extra: dict[str, str] = {}
+        result = answer.get("result")
+        if isinstance(result, dict):
+            extra[SESSION_HEADER] = x.sessions.mint(x.key.key_id, result["protocolVersion"])
+        return _reply(x, answer, Era.LEGACY, extra=extra)
+    session_id = _session(x, required=not notification and method != "ping")
+    if notification:
+        return _accepted(x)
+    return await _respond(x, message, _context(x, Era.LEGACY, choice.version, session_id))
+
+
+async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.StreamResponse:
+    if choice.era is Era.MODERN:
+        raise RpcError(INVALID_REQUEST, "Invalid request",
+                       "JSON-RPC batches are not part of protocol 2026-07-28")
+    if choice.version != DEFAULT_LEGACY_VERSION:
+        raise RpcError(INVALID_REQUEST, "Invalid request",
+                       f"JSON-RPC batches are not part of protocol {choice.version}")
+    if not batch:
+        raise RpcError(INVALID_REQUEST, "Invalid request", "the batch is empty")
+    requests = [m for m in batch if isinstance(m, dict) and isinstance(m.get("method"), str)]
+    if any(m["method"] == "initialize" for m in requests):
+        raise RpcError(INVALID_REQUEST, "Invalid request", "initialize cannot be part of a batch")
+    needs_session = any("id" in m and m["method"] != "ping" for m in requests)
+    session_id = _session(x, required=needs_session)
+    answers = await dispatch_batch(batch, _context(x, Era.LEGACY, choice.version, session_id))
+    if not answers:
+        return _accepted(x)
+    return _reply(x, answers, Era.LEGACY)
+
+
+def _check_structure(message: Any) -> None:
+    reason = structure_error(message)
+    if reason is not None:
+        raise RpcError(INVALID_REQUEST, "Invalid request", reason)
+
+
+def _check_param_headers(x: Exchange, headers: CIMultiDictProxy[str],
+                         params: dict[str, Any]) -> None:
+    name = params.get("name")
+    tool = x.integration.tools_by_name.get(name) if isinstance(name, str) else None
+    if tool is None:
+        return  # unknown tool: the method answers -32602
+    try:
+        check_param_headers(headers, tool, params.get("arguments"))
+    except HeaderMismatch as exc:
+        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+
+
+def _unsupported(version: Any) -> RpcError:
+    return RpcError(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
+                    {"supported": list(SUPPORTED_VERSIONS), "requested": version})
+
+
+def _missing_meta() -> RpcError:
+    return RpcError(INVALID_PARAMS, "params._meta must carry the request's "
+                    f"{PROTOCOL_VERSION_META!r} and {CLIENT_CAPABILITIES_META!r}")
+
+
+def _session(x: Exchange, *, required: bool) -> str | None:
+    """The request's valid legacy session id; 400 when required and missing, 404 when unknown,
+    forged, another key's, expired or ended."""
+    raw = x.request.headers.get(SESSION_HEADER)
+    if raw is None:
+        if required:
+            raise RpcError(INVALID_REQUEST, f"Bad Request: the {SESSION_HEADER} header is "
+                           "required (send initialize first)", status=400)
+        return None
+    if x.sessions.verify(raw, x.key.key_id) is None or x.decision.session_revoked:
+        raise RpcError(INVALID_REQUEST, "Session not found: send initialize to start a new one",
+                       status=404)
+    return raw
+
+
+def _context(x: Exchange, era: Era, version: str, session_id: str | None) -> RequestContext:
+    return RequestContext(key=x.key, integration=x.integration, endpoint=x.endpoint, era=era,
+                          protocol_version=version, request=x.request, session_id=session_id,
+                          simulator_seed=x.request.headers.get(SIMULATOR_SEED_HEADER))
+
+
+async def _respond(x: Exchange, message: dict[str, Any], ctx: RequestContext
+                   ) -> web.StreamResponse:
+    _, sse_ok = accepted_types(x.request.headers.get("Accept"))
+    if sse_ok and message["method"] == "tools/call" and _progress_token(message) is not None:
+        return await _stream(x, message, ctx)
+    answer = await dispatch_one(message, ctx)
+    assert answer is not None  # requests (with an id) always get an answer
+    return _reply(x, answer, ctx.era)
+
+
+def _progress_token(message: dict[str, Any]) -> Any:
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return meta.get("progressToken") if isinstance(meta, dict) else None
+
+
+async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext
+                  ) -> web.StreamResponse:
+    """A tools/call whose client wants progress: its notifications go out as SSE events as
+    they arrive, then its response. The stream opens with the first notification, so a call
+    that sends none is answered like any other. A client that goes away cancels the call."""
+    request = x.request
+    stream: web.StreamResponse | None = None
+    writing = asyncio.Lock()  # events from concurrent senders must not interleave
+
+    async def notify(notification: dict[str, Any]) -> None:
+        nonlocal stream
+        if notification.get("jsonrpc") != "2.0":
+            notification = {"jsonrpc": "2.0", **notification}
+        data = sse.event(_dumps(notification))
+        async with writing:
+            if stream is None:
+                stream = web.StreamResponse(status=200, headers={
+                    **x.headers, **sse.SSE_HEADERS, "Content-Type": sse.SSE_CONTENT_TYPE})
+                await stream.prepare(request)
+            await stream.write(data)
+
+    ctx.notify = notify
+    work = asyncio.ensure_future(dispatch_one(message, ctx))
+    try:
+        while not (await asyncio.wait((work,), timeout=DISCONNECT_POLL_S))[0]:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                log.info("client went away; cancelling tools/call (integration %s/%s)",
+                         ctx.integration.tenant_id, ctx.integration.integration_id)
+                work.cancel()
+                await asyncio.wait((work,))
+                return stream or web.Response(status=499, reason="Client Closed Request")
+    except asyncio.CancelledError:  # the server cancelled the handler (e.g. on disconnect)
+        work.cancel()
+        raise
+    answer = work.result()
+    assert answer is not None
+    if stream is None:
+        return _reply(x, answer, ctx.era)
+    try:
+        async with writing:
+            await stream.write(sse.event(_encode(answer)))
+            await stream.write_eof()
+    except ConnectionError:
+        log.info("client went away before the tools/call response (integration %s/%s)",
+                 ctx.integration.tenant_id, ctx.integration.integration_id)
+    return stream
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+def _reply(x: Exchange, answer: dict[str, Any] | list[dict[str, Any]], era: Era, *,
+           status: int | None = None, extra: Mapping[str, str] | None = None) -> web.Response:
+    """A JSON answer, or one SSE event for a client that accepts only text/event-stream
+    (HTTP errors always carry JSON: clients read error bodies as JSON)."""
+    if status is None:
+        status = http_status(answer, era) if isinstance(answer, dict) else 200
+    headers = {**x.headers, **extra} if extra else dict(x.headers)
+    text = _encode(answer) if isinstance(answer, dict) else \
+        "[" + ",".join(map(_encode, answer)) + "]"
+    if status == 200:
+        json_ok, sse_ok = accepted_types(x.request.headers.get("Accept"))
+        if sse_ok and not json_ok:
+            headers.update(sse.SSE_HEADERS)
+            return web.Response(status=200, body=sse.event(text), headers=headers,
+                                content_type=sse.SSE_CONTENT_TYPE)
+    return web.Response(status=status, body=text.encode(), headers=headers,
+                        content_type="application/json")
+
+
+def _accepted(x: Exchange) -> web.Response:
+    return web.Response(status=202, headers=x.headers)
+
+
+def _dumps(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text.encode("utf-8")  # lone surrogates: fail here, not half-way through a write
+    return text
+
+
+def _encode(answer: dict[str, Any]) -> str:
+    """A response object as JSON; one that cannot be serialized becomes -32603."""
+    try:
+        return _dumps(answer)
+    except (TypeError, ValueError):
+        log.exception("unserializable JSON-RPC response (id %r)", answer.get("id"))
+        return _dumps(error_response(answer.get("id"), INTERNAL_ERROR,
+                                     "Internal error: the result could not be serialized"))

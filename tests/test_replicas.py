@@ -1,0 +1,246 @@
+"""Two gateway processes on one Postgres and one Redis: what crosses replicas.
+
+Rotation, disabling and legacy sessions reach every replica; the rate limit is one bucket;
+callUrl reaches the upstream and testUrl never does. Everything runs on 127.0.0.1, bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from mcp_stub import StubUpstream
+from processes import GatewayProcess
+
+from settings_api.jwt_auth import issue_token
+
+try:
+    from conftest import ADMIN_DSN, JWT_SECRET
+except ImportError:  # tests/ imported as a package
+    from tests.conftest import ADMIN_DSN, JWT_SECRET
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SESSION_SECRET = "replica-session-secret-" + "s" * 20
+TOOLS = [
+    {"name": "search_contacts", "inputSchema": {"type": "object",
+                                                "properties": {"query": {"type": "string"}}}},
+    {"name": "create_contact", "inputSchema": {"type": "object"}},
+]
+LEGACY = "2025-11-25"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    name = f"mcpgw_replicas_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def start_replicas(tmp_path: Path, database_url: str, **env: str) -> list[GatewayProcess]:
+    replicas = []
+    for name in ("a", "b"):
+        replicas.append(GatewayProcess(tmp_path, name, {
+            "MCPGW_DATABASE_URL": database_url, "MCPGW_REDIS_URL": REDIS_URL,
+            "MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
+            "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_SESSION_SECRET": SESSION_SECRET,
+            "MCPGW_SECRET_KEY": "replica-secret-key-" + "k" * 20,
+            "MCPGW_PUBLIC_URL": "http://gateway.test", **env}))
+    for replica in replicas:
+        replica.wait_ready()
+    return replicas
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session
+
+
+class Replica:
+    """Settings-API and MCP calls against one gateway process."""
+
+    def __init__(self, http: aiohttp.ClientSession, proc: GatewayProcess,
+                 tenant: str = "acme", integration: str = "crm") -> None:
+        self.http, self.proc = http, proc
+        self.api = f"{proc.url}/v1/tenants/{tenant}/integrations/{integration}"
+        self.auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, tenant)}"}
+
+    async def settings(self, method: str, path: str = "", **kw: Any) -> dict[str, Any]:
+        async with self.http.request(method, self.api + path, headers=self.auth, **kw) as r:
+            body = await r.json()
+            assert r.status < 300, (r.status, body)
+            return body
+
+    async def mcp(self, key: str, body: Any, *, url: str = "call", session: str | None = None,
+                  method: str = "POST") -> tuple[int, dict[str, str], Any]:
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, "
+                   "text/event-stream", "MCP-Protocol-Version": LEGACY}
+        if session:
+            headers["Mcp-Session-Id"] = session
+        async with self.http.request(method, f"{self.api}/mcp:{url}", json=body,
+                                     headers=headers) as r:
+            text = await r.text()
+            payload = await r.json(content_type=None) if text else None
+            return r.status, dict(r.headers), payload
+
+    async def initialize(self, key: str, url: str = "call") -> str:
+        status, headers, body = await self.mcp(key, {
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {},
+                       "clientInfo": {"name": "replica-test", "version": "1"}}}, url=url)
+        assert status == 200, (status, body)
+        session = headers["Mcp-Session-Id"]
+        status, _, _ = await self.mcp(key, {"jsonrpc": "2.0",
+                                            "method": "notifications/initialized"},
+                                      url=url, session=session)
+        assert status == 202
+        return session
+
+    async def list_tools(self, key: str, session: str, url: str = "call") -> tuple[int, Any]:
+        status, _, body = await self.mcp(key, {"jsonrpc": "2.0", "id": 2,
+                                               "method": "tools/list"},
+                                         url=url, session=session)
+        return status, body
+
+
+async def enable(replica: Replica, upstream_url: str | None = None) -> str:
+    """Create, bind, expose and enable the integration; return its first key."""
+    await replica.settings("PUT", json={"name": "CRM"})
+    body: dict[str, Any] = {"upstreamUrl": upstream_url} if upstream_url else {"tools": TOOLS}
+    config = await replica.settings("POST", "/configs", json=body)
+    settings = await replica.settings("PATCH", "/mcp", json={
+        "enabled": True, "configId": config["configId"],
+        "exposedToolIds": ["search_contacts", "create_contact"]})
+    return settings["apiKey"]
+
+
+async def until(check, timeout_s: float = 1.0) -> float:
+    """Poll `check()` until it is true; return how long it took (fails past the timeout)."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def test_rotation_revokes_old_key_on_every_replica(tmp_path, database_url, http) -> None:
+    procs = start_replicas(tmp_path, database_url)
+    try:
+        a, b = (Replica(http, p) for p in procs)
+        old_key = await enable(a)
+        session_b = await b.initialize(old_key)  # warms replica b's cache with the old key
+        assert (await b.list_tools(old_key, session_b))[0] == 200
+
+        rotated = await a.settings("POST", "/mcp:rotateKey")
+        new_key = rotated["apiKey"]
+
+        async def old_key_refused_on_b() -> bool:
+            status, _ = await b.list_tools(old_key, session_b)
+            return status == 401
+
+        took = await until(old_key_refused_on_b, timeout_s=1.0)
+        assert took < 1.0
+        session = await b.initialize(new_key)
+        status, body = await b.list_tools(new_key, session)
+        assert status == 200 and len(body["result"]["tools"]) == 2
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+async def test_disabling_reaches_every_replica(tmp_path, database_url, http) -> None:
+    procs = start_replicas(tmp_path, database_url)
+    try:
+        a, b = (Replica(http, p) for p in procs)
+        key = await enable(a)
+        session = await b.initialize(key)
+        assert (await b.list_tools(key, session))[0] == 200
+        await a.settings("PATCH", "/mcp", json={"enabled": False})
+
+        async def disabled_on_b() -> bool:
+            status, body = await b.list_tools(key, session)
+            return status == 403 and body["type"].endswith("/mcp-disabled")
+
+        await until(disabled_on_b, timeout_s=1.0)
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+async def test_legacy_session_works_on_any_replica_and_ends_everywhere(
+        tmp_path, database_url, http) -> None:
+    procs = start_replicas(tmp_path, database_url)
+    try:
+        a, b = (Replica(http, p) for p in procs)
+        key = await enable(a)
+        session = await a.initialize(key)
+        assert (await b.list_tools(key, session))[0] == 200, "b accepts a's session"
+        status, _, _ = await a.mcp(key, None, session=session, method="DELETE")
+        assert status == 204
+        assert (await b.list_tools(key, session))[0] == 404
+        assert (await a.list_tools(key, session))[0] == 404
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, database_url, http) -> None:
+    procs = start_replicas(tmp_path, database_url, MCPGW_REQUEST_LIMIT_BURST="12",
+                           MCPGW_REQUEST_LIMIT_RPS="0.01")
+    try:
+        a, b = (Replica(http, p) for p in procs)
+        key = await enable(a)
+        session = await a.initialize(key)  # 2 requests (initialize + initialized) on a
+        statuses = []
+        for replica in (a, b, a, b, a, b, a, b, a, b):  # 10 more: 12 in all
+            statuses.append((await replica.list_tools(key, session))[0])
+        assert statuses == [200] * 10
+        status_a, _ = await a.list_tools(key, session)
+        status_b, _ = await b.list_tools(key, session)
+        assert (status_a, status_b) == (429, 429)
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+async def test_call_url_proxies_and_test_url_never_reaches_upstream(
+        tmp_path, database_url, http, aiohttp_server) -> None:
+    stub = StubUpstream(tools=TOOLS)
+    upstream = await aiohttp_server(stub.app())
+    procs = start_replicas(tmp_path, database_url)
+    try:
+        a, b = (Replica(http, p) for p in procs)
+        key = await enable(a, str(upstream.make_url("/mcp")))
+        call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "search_contacts", "arguments": {"query": "ada"}}}
+        before = stub.calls["tools/call"]
+        session = await b.initialize(key, url="test")
+        status, _, body = await b.mcp(key, call, url="test", session=session)
+        assert status == 200 and "result" in body
+        assert stub.calls["tools/call"] == before, "testUrl must never reach the upstream"
+        session = await b.initialize(key, url="call")
+        status, _, body = await b.mcp(key, call, url="call", session=session)
+        assert status == 200 and body["result"]["isError"] is False, body
+        assert stub.calls["tools/call"] == before + 1
+    finally:
+        for proc in procs:
+            proc.stop()
