@@ -131,8 +131,6 @@ class GatewayCache:
             raise AuthFailure("unknown", "unknown API key")
         if entry.revoked:
             raise AuthFailure("revoked", "this API key was revoked")
-        if entry.scope != keys.SCOPE:
-            raise AuthFailure("unknown", "this key does not carry the mcp:invoke scope")
         self._last_used[entry.key_id] = now_ms()
         return entry
 

@@ -71,7 +71,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                  "postgres" if settings.uses_postgres else "sqlite")
 
     app.on_startup.append(announce)
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=10)
+    # handler_cancellation: a client that hangs up stops its request's work (upstream calls
+    # included) instead of leaving it running; transactions roll back on cancellation.
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=10,
+                handler_cancellation=True)
     return 0
 
 

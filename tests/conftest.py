@@ -8,6 +8,7 @@ here skips.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,12 @@ BACKENDS = ("sqlite", "postgres")
 TABLES = ("audit_events", "api_keys", "mcp_settings", "configs", "integrations")
 
 
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _dsn_for(database: str) -> str:
     base, _, _ = ADMIN_DSN.rpartition("/")
     return f"{base}/{database}"
@@ -45,11 +52,11 @@ def postgres_url() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    run_sync(admin(f'CREATE DATABASE "{name}"'))
     try:
         yield _dsn_for(name)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _empty_postgres(url: str) -> None:
@@ -68,8 +75,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     url = request.getfixturevalue("postgres_url")
-    asyncio.run(_empty_postgres(url))
+    run_sync(_empty_postgres(url))
     return url
+
+
+@pytest.fixture
+def pg_database_url(postgres_url: str) -> str:
+    """The URL of an empty Postgres database (Postgres-only tests)."""
+    run_sync(_empty_postgres(postgres_url))
+    return postgres_url
 
 
 def make_settings(tmp_path: Path, database_url: str, **env: str) -> Settings:
