@@ -25,6 +25,7 @@ from settings_api import keys
 from settings_api.changes import Change
 from settings_api.problems import StoreUnavailable
 from settings_api.service import McpSnapshot, SettingsService, now_ms
+from simulator import parse_fixture
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,18 @@ def view_of(snapshot: McpSnapshot) -> IntegrationView:
     settings, config = snapshot.settings, snapshot.config
     catalog = {tool["name"]: tool for tool in config.tools} if config else {}
     exposed = tuple(catalog[name] for name in settings.exposed_tool_ids if name in catalog)
+    fixtures = {}
+    for stored in snapshot.fixtures:
+        tool = catalog.get(stored.tool_id)
+        if tool is None:
+            continue  # the tool left the catalog (another config bound, or a sync)
+        fixture, problems = parse_fixture({"rules": stored.rules}, tool)
+        if fixture is None:
+            # Valid when stored; a later sync changed the tool's outputSchema under it.
+            log.warning("ignoring the simulator fixture of %s/%s/%s: %s", stored.tenant_id,
+                        stored.integration_id, stored.tool_id, problems[0].message)
+            continue
+        fixtures[stored.tool_id] = fixture
     return IntegrationView(
         tenant_id=settings.tenant_id,
         integration_id=settings.integration_id,
@@ -211,4 +224,6 @@ def view_of(snapshot: McpSnapshot) -> IntegrationView:
         upstream_headers=dict(config.upstream_headers) if config else {},
         tools=exposed,
         tools_by_name={tool["name"]: tool for tool in exposed},
+        fixtures_version=settings.fixtures_version,
+        fixtures=fixtures,
     )

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from simulator import Fixture
+
 MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
 LEGACY_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
 SUPPORTED_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + LEGACY_VERSIONS
@@ -59,6 +61,8 @@ class IntegrationView:
     tools: tuple[dict[str, Any], ...] = ()
     tools_by_name: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     fixtures_version: int = 0
+    # Scripted simulator answers by tool name (testUrl), parsed once when the view is loaded.
+    fixtures: Mapping[str, Fixture] = field(default_factory=dict)
 
 
 # A sink for JSON-RPC notifications that belong to the request being served (progress,

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.cache import GatewayCache
 from gateway.context import Endpoint
 from gateway.endpoint import setup_mcp_routes
-from gateway.executors import PlaceholderSimulator, ProxyExecutor, UpstreamPool
+from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.invalidation import RedisChangeFeed
 from gateway.ratelimit import create_limiter
 from gateway.state import GATEWAY, REDIS, GatewayState
@@ -50,7 +50,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
-        executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: PlaceholderSimulator()},
+        executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: SimulatorExecutor()},
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
     try:

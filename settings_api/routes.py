@@ -20,7 +20,8 @@ from settings_api.jwt_auth import Principal
 from settings_api.problems import FieldError, NotFound, ValidationFailed
 from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch, SettingsService
-from settings_api.store import AuditEvent, Config, Integration, McpSettings
+from settings_api.store import AuditEvent, Config, Integration, McpSettings, SimulatorFixture
+from settings_api.tools import TOOL_NAME
 
 SERVICE: web.AppKey[SettingsService] = web.AppKey("settings_service", SettingsService)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
@@ -68,6 +69,11 @@ def settings_json(request: web.Request, s: McpSettings, api_key: str | None) -> 
             "apiKeyId": s.api_key_id, "callUrl": call_url, "testUrl": test_url,
             "createdAt": s.created_at, "modifiedAt": s.modified_at, "keyPrefix": s.key_prefix,
             "apiKey": api_key}
+
+
+def fixture_json(f: SimulatorFixture, version: int) -> dict[str, Any]:
+    return {"toolId": f.tool_id, "rules": f.rules, "fixturesVersion": version,
+            "createdAt": f.created_at, "modifiedAt": f.modified_at}
 
 
 def audit_json(e: AuditEvent) -> dict[str, Any]:
@@ -189,6 +195,35 @@ async def rotate_key(request: web.Request) -> web.Response:
     return json_response(settings_json(request, found, raw_key))
 
 
+def _tool_id(request: web.Request) -> str:
+    tool_id = request.match_info["tool_id"]
+    if not TOOL_NAME.fullmatch(tool_id):
+        raise NotFound(f"tool {tool_id!r} does not exist")
+    return tool_id
+
+
+async def put_fixture(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    integration, tool_id = _integration(request), _tool_id(request)
+    body = validate("SimulatorFixturePut", await read_json(request))
+    fixture, version, created = await service.put_fixture(actor, tenant, integration, tool_id,
+                                                          body)
+    return json_response(fixture_json(fixture, version), 201 if created else 200)
+
+
+async def get_fixture(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    fixture, version = await service.get_fixture(tenant, _integration(request),
+                                                 _tool_id(request))
+    return json_response(fixture_json(fixture, version))
+
+
+async def delete_fixture(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    await service.delete_fixture(actor, tenant, _integration(request), _tool_id(request))
+    return web.Response(status=204)
+
+
 async def list_audit(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
     cursor, limit = page_params(request)
@@ -230,6 +265,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", _INTEGRATION + "/mcp:rotateKey", rotate_key, "rotateKey",
           "Mint a new API key and revoke the old one",
           responses={200: "McpSettings", 409: "Problem", **_ERRORS}),
+    Route("PUT", _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}", put_fixture,
+          "putSimulatorFixture", "Script the simulator's answers for a tool (testUrl)",
+          body="SimulatorFixturePut",
+          responses={200: "SimulatorFixture", 201: "SimulatorFixture", **_WRITE_ERRORS}),
+    Route("GET", _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}", get_fixture,
+          "getSimulatorFixture", "Read a tool's simulator fixture",
+          responses={200: "SimulatorFixture", **_ERRORS}),
+    Route("DELETE", _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}", delete_fixture,
+          "deleteSimulatorFixture", "Remove a tool's simulator fixture",
+          responses={204: None, **_ERRORS}),
     Route("GET", "/v1/tenants/{tenant}/audit", list_audit, "listAudit",
           "The tenant's audit events, newest first",
           responses={200: "AuditEventPage", 422: "Problem", **_ERRORS}, query=_PAGE),

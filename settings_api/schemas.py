@@ -119,6 +119,41 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                        "description": "The raw key, only in the response that minted it."},
         },
     },
+    "SimulatorFixturePut": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rules"],
+        "properties": {"rules": {"type": "array", "maxItems": 100,
+                                 "items": ref("SimulatorRule")}},
+    },
+    "SimulatorRule": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Exactly one of result or error. The first rule whose match is a subset "
+                       "of the call's arguments answers; an empty match is a default.",
+        "properties": {
+            "match": {"type": "object"},
+            "result": {"type": "object", "description": "A CallToolResult; structuredContent "
+                       "must validate against the tool's outputSchema"},
+            "error": {"type": "object", "required": ["code", "message"],
+                      "properties": {"code": {"type": "integer"},
+                                     "message": {"type": "string"}, "data": {}}},
+            "latencyMs": {"type": "integer", "minimum": 0, "maximum": 30000},
+        },
+    },
+    "SimulatorFixture": {
+        "type": "object",
+        "required": ["toolId", "rules", "fixturesVersion", "createdAt", "modifiedAt"],
+        "properties": {
+            "toolId": {"type": "string"},
+            "rules": {"type": "array", "items": ref("SimulatorRule")},
+            "fixturesVersion": {"type": "integer",
+                                "description": "Bumped by every fixture change of the "
+                                               "integration; part of the simulator's seed"},
+            "createdAt": {"type": "integer"},
+            "modifiedAt": {"type": "integer"},
+        },
+    },
     "AuditEvent": {
         "type": "object",
         "required": ["eventId", "actor", "action", "target", "at", "details"],

@@ -31,6 +31,7 @@ from settings_api.store import (
     Integration,
     KeyBinding,
     McpSettings,
+    SimulatorFixture,
     Store,
     StoreConflictError,
     StoreDataError,
@@ -38,6 +39,7 @@ from settings_api.store import (
     StoreUnavailableError,
 )
 from settings_api.tools import normalize_tools
+from simulator import parse_fixture
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class McpSnapshot:
     integration: Integration
     settings: McpSettings
     config: Config | None
+    fixtures: list[SimulatorFixture]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +285,8 @@ class SettingsService:
                 return None
             config = (await session.get_config(tenant, integration, settings.config_id)
                       if settings.config_id else None)
-        return McpSnapshot(found, settings, config)
+            fixtures = await session.list_fixtures(tenant, integration)
+        return McpSnapshot(found, settings, config, fixtures)
 
     async def record_key_use(self, last_used: Mapping[str, int]) -> None:
         """Store when keys were last used (batched by the data plane, not written per request)."""
@@ -291,6 +295,62 @@ class SettingsService:
         async with _translated(), self.store.transaction() as tx:
             for key_id, used_at in sorted(last_used.items()):
                 await tx.touch_key(key_id, used_at)
+
+    # simulator fixtures ---------------------------------------------------------------------
+    async def put_fixture(self, actor: str, tenant: str, integration: str, tool_id: str,
+                          body: Any) -> tuple[SimulatorFixture, int, bool]:
+        """Validate and store a tool's fixture; returns it, the new version, and if created."""
+        tool = await self._bound_tool(tenant, integration, tool_id)
+        fixture, problems = parse_fixture(body, tool)
+        if fixture is None:
+            raise ValidationFailed([FieldError(p.field, p.message) for p in problems])
+        rules = fixture.as_body()["rules"]
+        async with _translated(), self.store.transaction() as tx:
+            if await tx.lock_settings(tenant, integration) is None:
+                raise NotFound(f"integration {integration!r} does not exist")
+            created = await tx.get_fixture(tenant, integration, tool_id) is None
+            await tx.put_fixture(tenant, integration, tool_id, rules, now_ms())
+            await tx.bump_fixtures_version(tenant, integration)
+            await _audit(tx, tenant, actor, "simulator.fixture_put",
+                         f"{integration}/{tool_id}", {"rules": len(rules)})
+            stored = await tx.get_fixture(tenant, integration, tool_id)
+            settings = await tx.get_settings(tenant, integration)
+        assert stored is not None and settings is not None
+        await self._publish(Change(tenant, integration))
+        return stored, settings.fixtures_version, created
+
+    async def get_fixture(self, tenant: str, integration: str,
+                          tool_id: str) -> tuple[SimulatorFixture, int]:
+        """A tool's fixture and the integration's fixtures version (404 when there is none)."""
+        async with _translated(), self.store.reader() as session:
+            settings = await session.get_settings(tenant, integration)
+            found = await session.get_fixture(tenant, integration, tool_id)
+        if settings is None:
+            raise NotFound(f"integration {integration!r} does not exist")
+        if found is None:
+            raise NotFound(f"tool {tool_id!r} has no simulator fixture")
+        return found, settings.fixtures_version
+
+    async def delete_fixture(self, actor: str, tenant: str, integration: str,
+                             tool_id: str) -> None:
+        async with _translated(), self.store.transaction() as tx:
+            if await tx.lock_settings(tenant, integration) is None:
+                raise NotFound(f"integration {integration!r} does not exist")
+            if not await tx.delete_fixture(tenant, integration, tool_id):
+                raise NotFound(f"tool {tool_id!r} has no simulator fixture")
+            await tx.bump_fixtures_version(tenant, integration)
+            await _audit(tx, tenant, actor, "simulator.fixture_deleted",
+                         f"{integration}/{tool_id}", {})
+        await self._publish(Change(tenant, integration))
+
+    async def _bound_tool(self, tenant: str, integration: str, tool_id: str) -> dict[str, Any]:
+        snapshot = await self.mcp_snapshot(tenant, integration)
+        if snapshot is None:
+            raise NotFound(f"integration {integration!r} does not exist")
+        tools = {t["name"]: t for t in snapshot.config.tools} if snapshot.config else {}
+        if tool_id not in tools:
+            raise NotFound(f"tool {tool_id!r} is not in the integration's bound config")
+        return tools[tool_id]
 
     # audit ----------------------------------------------------------------------------------
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:

@@ -26,7 +26,8 @@ from settings_api.jwt_auth import issue_token
 ADMIN_DSN = os.environ.get("MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 JWT_SECRET = "test-secret-" + "x" * 40
 BACKENDS = ("sqlite", "postgres")
-TABLES = ("audit_events", "api_keys", "mcp_settings", "configs", "integrations")
+TABLES = ("audit_events", "api_keys", "simulator_fixtures", "mcp_settings", "configs",
+          "integrations")
 
 
 def run_sync(coro: Any) -> Any:
@@ -64,7 +65,7 @@ async def _empty_postgres(url: str) -> None:
     try:
         exists = await conn.fetchval("SELECT to_regclass('public.integrations') IS NOT NULL")
         if exists:
-            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
 

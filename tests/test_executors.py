@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +27,8 @@ from gateway.context import (
     RequestContext,
     ToolCallError,
 )
-from gateway.executors import PlaceholderSimulator, ProxyExecutor, UpstreamPool, minimal_instance
+from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
+from simulator import parse_fixture
 
 try:
     from mcp_stub import StubUpstream, make_tools
@@ -788,133 +787,73 @@ async def test_close_is_bounded_when_the_upstream_hangs(http):
         await server.close()
 
 
-# ------------------------------------------------------------------ placeholder simulator
+# ------------------------------------------------------------------ simulator (testUrl)
+
+SIM_TOOL = {
+    "name": "get_price",
+    "inputSchema": {"type": "object", "properties": {"sku": {"type": "string"}},
+                    "required": ["sku"]},
+    "outputSchema": {"type": "object", "required": ["sku", "price"],
+                     "properties": {"sku": {"type": "string"},
+                                    "price": {"type": "number", "minimum": 0}}},
+}
 
 
-async def test_simulator_is_deterministic_and_names_tool_and_arguments():
-    view = make_view(None)
-    first = await PlaceholderSimulator().call_tool(
-        make_ctx(view), TOOL, {"q": "a", "n": 1}, None
-    )
-    again = await PlaceholderSimulator().call_tool(
-        make_ctx(view), TOOL, {"n": 1, "q": "a"}, None
-    )
+def sim_view(fixture_body: dict[str, Any] | None = None, version: int = 0) -> IntegrationView:
+    fixtures = {}
+    if fixture_body is not None:
+        fixture, problems = parse_fixture(fixture_body, SIM_TOOL)
+        assert fixture is not None, problems
+        fixtures[SIM_TOOL["name"]] = fixture
+    view = make_view(None, tools=[SIM_TOOL], fixtures_version=version)
+    return dataclasses.replace(view, fixtures=fixtures)
 
+
+async def test_simulator_results_are_deterministic_and_schema_valid():
+    executor = SimulatorExecutor()
+    ctx = make_ctx(sim_view(), endpoint=Endpoint.TEST)
+    first = await executor.call_tool(ctx, SIM_TOOL, {"sku": "A-1"}, None)
+    again = await SimulatorExecutor().call_tool(ctx, SIM_TOOL, {"sku": "A-1"}, None)
     assert json.dumps(first) == json.dumps(again)
-    assert first["isError"] is False
-    (block,) = first["content"]
-    assert block["type"] == "text"
-    assert '"tool_0"' in block["text"]
-    assert '{"n":1,"q":"a"}' in block["text"]
-    assert "structuredContent" not in first
+    assert first.get("isError") is not True
+    jsonschema.validate(first["structuredContent"], SIM_TOOL["outputSchema"])
+    assert json.loads(first["content"][0]["text"]) == first["structuredContent"]
+    seeded = await executor.call_tool(make_ctx(sim_view(), seed="s2", endpoint=Endpoint.TEST),
+                                      SIM_TOOL, {"sku": "A-1"}, None)
+    assert seeded != first
 
 
-def test_simulator_is_identical_across_processes():
-    script = (
-        "import asyncio, json, sys\n"
-        "sys.path.insert(0, 'tests')\n"
-        "from test_executors import PlaceholderSimulator, make_ctx, make_view, TOOL\n"
-        "async def main():\n"
-        "    ctx = make_ctx(make_view(None), seed='s1')\n"
-        "    r = await PlaceholderSimulator().call_tool(ctx, TOOL, {'q': 'ü', 'z': [1]}, None)\n"
-        "    print(json.dumps(r))\n"
-        "asyncio.run(main())\n"
-    )
-    outputs = set()
-    for hash_seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        outputs.add(done.stdout)
-    assert len(outputs) == 1
+async def test_simulator_reports_bad_arguments_as_an_error_result():
+    result = await SimulatorExecutor().call_tool(
+        make_ctx(sim_view(), endpoint=Endpoint.TEST), SIM_TOOL, {"sku": 5}, None)
+    assert result["isError"] is True
+    assert "sku" in result["content"][0]["text"]
 
 
-async def test_simulator_inputs_change_the_text():
-    sim = PlaceholderSimulator()
-    view = make_view(None)
+async def test_fixture_rules_script_results_errors_and_latency():
+    body = {"rules": [
+        {"match": {"sku": "BOOM"}, "error": {"code": -32603, "message": "scripted failure"}},
+        {"match": {"sku": "SLOW"}, "latencyMs": 300,
+         "result": {"content": [{"type": "text", "text": "slow"}],
+                    "structuredContent": {"sku": "SLOW", "price": 2}}},
+        {"match": {}, "result": {"content": [{"type": "text", "text": "default"}],
+                                 "structuredContent": {"sku": "any", "price": 1.5}}},
+    ]}
+    executor = SimulatorExecutor()
+    ctx = make_ctx(sim_view(body, version=3), endpoint=Endpoint.TEST)
+    with pytest.raises(ToolCallError) as raised:
+        await executor.call_tool(ctx, SIM_TOOL, {"sku": "BOOM"}, None)
+    assert (raised.value.code, raised.value.message) == (-32603, "scripted failure")
+    default = await executor.call_tool(ctx, SIM_TOOL, {"sku": "X"}, None)
+    assert default["structuredContent"] == {"sku": "any", "price": 1.5}
 
-    async def text(args: dict[str, Any], **kwargs: Any) -> str:
-        v = make_view(None, fixtures_version=kwargs.pop("fixtures_version", 0))
-        result = await sim.call_tool(make_ctx(v, **kwargs), TOOL, args, None)
-        return result["content"][-1]["text"]
-
-    base = await text({"q": "a"})
-    assert await text({"q": "b"}) != base
-    assert await text({"q": "a"}, seed="s1") != base
-    assert await text({"q": "a"}, seed="s1") != await text({"q": "a"}, seed="s2")
-    assert await text({"q": "a"}, fixtures_version=1) != base
-    other_tool = await sim.call_tool(make_ctx(view), TOOLS[1], {"q": "a"}, None)
-    assert other_tool["content"][0]["text"] != base
-
-
-OUTPUT_SCHEMAS = [
-    {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "minLength": 3},
-            "count": {"type": "integer", "minimum": 5},
-            "score": {"type": "number", "exclusiveMaximum": -1},
-            "ok": {"type": "boolean"},
-            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
-            "status": {"enum": ["open", "closed"]},
-            "kind": {"const": "contact"},
-            "owner": {
-                "type": "object",
-                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-                "required": ["name"],
-            },
-            "maybe": {"type": ["null", "string"]},
-            "optional": {"type": "string"},
-        },
-        "required": ["id", "count", "score", "ok", "tags", "status", "kind", "owner", "maybe"],
-        "additionalProperties": False,
-    },
-    {
-        "type": "object",
-        "$defs": {"money": {"type": "object", "properties": {"cents": {"type": "integer"}},
-                            "required": ["cents"]}},
-        "properties": {
-            "total": {"$ref": "#/$defs/money"},
-            "either": {"anyOf": [{"type": "number", "minimum": 2}, {"type": "string"}]},
-            "both": {"allOf": [{"required": ["a"], "properties": {"a": {"type": "string"}}},
-                               {"required": ["b"], "properties": {"b": {"type": "boolean"}}}]},
-        },
-        "required": ["total", "either", "both"],
-    },
-    {"type": "object"},
-    {"type": "object", "properties": {"free": {}}, "required": ["free"]},
-]
-
-
-@pytest.mark.parametrize("schema", OUTPUT_SCHEMAS)
-async def test_simulator_structured_content_validates(schema):
-    tool = {**TOOL, "outputSchema": schema}
-
-    result = await PlaceholderSimulator().call_tool(
-        make_ctx(make_view(None)), tool, {"q": "a"}, None
-    )
-
-    structured = result["structuredContent"]
-    jsonschema.Draft202012Validator(schema).validate(structured)
-    assert json.loads(result["content"][0]["text"]) == structured
-    assert "tool_0" in result["content"][1]["text"]
-
-
-def test_minimal_instance_simple_values():
-    assert minimal_instance({"type": "string"}) == ""
-    assert minimal_instance({"type": "number"}) == 0
-    assert minimal_instance({"type": "integer", "exclusiveMinimum": 0}) == 1
-    assert minimal_instance({"type": "boolean"}) is False
-    assert minimal_instance({"type": "array"}) == []
-    assert minimal_instance({"enum": [3, 4]}) == 3
-    assert minimal_instance({"type": "object", "properties": {"a": {"type": "string"}}}) == {}
+    # The scripted latency is a sleep: other calls are answered meanwhile.
+    started = time.monotonic()
+    slow = asyncio.create_task(executor.call_tool(ctx, SIM_TOOL, {"sku": "SLOW"}, None))
+    quick = await executor.call_tool(ctx, SIM_TOOL, {"sku": "Y"}, None)
+    assert time.monotonic() - started < 0.2 and quick["content"][0]["text"] == "default"
+    assert (await slow)["content"][0]["text"] == "slow"
+    assert time.monotonic() - started >= 0.3
 
 
 async def test_simulator_never_reaches_the_upstream(aiohttp_server):
@@ -922,7 +861,7 @@ async def test_simulator_never_reaches_the_upstream(aiohttp_server):
     url = await serve(aiohttp_server, stub)
     view = make_view(url)
 
-    await PlaceholderSimulator().call_tool(
+    await SimulatorExecutor().call_tool(
         make_ctx(view, endpoint=Endpoint.TEST), TOOL, {"q": "a"}, {"progressToken": 1}
     )
 

@@ -76,7 +76,7 @@ async def test_request_bodies_are_the_schemas_the_handlers_validate_with(
     doc = await fetch_document(client)
     with_body = [r for r in ROUTES if r.body]
     assert {r.operation_id for r in with_body} == {
-        "putIntegration", "createConfig", "patchMcpSettings"}
+        "putIntegration", "createConfig", "patchMcpSettings", "putSimulatorFixture"}
     for route in with_body:
         body = doc["paths"][route.path][route.method.lower()]["requestBody"]
         ref = body["content"]["application/json"]["schema"]["$ref"]

@@ -89,11 +89,12 @@ def _tampered() -> str:
 
 def concrete(path: str, config_id: str) -> str:
     return (path.replace("{tenant}", "acme").replace("{integration}", "crm")
-            .replace("{config_id}", config_id))
+            .replace("{config_id}", config_id).replace("{tool_id}", "create_contact"))
 
 
 VALID_BODIES = {"IntegrationPut": {"name": "Hijacked"}, "ConfigCreate": {"tools": [{"name": "x"}]},
-                "McpSettingsPatch": {"description": "hijacked", "enabled": False}}
+                "McpSettingsPatch": {"description": "hijacked", "enabled": False},
+                "SimulatorFixturePut": {"rules": [{"result": {"content": []}}]}}
 
 
 # body and media-type problems -----------------------------------------------------------------

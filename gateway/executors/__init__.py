@@ -6,14 +6,12 @@ from gateway.executors.proxy import (
     ProxyExecutor,
     UpstreamPool,
 )
-from gateway.executors.simulated import PlaceholderSimulator, canonical_json, minimal_instance
+from gateway.executors.simulated import SimulatorExecutor
 
 __all__ = [
     "DEFAULT_RELAY_MAX_BODY_BYTES",
     "DEFAULT_UPSTREAM_TIMEOUT_S",
-    "PlaceholderSimulator",
     "ProxyExecutor",
+    "SimulatorExecutor",
     "UpstreamPool",
-    "canonical_json",
-    "minimal_instance",
 ]

@@ -8,7 +8,14 @@ from settings_api.store.base import (
     StoreSession,
     StoreUnavailableError,
 )
-from settings_api.store.models import AuditEvent, Config, Integration, KeyBinding, McpSettings
+from settings_api.store.models import (
+    AuditEvent,
+    Config,
+    Integration,
+    KeyBinding,
+    McpSettings,
+    SimulatorFixture,
+)
 
 
 def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 10) -> Store:
@@ -25,7 +32,8 @@ def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 
 
 
 __all__ = [
-    "AuditEvent", "Config", "Integration", "KeyBinding", "McpSettings", "Store",
+    "AuditEvent", "Config", "Integration", "KeyBinding", "McpSettings", "SimulatorFixture",
+    "Store",
     "StoreConflictError", "StoreDataError", "StoreError", "StoreSession",
     "StoreUnavailableError", "create_store",
 ]

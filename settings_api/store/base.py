@@ -15,7 +15,14 @@ from importlib import resources
 from typing import Any, Protocol
 
 from settings_api.store import queries as q
-from settings_api.store.models import AuditEvent, Config, Integration, KeyBinding, McpSettings
+from settings_api.store.models import (
+    AuditEvent,
+    Config,
+    Integration,
+    KeyBinding,
+    McpSettings,
+    SimulatorFixture,
+)
 
 Row = Mapping[str, Any]
 
@@ -60,7 +67,13 @@ def _config(row: Row) -> Config:
 def _settings(row: Row) -> McpSettings:
     return McpSettings(row["tenant_id"], row["integration_id"], bool(row["enabled"]),
                        row["config_id"], json.loads(row["exposed_tool_ids"]), row["description"],
-                       row["api_key_id"], row["key_prefix"], row["created_at"], row["modified_at"])
+                       row["api_key_id"], row["key_prefix"], row["created_at"], row["modified_at"],
+                       row["fixtures_version"])
+
+
+def _fixture(row: Row) -> SimulatorFixture:
+    return SimulatorFixture(row["tenant_id"], row["integration_id"], row["tool_id"],
+                            json.loads(row["rules"]), row["created_at"], row["modified_at"])
 
 
 def _key(row: Row) -> KeyBinding:
@@ -168,6 +181,25 @@ class StoreSession:
     async def get_key_by_hash(self, key_hash: str) -> KeyBinding | None:
         row = await self._conn.fetchrow(q.GET_KEY_BY_HASH, key_hash)
         return _key(row) if row else None
+
+    # simulator fixtures
+    async def get_fixture(self, tenant: str, integration: str,
+                          tool: str) -> SimulatorFixture | None:
+        row = await self._conn.fetchrow(q.GET_FIXTURE, tenant, integration, tool)
+        return _fixture(row) if row else None
+
+    async def list_fixtures(self, tenant: str, integration: str) -> list[SimulatorFixture]:
+        return [_fixture(r) for r in await self._conn.fetch(q.LIST_FIXTURES, tenant, integration)]
+
+    async def put_fixture(self, tenant: str, integration: str, tool: str,
+                          rules: list[dict[str, Any]], now: int) -> None:
+        await self._conn.execute(q.UPSERT_FIXTURE, tenant, integration, tool, _dump(rules), now)
+
+    async def delete_fixture(self, tenant: str, integration: str, tool: str) -> bool:
+        return bool(await self._conn.execute(q.DELETE_FIXTURE, tenant, integration, tool))
+
+    async def bump_fixtures_version(self, tenant: str, integration: str) -> None:
+        await self._conn.execute(q.BUMP_FIXTURES_VERSION, tenant, integration)
 
     # audit
     async def insert_audit(self, event_id: str, tenant: str, actor: str, action: str,

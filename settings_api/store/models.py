@@ -48,6 +48,19 @@ class McpSettings:
     key_prefix: str | None
     created_at: int
     modified_at: int
+    fixtures_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorFixture:
+    """Scripted simulator answers for one tool (the validated request body)."""
+
+    tenant_id: str
+    integration_id: str
+    tool_id: str
+    rules: list[dict[str, Any]]
+    created_at: int
+    modified_at: int
 
 
 @dataclass(frozen=True, slots=True)

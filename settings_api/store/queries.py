@@ -44,7 +44,7 @@ WHERE tenant_id = $1 AND integration_id = $2 AND config_id = $3
 
 SETTINGS_SELECT = """
 SELECT s.tenant_id, s.integration_id, s.enabled, s.config_id, s.exposed_tool_ids, s.description,
-       s.api_key_id, k.key_prefix, s.created_at, s.modified_at
+       s.api_key_id, k.key_prefix, s.created_at, s.modified_at, s.fixtures_version
 FROM mcp_settings s LEFT JOIN api_keys k ON k.key_id = s.api_key_id
 WHERE s.tenant_id = $1 AND s.integration_id = $2
 """
@@ -90,4 +90,27 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 LIST_AUDIT = """
 SELECT seq, event_id, tenant_id, actor, action, target, at, details FROM audit_events
 WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3
+"""
+
+FIXTURE_COLUMNS = "tenant_id, integration_id, tool_id, rules, created_at, modified_at"
+GET_FIXTURE = f"""
+SELECT {FIXTURE_COLUMNS} FROM simulator_fixtures
+WHERE tenant_id = $1 AND integration_id = $2 AND tool_id = $3
+"""
+LIST_FIXTURES = f"""
+SELECT {FIXTURE_COLUMNS} FROM simulator_fixtures
+WHERE tenant_id = $1 AND integration_id = $2 ORDER BY tool_id
+"""
+UPSERT_FIXTURE = """
+INSERT INTO simulator_fixtures (tenant_id, integration_id, tool_id, rules, created_at, modified_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (tenant_id, integration_id, tool_id)
+DO UPDATE SET rules = excluded.rules, modified_at = excluded.modified_at
+"""
+DELETE_FIXTURE = """
+DELETE FROM simulator_fixtures WHERE tenant_id = $1 AND integration_id = $2 AND tool_id = $3
+"""
+BUMP_FIXTURES_VERSION = """
+UPDATE mcp_settings SET fixtures_version = fixtures_version + 1
+WHERE tenant_id = $1 AND integration_id = $2
 """

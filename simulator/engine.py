@@ -1,0 +1,248 @@
+"""The simulator: a tool call in, a deterministic answer out.
+
+Order of decisions for one call:
+
+1. A fixture rule whose `match` names every argument with its exact value answers as scripted,
+   even when the arguments break the inputSchema: the tenant asked for that very call.
+2. Otherwise the arguments are validated against the tool's `inputSchema`; a failure is a
+   CallToolResult with `isError: true` naming every offending field. A partial or default rule
+   cannot hide a bad call.
+3. Otherwise the first matching rule (partial match or default) answers as scripted.
+4. Otherwise a result is generated: with an `outputSchema`, `structuredContent` validated
+   against it plus a text block with the same JSON; without one, text that reads like the
+   tool's output. Generation is a pure function of (tenant, integration, tool, canonical
+   arguments, fixtures version, seed header) and of the schemas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.canonical import (
+    Seeded,
+    canonical_json,
+    derive_seed,
+    fingerprint,
+    ordered_json,
+    result_json,
+)
+from simulator.fixtures import Fixture, Rule, SimulatedError, match_rule
+from simulator.generator import GenerationError, Generator, TooLarge
+from simulator.lru import LRU
+from simulator.text import text_result
+from simulator.validation import (
+    FieldProblem,
+    argument_problems,
+    compile_schema,
+    invalid_arguments_text,
+)
+
+DEFAULT_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object"}
+MAX_CACHED_RESULT_CHARS = 16 * 1024  # larger results are regenerated (same bytes) when asked
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Either `result` (a CallToolResult object, the caller's own copy) or `error` (answer with
+    a JSON-RPC error); `latency_ms` to wait before answering (scripted by a fixture)."""
+
+    result: dict[str, Any] | None = None
+    error: SimulatedError | None = None
+    latency_ms: int = 0
+    source: str = "generated"  # fixture | invalid-arguments | schema-problem | generated
+
+
+class _ToolPlan:
+    """What one tool's schemas compile to (cached per schema fingerprint)."""
+
+    __slots__ = ("fingerprint", "generator", "input_problem", "input_validator",
+                 "output_problem", "output_validator")
+
+    def __init__(self, tool: Mapping[str, Any], key: bytes) -> None:
+        self.fingerprint = key
+        input_schema = tool.get("inputSchema", DEFAULT_INPUT_SCHEMA)
+        compiled = compile_schema(input_schema)
+        self.input_validator = compiled.validator
+        self.input_problem = None if compiled.problem is None else \
+            f"its inputSchema {compiled.problem}"
+        self.output_validator = None
+        self.output_problem: str | None = None
+        self.generator: Generator | None = None
+        if "outputSchema" in tool and tool["outputSchema"] is not None:
+            output_schema = tool["outputSchema"]
+            compiled = compile_schema(output_schema, output=True)
+            if compiled.problem is not None:
+                self.output_problem = f"its outputSchema {compiled.problem}"
+            elif not (isinstance(output_schema, Mapping) and _may_be_object(output_schema)):
+                self.output_problem = "its outputSchema does not describe an object"
+            else:
+                self.output_validator = compiled.validator
+                # A private copy: nothing the caller does to `tool` later can reach it.
+                own = json.loads(json.dumps(output_schema))
+                self.generator = Generator(own, compiled.validator.evolve(schema=own))
+
+
+def _may_be_object(schema: Mapping[str, Any]) -> bool:
+    types = schema.get("type", "object")
+    return types == "object" or (isinstance(types, list) and "object" in types)
+
+
+class _Entry:
+    """What is known about one call: why it is refused (invalid arguments, broken input
+    schema), else its generated result once computed."""
+
+    __slots__ = ("refusal", "refusal_source", "result", "result_source")
+
+    def __init__(self, refusal: str | None = None, refusal_source: str = "") -> None:
+        self.refusal, self.refusal_source = refusal, refusal_source
+        self.result: str | None = None
+        self.result_source = "generated"
+
+
+def _error_result(text: str) -> str:
+    return result_json({"content": [{"type": "text", "text": text}], "isError": True})
+
+
+class Simulator:
+    """Answers `tools/call` for the testUrl. Thread-safe; keep one per process.
+
+    Caches (bounded LRUs): compiled tools by a digest of their schemas (key order included:
+    generated objects follow the schema's declared order), and per call the argument verdict
+    and the generated result (results above 16 KiB are regenerated instead: same bytes)."""
+
+    def __init__(self, *, result_cache_size: int = 2048, tool_cache_size: int = 512,
+                 max_attempts: int = 8) -> None:
+        self.max_attempts = max_attempts
+        self._tools: LRU[bytes, _ToolPlan] = LRU(tool_cache_size)
+        self._results: LRU[tuple[Any, ...], _Entry] = LRU(result_cache_size)
+
+    # ---- public --------------------------------------------------------------------------
+
+    def simulate(self, tool: Mapping[str, Any], arguments: Any, *, tenant: str,
+                 integration: str, fixtures_version: int = 0, seed: str | None = None,
+                 fixture: Fixture | None = None) -> Outcome:
+        """The answer to calling `tool` with `arguments` (None = no arguments)."""
+        if arguments is None:
+            arguments = {}
+        name = str(tool.get("name", ""))
+        rule = match_rule(fixture, arguments)
+        if rule is not None and rule.matches_exactly(arguments):
+            return _from_rule(rule)
+        try:
+            args_json = canonical_json(arguments)
+        except (TypeError, ValueError):
+            return Outcome(result=json.loads(_error_result(
+                f"Invalid arguments for tool {json.dumps(name)}: (arguments): must be JSON")),
+                source="invalid-arguments")
+        try:
+            plan = self._plan(tool)
+        except (TypeError, ValueError, RecursionError):
+            return Outcome(result=json.loads(_error_result(_cannot_simulate(
+                name, "its schemas are not JSON"))), source="schema-problem")
+        digest = derive_seed(tenant, integration, name, args_json, int(fixtures_version), seed)
+        # Digests, not texts, in the key: arguments may be large.
+        key = (plan.fingerprint, digest)
+        entry = self._results.get(key)
+        if entry is None:
+            entry = self._check(plan, name, arguments)
+            self._results.put(key, entry)
+        if entry.refusal is not None:
+            return Outcome(result=json.loads(entry.refusal), source=entry.refusal_source)
+        if rule is not None:
+            return _from_rule(rule)
+        if entry.result is not None:
+            return Outcome(result=json.loads(entry.result), source=entry.result_source)
+        text, source = self._generate(plan, name, arguments, digest)
+        if len(text) <= MAX_CACHED_RESULT_CHARS:
+            entry.result, entry.result_source = text, source
+        return Outcome(result=json.loads(text), source=source)
+
+    def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:
+        """Every way `arguments` break the tool's inputSchema ([] when they are valid)."""
+        plan = self._plan(tool)
+        if plan.input_validator is None:
+            return [FieldProblem("(arguments)", f"cannot be checked: {plan.input_problem}")]
+        return argument_problems(plan.input_validator, {} if arguments is None else arguments)
+
+    def clear(self) -> None:
+        self._tools.clear()
+        self._results.clear()
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def _plan(self, tool: Mapping[str, Any]) -> _ToolPlan:
+        key = fingerprint(ordered_json([tool.get("inputSchema", DEFAULT_INPUT_SCHEMA),
+                                        tool.get("outputSchema")]))
+        plan = self._tools.get(key)
+        if plan is None:
+            plan = _ToolPlan(tool, key)
+            self._tools.put(key, plan)
+        return plan
+
+    def _check(self, plan: _ToolPlan, name: str, arguments: Any) -> _Entry:
+        if plan.input_validator is None:
+            return _Entry(_error_result(_cannot_simulate(name, plan.input_problem)),
+                          "schema-problem")
+        try:
+            problems = argument_problems(plan.input_validator, arguments)
+        except RecursionError:
+            problems = [FieldProblem("(arguments)", "are nested too deeply")]
+        except Exception:
+            return _Entry(_error_result(_cannot_simulate(
+                name, "its inputSchema has a $ref that is not local")), "schema-problem")
+        if problems:
+            return _Entry(_error_result(invalid_arguments_text(name, problems)),
+                          "invalid-arguments")
+        return _Entry()
+
+    def _generate(self, plan: _ToolPlan, name: str, arguments: Any, digest: bytes
+                  ) -> tuple[str, str]:
+        root = Seeded(digest)
+        if plan.output_problem is not None:
+            return _error_result(_cannot_simulate(name, plan.output_problem)), "schema-problem"
+        if plan.generator is None:
+            text = text_result(name, arguments, root)
+            return result_json({"content": [{"type": "text", "text": text}]}), "generated"
+        problem = GenerationError("/", "no attempt produced a valid value")
+        for attempt in range(self.max_attempts):
+            seeded = root if attempt == 0 else Seeded(
+                hashlib.sha256(digest + b"\x00retry%d" % attempt).digest())
+            try:
+                value = plan.generator.generate(seeded)
+                error = next(iter(plan.output_validator.iter_errors(value)), None)
+            except TooLarge as exc:
+                problem = exc
+                break
+            except GenerationError as exc:
+                problem = exc
+                continue
+            except RecursionError:
+                problem = GenerationError("/", "nested too deeply")
+                break
+            except Exception:
+                problem = GenerationError("/", "has a $ref that is not local")
+                break
+            if error is None:
+                text = result_json(value)
+                return result_json({"content": [{"type": "text", "text": text}],
+                                    "structuredContent": value}), "generated"
+            pointer = "/" + "/".join(str(p) for p in error.absolute_schema_path)
+            problem = GenerationError(pointer, f"generated values keep breaking "
+                                               f"{error.validator!r}")
+        return _error_result(_cannot_simulate(
+            name, f"its outputSchema cannot be satisfied at {problem.pointer} "
+                  f"({problem.reason})")), "schema-problem"
+
+
+def _cannot_simulate(name: str, why: str | None) -> str:
+    return f"The simulator cannot answer tool {json.dumps(name, ensure_ascii=False)}: {why}"
+
+
+def _from_rule(rule: Rule) -> Outcome:
+    if rule.error is not None:
+        return Outcome(error=rule.error, latency_ms=rule.latency_ms, source="fixture")
+    return Outcome(result=rule.result, latency_ms=rule.latency_ms, source="fixture")

@@ -1,0 +1,340 @@
+"""JSON Schema validators, compiled once per schema, and argument errors a caller can act on.
+
+Validators are built for the dialect a schema declares (`$schema`; 2020-12 when absent), assert
+the formats of `simulator.formats`, never fetch a remote `$ref`, and are cached in a bounded LRU
+keyed by the schema's canonical JSON (and compiled from that canonical text, so two spellings of
+one schema behave identically whichever came first).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+import referencing
+import referencing.exceptions
+from jsonschema import (
+    Draft4Validator,
+    Draft6Validator,
+    Draft7Validator,
+    Draft201909Validator,
+    Draft202012Validator,
+    ValidationError,
+    validators,
+)
+from jsonschema.exceptions import SchemaError
+
+from simulator.canonical import canonical_json
+from simulator.formats import FORMAT_CHECKER
+from simulator.lru import LRU
+
+MAX_LISTED_PROBLEMS = 50
+_ENUM_SHOWN = 10
+
+
+class FieldProblem(NamedTuple):
+    """One offending field: a dotted path (`filters.tags[2]`) and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class SchemaProblem(Exception):
+    """A tool's schema the simulator cannot use (invalid, or with a non-local `$ref`)."""
+
+
+def _refuse_remote(uri: str) -> Any:
+    raise referencing.exceptions.NoSuchResource(ref=uri)
+
+
+_LOCAL_ONLY = referencing.Registry(retrieve=_refuse_remote)  # type: ignore[call-arg]
+
+
+# ---- keyword overrides ---------------------------------------------------------------------
+
+def is_decimal_multiple(value: Any, step: Any) -> bool:
+    """`value` is a multiple of `step` as the JSON texts mean them (19.99 of 0.01 is)."""
+    try:
+        return (Fraction(repr(value)) / Fraction(repr(step))).denominator == 1
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return False
+
+
+def is_float_multiple(value: Any, step: Any) -> bool:
+    """jsonschema's own reading (float division for a float step), which MCP clients use."""
+    if isinstance(step, float):
+        try:
+            quotient = value / step
+            return int(quotient) == quotient
+        except OverflowError:
+            return (Fraction(value) / Fraction(step)).denominator == 1
+        except (ValueError, ZeroDivisionError):
+            return False
+    try:
+        return not value % step
+    except ZeroDivisionError:
+        return False
+
+
+def _is_number(validator: Any, value: Any) -> bool:
+    return validator.is_type(value, "number")
+
+
+def _decimal_multiple_of(validator: Any, step: Any, instance: Any, schema: Any
+                         ) -> Iterator[ValidationError]:
+    if _is_number(validator, instance) and not is_decimal_multiple(instance, step):
+        yield ValidationError(f"is not a multiple of {step}")
+
+
+def _strict_multiple_of(validator: Any, step: Any, instance: Any, schema: Any
+                        ) -> Iterator[ValidationError]:
+    # Generated output must pass stock jsonschema too (what MCP clients validate with), whose
+    # float arithmetic rejects some exact multiples: require both readings.
+    if _is_number(validator, instance) and not (is_decimal_multiple(instance, step)
+                                                and is_float_multiple(instance, step)):
+        yield ValidationError(f"is not a multiple of {step}")
+
+
+def _required(validator: Any, required: Any, instance: Any, schema: Any
+              ) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "object"):
+        for name in required:
+            if name not in instance:
+                yield ValidationError(f"{name!r} is a required property", path=(name,))
+
+
+def _dependent_required(validator: Any, dependencies: Any, instance: Any, schema: Any
+                        ) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "object"):
+        for trigger, names in dependencies.items():
+            if trigger in instance:
+                for name in names:
+                    if name not in instance:
+                        error = ValidationError(f"is required when {trigger} is present",
+                                                path=(name,))
+                        error.trigger = trigger  # type: ignore[attr-defined]
+                        yield error
+
+
+def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any
+                           ) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = sorted(name for name in instance if name not in properties
+                    and not any(re.search(p, name) for p in patterns))
+    if validator.is_type(allowed, "object"):
+        for name in extras:
+            yield from validator.descend(instance[name], allowed, path=name)
+    elif allowed is False:
+        for name in extras:
+            yield ValidationError("is not an allowed property", path=(name,))
+
+
+_OVERRIDES = {"required": _required, "dependentRequired": _dependent_required,
+              "additionalProperties": _additional_properties}
+_classes: dict[tuple[type, bool], Any] = {}
+
+
+_DIALECTS = {cls.META_SCHEMA["$schema"].rstrip("#"): cls for cls in (
+    Draft4Validator, Draft6Validator, Draft7Validator, Draft201909Validator,
+    Draft202012Validator)}
+
+
+def _validator_class(schema: Any, strict_multiples: bool) -> Any:
+    dialect = schema.get("$schema") if isinstance(schema, dict) else None
+    base = _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator) \
+        if isinstance(dialect, str) else Draft202012Validator
+    key = (base, strict_multiples)
+    cls = _classes.get(key)
+    if cls is None:
+        keywords = dict(_OVERRIDES)
+        if "dependentRequired" not in base.VALIDATORS:
+            del keywords["dependentRequired"]
+        keywords["multipleOf"] = _strict_multiple_of if strict_multiples else _decimal_multiple_of
+        cls = validators.extend(base, keywords)
+        _classes[key] = cls
+    return cls
+
+
+class Compiled:
+    """A schema's validator, or why there is none."""
+
+    __slots__ = ("problem", "validator")
+
+    def __init__(self, validator: Any, problem: str | None) -> None:
+        self.validator, self.problem = validator, problem
+
+
+_cache: LRU[tuple[bool, str], Compiled] = LRU(512)
+
+
+def compile_schema(schema: Any, *, output: bool = False) -> Compiled:
+    """The cached validator of `schema`; `output=True` for generated results (stricter)."""
+    text = canonical_json(schema)
+    key = (output, text)
+    compiled = _cache.get(key)
+    if compiled is None:
+        compiled = _compile(json.loads(text), output)
+        _cache.put(key, compiled)
+    return compiled
+
+
+def _compile(schema: Any, output: bool) -> Compiled:
+    if not isinstance(schema, dict | bool):
+        return Compiled(None, "is not a JSON Schema (must be an object)")
+    cls = _validator_class(schema, output)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        return Compiled(None, f"is not a valid JSON Schema ({exc.validator!r} rule broken"
+                              f"{' at /' + where if where else ''})")
+    validator = cls(schema, format_checker=FORMAT_CHECKER, registry=_LOCAL_ONLY)
+    return Compiled(validator, None)
+
+
+def set_cache_size(size: int) -> None:
+    global _cache
+    _cache = LRU(size)
+
+
+# ---- argument errors -----------------------------------------------------------------------
+
+_ARTICLE = {"object": "an object", "array": "an array", "integer": "an integer",
+            "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}
+
+
+def format_path(parts: Sequence[Any], root: str = "(arguments)") -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.replace("_", "a").replace("-", "a").isalnum() \
+                and part.isascii():
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out or root
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _types(expected: Any) -> str:
+    names = expected if isinstance(expected, list) else [expected]
+    return " or ".join(_ARTICLE.get(n, str(n)) for n in names)
+
+
+def _plural(count: Any, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def describe(error: ValidationError) -> str:
+    """What is wrong, from the rule alone: a value is never echoed."""
+    keyword = error.validator
+    rule = error.validator_value
+    match keyword:
+        case "required":
+            return "is required"
+        case "dependentRequired":
+            return error.message
+        case "additionalProperties" | "unevaluatedProperties":
+            return "is not an allowed property" if error.path and error.message.startswith(
+                "is not") else "has properties that are not allowed"
+        case "type":
+            return f"must be {_types(rule)}"
+        case "enum":
+            shown = ", ".join(_brief(v) for v in rule[:_ENUM_SHOWN])
+            return f"must be one of {shown}{', …' if len(rule) > _ENUM_SHOWN else ''}"
+        case "const":
+            return f"must be {_brief(rule)}"
+        case "minimum":
+            return f"must be at least {rule}"
+        case "maximum":
+            return f"must be at most {rule}"
+        case "exclusiveMinimum":
+            return f"must be greater than {rule}"
+        case "exclusiveMaximum":
+            return f"must be less than {rule}"
+        case "multipleOf":
+            return f"must be a multiple of {rule}"
+        case "minLength":
+            return f"must be at least {_plural(rule, 'character')} long"
+        case "maxLength":
+            return f"must be at most {_plural(rule, 'character')} long"
+        case "pattern":
+            shown = rule if len(rule) <= 80 else rule[:79] + "…"
+            return f"must match the pattern {shown}"
+        case "format":
+            return f"must be a valid {rule}"
+        case "minItems":
+            return f"must have at least {_plural(rule, 'item')}"
+        case "maxItems":
+            return f"must have at most {_plural(rule, 'item')}"
+        case "uniqueItems":
+            return "must not contain duplicate items"
+        case "items" | "unevaluatedItems" if rule is False or error.validator_value is False:
+            count = len(error.schema.get("prefixItems", [])) if isinstance(error.schema,
+                                                                             dict) else 0
+            return f"must have at most {_plural(count, 'item')}"
+        case "minProperties":
+            return f"must have at least {_plural(rule, 'property')}".replace("propertys",
+                                                                              "properties")
+        case "maxProperties":
+            return f"must have at most {_plural(rule, 'property')}".replace("propertys",
+                                                                             "properties")
+        case "contains" | "minContains" | "maxContains":
+            return "does not contain the required matching items"
+        case "propertyNames":
+            return f"has a property name that is not allowed ({_brief(error.instance)})"
+        case "not":
+            return "must not match the disallowed schema"
+        case "anyOf" | "oneOf":
+            return _alternatives(error)
+        case None | False:
+            return "is not allowed"
+    return f"does not satisfy {keyword}"
+
+
+def _alternatives(error: ValidationError) -> str:
+    if error.validator == "oneOf" and not error.context:
+        return "matches more than one of the allowed forms"
+    context = list(error.context or ())
+    if context and all(e.validator == "type" and not e.relative_path for e in context):
+        expected: list[str] = []
+        for sub in context:
+            for name in sub.validator_value if isinstance(sub.validator_value, list) \
+                    else [sub.validator_value]:
+                if name not in expected:
+                    expected.append(name)
+        return f"must be {_types(expected)}"
+    return "does not match any of the allowed forms"
+
+
+def _path_key(problem_path: Sequence[Any]) -> tuple[tuple[int, Any], ...]:
+    return tuple((0, p) if isinstance(p, int) else (1, str(p)) for p in problem_path)
+
+
+def argument_problems(validator: Any, arguments: Any) -> list[FieldProblem]:
+    """Every offending field, ordered by path; [] when the arguments are valid."""
+    found: dict[tuple[tuple[tuple[int, Any], ...], str], FieldProblem] = {}
+    for error in validator.iter_errors(arguments):
+        path = list(error.absolute_path)
+        problem = FieldProblem(format_path(path), describe(error))
+        found.setdefault((_path_key(path), problem.message), problem)
+    return [found[key] for key in sorted(found)]
+
+
+def invalid_arguments_text(tool_name: str, problems: Sequence[FieldProblem]) -> str:
+    shown = "; ".join(f"{p.field}: {p.message}" for p in problems[:MAX_LISTED_PROBLEMS])
+    more = len(problems) - MAX_LISTED_PROBLEMS
+    if more > 0:
+        shown += f"; … and {more} more"
+    return f"Invalid arguments for tool {json.dumps(tool_name, ensure_ascii=False)}: {shown}"
