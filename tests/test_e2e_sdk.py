@@ -94,3 +94,44 @@ async def test_sdk_client_on_both_urls_and_the_upstream_sees_only_call_url(
         if reaches_upstream:
             sent = [h for h in stub.received_headers if h.get("Authorization")]
             assert sent and sent[-1]["Authorization"] == "Bearer upstream-secret"
+
+
+async def test_simulated_results_are_identical_across_restarts_and_hash_seeds(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    stub = StubUpstream(tools=[{**TOOLS[0], "outputSchema": {
+        "type": "object", "required": ["contacts"],
+        "properties": {"contacts": {"type": "array", "minItems": 2, "items": {
+            "type": "object", "required": ["id", "name", "email", "createdAt"],
+            "properties": {"id": {"type": "string", "format": "uuid"},
+                           "name": {"type": "string"},
+                           "email": {"type": "string", "format": "email"},
+                           "createdAt": {"type": "string", "format": "date-time"}}}}}}}])
+    upstream = await aiohttp_server(stub.app())
+    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET}
+    bodies = []
+    key = None
+    for run, hash_seed in enumerate(("1", "2")):
+        proc = GatewayProcess(tmp_path, f"run{run}", {**env, "PYTHONHASHSEED": hash_seed})
+        proc.wait_ready()
+        try:
+            if key is None:
+                key = (await setup_integration(proc.url, str(upstream.make_url("/mcp"))))[
+                    "apiKey"]
+            url = f"{proc.url}/v1/tenants/acme/integrations/crm/mcp:test"
+            modern = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}}
+            async with aiohttp.ClientSession() as http, http.post(url, json={
+                    "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "search_contacts", "arguments": {"query": "ada"},
+                               "_meta": modern}},
+                    headers={"Authorization": f"Bearer {key}",
+                             "MCP-Protocol-Version": "2026-07-28",
+                             "Mcp-Method": "tools/call", "Mcp-Name": "search_contacts"}
+                    ) as resp:
+                bodies.append((resp.status, await resp.read()))
+        finally:
+            proc.stop()
+    assert bodies[0][0] == 200, bodies[0]
+    assert b"structuredContent" in bodies[0][1]
+    assert bodies[0] == bodies[1]
+    assert stub.calls["tools/call"] == 0

@@ -244,3 +244,27 @@ async def test_call_url_proxies_and_test_url_never_reaches_upstream(
     finally:
         for proc in procs:
             proc.stop()
+
+
+async def test_fixture_change_reaches_every_replica(tmp_path, database_url, http) -> None:
+    procs = start_replicas(tmp_path, database_url)
+    try:
+        a, b = (Replica(http, p) for p in procs)
+        key = await enable(a)
+        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": {"name": "search_contacts", "arguments": {"query": "ada"}}}
+        session = await b.initialize(key, url="test")
+        _, _, generated = await b.mcp(key, call, url="test", session=session)
+        await a.settings("PUT", "/mcp/simulator/fixtures/search_contacts", json={"rules": [
+            {"match": {"query": "ada"},
+             "result": {"content": [{"type": "text", "text": "scripted on a"}]}}]})
+
+        async def scripted_on_b() -> bool:
+            _, _, body = await b.mcp(key, call, url="test", session=session)
+            return body["result"]["content"][0]["text"] == "scripted on a"
+
+        await until(scripted_on_b, timeout_s=1.0)
+        assert generated["result"]["content"][0]["text"] != "scripted on a"
+    finally:
+        for proc in procs:
+            proc.stop()
