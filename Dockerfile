@@ -1,0 +1,13 @@
+# The gateway image used by docker-compose.yml (both planes; pick one with --role).
+FROM python:3.12-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY settings_api ./settings_api
+COPY simulator ./simulator
+RUN pip install --no-cache-dir . && useradd --system --home /var/lib/mcp-gateway mcpgw \
+    && mkdir -p /var/lib/mcp-gateway && chown mcpgw /var/lib/mcp-gateway
+USER mcpgw
+ENV MCPGW_DATA_DIR=/var/lib/mcp-gateway
+EXPOSE 8080
+CMD ["mcp-gateway", "serve", "--host", "0.0.0.0", "--port", "8080"]
