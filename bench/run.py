@@ -1,0 +1,227 @@
+"""Benchmark: the gateway against a bare aiohttp baseline, in one run, on this machine.
+
+    python bench/run.py [--duration 10] [--connections 1,16,64]
+
+Starts the baseline (bench/baseline.py), a fast stub upstream MCP server, and the gateway on
+Postgres + Redis with one worker (a fresh database, dropped afterwards); drives each target with
+wrk (Debian package `wrk`) and one Lua script per target; prints req/s, p50, p99 and errors per
+target and connection count, the gateway/baseline ratios, and the gateway's RSS after the
+64-connection run. Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Targets are
+127.0.0.1 only; every run is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_DSN = os.environ.get("MCPGW_BENCH_POSTGRES_DSN",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("MCPGW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_SECRET = "bench-jwt-secret-" + "b" * 32
+MODERN = "2026-07-28"
+
+
+@dataclass
+class Result:
+    target: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error status: it is up
+                return
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def request(method: str, url: str, body: object = None,
+            headers: dict[str, str] | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def lua_script(path: Path, body: dict, headers: dict[str, str]) -> None:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_wrk(url: str, script: Path, connections: int, duration: int) -> tuple[float, float,
+                                                                               float, int]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+         url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+\w+)", out, re.M))
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses: (\d+)",
+                    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
+        match = re.search(pattern, out)
+        if match:
+            errors += sum(int(g) for g in match.groups())
+    return rps, to_ms(pct["50"]), to_ms(pct["99"]), errors
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+async def admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--connections", default="1,16,64")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    connections = [int(c) for c in args.connections.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="mcpgw-bench-"))
+    database = f"mcpgw_bench_{uuid.uuid4().hex[:10]}"
+    asyncio.run(admin(f'CREATE DATABASE "{database}"'))
+    procs: list[subprocess.Popen] = []
+    try:
+        base_port, stub_port, gw_port = free_port(), free_port(), free_port()
+        python = sys.executable
+        procs.append(subprocess.Popen([python, str(ROOT / "bench/baseline.py"), "--port",
+                                       str(base_port)]))
+        procs.append(subprocess.Popen([python, str(ROOT / "bench/baseline.py"), "--port",
+                                       str(stub_port), "--upstream"]))
+        env = {**os.environ, "MCPGW_DATA_DIR": str(work / "data"),
+               "MCPGW_DATABASE_URL": f"{ADMIN_DSN.rpartition('/')[0]}/{database}",
+               "MCPGW_REDIS_URL": REDIS_URL, "MCPGW_JWT_SECRET": JWT_SECRET,
+               "MCPGW_PUBLIC_URL": f"http://127.0.0.1:{gw_port}",
+               # High limits: the Redis limiter runs on every request but never refuses.
+               "MCPGW_RATE_LIMIT_RPS": "1000000", "MCPGW_RATE_LIMIT_BURST": "1000000",
+               "MCPGW_REQUEST_LIMIT_RPS": "1000000", "MCPGW_REQUEST_LIMIT_BURST": "1000000"}
+        gateway = subprocess.Popen(
+            [str(Path(python).with_name("mcp-gateway")), "serve", "--port", str(gw_port)],
+            env=env, stdout=(work / "gateway.log").open("wb"), stderr=subprocess.STDOUT)
+        procs.append(gateway)
+        wait_http(f"http://127.0.0.1:{base_port}/mcp")
+        wait_http(f"http://127.0.0.1:{stub_port}/mcp")
+        wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+
+        token = subprocess.run([str(Path(python).with_name("mcp-gateway")), "token",
+                                "--tenant", "bench"], env=env, capture_output=True, text=True,
+                               check=True).stdout.strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        api = f"http://127.0.0.1:{gw_port}/v1/tenants/bench/integrations/crm"
+        request("PUT", api, {"name": "Bench CRM"}, auth)
+        config = request("POST", api + "/configs",
+                         {"upstreamUrl": f"http://127.0.0.1:{stub_port}/mcp"}, auth)
+        key = request("PATCH", api + "/mcp", {"enabled": True, "configId": config["configId"],
+                                              "exposedToolIds": ["echo"]}, auth)["apiKey"]
+
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "hello"},
+                           "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                                     "io.modelcontextprotocol/clientCapabilities": {}}}}
+        mcp_headers = {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": MODERN,
+                       "Mcp-Method": "tools/call", "Mcp-Name": "echo",
+                       "Accept": "application/json, text/event-stream"}
+        plain = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                 "params": {"name": "echo", "arguments": {"text": "hello"}}}
+        targets = {
+            "baseline": (f"http://127.0.0.1:{base_port}/mcp", plain, {}),
+            "stub-direct": (f"http://127.0.0.1:{stub_port}/mcp", plain, {}),
+            "testUrl": (f"{api}/mcp:test", call, mcp_headers),
+            "callUrl": (f"{api}/mcp:call", call, mcp_headers),
+        }
+        results: list[Result] = []
+        for name, (url, body, headers) in targets.items():
+            script = work / f"{name}.lua"
+            lua_script(script, body, headers)
+            run_wrk(url, script, 16, 2)  # warm-up: caches, upstream session, JIT-free but hot
+            for conns in connections:
+                rps, p50, p99, errors = run_wrk(url, script, conns, args.duration)
+                results.append(Result(name, conns, rps, p50, p99, errors))
+                print(f"{name:12} c={conns:<3} {rps:10.0f} req/s  p50 {p50:7.2f} ms  "
+                      f"p99 {p99:7.2f} ms  errors {errors}", flush=True)
+        gateway_rss = rss_mb(gateway.pid)
+        report(results, gateway_rss, connections)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results: list[Result], gateway_rss: float, connections: list[int]) -> None:
+    by = {(r.target, r.connections): r for r in results}
+    print("\n| target | conns | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.target} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.2f} | "
+              f"{r.p99_ms:.2f} | {r.errors} |")
+    print("\n| ratio | " + " | ".join(f"c={c}" for c in connections) + " |")
+    print("|---|" + "---|" * len(connections))
+    for label, num, den in (("testUrl / baseline", "testUrl", "baseline"),
+                            ("callUrl / stub-direct", "callUrl", "stub-direct"),
+                            ("callUrl / baseline", "callUrl", "baseline")):
+        cells = [f"{by[(num, c)].rps / by[(den, c)].rps:.0%}" for c in connections]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    if 16 in connections:
+        added = by[("testUrl", 16)].p99_ms - by[("baseline", 16)].p99_ms
+        print(f"\np99 added by the gateway (testUrl vs baseline, c=16): {added:.2f} ms")
+    print(f"gateway RSS after the {connections[-1]}-connection runs: {gateway_rss:.0f} MB")
+    print(f"errors in all runs: {sum(r.errors for r in results)}")
+
+
+if __name__ == "__main__":
+    main()
