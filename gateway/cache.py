@@ -5,7 +5,8 @@ is published (gateway/invalidation.py), expire on a bounded TTL, and are all flu
 change subscription (re)connects. While the subscription is down, entries are trusted for at
 most `degraded_ttl_s`, so a rotation is still refused within about a second. When the store
 cannot be reached, an expired entry keeps serving (stale-if-error): warm keys keep working
-through a database outage.
+through a database outage, and the store is asked again at most once per `store_retry_s`
+meanwhile, so a hung store does not cost every warm request a store timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from gateway.context import IntegrationView, KeyEntry
+from gateway.observability import metrics
 from gateway.state import AuthFailure
 from settings_api import keys
 from settings_api.changes import Change
@@ -42,7 +44,8 @@ class _Entry(Generic[T]):
 class _Lru(Generic[T]):
     """A bounded mapping with single-flight loads that an invalidation can outrun safely."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, kind: str = "key") -> None:
+        self.kind = kind  # the `cache` label of the hit/miss metrics
         self._data: OrderedDict[Any, _Entry[T]] = OrderedDict()
         self._max = max_entries
         self._loading: dict[Any, asyncio.Future[T]] = {}
@@ -104,13 +107,17 @@ class GatewayCache:
 
     def __init__(self, service: SettingsService, *, ttl_s: float = 30.0,
                  degraded_ttl_s: float = 1.0, negative_ttl_s: float = 5.0,
-                 max_entries: int = 100_000) -> None:
+                 store_retry_s: float = 1.0, max_entries: int = 100_000) -> None:
         self._service = service
         self.ttl_s = ttl_s
         self.degraded_ttl_s = degraded_ttl_s
         self.negative_ttl_s = negative_ttl_s
-        self._keys: _Lru[KeyEntry | None] = _Lru(max_entries)
-        self._views: _Lru[IntegrationView | None] = _Lru(max_entries)
+        # After the store failed, expired entries are served without asking it again until
+        # then: a hung store costs one timeout per `store_retry_s`, not one per request.
+        self.store_retry_s = store_retry_s
+        self._store_retry_at = 0.0
+        self._keys: _Lru[KeyEntry | None] = _Lru(max_entries, "key")
+        self._views: _Lru[IntegrationView | None] = _Lru(max_entries, "integration")
         # The change feed says whether invalidations are reaching us.
         self.subscribed = True
         self._last_used: dict[str, int] = {}
@@ -167,22 +174,28 @@ class GatewayCache:
     # internals -----------------------------------------------------------------------------
     async def _cached(self, lru: _Lru[T], key: Any, loader: Callable[[], Awaitable[T]]) -> T:
         entry = lru.get(key)
+        now = time.monotonic()
         if entry is not None:
-            age = time.monotonic() - entry.loaded_at
+            age = now - entry.loaded_at
             ttl = self.ttl_s if self.subscribed else self.degraded_ttl_s
             if entry.value is None:
                 ttl = min(ttl, self.negative_ttl_s)
-            if age < ttl:
+            if age < ttl or (entry.value is not None and now < self._store_retry_at):
                 self.hits += 1
+                metrics.cache_lookup(lru.kind, hit=True)
                 return entry.value
         self.misses += 1
+        metrics.cache_lookup(lru.kind, hit=False)
         try:
-            return await lru.load(key, loader)
+            value = await lru.load(key, loader)
         except StoreUnavailable:
+            self._store_retry_at = time.monotonic() + self.store_retry_s
             if entry is not None and entry.value is not None:
                 log.warning("store unavailable: serving a cached entry past its TTL")
                 return entry.value
             raise
+        self._store_retry_at = 0.0
+        return value
 
     async def _load_key(self, key_hash: str) -> KeyEntry | None:
         binding = await self._service.find_key(key_hash)
@@ -221,9 +234,11 @@ def view_of(snapshot: McpSnapshot) -> IntegrationView:
         description=settings.description,
         config_id=settings.config_id,
         upstream_url=config.upstream_url if config else None,
-        upstream_headers=dict(config.upstream_headers) if config else {},
+        upstream_headers=(dict(config.upstream_headers)
+                          if config and config.headers_error is None else {}),
         tools=exposed,
         tools_by_name={tool["name"]: tool for tool in exposed},
         fixtures_version=settings.fixtures_version,
         fixtures=fixtures,
+        secrets_error=config.headers_error if config else None,
     )

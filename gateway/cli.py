@@ -1,4 +1,4 @@
-"""`mcp-gateway` command line: serve, token, migrate."""
+"""`mcp-gateway` command line: serve, token, migrate, demo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway.server import ROLES, build_app
+from gateway.observability.logs import configure_logging
+from gateway.server import ROLES, build_app, drain_on_signals
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
@@ -38,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", help="the token's sub claim (the audit actor)")
 
     commands.add_parser("migrate", help="apply database migrations and exit")
+    commands.add_parser("rotate-secrets", help="re-encrypt stored upstream header values with "
+                                               "the first key of MCPGW_SECRET_KEY")
+
+    demo = commands.add_parser("demo", help="run a demo tenant, integration and example "
+                                            "upstream on the embedded store; print a key")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=_port, default=8080)
+    demo.add_argument("--upstream-port", type=_port, default=0,
+                      help="port of the example upstream MCP server (0: a free one)")
     return parser
 
 
@@ -58,11 +68,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         if settings.redis_url is None:
             print("mcp-gateway: --workers > 1 needs MCPGW_REDIS_URL (rate limits and cache "
                   "invalidation must be shared between processes)", file=sys.stderr)
-        else:
-            print("mcp-gateway: --workers > 1 is not available in this version; run one "
-                  "process per port behind a load balancer", file=sys.stderr)
-        return 2
+            return 2
+        from gateway.workers import run_workers
+
+        return run_workers(settings, host=args.host, port=args.port, role=args.role,
+                           workers=args.workers)
     app = build_app(settings, args.role)
+    # SIGTERM: /readyz 503 first, the listener closes after the grace, in-flight requests
+    # then get shutdown_timeout to finish.
+    drain_on_signals(app, settings.shutdown_grace_s)
 
     async def announce(_: web.Application) -> None:
         # After the contexts opened the store: the line means the service is really up.
@@ -73,8 +87,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     app.on_startup.append(announce)
     # handler_cancellation: a client that hangs up stops its request's work (upstream calls
     # included) instead of leaving it running; transactions roll back on cancellation.
+    # access_log=None: the request middleware writes one JSON line per request instead.
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=10,
-                handler_cancellation=True)
+                handler_cancellation=True, access_log=None)
     return 0
 
 
@@ -95,12 +110,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # JSON lines for the service (log shippers), text for the commands people run by hand.
+    configure_logging(settings.log_level,
+                      settings.log_format or ("json" if args.command == "serve" else "text"))
     if args.command == "token":
         print(issue_token(settings.jwt_secret, args.tenant, ttl_s=args.ttl, subject=args.subject,
                           audience=settings.jwt_audience, issuer=settings.jwt_issuer))
         return 0
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(args.host, args.port, args.upstream_port)
+    if args.command == "rotate-secrets":
+        from settings_api.rotation import run as rotate_secrets
+
+        return rotate_secrets(settings)
     if args.command == "migrate":
         try:
             applied = asyncio.run(_migrate(settings))

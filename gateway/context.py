@@ -63,6 +63,9 @@ class IntegrationView:
     fixtures_version: int = 0
     # Scripted simulator answers by tool name (testUrl), parsed once when the view is loaded.
     fixtures: Mapping[str, Fixture] = field(default_factory=dict)
+    # Why the bound config's upstream header values could not be decrypted (upstream_headers
+    # is then empty): callUrl's tools/call fails with this cause instead of calling upstream.
+    secrets_error: str | None = None
 
 
 # A sink for JSON-RPC notifications that belong to the request being served (progress,

@@ -15,6 +15,7 @@ from gateway.endpoint import setup_mcp_routes
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.invalidation import RedisChangeFeed
 from gateway.ratelimit import create_limiter
+from gateway.ratelimit.auth_failures import AuthFailureThrottle
 from gateway.state import GATEWAY, REDIS, GatewayState
 from settings_api.app import CHANGES
 from settings_api.http import HTTP_CLIENT, SETTINGS
@@ -51,6 +52,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         resolver=cache,
         limiter=limiter,
         executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: SimulatorExecutor()},
+        auth_throttle=AuthFailureThrottle.from_settings(settings, app.get(REDIS)),
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
     try:

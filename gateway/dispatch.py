@@ -51,6 +51,7 @@ from gateway.transport.errors import (
     RpcError,
     error_response,
 )
+from gateway.transport.limits import check_tool_arguments
 from settings_api import __version__
 from settings_api.http import REQUEST_ID
 
@@ -168,6 +169,8 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
         arguments = {}
     elif not isinstance(arguments, dict):
         raise RpcError(INVALID_PARAMS, "params.arguments must be an object")
+    else:
+        check_tool_arguments(arguments)  # depth and size bounds: -32602
     tool = ctx.integration.tools_by_name.get(name)
     if tool is None:
         shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "…"

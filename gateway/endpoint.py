@@ -1,13 +1,15 @@
 """The MCP endpoints, callUrl (`…/mcp:call`) and testUrl (`…/mcp:test`): the data plane's
 request pipeline (design.md §5).
 
-Each check has its own answer, in this order: `Origin` (403) → API key (401 with
-`WWW-Authenticate`) → key bound to this integration (403) → integration exists (404) and has MCP
-enabled (403 `mcp-disabled`) → rate limit (429 with `Retry-After`; 503 when the limiter is
-down and fails closed) → body size (413) → media type (415) → MCP transport and JSON-RPC
-(gateway/transport/http.py, gateway/dispatch.py). The body is read once, bounded, before the
-limiter (which must know whether it holds a `tools/call`), but answered in the order above.
-Every answer given after the limiter ran carries `RateLimit-Limit/-Remaining/-Reset`.
+Each check has its own answer, in this order: `Origin` (403) → failed-auth throttle per
+client address (429 `auth-throttled`, before any key lookup; gateway/ratelimit/auth_failures.py)
+→ API key (401 with `WWW-Authenticate`) → key bound to this integration (403) → integration
+exists (404) and has MCP enabled (403 `mcp-disabled`) → rate limit (429 with `Retry-After`;
+503 when the limiter is down and fails closed) → body size (413) → media type (415) → MCP
+transport and JSON-RPC (gateway/transport/http.py, gateway/dispatch.py). The body is read
+once, bounded, before the limiter (which must know whether it holds a `tools/call`), but
+answered in the order above. Every answer given after the limiter ran carries
+`RateLimit-Limit/-Remaining/-Reset`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.context import Decision, Endpoint, IntegrationView, KeyEntry, LimiterUnavailable
+from gateway.observability import metrics
+from gateway.observability.middleware import note_outcome, note_rpc_method
+from gateway.ratelimit.auth_failures import COUNTED_REASONS
 from gateway.sessions import SessionCodec
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from gateway.transport.http import Exchange, Inbound, answer_delete, answer_post, parse
 from settings_api.http import REQUEST_ID, SETTINGS, problem_response
 from settings_api.problems import (
+    AuthThrottled,
     Forbidden,
     McpDisabled,
     MethodNotAllowed,
@@ -80,11 +86,12 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     try:
         _check_origin(request)
         state = request.app[GATEWAY]
-        key, view = await _authorize(request, state)
+        key, view = await _authenticate(request, state)
         limit = request.app[SETTINGS].max_body_bytes
         raw = await _read_bounded(request, limit)
         media_ok = request.content_type == "application/json"
         inbound = parse(raw, request.headers) if raw is not None and media_ok else Inbound()
+        note_rpc_method(request, inbound.body, inbound.parse_error is not None)
         decision = await _admit(state, key, headers, tools_call=inbound.tools_call,
                                 session_id=inbound.session_id(request.headers))
         if raw is None:
@@ -104,7 +111,7 @@ async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
     try:
         _check_origin(request)
         state = request.app[GATEWAY]
-        key, view = await _authorize(request, state)
+        key, view = await _authenticate(request, state)
         decision = await _admit(state, key, headers, tools_call=False,
                                 session_id=request.headers.get("Mcp-Session-Id"))
         exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
@@ -169,6 +176,36 @@ def _unauthorized(detail: str, reason: str, error: str | None = "invalid_token")
     problem = Unauthorized(detail, error=error)
     problem.extensions["reason"] = reason
     return problem
+
+
+async def _authenticate(request: web.Request, state: GatewayState
+                        ) -> tuple[KeyEntry, IntegrationView]:
+    """The failed-auth throttle (no lookup for a throttled address), then `_authorize`. A
+    malformed, unknown or revoked key counts against the client's address; every refusal is
+    counted by reason."""
+    throttle = state.auth_throttle
+    if throttle is not None:
+        wait = throttle.retry_after(request)
+        if wait is not None:
+            metrics.auth_failed("throttled")
+            note_outcome(request, "auth_throttled")
+            retry_after = max(1, math.ceil(wait))
+            raise AuthThrottled(f"too many failed authentications from this address; retry "
+                                f"in {retry_after} s", retry_after_s=retry_after)
+    try:
+        return await _authorize(request, state)
+    except Unauthorized as problem:
+        reason = problem.extensions.get("reason", "other")
+        metrics.auth_failed(reason)
+        if throttle is not None and reason in COUNTED_REASONS:
+            await throttle.failed(request)
+        raise
+    except McpDisabled:
+        metrics.auth_failed("disabled")
+        raise
+    except Forbidden:  # bound to another integration (or without the mcp:invoke scope)
+        metrics.auth_failed("wrong-integration")
+        raise
 
 
 async def _authorize(request: web.Request, state: GatewayState

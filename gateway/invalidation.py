@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from gateway.observability import metrics
 from settings_api.changes import Change, Subscriber
 
 log = logging.getLogger(__name__)
@@ -24,18 +27,31 @@ log = logging.getLogger(__name__)
 CHANNEL = "mcpgw:changes"
 
 
-def encode(change: Change) -> str:
+def encode(change: Change, published_at_ms: int | None = None) -> str:
+    """The message: tenant, integration, revoked key ids, and the publisher's wall-clock time
+    (epoch ms, "at") from which replicas measure the invalidation lag."""
+    at = round(time.time() * 1000) if published_at_ms is None else published_at_ms
     return json.dumps({"t": change.tenant_id, "i": change.integration_id,
-                       "r": list(change.revoked_key_ids)}, separators=(",", ":"))
+                       "r": list(change.revoked_key_ids), "at": at}, separators=(",", ":"))
 
 
 def decode(payload: bytes | str) -> Change | None:
+    return decode_message(payload)[0]
+
+
+def decode_message(payload: bytes | str) -> tuple[Change | None, float | None]:
+    """(the change, its publication time in epoch seconds); messages from older versions
+    carry no time (None). A malformed message gives (None, None)."""
     try:
         doc: Any = json.loads(payload)
-        return Change(str(doc["t"]), str(doc["i"]), tuple(str(k) for k in doc.get("r", ())))
-    except (ValueError, KeyError, TypeError):
+        change = Change(str(doc["t"]), str(doc["i"]), tuple(str(k) for k in doc.get("r", ())))
+    except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("ignoring a malformed change message")
-        return None
+        return None, None
+    at = doc.get("at")
+    if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+        return change, at / 1000
+    return change, None
 
 
 class RedisChangeFeed:
@@ -83,9 +99,11 @@ class RedisChangeFeed:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue
-                    change = decode(message["data"])
+                    change, published_at = decode_message(message["data"])
                     if change is not None:
                         await self._deliver(change)
+                        if published_at is not None:
+                            metrics.invalidation_applied(time.time() - published_at)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -9,7 +12,8 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.data_plane import gateway_ctx, setup_data_plane
-from gateway.health import REDIS_PING, healthz, readyz
+from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
+from gateway.observability.middleware import metrics_handler, observe_middleware
 from gateway.state import REDIS
 from settings_api.app import (
     CHANGES,
@@ -22,8 +26,14 @@ from settings_api.app import (
 from settings_api.config import Settings
 from settings_api.http import SETTINGS, problem_middleware, request_id_middleware
 
+log = logging.getLogger(__name__)
+
 Role = Literal["all", "gateway", "settings"]
 ROLES: tuple[Role, ...] = ("all", "gateway", "settings")
+# HTTP parser bounds, explicit rather than aiohttp's defaults: the request line and each header
+# line at most 8190 bytes, at most 128 headers. aiohttp answers a request past them with a
+# plain-text 400 and closes the connection, before any middleware (docs/mcp-endpoints.md).
+HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The shared Redis client when `MCPGW_REDIS_URL` is set: limiter, change feed, readiness."""
@@ -48,17 +58,56 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 def build_app(settings: Settings, role: Role = "all") -> web.Application:
     """The application for `role`: health probes always, plus the planes the role names."""
     app = web.Application(
-        middlewares=[request_id_middleware, problem_middleware, jwt_middleware],
+        middlewares=[request_id_middleware, observe_middleware, problem_middleware,
+                     jwt_middleware],
         client_max_size=settings.max_body_bytes,
+        handler_args=HTTP_PARSER_LIMITS,
     )
     app[SETTINGS] = settings
+    app[DRAIN] = Drain()
     # Order matters: each context may use what the ones before it opened.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, redis_ctx, service_ctx])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
     if role in ("all", "settings"):
         setup_settings_api(app)
     if role in ("all", "gateway"):
         app.cleanup_ctx.append(gateway_ctx)
         setup_data_plane(app)
     return app
+
+
+def drain_on_signals(app: web.Application, grace_s: float) -> None:
+    """Graceful shutdown for `app` run by `web.run_app`, replacing aiohttp's signal handlers.
+
+    On the first SIGTERM or SIGINT /readyz turns 503 at once while the listener stays open for
+    `grace_s`, so load balancers stop routing here (requests that still arrive are served).
+    Then aiohttp's own graceful shutdown runs: the listener closes, in-flight requests get
+    run_app's `shutdown_timeout` to finish, and the cleanup contexts close the pools. A
+    second signal skips what is left of the grace.
+    """
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.TimerHandle] = []
+
+        def on_signal(signum: signal.Signals) -> None:
+            drain = app[DRAIN]
+            if drain.draining:
+                for handle in pending:
+                    handle.cancel()
+                _graceful_exit()
+            drain.start()
+            log.info("%s: not ready any more; closing the listener in %g s", signum.name,
+                     grace_s)
+            pending.append(loop.call_later(grace_s, _graceful_exit))
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+    app.on_startup.append(install)
+
+
+def _graceful_exit() -> None:
+    # What aiohttp's own handlers do: run_app catches it and shuts the runner down.
+    raise web.GracefulExit()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.context import Endpoint, IntegrationView, KeyEntry, RateLimiter, ToolExecutor
+
+if TYPE_CHECKING:
+    from gateway.ratelimit.auth_failures import AuthFailureThrottle
 
 
 class AuthFailure(Exception):
@@ -37,6 +40,8 @@ class GatewayState:
     resolver: Resolver
     limiter: RateLimiter
     executors: Mapping[Endpoint, ToolExecutor]
+    # Failed-auth throttling per client address; None: no throttling.
+    auth_throttle: AuthFailureThrottle | None = None
 
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)

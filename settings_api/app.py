@@ -17,6 +17,7 @@ from settings_api.openapi import openapi_handler
 from settings_api.problems import Forbidden, NotFound, Unauthorized, UpstreamFailed
 from settings_api.routes import PRINCIPAL, ROUTES, SERVICE
 from settings_api.schemas import ID_PATTERN
+from settings_api.secrets_box import SecretBox
 from settings_api.service import SettingsService
 from settings_api.store import Store, create_store
 from settings_api.upstream import UpstreamError, fetch_tool_catalog
@@ -37,7 +38,9 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     sqlite_log = logging.getLogger("aiosqlite")
     if sqlite_log.level < logging.INFO:
         sqlite_log.setLevel(logging.INFO)
-    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s)
+    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s,
+                         pool_size=settings.db_pool_size,
+                         secrets=SecretBox.from_setting(settings.secret_key))
     await store.open()
     try:
         await store.migrate()

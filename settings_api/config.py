@@ -15,8 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from settings_api.secrets_box import SecretKeyError, parse_keys
+
 DEFAULT_DATA_DIR = "~/.local/share/mcp-gateway"
 FAILURE_MODES = ("open", "closed")
+LOG_FORMATS = ("json", "text")
 
 
 class ConfigError(ValueError):
@@ -48,9 +51,20 @@ class Settings:
     rate_limit_failure_mode: str = "open"
     upstream_timeout_s: float = 30.0
     store_timeout_s: float = 5.0
+    # Postgres connections per process (asyncpg pool max_size); see docs/operations.md.
+    db_pool_size: int = 10
+    # SIGTERM: /readyz answers 503 this long before the listener closes (0 = at once).
+    shutdown_grace_s: float = 2.0
     max_body_bytes: int = 1_048_576
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     log_level: str = "INFO"
+    # "json" | "text"; None: the command's own default (json for `serve`, text otherwise).
+    log_format: str | None = None
+    # Take the client address from X-Forwarded-For (its last entry) instead of the peer.
+    trust_forwarded: bool = False
+    # Failed-auth throttling per client address: this many bad keys per window (0 = off).
+    auth_failure_limit: int = 20
+    auth_failure_window_s: float = 10.0
 
     @property
     def uses_postgres(self) -> bool:
@@ -92,6 +106,16 @@ class _Reader:
             return default
         return value
 
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = _BOOLEANS.get(raw.lower())
+        if value is None:
+            self.problems.append(f"{name}={raw!r}: must be true or false")
+            return default
+        return value
+
     def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
         raw = self.text(name)
         if raw is None:
@@ -103,6 +127,8 @@ class _Reader:
         return raw
 
 
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}
 _SCHEME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")
 
 
@@ -164,6 +190,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     level = (r.text("MCPGW_LOG_LEVEL") or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         r.problems.append(f"MCPGW_LOG_LEVEL={level!r}: must be DEBUG, INFO, WARNING or ERROR")
+    log_format = r.text("MCPGW_LOG_FORMAT")
+    if log_format is not None:
+        log_format = log_format.lower()
+        if log_format not in LOG_FORMATS:
+            r.problems.append(f"MCPGW_LOG_FORMAT={log_format!r}: must be 'json' or 'text'")
+            log_format = None
     origins_raw = r.text("MCPGW_ALLOWED_ORIGINS")
     origins = (frozenset(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
                if origins_raw else frozenset({origin_of(public_url)}))
@@ -178,11 +210,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "request_limit_burst": int(r.number("MCPGW_REQUEST_LIMIT_BURST", 100, integer=True)),
         "upstream_timeout_s": r.number("MCPGW_UPSTREAM_TIMEOUT_S", 30.0),
         "store_timeout_s": r.number("MCPGW_STORE_TIMEOUT_S", 5.0),
+        "db_pool_size": int(r.number("MCPGW_DB_POOL_SIZE", 10, integer=True, minimum=1,
+                                     exclusive=False)),
+        "shutdown_grace_s": r.number("MCPGW_SHUTDOWN_GRACE_S", 2.0, exclusive=False),
         "max_body_bytes": int(r.number("MCPGW_MAX_BODY_BYTES", 1_048_576, integer=True)),
+        "auth_failure_limit": int(r.number("MCPGW_AUTH_FAILURE_LIMIT", 20, integer=True,
+                                           exclusive=False)),
+        "auth_failure_window_s": r.number("MCPGW_AUTH_FAILURE_WINDOW_S", 10.0),
+        "trust_forwarded": r.flag("MCPGW_TRUST_FORWARDED", False),
     }
     explicit_jwt_secret = r.text("MCPGW_JWT_SECRET")
     if explicit_jwt_secret is not None and len(explicit_jwt_secret) < 32:
         r.problems.append("MCPGW_JWT_SECRET: must be at least 32 characters (HS256, 256 bits)")
+    explicit_secret_key = r.text("MCPGW_SECRET_KEY")
+    if explicit_secret_key is not None:
+        try:
+            parse_keys(explicit_secret_key)  # comma-separated: the first encrypts, all decrypt
+        except SecretKeyError as exc:
+            r.problems.append(f"MCPGW_SECRET_KEY: {exc}")
     if r.problems:
         raise ConfigError(r.problems)
 
@@ -210,5 +255,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_failure_mode=mode,
         allowed_origins=origins,
         log_level=level,
+        log_format=log_format,
         **values,  # type: ignore[arg-type]
     )

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import ClientSession, web
 
 from settings_api.config import Settings
+from settings_api.json_limits import depth_reason, too_deep
 from settings_api.problems import (
     PROBLEM_CONTENT_TYPE,
     FieldError,
@@ -100,9 +101,13 @@ async def read_json(request: web.Request) -> Any:
         raise PayloadTooLarge(f"the body exceeds {settings.max_body_bytes} bytes") from exc
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        if too_deep(body, raw=raw):  # settings_api/json_limits.py
+            raise MalformedJson(depth_reason())
         # "\ud800" escapes parse into lone surrogates, which no store or client can encode.
         json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeError included
+    except RecursionError as exc:
+        raise MalformedJson(depth_reason()) from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeError included
         raise MalformedJson(f"the body is not valid JSON: {_json_reason(exc)}") from exc
     return body
 

@@ -121,6 +121,12 @@ class TooManyRequests(Problem):
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)}, **extensions)
 
 
+class AuthThrottled(TooManyRequests):
+    """Too many failed authentications from one client address (answered before any lookup)."""
+
+    slug, title = "auth-throttled", "Too many failed authentications"
+
+
 class UpstreamFailed(Problem):
     status, slug, title = 502, "upstream-failed", "Upstream MCP server failed"
 
@@ -139,6 +145,12 @@ class StoreUnavailable(ServiceUnavailable):
 
 class InternalError(Problem):
     status, slug, title = 500, "internal-error", "Internal error"
+
+
+class SecretsUnreadable(Problem):
+    """Stored secrets that MCPGW_SECRET_KEY cannot decrypt: the operator's configuration."""
+
+    status, slug, title = 500, "secrets-unreadable", "Stored secrets cannot be decrypted"
 
 
 _BY_STATUS: dict[int, type[Problem]] = {

@@ -256,7 +256,8 @@ ROUTES: tuple[Route, ...] = (
           "Read a config", responses={200: "Config", **_ERRORS}),
     Route("POST", _INTEGRATION + "/configs/{config_id}:syncTools", sync_tools, "syncTools",
           "Re-read the upstream tool catalog",
-          responses={200: "Config", 409: "Problem", 502: "Problem", **_ERRORS}),
+          # 500 secrets-unreadable: MCPGW_SECRET_KEY cannot decrypt the config's header values.
+          responses={200: "Config", 409: "Problem", 500: "Problem", 502: "Problem", **_ERRORS}),
     Route("GET", _INTEGRATION + "/mcp", get_mcp_settings, "getMcpSettings",
           "Read the MCP settings", responses={200: "McpSettings", **_ERRORS}),
     Route("PATCH", _INTEGRATION + "/mcp", patch_mcp_settings, "patchMcpSettings",

@@ -21,6 +21,7 @@ from settings_api.problems import (
     Conflict,
     FieldError,
     NotFound,
+    SecretsUnreadable,
     StoreUnavailable,
     UpstreamFailed,
     ValidationFailed,
@@ -170,6 +171,11 @@ class SettingsService:
         config = await self.get_config(tenant, integration, config_id)
         if config.upstream_url is None:
             raise Conflict("this config has inline tools and no upstreamUrl to sync from")
+        if config.headers_error is not None:
+            log.error("config %s/%s/%s: %s", tenant, integration, config_id,
+                      config.headers_error)
+            raise SecretsUnreadable(f"cannot sync: {config.headers_error}; restore the key in "
+                                    "MCPGW_SECRET_KEY, or create a new config")
         catalog = await self._read_catalog(config.upstream_url, config.upstream_headers)
         synced_at = now_ms()
         async with _translated(), self.store.transaction() as tx:

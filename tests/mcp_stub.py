@@ -12,7 +12,13 @@ every request, not notifications; list a notification method to make it fail too
 session. ``expire_sessions()`` forgets every live session (later requests on them get 404).
 
 On SSE, a ``tools/call`` whose ``params._meta`` carries a ``progressToken`` is answered after
-``progress_steps`` ``notifications/progress`` for that token.
+``progress_steps`` ``notifications/progress`` for that token, each sent ``progress_delay_s``
+after the previous one.
+
+``disconnects`` counts requests whose client (the gateway) went away before the answer was
+complete: while a "slow" request waits, or while an SSE answer is being streamed. It counts
+the handler's cancellation (aiohttp's test server cancels handlers whose client hung up) as
+well as a connection seen closed (servers that do not cancel).
 """
 
 from __future__ import annotations
@@ -86,6 +92,8 @@ class StubUpstream:
     ended_sessions: set[str] = field(default_factory=set)
     received_headers: list[dict[str, str]] = field(default_factory=list)
     received_messages: list[dict[str, Any]] = field(default_factory=list)
+    progress_delay_s: float = 0.0  # SSE: pause before each progress notification
+    disconnects: int = 0  # requests abandoned by the client before their answer was complete
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -210,12 +218,32 @@ class StubUpstream:
         if self.mode == "huge":
             return await self._send_huge(request, message)
         if self.mode == "slow":
-            try:
-                await asyncio.wait_for(self._closing.wait(), timeout=self.delay_s)
-            except TimeoutError:
-                pass
+            if await self._wait(request, self.delay_s):
+                return web.Response(status=499)  # never reaches the client: it is gone
             return None
         raise AssertionError(self.mode)  # pragma: no cover
+
+    async def _wait(self, request: web.Request, delay_s: float) -> bool:
+        """Sleep ``delay_s`` (cut short when the stub shuts down); True, and counted in
+        ``disconnects``, if the client hung up meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay_s
+        try:
+            while not self._closing.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    self.disconnects += 1
+                    return True
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._closing.wait(), timeout=min(left, 0.01))
+                except TimeoutError:
+                    pass
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+        return False
 
     def _reset(self, request: web.Request) -> web.Response:
         # SO_LINGER 0 turns the close into a TCP reset: the client sees the connection drop
@@ -281,9 +309,15 @@ class StubUpstream:
             *(f"data: {line}\r\n" for line in payload),
             "\r\n",
         ]
-        for chunk in chunks:
-            await resp.write(chunk.encode())
-        await resp.write_eof()
+        try:
+            for chunk in chunks:
+                if chunk in progress and self.progress_delay_s > 0:
+                    if await self._wait(request, self.progress_delay_s):
+                        return resp
+                await resp.write(chunk.encode())
+            await resp.write_eof()
+        except ConnectionError:
+            self.disconnects += 1
         return resp
 
     def _progress_notifications(self, message: dict[str, Any] | None) -> list[dict[str, Any]]:

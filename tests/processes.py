@@ -30,6 +30,8 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
+        # No readiness grace on SIGTERM unless a test asks for one: `stop` stays quick.
+        base["MCPGW_SHUTDOWN_GRACE_S"] = "0"
         base.update(env)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(

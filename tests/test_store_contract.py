@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from settings_api.keys import SCOPE, mint
+from settings_api.secrets_box import SecretBox
 from settings_api.store import (
     Config,
     KeyBinding,
@@ -34,12 +35,14 @@ except ImportError:  # tests/ imported as a package
     from tests.conftest import ADMIN_DSN, BACKENDS
 
 T0 = 1_764_000_000_000
+# Header values are encrypted at rest (tests/test_secrets_at_rest.py checks the stored form).
+SECRETS = SecretBox(["contract-test-secret-key-" + "k" * 32])
 
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     """An open, migrated store on the parametrized backend."""
-    s = create_store(database_url)
+    s = create_store(database_url, secrets=SECRETS)
     await s.open()
     await s.migrate()
     try:
@@ -462,7 +465,7 @@ async def test_audit_event_ids_are_unique(store: Store) -> None:
 
 # persistence ---------------------------------------------------------------------------------
 async def test_data_survives_close_and_reopen(database_url: str) -> None:
-    first = create_store(database_url)
+    first = create_store(database_url, secrets=SECRETS)
     await first.open()
     await first.migrate()
     key = _key()
@@ -480,7 +483,7 @@ async def test_data_survives_close_and_reopen(database_url: str) -> None:
         path = database_url.removeprefix("sqlite:///")
         assert await asyncio.to_thread(os.path.getsize, path) > 0
 
-    second = create_store(database_url)
+    second = create_store(database_url, secrets=SECRETS)
     await second.open()
     try:
         assert await second.migrate() == []

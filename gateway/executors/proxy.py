@@ -25,12 +25,14 @@ import collections
 import errno
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
 
 from gateway.context import Notify, RequestContext, ToolCallError
+from gateway.observability import metrics
 from settings_api.upstream import MessageHandler, UpstreamError, UpstreamSession
 
 __all__ = [
@@ -350,8 +352,17 @@ class ProxyExecutor:
     ) -> dict[str, Any]:
         view = ctx.integration
         if not view.upstream_url:
+            metrics.upstream_failed("none")
             raise ToolCallError(
                 INTERNAL_ERROR, "This integration has no upstream configured", {"upstream": "none"}
+            )
+        if view.secrets_error is not None:
+            # Never call the upstream without the headers it expects (e.g. its credentials).
+            raise self._failure(
+                ctx,
+                tool,
+                f"Upstream headers unavailable: {view.secrets_error}",
+                {"upstream": "secrets-unreadable"},
             )
         secrets = _secret_pieces(view.upstream_headers.values())
         params: dict[str, Any] = {"name": tool["name"], "arguments": arguments}
@@ -359,6 +370,28 @@ class ProxyExecutor:
         if upstream_meta:
             params["_meta"] = upstream_meta
         on_message = _Forwarder(ctx.notify) if ctx.notify is not None else None
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._exchange(ctx, tool, params, secrets, on_message)
+            outcome = "ok"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            metrics.upstream_done(outcome, time.perf_counter() - started)
+
+    async def _exchange(
+        self,
+        ctx: RequestContext,
+        tool: Mapping[str, Any],
+        params: dict[str, Any],
+        secrets: list[str],
+        on_message: MessageHandler | None,
+    ) -> dict[str, Any]:
+        view = ctx.integration
+        assert view.upstream_url is not None
         try:
             async with asyncio.timeout(self.timeout_s):
                 response = await self.pool.request(
@@ -403,6 +436,7 @@ class ProxyExecutor:
             if not isinstance(message, str):
                 message = "Upstream MCP server error"
             # The upstream's own answer, relayed as is, except for echoed secrets.
+            metrics.upstream_failed("jsonrpc-error")
             raise ToolCallError(
                 code, _scrub(message, secrets), _scrub_json(error.get("data"), secrets)
             )
@@ -457,6 +491,7 @@ class ProxyExecutor:
             data["upstream"],
             f" status={data['status']}" if "status" in data else "",
         )
+        metrics.upstream_failed(data["upstream"])
         return ToolCallError(INTERNAL_ERROR, message, data)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from gateway.context import Decision, LimiterUnavailable
+from gateway.observability import metrics
 from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.redis import RedisLimiter
 
@@ -105,6 +106,7 @@ class FailoverLimiter:
         now = self._clock()
         self._down_until = now + self._retry_interval_s
         self._degraded = True
+        metrics.limiter_degraded(True)
         if now - self._last_warning >= self._warn_interval_s:
             self._last_warning = now
             action = ("limiting per replica from local buckets" if self.mode == "open"
@@ -114,6 +116,7 @@ class FailoverLimiter:
 
     def _recovered(self) -> None:
         self._degraded = False
+        metrics.limiter_degraded(False)
         self._down_until = 0.0
         now = self._clock()
         if now - self._last_recovery_log >= self._warn_interval_s:

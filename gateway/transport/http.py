@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ from gateway.transport.headers import (
     check_param_headers,
     check_routing_headers,
 )
+from gateway.transport.limits import MAX_BATCH_MESSAGES, depth_reason, too_deep
 from settings_api.problems import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
@@ -95,18 +97,37 @@ def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
-        return Inbound(parse_error="the body is nested too deeply")
+        return Inbound(parse_error=depth_reason())
     except UnicodeDecodeError:
         return Inbound(parse_error="the body is not UTF-8")
     except ValueError as exc:
         reason = (f"{exc.msg} at line {exc.lineno} column {exc.colno}"
                   if isinstance(exc, json.JSONDecodeError) else str(exc))
         return Inbound(parse_error=f"the body is not valid JSON: {reason}")
+    if too_deep(body, raw=raw):  # gateway/transport/limits.py
+        return Inbound(parse_error=depth_reason())
+    if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
+        return Inbound(parse_error="the body is not valid JSON: a string is not valid Unicode "
+                                   "(lone surrogate)")
     return Inbound(body=body, choice=detect_era(headers, body))
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+# A "\ud800"-style escape parses into a lone surrogate, which no answer, upstream or log line can
+# encode as UTF-8 (a pair is fine: it parses into one character). Only bodies with such an
+# escape pay for the full check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(body: Any) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 # --- answering --------------------------------------------------------------------------------
@@ -216,6 +237,9 @@ async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.Stream
                        f"JSON-RPC batches are not part of protocol {choice.version}")
     if not batch:
         raise RpcError(INVALID_REQUEST, "Invalid request", "the batch is empty")
+    if len(batch) > MAX_BATCH_MESSAGES:
+        raise RpcError(INVALID_REQUEST, "Invalid request",
+                       f"a batch holds at most {MAX_BATCH_MESSAGES} messages")
     requests = [m for m in batch if isinstance(m, dict) and isinstance(m.get("method"), str)]
     if any(m["method"] == "initialize" for m in requests):
         raise RpcError(INVALID_REQUEST, "Invalid request", "initialize cannot be part of a batch")
@@ -378,5 +402,10 @@ def _encode(answer: dict[str, Any]) -> str:
         return _dumps(answer)
     except (TypeError, ValueError):
         log.exception("unserializable JSON-RPC response (id %r)", answer.get("id"))
-        return _dumps(error_response(answer.get("id"), INTERNAL_ERROR,
+        request_id = answer.get("id")
+        try:
+            _dumps(request_id)
+        except (TypeError, ValueError):
+            request_id = None  # the id itself cannot be written back
+        return _dumps(error_response(request_id, INTERNAL_ERROR,
                                      "Internal error: the result could not be serialized"))

@@ -1,6 +1,8 @@
 """Persistence: one interface (`Store`, `StoreSession`), Postgres and SQLite side by side."""
 
+from settings_api.secrets_box import SecretBox
 from settings_api.store.base import (
+    RotationReport,
     Store,
     StoreConflictError,
     StoreDataError,
@@ -18,22 +20,29 @@ from settings_api.store.models import (
 )
 
 
-def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 10) -> Store:
-    """The backend for a `postgresql://` or `sqlite:///` URL (not yet opened)."""
+def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 10,
+                 secrets: SecretBox | None = None) -> Store:
+    """The backend for a `postgresql://` or `sqlite:///` URL (not yet opened). `secrets`
+    encrypts upstream header values at rest; without it configs with header values cannot be
+    written (and encrypted ones read back without their values)."""
+    store: Store
     if database_url.startswith(("postgresql://", "postgres://")):
         from settings_api.store.postgres import PostgresStore
 
-        return PostgresStore(database_url, timeout_s=timeout_s, max_size=pool_size)
-    if database_url.startswith("sqlite:///"):
+        store = PostgresStore(database_url, timeout_s=timeout_s, max_size=pool_size)
+    elif database_url.startswith("sqlite:///"):
         from settings_api.store.sqlite import SqliteStore
 
-        return SqliteStore.from_url(database_url, timeout_s=timeout_s)
-    raise ValueError("database URL must start with postgresql:// or sqlite:///")
+        store = SqliteStore.from_url(database_url, timeout_s=timeout_s)
+    else:
+        raise ValueError("database URL must start with postgresql:// or sqlite:///")
+    store.secrets = secrets
+    return store
 
 
 __all__ = [
-    "AuditEvent", "Config", "Integration", "KeyBinding", "McpSettings", "SimulatorFixture",
-    "Store",
+    "AuditEvent", "Config", "Integration", "KeyBinding", "McpSettings", "RotationReport",
+    "SimulatorFixture", "Store",
     "StoreConflictError", "StoreDataError", "StoreError", "StoreSession",
     "StoreUnavailableError", "create_store",
 ]

@@ -11,9 +11,11 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
+from settings_api.secrets_box import SecretBox, open_headers, reseal_headers, seal_headers
 from settings_api.store import queries as q
 from settings_api.store.models import (
     AuditEvent,
@@ -58,10 +60,11 @@ def _integration(row: Row) -> Integration:
                        row["modified_at"])
 
 
-def _config(row: Row) -> Config:
+def _config(row: Row, secrets: SecretBox | None) -> Config:
+    headers = open_headers(row["upstream_headers"], secrets)
     return Config(row["config_id"], row["tenant_id"], row["integration_id"], row["upstream_url"],
-                  json.loads(row["upstream_headers"]), json.loads(row["tools"]),
-                  row["created_at"], row["synced_at"])
+                  headers.values, json.loads(row["tools"]), row["created_at"], row["synced_at"],
+                  headers.error)
 
 
 def _settings(row: Row) -> McpSettings:
@@ -93,11 +96,16 @@ def _dump(value: Any) -> str:
 
 
 class StoreSession:
-    """Named queries on one connection; inside a transaction when opened by `Store.transaction`."""
+    """Named queries on one connection; inside a transaction when opened by `Store.transaction`.
 
-    def __init__(self, conn: Connection, lock_clause: str) -> None:
+    Upstream header values are encrypted with `secrets` when a config is written and decrypted
+    when it is read (settings_api/secrets_box.py): the only place that sees both forms."""
+
+    def __init__(self, conn: Connection, lock_clause: str,
+                 secrets: SecretBox | None = None) -> None:
         self._conn = conn
         self._lock = lock_clause
+        self._secrets = secrets
 
     async def ping(self) -> None:
         await self._conn.fetchrow(q.PING)
@@ -130,17 +138,32 @@ class StoreSession:
     async def insert_config(self, config: Config) -> None:
         await self._conn.execute(
             q.INSERT_CONFIG, config.config_id, config.tenant_id, config.integration_id,
-            config.upstream_url, _dump(config.upstream_headers), _dump(config.tools),
-            config.created_at, config.synced_at)
+            config.upstream_url, seal_headers(config.upstream_headers, self._secrets),
+            _dump(config.tools), config.created_at, config.synced_at)
 
     async def get_config(self, tenant: str, integration: str, config_id: str) -> Config | None:
         row = await self._conn.fetchrow(q.GET_CONFIG, tenant, integration, config_id)
-        return _config(row) if row else None
+        return _config(row, self._secrets) if row else None
 
     async def list_configs(self, tenant: str, integration: str, after: str,
                            limit: int) -> list[Config]:
         rows = await self._conn.fetch(q.LIST_CONFIGS, tenant, integration, after, limit)
-        return [_config(r) for r in rows]
+        return [_config(r, self._secrets) for r in rows]
+
+    async def reseal_config_headers(self, after: str, limit: int,
+                                    report: RotationReport) -> str | None:
+        """Re-encrypt the header values of up to `limit` configs (every tenant) whose id sorts
+        after `after` with the first key, rows locked; returns the last id seen (None: done)."""
+        if self._secrets is None:
+            raise RuntimeError("rotating secrets needs a SecretBox")
+        sql = q.LOCK_CONFIG_HEADERS.format(lock=self._lock)
+        rows = await self._conn.fetch(sql, after, limit)
+        for row in rows:
+            stored, outcome = reseal_headers(row["upstream_headers"], self._secrets)
+            if stored is not None:
+                await self._conn.execute(q.UPDATE_CONFIG_HEADERS, row["config_id"], stored)
+            report.count(outcome, row["config_id"])
+        return rows[-1]["config_id"] if len(rows) == limit else None
 
     async def update_config_tools(self, tenant: str, integration: str, config_id: str,
                                   tools: list[dict[str, Any]], synced_at: int) -> None:
@@ -212,10 +235,29 @@ class StoreSession:
         return [_audit(r) for r in rows]
 
 
+@dataclass(slots=True)
+class RotationReport:
+    """What `Store.rotate_secrets` did, by outcome (config ids of the unreadable ones)."""
+
+    rotated: int = 0  # encrypted with another key of the list, now with the first one
+    encrypted: int = 0  # stored in plaintext before, now encrypted
+    current: int = 0  # already encrypted with the first key
+    unreadable: list[str] = field(default_factory=list)  # no key opens them: left as they are
+
+    def count(self, outcome: str, config_id: str) -> None:
+        if outcome == "unreadable":
+            self.unreadable.append(config_id)
+        else:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+
 class Store(ABC):
     """A database behind `StoreSession`s; created closed, opened in the app's cleanup_ctx."""
 
     dialect: str
+    # Encrypts upstream header values at rest (set by `create_store`); without one, configs
+    # with header values cannot be written.
+    secrets: SecretBox | None = None
 
     @abstractmethod
     async def open(self) -> None:
@@ -240,6 +282,16 @@ class Store(ABC):
     async def ping(self) -> None:
         async with self.reader() as session:
             await session.ping()
+
+    async def rotate_secrets(self, batch_size: int = 100) -> RotationReport:
+        """Re-encrypt every config's header values with the first key, one transaction per
+        batch (safe to interrupt and run again: rows already current are not rewritten)."""
+        report = RotationReport()
+        after: str | None = ""
+        while after is not None:
+            async with self.transaction() as tx:
+                after = await tx.reseal_config_headers(after, batch_size, report)
+        return report
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")

@@ -26,6 +26,9 @@ class Config:
     tools: list[dict[str, Any]]
     created_at: int
     synced_at: int | None
+    # Why the stored header values could not be decrypted (e.g. MCPGW_SECRET_KEY lost the key
+    # they were encrypted with): the names are still known, and map to "" in upstream_headers.
+    headers_error: str | None = None
 
     @property
     def upstream_header_names(self) -> list[str]:

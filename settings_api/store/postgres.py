@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -32,16 +32,32 @@ class _PgConnection:
         self._conn = conn
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return await self._conn.fetchrow(sql, *args)
+        with _dropped_on_timeout(self._conn):
+            return await self._conn.fetchrow(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
-        return await self._conn.fetch(sql, *args)
+        with _dropped_on_timeout(self._conn):
+            return await self._conn.fetch(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        status = await self._conn.execute(sql, *args)
+        with _dropped_on_timeout(self._conn):
+            status = await self._conn.execute(sql, *args)
         # asyncpg returns the command tag, e.g. "UPDATE 3"; the last word is the row count.
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+
+@contextmanager
+def _dropped_on_timeout(conn: asyncpg.Connection) -> Iterator[None]:
+    """A statement past the timeout means a hung server or a broken network: drop the
+    connection at once. Left open, its ROLLBACK and its release back to the pool would each
+    wait out the timeout again (a request would take 2-3 times MCPGW_STORE_TIMEOUT_S); the
+    pool opens a new connection when one is next needed."""
+    try:
+        yield
+    except (TimeoutError, OSError):
+        conn.terminate()
+        raise
 
 
 class PostgresStore(Store):
@@ -77,7 +93,8 @@ class PostgresStore(Store):
             raise StoreUnavailableError("store is not open")
         try:
             async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
+                with _dropped_on_timeout(conn):  # e.g. BEGIN, sent by asyncpg itself
+                    yield conn
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StoreConflictError(exc.__class__.__name__) from exc
         except asyncpg.DataError as exc:
@@ -88,12 +105,12 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StoreSession]:
         async with self._connection() as conn, conn.transaction():
-            yield StoreSession(_PgConnection(conn), "FOR UPDATE")
+            yield StoreSession(_PgConnection(conn), "FOR UPDATE", self.secrets)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[StoreSession]:
         async with self._connection() as conn:
-            yield StoreSession(_PgConnection(conn), "")
+            yield StoreSession(_PgConnection(conn), "", self.secrets)
 
     async def migrate(self) -> list[int]:
         applied_now: list[int] = []

@@ -41,6 +41,12 @@ UPDATE_CONFIG_TOOLS = """
 UPDATE configs SET tools = $4, synced_at = $5
 WHERE tenant_id = $1 AND integration_id = $2 AND config_id = $3
 """
+# Secret rotation walks every tenant's configs in id order, a locked batch at a time.
+LOCK_CONFIG_HEADERS = """
+SELECT config_id, upstream_headers FROM configs WHERE config_id > $1 ORDER BY config_id LIMIT $2
+{lock}
+"""
+UPDATE_CONFIG_HEADERS = "UPDATE configs SET upstream_headers = $2 WHERE config_id = $1"
 
 SETTINGS_SELECT = """
 SELECT s.tenant_id, s.integration_id, s.enabled, s.config_id, s.exposed_tool_ids, s.description,

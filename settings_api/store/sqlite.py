@@ -153,7 +153,7 @@ class SqliteStore(Store):
     async def transaction(self) -> AsyncIterator[StoreSession]:
         try:
             async with self._write() as conn:
-                yield StoreSession(_SqliteConnection(conn), "")
+                yield StoreSession(_SqliteConnection(conn), "", self.secrets)
         except sqlite3.IntegrityError as exc:
             raise StoreConflictError(str(exc)) from exc
         except sqlite3.OperationalError as exc:
@@ -164,7 +164,7 @@ class SqliteStore(Store):
         if self._reader is None:
             raise StoreUnavailableError("store is not open")
         try:
-            yield StoreSession(_SqliteConnection(self._reader), "")
+            yield StoreSession(_SqliteConnection(self._reader), "", self.secrets)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"SQLite error: {exc}") from exc
 

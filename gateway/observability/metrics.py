@@ -1,0 +1,134 @@
+"""Prometheus metrics of this process (prometheus-client's default registry).
+
+Every label is bounded: endpoints, route names from the route table, a fixed list of MCP
+methods, outcomes and reasons. Never a key id, tenant, integration or tool name.
+
+Hot path: label children are bound once and kept in module-level dicts, so recording a request
+is a dict lookup and a few `inc`/`observe` calls, with no registry lookup.
+
+The families (see docs/operations.md for the PromQL that derives ratios from them):
+
+- `mcpgw_http_requests_total`, `mcpgw_http_request_duration_seconds`
+  {endpoint, http_method, route, rpc_method, outcome}
+- `mcpgw_http_requests_in_flight` {endpoint}
+- `mcpgw_rate_limited_total` {endpoint}; `mcpgw_rate_limiter_degraded`
+- `mcpgw_auth_failures_total` {reason}
+- `mcpgw_upstream_request_duration_seconds` {outcome}; `mcpgw_upstream_errors_total` {reason}
+- `mcpgw_cache_hits_total`, `mcpgw_cache_misses_total` {cache}
+- `mcpgw_invalidation_lag_seconds`
+- `mcpgw_build_info` {version}
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import choose_encoder
+
+from settings_api import __version__
+
+# `*_created` series double the scrape for no use here.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+ENDPOINTS = ("call", "test", "settings", "other")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# JSON-RPC methods that get their own label value; anything else is "other". "batch": a
+# JSON-RPC batch; "invalid": unparsable body; "none": no body read (refused before that) or a
+# message without a method; "-": not an MCP endpoint.
+RPC_METHODS = frozenset({
+    "initialize", "ping", "server/discover", "tools/list", "tools/call", "resources/list",
+    "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
+    "completion/complete", "logging/setLevel", "notifications/initialized",
+    "notifications/cancelled", "notifications/progress", "notifications/roots/list_changed",
+})
+AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown", "revoked", "wrong-integration",
+                        "disabled", "throttled", "other")
+UPSTREAM_ERROR_REASONS = ("connect", "timeout", "http-status", "invalid-response", "too-large",
+                          "jsonrpc-error", "none", "other")
+CACHES = ("key", "integration")
+
+_REQUEST_LABELS = ("endpoint", "http_method", "route", "rpc_method", "outcome")
+HTTP_REQUESTS = Counter(
+    "mcpgw_http_requests", "HTTP requests answered, by endpoint (call|test|settings|other), "
+    "route, JSON-RPC method (MCP endpoints) and outcome", _REQUEST_LABELS)
+HTTP_DURATION = Histogram(
+    "mcpgw_http_request_duration_seconds", "Time from the request's arrival to its answer "
+    "(the whole stream for SSE)", _REQUEST_LABELS, buckets=LATENCY_BUCKETS)
+IN_FLIGHT = Gauge("mcpgw_http_requests_in_flight", "Requests being handled", ("endpoint",))
+RATE_LIMITED = Counter("mcpgw_rate_limited", "Requests refused by the per-key rate limit (429)",
+                       ("endpoint",))
+LIMITER_DEGRADED = Gauge("mcpgw_rate_limiter_degraded",
+                         "1 while the rate limiter cannot reach Redis and fails over")
+AUTH_FAILURES = Counter("mcpgw_auth_failures", "MCP requests refused at authentication, by "
+                        "reason", ("reason",))
+UPSTREAM_DURATION = Histogram(
+    "mcpgw_upstream_request_duration_seconds", "callUrl tools/call round trips to the "
+    "upstream MCP server (handshake and retry included)", ("outcome",), buckets=LATENCY_BUCKETS)
+UPSTREAM_ERRORS = Counter("mcpgw_upstream_errors", "Failed upstream tools/call, by reason",
+                          ("reason",))
+CACHE_HITS = Counter("mcpgw_cache_hits", "Gateway cache lookups answered from memory",
+                     ("cache",))
+CACHE_MISSES = Counter("mcpgw_cache_misses", "Gateway cache lookups that went to the store",
+                       ("cache",))
+INVALIDATION_LAG = Histogram(
+    "mcpgw_invalidation_lag_seconds", "From a change's publication to its application on this "
+    "replica (wall clocks of two hosts: skew adds up)", buckets=LAG_BUCKETS)
+BUILD_INFO = Gauge("mcpgw_build_info", "The running version", ("version",))
+BUILD_INFO.labels(__version__).set(1)
+
+# Pre-bound children. Bounded label sets are bound eagerly, so every series exists (at 0)
+# from the start and rate() sees its first increment.
+IN_FLIGHT_BY_ENDPOINT = {e: IN_FLIGHT.labels(e) for e in ENDPOINTS}
+RATE_LIMITED_BY_ENDPOINT = {e: RATE_LIMITED.labels(e) for e in ENDPOINTS}
+AUTH_FAILURES_BY_REASON = {r: AUTH_FAILURES.labels(r) for r in AUTH_FAILURE_REASONS}
+UPSTREAM_ERRORS_BY_REASON = {r: UPSTREAM_ERRORS.labels(r) for r in UPSTREAM_ERROR_REASONS}
+UPSTREAM_DURATION_BY_OUTCOME = {o: UPSTREAM_DURATION.labels(o)
+                                for o in ("ok", "error", "cancelled")}
+CACHE_HITS_BY_CACHE = {c: CACHE_HITS.labels(c) for c in CACHES}
+CACHE_MISSES_BY_CACHE = {c: CACHE_MISSES.labels(c) for c in CACHES}
+# (endpoint, http_method, route, rpc_method, outcome) → (counter child, histogram child);
+# bounded by the product of bounded label sets (in practice a few hundred).
+_REQUEST_CHILDREN: dict[tuple[str, str, str, str, str], tuple[object, object]] = {}
+
+
+def observe_request(labels: tuple[str, str, str, str, str], seconds: float) -> None:
+    children = _REQUEST_CHILDREN.get(labels)
+    if children is None:
+        children = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
+        _REQUEST_CHILDREN[labels] = children
+    children[0].inc()  # type: ignore[attr-defined]
+    children[1].observe(seconds)  # type: ignore[attr-defined]
+
+
+def auth_failed(reason: str) -> None:
+    (AUTH_FAILURES_BY_REASON.get(reason) or AUTH_FAILURES_BY_REASON["other"]).inc()
+
+
+def upstream_failed(reason: str) -> None:
+    (UPSTREAM_ERRORS_BY_REASON.get(reason) or UPSTREAM_ERRORS_BY_REASON["other"]).inc()
+
+
+def upstream_done(outcome: str, seconds: float) -> None:
+    UPSTREAM_DURATION_BY_OUTCOME[outcome].observe(seconds)
+
+
+def cache_lookup(cache: str, hit: bool) -> None:
+    (CACHE_HITS_BY_CACHE if hit else CACHE_MISSES_BY_CACHE)[cache].inc()
+
+
+def limiter_degraded(degraded: bool) -> None:
+    LIMITER_DEGRADED.set(1 if degraded else 0)
+
+
+def invalidation_applied(lag_s: float) -> None:
+    INVALIDATION_LAG.observe(max(0.0, lag_s))
+
+
+def render(accept: str | None) -> tuple[bytes, str]:
+    """The registry in the format `accept` asks for (Prometheus text by default, OpenMetrics
+    when asked): (body, content type)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(REGISTRY), content_type

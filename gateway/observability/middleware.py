@@ -1,0 +1,179 @@
+"""The request middleware: metrics and one log line per request, and `GET /metrics`.
+
+Per request: classify the route (cached per route: endpoint call|test|settings|other and a
+bounded route label), count it in flight, run the handler, then record its outcome in the
+request counter and latency histogram and write one `mcp_gateway.access` line:
+
+    {"ts": …, "level": "INFO", "logger": "mcp_gateway.access", "msg": "request",
+     "request_id": …, "method": "POST", "path": "/v1/…/mcp:call", "status": 200,
+     "duration_ms": 1.7, "endpoint": "call", "client": "203.0.113.7", "tenant": "acme",
+     "integration": "crm", "rpc_method": "tools/list"}
+
+`path` never has the query string; no header value is ever logged. The MCP endpoint adds what
+only it knows through `note_rpc_method` and `note_outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
+
+from gateway.observability import metrics
+from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR
+from gateway.ratelimit.auth_failures import client_address
+from settings_api.http import REQUEST_ID, SETTINGS, Handler
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+log = logging.getLogger(__name__)
+
+RPC_METHOD: web.RequestKey[str] = web.RequestKey("mcpgw_rpc_method", str)
+OUTCOME: web.RequestKey[str] = web.RequestKey("mcpgw_outcome", str)
+
+MAX_LOGGED_PATH = 512
+MAX_LOGGED_RPC_METHOD = 100
+CLIENT_CLOSED = 499  # nginx's status for a request whose client went away
+
+# route key (name, else canonical path) → (endpoint, route label); bounded by route tables.
+_ROUTES: dict[str, tuple[str, str]] = {}
+_UNMATCHED = ("other", "unmatched")
+
+
+def note_rpc_method(request: web.Request, body: object, invalid: bool = False) -> None:
+    """Remember the JSON-RPC method of an MCP POST (for the metrics label and the log):
+    `body` as parsed; `invalid` when it could not be parsed; None when it was not read."""
+    if invalid:
+        request[RPC_METHOD] = "invalid"
+    elif isinstance(body, dict):
+        method = body.get("method")
+        request[RPC_METHOD] = method if isinstance(method, str) else "none"
+    elif isinstance(body, list):
+        request[RPC_METHOD] = "batch"
+    else:
+        request[RPC_METHOD] = "none"
+
+
+def note_outcome(request: web.Request, outcome: str) -> None:
+    """Override the outcome the status implies (e.g. `auth_throttled` for that 429)."""
+    request[OUTCOME] = outcome
+
+
+def outcome_for(status: int) -> str:
+    if status < 400:
+        return "ok"
+    return _OUTCOMES.get(status) or ("client_error" if status < 500 else "error")
+
+
+_OUTCOMES = {401: "auth_failed", 403: "forbidden", 404: "not_found", 429: "rate_limited",
+             CLIENT_CLOSED: "cancelled", 503: "unavailable"}
+
+
+def classify(route: AbstractRoute) -> tuple[str, str]:
+    """(endpoint, route label) of a matched route; ("other", "unmatched") when none matched."""
+    resource = route.resource
+    key = route.name or (resource.canonical if resource is not None else "")
+    found = _ROUTES.get(key)
+    if found is None:
+        found = _classify(route.name, resource.canonical if resource is not None else None)
+        _ROUTES[key] = found
+    return found
+
+
+def _classify(name: str | None, canonical: str | None) -> tuple[str, str]:
+    if name:
+        if name.startswith("mcp."):  # mcp.<endpoint>.<method> (gateway/endpoint.py)
+            endpoint = name.split(".")[1]
+            return (endpoint if endpoint in ("call", "test") else "other"), "mcp"
+        if name.startswith("settings."):
+            return "settings", name.removeprefix("settings.")
+        return "other", name
+    if canonical is None:
+        return _UNMATCHED
+    if canonical.startswith("/.well-known/"):
+        return "other", "well-known"
+    return "other", canonical.strip("/") or "root"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time, count and log every request (place it right inside the request-id middleware)."""
+    started = time.perf_counter()
+    endpoint, route = classify(request.match_info.route)
+    in_flight = metrics.IN_FLIGHT_BY_ENDPOINT[endpoint]
+    in_flight.inc()
+    token = REQUEST_ID_VAR.set(request.get(REQUEST_ID))
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # < 400 (redirects): the problem middleware renders the rest
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        in_flight.dec()
+        elapsed = time.perf_counter() - started
+        try:
+            _record(request, endpoint, route, status, elapsed)
+        except Exception:  # bookkeeping must never turn an answer into an error
+            log.exception("could not record the request's metrics or log line")
+        finally:
+            REQUEST_ID_VAR.reset(token)
+
+
+def _record(request: web.Request, endpoint: str, route: str, status: int,
+            elapsed: float) -> None:
+    rpc_method = request.get(RPC_METHOD)
+    mcp = endpoint in ("call", "test")
+    if not mcp:
+        rpc_label = "-"
+    elif rpc_method is None:
+        rpc_label = "none"
+    elif rpc_method in metrics.RPC_METHODS or rpc_method in ("batch", "invalid", "none"):
+        rpc_label = rpc_method
+    else:
+        rpc_label = "other"
+    outcome = request.get(OUTCOME) or outcome_for(status)
+    method = request.method if request.method in metrics.HTTP_METHODS else "other"
+    metrics.observe_request((endpoint, method, route, rpc_label, outcome), elapsed)
+    if outcome == "rate_limited":
+        metrics.RATE_LIMITED_BY_ENDPOINT[endpoint].inc()
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    fields: dict[str, object] = {
+        "request_id": request.get(REQUEST_ID), "method": request.method[:16],
+        "path": request.path[:MAX_LOGGED_PATH], "status": status,
+        "duration_ms": round(elapsed * 1000, 2), "endpoint": endpoint,
+        "route": route, "outcome": outcome, "client": _client(request),
+    }
+    if endpoint != "other":
+        match_info = request.match_info
+        fields["tenant"] = match_info.get("tenant")
+        if mcp or "integration" in match_info:
+            fields["integration"] = match_info.get("integration")
+        if mcp:
+            fields["rpc_method"] = (rpc_method[:MAX_LOGGED_RPC_METHOD]
+                                    if rpc_method is not None else None)
+    # As access_log.info("request", extra=…), minus the caller lookup (a stack walk).
+    access_log.handle(access_log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request",
+                                            (), None, extra={"fields": fields}))
+
+
+def _client(request: web.Request) -> str | None:
+    settings = request.app.get(SETTINGS)
+    return client_address(request, settings.trust_forwarded if settings else False)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """`GET /metrics`: this process's metrics in Prometheus text format (OpenMetrics when the
+    scraper asks for it)."""
+    body, content_type = metrics.render(request.headers.get("Accept"))
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response

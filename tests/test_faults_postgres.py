@@ -1,0 +1,226 @@
+"""Postgres stopped under a real gateway process: a fault-injecting TCP proxy
+(tests/tcp_proxy.py) sits between the gateway and the real server, on a fresh database.
+
+"Stopped" is either refused (listener closed, connections reset) or blackholed (connections
+frozen, new ones never answered). Either way: warm keys keep working on the data plane, cold
+keys get 503, the settings API answers 503 problem+json with Retry-After within the store
+timeout, /readyz is 503; once Postgres is back everything works without a restart, no committed
+change is lost, and a change interrupted mid-transaction left nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from faults import (
+    PG_PORT,
+    Client,
+    RedisServer,
+    fresh_database,
+    http_session,
+    log_of,
+    query,
+    start_gateway,
+    stop_gateway,
+    via_port,
+)
+from tcp_proxy import TcpProxy
+
+STORE_TIMEOUT_S = 1.0
+# What "answers within the store timeout" may take on a loaded test machine: the bound on one
+# store operation, plus scheduling slack.
+BOUND_S = STORE_TIMEOUT_S + 1.0
+
+
+def assert_unavailable(status: int, headers: dict[str, str], body: Any) -> None:
+    assert status == 503, (status, body)
+    assert headers["Content-Type"].startswith("application/problem+json"), headers
+    assert int(headers["Retry-After"]) >= 1
+    assert body["status"] == 503 and body["instance"], body
+
+
+def assert_no_server_errors(log: str) -> None:
+    """No 500 answered, no handler crashed."""
+    assert '" 500 ' not in log and "Error handling request" not in log, log
+
+
+async def timed(coro: Any) -> tuple[float, Any]:
+    started = time.monotonic()
+    result = await coro
+    return time.monotonic() - started, result
+
+
+async def setup_integrations(gw: Client, cold: Client) -> tuple[str, str, str]:
+    """crm enabled and warm on the data plane; cold enabled, its key never used."""
+    key = await gw.enable()
+    cold_key = await cold.enable()
+    await gw.settings("PATCH", "/mcp", json={"description": "committed before the outage"})
+    session = await gw.initialize(key)
+    assert (await gw.list_tools(key, session))[0] == 200
+    status, _, body = await gw.call_tool(key, session, url="test")
+    assert status == 200 and "result" in body, body
+    return key, cold_key, session
+
+
+async def assert_warm_key_works(gw: Client, key: str, session: str) -> None:
+    for _ in range(3):
+        took, (status, _, body) = await timed(gw.list_tools(key, session))
+        assert status == 200 and len(body["result"]["tools"]) == 2, (status, body)
+        assert took < BOUND_S
+        took, (status, _, body) = await timed(gw.call_tool(key, session, url="test"))
+        assert status == 200 and body["result"].get("isError") is not True, (status, body)
+        assert took < BOUND_S
+    assert (await gw.initialize(key)) != session  # a new session needs no store either
+
+
+async def assert_outage_answers(gw: Client, cold: Client, cold_key: str) -> None:
+    # Cold key: 503 (the store is needed to know it), not 500 or a hang.
+    took, (status, headers, body) = await timed(cold.mcp(cold_key, {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "cold", "version": "1"}}}))
+    assert_unavailable(status, headers, body)
+    assert took < BOUND_S, took
+    # Settings API: reads and writes, several at once.
+    calls = [gw.raw_settings("GET"), gw.raw_settings("GET", "/mcp"),
+             gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"}),
+             Client(gw.http, gw.proc, integration="other").raw_settings(
+                 "PUT", json={"name": "Other"}),
+             gw.raw_settings("POST", "/mcp:rotateKey")]
+    started = time.monotonic()
+    answers = await asyncio.gather(*calls)
+    took = time.monotonic() - started
+    for status, headers, body in answers:
+        assert_unavailable(status, headers, body)
+    assert took < BOUND_S, took
+    took, (status, body) = await timed(gw.readyz())
+    assert status == 503 and body["checks"]["store"] == "unreachable", body
+    assert took < BOUND_S
+
+
+async def assert_recovered(gw: Client, cold: Client, key: str, cold_key: str,
+                           database_url: str) -> None:
+    # The very first request after the outage works: the pool replaces dead connections.
+    settings = await gw.settings("GET", "/mcp")
+    assert settings["description"] == "committed before the outage"
+    assert (await gw.readyz())[0] == 200
+    session = await cold.initialize(cold_key)
+    assert (await cold.list_tools(cold_key, session))[0] == 200
+    session = await gw.initialize(key)
+    assert (await gw.call_tool(key, session, url="test"))[0] == 200
+    # Nothing that failed during the outage happened: no rotation, no rename, no audit.
+    assert settings["keyPrefix"] == key[:12]
+    status, _, _ = await Client(gw.http, gw.proc, integration="other").raw_settings("GET")
+    assert status == 404
+    rows = await query(database_url, "SELECT action, details::text AS d FROM audit_events")
+    assert rows and not any("during the outage" in row["d"] for row in rows)
+    assert "mcp.key_rotated" not in [row["action"] for row in rows]
+    rows = await query(database_url, "SELECT description FROM mcp_settings "
+                                     "WHERE integration_id = 'crm'")
+    assert rows[0]["description"] == "committed before the outage"
+    # And writes work again.
+    await gw.settings("PATCH", "/mcp", json={"description": "after the outage"})
+    assert (await gw.settings("GET", "/mcp"))["description"] == "after the outage"
+
+
+async def test_postgres_refused_mid_transaction_then_back(tmp_path) -> None:
+    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
+        proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
+                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S))
+        try:
+            async with http_session() as http:
+                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
+                key, cold_key, session = await setup_integrations(gw, cold)
+
+                # Postgres stops in the middle of a write: its COMMIT never arrives.
+                proxy.refuse_before(b"COMMIT")
+                took, answer = await timed(gw.raw_settings(
+                    "PATCH", "/mcp", json={"description": "during the outage"}))
+                assert proxy.trapped and proxy.mode == "refuse"
+                assert_unavailable(*answer)
+                assert took < BOUND_S
+
+                await assert_warm_key_works(gw, key, session)
+                await assert_outage_answers(gw, cold, cold_key)
+
+                proxy.forward()
+                await assert_recovered(gw, cold, key, cold_key, database_url)
+        finally:
+            assert await stop_gateway(proc) == 0, log_of(proc)
+            assert_no_server_errors(log_of(proc))
+
+
+async def test_postgres_blackholed_stays_bounded_then_back(tmp_path) -> None:
+    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
+        proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
+                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S))
+        try:
+            async with http_session() as http:
+                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
+                key, cold_key, session = await setup_integrations(gw, cold)
+
+                # The pool's open connections freeze mid-stream; new ones are never answered.
+                proxy.blackhole(drop_existing=False)
+                took, answer = await timed(gw.raw_settings(
+                    "PATCH", "/mcp", json={"description": "during the outage"}))
+                assert_unavailable(*answer)
+                assert took < BOUND_S, took
+
+                await assert_warm_key_works(gw, key, session)
+                await assert_outage_answers(gw, cold, cold_key)
+                # Again, now that every connection the gateway opens is blackholed.
+                await assert_outage_answers(gw, cold, cold_key)
+
+                proxy.forward()
+                await assert_recovered(gw, cold, key, cold_key, database_url)
+        finally:
+            assert await stop_gateway(proc) == 0, log_of(proc)
+            assert_no_server_errors(log_of(proc))
+
+
+async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> None:
+    """Entries past their TTL keep serving while the store hangs (stale-if-error), without
+    each request waiting out the store timeout. Redis is stopped too, so that the entries
+    expire after the degraded TTL (1 s) instead of 30 s."""
+    redis_server = RedisServer(tmp_path).start()
+    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
+        proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
+                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+                                   MCPGW_REDIS_URL=redis_server.url,
+                                   MCPGW_RATE_LIMIT_BURST="1000", MCPGW_RATE_LIMIT_RPS="1000",
+                                   MCPGW_REQUEST_LIMIT_BURST="1000",
+                                   MCPGW_REQUEST_LIMIT_RPS="1000")
+        try:
+            async with http_session() as http:
+                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
+                key, cold_key, session = await setup_integrations(gw, cold)
+                proxy.blackhole(drop_existing=False)
+                redis_server.kill()
+                await asyncio.sleep(1.2)  # past the degraded TTL of every cached entry
+                took = []
+                deadline = time.monotonic() + 3.0
+                while time.monotonic() < deadline:
+                    elapsed, (status, _, body) = await timed(gw.list_tools(key, session))
+                    assert status == 200 and len(body["result"]["tools"]) == 2, (status, body)
+                    took.append(elapsed)
+                    elapsed, (status, _, body) = await timed(
+                        gw.call_tool(key, session, url="test"))
+                    assert status == 200, (status, body)
+                    took.append(elapsed)
+                # The store is retried now and then, not on every request.
+                slow = [t for t in took if t > 0.5]
+                assert len(took) > 20 and len(slow) <= 4, (len(took), slow)
+                assert max(took) < BOUND_S
+                status, headers, body = await cold.mcp(cold_key, {
+                    "jsonrpc": "2.0", "id": 1, "method": "ping"})
+                assert_unavailable(status, headers, body)
+
+                proxy.forward()
+                redis_server.start()
+                await assert_recovered(gw, cold, key, cold_key, database_url)
+        finally:
+            assert await stop_gateway(proc) == 0, log_of(proc)
+            assert_no_server_errors(log_of(proc))
+            redis_server.stop()
