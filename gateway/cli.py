@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.observability.logs import configure_logging
-from gateway.server import ROLES, build_app, drain_on_signals
+from gateway.server import ROLES, build_app, drain_on_signals, use_fast_event_loop
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
@@ -85,6 +85,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                  "postgres" if settings.uses_postgres else "sqlite")
 
     app.on_startup.append(announce)
+    use_fast_event_loop()
     # handler_cancellation: a client that hangs up stops its request's work (upstream calls
     # included) instead of leaving it running; transactions roll back on cancellation.
     # access_log=None: the request middleware writes one JSON line per request instead.

@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.example_upstream import ExampleUpstream
-from gateway.server import build_app
+from gateway.server import build_app, use_fast_event_loop
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
 from settings_api.store import StoreError
@@ -326,6 +326,7 @@ def run_demo(host: str, port: int, upstream_port: int,
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2
+        use_fast_event_loop()
         try:
             return asyncio.run(_serve(settings, gateway_sock, upstream_sock))
         except (DemoError, StoreError) as exc:

@@ -55,6 +55,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+def use_fast_event_loop() -> None:
+    """Run the next event loops on uvloop: the event loop and socket I/O are a large share of a
+    gateway request's CPU time (see docs/performance.md). Without uvloop, asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: the standard loop works, only slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def build_app(settings: Settings, role: Role = "all") -> web.Application:
     """The application for `role`: health probes always, plus the planes the role names."""
     app = web.Application(
@@ -70,11 +80,13 @@ def build_app(settings: Settings, role: Role = "all") -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    if role in ("all", "settings"):
-        setup_settings_api(app)
+    # The MCP routes go first: aiohttp tries the routes under one path prefix in the order
+    # they were added, and the hot path should match on its first try, not its twentieth.
     if role in ("all", "gateway"):
         app.cleanup_ctx.append(gateway_ctx)
         setup_data_plane(app)
+    if role in ("all", "settings"):
+        setup_settings_api(app)
     return app
 
 

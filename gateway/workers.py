@@ -50,7 +50,7 @@ from aiohttp import web
 
 from gateway.health import DRAIN
 from gateway.observability.logs import configure_logging
-from gateway.server import build_app
+from gateway.server import build_app, use_fast_event_loop
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.store import StoreError, create_store
@@ -373,6 +373,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     # As `serve`: JSON lines unless MCPGW_LOG_FORMAT says otherwise; each record names its worker.
     handler = configure_logging(settings.log_level, settings.log_format or "json")
     handler.addFilter(_WorkerTag(args.index))
+    use_fast_event_loop()
     try:
         return asyncio.run(_serve_worker(settings, args))
     except (StoreError, OSError) as exc:

@@ -13,11 +13,15 @@ Nothing here adds data to a record: secrets stay out of logs because no code log
 from __future__ import annotations
 
 import contextvars
+import io
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any, TextIO
+
+import orjson
 
 ACCESS_LOGGER = "mcp_gateway.access"
 REQUEST_ID_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -41,8 +45,8 @@ def _timestamp(record: logging.LogRecord) -> str:
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "msg", "request_id"?, <fields>..., "exc"?}` on one line.
 
-    ASCII-only JSON: control characters and lone surrogates from request paths are escaped,
-    so a line can neither be split nor fail to encode."""
+    Control characters are always escaped, so a line cannot be split; a record orjson refuses
+    (a lone surrogate from a request path) is written as ASCII-only JSON instead."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {"ts": _timestamp(record), "level": record.levelname,
@@ -60,7 +64,10 @@ class JsonFormatter(logging.Formatter):
             doc["exc"] = record.exc_text
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
-        return _ENCODER.encode(doc)
+        try:
+            return orjson.dumps(doc, default=str).decode()
+        except TypeError:  # lone surrogates (from a request path) and other oddities
+            return _ENCODER.encode(doc)
 
 
 class TextFormatter(logging.Formatter):
@@ -99,10 +106,43 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
+class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to stderr through a block buffer flushed at least every `interval_s` (and at
+    once for warnings and worse, and at exit): one write per batch of request lines instead
+    of one system call per line, which was a measurable share of a request's CPU time."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(sys.stderr.fileno(), "w",
+                                                              closefd=False), 1 << 16),
+                                  encoding="utf-8", errors="backslashreplace",
+                                  line_buffering=False, write_through=False)
+        super().__init__(stream)
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        threading.Thread(target=self._flusher, name="mcpgw-log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.flush()
+        except Exception:
+            self.handleError(record)
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        super().close()
+
+
 def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> logging.Handler:
-    """Route every record of the process to `stream` (stderr) in `fmt` ("json" | "text"),
-    replacing the root logger's handlers. Returns the handler."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Route every record of the process to `stream` (default: buffered stderr) in `fmt`
+    ("json" | "text"), replacing the root logger's handlers. Returns the handler."""
+    handler = logging.StreamHandler(stream) if stream is not None else BufferedStderrHandler()
     handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     return handler

@@ -54,6 +54,7 @@ from gateway.transport.headers import (
     check_routing_headers,
 )
 from gateway.transport.limits import MAX_BATCH_MESSAGES, depth_reason, too_deep
+from settings_api.json_codec import NOT_PARSED, dumps, fast_loads
 from settings_api.problems import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ class Inbound:
 
 
 def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
+    body = fast_loads(raw)
+    if body is not NOT_PARSED and not too_deep(body, raw=raw):
+        # orjson accepted it: no NaN, no lone surrogates, nesting already bounded.
+        return Inbound(body=body, choice=detect_era(headers, body))
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
@@ -391,9 +396,7 @@ def _accepted(x: Exchange) -> web.Response:
 
 
 def _dumps(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    text.encode("utf-8")  # lone surrogates: fail here, not half-way through a write
-    return text
+    return dumps(value)
 
 
 def _encode(answer: dict[str, Any]) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from gateway.transport.errors import INVALID_PARAMS, RpcError
 from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
 
@@ -26,14 +28,21 @@ MAX_TOOL_ARGUMENTS_DEPTH = 32
 MAX_TOOL_ARGUMENTS_BYTES = 512 * 1024
 
 
+def _json_size(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # what orjson refuses (big ints, lone surrogates): measure it slowly
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                   .encode("utf-8", "surrogatepass"))
+
+
 def check_tool_arguments(arguments: dict[str, Any]) -> None:
     """Raise -32602 when `tools/call` arguments exceed the depth or size bound."""
     if too_deep(arguments, MAX_TOOL_ARGUMENTS_DEPTH):
         raise RpcError(INVALID_PARAMS, "Invalid params: params.arguments nests arrays and "
                        f"objects more than {MAX_TOOL_ARGUMENTS_DEPTH} levels deep",
                        {"limit": MAX_TOOL_ARGUMENTS_DEPTH})
-    size = len(json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
-               .encode("utf-8", "surrogatepass"))
+    size = _json_size(arguments)
     if size > MAX_TOOL_ARGUMENTS_BYTES:
         raise RpcError(INVALID_PARAMS, "Invalid params: params.arguments is larger than "
                        f"{MAX_TOOL_ARGUMENTS_BYTES} bytes as JSON",
