@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,23 +42,37 @@ def _dsn_for(database: str) -> str:
     return f"{base}/{database}"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database for this test run, dropped at the end."""
-    name = f"mcpgw_test_{uuid.uuid4().hex[:12]}"
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
 
-    run_sync(admin(f'CREATE DATABASE "{name}"'))
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "mcpgw_test") -> Iterator[str]:
+    """A new, empty database on the real server, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    run_sync(_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield _dsn_for(name)
     finally:
-        run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_sync(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test run, dropped at the end."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A brand-new Postgres database for one test (multi-process and migration tests)."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 async def _empty_postgres(url: str) -> None:

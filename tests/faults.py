@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from processes import GatewayProcess, free_port
 from settings_api.jwt_auth import issue_token
 
 try:
-    from conftest import ADMIN_DSN, JWT_SECRET, run_sync
+    from conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
 except ImportError:  # tests/ imported as a package
-    from tests.conftest import ADMIN_DSN, JWT_SECRET, run_sync
+    from tests.conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
 
 LEGACY = "2025-11-25"
 SESSION_SECRET = "fault-session-secret-" + "s" * 20
@@ -45,23 +44,12 @@ PG_PORT = int(PG_HOST_PORT.rpartition(":")[2] or 5432)
 
 # --- Postgres -------------------------------------------------------------------------------
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
 
 @contextlib.contextmanager
 def fresh_database() -> Iterator[tuple[str, str]]:
     """A new, empty database: (its name, its URL on the real server)."""
-    name = f"mcpgw_faults_{uuid.uuid4().hex[:12]}"
-    run_sync(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield name, f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    finally:
-        run_sync(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("mcpgw_faults") as url:
+        yield url.rpartition("/")[2], url
 
 
 def via_port(url: str, port: int) -> str:

@@ -16,7 +16,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,20 +25,13 @@ import pytest
 from settings_api.store.base import migration_files
 
 try:
-    from conftest import ADMIN_DSN, BACKENDS, JWT_SECRET
+    from conftest import BACKENDS, JWT_SECRET, fresh_postgres_database
 except ImportError:  # tests/ imported as a package
-    from tests.conftest import ADMIN_DSN, BACKENDS, JWT_SECRET
+    from tests.conftest import BACKENDS, JWT_SECRET, fresh_postgres_database
 
 CLI = str(Path(sys.executable).with_name("mcp-gateway"))
 DEADLINE_S = 30.0
 
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -48,12 +40,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh' / 'gateway.db'}"
         return
-    name = f"mcpgw_migrate_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def _env(tmp_path: Path, database_url: str, name: str) -> dict[str, str]:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from mcp_stub import StubUpstream
 from processes import GatewayProcess
@@ -22,9 +20,9 @@ from processes import GatewayProcess
 from settings_api.jwt_auth import issue_token
 
 try:
-    from conftest import ADMIN_DSN, JWT_SECRET
+    from conftest import JWT_SECRET
 except ImportError:  # tests/ imported as a package
-    from tests.conftest import ADMIN_DSN, JWT_SECRET
+    from tests.conftest import JWT_SECRET
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SESSION_SECRET = "replica-session-secret-" + "s" * 20
@@ -36,22 +34,10 @@ TOOLS = [
 LEGACY = "2025-11-25"
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"mcpgw_replicas_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def database_url(fresh_pg_url: str) -> str:
+    return fresh_pg_url
 
 
 def start_replicas(tmp_path: Path, database_url: str, **env: str) -> list[GatewayProcess]:

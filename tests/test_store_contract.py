@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from settings_api.keys import SCOPE, mint
@@ -30,9 +29,9 @@ from settings_api.store import (
 from settings_api.store.base import migration_files
 
 try:
-    from conftest import ADMIN_DSN, BACKENDS
+    from conftest import BACKENDS, fresh_postgres_database
 except ImportError:  # tests/ imported as a package
-    from tests.conftest import ADMIN_DSN, BACKENDS
+    from tests.conftest import BACKENDS, fresh_postgres_database
 
 T0 = 1_764_000_000_000
 # Header values are encrypted at rest (tests/test_secrets_at_rest.py checks the stored form).
@@ -51,13 +50,6 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         await s.close()
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
 
 @pytest.fixture(params=BACKENDS)
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -65,12 +57,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"mcpgw_contract_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def _key(tenant: str = "acme", integration: str = "crm", at: int = T0) -> KeyBinding:

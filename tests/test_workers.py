@@ -14,13 +14,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from processes import CLI, free_port
 
@@ -31,31 +29,19 @@ from settings_api.config import ConfigError, load_settings
 from settings_api.jwt_auth import issue_token
 
 try:
-    from conftest import ADMIN_DSN, JWT_SECRET, make_settings
+    from conftest import JWT_SECRET, make_settings
 except ImportError:  # tests/ imported as a package
-    from tests.conftest import ADMIN_DSN, JWT_SECRET, make_settings
+    from tests.conftest import JWT_SECRET, make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LEGACY = "2025-11-25"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
 
 @pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"mcpgw_workers_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def database_url(fresh_pg_url: str) -> str:
+    return fresh_pg_url
 
 
 class Workers:
