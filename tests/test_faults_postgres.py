@@ -209,8 +209,10 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
                         gw.call_tool(key, session, url="test"))
                     assert status == 200, (status, body)
                     took.append(elapsed)
-                # The store is retried now and then, not on every request.
-                slow = [t for t in took if t > 0.5]
+                # The store is retried now and then, not on every request. A request that
+                # asked the store waited out its timeout; a loaded machine can slow others a
+                # little, but never by that much.
+                slow = [t for t in took if t > 0.9 * STORE_TIMEOUT_S]
                 assert len(took) > 20 and len(slow) <= 4, (len(took), slow)
                 assert max(took) < BOUND_S
                 status, headers, body = await cold.mcp(cold_key, {
