@@ -14,10 +14,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from faults import Client
 from mcp_stub import StubUpstream
 from processes import GatewayProcess
-
-from settings_api.jwt_auth import issue_token
 
 try:
     from conftest import JWT_SECRET
@@ -60,54 +59,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-class Replica:
-    """Settings-API and MCP calls against one gateway process."""
-
-    def __init__(self, http: aiohttp.ClientSession, proc: GatewayProcess,
-                 tenant: str = "acme", integration: str = "crm") -> None:
-        self.http, self.proc = http, proc
-        self.api = f"{proc.url}/v1/tenants/{tenant}/integrations/{integration}"
-        self.auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, tenant)}"}
-
-    async def settings(self, method: str, path: str = "", **kw: Any) -> dict[str, Any]:
-        async with self.http.request(method, self.api + path, headers=self.auth, **kw) as r:
-            body = await r.json()
-            assert r.status < 300, (r.status, body)
-            return body
-
-    async def mcp(self, key: str, body: Any, *, url: str = "call", session: str | None = None,
-                  method: str = "POST") -> tuple[int, dict[str, str], Any]:
-        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, "
-                   "text/event-stream", "MCP-Protocol-Version": LEGACY}
-        if session:
-            headers["Mcp-Session-Id"] = session
-        async with self.http.request(method, f"{self.api}/mcp:{url}", json=body,
-                                     headers=headers) as r:
-            text = await r.text()
-            payload = await r.json(content_type=None) if text else None
-            return r.status, dict(r.headers), payload
-
-    async def initialize(self, key: str, url: str = "call") -> str:
-        status, headers, body = await self.mcp(key, {
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": LEGACY, "capabilities": {},
-                       "clientInfo": {"name": "replica-test", "version": "1"}}}, url=url)
-        assert status == 200, (status, body)
-        session = headers["Mcp-Session-Id"]
-        status, _, _ = await self.mcp(key, {"jsonrpc": "2.0",
-                                            "method": "notifications/initialized"},
-                                      url=url, session=session)
-        assert status == 202
-        return session
-
-    async def list_tools(self, key: str, session: str, url: str = "call") -> tuple[int, Any]:
-        status, _, body = await self.mcp(key, {"jsonrpc": "2.0", "id": 2,
-                                               "method": "tools/list"},
-                                         url=url, session=session)
-        return status, body
-
-
-async def enable(replica: Replica, upstream_url: str | None = None) -> str:
+async def enable(replica: Client, upstream_url: str | None = None) -> str:
     """Create, bind, expose and enable the integration; return its first key."""
     await replica.settings("PUT", json={"name": "CRM"})
     body: dict[str, Any] = {"upstreamUrl": upstream_url} if upstream_url else {"tools": TOOLS}
@@ -131,7 +83,7 @@ async def until(check, timeout_s: float = 1.0) -> float:
 async def test_rotation_revokes_old_key_on_every_replica(tmp_path, database_url, http) -> None:
     procs = start_replicas(tmp_path, database_url)
     try:
-        a, b = (Replica(http, p) for p in procs)
+        a, b = (Client(http, p) for p in procs)
         old_key = await enable(a)
         session_b = await b.initialize(old_key)  # warms replica b's cache with the old key
         assert (await b.list_tools(old_key, session_b))[0] == 200
@@ -140,13 +92,13 @@ async def test_rotation_revokes_old_key_on_every_replica(tmp_path, database_url,
         new_key = rotated["apiKey"]
 
         async def old_key_refused_on_b() -> bool:
-            status, _ = await b.list_tools(old_key, session_b)
+            status, _, _ = await b.list_tools(old_key, session_b)
             return status == 401
 
         took = await until(old_key_refused_on_b, timeout_s=1.0)
         assert took < 1.0
         session = await b.initialize(new_key)
-        status, body = await b.list_tools(new_key, session)
+        status, _, body = await b.list_tools(new_key, session)
         assert status == 200 and len(body["result"]["tools"]) == 2
     finally:
         for proc in procs:
@@ -156,14 +108,14 @@ async def test_rotation_revokes_old_key_on_every_replica(tmp_path, database_url,
 async def test_disabling_reaches_every_replica(tmp_path, database_url, http) -> None:
     procs = start_replicas(tmp_path, database_url)
     try:
-        a, b = (Replica(http, p) for p in procs)
+        a, b = (Client(http, p) for p in procs)
         key = await enable(a)
         session = await b.initialize(key)
         assert (await b.list_tools(key, session))[0] == 200
         await a.settings("PATCH", "/mcp", json={"enabled": False})
 
         async def disabled_on_b() -> bool:
-            status, body = await b.list_tools(key, session)
+            status, _, body = await b.list_tools(key, session)
             return status == 403 and body["type"].endswith("/mcp-disabled")
 
         await until(disabled_on_b, timeout_s=1.0)
@@ -176,7 +128,7 @@ async def test_legacy_session_works_on_any_replica_and_ends_everywhere(
         tmp_path, database_url, http) -> None:
     procs = start_replicas(tmp_path, database_url)
     try:
-        a, b = (Replica(http, p) for p in procs)
+        a, b = (Client(http, p) for p in procs)
         key = await enable(a)
         session = await a.initialize(key)
         assert (await b.list_tools(key, session))[0] == 200, "b accepts a's session"
@@ -193,15 +145,15 @@ async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, database_url, 
     procs = start_replicas(tmp_path, database_url, MCPGW_REQUEST_LIMIT_BURST="12",
                            MCPGW_REQUEST_LIMIT_RPS="0.01")
     try:
-        a, b = (Replica(http, p) for p in procs)
+        a, b = (Client(http, p) for p in procs)
         key = await enable(a)
         session = await a.initialize(key)  # 2 requests (initialize + initialized) on a
         statuses = []
         for replica in (a, b, a, b, a, b, a, b, a, b):  # 10 more: 12 in all
             statuses.append((await replica.list_tools(key, session))[0])
         assert statuses == [200] * 10
-        status_a, _ = await a.list_tools(key, session)
-        status_b, _ = await b.list_tools(key, session)
+        status_a, _, _ = await a.list_tools(key, session)
+        status_b, _, _ = await b.list_tools(key, session)
         assert (status_a, status_b) == (429, 429)
     finally:
         for proc in procs:
@@ -214,7 +166,7 @@ async def test_call_url_proxies_and_test_url_never_reaches_upstream(
     upstream = await aiohttp_server(stub.app())
     procs = start_replicas(tmp_path, database_url)
     try:
-        a, b = (Replica(http, p) for p in procs)
+        a, b = (Client(http, p) for p in procs)
         key = await enable(a, str(upstream.make_url("/mcp")))
         call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                 "params": {"name": "search_contacts", "arguments": {"query": "ada"}}}
@@ -235,7 +187,7 @@ async def test_call_url_proxies_and_test_url_never_reaches_upstream(
 async def test_fixture_change_reaches_every_replica(tmp_path, database_url, http) -> None:
     procs = start_replicas(tmp_path, database_url)
     try:
-        a, b = (Replica(http, p) for p in procs)
+        a, b = (Client(http, p) for p in procs)
         key = await enable(a)
         call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                 "params": {"name": "search_contacts", "arguments": {"query": "ada"}}}
