@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -10,6 +9,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from settings_api.problems import FieldError
+from simulator.canonical import finite_json
 
 # MCP 2025-11-25: tool names are 1-128 characters of A-Z a-z 0-9 _ - .
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -40,7 +40,7 @@ def normalize_tools(
             errors.append(FieldError(f"{where}.name", f"duplicate tool name {name!r}"))
         else:
             seen.add(name)
-        if not _finite(tool):
+        if not finite_json(tool):
             errors.append(FieldError(where, "contains a number JSON cannot carry (NaN or out "
                                             "of range)"))
         tool = dict(tool)
@@ -52,20 +52,6 @@ def normalize_tools(
                     errors.append(FieldError(f"{where}.{key}", problem))
         result.append(tool)
     return result, errors
-
-
-def _finite(value: Any) -> bool:
-    """No NaN/Infinity anywhere (they would be written back out as invalid JSON)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return False
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return True
 
 
 def _schema_problem(schema: Any) -> str | None:

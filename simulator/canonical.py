@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Mapping
 from typing import Any
 
 _HASH_SEP = b"\x00"
@@ -112,3 +113,17 @@ class Seeded:
 def fingerprint(text: str) -> bytes:
     """A short digest of a JSON text, for cache keys."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def finite_json(value: Any) -> bool:
+    """No NaN or Infinity anywhere in `value` (they would be written back out as invalid JSON)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True

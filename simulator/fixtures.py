@@ -12,13 +12,12 @@ matches every call: a default. The first matching rule wins.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from simulator.canonical import json_equal
+from simulator.canonical import finite_json, json_equal
 from simulator.validation import FieldProblem, argument_problems, compile_schema, format_path
 
 MAX_RULES = 100
@@ -132,19 +131,6 @@ def _rule_body(rule: Rule) -> dict[str, Any]:
     return out
 
 
-def _finite(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return False
-        if isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return True
-
-
 def _parse_rule(raw: Any, where: str, output_schema: Any, problems: list[FieldProblem]
                 ) -> Rule | None:
     if not isinstance(raw, Mapping):
@@ -161,7 +147,7 @@ def _parse_rule(raw: Any, where: str, output_schema: Any, problems: list[FieldPr
         match = {}
     if not isinstance(match, Mapping):
         problems.append(FieldProblem(f"{where}.match", "must be an object"))
-    elif not _finite(match):
+    elif not finite_json(match):
         problems.append(FieldProblem(f"{where}.match", "contains a number JSON cannot carry"))
     latency = raw.get("latencyMs", 0)
     if latency is None:
@@ -219,7 +205,7 @@ def _parse_result(result: Any, where: str, output_schema: Any, problems: list[Fi
                 "is required: the tool declares an outputSchema (or set isError: true)"))
         elif structured is not None:
             _check_structured(structured, f"{where}.structuredContent", output_schema, problems)
-    if not _finite(result):
+    if not finite_json(result):
         problems.append(FieldProblem(where, "contains a number JSON cannot carry (NaN or "
                                             "Infinity)"))
     if len(problems) > before:
@@ -284,7 +270,7 @@ def _parse_error(error: Any, where: str, problems: list[FieldProblem]) -> Simula
     elif len(message) > MAX_MESSAGE_CHARS:
         problems.append(FieldProblem(f"{where}.message",
                                      f"must be at most {MAX_MESSAGE_CHARS} characters"))
-    if not _finite(error.get("data")):
+    if not finite_json(error.get("data")):
         problems.append(FieldProblem(f"{where}.data", "contains a number JSON cannot carry"))
     if len(problems) > before:
         return None

@@ -30,7 +30,6 @@ TOOLS = [
                                                 "properties": {"query": {"type": "string"}}}},
     {"name": "create_contact", "inputSchema": {"type": "object"}},
 ]
-LEGACY = "2025-11-25"
 
 
 
