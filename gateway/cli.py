@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -63,6 +64,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+async def _freeze_startup_objects(_: web.Application) -> None:
+    # Everything allocated at start-up (modules, schemas, compiled validators) lives for the
+    # whole process: keep it out of the collector's way, so collections under load stay short.
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         if settings.redis_url is None:
@@ -85,6 +93,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                  "postgres" if settings.uses_postgres else "sqlite")
 
     app.on_startup.append(announce)
+    app.on_startup.append(_freeze_startup_objects)
     use_fast_event_loop()
     # handler_cancellation: a client that hangs up stops its request's work (upstream calls
     # included) instead of leaving it running; transactions roll back on cancellation.
