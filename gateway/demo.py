@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.example_upstream import ExampleUpstream
-from gateway.server import build_app, use_fast_event_loop
+from gateway.server import bind_socket, build_app, use_fast_event_loop
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
 from settings_api.store import StoreError
@@ -95,20 +95,6 @@ def demo_settings(env: Mapping[str, str], public_base: str) -> Settings:
     if not values.get("MCPGW_PUBLIC_URL", "").strip():
         values["MCPGW_PUBLIC_URL"] = public_base
     return load_settings(values)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) (port 0 = a free one), not listening yet."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def http_base(sock: socket.socket) -> str:

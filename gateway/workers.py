@@ -50,7 +50,7 @@ from aiohttp import web
 
 from gateway.health import DRAIN
 from gateway.observability.logs import configure_logging
-from gateway.server import build_app, use_fast_event_loop
+from gateway.server import bind_socket, build_app, use_fast_event_loop
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.store import StoreError, create_store
@@ -87,21 +87,6 @@ async def _migrate(settings: Settings) -> list[int]:
         return await store.migrate()
     finally:
         await store.close()
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """A bound, non-listening SO_REUSEPORT socket on (host, port): the workers join it."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 @dataclass(slots=True)
@@ -271,7 +256,7 @@ def run_workers(settings: Settings, *, host: str, port: int, role: str, workers:
     if applied:
         log.info("applied migrations %s", applied)
     try:
-        reservation = reserve_port(host, port)
+        reservation = bind_socket(host, port, reuse_port=True)  # the workers join it
     except OSError as exc:
         print(f"mcp-gateway: cannot listen on {host}:{port} ({exc.strerror or exc})",
               file=sys.stderr)
