@@ -306,6 +306,34 @@ async def test_concurrent_checks_are_coalesced(redis_client: Redis, prefix: str,
     assert all(d.retry_after_s > 0 for d in decisions if not d.allowed)
     assert limiter.round_trips - trips_before == 1
     assert len(count_writes) == 1
+    assert limiter.script_calls == 2  # warm-up, then one for all 200 checks of one key
+
+
+async def test_a_tick_makes_one_script_call_per_key_with_sequential_answers(
+        redis_client: Redis, prefix: str) -> None:
+    """Checks of several keys, sessions and kinds in one tick answer exactly as the same
+    checks made one at a time."""
+    spec = limits(call=(SLOW, 3), req=(SLOW, 5))
+    checks = [("a", True, None), ("b", False, "s1"), ("a", False, "gone"), ("a", True, "live"),
+              ("b", True, None), ("a", True, "gone"), ("a", False, None), ("a", True, None),
+              ("a", False, "live"), ("b", False, "s1"), ("a", False, None)]
+    expires_at = time.time() + 60
+
+    together = RedisLimiter(redis_client, spec, prefix=prefix + "-together")
+    await together.end_session("a", "gone", expires_at)
+    calls, trips = together.script_calls, together.round_trips
+    got = await asyncio.gather(*[together.check(k, tools_call=t, session_id=s)
+                                 for k, t, s in checks])
+    assert (together.script_calls - calls, together.round_trips - trips) == (2, 1)
+
+    alone = RedisLimiter(redis_client, spec, prefix=prefix + "-alone")
+    await alone.end_session("a", "gone", expires_at)
+    want = [await alone.check(k, tools_call=t, session_id=s) for k, t, s in checks]
+    assert alone.script_calls - calls == len(checks)
+    summary = [(d.allowed, d.limit, d.remaining, d.session_revoked) for d in want]
+    assert [(d.allowed, d.limit, d.remaining, d.session_revoked) for d in got] == summary
+    assert not all(d.allowed for d in got)  # "a" ran out: refusals are in the comparison
+    assert [d.session_revoked for d in got] == [s == "gone" for _, _, s in checks]
 
 
 async def test_batches_grow_while_round_trips_are_in_flight(redis_client: Redis,

@@ -1,8 +1,8 @@
-"""Redis limiter: both buckets and the session denylist in one atomic Lua script per check,
-and concurrent checks coalesced into one pipelined round trip.
+"""Redis limiter: both buckets and the session denylist in one atomic Lua script, and
+concurrent checks coalesced into one script call per key and one round trip per tick.
 
-Key layout (every key of one check shares the hash tag ``{<key_id>}``, so a check touches a
-single Redis Cluster slot)::
+Key layout (every key of one call shares the hash tag ``{<key_id>}``, so a script call
+touches a single Redis Cluster slot)::
 
     <prefix>:rl:{<key_id>}:req      hash {tk: tokens, ts: server time in µs}  all-requests bucket
     <prefix>:rl:{<key_id>}:call     hash {tk, ts}                             tools/call bucket
@@ -12,14 +12,15 @@ single Redis Cluster slot)::
 Bucket hashes carry a PEXPIRE of their time to refill fully: an idle key vanishes exactly when
 it would be full again, which is what a missing key means.
 
-Coalescing: `check` queues its EVALSHA and, once per event-loop tick, the queue is written as
-one pipelined batch on one pooled connection and the replies are read in order (one round trip
-for the whole batch, no MULTI). Redis runs each script atomically, one after another, so every
-check keeps exactly the semantics of an individual call. While `max_inflight` batches are on
-the wire, new checks wait for the next batch, so batches grow with load instead of round trips.
-On NOSCRIPT (script cache flushed, failover to a fresh server) the script is loaded again and
-only the affected calls are re-sent (SCRIPT LOAD + their EVALSHAs, one more round trip); a
-NOSCRIPT reply means the script did not run, so nothing is charged twice.
+Coalescing: `check` queues its request and, once per event-loop tick, the queue is grouped by
+key: one EVALSHA per key answers that key's checks in arrival order, each exactly as its own
+call at the same instant would (Redis runs a script atomically, so no other replica's check
+lands between them). The EVALSHAs of all keys are written as one pipelined batch on one pooled
+connection and their replies read in order (one round trip, no MULTI). While `max_inflight`
+batches are on the wire, new checks wait for the next batch, so batches grow with load instead
+of round trips. On NOSCRIPT (script cache flushed, failover to a fresh server) the script is
+loaded again and only the affected calls are re-sent (SCRIPT LOAD + their EVALSHAs, one more
+round trip); a NOSCRIPT reply means the script did not run, so nothing is charged twice.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -37,20 +39,21 @@ from gateway.ratelimit.buckets import EPSILON, Limits, session_digest
 
 # A transcription of gateway.ratelimit.buckets (refill, check, charge, figures); keep in step.
 SCRIPT = """
--- KEYS[1] request bucket, KEYS[2] tools/call bucket, KEYS[3] (optional) ended-session marker
--- ARGV[1..4] request rate/s, request burst, call rate/s, call burst; ARGV[5] '1' = tools/call
--- -> 'allowed limit remaining reset_ms retry_after_ms session_revoked' (the tighter bucket;
---    one bulk string is far cheaper for the Python client to parse than an array)
+-- One key's checks, in order, as if each were its own call at the same instant.
+-- KEYS[1] request bucket, KEYS[2] tools/call bucket, KEYS[3..] ended-session markers
+-- ARGV[1..4] request rate/s, request burst, call rate/s, call burst
+-- ARGV[5..] one per check: 'c' (tools/call) or 'p' (any other request), then the index in
+--           KEYS of the check's session marker, if it has one ('c3')
+-- -> one line per check, 'allowed limit remaining reset_ms retry_after_ms session_revoked'
+--    (the tighter bucket's figures; one bulk string is far cheaper for the Python client to
+--    parse than nested arrays)
 local EPS = __EPSILON__
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = 1
-if ARGV[5] == '1' then n = 2 end
-local rate, burst, tokens = {}, {}, {}
-local allowed = true
-for i = 1, n do
-  rate[i] = tonumber(ARGV[2 * i - 1])
-  burst[i] = tonumber(ARGV[2 * i])
+local rate = {tonumber(ARGV[1]), tonumber(ARGV[3])}
+local burst = {tonumber(ARGV[2]), tonumber(ARGV[4])}
+local tokens, charged = {}, {false, false}
+local function load(i)
   local state = redis.call('HMGET', KEYS[i], 'tk', 'ts')
   local tk = burst[i]
   if state[1] and state[2] then
@@ -59,32 +62,55 @@ for i = 1, n do
     tk = math.min(burst[i], tonumber(state[1]) + elapsed * rate[i] / 1000000)
   end
   tokens[i] = tk
-  if tk < 1 - EPS then allowed = false end
 end
-local limit, remaining, reset_ms, retry_ms = 0, -1, 0, 0
-for i = 1, n do
-  local tk = tokens[i]
-  if allowed then
-    tk = math.max(0, tk - 1)
-    local ttl = math.ceil((burst[i] - tk) / rate[i] * 1000)
+local revoked_at = {}
+local out = {}
+for c = 5, #ARGV do
+  local spec = ARGV[c]
+  local n = 1
+  if string.sub(spec, 1, 1) == 'c' then n = 2 end
+  local allowed = true
+  for i = 1, n do
+    if tokens[i] == nil then load(i) end
+    if tokens[i] < 1 - EPS then allowed = false end
+  end
+  local limit, remaining, reset_ms, retry_ms = 0, -1, 0, 0
+  for i = 1, n do
+    local tk = tokens[i]
+    if allowed then
+      tk = math.max(0, tk - 1)
+      tokens[i] = tk
+      charged[i] = true
+    elseif tk < 1 - EPS then
+      local wait = math.ceil((1 - tk) / rate[i] * 1000)
+      if wait > retry_ms then retry_ms = wait end
+    end
+    local left = math.floor(tk + EPS)
+    local reset = math.ceil((burst[i] - tk) / rate[i] * 1000)
+    if remaining < 0 or left < remaining or (left == remaining and reset > reset_ms) then
+      limit, remaining, reset_ms = burst[i], left, reset
+    end
+  end
+  local revoked = 0
+  if #spec > 1 then
+    local k = tonumber(string.sub(spec, 2))
+    if revoked_at[k] == nil then revoked_at[k] = redis.call('EXISTS', KEYS[k]) end
+    revoked = revoked_at[k]
+  end
+  local ok = 0
+  if allowed then ok = 1 end
+  out[#out + 1] = string.format('%d %d %d %d %d %d', ok, limit, remaining, reset_ms,
+                                retry_ms, revoked)
+end
+for i = 1, 2 do
+  if charged[i] then
+    local ttl = math.ceil((burst[i] - tokens[i]) / rate[i] * 1000)
     if ttl < 1 then ttl = 1 end
-    redis.call('HSET', KEYS[i], 'tk', tk, 'ts', now)
+    redis.call('HSET', KEYS[i], 'tk', tokens[i], 'ts', now)
     redis.call('PEXPIRE', KEYS[i], ttl)
-  elseif tk < 1 - EPS then
-    local wait = math.ceil((1 - tk) / rate[i] * 1000)
-    if wait > retry_ms then retry_ms = wait end
-  end
-  local left = math.floor(tk + EPS)
-  local reset = math.ceil((burst[i] - tk) / rate[i] * 1000)
-  if remaining < 0 or left < remaining or (left == remaining and reset > reset_ms) then
-    limit, remaining, reset_ms = burst[i], left, reset
   end
 end
-local revoked = 0
-if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 1 then revoked = 1 end
-local ok = 0
-if allowed then ok = 1 end
-return string.format('%d %d %d %d %d %d', ok, limit, remaining, reset_ms, retry_ms, revoked)
+return table.concat(out, '\\n')
 """.replace("__EPSILON__", repr(EPSILON))
 
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
@@ -94,16 +120,26 @@ Command = tuple[bytes | str, ...]
 _SCRIPT_LOAD: Command = ("SCRIPT", "LOAD", SCRIPT)
 
 
+@dataclass(slots=True)
+class _Check:
+    key_id: str
+    tools_call: bool
+    session_id: str | None
+    future: asyncio.Future[bytes]
+
+
 class RedisLimiter:
     """`RateLimiter` on Redis, exact across replicas. Redis errors propagate (see
     `FailoverLimiter`); every round trip is bounded by `timeout_s`. The client belongs to the
     caller: `close` does not close it.
 
-    The hot path sends a batch of EVALSHAs over one pooled connection, encoded by redis-py's
-    own `pack_commands` and read back with `read_response`: far less client CPU per check than
-    redis-py's `Pipeline` (about 29 µs) or a lone `evalsha` (70-80 µs).
-    Client-side retries do not apply to it (a lost reply must not charge a bucket twice); a
-    failed batch fails its checks, which `FailoverLimiter` answers.
+    The hot path groups the checks queued in one event-loop tick by API key and sends one
+    EVALSHA per key, all pipelined over one pooled connection, encoded by redis-py's own
+    `pack_commands` and read back with `read_response`: N concurrent requests of one key cost
+    one command to encode and one reply to parse, where redis-py's `Pipeline` costs about
+    29 µs per check and a lone `evalsha` 70-80 µs. Client-side retries do not apply to it (a
+    lost reply must not charge a bucket twice); a failed batch fails its checks, which
+    `FailoverLimiter` answers.
     """
 
     def __init__(self, client: Redis, limits: Limits, *, prefix: str = "mcpgw",
@@ -117,17 +153,15 @@ class RedisLimiter:
         self._max_batch = max_batch
         self._max_inflight = max_inflight
         req, call = limits.request, limits.call
-        argv = (repr(float(req.rate_per_s)), str(req.burst), repr(float(call.rate_per_s)),
-                str(call.burst))
-        # EVALSHA sha numkeys req call [session] rate burst rate burst flag
-        self._tail_call = (*argv, "1")
-        self._tail_plain = (*argv, "0")
-        self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._argv = (repr(float(req.rate_per_s)), str(req.burst), repr(float(call.rate_per_s)),
+                      str(call.burst))
+        self._pending: list[_Check] = []
         self._scheduled = False
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        # Statistics (metrics and tests): script calls made, round trips used for them.
+        # Statistics (metrics and tests): checks answered, script calls and round trips used.
         self.checks = 0
+        self.script_calls = 0
         self.round_trips = 0
 
     # Key layout -------------------------------------------------------------------------
@@ -138,28 +172,37 @@ class RedisLimiter:
     def session_key(self, key_id: str, session_id: str) -> str:
         return f"{self.prefix}:sess:{{{key_id}}}:{session_digest(session_id)}"
 
-    def _command(self, key_id: str, tools_call: bool, session_id: str | None) -> Command:
-        req, call = self.bucket_keys(key_id)
-        tail = self._tail_call if tools_call else self._tail_plain
-        if session_id is None:
-            return ("EVALSHA", SCRIPT_SHA, "2", req, call, *tail)
-        return ("EVALSHA", SCRIPT_SHA, "3", req, call, self.session_key(key_id, session_id),
-                *tail)
+    def _command(self, key_id: str, checks: list[_Check]) -> Command:
+        """One EVALSHA answering `checks` (all of `key_id`) in order."""
+        keys = list(self.bucket_keys(key_id))
+        sessions: dict[str, int] = {}
+        specs: list[str] = []
+        for check in checks:
+            flag = "c" if check.tools_call else "p"
+            if check.session_id is None:
+                specs.append(flag)
+                continue
+            index = sessions.get(check.session_id)
+            if index is None:
+                keys.append(self.session_key(key_id, check.session_id))
+                index = sessions[check.session_id] = len(keys)  # Lua counts from 1
+            specs.append(f"{flag}{index}")
+        return ("EVALSHA", SCRIPT_SHA, str(len(keys)), *keys, *self._argv, *specs)
 
     # RateLimiter --------------------------------------------------------------------------
 
     async def check(self, key_id: str, *, tools_call: bool,
                     session_id: str | None = None) -> Decision:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((self._command(key_id, tools_call, session_id), future))
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._pending.append(_Check(key_id, tools_call, session_id, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._launch)
         allowed, limit, remaining, reset_ms, retry_ms, revoked = (await future).split()
-        return Decision(allowed=allowed in (b"1", "1"), limit=int(limit),
-                        remaining=int(remaining), reset_s=int(reset_ms) / 1000,
-                        retry_after_s=int(retry_ms) / 1000, session_revoked=revoked in (b"1", "1"))
+        return Decision(allowed=allowed == b"1", limit=int(limit), remaining=int(remaining),
+                        reset_s=int(reset_ms) / 1000, retry_after_s=int(retry_ms) / 1000,
+                        session_revoked=revoked == b"1")
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         expires_at_ms = math.ceil(expires_at_s * 1000)
@@ -195,30 +238,45 @@ class RedisLimiter:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._launch)
 
-    async def _flush(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    async def _flush(self, batch: list[_Check]) -> None:
+        groups: dict[str, list[_Check]] = {}
+        for check in batch:
+            group = groups.get(check.key_id)
+            if group is None:
+                groups[check.key_id] = [check]
+            else:
+                group.append(check)
         try:
             async with asyncio.timeout(self.timeout_s):
-                replies = await self._run([command for command, _ in batch])
+                replies = await self._run([self._command(key_id, checks)
+                                           for key_id, checks in groups.items()])
         except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
+            for check in batch:
+                check.future.cancel()
             raise
         except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for check in batch:
+                if not check.future.done():
+                    check.future.set_exception(exc)
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # the caller went away
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        self.checks += len(batch)
+        for checks, reply in zip(groups.values(), replies, strict=True):
+            if isinstance(reply, str):  # a client made with decode_responses=True
+                reply = reply.encode()
+            lines = reply.split(b"\n") if isinstance(reply, bytes) else []
+            for index, check in enumerate(checks):
+                future = check.future
+                if future.done():  # the caller went away
+                    continue
+                if index < len(lines):
+                    future.set_result(lines[index])
+                else:
+                    future.set_exception(reply if isinstance(reply, Exception) else
+                                         ResponseError(f"unexpected limiter reply {reply!r}"))
 
     async def _run(self, commands: list[Command]) -> list[Any]:
         """Every command's reply (or its error reply), in one round trip; two after NOSCRIPT."""
-        self.checks += len(commands)
+        self.script_calls += len(commands)
         replies = await self._round_trip(commands)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
