@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 IntegrationKey = tuple[str, str]
+_MISS: Any = object()  # no servable entry
 
 
 @dataclass(slots=True)
@@ -129,12 +130,16 @@ class GatewayCache:
         if not raw_key:
             raise AuthFailure("missing", "send the API key as 'Authorization: Bearer <key>' "
                                          "or 'X-API-Key: <key>'")
-        try:
-            keys.check_format(raw_key)
-        except keys.InvalidKeyFormat as exc:
-            raise AuthFailure("malformed", str(exc)) from None
         key_hash = keys.hash_key(raw_key)
-        entry = await self._cached(self._keys, key_hash, lambda: self._load_key(key_hash))
+        entry = self._fresh(self._keys, key_hash)
+        if entry is _MISS:
+            # Only keys that passed this check are ever looked up and cached, so a cached
+            # hash needs no second check.
+            try:
+                keys.check_format(raw_key)
+            except keys.InvalidKeyFormat as exc:
+                raise AuthFailure("malformed", str(exc)) from None
+            entry = await self._cached(self._keys, key_hash, lambda: self._load_key(key_hash))
         if entry is None:
             raise AuthFailure("unknown", "unknown API key")
         if entry.revoked:
@@ -144,7 +149,11 @@ class GatewayCache:
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
         key = (tenant, integration)
-        return await self._cached(self._views, key, lambda: self._load_view(tenant, integration))
+        view = self._fresh(self._views, key)
+        if view is _MISS:
+            view = await self._cached(self._views, key,
+                                      lambda: self._load_view(tenant, integration))
+        return view
 
     # invalidation --------------------------------------------------------------------------
     async def apply(self, change: Change) -> None:
@@ -172,18 +181,28 @@ class GatewayCache:
             self._last_used.setdefault(key_id, at)
 
     # internals -----------------------------------------------------------------------------
-    async def _cached(self, lru: _Lru[T], key: Any, loader: Callable[[], Awaitable[T]]) -> T:
+    def _fresh(self, lru: _Lru[T], key: Any) -> Any:
+        """The entry's value when it may be served without asking the store, else `_MISS`
+        (a warm request stays synchronous here)."""
         entry = lru.get(key)
+        if entry is None:
+            return _MISS
         now = time.monotonic()
-        if entry is not None:
-            age = now - entry.loaded_at
-            ttl = self.ttl_s if self.subscribed else self.degraded_ttl_s
-            if entry.value is None:
-                ttl = min(ttl, self.negative_ttl_s)
-            if age < ttl or (entry.value is not None and now < self._store_retry_at):
-                self.hits += 1
-                metrics.cache_lookup(lru.kind, hit=True)
-                return entry.value
+        ttl = self.ttl_s if self.subscribed else self.degraded_ttl_s
+        if entry.value is None:
+            ttl = min(ttl, self.negative_ttl_s)
+        if now - entry.loaded_at < ttl or (entry.value is not None
+                                           and now < self._store_retry_at):
+            self.hits += 1
+            metrics.cache_lookup(lru.kind, hit=True)
+            return entry.value
+        return _MISS
+
+    async def _cached(self, lru: _Lru[T], key: Any, loader: Callable[[], Awaitable[T]]) -> T:
+        value = self._fresh(lru, key)
+        if value is not _MISS:
+            return value  # type: ignore[no-any-return]
+        entry = lru.get(key)
         self.misses += 1
         metrics.cache_lookup(lru.kind, hit=False)
         try:

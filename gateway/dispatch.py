@@ -9,7 +9,8 @@ argument. jsonrpcserver's avoidable per-call work is removed (performance.md):
   per-call `inspect.signature(...)` is a lookup (its `.bind` still runs, and cannot fail for
   an object `params`: unknown fields land in `**params` and are ignored);
 - a single message is awaited through `dispatch_request` directly: no `asyncio.gather`, so no
-  task per request (only 2025-03-26 batches gather their members).
+  task per request (only 2025-03-26 batches gather their members); with object params (or
+  none), through its `call` directly: the signature check cannot fail for them.
 
 Method errors: `RpcError` and the executors' `ToolCallError` become their JSON-RPC errors; any
 other exception is logged and answered with -32603 and a generic message (never its text).
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from jsonrpcserver import Success
-from jsonrpcserver.async_dispatcher import dispatch_request
+from jsonrpcserver.async_dispatcher import call, dispatch_request
 from jsonrpcserver.dispatcher import create_request, to_response
 from jsonrpcserver.exceptions import JsonRpcError
 from jsonrpcserver.methods import Method, Methods
@@ -282,7 +283,13 @@ async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str
     methods = MODERN_METHODS if ctx.era is Era.MODERN else LEGACY_METHODS
     request = create_request(message)
     try:
-        _, result = await dispatch_request(methods, ctx, request)
+        method = methods.get(request.method)
+        if method is not None and (isinstance(request.params, dict) or not request.params):
+            # What dispatch_request does, minus its signature check: `run(ctx, /, **params)`
+            # accepts any object's members and no params at all, so it cannot fail.
+            result = await call(request, ctx, method)
+        else:
+            _, result = await dispatch_request(methods, ctx, request)
         if request.id is NOID:
             return None
         return to_serializable_one(to_response(request, result))  # type: ignore[no-any-return]

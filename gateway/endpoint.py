@@ -263,10 +263,14 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
     """The body, or None when it exceeds `limit` (never more than limit+1 bytes read)."""
     if request.content_length is not None and request.content_length > limit:
         return None
+    content = request.content
+    if content.is_eof():  # already all here (the usual small POST): no read loop
+        raw = content.read_nowait()
+        return None if len(raw) > limit else raw
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(limit + 1 - size)
+        chunk = await content.read(limit + 1 - size)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

@@ -111,13 +111,16 @@ class Simulator:
     """Answers `tools/call` for the testUrl. Thread-safe; keep one per process.
 
     Caches (bounded LRUs): compiled tools by a digest of their schemas (key order included:
-    generated objects follow the schema's declared order), and per call the argument verdict
+    generated objects follow the schema's declared order) and by the tool object itself (so a
+    tool mapping must not be changed in place once simulated), and per call the argument verdict
     and the generated result (results above 16 KiB are regenerated instead: same bytes)."""
 
     def __init__(self, *, result_cache_size: int = 2048, tool_cache_size: int = 512,
                  max_attempts: int = 8) -> None:
         self.max_attempts = max_attempts
         self._tools: LRU[bytes, _ToolPlan] = LRU(tool_cache_size)
+        self._by_identity: LRU[int, tuple[Mapping[str, Any], _ToolPlan]] = LRU(
+            tool_cache_size)
         self._results: LRU[tuple[Any, ...], _Entry] = LRU(result_cache_size)
 
     # ---- public --------------------------------------------------------------------------
@@ -170,11 +173,23 @@ class Simulator:
 
     def clear(self) -> None:
         self._tools.clear()
+        self._by_identity.clear()
         self._results.clear()
 
     # ---- steps ---------------------------------------------------------------------------
 
     def _plan(self, tool: Mapping[str, Any]) -> _ToolPlan:
+        # The same tool object again (a gateway view's tools are never mutated): no need to
+        # serialize its schemas to find its plan. The entry holds the tool, so its id cannot
+        # be reused by another object while the entry lives.
+        held = self._by_identity.get(id(tool))
+        if held is not None and held[0] is tool:
+            return held[1]
+        plan = self._plan_by_schemas(tool)
+        self._by_identity.put(id(tool), (tool, plan))
+        return plan
+
+    def _plan_by_schemas(self, tool: Mapping[str, Any]) -> _ToolPlan:
         key = fingerprint(ordered_json([tool.get("inputSchema", DEFAULT_INPUT_SCHEMA),
                                         tool.get("outputSchema")]))
         plan = self._tools.get(key)

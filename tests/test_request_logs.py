@@ -20,9 +20,12 @@ from processes import GatewayProcess
 
 from gateway.observability.logs import (
     ACCESS_LOGGER,
+    REQUEST_ID_VAR,
+    BufferedStderrHandler,
     JsonFormatter,
     TextFormatter,
     configure_logging,
+    log_fields,
 )
 from settings_api import keys
 
@@ -198,6 +201,36 @@ def test_configure_logging_renders_every_record_as_json() -> None:
         root.setLevel(saved[1])
     [line] = stream.getvalue().splitlines()
     assert json.loads(line)["msg"] == "disk 93% full"
+
+
+def test_request_lines_written_directly_match_the_logging_path() -> None:
+    """Under `serve`'s setup the request line skips LogRecord; it must be the same line, and
+    any other handler (a capture, a filter) puts it back on the logging path."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    access = logging.getLogger(ACCESS_LOGGER)
+    fields = {"status": 200, "path": "/v1/\udcff", "tenant": "acme", "n": None}
+    try:
+        handler = configure_logging("INFO", "json")
+        assert isinstance(handler, BufferedStderrHandler)
+        handler.stream = io.StringIO()
+        token = REQUEST_ID_VAR.set("req-1")
+        log_fields(access, "request", fields)  # direct
+        captured = io.StringIO()
+        extra = logging.StreamHandler(captured)
+        access.addHandler(extra)
+        log_fields(access, "request", fields)  # through logging: both handlers see it
+        access.removeHandler(extra)
+        REQUEST_ID_VAR.reset(token)
+        direct, logged = handler.stream.getvalue().splitlines()
+        assert captured.getvalue() == "request\n"
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    first, second = json.loads(direct), json.loads(logged)
+    assert first.pop("ts")[:10] == second.pop("ts")[:10]
+    assert first == second == {"level": "INFO", "logger": ACCESS_LOGGER, "msg": "request",
+                               "request_id": "req-1", **fields}
 
 
 def test_serve_writes_json_lines_and_no_aiohttp_access_log(tmp_path: Path) -> None:

@@ -34,12 +34,12 @@ _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))  # ASCII-only ou
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    whole = int(record.created)
+def _timestamp(created: float, msecs: float) -> str:
+    whole = int(created)
     if _second[0] != whole:
         _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second[0] = whole
-    return f"{_second[1]}.{int(record.msecs):03d}Z"
+    return f"{_second[1]}.{int(msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,11 +49,8 @@ class JsonFormatter(logging.Formatter):
     (a lone surrogate from a request path) is written as ASCII-only JSON instead."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {"ts": _timestamp(record), "level": record.levelname,
-                               "logger": record.name, "msg": record.getMessage()}
-        request_id = REQUEST_ID_VAR.get()
-        if request_id is not None:
-            doc["request_id"] = request_id
+        doc = _head(_timestamp(record.created, record.msecs), record.levelname, record.name,
+                    record.getMessage(), REQUEST_ID_VAR.get())
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(fields)
@@ -64,10 +61,22 @@ class JsonFormatter(logging.Formatter):
             doc["exc"] = record.exc_text
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
-        try:
-            return orjson.dumps(doc, default=str).decode()
-        except TypeError:  # lone surrogates (from a request path) and other oddities
-            return _ENCODER.encode(doc)
+        return _json_line(doc)
+
+
+def _head(ts: str, level: str, logger: str, msg: str, request_id: str | None
+          ) -> dict[str, Any]:
+    doc: dict[str, Any] = {"ts": ts, "level": level, "logger": logger, "msg": msg}
+    if request_id is not None:
+        doc["request_id"] = request_id
+    return doc
+
+
+def _json_line(doc: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(doc, default=str).decode()
+    except TypeError:  # lone surrogates (from a request path) and other oddities
+        return _ENCODER.encode(doc)
 
 
 class TextFormatter(logging.Formatter):
@@ -139,10 +148,55 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
+def log_fields(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
+    """`logger.info(msg, extra={"fields": fields})`, for the per-request line.
+
+    When the record would only reach the JSON handler `configure_logging` installed (no
+    filters, no other handler: the `serve` setup), the line is written straight to it, the
+    same bytes without a LogRecord; otherwise (tests' capture handlers, the text format) the
+    record goes through `logging` as usual."""
+    handler = _direct_json_handler(logger)
+    if handler is None:
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, (), None,
+                                        extra={"fields": fields}))
+        return
+    now = time.time()
+    doc = _head(_timestamp(now, (now - int(now)) * 1000), "INFO", logger.name, msg,
+                REQUEST_ID_VAR.get())
+    doc.update(fields)
+    line = _json_line(doc) + handler.terminator
+    with handler.lock:  # type: ignore[union-attr]  # createLock() made it in __init__
+        handler.stream.write(line)
+
+
+_configured: list[logging.Handler] = []  # the handler configure_logging installed, if any
+
+
+def _direct_json_handler(logger: logging.Logger) -> BufferedStderrHandler | None:
+    if not _configured or not logger.isEnabledFor(logging.INFO):
+        return None
+    handler = _configured[0]
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.root:
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    root = logging.root
+    if (root.filters or len(root.handlers) != 1 or root.handlers[0] is not handler
+            or handler.filters or handler.level > logging.INFO
+            or not isinstance(handler, BufferedStderrHandler)
+            or type(handler.formatter) is not JsonFormatter):
+        return None
+    return handler
+
+
 def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> logging.Handler:
     """Route every record of the process to `stream` (default: buffered stderr) in `fmt`
     ("json" | "text"), replacing the root logger's handlers. Returns the handler."""
+    # No format here shows thread or process names: skip looking them up for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream) if stream is not None else BufferedStderrHandler()
     handler.setFormatter(formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    _configured[:] = [handler]
     return handler

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.observability import metrics
-from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR
+from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR, log_fields
 from gateway.ratelimit.auth_failures import client_address
 from settings_api.http import REQUEST_ID, SETTINGS, Handler
 
@@ -160,9 +160,7 @@ def _record(request: web.Request, endpoint: str, route: str, status: int,
         if mcp:
             fields["rpc_method"] = (rpc_method[:MAX_LOGGED_RPC_METHOD]
                                     if rpc_method is not None else None)
-    # As access_log.info("request", extra=…), minus the caller lookup (a stack walk).
-    access_log.handle(access_log.makeRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request",
-                                            (), None, extra={"fields": fields}))
+    log_fields(access_log, "request", fields)
 
 
 def _client(request: web.Request) -> str | None:

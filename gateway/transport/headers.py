@@ -11,6 +11,7 @@ Values that are not plain header-safe ASCII travel as `=?base64?{base64 of UTF-8
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -230,6 +231,7 @@ def _short(text: str, limit: int = 80) -> str:
 
 # --- Accept ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=256)  # clients send a handful of distinct Accept values
 def accepted_types(accept: str | None) -> tuple[bool, bool]:
     """(accepts application/json, accepts text/event-stream) for an `Accept` header.
     No header accepts JSON only."""
