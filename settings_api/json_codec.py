@@ -3,13 +3,15 @@ library wherever it might not.
 
 orjson parses and serializes several times faster (measured in bench/run.py's profile). It
 refuses a few inputs the standard library takes or handles differently: integers beyond 64
-bits, lone surrogates, nesting past 1024 levels, NaN. Those are rare, so every refusal simply
+bits (which it reads as floats: those bodies are sent to the standard library), lone
+surrogates, nesting past 1024 levels, NaN. Those are rare, so every refusal simply
 falls back to the standard library, and callers keep their exact error handling and messages.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 import orjson
@@ -17,10 +19,20 @@ import orjson
 NOT_PARSED: Final = object()  # `fast_loads` could not decide: use the standard library
 
 
+# orjson reads an integer beyond 64 bits as a float, silently (42 digits of an id would lose
+# all but 17): a body with a run of 19 digits anywhere (strings included: a cheap test that
+# may only send a harmless body the slow way) is left to the standard library.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def fast_loads(raw: bytes | str) -> Any:
-    """The parsed value, or NOT_PARSED when orjson refuses `raw` (valid or not)."""
+    """The parsed value, or NOT_PARSED when orjson refuses `raw` (valid or not) or might
+    answer differently from the standard library."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _LONG_DIGITS.search(data):
+        return NOT_PARSED
     try:
-        return orjson.loads(raw)
+        return orjson.loads(data)
     except orjson.JSONDecodeError:
         return NOT_PARSED
 

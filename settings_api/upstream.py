@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from settings_api.json_codec import NOT_PARSED, fast_loads
+
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "LATEST_PROTOCOL_VERSION",
@@ -605,6 +607,9 @@ def _reject_constant(name: str) -> Any:
 
 
 def _parse_json(raw: bytes) -> Any:
+    value = fast_loads(raw)
+    if value is not NOT_PARSED:
+        return value
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors

@@ -21,6 +21,7 @@ from gateway.transport.limits import (
     MAX_TOOL_ARGUMENTS_DEPTH,
 )
 from settings_api.http import SETTINGS
+from settings_api.json_codec import NOT_PARSED, fast_loads
 from settings_api.json_limits import too_deep
 
 MODERN = "2026-07-28"
@@ -273,3 +274,13 @@ async def test_oversized_headers_are_a_plain_400_and_the_server_stays_up(
         assert resp.status == 200
     status, body = await post(client, key, {"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert (status, body["result"]) == (200, {})
+
+
+@pytest.mark.parametrize("text", ["123456789012345678901234567890", "-9223372036854775809",
+                                  "18446744073709551616", '{"id": 99999999999999999999}'])
+def test_fast_json_never_turns_big_integers_into_floats(text: str) -> None:
+    """orjson reads integers past 64 bits as floats; those bodies must take the slow path,
+    which keeps them exact (an id or argument is echoed as sent)."""
+    assert fast_loads(text.encode()) is NOT_PARSED
+    assert fast_loads(b'{"n": 184467440737095516, "s": "x"}') == {
+        "n": 184467440737095516, "s": "x"}

@@ -297,9 +297,24 @@ class UpstreamPool:
             logger.debug("upstream session DELETE failed: %s", type(exc).__name__)
 
 
+_FINGERPRINTS: dict[int, tuple[Mapping[str, str], str]] = {}
+_FINGERPRINTS_MAX = 1024
+
+
 def _fingerprint(headers: Mapping[str, str]) -> str:
     """A digest of the header set, so a config whose headers change never reuses a session
-    opened with the old ones (values are never stored in the key)."""
+    opened with the old ones (values are never stored in the key). Remembered per mapping
+    object: a view's headers are never changed in place."""
+    held = _FINGERPRINTS.get(id(headers))
+    if held is not None and held[0] is headers:
+        return held[1]
+    if len(_FINGERPRINTS) >= _FINGERPRINTS_MAX:
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[id(headers)] = (headers, fingerprint := _digest(headers))
+    return fingerprint
+
+
+def _digest(headers: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
     for name, value in sorted((k.lower(), v) for k, v in headers.items()):
         digest.update(name.encode() + b"\x00" + value.encode() + b"\x00")
