@@ -1,13 +1,15 @@
 """Benchmark: the gateway against a bare aiohttp baseline, in one run, on this machine.
 
-    python bench/run.py [--duration 10] [--connections 1,16,64]
+    python bench/run.py [--duration 5] [--rounds 3] [--connections 1,16,64]
 
 Starts the baseline (bench/baseline.py), a fast stub upstream MCP server, and the gateway on
 Postgres + Redis with one worker (a fresh database, dropped afterwards); drives each target with
-wrk (Debian package `wrk`) and one Lua script per target; prints req/s, p50, p99 and errors per
-target and connection count, the gateway/baseline ratios, and the gateway's RSS after the
-64-connection run. Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Targets are
-127.0.0.1 only; every run is bounded by --duration.
+wrk (Debian package `wrk`) and one Lua script per target, in rounds that run every target back
+to back; prints, for the median round, req/s, p50, p99, errors (of all rounds) and the serving
+process's CPU time per request, per target and connection count; the gateway/baseline ratios;
+and the gateway's RSS after the last run. Needs PostgreSQL on 127.0.0.1:5432 and Redis on
+127.0.0.1:6379. Targets are 127.0.0.1 only; every run is bounded by --duration (about 4
+minutes in all by default).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float  # the serving process's CPU time per request
 
 
 def free_port() -> int:
@@ -105,6 +108,20 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median_round(results: list[Result]) -> Result:
+    """The round with the median throughput (its latencies with it); errors of all rounds."""
+    ordered = sorted(results, key=lambda r: r.rps)
+    middle = ordered[len(ordered) // 2]
+    return Result(middle.target, middle.connections, middle.rps, middle.p50_ms, middle.p99_ms,
+                  sum(r.errors for r in results), middle.cpu_us)
+
+
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
@@ -120,7 +137,9 @@ async def admin(sql: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every measurement; the median round is reported")
     parser.add_argument("--connections", default="1,16,64")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -178,17 +197,32 @@ def main() -> None:
             "testUrl": (f"{api}/mcp:test", call, mcp_headers),
             "callUrl": (f"{api}/mcp:call", call, mcp_headers),
         }
-        results: list[Result] = []
+        pids = {"baseline": procs[0].pid, "stub-direct": procs[1].pid,
+                "testUrl": gateway.pid, "callUrl": gateway.pid}
+        scripts = {}
         for name, (url, body, headers) in targets.items():
-            script = work / f"{name}.lua"
-            lua_script(script, body, headers)
-            run_wrk(url, script, 16, 2)  # warm-up: caches, upstream session, JIT-free but hot
+            scripts[name] = work / f"{name}.lua"
+            lua_script(scripts[name], body, headers)
+            run_wrk(url, scripts[name], 16, 2)  # warm-up: caches, upstream session
+        # Rounds, each running every target back to back at each connection count: a noisy
+        # neighbour then slows all targets of a round alike instead of one target's whole
+        # series, and the median round is reported.
+        rounds: dict[tuple[str, int], list[Result]] = {}
+        for round_no in range(1, args.rounds + 1):
             for conns in connections:
-                rps, p50, p99, errors = run_wrk(url, script, conns, args.duration)
-                results.append(Result(name, conns, rps, p50, p99, errors))
-                print(f"{name:12} c={conns:<3} {rps:10.0f} req/s  p50 {p50:7.2f} ms  "
-                      f"p99 {p99:7.2f} ms  errors {errors}", flush=True)
+                for name, (url, _, _) in targets.items():
+                    before = cpu_seconds(pids[name])
+                    rps, p50, p99, errors = run_wrk(url, scripts[name], conns, args.duration)
+                    cpu_us = (cpu_seconds(pids[name]) - before) * 1e6 / max(1.0, rps *
+                                                                            args.duration)
+                    result = Result(name, conns, rps, p50, p99, errors, cpu_us)
+                    rounds.setdefault((name, conns), []).append(result)
+                    print(f"round {round_no} {name:12} c={conns:<3} {rps:10.0f} req/s  "
+                          f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  errors {errors}  "
+                          f"server CPU {cpu_us:6.1f} µs/req", flush=True)
         gateway_rss = rss_mb(gateway.pid)
+        results = [median_round(rounds[(name, conns)])
+                   for name in targets for conns in connections]
         report(results, gateway_rss, connections)
     finally:
         for proc in procs:
@@ -204,11 +238,11 @@ def main() -> None:
 
 def report(results: list[Result], gateway_rss: float, connections: list[int]) -> None:
     by = {(r.target, r.connections): r for r in results}
-    print("\n| target | conns | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
+    print("\n| target | conns | req/s | p50 ms | p99 ms | errors | server CPU µs/req |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.target} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.2f} | "
-              f"{r.p99_ms:.2f} | {r.errors} |")
+              f"{r.p99_ms:.2f} | {r.errors} | {r.cpu_us:.0f} |")
     print("\n| ratio | " + " | ".join(f"c={c}" for c in connections) + " |")
     print("|---|" + "---|" * len(connections))
     for label, num, den in (("testUrl / baseline", "testUrl", "baseline"),
