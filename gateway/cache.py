@@ -139,7 +139,7 @@ class GatewayCache:
                 keys.check_format(raw_key)
             except keys.InvalidKeyFormat as exc:
                 raise AuthFailure("malformed", str(exc)) from None
-            entry = await self._cached(self._keys, key_hash, lambda: self._load_key(key_hash))
+            entry = await self._load(self._keys, key_hash, lambda: self._load_key(key_hash))
         if entry is None:
             raise AuthFailure("unknown", "unknown API key")
         if entry.revoked:
@@ -151,8 +151,8 @@ class GatewayCache:
         key = (tenant, integration)
         view = self._fresh(self._views, key)
         if view is _MISS:
-            view = await self._cached(self._views, key,
-                                      lambda: self._load_view(tenant, integration))
+            view = await self._load(self._views, key,
+                                    lambda: self._load_view(tenant, integration))
         return view
 
     # invalidation --------------------------------------------------------------------------
@@ -198,10 +198,9 @@ class GatewayCache:
             return entry.value
         return _MISS
 
-    async def _cached(self, lru: _Lru[T], key: Any, loader: Callable[[], Awaitable[T]]) -> T:
-        value = self._fresh(lru, key)
-        if value is not _MISS:
-            return value  # type: ignore[no-any-return]
+    async def _load(self, lru: _Lru[T], key: Any, loader: Callable[[], Awaitable[T]]) -> T:
+        """The miss path, after `_fresh` found nothing servable: ask the store (stale entries
+        still serve while it is down)."""
         entry = lru.get(key)
         self.misses += 1
         metrics.cache_lookup(lru.kind, hit=False)
