@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiohttp import web
 
@@ -62,23 +63,19 @@ def setup_mcp_routes(app: web.Application) -> None:
     app.on_startup.append(_start_sessions)
     for endpoint in Endpoint:
         path = MCP_PATH + endpoint.value
-        app.router.add_post(path, _handler(_post, endpoint), name=f"mcp.{endpoint.value}.post")
-        app.router.add_delete(path, _handler(_delete, endpoint),
-                              name=f"mcp.{endpoint.value}.delete")
-        app.router.add_get(path, _get, name=f"mcp.{endpoint.value}.get")
+        # One resource per URL, not one per method: aiohttp matches the path once per
+        # resource, and the routes for other methods would each cost the hot POST a match.
+        resource = app.router.add_resource(path, name=f"mcp.{endpoint.value}")
+        resource.add_route("POST", partial(_post, endpoint=endpoint))
+        resource.add_route("DELETE", partial(_delete, endpoint=endpoint))
+        resource.add_route("GET", _get)
+        resource.add_route("HEAD", _get)
     for prefix in WELL_KNOWN_PREFIXES:
         app.router.add_route("*", prefix + "{tail:.*}", _no_oauth)
 
 
 async def _start_sessions(app: web.Application) -> None:
     app[SESSIONS] = SessionCodec(app[SETTINGS].session_secret)
-
-
-def _handler(run: Callable[[web.Request, Endpoint], Awaitable[web.StreamResponse]],
-             endpoint: Endpoint) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await run(request, endpoint)
-    return handler
 
 
 async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:

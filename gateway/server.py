@@ -14,18 +14,17 @@ from aiohttp import web
 
 from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
-from gateway.observability.middleware import metrics_handler, observe_middleware
+from gateway.observability.middleware import edge_middleware, metrics_handler
 from gateway.state import REDIS
 from settings_api.app import (
     CHANGES,
     http_client_ctx,
-    jwt_middleware,
     service_ctx,
     setup_settings_api,
     store_ctx,
 )
 from settings_api.config import Settings
-from settings_api.http import SETTINGS, problem_middleware, request_id_middleware
+from settings_api.http import SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +85,7 @@ def use_fast_event_loop() -> None:
 def build_app(settings: Settings, role: Role = "all") -> web.Application:
     """The application for `role`: health probes always, plus the planes the role names."""
     app = web.Application(
-        middlewares=[request_id_middleware, observe_middleware, problem_middleware,
-                     jwt_middleware],
+        middlewares=[edge_middleware],
         client_max_size=settings.max_body_bytes,
         handler_args=HTTP_PARSER_LIMITS,
     )

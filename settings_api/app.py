@@ -79,32 +79,31 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-@web.middleware
-async def jwt_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer JWT on every settings-API route; the token must grant the path's tenant."""
-    name = request.match_info.route.name
-    if not name or not name.startswith(_ROUTE_PREFIX):
+def _with_jwt(handler: Handler) -> Handler:
+    """`handler` behind the settings API's auth: a Bearer JWT that grants the path's tenant.
+    Per route rather than a middleware, so no other route pays for it."""
+    async def authenticated(request: web.Request) -> web.StreamResponse:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send a settings-API JWT as 'Authorization: Bearer <token>'",
+                               error=None)
+        try:
+            principal = await request.app[VERIFIER].verify(token.strip())
+        except TokenError as exc:
+            raise Unauthorized(str(exc)) from None
+        tenant = request.match_info.get("tenant", "")
+        if not principal.can_access(tenant):
+            raise Forbidden(f"the token does not grant tenant {tenant!r}")
+        if not _ID.fullmatch(tenant):
+            raise NotFound(f"tenant {tenant!r} does not exist")
+        request[PRINCIPAL] = principal
         return await handler(request)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send a settings-API JWT as 'Authorization: Bearer <token>'",
-                           error=None)
-    try:
-        principal = await request.app[VERIFIER].verify(token.strip())
-    except TokenError as exc:
-        raise Unauthorized(str(exc)) from None
-    tenant = request.match_info.get("tenant", "")
-    if not principal.can_access(tenant):
-        raise Forbidden(f"the token does not grant tenant {tenant!r}")
-    if not _ID.fullmatch(tenant):
-        raise NotFound(f"tenant {tenant!r} does not exist")
-    request[PRINCIPAL] = principal
-    return await handler(request)
+    return authenticated
 
 
 def setup_settings_api(app: web.Application) -> None:
     """Add the control plane's routes to `app` (whose contexts provide the service)."""
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler,
+        app.router.add_route(route.method, route.path, _with_jwt(route.handler),
                              name=_ROUTE_PREFIX + route.operation_id)
     app.router.add_get("/openapi.json", openapi_handler)

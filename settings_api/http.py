@@ -56,31 +56,22 @@ def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"  # 32 hex digits, like a uuid4 hex
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Accept a sane `X-Request-Id` or make one; echo it on every answer."""
+def assign_request_id(request: web.Request) -> str:
+    """The request's id: a sane `X-Request-Id` it sent, else a new one; kept on the request."""
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID_OK.match(given) else _new_request_id()
     request[REQUEST_ID] = request_id
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers["X-Request-Id"] = request_id
-        raise
-    response.headers["X-Request-Id"] = request_id
-    return response
+    return request_id
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error becomes problem+json: domain problems, aiohttp's own 404/405/413, and bugs."""
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem_response(problem, request)
-    except web.HTTPException as exc:
+def error_answer(exc: Exception, request: web.Request) -> web.Response | None:
+    """problem+json for whatever a handler raised: domain problems, aiohttp's own 404/405/413,
+    and bugs (logged, answered 500). None for an HTTP exception below 400 (a redirect)."""
+    if isinstance(exc, Problem):
+        return problem_response(exc, request)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            return None
         problem = for_status(exc.status, exc.reason if exc.status != 413 else
                              "the request body exceeds the configured limit")
         response = problem_response(problem, request)
@@ -88,13 +79,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
-        # Details go to the log only, tied to the request id the client sees.
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.path,
-                      request.get(REQUEST_ID))
-        return problem_response(
-            InternalError("an unexpected error occurred; quote the requestId when reporting it"),
-            request)
+    # Details go to the log only, tied to the request id the client sees.
+    log.error("unhandled error on %s %s (request %s)", request.method, request.path,
+              request.get(REQUEST_ID), exc_info=exc)
+    return problem_response(
+        InternalError("an unexpected error occurred; quote the requestId when reporting it"),
+        request)
 
 
 async def read_json(request: web.Request) -> Any:

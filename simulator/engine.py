@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from simulator.canonical import (
     Seeded,
@@ -103,6 +106,15 @@ class _Entry:
         self.result_source = "generated"
 
 
+# orjson reads integers past 64 bits as floats; a text with a run of 19 digits is read exactly.
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _parse(text: str) -> Any:
+    """A fresh object of a cached result's JSON text (callers may change what they get)."""
+    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+
+
 def _error_result(text: str) -> str:
     return result_json({"content": [{"type": "text", "text": text}], "isError": True})
 
@@ -122,6 +134,7 @@ class Simulator:
         self._by_identity: LRU[int, tuple[Mapping[str, Any], _ToolPlan]] = LRU(
             tool_cache_size)
         self._results: LRU[tuple[Any, ...], _Entry] = LRU(result_cache_size)
+        self._digests: LRU[tuple[Any, ...], bytes] = LRU(result_cache_size)
 
     # ---- public --------------------------------------------------------------------------
 
@@ -136,7 +149,8 @@ class Simulator:
         if rule is not None and rule.matches_exactly(arguments):
             return _from_rule(rule)
         try:
-            args_json = canonical_json(arguments)
+            digest = self._digest(tenant, integration, name, arguments, int(fixtures_version),
+                                  seed)
         except (TypeError, ValueError):
             return Outcome(result=json.loads(_error_result(
                 f"Invalid arguments for tool {json.dumps(name)}: (arguments): must be JSON")),
@@ -146,7 +160,6 @@ class Simulator:
         except (TypeError, ValueError, RecursionError):
             return Outcome(result=json.loads(_error_result(_cannot_simulate(
                 name, "its schemas are not JSON"))), source="schema-problem")
-        digest = derive_seed(tenant, integration, name, args_json, int(fixtures_version), seed)
         # Digests, not texts, in the key: arguments may be large.
         key = (plan.fingerprint, digest)
         entry = self._results.get(key)
@@ -154,15 +167,15 @@ class Simulator:
             entry = self._check(plan, name, arguments)
             self._results.put(key, entry)
         if entry.refusal is not None:
-            return Outcome(result=json.loads(entry.refusal), source=entry.refusal_source)
+            return Outcome(result=_parse(entry.refusal), source=entry.refusal_source)
         if rule is not None:
             return _from_rule(rule)
         if entry.result is not None:
-            return Outcome(result=json.loads(entry.result), source=entry.result_source)
+            return Outcome(result=_parse(entry.result), source=entry.result_source)
         text, source = self._generate(plan, name, arguments, digest)
         if len(text) <= MAX_CACHED_RESULT_CHARS:
             entry.result, entry.result_source = text, source
-        return Outcome(result=json.loads(text), source=source)
+        return Outcome(result=_parse(text), source=source)
 
     def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:
         """Every way `arguments` break the tool's inputSchema ([] when they are valid)."""
@@ -175,8 +188,29 @@ class Simulator:
         self._tools.clear()
         self._by_identity.clear()
         self._results.clear()
+        self._digests.clear()
 
     # ---- steps ---------------------------------------------------------------------------
+
+    def _digest(self, tenant: str, integration: str, name: str, arguments: Any,
+                fixtures_version: int, seed: str | None) -> bytes:
+        """`derive_seed` over the canonical arguments, remembered by the arguments' sorted
+        orjson text: repeated calls skip canonicalizing (the slow, stdlib part)."""
+        try:
+            quick: bytes | None = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # integers past 64 bits, lone surrogates, non-JSON values
+            quick = None
+        # orjson writes NaN and Infinity as null: texts with a null are not told apart.
+        if quick is None or b"null" in quick:
+            return derive_seed(tenant, integration, name, canonical_json(arguments),
+                               fixtures_version, seed)
+        key = (tenant, integration, name, fixtures_version, seed, quick)
+        digest = self._digests.get(key)
+        if digest is None:
+            digest = derive_seed(tenant, integration, name, canonical_json(arguments),
+                                 fixtures_version, seed)
+            self._digests.put(key, digest)
+        return digest
 
     def _plan(self, tool: Mapping[str, Any]) -> _ToolPlan:
         # The same tool object again (a gateway view's tools are never mutated): no need to

@@ -31,10 +31,11 @@ from gateway.context import (
     ToolCallError,
 )
 from gateway.endpoint import setup_mcp_routes
+from gateway.observability.middleware import edge_middleware
 from gateway.sessions import SessionCodec
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from settings_api import __version__
-from settings_api.http import SETTINGS, problem_middleware, request_id_middleware
+from settings_api.http import SETTINGS
 
 TENANT = "acme"
 KEY = "mcpk_crm_key"  # bound to acme/crm
@@ -169,8 +170,8 @@ class FakeExecutor:
 
 
 def build_mcp_app(tmp_path: Path, **env: str) -> web.Application:
-    """A data-plane app on fakes: settings_api's middlewares, settings, GATEWAY, MCP routes."""
-    app = web.Application(middlewares=[request_id_middleware, problem_middleware])
+    """A data-plane app on fakes: the edge middleware, settings, GATEWAY, MCP routes."""
+    app = web.Application(middlewares=[edge_middleware])
     app[SETTINGS] = make_settings(tmp_path, f"sqlite:///{tmp_path / 'store.db'}",
                                   MCPGW_MAX_BODY_BYTES=str(MAX_BODY), **env)
     app[GATEWAY] = GatewayState(resolver=FakeResolver(), limiter=FakeLimiter(),

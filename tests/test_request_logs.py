@@ -213,7 +213,8 @@ def test_request_lines_written_directly_match_the_logging_path() -> None:
     try:
         handler = configure_logging("INFO", "json")
         assert isinstance(handler, BufferedStderrHandler)
-        handler.stream = io.StringIO()
+        handler.buffer = io.BytesIO()
+        handler.stream = io.TextIOWrapper(handler.buffer, encoding="utf-8", write_through=True)
         token = REQUEST_ID_VAR.set("req-1")
         log_fields(access, "request", fields)  # direct
         captured = io.StringIO()
@@ -222,7 +223,7 @@ def test_request_lines_written_directly_match_the_logging_path() -> None:
         log_fields(access, "request", fields)  # through logging: both handlers see it
         access.removeHandler(extra)
         REQUEST_ID_VAR.reset(token)
-        direct, logged = handler.stream.getvalue().splitlines()
+        direct, logged = handler.buffer.getvalue().decode().splitlines()
         assert captured.getvalue() == "request\n"
     finally:
         root.handlers[:] = saved[0]

@@ -785,3 +785,15 @@ def test_a_fixture_applies_even_after_the_call_was_generated_and_cached() -> Non
     assert call(PRICED, {"sku": "A"}, simulator=simulator, fixture=fixture).result == \
         ok_result(4)
     assert call(PRICED, {"sku": "A"}, simulator=simulator).source == "generated"
+
+
+def test_remembered_seeds_match_fresh_ones_and_keep_json_equal_values_together() -> None:
+    """The seed memo (keyed by orjson text) gives what a fresh simulator gives: JSON-equal
+    arguments (1 and 1.0, any key order) share a result; NaN is not taken for null."""
+    t = tool({"type": "object", "properties": {"n": {"type": "integer"}}}, inputs={})
+    warm = Simulator()
+    for arguments in ({"a": 1, "b": [1.0, "x"]}, {"b": [1, "x"], "a": 1.0},
+                      {"a": None}, {"a": float("nan")}, {"big": 2**70}, {"a": None}):
+        assert call(t, arguments, warm) == call(t, arguments, Simulator())
+    assert call(t, {"a": 1, "b": [1.0, "x"]}, warm) == call(t, {"b": [1, "x"], "a": 1.0}, warm)
+    assert call(t, {"a": None}, warm) != call(t, {"a": float("nan")}, warm)

@@ -81,7 +81,11 @@ BUILD_INFO.labels(__version__).set(1)
 
 # Pre-bound children. Bounded label sets are bound eagerly, so every series exists (at 0)
 # from the start and rate() sees its first increment.
-IN_FLIGHT_BY_ENDPOINT = {e: IN_FLIGHT.labels(e) for e in ENDPOINTS}
+# Requests in flight per endpoint: plain counts the request middleware moves (no lock per
+# request), read by the gauge at scrape time.
+IN_FLIGHT_COUNTS = dict.fromkeys(ENDPOINTS, 0)
+for _endpoint in ENDPOINTS:
+    IN_FLIGHT.labels(_endpoint).set_function(lambda e=_endpoint: IN_FLIGHT_COUNTS[e])
 RATE_LIMITED_BY_ENDPOINT = {e: RATE_LIMITED.labels(e) for e in ENDPOINTS}
 AUTH_FAILURES_BY_REASON = {r: AUTH_FAILURES.labels(r) for r in AUTH_FAILURE_REASONS}
 UPSTREAM_ERRORS_BY_REASON = {r: UPSTREAM_ERRORS.labels(r) for r in UPSTREAM_ERROR_REASONS}

@@ -1,4 +1,5 @@
-"""The request middleware: metrics and one log line per request, and `GET /metrics`.
+"""The request middleware: request id, problem answers, metrics and one log line per request;
+and `GET /metrics`.
 
 Per request: classify the route (cached per route: endpoint call|test|settings|other and a
 bounded route label), count it in flight, run the handler, then record its outcome in the
@@ -25,13 +26,15 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from gateway.observability import metrics
 from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR, log_fields
 from gateway.ratelimit.auth_failures import client_address
-from settings_api.http import REQUEST_ID, SETTINGS, Handler
+from settings_api.http import SETTINGS, Handler, assign_request_id, error_answer
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 log = logging.getLogger(__name__)
 
-RPC_METHOD: web.RequestKey[str] = web.RequestKey("mcpgw_rpc_method", str)
-OUTCOME: web.RequestKey[str] = web.RequestKey("mcpgw_outcome", str)
+# What only the MCP endpoint knows, for the metrics label and the log line. Both are set (to
+# None) on every request, so reading them never raises.
+RPC_METHOD: web.RequestKey[str | None] = web.RequestKey("mcpgw_rpc_method", object)  # type: ignore[arg-type]
+OUTCOME: web.RequestKey[str | None] = web.RequestKey("mcpgw_outcome", object)  # type: ignore[arg-type]
 
 MAX_LOGGED_PATH = 512
 MAX_LOGGED_RPC_METHOD = 100
@@ -40,6 +43,8 @@ CLIENT_CLOSED = 499  # nginx's status for a request whose client went away
 # route key (name, else canonical path) → (endpoint, route label); bounded by route tables.
 _ROUTES: dict[str, tuple[str, str]] = {}
 _UNMATCHED = ("other", "unmatched")
+_MCP_ENDPOINTS = frozenset({"call", "test"})
+_RPC_LABELS = metrics.RPC_METHODS | {"batch", "invalid", "none"}
 
 
 def note_rpc_method(request: web.Request, body: object, invalid: bool = False) -> None:
@@ -84,7 +89,7 @@ def classify(route: AbstractRoute) -> tuple[str, str]:
 
 def _classify(name: str | None, canonical: str | None) -> tuple[str, str]:
     if name:
-        if name.startswith("mcp."):  # mcp.<endpoint>.<method> (gateway/endpoint.py)
+        if name.startswith("mcp."):  # mcp.<endpoint> (gateway/endpoint.py)
             endpoint = name.split(".")[1]
             return (endpoint if endpoint in ("call", "test") else "other"), "mcp"
         if name.startswith("settings."):
@@ -98,56 +103,67 @@ def _classify(name: str | None, canonical: str | None) -> tuple[str, str]:
 
 
 @web.middleware
-async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Time, count and log every request (place it right inside the request-id middleware)."""
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every request gets, in one layer (each middleware layer costs every request):
+    its request id (echoed as `X-Request-Id`), problem+json for whatever the handler raised,
+    and its metrics and log line."""
     started = time.perf_counter()
+    request_id = assign_request_id(request)
     endpoint, route = classify(request.match_info.route)
-    in_flight = metrics.IN_FLIGHT_BY_ENDPOINT[endpoint]
-    in_flight.inc()
-    token = REQUEST_ID_VAR.set(request.get(REQUEST_ID))
+    request[RPC_METHOD] = request[OUTCOME] = None
+    in_flight = metrics.IN_FLIGHT_COUNTS
+    in_flight[endpoint] += 1
+    token = REQUEST_ID_VAR.set(request_id)
     status = 500
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        except Exception as exc:
+            answer = error_answer(exc, request)
+            if answer is None:  # a redirect: aiohttp sends it
+                assert isinstance(exc, web.HTTPException)
+                exc.headers["X-Request-Id"] = request_id
+                status = exc.status
+                raise
+            response = answer
+        response.headers["X-Request-Id"] = request_id
         status = response.status
         return response
-    except web.HTTPException as exc:  # < 400 (redirects): the problem middleware renders the rest
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = CLIENT_CLOSED
-        raise
     finally:
-        in_flight.dec()
+        in_flight[endpoint] -= 1
         elapsed = time.perf_counter() - started
         try:
-            _record(request, endpoint, route, status, elapsed)
+            _record(request, request_id, endpoint, route, status, elapsed)
         except Exception:  # bookkeeping must never turn an answer into an error
             log.exception("could not record the request's metrics or log line")
         finally:
             REQUEST_ID_VAR.reset(token)
 
 
-def _record(request: web.Request, endpoint: str, route: str, status: int,
+def _record(request: web.Request, request_id: str, endpoint: str, route: str, status: int,
             elapsed: float) -> None:
-    rpc_method = request.get(RPC_METHOD)
-    mcp = endpoint in ("call", "test")
+    rpc_method = request[RPC_METHOD]
+    mcp = endpoint in _MCP_ENDPOINTS
     if not mcp:
         rpc_label = "-"
     elif rpc_method is None:
         rpc_label = "none"
-    elif rpc_method in metrics.RPC_METHODS or rpc_method in ("batch", "invalid", "none"):
-        rpc_label = rpc_method
     else:
-        rpc_label = "other"
-    outcome = request.get(OUTCOME) or outcome_for(status)
-    method = request.method if request.method in metrics.HTTP_METHODS else "other"
-    metrics.observe_request((endpoint, method, route, rpc_label, outcome), elapsed)
+        rpc_label = rpc_method if rpc_method in _RPC_LABELS else "other"
+    outcome = request[OUTCOME] or ("ok" if status < 400 else outcome_for(status))
+    method = request.method
+    metrics.observe_request(
+        (endpoint, method if method in metrics.HTTP_METHODS else "other", route, rpc_label,
+         outcome), elapsed)
     if outcome == "rate_limited":
         metrics.RATE_LIMITED_BY_ENDPOINT[endpoint].inc()
     if not access_log.isEnabledFor(logging.INFO):
         return
     fields: dict[str, object] = {
-        "request_id": request.get(REQUEST_ID), "method": request.method[:16],
+        "request_id": request_id, "method": method[:16],
         "path": request.path[:MAX_LOGGED_PATH], "status": status,
         "duration_ms": round(elapsed * 1000, 2), "endpoint": endpoint,
         "route": route, "outcome": outcome, "client": _client(request),
