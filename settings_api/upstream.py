@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from settings_api.json_codec import NOT_PARSED, fast_loads
+from settings_api.json_codec import NOT_PARSED, dumps, fast_loads
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -332,7 +332,7 @@ async def post_message(
     ``headers`` are sent as given (build them with :func:`mcp_headers`). Non-2xx answers raise
     ``http-status``; connection failures raise ``connect``. Timeouts are the caller's job.
     """
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    body = dumps(message).encode()
     method = message.get("method")
     is_request = isinstance(method, str) and "id" in message
     what = _quote(method) if isinstance(method, str) else "message"
