@@ -106,6 +106,7 @@ class _Entry:
         self.result_source = "generated"
 
 
+MAX_REMEMBERED_ARGUMENTS_BYTES = 1024
 # orjson reads integers past 64 bits as floats; a text with a run of 19 digits is read exactly.
 _LONG_DIGITS = re.compile(r"\d{19}")
 
@@ -197,19 +198,19 @@ class Simulator:
         """`derive_seed` over the canonical arguments, remembered by the arguments' sorted
         orjson text: repeated calls skip canonicalizing (the slow, stdlib part)."""
         try:
-            quick: bytes | None = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+            quick = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # integers past 64 bits, lone surrogates, non-JSON values
-            quick = None
-        # orjson writes NaN and Infinity as null: texts with a null are not told apart.
-        if quick is None or b"null" in quick:
-            return derive_seed(tenant, integration, name, canonical_json(arguments),
-                               fixtures_version, seed)
-        key = (tenant, integration, name, fixtures_version, seed, quick)
-        digest = self._digests.get(key)
+            quick = b"null"
+        # orjson writes NaN and Infinity as null, so a text with a null is not remembered;
+        # neither are long ones (they are keys: the memo's size stays small).
+        key = None if b"null" in quick or len(quick) > MAX_REMEMBERED_ARGUMENTS_BYTES else \
+            (tenant, integration, name, fixtures_version, seed, quick)
+        digest = self._digests.get(key) if key is not None else None
         if digest is None:
             digest = derive_seed(tenant, integration, name, canonical_json(arguments),
                                  fixtures_version, seed)
-            self._digests.put(key, digest)
+            if key is not None:
+                self._digests.put(key, digest)
         return digest
 
     def _plan(self, tool: Mapping[str, Any]) -> _ToolPlan:

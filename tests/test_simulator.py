@@ -793,7 +793,8 @@ def test_remembered_seeds_match_fresh_ones_and_keep_json_equal_values_together()
     t = tool({"type": "object", "properties": {"n": {"type": "integer"}}}, inputs={})
     warm = Simulator()
     for arguments in ({"a": 1, "b": [1.0, "x"]}, {"b": [1, "x"], "a": 1.0},
-                      {"a": None}, {"a": float("nan")}, {"big": 2**70}, {"a": None}):
+                      {"a": None}, {"a": float("nan")}, {"big": 2**70}, {"a": None},
+                      {"long": "x" * 2000}, {"long": "x" * 2000}):
         assert call(t, arguments, warm) == call(t, arguments, Simulator())
     assert call(t, {"a": 1, "b": [1.0, "x"]}, warm) == call(t, {"b": [1, "x"], "a": 1.0}, warm)
     assert call(t, {"a": None}, warm) != call(t, {"a": float("nan")}, warm)
