@@ -15,7 +15,6 @@ answered in the order above. Every answer given after the limiter ran carries
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 from functools import partial
 
 from aiohttp import web
@@ -51,8 +50,6 @@ LIMITER_RETRY_AFTER_S = 2
 WELL_KNOWN_PREFIXES = ("/.well-known/oauth-authorization-server",
                        "/.well-known/oauth-protected-resource",
                        "/.well-known/openid-configuration")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup_mcp_routes(app: web.Application) -> None:

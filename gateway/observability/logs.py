@@ -61,7 +61,7 @@ class JsonFormatter(logging.Formatter):
             doc["exc"] = record.exc_text
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
-        return _json_line(doc)
+        return _json_bytes(doc).decode()
 
 
 def _head(ts: str, level: str, logger: str, msg: str, request_id: str | None
@@ -72,11 +72,11 @@ def _head(ts: str, level: str, logger: str, msg: str, request_id: str | None
     return doc
 
 
-def _json_line(doc: dict[str, Any]) -> str:
+def _json_bytes(doc: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(doc, default=str).decode()
+        return orjson.dumps(doc, default=str)
     except TypeError:  # lone surrogates (from a request path) and other oddities
-        return _ENCODER.encode(doc)
+        return _ENCODER.encode(doc).encode()  # ASCII-only: always encodes
 
 
 class TextFormatter(logging.Formatter):
@@ -167,11 +167,7 @@ def log_fields(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None
     doc = _head(_timestamp(now, (now - int(now)) * 1000), "INFO", logger.name, msg,
                 REQUEST_ID_VAR.get())
     doc.update(fields)
-    try:
-        line = orjson.dumps(doc, default=str, option=orjson.OPT_APPEND_NEWLINE)
-    except TypeError:  # lone surrogates (from a request path) and other oddities
-        line = (_ENCODER.encode(doc) + "\n").encode()
-    handler.buffer.write(line)
+    handler.buffer.write(_json_bytes(doc) + b"\n")
 
 
 _configured: list[logging.Handler] = []  # the handler configure_logging installed, if any
