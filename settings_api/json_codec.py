@@ -11,25 +11,22 @@ falls back to the standard library, and callers keep their exact error handling 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final
 
 import orjson
 
+from simulator.canonical import may_hold_long_integer
+
 NOT_PARSED: Final = object()  # `fast_loads` could not decide: use the standard library
 
 
-# orjson reads an integer beyond 64 bits as a float, silently (42 digits of an id would lose
-# all but 17): a body with a run of 19 digits anywhere (strings included: a cheap test that
-# may only send a harmless body the slow way) is left to the standard library.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def fast_loads(raw: bytes | str) -> Any:
     """The parsed value, or NOT_PARSED when orjson refuses `raw` (valid or not) or might
     answer differently from the standard library."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if _LONG_DIGITS.search(data):
+    if may_hold_long_integer(data):  # orjson would read it as a float
         return NOT_PARSED
     try:
         return orjson.loads(data)

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from simulator.canonical import (
     canonical_json,
     derive_seed,
     fingerprint,
+    may_hold_long_integer,
     ordered_json,
     result_json,
 )
@@ -98,22 +98,30 @@ class _Entry:
     """What is known about one call: why it is refused (invalid arguments, broken input
     schema), else its generated result once computed."""
 
-    __slots__ = ("refusal", "refusal_source", "result", "result_source")
+    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source")
 
     def __init__(self, refusal: str | None = None, refusal_source: str = "") -> None:
         self.refusal, self.refusal_source = refusal, refusal_source
         self.result: str | None = None
         self.result_source = "generated"
+        # How `result` is read back: decided once when it is stored, not on every hit.
+        self.read_result: Callable[[str], Any] = orjson.loads
+
+    def remember(self, text: str, source: str) -> None:
+        self.result, self.result_source, self.read_result = text, source, _reader(text)
 
 
 MAX_REMEMBERED_ARGUMENTS_BYTES = 1024
-# orjson reads integers past 64 bits as floats; a text with a run of 19 digits is read exactly.
-_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _reader(text: str) -> Callable[[str], Any]:
+    """What reads `text` back exactly: orjson, unless a long digit run needs the stdlib."""
+    return json.loads if may_hold_long_integer(text) else orjson.loads
 
 
 def _parse(text: str) -> Any:
     """A fresh object of a cached result's JSON text (callers may change what they get)."""
-    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+    return _reader(text)(text)
 
 
 def _error_result(text: str) -> str:
@@ -172,10 +180,10 @@ class Simulator:
         if rule is not None:
             return _from_rule(rule)
         if entry.result is not None:
-            return Outcome(result=_parse(entry.result), source=entry.result_source)
+            return Outcome(result=entry.read_result(entry.result), source=entry.result_source)
         text, source = self._generate(plan, name, arguments, digest)
         if len(text) <= MAX_CACHED_RESULT_CHARS:
-            entry.result, entry.result_source = text, source
+            entry.remember(text, source)
         return Outcome(result=_parse(text), source=source)
 
     def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:

@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 
 from gateway.context import Decision
 from gateway.invalidation import RedisChangeFeed, decode, decode_message, encode
+from gateway.observability import metrics
 from gateway.ratelimit import FailoverLimiter, LocalLimiter
 from gateway.ratelimit.buckets import BucketSpec, Limits
 from gateway.server import build_app
@@ -277,3 +278,25 @@ async def test_invalidation_lag_is_observed_on_the_receiving_replica() -> None:
         await asyncio.gather(task, return_exceptions=True)
         await one.aclose()
         await two.aclose()
+
+
+def test_request_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    """The request families are kept as plain numbers and exposed at scrape time: a value on
+    a bucket's bound counts in that bucket ("le"), buckets are cumulative, and the count and
+    sum agree with what was observed."""
+    labels = ("other", "GET", "histogram-test", "-", "ok")
+    names = dict(zip(("endpoint", "http_method", "route", "rpc_method", "outcome"), labels,
+                     strict=True))
+    for seconds in (0.001, 0.0011, 0.0025, 40.0):
+        metrics.observe_request(labels, seconds)
+
+    def bucket(le: str) -> float:
+        return value("mcpgw_http_request_duration_seconds_bucket", le=le, **names)
+
+    assert bucket("0.001") == 1
+    assert bucket("0.0025") == 3
+    assert bucket("30.0") == 3
+    assert bucket("+Inf") == 4
+    assert value("mcpgw_http_request_duration_seconds_count", **names) == 4
+    assert value("mcpgw_http_request_duration_seconds_sum", **names) == pytest.approx(40.0046)
+    assert value("mcpgw_http_requests_total", **names) == 4

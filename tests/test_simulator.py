@@ -27,6 +27,7 @@ from simulator import (
     parse_fixture,
 )
 from simulator import words as W
+from simulator.canonical import may_hold_long_integer
 from simulator.formats import CHECKS, is_date_time
 from simulator.regex import generate as regex_generate
 from simulator.validation import compile_schema
@@ -798,3 +799,17 @@ def test_remembered_seeds_match_fresh_ones_and_keep_json_equal_values_together()
         assert call(t, arguments, warm) == call(t, arguments, Simulator())
     assert call(t, {"a": 1, "b": [1.0, "x"]}, warm) == call(t, {"b": [1, "x"], "a": 1.0}, warm)
     assert call(t, {"a": None}, warm) != call(t, {"a": float("nan")}, warm)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", False),
+    ('{"id": 123456789012345678}', False),  # 18 digits: orjson reads it exactly
+    ('{"id": 1234567890123456789}', True),  # 19
+    ('{"id": 12345678901234567890123}', True),
+    ('{"a": "1234567890123456789"}', True),  # in a string: harmless, but the test is cheap
+    ('{"a": 123456789, "b": 0123456789}', False),  # runs apart do not add up
+    ("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩", False),  # not ASCII digits: never a JSON number
+])
+def test_long_integer_runs_are_found_in_text_and_bytes(text: str, expected: bool) -> None:
+    assert may_hold_long_integer(text) is expected
+    assert may_hold_long_integer(text.encode()) is expected

@@ -32,6 +32,7 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))  # ASCII-only output
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting them per line costs more
 
 
 def _timestamp(created: float, msecs: float) -> str:
@@ -39,7 +40,7 @@ def _timestamp(created: float, msecs: float) -> str:
     if _second[0] != whole:
         _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second[0] = whole
-    return f"{_second[1]}.{int(msecs):03d}Z"
+    return _second[1] + _MILLIS[int(msecs)]
 
 
 class JsonFormatter(logging.Formatter):
@@ -164,8 +165,12 @@ def log_fields(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None
                                         extra={"fields": fields}))
         return
     now = time.time()
-    doc = _head(_timestamp(now, (now - int(now)) * 1000), "INFO", logger.name, msg,
-                REQUEST_ID_VAR.get())
+    doc = {"ts": _timestamp(now, (now - int(now)) * 1000), "level": "INFO",
+           "logger": logger.name, "msg": msg}
+    if "request_id" not in fields:
+        request_id = REQUEST_ID_VAR.get()
+        if request_id is not None:
+            doc["request_id"] = request_id
     doc.update(fields)
     handler.buffer.write(_json_bytes(doc) + b"\n")
 

@@ -3,8 +3,12 @@
 Every label is bounded: endpoints, route names from the route table, a fixed list of MCP
 methods, outcomes and reasons. Never a key id, tenant, integration or tool name.
 
-Hot path: label children are bound once and kept in module-level dicts, so recording a request
-is a dict lookup and a few `inc`/`observe` calls, with no registry lookup.
+Hot path: the families every request moves (request count and latency, cache hits and
+misses) are plain numbers that a collector turns into Prometheus families at scrape time:
+recording a request is a dict lookup, a bisect and three additions, with no lock
+(prometheus-client's own children take one per `inc`/`observe`). They are only ever moved
+and read on the event loop's thread. The rarer families are prometheus-client's, with their
+label children bound once and kept in module-level dicts.
 
 The families (see docs/operations.md for the PromQL that derives ratios from them):
 
@@ -21,8 +25,17 @@ The families (see docs/operations.md for the PromQL that derives ratios from the
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from settings_api import __version__
 
@@ -51,12 +64,6 @@ UPSTREAM_ERROR_REASONS = ("connect", "timeout", "http-status", "invalid-response
 CACHES = ("key", "integration")
 
 _REQUEST_LABELS = ("endpoint", "http_method", "route", "rpc_method", "outcome")
-HTTP_REQUESTS = Counter(
-    "mcpgw_http_requests", "HTTP requests answered, by endpoint (call|test|settings|other), "
-    "route, JSON-RPC method (MCP endpoints) and outcome", _REQUEST_LABELS)
-HTTP_DURATION = Histogram(
-    "mcpgw_http_request_duration_seconds", "Time from the request's arrival to its answer "
-    "(the whole stream for SSE)", _REQUEST_LABELS, buckets=LATENCY_BUCKETS)
 IN_FLIGHT = Gauge("mcpgw_http_requests_in_flight", "Requests being handled", ("endpoint",))
 RATE_LIMITED = Counter("mcpgw_rate_limited", "Requests refused by the per-key rate limit (429)",
                        ("endpoint",))
@@ -69,10 +76,6 @@ UPSTREAM_DURATION = Histogram(
     "upstream MCP server (handshake and retry included)", ("outcome",), buckets=LATENCY_BUCKETS)
 UPSTREAM_ERRORS = Counter("mcpgw_upstream_errors", "Failed upstream tools/call, by reason",
                           ("reason",))
-CACHE_HITS = Counter("mcpgw_cache_hits", "Gateway cache lookups answered from memory",
-                     ("cache",))
-CACHE_MISSES = Counter("mcpgw_cache_misses", "Gateway cache lookups that went to the store",
-                       ("cache",))
 INVALIDATION_LAG = Histogram(
     "mcpgw_invalidation_lag_seconds", "From a change's publication to its application on this "
     "replica (wall clocks of two hosts: skew adds up)", buckets=LAG_BUCKETS)
@@ -91,20 +94,22 @@ AUTH_FAILURES_BY_REASON = {r: AUTH_FAILURES.labels(r) for r in AUTH_FAILURE_REAS
 UPSTREAM_ERRORS_BY_REASON = {r: UPSTREAM_ERRORS.labels(r) for r in UPSTREAM_ERROR_REASONS}
 UPSTREAM_DURATION_BY_OUTCOME = {o: UPSTREAM_DURATION.labels(o)
                                 for o in ("ok", "error", "cancelled")}
-CACHE_HITS_BY_CACHE = {c: CACHE_HITS.labels(c) for c in CACHES}
-CACHE_MISSES_BY_CACHE = {c: CACHE_MISSES.labels(c) for c in CACHES}
-# (endpoint, http_method, route, rpc_method, outcome) → (counter child, histogram child);
-# bounded by the product of bounded label sets (in practice a few hundred).
-_REQUEST_CHILDREN: dict[tuple[str, str, str, str, str], tuple[object, object]] = {}
+# (endpoint, http_method, route, rpc_method, outcome) → [count, sum of seconds, then one count
+# per latency bucket (not cumulative) and one past the last]; bounded by the product of
+# bounded label sets (in practice a few hundred).
+_REQUESTS: dict[tuple[str, str, str, str, str], list[float]] = {}
+# cache → [hits, misses]
+_CACHE_LOOKUPS: dict[str, list[int]] = {c: [0, 0] for c in CACHES}
 
 
 def observe_request(labels: tuple[str, str, str, str, str], seconds: float) -> None:
-    children = _REQUEST_CHILDREN.get(labels)
-    if children is None:
-        children = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
-        _REQUEST_CHILDREN[labels] = children
-    children[0].inc()  # type: ignore[attr-defined]
-    children[1].observe(seconds)  # type: ignore[attr-defined]
+    counts = _REQUESTS.get(labels)
+    if counts is None:
+        counts = _REQUESTS[labels] = [0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
+    counts[0] += 1
+    counts[1] += seconds
+    # Prometheus buckets are "le": a value equal to a bound counts in that bound's bucket.
+    counts[2 + bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
 
 def auth_failed(reason: str) -> None:
@@ -120,7 +125,7 @@ def upstream_done(outcome: str, seconds: float) -> None:
 
 
 def cache_lookup(cache: str, hit: bool) -> None:
-    (CACHE_HITS_BY_CACHE if hit else CACHE_MISSES_BY_CACHE)[cache].inc()
+    _CACHE_LOOKUPS[cache][0 if hit else 1] += 1
 
 
 def limiter_degraded(degraded: bool) -> None:
@@ -136,3 +141,42 @@ def render(accept: str | None) -> tuple[bytes, str]:
     when asked): (body, content type)."""
     encoder, content_type = choose_encoder(accept or "")
     return encoder(REGISTRY), content_type
+
+
+class _HotFamilies:
+    """The plain-number families above, as Prometheus families at scrape time."""
+
+    def describe(self) -> list[Metric]:
+        return self._families(empty=True)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(empty=False))
+
+    def _families(self, *, empty: bool) -> list[Metric]:
+        requests = CounterMetricFamily(
+            "mcpgw_http_requests", "HTTP requests answered, by endpoint "
+            "(call|test|settings|other), route, JSON-RPC method (MCP endpoints) and outcome",
+            labels=_REQUEST_LABELS)
+        duration = HistogramMetricFamily(
+            "mcpgw_http_request_duration_seconds", "Time from the request's arrival to its "
+            "answer (the whole stream for SSE)", labels=_REQUEST_LABELS)
+        hits = CounterMetricFamily("mcpgw_cache_hits", "Gateway cache lookups answered from "
+                                   "memory", labels=("cache",))
+        misses = CounterMetricFamily("mcpgw_cache_misses", "Gateway cache lookups that went to "
+                                     "the store", labels=("cache",))
+        if not empty:
+            bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+            for labels, counts in list(_REQUESTS.items()):
+                requests.add_metric(labels, counts[0])
+                cumulative, buckets = 0.0, []
+                for bound, count in zip(bounds, counts[2:], strict=True):
+                    cumulative += count
+                    buckets.append((bound, cumulative))
+                duration.add_metric(labels, buckets, counts[1])
+            for cache, (hit, miss) in _CACHE_LOOKUPS.items():
+                hits.add_metric((cache,), hit)
+                misses.add_metric((cache,), miss)
+        return [requests, duration, hits, misses]
+
+
+REGISTRY.register(_HotFamilies())  # type: ignore[arg-type]
