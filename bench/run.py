@@ -6,8 +6,10 @@ Starts the baseline (bench/baseline.py), a fast stub upstream MCP server, and th
 Postgres + Redis with one worker (a fresh database, dropped afterwards); drives each target with
 wrk (Debian package `wrk`) and one Lua script per target, in rounds that run every target back
 to back; prints, for the median round, req/s, p50, p99, errors (of all rounds) and the serving
-process's CPU time per request, per target and connection count; the gateway/baseline ratios;
-and the gateway's RSS after the last run. Needs PostgreSQL on 127.0.0.1:5432 and Redis on
+process's CPU time per request, per target and connection count; the gateway/baseline ratios
+and the p99 the gateway adds, each the median over rounds of that round's own figure (its two
+measurements are seconds apart, so the machine's drift cancels out); and the gateway's RSS
+after the last run. Needs PostgreSQL on 127.0.0.1:5432 and Redis on
 127.0.0.1:6379. Targets are 127.0.0.1 only; every run is bounded by --duration (about 4
 minutes in all by default).
 """
@@ -22,12 +24,14 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,7 +227,7 @@ def main() -> None:
         gateway_rss = rss_mb(gateway.pid)
         results = [median_round(rounds[(name, conns)])
                    for name in targets for conns in connections]
-        report(results, gateway_rss, connections)
+        report(results, rounds, gateway_rss, connections)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -236,23 +240,34 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(results: list[Result], gateway_rss: float, connections: list[int]) -> None:
-    by = {(r.target, r.connections): r for r in results}
+def paired(rounds: dict[tuple[str, int], list[Result]], num: str, den: str, conns: int,
+           measure: Callable[[Result, Result], float]) -> float:
+    """The median over rounds of `measure(num's result, den's result)` within each round: the
+    two were measured seconds apart, so the machine's drift between rounds cancels out."""
+    return statistics.median(measure(a, b) for a, b in zip(rounds[(num, conns)],
+                                                           rounds[(den, conns)], strict=True))
+
+
+def report(results: list[Result], rounds: dict[tuple[str, int], list[Result]],
+           gateway_rss: float, connections: list[int]) -> None:
     print("\n| target | conns | req/s | p50 ms | p99 ms | errors | server CPU µs/req |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.target} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.2f} | "
               f"{r.p99_ms:.2f} | {r.errors} | {r.cpu_us:.0f} |")
-    print("\n| ratio | " + " | ".join(f"c={c}" for c in connections) + " |")
+    print("\n| ratio (median of the rounds' ratios) | " +
+          " | ".join(f"c={c}" for c in connections) + " |")
     print("|---|" + "---|" * len(connections))
     for label, num, den in (("testUrl / baseline", "testUrl", "baseline"),
                             ("callUrl / stub-direct", "callUrl", "stub-direct"),
                             ("callUrl / baseline", "callUrl", "baseline")):
-        cells = [f"{by[(num, c)].rps / by[(den, c)].rps:.0%}" for c in connections]
+        cells = [f"{paired(rounds, num, den, c, lambda a, b: a.rps / b.rps):.0%}"
+                 for c in connections]
         print(f"| {label} | " + " | ".join(cells) + " |")
     if 16 in connections:
-        added = by[("testUrl", 16)].p99_ms - by[("baseline", 16)].p99_ms
-        print(f"\np99 added by the gateway (testUrl vs baseline, c=16): {added:.2f} ms")
+        added = paired(rounds, "testUrl", "baseline", 16, lambda a, b: a.p99_ms - b.p99_ms)
+        print(f"\np99 added by the gateway (testUrl vs baseline, c=16, median of the rounds): "
+              f"{added:.2f} ms")
     print(f"gateway RSS after the {connections[-1]}-connection runs: {gateway_rss:.0f} MB")
     print(f"errors in all runs: {sum(r.errors for r in results)}")
 
