@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 
 from settings_api import __version__
 from settings_api.changes import ChangeFeed, LocalChangeFeed
@@ -51,9 +51,13 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One ClientSession per app: connection reuse for every upstream call."""
+    """One ClientSession per app: connection reuse for every upstream call. It keeps no
+    cookies: upstreams of different tenants may share a host, and a cookie one set must never
+    ride along on another's calls (nor may a cookie stand in for the configured credentials).
+    That also spares every call the cookie jar's work."""
     async with ClientSession(timeout=ClientTimeout(total=app[SETTINGS].upstream_timeout_s),
-                             headers={"User-Agent": f"mcp-gateway/{__version__}"}) as session:
+                             headers={"User-Agent": f"mcp-gateway/{__version__}"},
+                             cookie_jar=DummyCookieJar()) as session:
         app[HTTP_CLIENT] = session
         yield
 

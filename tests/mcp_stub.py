@@ -94,6 +94,7 @@ class StubUpstream:
     received_messages: list[dict[str, Any]] = field(default_factory=list)
     progress_delay_s: float = 0.0  # SSE: pause before each progress notification
     disconnects: int = 0  # requests abandoned by the client before their answer was complete
+    set_cookie: str | None = None  # sent as Set-Cookie on every JSON answer when set
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -184,6 +185,8 @@ class StubUpstream:
         if not is_request:
             return web.Response(status=202)
         headers: dict[str, str] = {}
+        if self.set_cookie is not None:
+            headers["Set-Cookie"] = self.set_cookie
         response = self._dispatch(message, headers)
         if self.sse:
             return await self._send_sse(request, response, headers, message)

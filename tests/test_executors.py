@@ -867,3 +867,32 @@ async def test_simulator_never_reaches_the_upstream(aiohttp_server):
 
     assert stub.calls == {}
     assert stub.received_headers == []
+
+
+async def test_upstream_cookies_are_never_sent_back(aiohttp_server, client, api) -> None:
+    """The gateway's HTTP client keeps no cookies: upstreams of different tenants may share a
+    host, so a cookie one of them set must not ride along on any later call."""
+    stub = StubUpstream(tools=[{"name": "search", "inputSchema": {"type": "object"}}],
+                        set_cookie="upstream_session=tenant-a-secret; Path=/")
+    server = await aiohttp_server(stub.app())
+    # A host name, not an address: cookie jars refuse cookies from bare IP addresses.
+    url = f"http://localhost:{server.port}/mcp"
+    await api.call("PUT", "/crm", 201, json={"name": "CRM"})
+    _, config = await api.call("POST", "/crm/configs", 201, json={"upstreamUrl": url})
+    _, settings = await api.call("PATCH", "/crm/mcp", 200, json={
+        "enabled": True, "configId": config["configId"], "exposedToolIds": ["search"]})
+    modern = "2026-07-28"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "search", "arguments": {},
+                       "_meta": {"io.modelcontextprotocol/protocolVersion": modern,
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
+    headers = {"Authorization": f"Bearer {settings['apiKey']}", "MCP-Protocol-Version": modern,
+               "Mcp-Method": "tools/call", "Mcp-Name": "search",
+               "Accept": "application/json, text/event-stream"}
+    for _ in range(2):
+        async with client.post("/v1/tenants/acme/integrations/crm/mcp:call", json=body,
+                               headers=headers) as resp:
+            assert resp.status == 200
+            assert "result" in await resp.json()
+    assert stub.calls["tools/call"] == 2
+    assert all("Cookie" not in sent for sent in stub.received_headers)
