@@ -108,7 +108,10 @@ class ToolExecutor(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like the other per-request values (EraChoice, Inbound): a frozen dataclass's
+# __init__ sets each field through object.__setattr__, twice the cost, paid on every request.
+# Nothing changes one after it is made.
+@dataclass(slots=True)
 class Decision:
     """A rate-limit verdict; the figures describe the tighter of the key's buckets."""
 

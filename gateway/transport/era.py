@@ -22,7 +22,7 @@ SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 MISSING: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see gateway.context.Decision
 class EraChoice:
     era: Era
     # The version the message claims: the `_meta` value (any JSON type; checked later), else

@@ -68,7 +68,7 @@ DISCONNECT_POLL_S = 0.25
 
 # --- parsing (before the limiter) -----------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see gateway.context.Decision
 class Inbound:
     """A POST body, parsed once."""
 
