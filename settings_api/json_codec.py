@@ -20,8 +20,6 @@ from simulator.canonical import may_hold_long_integer
 NOT_PARSED: Final = object()  # `fast_loads` could not decide: use the standard library
 
 
-
-
 def fast_loads(raw: bytes | str) -> Any:
     """The parsed value, or NOT_PARSED when orjson refuses `raw` (valid or not) or might
     answer differently from the standard library."""

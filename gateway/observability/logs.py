@@ -165,12 +165,8 @@ def log_fields(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None
                                         extra={"fields": fields}))
         return
     now = time.time()
-    doc = {"ts": _timestamp(now, (now - int(now)) * 1000), "level": "INFO",
-           "logger": logger.name, "msg": msg}
-    if "request_id" not in fields:
-        request_id = REQUEST_ID_VAR.get()
-        if request_id is not None:
-            doc["request_id"] = request_id
+    doc = _head(_timestamp(now, (now - int(now)) * 1000), "INFO", logger.name, msg,
+                None if "request_id" in fields else REQUEST_ID_VAR.get())
     doc.update(fields)
     handler.buffer.write(_json_bytes(doc) + b"\n")
 
