@@ -16,7 +16,7 @@ from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.invalidation import RedisChangeFeed
 from gateway.ratelimit import create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
-from gateway.state import GATEWAY, REDIS, GatewayState
+from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState
 from settings_api.app import CHANGES
 from settings_api.http import HTTP_CLIENT, SETTINGS
 from settings_api.routes import SERVICE
@@ -46,7 +46,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         cache.subscribed = False  # until the first subscription is confirmed
         feed.on_connection(connected, lost)
         tasks.append(asyncio.create_task(feed.run(), name="mcpgw-change-feed"))
-    limiter = create_limiter(settings, app.get(REDIS))
+    limiter = create_limiter(settings, app.get(LIMITER_REDIS))
     pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
     app[GATEWAY] = GatewayState(
         resolver=cache,

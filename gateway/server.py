@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
 from gateway.observability.middleware import edge_middleware, metrics_handler
-from gateway.state import REDIS
+from gateway.state import LIMITER_REDIS, REDIS
 from settings_api.app import (
     CHANGES,
     http_client_ctx,
@@ -46,12 +46,20 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = app[SETTINGS].store_timeout_s
     client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                             health_check_interval=10)
+    # The limiter bounds each of its round trips itself (one asyncio.timeout per batch). With a
+    # socket timeout, redis-py would bound every send with asyncio.wait_for, a Task and an
+    # extra event-loop pass per round trip, and every read with a timeout of its own: about a
+    # tenth of a lone request's CPU (docs/performance.md). Connecting stays bounded.
+    limiter_client = redis.from_url(url, socket_timeout=None, socket_connect_timeout=timeout,
+                                    health_check_interval=10)
     app[REDIS] = client
+    app[LIMITER_REDIS] = limiter_client
     app[REDIS_PING] = client.ping
     app[CHANGES] = RedisChangeFeed(client)
     try:
         yield
     finally:
+        await limiter_client.aclose()
         await client.aclose()
 
 

@@ -46,3 +46,6 @@ class GatewayState:
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)
 REDIS: web.AppKey[redis.Redis] = web.AppKey("redis", redis.Redis)
+# The rate limiter's own client: the same server, without redis-py's per-command socket
+# timeout (gateway/server.py says why).
+LIMITER_REDIS: web.AppKey[redis.Redis] = web.AppKey("limiter_redis", redis.Redis)

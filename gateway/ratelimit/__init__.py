@@ -41,8 +41,9 @@ __all__ = [
 def create_limiter(settings: Settings, redis_client: Redis | None, *, prefix: str = "mcpgw",
                    timeout_s: float = 0.5) -> RateLimiter:
     """The limiter the gateway uses. With a client: `FailoverLimiter(RedisLimiter, LocalLimiter,
-    settings.rate_limit_failure_mode)`; each Redis round trip is bounded by `timeout_s` (give
-    the client a `socket_timeout` too). The client stays the caller's to close."""
+    settings.rate_limit_failure_mode)`; each Redis round trip is bounded by `timeout_s`, so
+    the client needs no `socket_timeout` (which costs every send a Task). The client stays the
+    caller's to close."""
     limits = Limits.from_settings(settings)
     local = LocalLimiter(limits)
     if redis_client is None:
