@@ -32,7 +32,7 @@ from jsonrpcserver.dispatcher import create_request, to_response
 from jsonrpcserver.exceptions import JsonRpcError
 from jsonrpcserver.methods import Method, Methods
 from jsonrpcserver.response import to_serializable_one
-from jsonrpcserver.result import Result
+from jsonrpcserver.result import Result, Right  # its Either (oslash's)
 from jsonrpcserver.sentinels import NODATA, NOID
 
 from gateway.context import (
@@ -292,6 +292,8 @@ async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str
             _, result = await dispatch_request(methods, ctx, request)
         if request.id is NOID:
             return None
+        if type(result) is Right:  # what to_response + to_serializable_one make of a success
+            return {"jsonrpc": "2.0", "result": result._value.result, "id": request.id}
         return to_serializable_one(to_response(request, result))  # type: ignore[no-any-return]
     except Exception:  # the library itself failed: still a JSON-RPC answer, never a traceback
         request_id = ctx.request.get(REQUEST_ID)

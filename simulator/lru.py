@@ -19,11 +19,16 @@ class LRU(Generic[K, V]):
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
+        # No lock: each OrderedDict call is atomic under the GIL, and a hit is the hot path
+        # (several per simulated call). A key evicted by another thread between the two
+        # calls is still a hit; it just is not refreshed.
+        value = self._data.get(key)
+        if value is not None:
+            try:
                 self._data.move_to_end(key)
-            return value
+            except KeyError:
+                pass
+        return value
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
