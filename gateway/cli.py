@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -12,7 +11,13 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.observability.logs import configure_logging
-from gateway.server import ROLES, build_app, drain_on_signals, use_fast_event_loop
+from gateway.server import (
+    ROLES,
+    build_app,
+    drain_on_signals,
+    tune_collector,
+    use_fast_event_loop,
+)
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
@@ -64,13 +69,6 @@ def _port(text: str) -> int:
     return int(text)
 
 
-async def _freeze_startup_objects(_: web.Application) -> None:
-    # Everything allocated at start-up (modules, schemas, compiled validators) lives for the
-    # whole process: keep it out of the collector's way, so collections under load stay short.
-    gc.collect()
-    gc.freeze()
-
-
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         if settings.redis_url is None:
@@ -93,7 +91,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                  "postgres" if settings.uses_postgres else "sqlite")
 
     app.on_startup.append(announce)
-    app.on_startup.append(_freeze_startup_objects)
+    app.on_startup.append(tune_collector)
     use_fast_event_loop()
     # handler_cancellation: a client that hangs up stops its request's work (upstream calls
     # included) instead of leaving it running; transactions roll back on cancellation.

@@ -50,7 +50,7 @@ from aiohttp import web
 
 from gateway.health import DRAIN
 from gateway.observability.logs import configure_logging
-from gateway.server import bind_socket, build_app, use_fast_event_loop
+from gateway.server import bind_socket, build_app, tune_collector, use_fast_event_loop
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.store import StoreError, create_store
@@ -296,6 +296,7 @@ async def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     app = build_app(settings, args.role)  # type: ignore[arg-type]
+    app.on_startup.append(tune_collector)
 
     def on_sigterm() -> None:
         # As `serve` (gateway/server.py drain_on_signals): /readyz turns 503 at once, the

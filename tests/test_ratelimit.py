@@ -568,3 +568,37 @@ def test_bucket_spec_validation() -> None:
                         (1, 1.5), (1, True)):
         with pytest.raises(ValueError):
             BucketSpec(rate, burst)  # type: ignore[arg-type]
+
+
+async def _kill_connections(admin: Redis, name: str) -> int:
+    """Close, server-side, every connection of the client named `name`."""
+    killed = 0
+    for client in await admin.client_list():
+        if client.get("name") == name:
+            await admin.client_kill_filter(_id=client["id"])
+            killed += 1
+    return killed
+
+
+@pytest.mark.parametrize("recheck_s, survives", [(0.0, True), (3600.0, False)])
+async def test_a_kept_connection_the_server_closed_is_rechecked_after_idling(
+        redis_client: Redis, prefix: str, recheck_s: float, survives: bool) -> None:
+    # Redis closes idle clients (its `timeout`) and drops them on restart. The limiter keeps
+    # its connection between round trips; one idle past idle_recheck_s goes back through the
+    # pool, which reconnects it, so the next check is answered by Redis, not failed over.
+    name = f"mcpgw-limiter-{uuid.uuid4().hex[:8]}"
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2, client_name=name)
+    limiter = RedisLimiter(client, limits(), prefix=prefix, idle_recheck_s=recheck_s)
+    try:
+        assert (await limiter.check("k", tools_call=False)).allowed
+        assert await _kill_connections(redis_client, name) == 1
+        await asyncio.sleep(0.05)  # the close reaches the client's socket
+        if survives:
+            decision = await limiter.check("k", tools_call=False)
+            assert decision.allowed and decision.remaining == 98  # the same bucket, in Redis
+        else:  # kept without a recheck: the dead connection fails the batch
+            with pytest.raises(RedisConnectionError):
+                await limiter.check("k", tools_call=False)
+    finally:
+        await limiter.close()
+        await client.aclose()

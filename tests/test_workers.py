@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -334,3 +335,17 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, env: dict[st
         assert time.monotonic() < deadline, f"orphans {pids}:\n{running.log()}"
         time.sleep(0.1)
     running.stop()
+
+
+def test_a_serving_process_freezes_start_up_and_collects_young_objects_less_often() -> None:
+    # `serve` and every worker run this start-up hook. Run in a process of its own: freezing
+    # would keep this test process's objects out of the collector for good.
+    code = ("import asyncio, gc, sys\n"
+            "from gateway.server import YOUNG_COLLECTION_THRESHOLD, tune_collector\n"
+            "before = gc.get_threshold()\n"
+            "asyncio.run(tune_collector(None))\n"
+            "print(before[0], gc.get_threshold()[0], YOUNG_COLLECTION_THRESHOLD,"
+            " gc.get_freeze_count() > 0)\n")
+    out = subprocess.run([sys.executable, "-c", code],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    assert out[0] == "700" and out[1] == out[2] and int(out[1]) > 700 and out[3] == "True"

@@ -33,6 +33,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection as Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.context import Decision
@@ -123,6 +124,10 @@ _SCRIPT_LOAD: Command = ("SCRIPT", "LOAD", SCRIPT)
 # (its bucket keys, the limits, one flag), and redis-py's encoding of it costs about 12 µs;
 # commands naming session keys vary, so the memo is bounded and simply starts over when full.
 _PACKED_MAX = 4096
+# A connection kept idle longer than this is checked before its next use, so one the server
+# closed meanwhile (Redis `timeout`, a restart) is reconnected instead of failing a batch. Not
+# redis-py's health_check_interval: its check costs two loop lookups on every round trip.
+IDLE_RECHECK_S = 5.0
 
 
 @dataclass(slots=True)
@@ -148,7 +153,8 @@ class RedisLimiter:
     """
 
     def __init__(self, client: Redis, limits: Limits, *, prefix: str = "mcpgw",
-                 timeout_s: float = 0.5, max_batch: int = 512, max_inflight: int = 2) -> None:
+                 timeout_s: float = 0.5, max_batch: int = 512, max_inflight: int = 2,
+                 idle_recheck_s: float = IDLE_RECHECK_S) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
         self.client = client
@@ -157,6 +163,7 @@ class RedisLimiter:
         self.timeout_s = timeout_s
         self._max_batch = max_batch
         self._max_inflight = max_inflight
+        self._idle_recheck_s = idle_recheck_s
         req, call = limits.request, limits.call
         self._argv = (repr(float(req.rate_per_s)), str(req.burst), repr(float(call.rate_per_s)),
                       str(call.burst))
@@ -165,9 +172,15 @@ class RedisLimiter:
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._packed: dict[Command, bytes] = {}
-        # Connections kept between round trips (at most max_inflight): taking one from the
-        # pool and giving it back costs about 12 µs (its lock and bookkeeping) per batch.
-        self._idle: list[Connection] = []
+        # Connections kept between round trips (at most max_inflight), with when each was last
+        # used: taking one from the pool and giving it back costs about 12 µs (its lock and
+        # bookkeeping) per batch.
+        self._idle: list[tuple[Connection, float]] = []
+        # The loop the limiter serves, remembered: on Python 3.11 every
+        # `asyncio.get_running_loop()` (and `current_task()` without a loop) makes a getpid
+        # system call, which the benchmark's machines charge several µs for
+        # (docs/performance.md). Looked up again once that loop is closed (tests).
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Statistics (metrics and tests): checks answered, script calls and round trips used.
         self.checks = 0
         self.script_calls = 0
@@ -200,9 +213,15 @@ class RedisLimiter:
 
     # RateLimiter --------------------------------------------------------------------------
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     async def check(self, key_id: str, *, tools_call: bool,
                     session_id: str | None = None) -> Decision:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending.append(_Check(key_id, tools_call, session_id, future))
         if not self._scheduled:
@@ -227,13 +246,13 @@ class RedisLimiter:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._idle:
-            await self.client.connection_pool.release(self._idle.pop())
+            await self.client.connection_pool.release(self._idle.pop()[0])
 
     # Coalescing ---------------------------------------------------------------------------
 
     def _launch(self) -> None:
         self._scheduled = False
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         while self._pending and self._inflight < self._max_inflight:
             batch = self._pending[:self._max_batch]
             del self._pending[:self._max_batch]
@@ -247,7 +266,7 @@ class RedisLimiter:
         self._inflight -= 1
         if self._pending and not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._launch)
+            self._running_loop().call_soon(self._launch)
 
     async def _flush(self, batch: list[_Check]) -> None:
         groups: dict[str, list[_Check]] = {}
@@ -262,7 +281,8 @@ class RedisLimiter:
         # about a tenth of the limiter's instructions (docs/performance.md). Its expiry is told
         # apart from a cancellation from outside (shutdown) by `expired`, and answered like
         # asyncio.timeout's.
-        task = asyncio.current_task()
+        loop = self._running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
         expired = False
 
@@ -271,7 +291,7 @@ class RedisLimiter:
             expired = True
             task.cancel()
 
-        deadline = asyncio.get_running_loop().call_later(self.timeout_s, expire)
+        deadline = loop.call_later(self.timeout_s, expire)
         try:
             replies = await self._run([self._command(key_id, checks)
                                        for key_id, checks in groups.items()])
@@ -334,11 +354,17 @@ class RedisLimiter:
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         self.round_trips += 1
         pool = self.client.connection_pool
-        connection = self._idle.pop() if self._idle else await pool.get_connection()
+        now = self._running_loop().time()
+        if self._idle:
+            connection, last_used = self._idle.pop()
+            if now - last_used > self._idle_recheck_s:
+                await _drop_if_closed(connection)
+        else:
+            connection = await pool.get_connection()
         try:
             # On any failure (cancellation by the timeout included) redis-py disconnects the
             # connection, so a half-read reply never reaches its next user; it goes back to
-            # the pool. (One idle for a while is pinged before use: health_check_interval.)
+            # the pool.
             await connection.send_packed_command([self._pack(connection, command)
                                                   for command in commands])
             replies: list[Any] = []
@@ -350,5 +376,16 @@ class RedisLimiter:
         except BaseException:
             await pool.release(connection)
             raise
-        self._idle.append(connection)
+        self._idle.append((connection, now))
         return replies
+
+
+async def _drop_if_closed(connection: Connection) -> None:
+    """Disconnect a kept connection that has anything to read: nothing is owed to it, so that
+    is the server's EOF (or a stray reply). redis-py reconnects it on the next send."""
+    try:
+        closed = await connection.can_read()
+    except (RedisConnectionError, OSError):
+        closed = True
+    if closed:
+        await connection.disconnect()
