@@ -17,10 +17,12 @@ from gateway.invalidation import RedisChangeFeed
 from gateway.ratelimit import create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
 from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState
+from settings_api import __version__
 from settings_api.app import CHANGES
-from settings_api.http import HTTP_CLIENT, SETTINGS
+from settings_api.http import SETTINGS
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsService
+from settings_api.upstream_http import LeanHttpClient
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,10 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         feed.on_connection(connected, lost)
         tasks.append(asyncio.create_task(feed.run(), name="mcpgw-change-feed"))
     limiter = create_limiter(settings, app.get(LIMITER_REDIS))
-    pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
+    # callUrl's upstream calls go through the lean client (one per request on the hot path);
+    # the settings API keeps aiohttp's for its occasional catalog reads.
+    http = LeanHttpClient(headers={"User-Agent": f"mcp-gateway/{__version__}"})
+    pool = UpstreamPool(http, timeout_s=settings.upstream_timeout_s)
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
@@ -65,6 +70,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
         await _record(cache, service)
         await pool.close()
+        await http.close()
         await limiter.close()
 
 

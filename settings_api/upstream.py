@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from settings_api.json_codec import NOT_PARSED, dumps, fast_loads
+from settings_api.upstream_http import LeanHttpClient, LeanResponse
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -47,6 +48,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# What carries the HTTP exchanges: aiohttp's client (the settings API), or the data plane's
+# lean one, which implements the part of aiohttp's interface used here.
+HttpClient = aiohttp.ClientSession | LeanHttpClient
+HttpResponse = aiohttp.ClientResponse | LeanResponse
 
 LATEST_PROTOCOL_VERSION = "2025-11-25"
 # The legacy-era versions this client can speak; tools/list is the same in all of them.
@@ -237,7 +243,7 @@ def mcp_headers(
     return headers
 
 
-async def read_body_limited(response: aiohttp.ClientResponse, max_body_bytes: int) -> bytes:
+async def read_body_limited(response: HttpResponse, max_body_bytes: int) -> bytes:
     """Read the whole body, failing with ``too-large`` as soon as it exceeds the limit."""
     if response.content_length is not None and response.content_length > max_body_bytes:
         raise _too_large(max_body_bytes)
@@ -251,7 +257,7 @@ async def read_body_limited(response: aiohttp.ClientResponse, max_body_bytes: in
 
 
 async def read_rpc_response(
-    response: aiohttp.ClientResponse,
+    response: HttpResponse,
     request_id: int | str,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -276,7 +282,7 @@ async def read_rpc_response(
 
 
 async def _read_sse_response(
-    response: aiohttp.ClientResponse,
+    response: HttpResponse,
     request_id: int | str,
     max_body_bytes: int,
     on_message: MessageHandler | None,
@@ -319,7 +325,7 @@ async def _handle_sse_event(
 
 
 async def post_message(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     url: str,
     message: Mapping[str, Any],
     headers: Mapping[str, str],
@@ -385,7 +391,7 @@ class UpstreamSession:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         url: str,
         headers: Mapping[str, str],
         *,
@@ -399,12 +405,17 @@ class UpstreamSession:
         self.protocol_version: str | None = None
         self.initialize_result: dict[str, Any] | None = None
         self._next_id = 0
+        self._sent_headers: tuple[tuple[str | None, str | None], CIMultiDict[str]] | None = None
 
     def headers(self) -> CIMultiDict[str]:
-        """Headers for the next POST (caller headers plus session id and version)."""
-        return mcp_headers(
-            self._headers, session_id=self.session_id, protocol_version=self.protocol_version
-        )
+        """Headers for the next POST (caller headers plus session id and version); the same
+        object while those stay the same (nothing changes it: it is only sent)."""
+        state = (self.session_id, self.protocol_version)
+        if self._sent_headers is None or self._sent_headers[0] != state:
+            self._sent_headers = (state, mcp_headers(
+                self._headers, session_id=self.session_id, protocol_version=self.protocol_version
+            ))
+        return self._sent_headers[1]
 
     def new_id(self) -> int:
         """A fresh JSON-RPC request id, unique within this session."""
@@ -536,7 +547,7 @@ class UpstreamSession:
 
 
 async def fetch_tool_catalog(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     url: str,
     headers: Mapping[str, str],
     *,

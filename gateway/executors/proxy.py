@@ -25,6 +25,8 @@ import collections
 import errno
 import hashlib
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -32,8 +34,9 @@ from typing import Any
 import aiohttp
 
 from gateway.context import Notify, RequestContext, ToolCallError
+from gateway.deadline import Deadline, RunningLoop
 from gateway.observability import metrics
-from settings_api.upstream import MessageHandler, UpstreamError, UpstreamSession
+from settings_api.upstream import HttpClient, MessageHandler, UpstreamError, UpstreamSession
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
@@ -92,7 +95,7 @@ class UpstreamPool:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         *,
         timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
         max_body_bytes: int = DEFAULT_RELAY_MAX_BODY_BYTES,
@@ -357,6 +360,7 @@ class ProxyExecutor:
             raise ValueError("timeout_s must be positive")
         self.pool = pool
         self.timeout_s = pool.timeout_s if timeout_s is None else timeout_s
+        self._loop = RunningLoop()
 
     async def call_tool(
         self,
@@ -408,7 +412,7 @@ class ProxyExecutor:
         view = ctx.integration
         assert view.upstream_url is not None
         try:
-            async with asyncio.timeout(self.timeout_s):
+            with Deadline(self._loop.get(), self.timeout_s):
                 response = await self.pool.request(
                     view.config_id,
                     view.upstream_url,
@@ -546,9 +550,10 @@ def _upstream_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _connect_detail(exc: BaseException) -> str:
     """A short, stable description of a connection failure (never the URL or a header)."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
         return "host not found"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError
+                  | ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "connection closed by the server"

@@ -37,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.context import Decision
+from gateway.deadline import Deadline, RunningLoop
 from gateway.ratelimit.buckets import EPSILON, Limits, session_digest
 
 # A transcription of gateway.ratelimit.buckets (refill, check, charge, figures); keep in step.
@@ -176,11 +177,8 @@ class RedisLimiter:
         # used: taking one from the pool and giving it back costs about 12 µs (its lock and
         # bookkeeping) per batch.
         self._idle: list[tuple[Connection, float]] = []
-        # The loop the limiter serves, remembered: on Python 3.11 every
-        # `asyncio.get_running_loop()` (and `current_task()` without a loop) makes a getpid
-        # system call, which the benchmark's machines charge several µs for
-        # (docs/performance.md). Looked up again once that loop is closed (tests).
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop the limiter serves, remembered (gateway/deadline.py).
+        self._loop = RunningLoop()
         # Statistics (metrics and tests): checks answered, script calls and round trips used.
         self.checks = 0
         self.script_calls = 0
@@ -213,15 +211,9 @@ class RedisLimiter:
 
     # RateLimiter --------------------------------------------------------------------------
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
-
     async def check(self, key_id: str, *, tools_call: bool,
                     session_id: str | None = None) -> Decision:
-        loop = self._running_loop()
+        loop = self._loop.get()
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending.append(_Check(key_id, tools_call, session_id, future))
         if not self._scheduled:
@@ -252,7 +244,7 @@ class RedisLimiter:
 
     def _launch(self) -> None:
         self._scheduled = False
-        loop = self._running_loop()
+        loop = self._loop.get()
         while self._pending and self._inflight < self._max_inflight:
             batch = self._pending[:self._max_batch]
             del self._pending[:self._max_batch]
@@ -266,7 +258,7 @@ class RedisLimiter:
         self._inflight -= 1
         if self._pending and not self._scheduled:
             self._scheduled = True
-            self._running_loop().call_soon(self._launch)
+            self._loop.get().call_soon(self._launch)
 
     async def _flush(self, batch: list[_Check]) -> None:
         groups: dict[str, list[_Check]] = {}
@@ -276,37 +268,23 @@ class RedisLimiter:
                 groups[check.key_id] = [check]
             else:
                 group.append(check)
-        # The round trip's bound: one timer handle that cancels this task, instead of
-        # asyncio.timeout's context manager (pure Python in 3.11), which cost a lone request
-        # about a tenth of the limiter's instructions (docs/performance.md). Its expiry is told
-        # apart from a cancellation from outside (shutdown) by `expired`, and answered like
-        # asyncio.timeout's.
-        loop = self._running_loop()
-        task = asyncio.current_task(loop)
-        assert task is not None
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        deadline = loop.call_later(self.timeout_s, expire)
+        # The round trip's bound; `Deadline` rather than asyncio.timeout, whose pure-Python
+        # context manager and loop lookups cost a lone request about a tenth of the limiter's
+        # instructions (docs/performance.md).
+        deadline = Deadline(self._loop.get(), self.timeout_s)
         try:
-            replies = await self._run([self._command(key_id, checks)
-                                       for key_id, checks in groups.items()])
-        except asyncio.CancelledError:
-            if not expired or task.uncancel() > 0:
-                for check in batch:
-                    check.future.cancel()
-                raise
-            self._fail(batch, TimeoutError(f"no limiter reply within {self.timeout_s} s"))
-            return
+            with deadline:
+                replies = await self._run([self._command(key_id, checks)
+                                           for key_id, checks in groups.items()])
+        except asyncio.CancelledError:  # from outside (shutdown): so are the checks
+            for check in batch:
+                check.future.cancel()
+            raise
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired:
+                exc = TimeoutError(f"no limiter reply within {self.timeout_s} s")
             self._fail(batch, exc)
             return
-        finally:
-            deadline.cancel()
         self.checks += len(batch)
         for checks, reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, str):  # a client made with decode_responses=True
@@ -354,7 +332,7 @@ class RedisLimiter:
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         self.round_trips += 1
         pool = self.client.connection_pool
-        now = self._running_loop().time()
+        now = self._loop.get().time()
         if self._idle:
             connection, last_used = self._idle.pop()
             if now - last_used > self._idle_recheck_s:
