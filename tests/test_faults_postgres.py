@@ -189,9 +189,13 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
         proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
                                    MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
                                    MCPGW_REDIS_URL=redis_server.url,
-                                   MCPGW_RATE_LIMIT_BURST="1000", MCPGW_RATE_LIMIT_RPS="1000",
-                                   MCPGW_REQUEST_LIMIT_BURST="1000",
-                                   MCPGW_REQUEST_LIMIT_RPS="1000")
+                                   # Far above what the loop below can send: on a fast
+                                   # machine it sent more than 1000 requests a second, and
+                                   # the local buckets rightly refused some (a 429 here).
+                                   MCPGW_RATE_LIMIT_BURST="1000000",
+                                   MCPGW_RATE_LIMIT_RPS="1000000",
+                                   MCPGW_REQUEST_LIMIT_BURST="1000000",
+                                   MCPGW_REQUEST_LIMIT_RPS="1000000")
         try:
             async with http_session() as http:
                 gw, cold = Client(http, proc), Client(http, proc, integration="cold")
