@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import httptools
@@ -36,6 +36,9 @@ DEFAULT_IDLE_TIMEOUT_S = 15.0  # aiohttp's keep-alive default
 # Unread body bytes held per connection before reading from the socket pauses.
 _HIGH_WATER = 256 * 1024
 _FORBIDDEN = ("\r", "\n", "\x00")
+# Kept as they are in a request target; anything else (non-ASCII, spaces, controls) is sent
+# percent-encoded as UTF-8, as aiohttp (yarl) sends it: servers refuse raw bytes there.
+_TARGET_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 _ORIGINS_MAX = 1024
 
 Origin = tuple[str, str, int]  # scheme, host, port
@@ -51,14 +54,20 @@ class _Target:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise aiohttp.InvalidURL(url)
-        port = parts.port or (443 if scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:  # not a number, or out of range
+            raise aiohttp.InvalidURL(url) from None
         host = parts.hostname
         self.origin: Origin = (scheme, host, port)
         shown = f"[{host}]" if ":" in host else host
         default = 443 if scheme == "https" else 80
         self.host_header = shown if port == default else f"{shown}:{port}"
         path = parts.path or "/"
-        self.path = f"{path}?{parts.query}" if parts.query else path
+        path = f"{path}?{parts.query}" if parts.query else path
+        if any(c in path for c in _FORBIDDEN):
+            raise aiohttp.InvalidURL(url)
+        self.path = quote(path, safe=_TARGET_SAFE)
         # user:password@ in the URL is HTTP Basic authentication, as aiohttp sends it.
         self.authorization: str | None = None
         if parts.username is not None:
@@ -199,6 +208,12 @@ class _Connection(asyncio.Protocol):
         pass
 
     # httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        # An answer when no request is waiting for one (a second answer, or bytes on an idle
+        # connection) would be taken for the next request's: fail, which closes the connection.
+        if self._head is None or self._complete:
+            raise httptools.HttpParserError("an answer no request asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -395,5 +410,8 @@ class LeanHttpClient:
         if len(idle) >= self._max_idle:
             conn.close()
             return
+        # A complete body left unread over the high-water mark leaves reading paused; the
+        # next answer on this connection must be read.
+        conn.resume()
         conn.idle_since = time.monotonic()
         idle.append(conn)
