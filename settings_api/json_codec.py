@@ -35,9 +35,13 @@ def fast_loads(raw: bytes | str) -> Any:
 def dumps(value: Any) -> str:
     """Compact JSON, UTF-8 characters unescaped; raises TypeError/ValueError like
     `json.dumps(..., allow_nan=False)` for what cannot be JSON."""
+    return dumps_bytes(value).decode()
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """`dumps` as UTF-8 bytes (what goes on the wire, without a decode and re-encode)."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError: big ints, lone surrogates, unknown types
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        text.encode("utf-8")  # lone surrogates fail here, not half-way through a write
-        return text
+        return text.encode("utf-8")  # lone surrogates fail here, not half-way through a write

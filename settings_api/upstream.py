@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from settings_api.json_codec import NOT_PARSED, dumps, fast_loads
+from settings_api.json_codec import NOT_PARSED, dumps_bytes, fast_loads
 from settings_api.upstream_http import LeanHttpClient, LeanResponse
 
 __all__ = [
@@ -338,14 +338,14 @@ async def post_message(
     ``headers`` are sent as given (build them with :func:`mcp_headers`). Non-2xx answers raise
     ``http-status``; connection failures raise ``connect``. Timeouts are the caller's job.
     """
-    body = dumps(message).encode()
+    body = dumps_bytes(message)
     method = message.get("method")
     is_request = isinstance(method, str) and "id" in message
-    what = _quote(method) if isinstance(method, str) else "message"
     try:
         # No redirects: following one could hand the caller's credentials to another origin.
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             if not 200 <= resp.status < 300:
+                what = _quote(method) if isinstance(method, str) else "message"
                 raise UpstreamError(
                     "http-status",
                     f"upstream answered HTTP {resp.status} to {what}",

@@ -383,7 +383,6 @@ class ProxyExecutor:
                 f"Upstream headers unavailable: {view.secrets_error}",
                 {"upstream": "secrets-unreadable"},
             )
-        secrets = _secret_pieces(view.upstream_headers.values())
         params: dict[str, Any] = {"name": tool["name"], "arguments": arguments}
         upstream_meta = _upstream_meta(meta)
         if upstream_meta:
@@ -392,7 +391,7 @@ class ProxyExecutor:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._exchange(ctx, tool, params, secrets, on_message)
+            result = await self._exchange(ctx, tool, params, on_message)
             outcome = "ok"
             return result
         except asyncio.CancelledError:
@@ -406,7 +405,6 @@ class ProxyExecutor:
         ctx: RequestContext,
         tool: Mapping[str, Any],
         params: dict[str, Any],
-        secrets: list[str],
         on_message: MessageHandler | None,
     ) -> dict[str, Any]:
         view = ctx.integration
@@ -429,7 +427,7 @@ class ProxyExecutor:
                 {"upstream": "timeout"},
             ) from None
         except UpstreamError as exc:
-            raise self._upstream_failure(ctx, tool, exc, secrets) from None
+            raise self._upstream_failure(ctx, tool, exc) from None
         except (aiohttp.ClientError, OSError) as exc:  # pragma: no cover - post_message maps these
             raise self._failure(
                 ctx,
@@ -437,14 +435,13 @@ class ProxyExecutor:
                 f"Upstream MCP server unreachable: {_connect_detail(exc)}",
                 {"upstream": "connect"},
             ) from None
-        return self._relay(ctx, tool, response, secrets)
+        return self._relay(ctx, tool, response)
 
     def _relay(
         self,
         ctx: RequestContext,
         tool: Mapping[str, Any],
         response: dict[str, Any],
-        secrets: list[str],
     ) -> dict[str, Any]:
         if "error" in response:
             error = response["error"]
@@ -456,6 +453,7 @@ class ProxyExecutor:
                 message = "Upstream MCP server error"
             # The upstream's own answer, relayed as is, except for echoed secrets.
             metrics.upstream_failed("jsonrpc-error")
+            secrets = _secrets_of(ctx)
             raise ToolCallError(
                 code, _scrub(message, secrets), _scrub_json(error.get("data"), secrets)
             )
@@ -473,7 +471,7 @@ class ProxyExecutor:
         )
 
     def _upstream_failure(
-        self, ctx: RequestContext, tool: Mapping[str, Any], exc: UpstreamError, secrets: list[str]
+        self, ctx: RequestContext, tool: Mapping[str, Any], exc: UpstreamError
     ) -> ToolCallError:
         reason = exc.reason
         if reason == "connect":
@@ -496,7 +494,7 @@ class ProxyExecutor:
             message = f"Upstream MCP server refused the session: {exc.message}"
         else:  # pragma: no cover - reasons of the catalog reader only
             message = f"Upstream MCP server failed: {exc.message}"
-        return self._failure(ctx, tool, _scrub(message, secrets), {"upstream": reason})
+        return self._failure(ctx, tool, _scrub(message, _secrets_of(ctx)), {"upstream": reason})
 
     def _failure(
         self, ctx: RequestContext, tool: Mapping[str, Any], message: str, data: dict[str, Any]
@@ -567,6 +565,11 @@ def _connect_detail(exc: BaseException) -> str:
     if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return "network unreachable"
     return type(exc).__name__
+
+
+def _secrets_of(ctx: RequestContext) -> list[str]:
+    """What to scrub from upstream text relayed to the client (only failures need it)."""
+    return _secret_pieces(ctx.integration.upstream_headers.values())
 
 
 def _secret_pieces(values: Iterable[str]) -> list[str]:

@@ -54,7 +54,7 @@ from gateway.transport.headers import (
     check_routing_headers,
 )
 from gateway.transport.limits import MAX_BATCH_MESSAGES, depth_reason, too_deep
-from settings_api.json_codec import NOT_PARSED, dumps, fast_loads
+from settings_api.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads
 from settings_api.problems import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
@@ -379,15 +379,15 @@ def _reply(x: Exchange, answer: dict[str, Any] | list[dict[str, Any]], era: Era,
     if status is None:
         status = http_status(answer, era) if isinstance(answer, dict) else 200
     headers = {**x.headers, **extra} if extra else dict(x.headers)
-    text = _encode(answer) if isinstance(answer, dict) else \
-        "[" + ",".join(map(_encode, answer)) + "]"
+    body = _encode_bytes(answer) if isinstance(answer, dict) else \
+        b"[" + b",".join(map(_encode_bytes, answer)) + b"]"
     if status == 200:
         json_ok, sse_ok = accepted_types(x.request.headers.get("Accept"))
         if sse_ok and not json_ok:
             headers.update(sse.SSE_HEADERS)
-            return web.Response(status=200, body=sse.event(text), headers=headers,
+            return web.Response(status=200, body=sse.event(body.decode()), headers=headers,
                                 content_type=sse.SSE_CONTENT_TYPE)
-    return web.Response(status=status, body=text.encode(), headers=headers,
+    return web.Response(status=status, body=body, headers=headers,
                         content_type="application/json")
 
 
@@ -397,6 +397,14 @@ def _accepted(x: Exchange) -> web.Response:
 
 def _dumps(value: Any) -> str:
     return dumps(value)
+
+
+def _encode_bytes(answer: dict[str, Any]) -> bytes:
+    """`_encode` as UTF-8 bytes (the usual answer goes out without a decode and re-encode)."""
+    try:
+        return dumps_bytes(answer)
+    except (TypeError, ValueError):
+        return _encode(answer).encode()
 
 
 def _encode(answer: dict[str, Any]) -> str:
