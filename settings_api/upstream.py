@@ -247,6 +247,12 @@ async def read_body_limited(response: HttpResponse, max_body_bytes: int) -> byte
     """Read the whole body, failing with ``too-large`` as soon as it exceeds the limit."""
     if response.content_length is not None and response.content_length > max_body_bytes:
         raise _too_large(max_body_bytes)
+    if type(response) is LeanResponse:  # all there already: no async iteration
+        whole = response.content.arrived()
+        if whole is not None:
+            if len(whole) > max_body_bytes:
+                raise _too_large(max_body_bytes)
+            return whole
     body = bytearray()
     # iter_any() yields what has arrived; aiohttp's flow control keeps its own buffer small.
     async for chunk in response.content.iter_any():

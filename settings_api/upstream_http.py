@@ -40,6 +40,7 @@ _FORBIDDEN = ("\r", "\n", "\x00")
 # percent-encoded as UTF-8, as aiohttp (yarl) sends it: servers refuse raw bytes there.
 _TARGET_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 _ORIGINS_MAX = 1024
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -107,6 +108,15 @@ class _Body:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def arrived(self) -> bytes | None:
+        """The whole body when all of it has arrived (the usual small answer), else None."""
+        if not self.done or self._error is not None:
+            return None
+        chunk = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        return chunk
 
     def iter_any(self) -> AsyncIterator[bytes]:
         """What has arrived, chunk by chunk, until the body ends (aiohttp's name)."""
@@ -321,7 +331,8 @@ class LeanHttpClient:
                  ssl_context: ssl.SSLContext | None = None,
                  max_idle_per_origin: int = DEFAULT_MAX_IDLE_PER_ORIGIN,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
-        self._default_headers = dict(headers or {})
+        self._default_lines = [(name.lower(), f"{name}: {value}")
+                               for name, value in (headers or {}).items()]
         # Made here, at start-up: loading the system's CA certificates blocks for a while.
         self._ssl = ssl_context or ssl.create_default_context()
         self._max_idle = max_idle_per_origin
@@ -363,16 +374,18 @@ class LeanHttpClient:
                 self._targets.clear()
             self._targets[url] = target
         lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host_header}"]
-        given = {name.lower() for name in headers}
-        for name, value in self._default_headers.items():
-            if name.lower() not in given:
-                lines.append(f"{name}: {value}")
+        given: set[str] = set()
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower in _FRAMING:
+                continue  # framing is this client's
+            given.add(lower)
+            lines.append(f"{name}: {value}")
+        for lower, line in self._default_lines:
+            if lower not in given:
+                lines.append(line)
         if target.authorization is not None and "authorization" not in given:
             lines.append(f"Authorization: {target.authorization}")
-        for name, value in headers.items():
-            if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
-                continue  # framing is this client's
-            lines.append(f"{name}: {value}")
         head = "\r\n".join(lines)
         breaks = len(lines) - 1
         if head.count("\n") != breaks or head.count("\r") != breaks or "\x00" in head:

@@ -1049,6 +1049,30 @@ async def test_post_message_reads_a_json_answer(aiohttp_server: ServerFactory,
         "echo": {"name": "x"}, "accept": "application/json, text/event-stream"}}
 
 
+async def test_a_body_that_arrived_whole_is_still_bounded(client: LeanHttpClient) -> None:
+    # A small answer is usually complete when its head is read, and is taken without
+    # iterating; the size bound applies all the same, here with no Content-Length to warn.
+    body = b'{"jsonrpc":"2.0","id":7,"result":{"content":[]}}'
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n"
+              + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "x"}}
+
+    async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(answer)
+            await writer.drain()
+
+    async with RawServer(keep_answering) as server:
+        with pytest.raises(UpstreamError) as too_large:
+            await post_message(client, server.url(), message, mcp_headers({}),
+                               max_body_bytes=len(body) - 1)
+        assert too_large.value.reason == "too-large"
+        reply = await post_message(client, server.url(), message, mcp_headers({}),
+                                   max_body_bytes=len(body))
+        assert reply.message == {"jsonrpc": "2.0", "id": 7, "result": {"content": []}}
+
+
 async def test_post_message_reads_an_sse_answer(aiohttp_server: ServerFactory,
                                                client: LeanHttpClient) -> None:
     server = await serve(aiohttp_server, _rpc_handler(sse=True))
