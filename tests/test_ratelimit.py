@@ -602,3 +602,23 @@ async def test_a_kept_connection_the_server_closed_is_rechecked_after_idling(
     finally:
         await limiter.close()
         await client.aclose()
+
+
+async def test_a_second_batch_flies_only_once_enough_checks_wait(redis_client: Redis,
+                                                                 prefix: str) -> None:
+    # With one batch on the wire, 3 new checks wait for it (their round trip comes after);
+    # 8 go out at once, overlapping it.
+    for waiting, overlapped in ((3, False), (8, True)):
+        limiter = RedisLimiter(redis_client, limits(req=(SLOW, 10_000)), prefix=prefix,
+                               max_inflight=2, overlap_min=8)
+        first = asyncio.create_task(limiter.check("k", tools_call=False))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the check is queued, then its batch launched
+        assert limiter.batches_in_flight == 1
+        rest = [asyncio.create_task(limiter.check("k", tools_call=False))
+                for _ in range(waiting)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert limiter.batches_in_flight == (2 if overlapped else 1)
+        assert all(d.allowed for d in await asyncio.gather(first, *rest))
+        assert limiter.round_trips == 2 and limiter.checks == waiting + 1
