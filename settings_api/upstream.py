@@ -209,7 +209,9 @@ class SseParser:
 # --------------------------------------------------------------------------- one exchange
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per upstream call, and a frozen dataclass's __init__ sets each field
+# through object.__setattr__. Nothing changes one after it is made.
+@dataclass(slots=True)
 class RpcReply:
     """What one POST produced: the HTTP status and headers, and the JSON-RPC response if any."""
 

@@ -3,9 +3,10 @@
 Every label is bounded: endpoints, route names from the route table, a fixed list of MCP
 methods, outcomes and reasons. Never a key id, tenant, integration or tool name.
 
-Hot path: the families every request moves (request count and latency, cache hits and
-misses) are plain numbers that a collector turns into Prometheus families at scrape time:
-recording a request is a dict lookup, a bisect and three additions, with no lock
+Hot path: the families every request moves (request count and latency, upstream call
+latency, cache hits and misses) are plain numbers that a collector turns into Prometheus
+families at scrape time: recording a request is a dict lookup, a bisect and three additions,
+with no lock
 (prometheus-client's own children take one per `inc`/`observe`). They are only ever moved
 and read on the event loop's thread. The rarer families are prometheus-client's, with their
 label children bound once and kept in module-level dicts.
@@ -71,9 +72,6 @@ LIMITER_DEGRADED = Gauge("mcpgw_rate_limiter_degraded",
                          "1 while the rate limiter cannot reach Redis and fails over")
 AUTH_FAILURES = Counter("mcpgw_auth_failures", "MCP requests refused at authentication, by "
                         "reason", ("reason",))
-UPSTREAM_DURATION = Histogram(
-    "mcpgw_upstream_request_duration_seconds", "callUrl tools/call round trips to the "
-    "upstream MCP server (handshake and retry included)", ("outcome",), buckets=LATENCY_BUCKETS)
 UPSTREAM_ERRORS = Counter("mcpgw_upstream_errors", "Failed upstream tools/call, by reason",
                           ("reason",))
 INVALIDATION_LAG = Histogram(
@@ -92,12 +90,14 @@ for _endpoint in ENDPOINTS:
 RATE_LIMITED_BY_ENDPOINT = {e: RATE_LIMITED.labels(e) for e in ENDPOINTS}
 AUTH_FAILURES_BY_REASON = {r: AUTH_FAILURES.labels(r) for r in AUTH_FAILURE_REASONS}
 UPSTREAM_ERRORS_BY_REASON = {r: UPSTREAM_ERRORS.labels(r) for r in UPSTREAM_ERROR_REASONS}
-UPSTREAM_DURATION_BY_OUTCOME = {o: UPSTREAM_DURATION.labels(o)
-                                for o in ("ok", "error", "cancelled")}
 # (endpoint, http_method, route, rpc_method, outcome) → [count, sum of seconds, then one count
 # per latency bucket (not cumulative) and one past the last]; bounded by the product of
 # bounded label sets (in practice a few hundred).
 _REQUESTS: dict[tuple[str, str, str, str, str], list[float]] = {}
+# upstream call outcome → the same layout (a hot family too: callUrl moves it every request)
+UPSTREAM_OUTCOMES = ("ok", "error", "cancelled")
+_UPSTREAM: dict[str, list[float]] = {
+    o: [0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1) for o in UPSTREAM_OUTCOMES}
 # cache → [hits, misses]
 _CACHE_LOOKUPS: dict[str, list[int]] = {c: [0, 0] for c in CACHES}
 
@@ -106,6 +106,10 @@ def observe_request(labels: tuple[str, str, str, str, str], seconds: float) -> N
     counts = _REQUESTS.get(labels)
     if counts is None:
         counts = _REQUESTS[labels] = [0, 0.0] + [0] * (len(LATENCY_BUCKETS) + 1)
+    _observe(counts, seconds)
+
+
+def _observe(counts: list[float], seconds: float) -> None:
     counts[0] += 1
     counts[1] += seconds
     # Prometheus buckets are "le": a value equal to a bound counts in that bound's bucket.
@@ -121,7 +125,7 @@ def upstream_failed(reason: str) -> None:
 
 
 def upstream_done(outcome: str, seconds: float) -> None:
-    UPSTREAM_DURATION_BY_OUTCOME[outcome].observe(seconds)
+    _observe(_UPSTREAM[outcome], seconds)
 
 
 def cache_lookup(cache: str, hit: bool) -> None:
@@ -164,19 +168,31 @@ class _HotFamilies:
                                    "memory", labels=("cache",))
         misses = CounterMetricFamily("mcpgw_cache_misses", "Gateway cache lookups that went to "
                                      "the store", labels=("cache",))
+        upstream = HistogramMetricFamily(
+            "mcpgw_upstream_request_duration_seconds", "callUrl tools/call round trips to the "
+            "upstream MCP server (handshake and retry included)", labels=("outcome",))
         if not empty:
-            bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
             for labels, counts in list(_REQUESTS.items()):
                 requests.add_metric(labels, counts[0])
-                cumulative, buckets = 0.0, []
-                for bound, count in zip(bounds, counts[2:], strict=True):
-                    cumulative += count
-                    buckets.append((bound, cumulative))
-                duration.add_metric(labels, buckets, counts[1])
+                duration.add_metric(labels, _buckets(counts), counts[1])
+            for outcome, counts in _UPSTREAM.items():
+                upstream.add_metric((outcome,), _buckets(counts), counts[1])
             for cache, (hit, miss) in _CACHE_LOOKUPS.items():
                 hits.add_metric((cache,), hit)
                 misses.add_metric((cache,), miss)
-        return [requests, duration, hits, misses]
+        return [requests, duration, upstream, hits, misses]
+
+
+_BOUNDS = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+
+
+def _buckets(counts: list[float]) -> list[tuple[str, float]]:
+    """Cumulative ("le") buckets from per-bucket counts."""
+    cumulative, buckets = 0.0, []
+    for bound, count in zip(_BOUNDS, counts[2:], strict=True):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    return buckets
 
 
 REGISTRY.register(_HotFamilies())  # type: ignore[arg-type]
