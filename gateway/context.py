@@ -86,6 +86,8 @@ class RequestContext:
     session_id: str | None = None
     simulator_seed: str | None = None
     notify: Notify | None = None
+    # Where this endpoint's tools/call goes; None: looked up in the app's GatewayState.
+    executor: ToolExecutor | None = None
 
 
 class ToolCallError(Exception):

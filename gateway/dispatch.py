@@ -176,7 +176,9 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     if tool is None:
         shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "…"
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {shown}")
-    executor = ctx.request.app[GATEWAY].executors[ctx.endpoint]
+    executor = ctx.executor
+    if executor is None:
+        executor = ctx.request.app[GATEWAY].executors[ctx.endpoint]
     result = await executor.call_tool(ctx, tool, arguments, params.get("_meta"))
     if not isinstance(result, dict):
         raise TypeError(f"executor returned {type(result).__name__}, not a CallToolResult")

@@ -93,7 +93,7 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         if not media_ok:
             raise UnsupportedMediaType("send the JSON-RPC message as application/json")
         exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
-                            headers)
+                            headers, state.executors[endpoint])
         return await answer_post(exchange, inbound)
     except Problem as problem:
         return _problem(problem, request, headers)

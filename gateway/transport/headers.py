@@ -51,6 +51,9 @@ class HeaderMismatch(ValueError):
 def decode_value(value: str) -> str | None:
     """A header value with the base64 sentinel removed; None when the sentinel is corrupt or
     the plain value carries characters a header value cannot."""
+    if "=?" not in value:  # the usual plain value: no sentinel to look for
+        return value if value.isascii() and (value.isprintable() or
+                                             _HEADER_SAFE.fullmatch(value)) else None
     match = _SENTINEL.fullmatch(value)
     if match is None:
         return value if _HEADER_SAFE.fullmatch(value) else None

@@ -30,6 +30,7 @@ from gateway.context import (
     KeyEntry,
     RateLimiter,
     RequestContext,
+    ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one, structure_error, valid_id_or_none
 from gateway.sessions import SessionCodec
@@ -148,6 +149,7 @@ class Exchange:
     sessions: SessionCodec
     decision: Decision
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
+    executor: ToolExecutor | None = None  # the endpoint's, when the caller has it at hand
 
 
 async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
@@ -300,9 +302,8 @@ def _session(x: Exchange, *, required: bool) -> str | None:
 
 
 def _context(x: Exchange, era: Era, version: str, session_id: str | None) -> RequestContext:
-    return RequestContext(key=x.key, integration=x.integration, endpoint=x.endpoint, era=era,
-                          protocol_version=version, request=x.request, session_id=session_id,
-                          simulator_seed=x.request.headers.get(SIMULATOR_SEED_HEADER))
+    return RequestContext(x.key, x.integration, x.endpoint, era, version, x.request, session_id,
+                          x.request.headers.get(SIMULATOR_SEED_HEADER), None, x.executor)
 
 
 async def _respond(x: Exchange, message: dict[str, Any], ctx: RequestContext
