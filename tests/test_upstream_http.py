@@ -821,6 +821,18 @@ async def test_post_message_maps_failures_to_upstream_errors(client: LeanHttpCli
 # --------------------------------------------------------------------------- header injection
 
 
+def _recording(requests: list[RawRequest]) -> RawHandler:
+    """A handler that keeps every request it reads and answers each with an empty 200."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            requests.append(request)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    return handler
+
+
 @pytest.mark.parametrize("headers", [
     {"X-Test": "a\r\nX-Evil: 1"},
     {"X-Test": "a\nX-Evil: 1"},
@@ -834,12 +846,7 @@ async def test_post_message_maps_failures_to_upstream_errors(client: LeanHttpCli
 async def test_header_injection_is_refused_before_sending(
         client: LeanHttpClient, headers: dict[str, str]) -> None:
     requests: list[RawRequest] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (request := await read_request(reader)) is not None:
-            requests.append(request)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
+    handler = _recording(requests)
 
     async with RawServer(handler) as server:
         with pytest.raises(ValueError, match="CR, LF or NUL"):
@@ -866,12 +873,7 @@ async def test_default_header_injection_is_refused() -> None:
 
 async def test_url_with_raw_line_breaks_cannot_inject(client: LeanHttpClient) -> None:
     requests: list[RawRequest] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (request := await read_request(reader)) is not None:
-            requests.append(request)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
+    handler = _recording(requests)
 
     async with RawServer(handler) as server:
         await post(client, server.url("/a\r\nX-Evil: 1\r\n\r\nGET /b HTTP/1.1"))
