@@ -12,6 +12,9 @@ aiohttp's own exception types (``ClientConnectorError``-style ``OSError``s when 
 A connection carries one exchange at a time and goes back to its origin's idle list only when
 its response was read to the end and both sides keep it alive; any other exit closes it. The
 request line, header names and values are checked for CR, LF and NUL (no header injection).
+Bounds, as aiohttp's connector has them: at most 100 connections in use at once (further
+requests wait their turn, first come first served), idle ones closed after 15 s, and a
+response's status line and headers at most 64 KiB (bodies are bounded by the caller).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import asyncio
 import base64
 import collections
 import ssl
-import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from urllib.parse import quote, unquote, urlsplit
@@ -33,6 +35,10 @@ __all__ = ["LeanHttpClient", "LeanResponse"]
 
 DEFAULT_MAX_IDLE_PER_ORIGIN = 64
 DEFAULT_IDLE_TIMEOUT_S = 15.0  # aiohttp's keep-alive default
+DEFAULT_MAX_CONNECTIONS = 100  # in use at once, all origins together (aiohttp's default)
+# A response's status line and headers, at most: an upstream cannot make the gateway buffer
+# an endless head (bodies are bounded by the caller, MCPGW's relay limit).
+MAX_HEAD_BYTES = 64 * 1024
 # Unread body bytes held per connection before reading from the socket pauses.
 _HIGH_WATER = 256 * 1024
 _FORBIDDEN = ("\r", "\n", "\x00")
@@ -175,8 +181,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.idle_since = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
         self._paused = False
+        self._head_bytes = 0
         self._headers: list[tuple[str, str]] = []
         self._head: asyncio.Future[LeanResponse] | None = None
         self._body: _Body | None = None
@@ -195,8 +202,15 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(aiohttp.ClientPayloadError("the upstream switched protocols"))
+            return
         except httptools.HttpParserError as exc:
             self._fail(aiohttp.ClientPayloadError(f"malformed HTTP response: {exc}"))
+            return
+        if self._body is None and self._head is not None:  # all of it was head so far
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(aiohttp.ClientPayloadError(
+                    f"the response's status line and headers exceed {MAX_HEAD_BYTES} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -261,6 +275,7 @@ class _Connection(asyncio.Protocol):
         self._head = self.loop.create_future()
         self._body = None
         self._complete = self._until_close = False
+        self._head_bytes = 0
         self.transport.write(request)
         return self._head
 
@@ -324,13 +339,17 @@ class _Exchange:
 
 class LeanHttpClient:
     """Keep-alive connections per origin (scheme, host, port), at most
-    ``max_idle_per_origin`` idle ones, each closed after ``idle_timeout_s`` unused.
+    ``max_idle_per_origin`` idle ones, each closed after ``idle_timeout_s`` unused, and at
+    most ``max_connections`` in use at once (further requests wait for one to be released).
     ``headers`` go on every request unless a request sets the same name."""
 
     def __init__(self, *, headers: Mapping[str, str] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  max_idle_per_origin: int = DEFAULT_MAX_IDLE_PER_ORIGIN,
-                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
+                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        if max_connections < 1 or max_idle_per_origin < 0 or idle_timeout_s <= 0:
+            raise ValueError("max_connections must be at least 1, idle bounds positive")
         self._default_lines = [(name.lower(), f"{name}: {value}")
                                for name, value in (headers or {}).items()]
         # Made here, at start-up: loading the system's CA certificates blocks for a while.
@@ -340,6 +359,9 @@ class LeanHttpClient:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._busy: set[_Connection] = set()
+        self._max_connections = max_connections
+        self._in_use = 0  # connections handed out or being opened
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.closed = False
 
     def post(self, url: str, *, data: bytes, headers: Mapping[str, str],
@@ -360,6 +382,9 @@ class LeanHttpClient:
         for conn in list(self._busy):
             conn.close()
         self._busy.clear()
+        waiters, self._waiters = self._waiters, collections.deque()
+        for waiter in waiters:
+            waiter.set_exception(RuntimeError("the HTTP client is closed"))
 
     # internals ---------------------------------------------------------------------------
 
@@ -395,36 +420,79 @@ class LeanHttpClient:
         return _Exchange(self, method, target, (head + "\r\n\r\n").encode() + body)
 
     async def _acquire(self, origin: Origin) -> _Connection:
-        idle = self._idle.get(origin)
-        if idle:
-            stale_before = time.monotonic() - self._idle_timeout_s
+        if self._in_use >= self._max_connections or self._waiters:
+            await self._wait_for_a_slot()  # first come, first served
+        else:
+            self._in_use += 1
+        try:
+            idle = self._idle.get(origin)
             while idle:
                 conn = idle.pop()
-                if conn.closed or conn.idle_since < stale_before:
-                    conn.close()
-                    continue
-                self._busy.add(conn)
-                return conn
-        scheme, host, port = origin
-        loop = asyncio.get_running_loop()
-        ssl_context = self._ssl if scheme == "https" else None
-        _, conn = await loop.create_connection(
-            lambda: _Connection(loop), host, port, ssl=ssl_context,
-            server_hostname=host if ssl_context is not None else None)
+                if not idle:
+                    del self._idle[origin]
+                if conn.idle_timer is not None:
+                    conn.idle_timer.cancel()
+                    conn.idle_timer = None
+                if not conn.closed:
+                    self._busy.add(conn)
+                    return conn
+                idle = self._idle.get(origin)
+            scheme, host, port = origin
+            loop = asyncio.get_running_loop()
+            ssl_context = self._ssl if scheme == "https" else None
+            _, conn = await loop.create_connection(
+                lambda: _Connection(loop), host, port, ssl=ssl_context,
+                server_hostname=host if ssl_context is not None else None)
+        except BaseException:
+            self._free_slot()
+            raise
         self._busy.add(conn)
         return conn
 
+    async def _wait_for_a_slot(self) -> None:
+        """Wait until a released slot is handed over (it stays counted in `_in_use`)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                self._waiters.remove(waiter)
+            elif waiter.exception() is None:  # handed a slot in the same moment: pass it on
+                self._free_slot()
+            raise
+
+    def _free_slot(self) -> None:
+        """A slot is done with: straight to the first waiter, else back to the count."""
+        if self._waiters:
+            self._waiters.popleft().set_result(None)
+        else:
+            self._in_use -= 1
+
     def _release(self, origin: Origin, conn: _Connection) -> None:
         self._busy.discard(conn)
+        self._free_slot()
         if self.closed or not conn.reusable():
             conn.close()
             return
-        idle = self._idle.setdefault(origin, [])
-        if len(idle) >= self._max_idle:
+        idle = self._idle.get(origin)
+        if len(idle or ()) >= self._max_idle:
             conn.close()
             return
+        if idle is None:
+            idle = self._idle[origin] = []
         # A complete body left unread over the high-water mark leaves reading paused; the
         # next answer on this connection must be read.
         conn.resume()
-        conn.idle_since = time.monotonic()
+        conn.idle_timer = conn.loop.call_later(self._idle_timeout_s, self._expire, origin, conn)
         idle.append(conn)
+
+    def _expire(self, origin: Origin, conn: _Connection) -> None:
+        """An idle connection's time is up: close it and forget it."""
+        conn.idle_timer = None
+        idle = self._idle.get(origin)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+            if not idle:
+                del self._idle[origin]
+        conn.close()

@@ -547,6 +547,114 @@ async def test_at_most_max_idle_connections_are_kept(aiohttp_server: ServerFacto
     assert len(first_ports & second_ports) == 1  # one was kept idle, the other closed
 
 
+async def test_an_idle_connection_is_closed_when_its_time_is_up(client: LeanHttpClient) -> None:
+    # Not only when the origin is next used: an upstream called once must not keep a socket
+    # of the gateway's open for good.
+    http = LeanHttpClient(idle_timeout_s=0.05)
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        closed.set()  # EOF: the client closed its end
+
+    try:
+        async with RawServer(handler) as server:
+            assert (await post(http, server.url())).body == b"ok"
+            await asyncio.wait_for(closed.wait(), STEP_TIMEOUT_S)
+    finally:
+        await http.close()
+
+
+async def test_at_most_max_connections_are_in_use(aiohttp_server: ServerFactory) -> None:
+    active = peak = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.03)
+        active -= 1
+        return web.Response(text="ok")
+
+    server = await serve(aiohttp_server, handler)
+    http = LeanHttpClient(max_connections=2)
+    try:
+        answers = await asyncio.gather(*(post(http, url_of(server, "/")) for _ in range(6)))
+    finally:
+        await http.close()
+    assert [a.body for a in answers] == [b"ok"] * 6
+    assert peak == 2
+
+
+async def test_a_waiter_that_gives_up_leaves_its_turn_to_the_next(
+        aiohttp_server: ServerFactory) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.query.get("slow"):
+            await release.wait()
+        return web.Response(text="ok")
+
+    server = await serve(aiohttp_server, handler)
+    http = LeanHttpClient(max_connections=1)
+    try:
+        slow = asyncio.create_task(post(http, url_of(server, "/?slow=1")))
+        await asyncio.sleep(0.05)  # it holds the only connection
+        gives_up = asyncio.create_task(post(http, url_of(server, "/")))
+        waits = asyncio.create_task(post(http, url_of(server, "/")))
+        await asyncio.sleep(0.05)
+        assert not gives_up.done() and not waits.done()
+        gives_up.cancel()
+        release.set()
+        assert (await slow).body == b"ok"
+        assert (await asyncio.wait_for(waits, STEP_TIMEOUT_S)).body == b"ok"
+        with pytest.raises(asyncio.CancelledError):
+            await gives_up
+        assert (await post(http, url_of(server, "/"))).body == b"ok"  # no slot was lost
+    finally:
+        await http.close()
+
+
+async def test_a_waiter_cancelled_just_as_its_turn_came_passes_the_turn_on(
+        aiohttp_server: ServerFactory) -> None:
+    # The slot is handed over when a connection is released; a waiter cancelled in that same
+    # moment (before it ran) must hand it to the next waiter, or the slot is lost for good.
+    server = await serve(aiohttp_server, ok_handler)
+    http = LeanHttpClient(max_connections=1)
+    try:
+        holder = http.post(url_of(server, "/"), data=b"", headers={})
+        response = await holder.__aenter__()
+        await read_all(response)
+        woken = asyncio.create_task(post(http, url_of(server, "/")))
+        after = asyncio.create_task(post(http, url_of(server, "/")))
+        await asyncio.sleep(0.05)  # both wait for the one slot
+        await holder.__aexit__(None, None, None)  # the slot goes to `woken`...
+        woken.cancel()  # ...which is cancelled before it could run
+        assert (await asyncio.wait_for(after, STEP_TIMEOUT_S)).body == b"ok"
+        with pytest.raises(asyncio.CancelledError):
+            await woken
+    finally:
+        await http.close()
+
+
+async def test_an_endless_response_head_is_refused(client: LeanHttpClient) -> None:
+    from settings_api.upstream_http import MAX_HEAD_BYTES
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(2 * MAX_HEAD_BYTES // 4096 + 2):  # a header line that never ends
+                writer.write(b"a" * 4096)
+                await writer.drain()
+
+    async with RawServer(handler) as server:
+        with pytest.raises(aiohttp.ClientPayloadError, match="exceed"):
+            await post(client, server.url())
+
+
 # --------------------------------------------------------------------------- bodies
 
 
