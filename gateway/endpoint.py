@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -79,10 +80,13 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
     headers = _base_headers(request)
     try:
         _check_origin(request)
-        state = request.app[GATEWAY]
+        app = request.app
+        state = app[GATEWAY]
         key, view = await _authenticate(request, state)
-        limit = request.app[SETTINGS].max_body_bytes
-        raw = await _read_bounded(request, limit)
+        limit = app[SETTINGS].max_body_bytes
+        raw = _arrived_body(request, limit)
+        if raw is _NOT_YET:
+            raw = await _read_bounded(request, limit)
         media_ok = request.content_type == "application/json"
         inbound = parse(raw, request.headers) if raw is not None and media_ok else Inbound()
         note_rpc_method(request, inbound.body, inbound.parse_error is not None)
@@ -92,8 +96,8 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes")
         if not media_ok:
             raise UnsupportedMediaType("send the JSON-RPC message as application/json")
-        exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
-                            headers, state.executors[endpoint])
+        exchange = Exchange(request, key, view, endpoint, app[SESSIONS], decision, headers,
+                            state.executors[endpoint])
         return await answer_post(exchange, inbound)
     except Problem as problem:
         return _problem(problem, request, headers)
@@ -253,14 +257,26 @@ async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
     return decision
 
 
+_NOT_YET: Any = object()  # `_arrived_body`: the body is still arriving
+
+
+def _arrived_body(request: web.Request, limit: int) -> bytes | None:
+    """`_read_bounded`'s answer when the whole body is already here (the usual small POST),
+    without a coroutine or a read loop; else `_NOT_YET`."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    content = request.content
+    if not content.is_eof():
+        return _NOT_YET
+    raw = content.read_nowait()
+    return None if len(raw) > limit else raw
+
+
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
     """The body, or None when it exceeds `limit` (never more than limit+1 bytes read)."""
     if request.content_length is not None and request.content_length > limit:
         return None
     content = request.content
-    if content.is_eof():  # already all here (the usual small POST): no read loop
-        raw = content.read_nowait()
-        return None if len(raw) > limit else raw
     chunks: list[bytes] = []
     size = 0
     while True:
