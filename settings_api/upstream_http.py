@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for the data plane's upstream calls: kept-alive connections per
 origin, responses parsed by httptools (the parser uvicorn uses), TLS by the standard library.
 
-aiohttp's client costs about 65 µs of CPU per call on the benchmark's machines, this one about
+aiohttp's client costs about 68 µs of CPU per call on the benchmark's machines, this one about
 18 µs (docs/performance.md), and callUrl makes one call per request. It implements only what
 :mod:`settings_api.upstream` uses of ``aiohttp.ClientSession``: ``post`` and ``delete`` as
 async context managers, never following redirects, and a response with ``status``,
