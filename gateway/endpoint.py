@@ -273,9 +273,8 @@ def _arrived_body(request: web.Request, limit: int) -> bytes | None:
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it exceeds `limit` (never more than limit+1 bytes read)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    """The rest of a body still arriving (after `_arrived_body`), or None when it exceeds
+    `limit` (never more than limit+1 bytes read)."""
     content = request.content
     chunks: list[bytes] = []
     size = 0

@@ -80,7 +80,7 @@ class _Target:
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self.authorization = "Basic " + base64.b64encode(pair.encode()).decode()
-        if any(c in self.path or c in self.host_header for c in _FORBIDDEN):
+        if any(c in self.host_header for c in _FORBIDDEN):  # the path was checked above
             raise aiohttp.InvalidURL(url)
 
 
@@ -310,12 +310,10 @@ class _Exchange:
     """``async with client.post(...) as response``: the connection is given back (or closed)
     on exit."""
 
-    __slots__ = ("_client", "_conn", "_method", "_request", "_target")
+    __slots__ = ("_client", "_conn", "_request", "_target")
 
-    def __init__(self, client: LeanHttpClient, method: str, target: _Target,
-                 request: bytes) -> None:
+    def __init__(self, client: LeanHttpClient, target: _Target, request: bytes) -> None:
         self._client = client
-        self._method = method
         self._target = target
         self._request = request
         self._conn: _Connection | None = None
@@ -417,7 +415,7 @@ class LeanHttpClient:
             raise ValueError("a request header contains CR, LF or NUL")
         if body or method == "POST":
             head += f"\r\nContent-Length: {len(body)}"
-        return _Exchange(self, method, target, (head + "\r\n\r\n").encode() + body)
+        return _Exchange(self, target, (head + "\r\n\r\n").encode() + body)
 
     async def _acquire(self, origin: Origin) -> _Connection:
         if self._in_use >= self._max_connections or self._waiters:

@@ -6,10 +6,9 @@ methods, outcomes and reasons. Never a key id, tenant, integration or tool name.
 Hot path: the families every request moves (request count and latency, upstream call
 latency, cache hits and misses) are plain numbers that a collector turns into Prometheus
 families at scrape time: recording a request is a dict lookup, a bisect and three additions,
-with no lock
-(prometheus-client's own children take one per `inc`/`observe`). They are only ever moved
-and read on the event loop's thread. The rarer families are prometheus-client's, with their
-label children bound once and kept in module-level dicts.
+with no lock (prometheus-client's own children take one per `inc`/`observe`). They are only
+ever moved and read on the event loop's thread. The rarer families are prometheus-client's,
+with their label children bound once and kept in module-level dicts.
 
 The families (see docs/operations.md for the PromQL that derives ratios from them):
 
