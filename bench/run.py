@@ -145,6 +145,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of every measurement; the median round is reported")
     parser.add_argument("--connections", default="1,16,64")
+    parser.add_argument("--hold", metavar="FILE", type=Path,
+                        help="set everything up, write the targets (URL, wrk script, serving "
+                             "pid) and the gateway's environment to FILE as JSON, then wait "
+                             "for Ctrl-C instead of measuring: for profilers")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -208,6 +212,10 @@ def main() -> None:
             scripts[name] = work / f"{name}.lua"
             lua_script(scripts[name], body, headers)
             run_wrk(url, scripts[name], 16, 2)  # warm-up: caches, upstream session
+        if args.hold:
+            hold(args.hold, {name: {"url": url, "script": str(scripts[name]), "pid": pids[name]}
+                             for name, (url, _, _) in targets.items()}, env)
+            return
         # Rounds, each running every target back to back at each connection count: a noisy
         # neighbour then slows all targets of a round alike instead of one target's whole
         # series, and the median round is reported.
@@ -238,6 +246,18 @@ def main() -> None:
                 proc.kill()
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         shutil.rmtree(work, ignore_errors=True)
+
+
+def hold(path: Path, targets: dict[str, dict[str, object]], env: dict[str, str]) -> None:
+    """Write what a profiler needs to `path` and wait for Ctrl-C or SIGTERM."""
+    gateway_env = {k: v for k, v in env.items() if k.startswith("MCPGW_")}
+    path.write_text(json.dumps({"targets": targets, "gateway_env": gateway_env}, indent=2))
+    print(f"holding; targets in {path}; Ctrl-C ends", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
 
 
 def paired(rounds: dict[tuple[str, int], list[Result]], num: str, den: str, conns: int,

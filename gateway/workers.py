@@ -25,7 +25,9 @@ The kernel spreads new connections over the workers' listening sockets (Linux; o
 may favour one socket). Workers share nothing in memory: rate limits, legacy-session ends and
 cache invalidation go through Redis, which is why ``--workers > 1`` needs ``MCPGW_REDIS_URL``
 (the CLI checks it). A worker stops by itself when its parent disappears (checked every
-second), so killing the parent with SIGKILL leaves no orphan serving requests.
+second), so killing the parent with SIGKILL leaves no orphan serving requests. Their metrics
+meet in snapshot files in a directory the parent makes and removes, so `/metrics` answers for
+every worker, whichever one the scrape reaches (gateway/observability/shared_metrics.py).
 """
 
 from __future__ import annotations
@@ -37,19 +39,27 @@ import contextlib
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
 
 from gateway.health import DRAIN
 from gateway.observability.logs import configure_logging
+from gateway.observability.shared_metrics import (
+    SHARED_METRICS,
+    SharedMetrics,
+    shared_metrics_ctx,
+)
 from gateway.server import bind_socket, build_app, tune_collector, use_fast_event_loop
 from settings_api import __version__
 from settings_api.config import ConfigError, Settings, load_settings
@@ -102,8 +112,9 @@ class Supervisor:
 
     def __init__(self, *, host: str, port: int, role: str, count: int,
                  grace_s: float = 0.0, max_restarts: int = MAX_RESTARTS,
-                 window_s: float = RESTART_WINDOW_S) -> None:
+                 window_s: float = RESTART_WINDOW_S, metrics_dir: Path | None = None) -> None:
         self.host, self.port, self.role, self.count = host, port, role, count
+        self.metrics_dir = metrics_dir  # where the workers share their metrics snapshots
         self.grace_s = grace_s  # the workers' drain before they close the listener
         self.signals = 0  # SIGTERM/SIGINT received
         self.max_restarts, self.window_s = max_restarts, window_s
@@ -151,6 +162,8 @@ class Supervisor:
         command = [sys.executable, "-m", "gateway.workers", "--host", self.host,
                    "--port", str(self.port), "--role", self.role, "--index", str(index),
                    "--ready-fd", str(write_fd), "--parent-pid", str(os.getpid())]
+        if self.metrics_dir is not None:
+            command += ["--metrics-dir", str(self.metrics_dir)]
         try:
             proc = subprocess.Popen(command, pass_fds=(write_fd,),  # noqa: S603 - our own CLI
                                     process_group=0, stdin=subprocess.DEVNULL)
@@ -261,10 +274,14 @@ def run_workers(settings: Settings, *, host: str, port: int, role: str, workers:
         print(f"mcp-gateway: cannot listen on {host}:{port} ({exc.strerror or exc})",
               file=sys.stderr)
         return 1
-    with reservation:
-        actual_port = reservation.getsockname()[1]
-        return Supervisor(host=host, port=actual_port, role=role, count=workers,
-                          grace_s=settings.shutdown_grace_s).run()
+    metrics_dir = Path(tempfile.mkdtemp(prefix="mcpgw-metrics-"))
+    try:
+        with reservation:
+            actual_port = reservation.getsockname()[1]
+            return Supervisor(host=host, port=actual_port, role=role, count=workers,
+                              grace_s=settings.shutdown_grace_s, metrics_dir=metrics_dir).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- worker
@@ -279,6 +296,7 @@ def _worker_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--metrics-dir", type=Path)
     return parser.parse_args(argv)
 
 
@@ -297,6 +315,9 @@ async def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     app = build_app(settings, args.role)  # type: ignore[arg-type]
     app.on_startup.append(tune_collector)
+    if args.metrics_dir is not None:
+        app[SHARED_METRICS] = SharedMetrics(args.metrics_dir, args.index)
+        app.cleanup_ctx.append(shared_metrics_ctx)
 
     def on_sigterm() -> None:
         # As `serve` (gateway/server.py drain_on_signals): /readyz turns 503 at once, the

@@ -22,7 +22,9 @@ from typing import Any
 import aiohttp
 import pytest
 from processes import CLI, free_port
+from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.observability.shared_metrics import SNAPSHOT_INTERVAL_S
 from gateway.server import build_app
 from gateway.workers import Supervisor, _Worker
 from settings_api.app import STORE
@@ -106,7 +108,9 @@ class Workers:
 
 @pytest.fixture
 def env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    return {"MCPGW_DATABASE_URL": database_url, "MCPGW_REDIS_URL": REDIS_URL,
+    (tmp_path / "tmp").mkdir()  # where the supervisor makes its metrics directory
+    return {"TMPDIR": str(tmp_path / "tmp"),
+            "MCPGW_DATABASE_URL": database_url, "MCPGW_REDIS_URL": REDIS_URL,
             "MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET,
             "MCPGW_PUBLIC_URL": "http://gateway.test"}
 
@@ -203,6 +207,33 @@ def test_both_workers_answer_with_their_own_pid(workers: Workers) -> None:
     assert workers.proc.pid not in pids  # the supervisor serves nothing itself
 
 
+async def test_metrics_count_every_workers_requests_whichever_worker_answers(
+        pinned: dict[int, Pinned]) -> None:
+    # The fixture's health checks count too: read the totals, then add known numbers.
+    (first, second), pids = pinned.values(), list(pinned)
+
+    async def healthz_total(client: Pinned) -> tuple[float, set[str]]:
+        async with client.http.get(client.base + "/metrics") as resp:
+            text = await resp.text()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        total = sum(s.value for s in families["mcpgw_http_requests"].samples
+                    if s.name == "mcpgw_http_requests_total" and s.labels["route"] == "healthz")
+        workers = {s.labels["worker"] for s in families["mcpgw_build_info"].samples}
+        return total, workers
+
+    await asyncio.sleep(SNAPSHOT_INTERVAL_S + 0.5)  # every worker has written its counts
+    before, _ = await healthz_total(first)
+    for _ in range(3):
+        assert await first.pid() == pids[0]
+    for _ in range(5):
+        assert await second.pid() == pids[1]
+    await asyncio.sleep(SNAPSHOT_INTERVAL_S + 0.5)
+    for client in (first, second, first):
+        total, workers = await healthz_total(client)
+        assert total == before + 8, "a scrape shows one worker's requests only"
+        assert workers == {"0", "1"}  # gauges stay per worker
+
+
 async def test_rotation_through_one_worker_is_honoured_by_the_other(
         pinned: dict[int, Pinned]) -> None:
     a, b = pinned.values()
@@ -234,7 +265,8 @@ async def test_rotation_through_one_worker_is_honoured_by_the_other(
     assert {await a.pid(), await b.pid()} == set(pinned), "a client changed worker"
 
 
-def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(workers: Workers) -> None:
+def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(
+        workers: Workers, tmp_path: Path) -> None:
     first = workers.pids()
     assert len(first) == 2
     victim = min(first)
@@ -248,6 +280,12 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(workers: Worke
         time.sleep(0.1)
     assert workers.proc.poll() is None
     assert "restarting it" in workers.log()
+    # The killed worker's metrics snapshot stays (its counts still add up); all go at exit.
+    (metrics_dir,) = (tmp_path / "tmp").glob("mcpgw-metrics-*")
+    deadline = time.monotonic() + 5
+    while len(list(metrics_dir.glob("worker-*.json"))) < 3:
+        assert time.monotonic() < deadline, sorted(p.name for p in metrics_dir.iterdir())
+        time.sleep(0.1)
 
     started = time.monotonic()
     workers.proc.send_signal(signal.SIGTERM)
@@ -258,6 +296,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(workers: Worke
     assert time.monotonic() - started < 15
     assert not [pid for pid in current if alive(pid)], "orphan workers"
     assert "Traceback" not in workers.log()
+    assert not metrics_dir.exists()
 
 
 def test_workers_without_redis_refuse_to_start(tmp_path: Path, env: dict[str, str]) -> None:

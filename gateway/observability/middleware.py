@@ -25,6 +25,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.observability import metrics
 from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR, log_fields
+from gateway.observability.shared_metrics import SHARED_METRICS
 from gateway.ratelimit.auth_failures import client_address
 from settings_api.http import SETTINGS, Handler, assign_request_id, error_answer
 
@@ -185,9 +186,11 @@ def _client(request: web.Request) -> str | None:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """`GET /metrics`: this process's metrics in Prometheus text format (OpenMetrics when the
-    scraper asks for it)."""
-    body, content_type = metrics.render(request.headers.get("Accept"))
+    """`GET /metrics`: this process's metrics (all workers' under `--workers`) in Prometheus
+    text format, or OpenMetrics when the scraper asks for it."""
+    accept = request.headers.get("Accept")
+    shared = request.app.get(SHARED_METRICS)  # `serve --workers`: every worker's, merged
+    body, content_type = await shared.render(accept) if shared else metrics.render(accept)
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
