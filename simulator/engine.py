@@ -36,6 +36,7 @@ from simulator.canonical import (
 from simulator.fixtures import Fixture, Rule, SimulatedError, match_rule
 from simulator.generator import GenerationError, Generator, TooLarge
 from simulator.lru import LRU
+from simulator.patterns import PatternTooSlow
 from simulator.text import text_result
 from simulator.validation import (
     FieldProblem,
@@ -191,7 +192,11 @@ class Simulator:
         plan = self._plan(tool)
         if plan.input_validator is None:
             return [FieldProblem("(arguments)", f"cannot be checked: {plan.input_problem}")]
-        return argument_problems(plan.input_validator, {} if arguments is None else arguments)
+        try:
+            return argument_problems(plan.input_validator,
+                                     {} if arguments is None else arguments)
+        except PatternTooSlow as exc:
+            return [FieldProblem("(arguments)", f"cannot be checked: {exc}")]
 
     def clear(self) -> None:
         self._tools.clear()
@@ -249,6 +254,9 @@ class Simulator:
             problems = argument_problems(plan.input_validator, arguments)
         except RecursionError:
             problems = [FieldProblem("(arguments)", "are nested too deeply")]
+        except PatternTooSlow as exc:
+            return _Entry(_error_result(_cannot_simulate(name, f"in its inputSchema, {exc}")),
+                          "schema-problem")
         except Exception:
             return _Entry(_error_result(_cannot_simulate(
                 name, "its inputSchema has a $ref that is not local")), "schema-problem")
@@ -281,6 +289,9 @@ class Simulator:
             except RecursionError:
                 problem = GenerationError("/", "nested too deeply")
                 break
+            except PatternTooSlow as exc:
+                return _error_result(_cannot_simulate(
+                    name, f"in its outputSchema, {exc}")), "schema-problem"
             except Exception:
                 problem = GenerationError("/", "has a $ref that is not local")
                 break

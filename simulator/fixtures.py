@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from simulator.canonical import finite_json, json_equal
+from simulator.patterns import PatternTooSlow
 from simulator.validation import FieldProblem, argument_problems, compile_schema, format_path
 
 MAX_RULES = 100
@@ -237,6 +238,10 @@ def _check_structured(structured: Any, where: str, output_schema: Any,
         return
     try:
         found = argument_problems(compiled.validator, structured)
+    except PatternTooSlow as exc:
+        problems.append(FieldProblem(where, f"cannot be checked against the tool's "
+                                            f"outputSchema: {exc}"))
+        return
     except Exception:  # an unresolvable $ref in the tool's schema
         problems.append(FieldProblem(where, "cannot be checked against the tool's "
                                             "outputSchema (it has a non-local $ref)"))

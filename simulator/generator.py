@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import threading
 from fractions import Fraction
@@ -51,6 +50,7 @@ from simulator import formats, hints, regex
 from simulator import words as W
 from simulator.canonical import Seeded, canonical_json, json_equal
 from simulator.hints import NO_HINT, Hint
+from simulator.patterns import search
 from simulator.validation import is_decimal_multiple, is_float_multiple
 
 SHALLOW_DEPTH = 8  # deeper than this, only required properties and minimal arrays
@@ -452,7 +452,7 @@ class Generator:
         if key in properties:
             found.append(properties[key])
         for pattern, sub in (schema.get("patternProperties") or {}).items():
-            if re.search(pattern, key):
+            if search(pattern, key):
                 found.append(sub)
         if not found:
             extra = schema.get("additionalProperties", True)
@@ -608,7 +608,7 @@ class Generator:
                 return False
             if fmt and not formats.CHECKS[fmt](text):
                 return False
-            return all(re.search(p, text) for p in patterns)
+            return all(search(p, text) for p in patterns)
 
         if fmt:
             for attempt in range(3):

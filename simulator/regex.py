@@ -5,9 +5,10 @@ uses). Every node knows its (min, max) width, so repeat counts are chosen to lan
 [minLength, maxLength] instead of hoping for it. Covered: literals, classes (ranges, negation,
 \\d \\w \\s and their negations), `.`, alternation, groups, backreferences, conditionals, greedy /
 lazy / possessive repeats, atomic groups and anchors. Lookarounds and word boundaries are treated
-as zero-width and left to the final check: every candidate is verified with `re.search` and the
-length bounds, other attempts use derived seeds, and the caller gets None rather than a string
-that does not match.
+as zero-width and left to the final check: every candidate is verified against the pattern
+(`re.search`'s meaning, within a time bound: simulator/patterns.py) and the length bounds,
+other attempts use derived seeds, and the caller gets None rather than a string that does not
+match.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from re import _parser as P  # type: ignore[attr-defined]
 
 from simulator import words as W
 from simulator.canonical import Seeded
+from simulator.patterns import search
 
 INF = 10**9
 MAX_LENGTH = 10_000  # longer strings are not generated (None)
@@ -48,13 +50,6 @@ class _Node:
                  c: object = None) -> None:
         self.kind, self.wmin, self.wmax = kind, wmin, min(wmax, INF)
         self.a, self.b, self.c = a, b, c
-
-
-class _Compiled:
-    __slots__ = ("regex", "root")
-
-    def __init__(self, regex: re.Pattern[str], root: _Node) -> None:
-        self.regex, self.root = regex, root
 
 
 def _member(items: list[tuple[object, object]], ch: str) -> bool:
@@ -162,13 +157,14 @@ def _compile_item(op: object, av: object, groups: dict[int, _Node]) -> _Node:
 
 
 @lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> _Compiled | None:
+def _compiled(pattern: str) -> _Node | None:
+    """The pattern's generator tree; None when `re` refuses the pattern or it uses what the
+    generator does not cover."""
     try:
-        regex = re.compile(pattern)
-        root = _compile(P.parse(pattern), {})
+        re.compile(pattern)
+        return _compile(P.parse(pattern), {})
     except (re.error, Unsupported, RecursionError, TypeError, ValueError, KeyError):
         return None
-    return _Compiled(regex, root)
 
 
 def _gen(node: _Node, lo: int, hi: int, rng: object, groups: dict[int, str]) -> str:
@@ -242,21 +238,21 @@ def satisfies(pattern: str, value: str, min_length: int = 0,
               max_length: int | None = None) -> bool:
     if len(value) < min_length or (max_length is not None and len(value) > max_length):
         return False
-    return re.search(pattern, value) is not None
+    return search(pattern, value)
 
 
 def generate(pattern: str, seeded: Seeded, min_length: int = 0, max_length: int | None = None,
              attempts: int = 8) -> str | None:
     """A string `s` with `re.search(pattern, s)` and min_length <= len(s) <= max_length, or
     None when none was found (unsupported construct, or contradicting bounds)."""
-    compiled = _compiled(pattern)
-    if compiled is None or compiled.root.wmin > MAX_LENGTH or min_length > MAX_LENGTH:
+    root = _compiled(pattern)
+    if root is None or root.wmin > MAX_LENGTH or min_length > MAX_LENGTH:
         return None
     hi = INF if max_length is None else max_length
     for attempt in range(attempts):
         rng = seeded.child(attempt).rng
-        text = _gen(compiled.root, min_length, hi, rng, {})
-        if len(text) <= hi and compiled.regex.search(text) is not None:
+        text = _gen(root, min_length, hi, rng, {})
+        if len(text) <= hi and search(pattern, text):
             if len(text) >= min_length:
                 return text
             # An unanchored pattern matches inside a longer string: pad it with words.

@@ -9,7 +9,6 @@ one schema behave identically whichever came first).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from typing import Any, NamedTuple
@@ -30,6 +29,7 @@ from jsonschema.exceptions import SchemaError
 from simulator.canonical import canonical_json
 from simulator.formats import FORMAT_CHECKER
 from simulator.lru import LRU
+from simulator.patterns import search
 
 MAX_LISTED_PROBLEMS = 50
 _ENUM_SHOWN = 10
@@ -126,7 +126,7 @@ def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: 
     properties = schema.get("properties", {})
     patterns = schema.get("patternProperties", {})
     extras = sorted(name for name in instance if name not in properties
-                    and not any(re.search(p, name) for p in patterns))
+                    and not any(search(p, name) for p in patterns))
     if validator.is_type(allowed, "object"):
         for name in extras:
             yield from validator.descend(instance[name], allowed, path=name)
@@ -135,8 +135,27 @@ def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: 
             yield ValidationError("is not an allowed property", path=(name,))
 
 
+# `pattern` and `patternProperties` as jsonschema has them, matched within a time bound
+# (simulator/patterns.py): tool schemas are the tenants', so their patterns are untrusted.
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any
+             ) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not search(pattern, instance):
+        yield ValidationError(f"does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any
+                        ) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for name, value in instance.items():
+            if search(pattern, name):
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
+
+
 _OVERRIDES = {"required": _required, "dependentRequired": _dependent_required,
-              "additionalProperties": _additional_properties}
+              "additionalProperties": _additional_properties, "pattern": _pattern,
+              "patternProperties": _pattern_properties}
 _classes: dict[tuple[type, bool], Any] = {}
 
 
@@ -194,8 +213,27 @@ def _compile(schema: Any, output: bool) -> Compiled:
         where = "/".join(str(p) for p in exc.absolute_path)
         return Compiled(None, f"is not a valid JSON Schema ({exc.validator!r} rule broken"
                               f"{' at /' + where if where else ''})")
+    if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
+        # jsonschema matches patternProperties for unevaluatedProperties with `re` itself,
+        # which no time bound reaches (simulator/patterns.py).
+        return Compiled(None, "combines unevaluatedProperties with patternProperties, which "
+                              "the simulator does not check")
     validator = cls(schema, format_checker=FORMAT_CHECKER, registry=_LOCAL_ONLY)
     return Compiled(validator, None)
+
+
+def _uses(schema: Any, keyword: str) -> bool:
+    """Whether `keyword` appears anywhere in `schema` (as a key of any object in it)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if keyword in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def set_cache_size(size: int) -> None:
