@@ -11,8 +11,9 @@ aiohttp's own exception types (``ClientConnectorError``-style ``OSError``s when 
 
 A connection carries one exchange at a time and goes back to its origin's idle list only when
 its response was read to the end and both sides keep it alive; any other exit closes it. The
-request line, header names and values are checked for CR, LF and NUL (no header injection).
-Bounds, as aiohttp's connector has them: at most 100 connections in use at once (further
+request line, header names and values are checked for CR, LF and NUL (no header injection);
+an internationalized host name is resolved, sent and given to TLS in its ASCII (IDNA) form, as
+aiohttp sends it. Bounds, as aiohttp's connector has them: at most 100 connections in use at once (further
 requests wait their turn, first come first served), idle ones closed after 15 s, and a
 response's status line and headers at most 64 KiB (bodies are bounded by the caller).
 """
@@ -29,6 +30,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import httptools
+import idna
 from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = ["LeanHttpClient", "LeanResponse"]
@@ -66,6 +68,11 @@ class _Target:
         except ValueError:  # not a number, or out of range
             raise aiohttp.InvalidURL(url) from None
         host = parts.hostname
+        if not host.isascii():  # an internationalized name goes out as its ASCII form
+            try:
+                host = idna.encode(host, uts46=True).decode("ascii")  # as yarl encodes it
+            except UnicodeError:
+                raise aiohttp.InvalidURL(url) from None
         self.origin: Origin = (scheme, host, port)
         shown = f"[{host}]" if ":" in host else host
         default = 443 if scheme == "https" else 80

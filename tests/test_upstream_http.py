@@ -1039,6 +1039,33 @@ async def test_non_ascii_path_is_percent_encoded(aiohttp_server: ServerFactory,
     assert seen == [("/caf%C3%A9/%41?q=%C3%A9", "/café/A")]
 
 
+async def test_internationalized_host_goes_out_in_its_ascii_form(
+        aiohttp_server: ServerFactory, client: LeanHttpClient,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # As aiohttp's client: the name is resolved, sent in Host and given to TLS as punycode.
+    hosts: list[str] = []
+    dialled: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        hosts.append(request.headers["Host"])
+        return web.Response()
+
+    server = await serve(aiohttp_server, handler)
+    loop = asyncio.get_running_loop()
+    connect = loop.create_connection
+
+    async def to_the_test_server(factory: Any, host: str, port: int, **kw: Any) -> Any:
+        dialled.append(host)
+        return await connect(factory, "127.0.0.1", port, **kw)
+
+    monkeypatch.setattr(loop, "create_connection", to_the_test_server)
+    assert (await post(client, f"http://Bücher.example:{server.port}/mcp")).status == 200
+    assert dialled == ["xn--bcher-kva.example"]
+    assert hosts == [f"xn--bcher-kva.example:{server.port}"]
+    with pytest.raises(aiohttp.InvalidURL):  # no IDNA form (an empty label)
+        client.post("http://bü..example/", data=b"", headers={})
+
+
 async def test_userinfo_becomes_basic_auth(aiohttp_server: ServerFactory,
                                            client: LeanHttpClient) -> None:
     seen: list[tuple[list[str], str]] = []
