@@ -13,9 +13,9 @@ A connection carries one exchange at a time and goes back to its origin's idle l
 its response was read to the end and both sides keep it alive; any other exit closes it. The
 request line, header names and values are checked for CR, LF and NUL (no header injection);
 an internationalized host name is resolved, sent and given to TLS in its ASCII (IDNA) form, as
-aiohttp sends it. Bounds, as aiohttp's connector has them: at most 100 connections in use at once (further
-requests wait their turn, first come first served), idle ones closed after 15 s, and a
-response's status line and headers at most 64 KiB (bodies are bounded by the caller).
+aiohttp sends it. Bounds, as aiohttp's connector has them: at most 100 connections in use at
+once (further requests wait their turn, first come first served), idle ones closed after 15 s,
+and a response's status line and headers at most 64 KiB (bodies are bounded by the caller).
 """
 
 from __future__ import annotations
