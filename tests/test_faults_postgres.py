@@ -11,6 +11,7 @@ change is lost, and a change interrupted mid-transaction left nothing behind.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -42,8 +43,20 @@ def assert_unavailable(status: int, headers: dict[str, str], body: Any) -> None:
 
 
 def assert_no_server_errors(log: str) -> None:
-    """No 500 answered, no handler crashed."""
+    """No 500 answered, no handler crashed, no traceback for an expected outage."""
     assert '" 500 ' not in log and "Error handling request" not in log, log
+    assert "Traceback" not in log, log
+
+
+def assert_pool_retries_logged_in_one_line(log: str) -> None:
+    """asyncpg's warning for each retry of its connection floor: the reason, one line."""
+    retries = [json.loads(line) for line in log.splitlines()
+               if '"logger":"asyncpg.pool"' in line]
+    assert retries, log
+    for record in retries:
+        assert record["level"] == "WARNING" and "exc" not in record, record
+        assert record["error"].split(":")[0] in ("ConnectionRefusedError", "TimeoutError",
+                                                 "ConnectionResetError", "OSError"), record
 
 
 async def timed(coro: Any) -> tuple[float, Any]:
@@ -147,6 +160,7 @@ async def test_postgres_refused_mid_transaction_then_back(tmp_path) -> None:
 
                 proxy.forward()
                 await assert_recovered(gw, cold, key, cold_key, database_url)
+                assert_pool_retries_logged_in_one_line(log_of(proc))
         finally:
             assert await stop_gateway(proc) == 0, log_of(proc)
             assert_no_server_errors(log_of(proc))

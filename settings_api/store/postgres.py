@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -25,6 +26,24 @@ _MIGRATION_LOCK_ID = 0x6D6370677731  # "mcpgw1"
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
                 asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                 asyncpg.TooManyConnectionsError)
+
+
+class _OneLineRefillFailures(logging.Filter):
+    """asyncpg's pool retries its connection floor every few seconds while Postgres is down,
+    logging a warning with a 30-line traceback each time (under whichever request's id the
+    retry task inherited). The reason fits on one line: it goes in the field `error`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            fields = getattr(record, "fields", None)
+            record.fields = {**(fields if isinstance(fields, dict) else {}), "error": reason}
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLineRefillFailures())
 
 
 class _PgConnection:
