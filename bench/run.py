@@ -253,7 +253,9 @@ def hold(path: Path, targets: dict[str, dict[str, object]], env: dict[str, str])
     gateway_env = {k: v for k, v in env.items() if k.startswith("MCPGW_")}
     path.write_text(json.dumps({"targets": targets, "gateway_env": gateway_env}, indent=2))
     print(f"holding; targets in {path}; Ctrl-C ends", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A shell's background job starts with SIGINT ignored: both signals end the hold.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         signal.pause()
     except KeyboardInterrupt:
