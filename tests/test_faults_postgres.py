@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
+import pytest
 from faults import (
     PG_PORT,
     Client,
@@ -28,6 +30,8 @@ from faults import (
     via_port,
 )
 from tcp_proxy import TcpProxy
+
+import settings_api.store.postgres  # noqa: F401 - installs the asyncpg.pool log filter
 
 STORE_TIMEOUT_S = 1.0
 # What "answers within the store timeout" may take on a loaded test machine: the bound on one
@@ -244,3 +248,19 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
             assert await stop_gateway(proc) == 0, log_of(proc)
             assert_no_server_errors(log_of(proc))
             redis_server.stop()
+
+
+def test_only_outage_errors_lose_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    pool_log = logging.getLogger("asyncpg.pool")
+    for exc in (ConnectionRefusedError(111, "Connection refused"), TimeoutError(),
+                ValueError("a bug in the pool")):
+        try:
+            raise exc
+        except Exception:
+            pool_log.warning("Failed to restore the pool connection floor; retrying",
+                             exc_info=True)
+    refused, timed_out, bug = caplog.records[-3:]
+    assert refused.exc_info is None
+    assert refused.fields == {"error": "ConnectionRefusedError: [Errno 111] Connection refused"}
+    assert timed_out.exc_info is None and timed_out.fields == {"error": "TimeoutError"}
+    assert bug.exc_info is not None and bug.exc_info[0] is ValueError  # a traceback, as ever

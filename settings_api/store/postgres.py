@@ -31,11 +31,12 @@ _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
 class _OneLineRefillFailures(logging.Filter):
     """asyncpg's pool retries its connection floor every few seconds while Postgres is down,
     logging a warning with a 30-line traceback each time (under whichever request's id the
-    retry task inherited). The reason fits on one line: it goes in the field `error`."""
+    retry task inherited). The reason of such an outage fits on one line: it goes in the field
+    `error`. Any other failure keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _UNAVAILABLE):
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             fields = getattr(record, "fields", None)
             record.fields = {**(fields if isinstance(fields, dict) else {}), "error": reason}
