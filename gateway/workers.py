@@ -354,19 +354,6 @@ async def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
         await runner.cleanup()
 
 
-class _WorkerTag(logging.Filter):
-    """Adds `worker=<index>` to every record's structured fields."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        fields = getattr(record, "fields", None)
-        record.fields = {**(fields if isinstance(fields, dict) else {}), "worker": self.index}
-        return True
-
-
 def worker_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a worker process (started by :class:`Supervisor`)."""
     # The supervisor coordinates Ctrl-C; a stray SIGINT must not kill a worker mid-request.
@@ -377,9 +364,10 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcp-gateway worker {args.index}: {exc}", file=sys.stderr)
         return 2
-    # As `serve`: JSON lines unless MCPGW_LOG_FORMAT says otherwise; each record names its worker.
-    handler = configure_logging(settings.log_level, settings.log_format or "json")
-    handler.addFilter(_WorkerTag(args.index))
+    # As `serve`: JSON lines unless MCPGW_LOG_FORMAT says otherwise; each record names its
+    # worker (a field of the formatter, so request lines keep their direct path).
+    configure_logging(settings.log_level, settings.log_format or "json",
+                      static={"worker": args.index})
     use_fast_event_loop()
     try:
         return asyncio.run(_serve_worker(settings, args))

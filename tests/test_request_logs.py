@@ -24,6 +24,7 @@ from gateway.observability.logs import (
     BufferedStderrHandler,
     JsonFormatter,
     TextFormatter,
+    _direct_json_handler,
     configure_logging,
     log_fields,
 )
@@ -232,6 +233,34 @@ def test_request_lines_written_directly_match_the_logging_path() -> None:
     assert first.pop("ts")[:10] == second.pop("ts")[:10]
     assert first == second == {"level": "INFO", "logger": ACCESS_LOGGER, "msg": "request",
                                "request_id": "req-1", **fields}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_static_fields_go_on_every_line_and_keep_the_direct_path(fmt: str) -> None:
+    """A worker's index: on request lines (still written without a LogRecord in JSON) and on
+    every other record, after the record's own fields."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    access = logging.getLogger(ACCESS_LOGGER)
+    try:
+        handler = configure_logging("INFO", fmt, static={"worker": 3})
+        assert isinstance(handler, BufferedStderrHandler)
+        handler.buffer = io.BytesIO()
+        handler.stream = io.TextIOWrapper(handler.buffer, encoding="utf-8", write_through=True)
+        assert (_direct_json_handler(access) is handler) is (fmt == "json")
+        log_fields(access, "request", {"status": 200, "worker": "spoofed"})
+        logging.getLogger("some.library").warning("disk full")
+        request_line, other_line = handler.buffer.getvalue().decode().splitlines()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    if fmt == "json":
+        assert json.loads(request_line)["worker"] == 3
+        assert json.loads(request_line)["status"] == 200
+        assert json.loads(other_line)["worker"] == 3
+    else:
+        assert request_line.endswith("request status=200 worker=3")
+        assert other_line.endswith("disk full worker=3")
 
 
 def test_serve_writes_json_lines_and_no_aiohttp_access_log(tmp_path: Path) -> None:

@@ -206,6 +206,16 @@ def test_both_workers_answer_with_their_own_pid(workers: Workers) -> None:
     assert len(pids) == 2, workers.log()
     assert workers.proc.pid not in pids  # the supervisor serves nothing itself
 
+    def request_lines_by_worker() -> set[int]:
+        lines = [json.loads(line) for line in workers.log().splitlines()
+                 if line.startswith("{") and '"path":"/healthz"' in line]
+        return {line["worker"] for line in lines}
+
+    deadline = time.monotonic() + 5  # log lines are flushed within 0.2 s
+    while request_lines_by_worker() != {0, 1}:  # every request line names its worker
+        assert time.monotonic() < deadline, workers.log()
+        time.sleep(0.1)
+
 
 async def test_metrics_count_every_workers_requests_whichever_worker_answers(
         pinned: dict[int, Pinned]) -> None:

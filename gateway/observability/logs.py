@@ -19,6 +19,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import orjson
@@ -44,10 +45,15 @@ def _timestamp(created: float, msecs: float) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "msg", "request_id"?, <fields>..., "exc"?}` on one line.
+    """`{"ts", "level", "logger", "msg", "request_id"?, <fields>..., <static>..., "exc"?}` on
+    one line; `static` fields (a worker's index) go on every line.
 
     Control characters are always escaped, so a line cannot be split; a record orjson refuses
     (a lone surrogate from a request path) is written as ASCII-only JSON instead."""
+
+    def __init__(self, static: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.static = dict(static or {})
 
     def format(self, record: logging.LogRecord) -> str:
         doc = _head(_timestamp(record.created, record.msecs), record.levelname, record.name,
@@ -55,6 +61,7 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(fields)
+        doc.update(self.static)
         if record.exc_info:
             if not record.exc_text:
                 record.exc_text = self.formatException(record.exc_info)
@@ -81,16 +88,20 @@ def _json_bytes(doc: dict[str, Any]) -> bytes:
 
 
 class TextFormatter(logging.Formatter):
-    """The classic one-line format, with a record's fields appended as `key=value`."""
+    """The classic one-line format, with a record's fields (then the static ones) appended as
+    `key=value`."""
 
-    def __init__(self) -> None:
+    def __init__(self, static: Mapping[str, Any] | None = None) -> None:
         super().__init__(_TEXT_FORMAT)
+        self.static = dict(static or {})
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         fields = getattr(record, "fields", None)
         if not isinstance(fields, dict):
             fields = {}
+        if self.static:
+            fields = {**fields, **self.static}
         request_id = REQUEST_ID_VAR.get()
         if request_id is not None and "request_id" not in fields:
             fields = {"request_id": request_id, **fields}
@@ -110,10 +121,10 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
-def formatter(fmt: str) -> logging.Formatter:
+def formatter(fmt: str, static: Mapping[str, Any] | None = None) -> logging.Formatter:
     if fmt not in ("json", "text"):
         raise ValueError(f"log format must be 'json' or 'text', not {fmt!r}")
-    return JsonFormatter() if fmt == "json" else TextFormatter()
+    return JsonFormatter(static) if fmt == "json" else TextFormatter(static)
 
 
 class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -168,6 +179,9 @@ def log_fields(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None
     doc = _head(_timestamp(now, (now - int(now)) * 1000), "INFO", logger.name, msg,
                 None if "request_id" in fields else REQUEST_ID_VAR.get())
     doc.update(fields)
+    static = handler.formatter.static  # type: ignore[union-attr]
+    if static:
+        doc.update(static)
     handler.buffer.write(_json_bytes(doc) + b"\n")
 
 
@@ -192,13 +206,15 @@ def _direct_json_handler(logger: logging.Logger) -> BufferedStderrHandler | None
     return handler
 
 
-def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> logging.Handler:
+def configure_logging(level: str, fmt: str, stream: TextIO | None = None, *,
+                      static: Mapping[str, Any] | None = None) -> logging.Handler:
     """Route every record of the process to `stream` (default: buffered stderr) in `fmt`
-    ("json" | "text"), replacing the root logger's handlers. Returns the handler."""
+    ("json" | "text"), replacing the root logger's handlers; `static` fields go on every
+    line (a worker's index). Returns the handler."""
     # No format here shows thread or process names: skip looking them up for every record.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream) if stream is not None else BufferedStderrHandler()
-    handler.setFormatter(formatter(fmt))
+    handler.setFormatter(formatter(fmt, static))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     _configured[:] = [handler]
     return handler
