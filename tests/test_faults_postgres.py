@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
 import time
 from typing import Any
 
 import pytest
 from faults import (
+    ADMIN_DSN,
     PG_PORT,
     Client,
     RedisServer,
     fresh_database,
+    gateway_env,
     http_session,
     log_of,
     query,
@@ -29,6 +33,7 @@ from faults import (
     stop_gateway,
     via_port,
 )
+from processes import CLI
 from tcp_proxy import TcpProxy
 
 import settings_api.store.postgres  # noqa: F401 - installs the asyncpg.pool log filter
@@ -264,3 +269,38 @@ def test_only_outage_errors_lose_their_traceback(caplog: pytest.LogCaptureFixtur
     assert refused.fields == {"error": "ConnectionRefusedError: [Errno 111] Connection refused"}
     assert timed_out.exc_info is None and timed_out.fields == {"error": "TimeoutError"}
     assert bug.exc_info is not None and bug.exc_info[0] is ValueError  # a traceback, as ever
+
+
+async def test_a_dropped_database_is_an_outage_not_a_crash(tmp_path) -> None:
+    # The server answers, but refuses every new connection (the database is gone): readiness
+    # and the settings API say 503, as for a server that is down, never 500.
+    with fresh_database() as (name, database_url):
+        proc = await start_gateway(tmp_path, "dropped", database_url,
+                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S))
+        try:
+            async with http_session() as http:
+                gw = Client(http, proc)
+                await gw.settings("PUT", json={"name": "CRM"})
+                await query(ADMIN_DSN, f'DROP DATABASE "{name}" WITH (FORCE)')
+                for _ in range(2):  # the pool's connection is gone; so is any new one
+                    async with http.get(proc.url + "/readyz") as resp:
+                        assert resp.status == 503, await resp.text()
+                        assert (await resp.json())["checks"]["store"] == "unreachable"
+                    assert_unavailable(*await gw.raw_settings("GET"))
+        finally:
+            assert await stop_gateway(proc) == 0, log_of(proc)
+        log = log_of(proc)
+        assert '"status":500' not in log and "unhandled error" not in log, log
+
+
+def test_serve_names_a_missing_database_in_one_line(tmp_path) -> None:
+    with fresh_database() as (name, database_url):
+        missing = database_url.replace(name, name + "_missing")
+        done = subprocess.run([CLI, "serve", "--port", "0"],
+                              env={**gateway_env(tmp_path, "missing", missing),
+                                   "PATH": os.environ.get("PATH", "")},
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (f'mcp-gateway: cannot connect to Postgres: '
+                                   f'InvalidCatalogNameError: database "{name}_missing" does '
+                                   'not exist'), done.stderr

@@ -26,6 +26,13 @@ _MIGRATION_LOCK_ID = 0x6D6370677731  # "mcpgw1"
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
                 asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                 asyncpg.TooManyConnectionsError)
+# While connecting, any refusal by the server (a database that does not exist, a wrong
+# password, no connections left) also means the store is unavailable, not a bug.
+_CANNOT_CONNECT = (*_UNAVAILABLE, asyncpg.PostgresError)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class _OneLineRefillFailures(logging.Filter):
@@ -98,9 +105,8 @@ class PostgresStore(Store):
             self._pool = await asyncpg.create_pool(
                 self._dsn, min_size=self._min_size, max_size=self._max_size,
                 timeout=self._timeout, command_timeout=self._timeout)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(
-                f"cannot connect to Postgres: {type(exc).__name__}") from exc
+        except _CANNOT_CONNECT as exc:
+            raise StoreUnavailableError(f"cannot connect to Postgres: {_why(exc)}") from exc
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -111,16 +117,23 @@ class PostgresStore(Store):
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StoreUnavailableError("store is not open")
+        pool = self._pool
         try:
-            async with self._pool.acquire(timeout=self._timeout) as conn:
+            conn = await pool.acquire(timeout=self._timeout)
+        except _CANNOT_CONNECT as exc:
+            raise StoreUnavailableError(f"Postgres unavailable: {_why(exc)}") from exc
+        try:
+            try:
                 with _dropped_on_timeout(conn):  # e.g. BEGIN, sent by asyncpg itself
                     yield conn
+            finally:
+                await pool.release(conn)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise StoreConflictError(exc.__class__.__name__) from exc
         except asyncpg.DataError as exc:
             raise StoreDataError(exc.__class__.__name__) from exc
         except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"Postgres unavailable: {type(exc).__name__}") from exc
+            raise StoreUnavailableError(f"Postgres unavailable: {_why(exc)}") from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StoreSession]:
