@@ -44,9 +44,8 @@ class _OneLineRefillFailures(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, _UNAVAILABLE):
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             fields = getattr(record, "fields", None)
-            record.fields = {**(fields if isinstance(fields, dict) else {}), "error": reason}
+            record.fields = {**(fields if isinstance(fields, dict) else {}), "error": _why(exc)}
             record.exc_info = record.exc_text = None
         return True
 
