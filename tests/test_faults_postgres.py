@@ -11,6 +11,7 @@ change is lost, and a change interrupted mid-transaction left nothing behind.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from processes import CLI
 from tcp_proxy import TcpProxy
 
 import settings_api.store.postgres  # noqa: F401 - installs the asyncpg.pool log filter
+from gateway.observability.logs import REQUEST_ID_VAR, formatter
 
 STORE_TIMEOUT_S = 1.0
 # What "answers within the store timeout" may take on a loaded test machine: the bound on one
@@ -64,6 +66,8 @@ def assert_pool_retries_logged_in_one_line(log: str) -> None:
     assert retries, log
     for record in retries:
         assert record["level"] == "WARNING" and "exc" not in record, record
+        # The retry task was started inside a request, but its lines belong to none.
+        assert "request_id" not in record, record
         assert record["error"].split(":")[0] in ("ConnectionRefusedError", "TimeoutError",
                                                  "ConnectionResetError", "OSError"), record
 
@@ -269,6 +273,36 @@ def test_only_outage_errors_lose_their_traceback(caplog: pytest.LogCaptureFixtur
     assert refused.fields == {"error": "ConnectionRefusedError: [Errno 111] Connection refused"}
     assert timed_out.exc_info is None and timed_out.fields == {"error": "TimeoutError"}
     assert bug.exc_info is not None and bug.exc_info[0] is ValueError  # a traceback, as ever
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_pool_lines_belong_to_no_request(fmt: str) -> None:
+    """The pool's retry task inherits the context of the request that started it; its lines
+    must not carry that request's id. Other lines logged in a request still do."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter(fmt))
+    pool_log, other = logging.getLogger("asyncpg.pool"), logging.getLogger("gateway.test")
+    for logger in (pool_log, other):
+        logger.addHandler(handler)
+    token = REQUEST_ID_VAR.set("req-started-the-retries")
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError:
+            pool_log.warning("Failed to restore the pool connection floor; retrying",
+                             exc_info=True)
+        other.warning("something in the request")
+    finally:
+        REQUEST_ID_VAR.reset(token)
+        for logger in (pool_log, other):
+            logger.removeHandler(handler)
+    pool_line, request_line = stream.getvalue().splitlines()
+    assert "req-started-the-retries" not in pool_line
+    assert "req-started-the-retries" in request_line
+    if fmt == "json":
+        assert "request_id" not in json.loads(pool_line)
+        assert json.loads(request_line)["request_id"] == "req-started-the-retries"
 
 
 async def test_a_dropped_database_is_an_outage_not_a_crash(tmp_path) -> None:

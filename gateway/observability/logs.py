@@ -5,7 +5,10 @@ Every record of the process goes through the same handler. A record may carry st
 fields in `record.fields` (a dict; the request log does): JSON lines put them at the top level,
 text lines append them as `key=value`. Records emitted while a request is handled carry its
 `request_id` (a context variable set by the request middleware), so a traceback can be tied to
-the request line and to the `requestId` the client saw.
+the request line and to the `requestId` the client saw. A record may name its own `request_id`
+attribute instead (None: it belongs to no request): background work started during a request
+inherits that request's context, and a filter on its logger says so (asyncpg's pool, in
+settings_api/store/postgres.py).
 
 Nothing here adds data to a record: secrets stay out of logs because no code logs them.
 """
@@ -57,7 +60,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc = _head(_timestamp(record.created, record.msecs), record.levelname, record.name,
-                    record.getMessage(), REQUEST_ID_VAR.get())
+                    record.getMessage(), request_id_of(record))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(fields)
@@ -70,6 +73,16 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
         return _json_bytes(doc).decode()
+
+
+_UNSET: Any = object()
+
+
+def request_id_of(record: logging.LogRecord) -> str | None:
+    """The request a record belongs to: its own `request_id` attribute when it has one (None:
+    no request), else the request being handled where it was logged."""
+    own = record.__dict__.get("request_id", _UNSET)
+    return REQUEST_ID_VAR.get() if own is _UNSET else own  # type: ignore[no-any-return]
 
 
 def _head(ts: str, level: str, logger: str, msg: str, request_id: str | None
@@ -102,7 +115,7 @@ class TextFormatter(logging.Formatter):
             fields = {}
         if self.static:
             fields = {**fields, **self.static}
-        request_id = REQUEST_ID_VAR.get()
+        request_id = request_id_of(record)
         if request_id is not None and "request_id" not in fields:
             fields = {"request_id": request_id, **fields}
         if fields:

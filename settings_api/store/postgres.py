@@ -37,11 +37,15 @@ def _why(exc: BaseException) -> str:
 
 class _OneLineRefillFailures(logging.Filter):
     """asyncpg's pool retries its connection floor every few seconds while Postgres is down,
-    logging a warning with a 30-line traceback each time (under whichever request's id the
-    retry task inherited). The reason of such an outage fits on one line: it goes in the field
-    `error`. Any other failure keeps its traceback."""
+    logging a warning with a 30-line traceback each time. The reason of such an outage fits on
+    one line: it goes in the field `error`. Any other failure keeps its traceback.
+
+    The retrying task is started by whichever request first found a connection missing, and
+    inherits its context: without `request_id = None` (gateway/observability/logs.py) every
+    retry would be logged under that one request's id, long after it was answered."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = None
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, _UNAVAILABLE):
             fields = getattr(record, "fields", None)
