@@ -66,7 +66,8 @@ def assert_pool_retries_logged_in_one_line(log: str) -> None:
     assert retries, log
     for record in retries:
         assert record["level"] == "WARNING" and "exc" not in record, record
-        # The retry task was started inside a request, but its lines belong to none.
+        # Whichever context started the retry task (often a request's), its lines belong to
+        # no request.
         assert "request_id" not in record, record
         assert record["error"].split(":")[0] in ("ConnectionRefusedError", "TimeoutError",
                                                  "ConnectionResetError", "OSError"), record

@@ -60,7 +60,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc = _head(_timestamp(record.created, record.msecs), record.levelname, record.name,
-                    record.getMessage(), request_id_of(record))
+                    record.getMessage(), _request_id_of(record))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(fields)
@@ -78,7 +78,7 @@ class JsonFormatter(logging.Formatter):
 _UNSET: Any = object()
 
 
-def request_id_of(record: logging.LogRecord) -> str | None:
+def _request_id_of(record: logging.LogRecord) -> str | None:
     """The request a record belongs to: its own `request_id` attribute when it has one (None:
     no request), else the request being handled where it was logged."""
     own = record.__dict__.get("request_id", _UNSET)
@@ -115,7 +115,7 @@ class TextFormatter(logging.Formatter):
             fields = {}
         if self.static:
             fields = {**fields, **self.static}
-        request_id = request_id_of(record)
+        request_id = _request_id_of(record)
         if request_id is not None and "request_id" not in fields:
             fields = {"request_id": request_id, **fields}
         if fields:

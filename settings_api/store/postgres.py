@@ -40,8 +40,9 @@ class _OneLineRefillFailures(logging.Filter):
     logging a warning with a 30-line traceback each time. The reason of such an outage fits on
     one line: it goes in the field `error`. Any other failure keeps its traceback.
 
-    The retrying task is started by whichever request first found a connection missing, and
-    inherits its context: without `request_id = None` (gateway/observability/logs.py) every
+    The retrying task is started where a connection was found missing: by a request, or by a
+    lost connection's callback, which runs in the context of the request that opened it. It
+    inherits that context: without `request_id = None` (gateway/observability/logs.py) every
     retry would be logged under that one request's id, long after it was answered."""
 
     def filter(self, record: logging.LogRecord) -> bool:
