@@ -801,6 +801,24 @@ def test_remembered_seeds_match_fresh_ones_and_keep_json_equal_values_together()
     assert call(t, {"a": None}, warm) != call(t, {"a": float("nan")}, warm)
 
 
+def test_repeated_calls_of_one_tool_object_answer_as_a_fresh_simulator() -> None:
+    """The same tool object called again (how the gateway calls it) is answered from one memo:
+    still a private copy, still keyed by tenant, integration, fixtures version, seed and
+    arguments, and never in place of a fixture."""
+    warm = Simulator()
+    for t, arguments in ((PRICED, {"sku": "A"}), (PRICED, {"qty": 0}), (tool(CONTACT), {})):
+        first = call(t, arguments, warm)
+        first.result["content"].append("changed")
+        for change in ({}, {"seed": "a"}, {"tenant": "other"}, {"integration": "erp"},
+                       {"fixtures_version": 1}):
+            again, fresh = call(t, arguments, warm, **change), call(t, arguments, **change)
+            assert again == fresh and "changed" not in again.result["content"]
+    assert call(PRICED, {"qty": 0}, warm).source == "invalid-arguments"
+    fixture = parsed({"rules": [{"match": {"sku": "A"}, "result": ok_result(4)}]})
+    assert call(PRICED, {"sku": "A"}, warm, fixture=fixture).result == ok_result(4)
+    assert call(PRICED, {"sku": "A"}, warm).source == "generated"
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("", False),
     ('{"id": 123456789012345678}', False),  # 18 digits: orjson reads it exactly
