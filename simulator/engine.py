@@ -208,16 +208,16 @@ class Simulator:
         if entry is None:
             entry = self._check(plan, name, arguments)
             self._results.put(key, entry)
-        if rule is None or entry.refusal is not None:
-            if entry.refusal is None and entry.result is None:
-                text, source = self._generate(plan, name, arguments, digest)
-                if len(text) > MAX_CACHED_RESULT_CHARS:
-                    return Outcome(result=_parse(text), source=source)
-                entry.remember(text, source)
-            if answer_key is not None:
-                self._answers.put(answer_key, (tool, entry))
-            return entry.outcome()
-        return _from_rule(rule)
+        if entry.refusal is None and rule is not None:
+            return _from_rule(rule)
+        if entry.refusal is None and entry.result is None:
+            text, source = self._generate(plan, name, arguments, digest)
+            if len(text) > MAX_CACHED_RESULT_CHARS:
+                return Outcome(result=_parse(text), source=source)
+            entry.remember(text, source)
+        if answer_key is not None:
+            self._answers.put(answer_key, (tool, entry))
+        return entry.outcome()
 
     def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:
         """Every way `arguments` break the tool's inputSchema ([] when they are valid)."""
