@@ -179,7 +179,7 @@ class Simulator:
             arguments = {}
         quick = _quick(arguments)
         # The tool object stands for its name and schemas: a simulated tool is never changed
-        # in place (see the class docstring), and the entry holds it, so its id is not reused.
+        # in place (see the class docstring), and the memo holds it, so its id is not reused.
         answer_key = (id(tool), tenant, integration, fixtures_version, seed, quick) \
             if fixture is None and quick is not None else None
         if answer_key is not None:
