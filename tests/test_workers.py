@@ -393,8 +393,12 @@ def test_a_serving_process_freezes_start_up_and_collects_young_objects_less_ofte
             "from gateway.server import YOUNG_COLLECTION_THRESHOLD, tune_collector\n"
             "before = gc.get_threshold()\n"
             "asyncio.run(tune_collector(None))\n"
-            "print(before[0], gc.get_threshold()[0], YOUNG_COLLECTION_THRESHOLD,"
-            " gc.get_freeze_count() > 0)\n")
+            "after = gc.get_threshold()\n"
+            "print(before[0], after[0], YOUNG_COLLECTION_THRESHOLD,"
+            " before[1:] == after[1:], gc.get_freeze_count() > 0)\n")
     out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, check=True, timeout=60).stdout.split()
-    assert out[0] == "700" and out[1] == out[2] and int(out[1]) > 700 and out[3] == "True"
+    # The interpreter's own young threshold differs by version (700 up to 3.12, 2000 in 3.13).
+    before, after, tuned = (int(value) for value in out[:3])
+    assert before < tuned and after == tuned, out
+    assert out[3:] == ["True", "True"], out  # older generations untouched; start-up frozen
