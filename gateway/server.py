@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
 from gateway.observability.middleware import edge_middleware, metrics_handler
+from gateway.settings_limits import settings_limits_ctx
 from gateway.state import LIMITER_REDIS, REDIS
 from settings_api.app import (
     CHANGES,
@@ -128,6 +129,7 @@ def build_app(settings: Settings, role: Role = "all") -> web.Application:
         app.cleanup_ctx.append(gateway_ctx)
         setup_data_plane(app)
     if role in ("all", "settings"):
+        app.cleanup_ctx.append(settings_limits_ctx)
         setup_settings_api(app)
     return app
 

@@ -14,7 +14,8 @@ from settings_api.changes import ChangeFeed, LocalChangeFeed
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
 from settings_api.jwt_auth import JwtVerifier, TokenError
 from settings_api.openapi import openapi_handler
-from settings_api.problems import Forbidden, NotFound, Unauthorized, UpstreamFailed
+from settings_api.problems import Forbidden, NotFound, Problem, Unauthorized, UpstreamFailed
+from settings_api.rate_limit import admit, count_failure, refuse_if_throttled
 from settings_api.routes import PRINCIPAL, ROUTES, SERVICE
 from settings_api.schemas import ID_PATTERN
 from settings_api.secrets_box import SecretBox
@@ -84,9 +85,11 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _with_jwt(handler: Handler) -> Handler:
-    """`handler` behind the settings API's auth: a Bearer JWT that grants the path's tenant.
-    Per route rather than a middleware, so no other route pays for it."""
+    """`handler` behind the settings API's auth: a Bearer JWT that grants the path's tenant,
+    and the token's rate limit (settings_api/rate_limit.py). Per route rather than a
+    middleware, so no other route pays for it."""
     async def authenticated(request: web.Request) -> web.StreamResponse:
+        refuse_if_throttled(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("send a settings-API JWT as 'Authorization: Bearer <token>'",
@@ -94,14 +97,24 @@ def _with_jwt(handler: Handler) -> Handler:
         try:
             principal = await request.app[VERIFIER].verify(token.strip())
         except TokenError as exc:
+            await count_failure(request)
             raise Unauthorized(str(exc)) from None
-        tenant = request.match_info.get("tenant", "")
-        if not principal.can_access(tenant):
-            raise Forbidden(f"the token does not grant tenant {tenant!r}")
-        if not _ID.fullmatch(tenant):
-            raise NotFound(f"tenant {tenant!r} does not exist")
-        request[PRINCIPAL] = principal
-        return await handler(request)
+        # Charged once the token is known good: a refused token costs no one's bucket.
+        limit_headers = await admit(request, principal)
+        try:
+            tenant = request.match_info.get("tenant", "")
+            if not principal.can_access(tenant):
+                raise Forbidden(f"the token does not grant tenant {tenant!r}")
+            if not _ID.fullmatch(tenant):
+                raise NotFound(f"tenant {tenant!r} does not exist")
+            request[PRINCIPAL] = principal
+            response = await handler(request)
+        except Problem as problem:
+            problem.headers.update(limit_headers)
+            raise
+        if not response.prepared:
+            response.headers.update(limit_headers)
+        return response
     return authenticated
 
 

@@ -65,6 +65,9 @@ class Settings:
     # Failed-auth throttling per client address: this many bad keys per window (0 = off).
     auth_failure_limit: int = 20
     auth_failure_window_s: float = 10.0
+    # The settings API's token bucket per JWT identity (issuer, subject, tenant grant).
+    settings_rate_limit_rps: float = 20.0
+    settings_rate_limit_burst: int = 40
 
     @property
     def uses_postgres(self) -> bool:
@@ -218,6 +221,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                            exclusive=False)),
         "auth_failure_window_s": r.number("MCPGW_AUTH_FAILURE_WINDOW_S", 10.0),
         "trust_forwarded": r.flag("MCPGW_TRUST_FORWARDED", False),
+        "settings_rate_limit_rps": r.number("MCPGW_SETTINGS_RATE_LIMIT_RPS", 20.0),
+        "settings_rate_limit_burst": int(r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40,
+                                                  integer=True)),
     }
     explicit_jwt_secret = r.text("MCPGW_JWT_SECRET")
     if explicit_jwt_secret is not None and len(explicit_jwt_secret) < 32:

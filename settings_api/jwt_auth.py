@@ -47,6 +47,7 @@ class Principal:
 
     subject: str
     tenants: frozenset[str] | None  # None: every tenant ("*")
+    issuer: str | None = None  # the `iss` claim: part of the token's identity (rate limit)
 
     def can_access(self, tenant: str) -> bool:
         """True if the token grants ``tenant``."""
@@ -143,7 +144,8 @@ class JwtVerifier:
             raise TokenError("unsupported algorithm")
 
         claims = self._decode(token, key, alg)
-        return Principal(subject=_subject(claims), tenants=_tenants(claims))
+        return Principal(subject=_subject(claims), tenants=_tenants(claims),
+                         issuer=_issuer(claims))
 
     async def _signing_key(self, client: jwt.PyJWKClient, kid: object) -> jwt.PyJWK:
         if not isinstance(kid, str) or not kid:
@@ -198,6 +200,11 @@ class JwtVerifier:
 def _subject(claims: Mapping[str, Any]) -> str:
     sub = claims.get("sub")
     return sub if isinstance(sub, str) and sub else "unknown"
+
+
+def _issuer(claims: Mapping[str, Any]) -> str | None:
+    iss = claims.get("iss")
+    return iss if isinstance(iss, str) and iss else None
 
 
 def _tenants(claims: Mapping[str, Any]) -> frozenset[str] | None:

@@ -232,7 +232,9 @@ async def list_audit(request: web.Request) -> web.Response:
     return json_response(_page(found, limit, audit_json, lambda e: e.seq))
 
 
-_ERRORS = {400: "Problem", 401: "Problem", 403: "Problem", 404: "Problem", 503: "Problem"}
+# 429: the token's rate limit, or too many failed authentications from the address.
+_ERRORS = {400: "Problem", 401: "Problem", 403: "Problem", 404: "Problem", 429: "Problem",
+           503: "Problem"}
 _WRITE_ERRORS = {**_ERRORS, 409: "Problem", 413: "Problem", 415: "Problem", 422: "Problem"}
 _PAGE = ("cursor", "limit")
 _INTEGRATION = BASE + "/{integration}"

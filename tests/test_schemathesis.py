@@ -61,7 +61,11 @@ class LiveServer:
     def __init__(self, tmp: Path) -> None:
         self.settings = make_settings(tmp, f"sqlite:///{tmp / 'schemathesis.db'}",
                                       MCPGW_REQUEST_LIMIT_BURST="100000",
-                                      MCPGW_REQUEST_LIMIT_RPS="100000")
+                                      MCPGW_REQUEST_LIMIT_RPS="100000",
+                                      # Hundreds of examples on one token: reach the
+                                      # operations, not the settings API's rate limit.
+                                      MCPGW_SETTINGS_RATE_LIMIT_BURST="100000",
+                                      MCPGW_SETTINGS_RATE_LIMIT_RPS="100000")
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner: Any = None

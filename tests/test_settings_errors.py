@@ -338,8 +338,14 @@ async def test_missing_credentials_are_401_with_bearer_challenge(client: TestCli
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_invalid_tokens_are_401_on_every_route(client: TestClient,
-                                                     api: Api) -> None:
+async def test_invalid_tokens_are_401_on_every_route(
+        aiohttp_client: Any, tmp_path: Path, database_url: str,
+        auth: Callable[..., dict[str, str]]) -> None:
+    # Dozens of bad tokens from one address: the failed-auth throttle (its own tests in
+    # test_settings_rate_limit.py) is off, so every route's own answer shows.
+    client = await aiohttp_client(build_app(make_settings(
+        tmp_path, database_url, MCPGW_AUTH_FAILURE_LIMIT="0")))
+    api = Api(client, auth("acme"))
     config_id = await api.integration_with_config()
     for name, bad in bad_tokens().items():
         for route in ROUTES:
