@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
-from settings_api.secrets_box import SecretBox, open_headers, reseal_headers, seal_headers
+from settings_api.secrets_box import (
+    SecretBox,
+    open_headers,
+    open_url,
+    reseal_headers,
+    reseal_url,
+    seal_headers,
+    seal_url,
+    worst,
+)
 from settings_api.store import queries as q
 from settings_api.store.models import (
     AuditEvent,
@@ -62,9 +71,10 @@ def _integration(row: Row) -> Integration:
 
 def _config(row: Row, secrets: SecretBox | None) -> Config:
     headers = open_headers(row["upstream_headers"], secrets)
-    return Config(row["config_id"], row["tenant_id"], row["integration_id"], row["upstream_url"],
+    url, url_error = open_url(row["upstream_url"], row["upstream_url_sealed"], secrets)
+    return Config(row["config_id"], row["tenant_id"], row["integration_id"], url,
                   headers.values, json.loads(row["tools"]), row["created_at"], row["synced_at"],
-                  headers.error)
+                  headers.error or url_error)
 
 
 def _settings(row: Row) -> McpSettings:
@@ -98,8 +108,9 @@ def _dump(value: Any) -> str:
 class StoreSession:
     """Named queries on one connection; inside a transaction when opened by `Store.transaction`.
 
-    Upstream header values are encrypted with `secrets` when a config is written and decrypted
-    when it is read (settings_api/secrets_box.py): the only place that sees both forms."""
+    Upstream header values and URL credentials are encrypted with `secrets` when a config is
+    written and decrypted when it is read (settings_api/secrets_box.py): the only place that
+    sees both forms."""
 
     def __init__(self, conn: Connection, lock_clause: str,
                  secrets: SecretBox | None = None) -> None:
@@ -136,10 +147,11 @@ class StoreSession:
 
     # configs
     async def insert_config(self, config: Config) -> None:
+        shown_url, sealed_url = seal_url(config.upstream_url, self._secrets)
         await self._conn.execute(
             q.INSERT_CONFIG, config.config_id, config.tenant_id, config.integration_id,
-            config.upstream_url, seal_headers(config.upstream_headers, self._secrets),
-            _dump(config.tools), config.created_at, config.synced_at)
+            shown_url, seal_headers(config.upstream_headers, self._secrets),
+            _dump(config.tools), config.created_at, config.synced_at, sealed_url)
 
     async def get_config(self, tenant: str, integration: str, config_id: str) -> Config | None:
         row = await self._conn.fetchrow(q.GET_CONFIG, tenant, integration, config_id)
@@ -152,8 +164,9 @@ class StoreSession:
 
     async def reseal_config_headers(self, after: str, limit: int,
                                     report: RotationReport) -> str | None:
-        """Re-encrypt the header values of up to `limit` configs (every tenant) whose id sorts
-        after `after` with the first key, rows locked; returns the last id seen (None: done)."""
+        """Re-encrypt the header values and URL credentials of up to `limit` configs (every
+        tenant) whose id sorts after `after` with the first key, rows locked; returns the last
+        id seen (None: done)."""
         if self._secrets is None:
             raise RuntimeError("rotating secrets needs a SecretBox")
         sql = q.LOCK_CONFIG_HEADERS.format(lock=self._lock)
@@ -162,7 +175,11 @@ class StoreSession:
             stored, outcome = reseal_headers(row["upstream_headers"], self._secrets)
             if stored is not None:
                 await self._conn.execute(q.UPDATE_CONFIG_HEADERS, row["config_id"], stored)
-            report.count(outcome, row["config_id"])
+            url, url_outcome = reseal_url(row["upstream_url"], row["upstream_url_sealed"],
+                                          self._secrets)
+            if url is not None:
+                await self._conn.execute(q.UPDATE_CONFIG_URL, row["config_id"], *url)
+            report.count(worst(outcome, url_outcome), row["config_id"])
         return rows[-1]["config_id"] if len(rows) == limit else None
 
     async def update_config_tools(self, tenant: str, integration: str, config_id: str,
@@ -284,8 +301,9 @@ class Store(ABC):
             await session.ping()
 
     async def rotate_secrets(self, batch_size: int = 100) -> RotationReport:
-        """Re-encrypt every config's header values with the first key, one transaction per
-        batch (safe to interrupt and run again: rows already current are not rewritten)."""
+        """Re-encrypt every config's header values and URL credentials with the first key, one
+        transaction per batch (safe to interrupt and run again: rows already current are not
+        rewritten)."""
         report = RotationReport()
         after: str | None = ""
         while after is not None:
