@@ -315,7 +315,23 @@ async def test_urls_stored_in_clear_before_keep_working_and_rotate_secrets_encry
     assert "result" in await (await gateway(NEW_KEY)).call_tool(key)
 
 
-async def test_audit_events_recorded_before_show_the_url_redacted(
+async def raw_audit_details(database_url: str) -> str:
+    """Every audit event's details as the database holds them."""
+    if database_url.startswith("sqlite:///"):
+
+        def read() -> str:
+            with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+                return repr(conn.execute("SELECT details FROM audit_events").fetchall())
+
+        return await asyncio.to_thread(read)
+    conn = await asyncpg.connect(database_url)
+    try:
+        return repr(await conn.fetch("SELECT details FROM audit_events"))
+    finally:
+        await conn.close()
+
+
+async def test_audit_events_recorded_before_show_the_url_redacted_and_rotation_redacts_them(
     gateway: GatewayFactory, database_url: str, upstream: Upstream
 ) -> None:
     gw = await gateway(NEW_KEY)
@@ -323,20 +339,25 @@ async def test_audit_events_recorded_before_show_the_url_redacted(
     await store.open()
     try:
         async with store.transaction() as tx:
-            await tx.insert_audit(
-                "e-legacy",
-                "acme",
-                "alice",
-                "config.created",
-                "crm/c1",
-                1,
-                {"upstreamUrl": upstream.url},
-            )
+            for seq in range(3):  # more than a batch
+                details = {"upstreamUrl": upstream.url, "toolCount": 1}
+                await tx.insert_audit(
+                    f"e-{seq}", "acme", "alice", "config.created", "crm/c1", seq, details
+                )
+        async with gw.client.get("/v1/tenants/acme/audit", headers=gw.api.headers) as resp:
+            audit = await resp.json()
+        assert [e["details"]["upstreamUrl"] for e in audit["items"]] == [shown(upstream)] * 3
+        assert API_KEY in await raw_audit_details(database_url)
+
+        report = await store.rotate_secrets(batch_size=2)
+        again = await store.rotate_secrets(batch_size=2)
     finally:
         await store.close()
-    async with gw.client.get("/v1/tenants/acme/audit", headers=gw.api.headers) as resp:
-        audit = await resp.json()
-    assert [e["details"]["upstreamUrl"] for e in audit["items"]] == [shown(upstream)]
+    assert (report.audit_redacted, again.audit_redacted) == (3, 0)
+    stored = await raw_audit_details(database_url)
+    assert shown(upstream) in stored and '"toolCount":1' in stored
+    for secret in SECRETS:
+        assert secret not in stored
 
 
 async def test_url_credentials_follow_the_secret_key_rotation(

@@ -34,6 +34,7 @@ from settings_api.store.models import (
     McpSettings,
     SimulatorFixture,
 )
+from settings_api.upstream_url import has_secrets, redact
 
 Row = Mapping[str, Any]
 
@@ -182,6 +183,20 @@ class StoreSession:
             report.count(worst(outcome, url_outcome), row["config_id"])
         return rows[-1]["config_id"] if len(rows) == limit else None
 
+    async def redact_audit_urls(self, after: int, limit: int,
+                                report: RotationReport) -> int | None:
+        """Redact the upstream URL of up to `limit` config.created events (every tenant) after
+        seq `after`, recorded before URLs were redacted; returns the last seq seen (None: done)."""
+        rows = await self._conn.fetch(q.LOCK_CONFIG_AUDIT.format(lock=self._lock), after, limit)
+        for row in rows:
+            details = json.loads(row["details"])
+            url = details.get("upstreamUrl") if isinstance(details, dict) else None
+            if isinstance(url, str) and has_secrets(url):
+                details["upstreamUrl"] = redact(url)
+                await self._conn.execute(q.UPDATE_AUDIT_DETAILS, row["seq"], _dump(details))
+                report.audit_redacted += 1
+        return rows[-1]["seq"] if len(rows) == limit else None
+
     async def update_config_tools(self, tenant: str, integration: str, config_id: str,
                                   tools: list[dict[str, Any]], synced_at: int) -> None:
         await self._conn.execute(q.UPDATE_CONFIG_TOOLS, tenant, integration, config_id,
@@ -260,6 +275,7 @@ class RotationReport:
     encrypted: int = 0  # stored in plaintext before, now encrypted
     current: int = 0  # already encrypted with the first key
     unreadable: list[str] = field(default_factory=list)  # no key opens them: left as they are
+    audit_redacted: int = 0  # config.created events that held a URL's credentials in clear
 
     def count(self, outcome: str, config_id: str) -> None:
         if outcome == "unreadable":
@@ -309,6 +325,10 @@ class Store(ABC):
         while after is not None:
             async with self.transaction() as tx:
                 after = await tx.reseal_config_headers(after, batch_size, report)
+        seq: int | None = 0
+        while seq is not None:
+            async with self.transaction() as tx:
+                seq = await tx.redact_audit_urls(seq, batch_size, report)
         return report
 
 

@@ -52,6 +52,13 @@ UPDATE_CONFIG_URL = """
 UPDATE configs SET upstream_url = $2, upstream_url_sealed = $3 WHERE config_id = $1
 """
 
+# Audit events recorded before URL credentials were redacted: rotate-secrets redacts them too.
+LOCK_CONFIG_AUDIT = """
+SELECT seq, details FROM audit_events WHERE action = 'config.created' AND seq > $1
+ORDER BY seq LIMIT $2 {lock}
+"""
+UPDATE_AUDIT_DETAILS = "UPDATE audit_events SET details = $2 WHERE seq = $1"
+
 SETTINGS_SELECT = """
 SELECT s.tenant_id, s.integration_id, s.enabled, s.config_id, s.exposed_tool_ids, s.description,
        s.api_key_id, k.key_prefix, s.created_at, s.modified_at, s.fixtures_version
