@@ -41,6 +41,7 @@ from settings_api.store import (
 )
 from settings_api.tools import normalize_tools
 from settings_api.upstream_url import has_secrets, redact
+from settings_api.upstream_url import problem as url_problem
 from simulator import parse_fixture
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ class SettingsService:
                             tools: list[dict[str, Any]] | None) -> Config:
         """Create a config with inline tools, or with the catalog read from the upstream."""
         await self.get_integration(tenant, integration)  # 404 before any upstream traffic
+        if upstream_url is not None and (why := url_problem(upstream_url)) is not None:
+            raise ValidationFailed([FieldError("upstreamUrl", why)])
         if tools is None:
             if upstream_url is None:
                 raise ValidationFailed([FieldError("tools", "give tools, or an upstreamUrl")])

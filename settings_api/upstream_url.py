@@ -15,9 +15,9 @@ byte.
 from __future__ import annotations
 
 from typing import NamedTuple
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus, urlsplit
 
-__all__ = ["MASK", "has_secrets", "redact", "redact_optional", "secret_values"]
+__all__ = ["MASK", "has_secrets", "problem", "redact", "redact_optional", "secret_values"]
 
 MASK = "***"
 
@@ -114,3 +114,16 @@ def secret_values(url: str) -> list[str]:
     if parts.fragment:
         found += [parts.fragment, unquote(parts.fragment)]
     return list(dict.fromkeys(v for v in found if v))
+
+
+def problem(url: str) -> str | None:
+    """Why the clients could not connect to `url` (None: they can try). Built from the rule,
+    never from the URL, which may hold credentials."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError when it is not a number from 0 to 65535
+    except ValueError:
+        return "is not a URL the gateway can connect to (check the host and port)"
+    if not parts.hostname:
+        return "has no host"
+    return None

@@ -286,6 +286,27 @@ async def test_an_upstream_echoing_its_url_credentials_has_them_scrubbed(
         assert secret not in text
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://alice:{PASSWORD}@[::1/mcp?api_key={API_KEY}",
+        f"http://alice:{PASSWORD}@127.0.0.1:99999/mcp?api_key={API_KEY}",
+        f"http://alice:{PASSWORD}@/mcp?api_key={API_KEY}",
+    ],
+    ids=["unclosed-ipv6", "port-out-of-range", "no-host"],
+)
+async def test_a_url_the_gateway_cannot_connect_to_is_refused_without_echoing_it(
+    gateway: GatewayFactory, url: str
+) -> None:
+    gw = await gateway(NEW_KEY)
+    await gw.api.call("PUT", "/crm", 201, json={"name": "CRM"})
+    for body in ({"upstreamUrl": url, "tools": TOOLS}, {"upstreamUrl": url}):
+        _, problem = await gw.api.call("POST", "/crm/configs", 422, json=body)
+        assert [e["field"] for e in problem["errors"]] == ["upstreamUrl"]
+        for secret in SECRETS:
+            assert secret not in repr(problem)
+
+
 async def test_urls_stored_in_clear_before_keep_working_and_rotate_secrets_encrypts_them(
     gateway: GatewayFactory, database_url: str, upstream: Upstream
 ) -> None:
