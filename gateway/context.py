@@ -55,7 +55,7 @@ class IntegrationView:
     enabled: bool
     description: str | None
     config_id: str | None
-    upstream_url: str | None
+    upstream_url: str | None = field(repr=False)  # credentials included
     upstream_headers: Mapping[str, str] = field(repr=False)
     # Exposed tools only, in a stable order (the order of the settings' exposedToolIds).
     tools: tuple[dict[str, Any], ...] = ()

@@ -1,5 +1,7 @@
-"""`mcp-gateway rotate-secrets`: re-encrypt every stored config's upstream header values with
-the first key of ``MCPGW_SECRET_KEY`` (docs/configuration.md, "Rotating MCPGW_SECRET_KEY")."""
+"""`mcp-gateway rotate-secrets`: re-encrypt every stored config's upstream header values and URL
+credentials with the first key of ``MCPGW_SECRET_KEY`` (docs/configuration.md, "Rotating
+MCPGW_SECRET_KEY"); those stored in clear before get encrypted, and audit events that recorded
+a URL's credentials in clear get them redacted."""
 
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ def run(settings: Settings) -> int:
     print(f"re-encrypted {rewritten} config(s) with the first key of MCPGW_SECRET_KEY "
           f"({report.rotated} from an older key, {report.encrypted} stored in plaintext before); "
           f"{report.current} already current")
+    if report.audit_redacted:
+        print(f"redacted the upstream URL credentials of {report.audit_redacted} audit event(s) "
+              "recorded before")
     if report.unreadable:
         shown = ", ".join(report.unreadable[:_SHOWN_IDS])
         more = len(report.unreadable) - _SHOWN_IDS

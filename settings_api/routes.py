@@ -49,8 +49,9 @@ def integration_json(i: Integration) -> dict[str, Any]:
 
 
 def config_json(c: Config) -> dict[str, Any]:
-    # upstream header values are write-only: only their names are ever shown.
-    return {"configId": c.config_id, "upstreamUrl": c.upstream_url,
+    # upstream header values are write-only: only their names are ever shown; so are the URL's
+    # password and query values (settings_api/upstream_url.py).
+    return {"configId": c.config_id, "upstreamUrl": c.shown_url,
             "upstreamHeaderNames": c.upstream_header_names, "tools": c.tools,
             "createdAt": c.created_at, "syncedAt": c.synced_at}
 

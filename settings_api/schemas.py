@@ -79,7 +79,9 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                      "syncedAt"],
         "properties": {
             "configId": {"type": "string"},
-            "upstreamUrl": _nullable_string,
+            "upstreamUrl": {**_nullable_string, "description": (
+                "Redacted: the password and every query value read *** (they are kept encrypted "
+                "and sent to the upstream as given).")},
             "upstreamHeaderNames": {"type": "array", "items": {"type": "string"}},
             "tools": {"type": "array", "items": ref("Tool")},
             "createdAt": {"type": "integer"},

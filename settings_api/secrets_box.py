@@ -1,4 +1,5 @@
-"""Upstream header values at rest: encrypted with keys from ``MCPGW_SECRET_KEY``.
+"""Upstream secrets at rest (header values, URL credentials): encrypted with keys from
+``MCPGW_SECRET_KEY``.
 
 Crypto is the `cryptography` package's Fernet (AES-128-CBC + HMAC-SHA256, random IV,
 authenticated): nothing here is hand-rolled. Each comma-separated secret in
@@ -12,6 +13,13 @@ What the store keeps in ``configs.upstream_headers`` (JSON text):
 - a plain object ``{"<header name>": "<value>", ...}``: a row written before encryption at
   rest. It is still read, and ``mcp-gateway rotate-secrets`` encrypts it. The two cannot be
   confused: a plain object's values are all strings, an envelope's ``v`` is a number.
+
+What it keeps of an upstream URL with secrets in it (settings_api/upstream_url.py: a password,
+query values): ``configs.upstream_url`` holds the redacted form (what the API shows), and
+``configs.upstream_url_sealed`` the Fernet token of the whole URL (what the clients connect
+to). A URL without secrets is kept as it is, with no token; so is a URL stored before
+encryption at rest, which still works as written and which ``mcp-gateway rotate-secrets``
+encrypts.
 """
 
 from __future__ import annotations
@@ -26,12 +34,17 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from settings_api.upstream_url import has_secrets, redact
+
 ENVELOPE_VERSION = 1
 MIN_KEY_CHARS = 32
 # Domain separation: the same secret derives unrelated keys for any other purpose.
 _HKDF_INFO = b"mcp-gateway/upstream-headers/fernet/v1"
 
 Outcome = Literal["current", "encrypted", "rotated", "unreadable"]
+# When a config's header values and URL fare differently, the config counts as the worst.
+_OUTCOME_RANK: dict[Outcome, int] = {"current": 0, "rotated": 1, "encrypted": 2,
+                                     "unreadable": 3}
 
 
 class SecretKeyError(ValueError):
@@ -189,3 +202,57 @@ def reseal_headers(stored: str, box: SecretBox) -> tuple[str | None, Outcome]:
     except (InvalidToken, UnicodeError):
         return None, "unreadable"
     return _dump({"v": ENVELOPE_VERSION, "fernet": rotated}), "rotated"
+
+
+def worst(first: Outcome, second: Outcome) -> Outcome:
+    """The outcome a config counts as when its header values and its URL fared differently."""
+    return first if _OUTCOME_RANK[first] >= _OUTCOME_RANK[second] else second
+
+
+# --- the upstream URL -----------------------------------------------------------------------
+
+def seal_url(url: str | None, box: SecretBox | None) -> tuple[str | None, str | None]:
+    """(what ``configs.upstream_url`` holds, the sealed full URL or None) for `url`.
+
+    Without a box only a URL without secrets can be stored: they never go to disk in clear."""
+    if url is None or not has_secrets(url):
+        return url, None
+    if box is None:
+        raise RuntimeError("the store has no SecretBox: refusing to store the upstream URL's "
+                           "credentials unencrypted")
+    return redact(url), box.encrypt(url)
+
+
+def open_url(shown: str | None, sealed: str | None,
+             box: SecretBox | None) -> tuple[str | None, str | None]:
+    """(the URL to connect to, why it could not be decrypted); never raises.
+
+    When it cannot be decrypted the redacted form comes back with the reason: shown, never
+    used to connect (the caller refuses, as for unreadable header values)."""
+    if sealed is None:
+        return shown, None  # no secrets, or stored before encryption at rest: as written
+    if box is None:
+        return shown, ("no MCPGW_SECRET_KEY is configured to decrypt the upstream URL's "
+                       "credentials")
+    try:
+        return box.decrypt(sealed), None
+    except (InvalidToken, UnicodeError):
+        return shown, ("the upstream URL's credentials cannot be decrypted with "
+                       f"MCPGW_SECRET_KEY (none of its {box.key_count} key(s) is the one they "
+                       "were encrypted with)")
+
+
+def reseal_url(shown: str | None, sealed: str | None,
+               box: SecretBox) -> tuple[tuple[str, str] | None, Outcome]:
+    """The URL's columns re-encrypted with the box's first key: ((shown, sealed) or None,
+    outcome), with the outcomes of `reseal_headers` ("encrypted": it was stored in clear)."""
+    if sealed is None:
+        if shown is None or not has_secrets(shown):
+            return None, "current"
+        return (redact(shown), box.encrypt(shown)), "encrypted"
+    if box.is_current(sealed):
+        return None, "current"
+    try:
+        return (shown or "", box.rotate(sealed)), "rotated"
+    except (InvalidToken, UnicodeError):
+        return None, "unreadable"

@@ -40,6 +40,8 @@ from settings_api.store import (
     StoreUnavailableError,
 )
 from settings_api.tools import normalize_tools
+from settings_api.upstream_url import has_secrets, redact
+from settings_api.upstream_url import problem as url_problem
 from simulator import parse_fixture
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,8 @@ class SettingsService:
                             tools: list[dict[str, Any]] | None) -> Config:
         """Create a config with inline tools, or with the catalog read from the upstream."""
         await self.get_integration(tenant, integration)  # 404 before any upstream traffic
+        if upstream_url is not None and (why := url_problem(upstream_url)) is not None:
+            raise ValidationFailed([FieldError("upstreamUrl", why)])
         if tools is None:
             if upstream_url is None:
                 raise ValidationFailed([FieldError("tools", "give tools, or an upstreamUrl")])
@@ -146,8 +150,8 @@ class SettingsService:
                 raise NotFound(f"integration {integration!r} does not exist")
             await tx.insert_config(config)
             await _audit(tx, tenant, actor, "config.created", f"{integration}/{config.config_id}", {
-                "upstreamUrl": upstream_url, "upstreamHeaderNames": config.upstream_header_names,
-                "toolCount": len(catalog)})
+                "upstreamUrl": config.shown_url,
+                "upstreamHeaderNames": config.upstream_header_names, "toolCount": len(catalog)})
         return config
 
     async def get_config(self, tenant: str, integration: str, config_id: str) -> Config:
@@ -361,7 +365,8 @@ class SettingsService:
     # audit ----------------------------------------------------------------------------------
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:
         async with _translated(), self.store.reader() as session:
-            return await session.list_audit(tenant, before_seq, limit)
+            events = await session.list_audit(tenant, before_seq, limit)
+        return [_shown_event(event) for event in events]
 
     async def _publish(self, change: Change) -> None:
         try:
@@ -377,6 +382,14 @@ async def _mint_into(tx: StoreSession, tenant: str, integration: str) -> keys.Mi
     await tx.insert_key(KeyBinding(minted.key_id, minted.key_hash, minted.key_prefix, tenant,
                                    integration, keys.SCOPE, now_ms(), None))
     return minted
+
+
+def _shown_event(event: AuditEvent) -> AuditEvent:
+    # Events recorded before URL credentials were redacted hold the URL as it was given.
+    url = event.details.get("upstreamUrl")
+    if not isinstance(url, str) or not has_secrets(url):
+        return event
+    return replace(event, details={**event.details, "upstreamUrl": redact(url)})
 
 
 async def _audit(tx: StoreSession, tenant: str, actor: str, action: str, target: str,

@@ -27,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from settings_api.json_codec import NOT_PARSED, dumps_bytes, fast_loads
 from settings_api.upstream_http import LeanHttpClient, LeanResponse
+from settings_api.upstream_url import secret_values
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -592,7 +593,8 @@ async def fetch_tool_catalog(
         except TimeoutError:
             logger.debug("upstream session termination skipped: deadline reached")
     if failure is not None:
-        raise _redacted(_as_upstream_error(failure, timeout_s), headers.values()) from failure
+        secrets = [*headers.values(), *secret_values(url)]
+        raise _redacted(_as_upstream_error(failure, timeout_s), secrets) from failure
     return tools
 
 

@@ -11,13 +11,14 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from settings_api.keys import SCOPE, mint
-from settings_api.secrets_box import SecretBox
+from settings_api.secrets_box import SecretBox, seal_url
 from settings_api.store import (
     Config,
     KeyBinding,
@@ -210,6 +211,24 @@ async def test_config_headers_and_tools_round_trip_exactly(store: Store) -> None
     assert list(found.upstream_headers) == list(headers)
     assert found.tool_names == ["search_contacts", "create_contact", "odd_text"]
     assert found.upstream_header_names == ["Authorization", "X-Empty", "x-lower"]
+
+
+async def test_config_url_credentials_round_trip_and_are_never_kept_in_clear(
+        store: Store) -> None:
+    await _integration(store)
+    url = "https://bot:pa55-word@up.example/mcp?token=t0k3n-value&v=2"
+    config = replace(_config(), upstream_url=url)
+    async with store.transaction() as tx:
+        await tx.insert_config(config)
+    async with store.reader() as session:
+        found = await session.get_config("acme", "crm", config.config_id)
+        listed = await session.list_configs("acme", "crm", "", 10)
+    assert found == config and listed == [config]
+    assert found.upstream_url == url  # what the clients connect to
+    assert found.shown_url == "https://bot:***@up.example/mcp?token=***&v=***"
+    assert "pa55-word" not in repr(found) and "t0k3n-value" not in repr(found)
+    with pytest.raises(RuntimeError, match="unencrypted"):
+        seal_url(url, None)  # a store without a SecretBox refuses, as for header values
 
 
 async def test_config_without_upstream_and_with_sync_time_round_trips(store: Store) -> None:

@@ -37,6 +37,7 @@ from gateway.context import Notify, RequestContext, ToolCallError
 from gateway.deadline import Deadline, RunningLoop
 from gateway.observability import metrics
 from settings_api.upstream import HttpClient, MessageHandler, UpstreamError, UpstreamSession
+from settings_api.upstream_url import secret_values
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
@@ -569,7 +570,9 @@ def _connect_detail(exc: BaseException) -> str:
 
 def _secrets_of(ctx: RequestContext) -> list[str]:
     """What to scrub from upstream text relayed to the client (only failures need it)."""
-    return _secret_pieces(ctx.integration.upstream_headers.values())
+    view = ctx.integration
+    url_secrets = secret_values(view.upstream_url) if view.upstream_url else []
+    return _secret_pieces([*view.upstream_headers.values(), *url_secrets])
 
 
 def _secret_pieces(values: Iterable[str]) -> list[str]:

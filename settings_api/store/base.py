@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
-from settings_api.secrets_box import SecretBox, open_headers, reseal_headers, seal_headers
+from settings_api.secrets_box import (
+    SecretBox,
+    open_headers,
+    open_url,
+    reseal_headers,
+    reseal_url,
+    seal_headers,
+    seal_url,
+    worst,
+)
 from settings_api.store import queries as q
 from settings_api.store.models import (
     AuditEvent,
@@ -25,6 +34,7 @@ from settings_api.store.models import (
     McpSettings,
     SimulatorFixture,
 )
+from settings_api.upstream_url import has_secrets, redact
 
 Row = Mapping[str, Any]
 
@@ -62,9 +72,10 @@ def _integration(row: Row) -> Integration:
 
 def _config(row: Row, secrets: SecretBox | None) -> Config:
     headers = open_headers(row["upstream_headers"], secrets)
-    return Config(row["config_id"], row["tenant_id"], row["integration_id"], row["upstream_url"],
+    url, url_error = open_url(row["upstream_url"], row["upstream_url_sealed"], secrets)
+    return Config(row["config_id"], row["tenant_id"], row["integration_id"], url,
                   headers.values, json.loads(row["tools"]), row["created_at"], row["synced_at"],
-                  headers.error)
+                  headers.error or url_error)
 
 
 def _settings(row: Row) -> McpSettings:
@@ -98,8 +109,9 @@ def _dump(value: Any) -> str:
 class StoreSession:
     """Named queries on one connection; inside a transaction when opened by `Store.transaction`.
 
-    Upstream header values are encrypted with `secrets` when a config is written and decrypted
-    when it is read (settings_api/secrets_box.py): the only place that sees both forms."""
+    Upstream header values and URL credentials are encrypted with `secrets` when a config is
+    written and decrypted when it is read (settings_api/secrets_box.py): the only place that
+    sees both forms."""
 
     def __init__(self, conn: Connection, lock_clause: str,
                  secrets: SecretBox | None = None) -> None:
@@ -136,10 +148,11 @@ class StoreSession:
 
     # configs
     async def insert_config(self, config: Config) -> None:
+        shown_url, sealed_url = seal_url(config.upstream_url, self._secrets)
         await self._conn.execute(
             q.INSERT_CONFIG, config.config_id, config.tenant_id, config.integration_id,
-            config.upstream_url, seal_headers(config.upstream_headers, self._secrets),
-            _dump(config.tools), config.created_at, config.synced_at)
+            shown_url, seal_headers(config.upstream_headers, self._secrets),
+            _dump(config.tools), config.created_at, config.synced_at, sealed_url)
 
     async def get_config(self, tenant: str, integration: str, config_id: str) -> Config | None:
         row = await self._conn.fetchrow(q.GET_CONFIG, tenant, integration, config_id)
@@ -152,8 +165,9 @@ class StoreSession:
 
     async def reseal_config_headers(self, after: str, limit: int,
                                     report: RotationReport) -> str | None:
-        """Re-encrypt the header values of up to `limit` configs (every tenant) whose id sorts
-        after `after` with the first key, rows locked; returns the last id seen (None: done)."""
+        """Re-encrypt the header values and URL credentials of up to `limit` configs (every
+        tenant) whose id sorts after `after` with the first key, rows locked; returns the last
+        id seen (None: done)."""
         if self._secrets is None:
             raise RuntimeError("rotating secrets needs a SecretBox")
         sql = q.LOCK_CONFIG_HEADERS.format(lock=self._lock)
@@ -162,8 +176,26 @@ class StoreSession:
             stored, outcome = reseal_headers(row["upstream_headers"], self._secrets)
             if stored is not None:
                 await self._conn.execute(q.UPDATE_CONFIG_HEADERS, row["config_id"], stored)
-            report.count(outcome, row["config_id"])
+            url, url_outcome = reseal_url(row["upstream_url"], row["upstream_url_sealed"],
+                                          self._secrets)
+            if url is not None:
+                await self._conn.execute(q.UPDATE_CONFIG_URL, row["config_id"], *url)
+            report.count(worst(outcome, url_outcome), row["config_id"])
         return rows[-1]["config_id"] if len(rows) == limit else None
+
+    async def redact_audit_urls(self, after: int, limit: int,
+                                report: RotationReport) -> int | None:
+        """Redact the upstream URL of up to `limit` config.created events (every tenant) after
+        seq `after`, recorded before URLs were redacted; returns the last seq seen (None: done)."""
+        rows = await self._conn.fetch(q.LOCK_CONFIG_AUDIT.format(lock=self._lock), after, limit)
+        for row in rows:
+            details = json.loads(row["details"])
+            url = details.get("upstreamUrl") if isinstance(details, dict) else None
+            if isinstance(url, str) and has_secrets(url):
+                details["upstreamUrl"] = redact(url)
+                await self._conn.execute(q.UPDATE_AUDIT_DETAILS, row["seq"], _dump(details))
+                report.audit_redacted += 1
+        return rows[-1]["seq"] if len(rows) == limit else None
 
     async def update_config_tools(self, tenant: str, integration: str, config_id: str,
                                   tools: list[dict[str, Any]], synced_at: int) -> None:
@@ -243,6 +275,7 @@ class RotationReport:
     encrypted: int = 0  # stored in plaintext before, now encrypted
     current: int = 0  # already encrypted with the first key
     unreadable: list[str] = field(default_factory=list)  # no key opens them: left as they are
+    audit_redacted: int = 0  # config.created events that held a URL's credentials in clear
 
     def count(self, outcome: str, config_id: str) -> None:
         if outcome == "unreadable":
@@ -284,13 +317,18 @@ class Store(ABC):
             await session.ping()
 
     async def rotate_secrets(self, batch_size: int = 100) -> RotationReport:
-        """Re-encrypt every config's header values with the first key, one transaction per
-        batch (safe to interrupt and run again: rows already current are not rewritten)."""
+        """Re-encrypt every config's header values and URL credentials with the first key, one
+        transaction per batch (safe to interrupt and run again: rows already current are not
+        rewritten)."""
         report = RotationReport()
         after: str | None = ""
         while after is not None:
             async with self.transaction() as tx:
                 after = await tx.reseal_config_headers(after, batch_size, report)
+        seq: int | None = 0
+        while seq is not None:
+            async with self.transaction() as tx:
+                seq = await tx.redact_audit_urls(seq, batch_size, report)
         return report
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from settings_api.upstream_url import redact_optional
+
 
 @dataclass(frozen=True, slots=True)
 class Integration:
@@ -20,15 +22,23 @@ class Config:
     config_id: str
     tenant_id: str
     integration_id: str
-    upstream_url: str | None
+    # The full URL, credentials included (what the clients connect to): only `shown_url`,
+    # its redacted form, ever leaves the service.
+    upstream_url: str | None = field(repr=False)
     # Write-only secrets: only their names ever leave the service.
     upstream_headers: dict[str, str] = field(repr=False)
     tools: list[dict[str, Any]]
     created_at: int
     synced_at: int | None
-    # Why the stored header values could not be decrypted (e.g. MCPGW_SECRET_KEY lost the key
-    # they were encrypted with): the names are still known, and map to "" in upstream_headers.
+    # Why the stored header values or URL credentials could not be decrypted (e.g.
+    # MCPGW_SECRET_KEY lost the key they were encrypted with): the header names are still
+    # known and map to "" in upstream_headers; upstream_url is then the redacted form.
     headers_error: str | None = None
+
+    @property
+    def shown_url(self) -> str | None:
+        """The upstream URL with its password and query values redacted (what is shown)."""
+        return redact_optional(self.upstream_url)
 
     @property
     def upstream_header_names(self) -> list[str]:

@@ -25,9 +25,9 @@ UPDATE integrations SET name = $3, modified_at = $4 WHERE tenant_id = $1 AND int
 DELETE_INTEGRATION = "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2"
 
 CONFIG_COLUMNS = ("config_id, tenant_id, integration_id, upstream_url, upstream_headers, tools, "
-                  "created_at, synced_at")
+                  "created_at, synced_at, upstream_url_sealed")
 INSERT_CONFIG = f"""
-INSERT INTO configs ({CONFIG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO configs ({CONFIG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 GET_CONFIG = f"""
 SELECT {CONFIG_COLUMNS} FROM configs
@@ -43,10 +43,21 @@ WHERE tenant_id = $1 AND integration_id = $2 AND config_id = $3
 """
 # Secret rotation walks every tenant's configs in id order, a locked batch at a time.
 LOCK_CONFIG_HEADERS = """
-SELECT config_id, upstream_headers FROM configs WHERE config_id > $1 ORDER BY config_id LIMIT $2
+SELECT config_id, upstream_headers, upstream_url, upstream_url_sealed FROM configs
+WHERE config_id > $1 ORDER BY config_id LIMIT $2
 {lock}
 """
 UPDATE_CONFIG_HEADERS = "UPDATE configs SET upstream_headers = $2 WHERE config_id = $1"
+UPDATE_CONFIG_URL = """
+UPDATE configs SET upstream_url = $2, upstream_url_sealed = $3 WHERE config_id = $1
+"""
+
+# Audit events recorded before URL credentials were redacted: rotate-secrets redacts them too.
+LOCK_CONFIG_AUDIT = """
+SELECT seq, details FROM audit_events WHERE action = 'config.created' AND seq > $1
+ORDER BY seq LIMIT $2 {lock}
+"""
+UPDATE_AUDIT_DETAILS = "UPDATE audit_events SET details = $2 WHERE seq = $1"
 
 SETTINGS_SELECT = """
 SELECT s.tenant_id, s.integration_id, s.enabled, s.config_id, s.exposed_tool_ids, s.description,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +23,8 @@ from settings_api.store.base import (
     StoreUnavailableError,
     pending_migrations,
 )
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=256)
@@ -60,6 +64,27 @@ class _SqliteConnection:
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._conn.execute(_dialect(sql), args) as cursor:
             return cursor.rowcount
+
+
+# The database holds tenants' configs and key hashes: readable by its owner only, as the
+# secret files in the data dir are.
+PRIVATE_MODE = 0o600
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it, and tighten one an older
+    version created looser. SQLite gives its -wal and -shm files the database file's mode;
+    those an older version left are tightened too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE))  # the mode applies if new
+    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            if os.stat(name).st_mode & 0o777 != PRIVATE_MODE:
+                os.chmod(name, PRIVATE_MODE)
+        except FileNotFoundError:
+            continue  # no -wal/-shm yet
+        except PermissionError:
+            # Another user's file (a shared install): theirs to tighten, not a reason to stop.
+            log.warning("SQLite file %s is not private (mode 0600) and not ours to change", name)
 
 
 class SqliteStore(Store):
@@ -117,6 +142,7 @@ class SqliteStore(Store):
     async def open(self) -> None:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self._path)
             self._writer = await self._connect()
             self._reader = await self._connect()
         except (OSError, sqlite3.Error) as exc:

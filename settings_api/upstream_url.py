@@ -1,0 +1,129 @@
+"""The secret parts of an upstream URL, and the redacted form that is shown instead.
+
+A tenant may put credentials in its ``upstreamUrl``: ``https://user:pass@host/mcp?api_key=…``.
+The password and every query value are secrets (they are encrypted at rest with the header
+values, settings_api/secrets_box.py); the API, the audit log, logs and error messages only
+ever show :func:`redact`'s form, ``https://user:***@host/mcp?api_key=***``. The user name and
+the query's parameter names stay readable, so a tenant can still tell its URLs apart.
+
+The URL is cut where urllib and yarl (the clients that connect) cut it: the authority ends at
+the first ``/``, ``?`` or ``#``, the user information at its last ``@``, the user name at the
+first ``:``. Nothing else is touched: a URL without secrets is its own redacted form, byte for
+byte.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from urllib.parse import unquote, unquote_plus, urlsplit
+
+__all__ = ["MASK", "has_secrets", "problem", "redact", "redact_optional", "secret_values"]
+
+MASK = "***"
+
+
+class _Parts(NamedTuple):
+    before_authority: str  # "https://" (or "" when there is no authority)
+    user: str
+    password: str | None  # None: no ":" in the user information
+    has_userinfo: bool
+    host_and_rest: str  # host[:port]/path, up to the query
+    query: str | None  # None: no "?"
+    fragment: str | None  # None: no "#"
+
+
+def _split(url: str) -> _Parts:
+    rest, hash_sign, fragment = url.partition("#")
+    rest, question_mark, query = rest.partition("?")
+    start = rest.find("://")
+    if start < 0:
+        return _Parts(
+            "",
+            "",
+            None,
+            False,
+            rest,
+            query if question_mark else None,
+            fragment if hash_sign else None,
+        )
+    start += 3
+    slash = rest.find("/", start)
+    end = len(rest) if slash < 0 else slash
+    userinfo, at_sign, host = rest[start:end].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return _Parts(
+        rest[:start],
+        user,
+        password if colon else None,
+        bool(at_sign),
+        host + rest[end:],
+        query if question_mark else None,
+        fragment if hash_sign else None,
+    )
+
+
+def _query_pairs(query: str) -> list[tuple[str, str | None]]:
+    """(name, value) of each ``&``-separated parameter; a bare ``token`` is a value, not a name:
+    some services take the credential as the whole query."""
+    pairs: list[tuple[str, str | None]] = []
+    for param in query.split("&"):
+        name, equals, value = param.partition("=")
+        pairs.append((name, value) if equals else ("", param or None))
+    return pairs
+
+
+def redact(url: str) -> str:
+    """`url` with its password, every query value and its fragment replaced by ``***``."""
+    parts = _split(url)
+    shown = parts.before_authority
+    if parts.has_userinfo:
+        shown += parts.user + (f":{MASK}" if parts.password is not None else "") + "@"
+    shown += parts.host_and_rest
+    if parts.query is not None:
+        params = []
+        for name, value in _query_pairs(parts.query):
+            if name:
+                params.append(f"{name}={MASK}")
+            else:
+                params.append(MASK if value is not None else "")
+        shown += "?" + "&".join(params)
+    if parts.fragment is not None:
+        shown += "#" + (MASK if parts.fragment else "")
+    return shown
+
+
+def redact_optional(url: str | None) -> str | None:
+    """:func:`redact`, passing None through (a config with inline tools has no URL)."""
+    return None if url is None else redact(url)
+
+
+def has_secrets(url: str) -> bool:
+    """Whether `url` holds anything :func:`redact` hides (then it is stored encrypted)."""
+    return redact(url) != url
+
+
+def secret_values(url: str) -> list[str]:
+    """The secrets of `url` as written and decoded, to scrub them from text an upstream echoes."""
+    parts = _split(url)
+    found = []
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    if parts.query:
+        found += [value for _, value in _query_pairs(parts.query) if value]
+        found += [unquote_plus(value) for _, value in _query_pairs(parts.query) if value]
+    if parts.fragment:
+        found += [parts.fragment, unquote(parts.fragment)]
+    return list(dict.fromkeys(v for v in found if v))
+
+
+def problem(url: str) -> str | None:
+    """Why the clients could not connect to `url` (None: they can try). Built from the rule,
+    never from the URL, which may hold credentials."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError when it is not a number from 0 to 65535
+    except ValueError:
+        return "is not a URL the gateway can connect to (check the host and port)"
+    if not parts.hostname:
+        return "has no host"
+    return None
