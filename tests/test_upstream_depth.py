@@ -22,6 +22,7 @@ from conftest import Api, make_settings
 from mcp_stub import StubUpstream
 
 from gateway.server import build_app
+from settings_api.json_codec import dumps_bytes
 from settings_api.tools import normalize_tools
 
 MODERN = "2026-07-28"
@@ -194,3 +195,13 @@ def test_the_catalog_validator_bounds_each_tools_depth() -> None:
         ("tools[0]", "the tool nests arrays and objects more than 64 levels deep")
     ]
     assert [tool["name"] for tool in tools] == ["fine"]
+
+
+def test_a_value_too_deep_to_encode_is_refused_as_not_json() -> None:
+    # The last line of defence (e.g. a catalog stored before upstream depth was bounded): the
+    # transport answers a ValueError with -32603, a RecursionError would be a 500.
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nests too deeply"):
+        dumps_bytes({"result": deep})
