@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-__all__ = ["Bulkhead"]
+__all__ = ["DEFAULT_MAX_INFLIGHT", "Bulkhead"]
+
+DEFAULT_MAX_INFLIGHT = 32  # MCPGW_UPSTREAM_MAX_INFLIGHT's default
 
 
 class Bulkhead:
@@ -29,9 +31,6 @@ class Bulkhead:
     def __len__(self) -> int:
         """How many keys have an operation in flight (idle keys are not kept)."""
         return len(self._held)
-
-    def in_flight(self, key: Hashable) -> int:
-        return self._held.get(key, 0)
 
     def try_enter(self, key: Hashable) -> bool:
         """Take a slot for `key`; False (and nothing taken) when all of its slots are taken.

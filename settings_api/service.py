@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from settings_api import keys
-from settings_api.bulkhead import Bulkhead
+from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.changes import Change, ChangeFeed
 from settings_api.problems import (
     BadRequest,
@@ -47,7 +47,6 @@ from simulator import parse_fixture
 log = logging.getLogger(__name__)
 
 CatalogFetcher = Callable[[str, Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
-DEFAULT_MAX_CATALOG_READS = 32  # per tenant (MCPGW_UPSTREAM_MAX_INFLIGHT)
 
 
 def now_ms() -> int:
@@ -78,7 +77,7 @@ class SettingsService:
     """Use cases of the settings API, independent of HTTP."""
 
     def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher, *,
-                 max_catalog_reads: int = DEFAULT_MAX_CATALOG_READS) -> None:
+                 max_catalog_reads: int = DEFAULT_MAX_INFLIGHT) -> None:
         self.store = store
         self.changes = changes
         self._fetch_catalog = fetch_catalog

@@ -38,7 +38,7 @@ import aiohttp
 from gateway.context import Notify, RequestContext, ToolCallError
 from gateway.deadline import Deadline, RunningLoop
 from gateway.observability import metrics
-from settings_api.bulkhead import Bulkhead
+from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import HttpClient, MessageHandler, UpstreamError, UpstreamSession
 
 __all__ = [
@@ -60,7 +60,6 @@ DEFAULT_UPSTREAM_TIMEOUT_S = 30.0
 DEFAULT_RELAY_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CLOSE_TIMEOUT_S = 2.0
 DEFAULT_MAX_SESSIONS = 1024
-DEFAULT_MAX_INFLIGHT = 32  # per integration (MCPGW_UPSTREAM_MAX_INFLIGHT)
 # Server notifications relayed to the client (when it accepted SSE); others are dropped.
 FORWARDED_NOTIFICATIONS = frozenset({"notifications/progress", "notifications/message"})
 # `_meta` keys under this prefix describe the client <-> gateway exchange (modern era:
