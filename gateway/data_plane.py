@@ -56,7 +56,10 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
-        executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: SimulatorExecutor()},
+        executors={
+            Endpoint.CALL: ProxyExecutor(pool, max_inflight=settings.upstream_max_inflight),
+            Endpoint.TEST: SimulatorExecutor(),
+        },
         auth_throttle=AuthFailureThrottle.from_settings(settings, app.get(REDIS)),
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))

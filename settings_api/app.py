@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 
 from settings_api import __version__
 from settings_api.changes import ChangeFeed, LocalChangeFeed
@@ -55,8 +55,10 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     """One ClientSession per app: connection reuse for every upstream call. It keeps no
     cookies: upstreams of different tenants may share a host, and a cookie one set must never
     ride along on another's calls (nor may a cookie stand in for the configured credentials).
-    That also spares every call the cookie jar's work."""
+    That also spares every call the cookie jar's work. No connection cap (aiohttp's is 100, one
+    queue for every tenant): catalog reads are bounded per tenant by the service instead."""
     async with ClientSession(timeout=ClientTimeout(total=app[SETTINGS].upstream_timeout_s),
+                             connector=TCPConnector(limit=0),
                              headers={"User-Agent": f"mcp-gateway/{__version__}"},
                              cookie_jar=DummyCookieJar()) as session:
         app[HTTP_CLIENT] = session
@@ -78,7 +80,8 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             raise UpstreamFailed(f"reading the upstream's tools failed ({exc.reason}): {exc}",
                                  reason=exc.reason) from exc
 
-    app[SERVICE] = SettingsService(app[STORE], app[CHANGES], fetch_catalog)
+    app[SERVICE] = SettingsService(app[STORE], app[CHANGES], fetch_catalog,
+                                   max_catalog_reads=settings.upstream_max_inflight)
     app[VERIFIER] = JwtVerifier(secret=settings.jwt_secret, jwks_url=settings.jwt_jwks_url,
                                 audience=settings.jwt_audience, issuer=settings.jwt_issuer)
     yield

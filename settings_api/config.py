@@ -50,6 +50,9 @@ class Settings:
     request_limit_burst: int = 100
     rate_limit_failure_mode: str = "open"
     upstream_timeout_s: float = 30.0
+    # Upstream calls in flight at once per integration (callUrl) and per tenant (catalog
+    # reads); more are refused at once, so a slow upstream only holds up its own tenant.
+    upstream_max_inflight: int = 32
     store_timeout_s: float = 5.0
     # Postgres connections per process (asyncpg pool max_size); see docs/operations.md.
     db_pool_size: int = 10
@@ -212,6 +215,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "request_limit_rps": r.number("MCPGW_REQUEST_LIMIT_RPS", 50.0),
         "request_limit_burst": int(r.number("MCPGW_REQUEST_LIMIT_BURST", 100, integer=True)),
         "upstream_timeout_s": r.number("MCPGW_UPSTREAM_TIMEOUT_S", 30.0),
+        "upstream_max_inflight": int(r.number("MCPGW_UPSTREAM_MAX_INFLIGHT", 32, integer=True,
+                                              minimum=1, exclusive=False)),
         "store_timeout_s": r.number("MCPGW_STORE_TIMEOUT_S", 5.0),
         "db_pool_size": int(r.number("MCPGW_DB_POOL_SIZE", 10, integer=True, minimum=1,
                                      exclusive=False)),

@@ -42,6 +42,11 @@ def dumps_bytes(value: Any) -> bytes:
     """`dumps` as UTF-8 bytes (what goes on the wire, without a decode and re-encode)."""
     try:
         return orjson.dumps(value)
-    except TypeError:  # orjson.JSONEncodeError: big ints, lone surrogates, unknown types
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except TypeError:  # orjson.JSONEncodeError: big ints, lone surrogates, unknown types, depth
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except RecursionError:
+            # Nested past the interpreter's recursion limit: callers handle what cannot be JSON
+            # as a ValueError (a -32603 answer), never as a crash of the request.
+            raise ValueError("the value nests too deeply to be written as JSON") from None
         return text.encode("utf-8")  # lone surrogates fail here, not half-way through a write

@@ -1,11 +1,14 @@
-"""Bounds on the shape of JSON request bodies, shared by both planes.
+"""Bounds on the shape of JSON, shared by both planes: client bodies and upstream answers.
 
 Python's json parser only gives up at its recursion limit (about 1000 levels, as a
-RecursionError), and every layer after it (schema validation, re-serialization, the store)
-recurses again: bodies are refused well before that, at `MAX_JSON_DEPTH` levels of nested arrays
-and objects. The check is cheap: a body with at most that many brackets in total cannot be too
-deep (one `bytes.count` each), and otherwise the parsed value is walked without recursion,
-stopping at the first container past the limit.
+RecursionError), orjson's encoder at 255 (falling back to the standard library's, which
+recurses again), and every layer after the parser (schema validation, re-serialization, the
+store) recurses too: JSON is refused well before that, at `MAX_JSON_DEPTH` levels of nested
+arrays and objects. That holds for what clients send and for what upstream MCP servers answer
+(tool results, catalogs, SSE events), which are just as untrusted. The check is cheap: a text
+with at most that many brackets in total cannot be too deep (one `bytes.count` each), and
+otherwise the parsed value is walked without recursion, stopping at the first container past
+the limit.
 """
 
 from __future__ import annotations
@@ -33,5 +36,6 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH, raw: bytes | None = None) 
     return False
 
 
-def depth_reason(limit: int = MAX_JSON_DEPTH) -> str:
-    return f"the body nests arrays and objects more than {limit} levels deep"
+def depth_reason(limit: int = MAX_JSON_DEPTH, what: str = "the body") -> str:
+    """Why JSON was refused, naming `what` was too deep."""
+    return f"{what} nests arrays and objects more than {limit} levels deep"

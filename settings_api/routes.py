@@ -252,7 +252,8 @@ ROUTES: tuple[Route, ...] = (
           "Delete an integration and revoke its key", responses={204: None, **_ERRORS}),
     Route("POST", _INTEGRATION + "/configs", create_config, "createConfig",
           "Create a config (inline tools, or read from the upstream)", body="ConfigCreate",
-          responses={201: "Config", 502: "Problem", **_WRITE_ERRORS}),
+          # 429: the tenant's catalog reads in flight are at MCPGW_UPSTREAM_MAX_INFLIGHT.
+          responses={201: "Config", 429: "Problem", 502: "Problem", **_WRITE_ERRORS}),
     Route("GET", _INTEGRATION + "/configs", list_configs, "listConfigs", "List configs",
           responses={200: "ConfigPage", 422: "Problem", **_ERRORS}, query=_PAGE),
     Route("GET", _INTEGRATION + "/configs/{config_id}", get_config, "getConfig",
@@ -260,7 +261,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", _INTEGRATION + "/configs/{config_id}:syncTools", sync_tools, "syncTools",
           "Re-read the upstream tool catalog",
           # 500 secrets-unreadable: MCPGW_SECRET_KEY cannot decrypt the config's header values.
-          responses={200: "Config", 409: "Problem", 500: "Problem", 502: "Problem", **_ERRORS}),
+          responses={200: "Config", 409: "Problem", 429: "Problem", 500: "Problem",
+                     502: "Problem", **_ERRORS}),
     Route("GET", _INTEGRATION + "/mcp", get_mcp_settings, "getMcpSettings",
           "Read the MCP settings", responses={200: "McpSettings", **_ERRORS}),
     Route("PATCH", _INTEGRATION + "/mcp", patch_mcp_settings, "patchMcpSettings",

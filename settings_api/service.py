@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from settings_api import keys
+from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.changes import Change, ChangeFeed
 from settings_api.problems import (
     BadRequest,
@@ -23,6 +24,7 @@ from settings_api.problems import (
     NotFound,
     SecretsUnreadable,
     StoreUnavailable,
+    TooManyRequests,
     UpstreamFailed,
     ValidationFailed,
 )
@@ -76,10 +78,14 @@ class SettingsPatch:
 class SettingsService:
     """Use cases of the settings API, independent of HTTP."""
 
-    def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher) -> None:
+    def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher, *,
+                 max_catalog_reads: int = DEFAULT_MAX_INFLIGHT) -> None:
         self.store = store
         self.changes = changes
         self._fetch_catalog = fetch_catalog
+        # Catalog reads in flight per tenant (MCPGW_UPSTREAM_MAX_INFLIGHT): one tenant's slow
+        # upstreams cannot hold up every other tenant's config creation and syncs.
+        self._catalog_reads = Bulkhead(max_catalog_reads)
 
     # integrations ---------------------------------------------------------------------------
     async def put_integration(self, actor: str, tenant: str, integration: str,
@@ -136,7 +142,7 @@ class SettingsService:
         if tools is None:
             if upstream_url is None:
                 raise ValidationFailed([FieldError("tools", "give tools, or an upstreamUrl")])
-            catalog = await self._read_catalog(upstream_url, upstream_headers)
+            catalog = await self._read_catalog(tenant, upstream_url, upstream_headers)
             synced_at: int | None = now_ms()
         else:
             catalog, errors = normalize_tools(tools)
@@ -180,7 +186,7 @@ class SettingsService:
                       config.headers_error)
             raise SecretsUnreadable(f"cannot sync: {config.headers_error}; restore the key in "
                                     "MCPGW_SECRET_KEY, or create a new config")
-        catalog = await self._read_catalog(config.upstream_url, config.upstream_headers)
+        catalog = await self._read_catalog(tenant, config.upstream_url, config.upstream_headers)
         synced_at = now_ms()
         async with _translated(), self.store.transaction() as tx:
             if await tx.get_config(tenant, integration, config_id) is None:
@@ -191,8 +197,17 @@ class SettingsService:
         await self._publish(Change(tenant, integration))
         return replace(config, tools=catalog, synced_at=synced_at)
 
-    async def _read_catalog(self, url: str, headers: Mapping[str, str]) -> list[dict[str, Any]]:
-        catalog = await self._fetch_catalog(url, headers)
+    async def _read_catalog(self, tenant: str, url: str,
+                            headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        if not self._catalog_reads.try_enter(tenant):
+            limit = self._catalog_reads.limit
+            raise TooManyRequests(f"this tenant already has {limit} upstream catalog reads in "
+                                  "flight, its limit (MCPGW_UPSTREAM_MAX_INFLIGHT); retry when "
+                                  "one has finished", limit=limit)
+        try:
+            catalog = await self._fetch_catalog(url, headers)
+        finally:
+            self._catalog_reads.leave(tenant)
         tools, errors = normalize_tools(catalog, "upstream tools")
         if errors:
             raise UpstreamFailed("the upstream's tool catalog is invalid: "

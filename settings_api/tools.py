@@ -8,12 +8,16 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
 from settings_api.problems import FieldError
 from simulator.canonical import finite_json
 
 # MCP 2025-11-25: tool names are 1-128 characters of A-Z a-z 0-9 _ - .
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 MAX_TOOLS = 1000
+# A tool (schemas and annotations included) nests at most this deep, wherever it comes from:
+# schema checks, argument validation, the simulator and every re-encoding recurse over it.
+MAX_TOOL_DEPTH = MAX_JSON_DEPTH
 
 
 def normalize_tools(
@@ -32,6 +36,9 @@ def normalize_tools(
         if not isinstance(tool, dict):
             errors.append(FieldError(where, "must be an object"))
             continue
+        if too_deep(tool, MAX_TOOL_DEPTH):
+            errors.append(FieldError(where, depth_reason(MAX_TOOL_DEPTH, "the tool")))
+            continue  # the checks below would recurse through all of it
         name = tool.get("name")
         if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
             errors.append(FieldError(f"{where}.name",

@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from settings_api.json_codec import NOT_PARSED, dumps_bytes, fast_loads
+from settings_api.json_limits import depth_reason, too_deep
 from settings_api.upstream_http import LeanHttpClient, LeanResponse
 from settings_api.upstream_url import secret_values
 
@@ -628,13 +629,23 @@ def _reject_constant(name: str) -> Any:
 
 
 def _parse_json(raw: bytes) -> Any:
+    """One upstream message (a whole body, or one SSE event's data), parsed and bounded in
+    depth like client bodies: whatever reads, re-encodes or validates it later recurses."""
     value = fast_loads(raw)
-    if value is not NOT_PARSED:
-        return value
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UpstreamError("invalid-response", "upstream answer is not valid JSON") from None
+    if value is NOT_PARSED:
+        try:
+            value = json.loads(raw, parse_constant=_reject_constant)
+        except RecursionError:
+            raise _too_deep() from None
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UpstreamError("invalid-response", "upstream answer is not valid JSON") from None
+    if too_deep(value, raw=raw):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> UpstreamError:
+    return UpstreamError("invalid-response", depth_reason(what="upstream answer"))
 
 
 def _same_id(a: object, b: object) -> bool:

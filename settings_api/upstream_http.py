@@ -13,9 +13,13 @@ A connection carries one exchange at a time and goes back to its origin's idle l
 its response was read to the end and both sides keep it alive; any other exit closes it. The
 request line, header names and values are checked for CR, LF and NUL (no header injection);
 an internationalized host name is resolved, sent and given to TLS in its ASCII (IDNA) form, as
-aiohttp sends it. Bounds, as aiohttp's connector has them: at most 100 connections in use at
-once (further requests wait their turn, first come first served), idle ones closed after 15 s,
-and a response's status line and headers at most 64 KiB (bodies are bounded by the caller).
+aiohttp sends it. Bounds: idle connections closed after 15 s, a response's status line and
+headers at most 64 KiB (bodies are bounded by the caller), and connections in use at once only
+when ``max_connections`` is given (further requests then wait their turn, first come first
+served). The data plane gives none: a process-wide cap is one queue shared by every tenant,
+where one tenant's slow upstream made everyone else's calls wait (issue #18). Its calls are
+bounded per integration in front of this client instead (MCPGW_UPSTREAM_MAX_INFLIGHT), and each
+connection in use serves a client request in flight.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ __all__ = ["LeanHttpClient", "LeanResponse"]
 
 DEFAULT_MAX_IDLE_PER_ORIGIN = 64
 DEFAULT_IDLE_TIMEOUT_S = 15.0  # aiohttp's keep-alive default
-DEFAULT_MAX_CONNECTIONS = 100  # in use at once, all origins together (aiohttp's default)
+DEFAULT_MAX_CONNECTIONS: int | None = None  # in use at once, all origins together: no cap
 # A response's status line and headers, at most: an upstream cannot make the gateway buffer
 # an endless head (bodies are bounded by the caller, MCPGW's relay limit).
 MAX_HEAD_BYTES = 64 * 1024
@@ -344,16 +348,17 @@ class _Exchange:
 
 class LeanHttpClient:
     """Keep-alive connections per origin (scheme, host, port), at most
-    ``max_idle_per_origin`` idle ones, each closed after ``idle_timeout_s`` unused, and at
-    most ``max_connections`` in use at once (further requests wait for one to be released).
+    ``max_idle_per_origin`` idle ones, each closed after ``idle_timeout_s`` unused, and (when
+    given) at most ``max_connections`` in use at once (further requests wait for a release).
     ``headers`` go on every request unless a request sets the same name."""
 
     def __init__(self, *, headers: Mapping[str, str] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  max_idle_per_origin: int = DEFAULT_MAX_IDLE_PER_ORIGIN,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
-        if max_connections < 1 or max_idle_per_origin < 0 or idle_timeout_s <= 0:
+                 max_connections: int | None = DEFAULT_MAX_CONNECTIONS) -> None:
+        if ((max_connections is not None and max_connections < 1) or max_idle_per_origin < 0
+                or idle_timeout_s <= 0):
             raise ValueError("max_connections must be at least 1, idle bounds positive")
         self._default_lines = [(name.lower(), f"{name}: {value}")
                                for name, value in (headers or {}).items()]
@@ -425,7 +430,8 @@ class LeanHttpClient:
         return _Exchange(self, target, (head + "\r\n\r\n").encode() + body)
 
     async def _acquire(self, origin: Origin) -> _Connection:
-        if self._in_use >= self._max_connections or self._waiters:
+        if self._waiters or (self._max_connections is not None
+                             and self._in_use >= self._max_connections):
             await self._wait_for_a_slot()  # first come, first served
         else:
             self._in_use += 1

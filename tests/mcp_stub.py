@@ -15,6 +15,10 @@ On SSE, a ``tools/call`` whose ``params._meta`` carries a ``progressToken`` is a
 ``progress_steps`` ``notifications/progress`` for that token, each sent ``progress_delay_s``
 after the previous one.
 
+``raw_results[method]`` answers that method with pre-encoded JSON text as its ``result`` (the
+n-th request gets the n-th text, the last one repeating): JSON nested deeper than the json
+module can encode, or one deep page of a paginated ``tools/list``.
+
 ``disconnects`` counts requests whose client (the gateway) went away before the answer was
 complete: while a "slow" request waits, or while an SSE answer is being streamed. It counts
 the handler's cancellation (aiohttp's test server cancels handlers whose client hung up) as
@@ -95,6 +99,7 @@ class StubUpstream:
     progress_delay_s: float = 0.0  # SSE: pause before each progress notification
     disconnects: int = 0  # requests abandoned by the client before their answer was complete
     set_cookie: str | None = None  # sent as Set-Cookie on every JSON answer when set
+    raw_results: dict[str, list[str]] = field(default_factory=dict)  # method -> result texts
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -187,10 +192,22 @@ class StubUpstream:
         headers: dict[str, str] = {}
         if self.set_cookie is not None:
             headers["Set-Cookie"] = self.set_cookie
+        raw = self._raw_answer(message)
+        if raw is not None:
+            if self.sse:
+                return await self._send_sse(request, {}, headers, message, raw=raw)
+            return web.Response(text=raw, content_type="application/json", headers=headers)
         response = self._dispatch(message, headers)
         if self.sse:
             return await self._send_sse(request, response, headers, message)
         return web.json_response(response, headers=headers)
+
+    def _raw_answer(self, message: dict[str, Any]) -> str | None:
+        texts = self.raw_results.get(message["method"])
+        if not texts or "id" not in message:
+            return None
+        text = texts[min(self.calls[message["method"]], len(texts)) - 1]
+        return f'{{"jsonrpc":"2.0","id":{json.dumps(message["id"])},"result":{text}}}'
 
     def _fails(self, method: str, is_request: bool) -> bool:
         if self.mode in ("ok", "repeat-cursor"):
@@ -287,6 +304,7 @@ class StubUpstream:
         response: dict[str, Any],
         headers: dict[str, str],
         message: dict[str, Any] | None = None,
+        raw: str | None = None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200, headers={**headers, "Content-Type": "text/event-stream"}
@@ -299,7 +317,7 @@ class StubUpstream:
         }
         # A priming event (id + empty data, as the 2025-11-25 transport recommends), a comment,
         # a server notification, then the response itself spread over several data lines.
-        payload = json.dumps(response, indent=1).split("\n")
+        payload = [raw] if raw is not None else json.dumps(response, indent=1).split("\n")
         progress = [
             f"data: {json.dumps(note)}\n\n" for note in self._progress_notifications(message)
         ]

@@ -12,10 +12,12 @@ replica and (config id, upstream URL, header set), shared by every concurrent ca
 - :meth:`UpstreamPool.invalidate` drops a config's sessions when the config changes, and
   :meth:`UpstreamPool.close` ends every live session with ``DELETE`` (best effort, bounded).
 
-:class:`ProxyExecutor` bounds each call by ``timeout_s`` (handshake and retry included), caps
-relayed bodies, forwards upstream progress/log notifications to the client when it can receive
-them, and maps every failure to a :class:`~gateway.context.ToolCallError`. Upstream header values
-are secrets: they never appear in errors or logs (and are scrubbed from upstream text we relay).
+:class:`ProxyExecutor` bounds each call by ``timeout_s`` (handshake and retry included) and
+each integration's calls in flight by ``max_inflight`` (refused at once past it), caps relayed
+bodies (their size, and their nesting through :mod:`settings_api.upstream`), forwards upstream
+progress/log notifications to the client when it can receive them, and maps every failure to a
+:class:`~gateway.context.ToolCallError`. Upstream header values are secrets: they never appear
+in errors or logs (and are scrubbed from upstream text we relay).
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ import aiohttp
 from gateway.context import Notify, RequestContext, ToolCallError
 from gateway.deadline import Deadline, RunningLoop
 from gateway.observability import metrics
+from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import HttpClient, MessageHandler, UpstreamError, UpstreamSession
 from settings_api.upstream_url import secret_values
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
+    "DEFAULT_MAX_INFLIGHT",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_RELAY_MAX_BODY_BYTES",
     "DEFAULT_UPSTREAM_TIMEOUT_S",
@@ -353,14 +357,19 @@ class ProxyExecutor:
     """The callUrl :class:`~gateway.context.ToolExecutor`: the call goes to the upstream.
 
     ``timeout_s`` (MCPGW_UPSTREAM_TIMEOUT_S; default: the pool's) bounds each call as a whole,
-    handshake, notifications and retry included.
+    handshake, notifications and retry included. ``max_inflight``
+    (MCPGW_UPSTREAM_MAX_INFLIGHT) bounds the calls in flight per integration: the bulkhead sits
+    in front of the shared pool and HTTP client, and a call past it is refused at once, so a
+    tenant whose upstream is slow holds up no one but itself.
     """
 
-    def __init__(self, pool: UpstreamPool, *, timeout_s: float | None = None) -> None:
+    def __init__(self, pool: UpstreamPool, *, timeout_s: float | None = None,
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT) -> None:
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.pool = pool
         self.timeout_s = pool.timeout_s if timeout_s is None else timeout_s
+        self.bulkhead = Bulkhead(max_inflight)
         self._loop = RunningLoop()
 
     async def call_tool(
@@ -389,6 +398,16 @@ class ProxyExecutor:
         if upstream_meta:
             params["_meta"] = upstream_meta
         on_message = _Forwarder(ctx.notify) if ctx.notify is not None else None
+        slot = (view.tenant_id, view.integration_id)
+        if not self.bulkhead.try_enter(slot):
+            limit = self.bulkhead.limit
+            raise self._failure(
+                ctx,
+                tool,
+                f"Upstream MCP server busy: this integration already has {limit} calls in "
+                "flight, its limit (MCPGW_UPSTREAM_MAX_INFLIGHT); retry when one has finished",
+                {"upstream": "busy", "limit": limit},
+            )
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -399,6 +418,7 @@ class ProxyExecutor:
             outcome = "cancelled"
             raise
         finally:
+            self.bulkhead.leave(slot)
             metrics.upstream_done(outcome, time.perf_counter() - started)
 
     async def _exchange(

@@ -60,7 +60,7 @@ RPC_METHODS = frozenset({
 AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown", "revoked", "wrong-integration",
                         "disabled", "throttled", "other")
 UPSTREAM_ERROR_REASONS = ("connect", "timeout", "http-status", "invalid-response", "too-large",
-                          "jsonrpc-error", "none", "other")
+                          "jsonrpc-error", "busy", "none", "other")
 CACHES = ("key", "integration")
 
 _REQUEST_LABELS = ("endpoint", "http_method", "route", "rpc_method", "outcome")
