@@ -11,13 +11,15 @@ import asyncio
 import json
 import logging
 import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import make_settings
+from conftest import JWT_SECRET, make_settings
+from processes import GatewayProcess
 
 from settings_api import keys
 from settings_api.config import Settings
@@ -198,3 +200,37 @@ async def test_invalid_bytes_in_the_path_are_a_quiet_400(
         assert 400 <= status_of(answer) < 500
         problem_of(answer)
     assert_quiet(caplog)
+
+
+def test_serve_logs_one_clean_json_line_per_request_it_cannot_parse(tmp_path: Path) -> None:
+    # The real process: its JSON log handler, aiohttp's own server, run_app's options.
+    proc = GatewayProcess(
+        tmp_path,
+        "serve",
+        {
+            "MCPGW_DATA_DIR": str(tmp_path / "data"),
+            "MCPGW_JWT_SECRET": JWT_SECRET,
+            "MCPGW_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        },
+    )
+    key = keys.mint().raw.encode()
+    requests = [
+        mcp_post(b"Authorization: Bearer " + key + b" " + b"x" * 20_000),
+        mcp_post(b"X-API-Key: " + key + b"\x00"),
+        b"GET /v1/\xff\xfe HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+    ]
+    try:
+        proc.wait_ready()
+        for request in requests:
+            with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as sock:
+                sock.sendall(request)
+                answer = b"".join(iter(lambda: sock.recv(65536), b""))
+                assert status_of(answer) == 400
+    finally:
+        proc.stop()
+    output = proc.log_path.read_bytes()
+    assert key not in output and b"Traceback" not in output and b"\\xff" not in output
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")]
+    refused = [line for line in lines if line["msg"] == "request refused by the HTTP parser"]
+    assert [(line["level"], line["status"]) for line in refused] == [("INFO", 400)] * 3
