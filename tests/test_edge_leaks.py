@@ -160,6 +160,25 @@ async def test_requests_the_parser_refuses_leave_no_key_in_the_logs(
     assert refused[0].fields["status"] == 400  # type: ignore[attr-defined]
 
 
+async def test_a_refused_request_is_not_logged_below_the_configured_level(
+    client: TestClient,
+) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()  # level NOTSET: the loggers decide, as in `serve`
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    saved_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)  # MCPGW_LOG_LEVEL=WARNING
+    try:
+        answer = await exchange(client, mcp_post(b"X-API-Key: " + b"k" * 20_000))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved_level)
+    assert status_of(answer) == 400
+    assert [r for r in records if r.name == "aiohttp.server"] == []
+
+
 @pytest.mark.parametrize(
     "raw",
     ["mcpk_é".encode(), b"mcpk_\xff\xfe", "ключ".encode(), ("mcpk_" + "é" * 38).encode()],

@@ -35,7 +35,9 @@ class ParserErrorFilter(logging.Filter):
         record.levelno = min(record.levelno, logging.INFO)
         record.levelname = logging.getLevelName(record.levelno)
         record.exc_info = record.exc_text = record.stack_info = None
-        return True
+        # The logger let the record through at its old level; at the new one it may not
+        # (MCPGW_LOG_LEVEL=WARNING), and handlers usually leave levels to the loggers.
+        return logging.getLogger(record.name).isEnabledFor(record.levelno)
 
 
 def protect_parser_logs() -> None:
