@@ -17,7 +17,8 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import JWT_SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -282,6 +283,19 @@ async def test_date_claims_must_be_numbers(claim: str, value: object) -> None:
     # true; RFC 7519 says a NumericDate is a JSON number.
     err = await _token_error(JwtVerifier(secret=SECRET), _hs(_claims(**{claim: value})))
     assert str(err) != "" and "9999999999" not in str(err)
+
+
+@pytest.mark.parametrize(("claim", "value"), [("exp", "9999999999"), ("nbf", "0"), ("iat", "0")])
+async def test_the_settings_api_refuses_a_token_with_a_string_date(
+    client: TestClient, claim: str, value: str
+) -> None:
+    # Each of these passed pyjwt's int(): a token that never expires, valid since 1970.
+    token = _hs(_claims(**{claim: value}), secret=JWT_SECRET)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with client.get("/v1/tenants/acme/integrations", headers=headers) as resp:
+        assert resp.status == 401
+        assert resp.content_type == "application/problem+json"
+        assert (await resp.json())["detail"] == f"invalid {claim} claim"
 
 
 async def test_fractional_date_claims_are_fine() -> None:
