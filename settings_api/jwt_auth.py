@@ -210,9 +210,11 @@ class JwtVerifier:
 
 
 def _is_numeric_date(value: object) -> bool:
-    # bool is an int subclass; JSON true is not a number.
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    # bool is an int subclass, and JSON true is not a number; an int may be too large for a
+    # float (isfinite would raise), a float may be NaN or Infinity (Python's JSON reads both).
+    if isinstance(value, int):
+        return not isinstance(value, bool)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _subject(claims: Mapping[str, Any]) -> str:

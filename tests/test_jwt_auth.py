@@ -302,6 +302,8 @@ async def test_fractional_date_claims_are_fine() -> None:
     now = time.time()
     claims = _claims(iat=now - 0.5, nbf=now - 0.5, exp=now + 600.5)
     assert (await JwtVerifier(secret=SECRET).verify(_hs(claims))).subject == "alice"
+    # Past a float's range is still a number (and still no server error).
+    assert (await JwtVerifier(secret=SECRET).verify(_hs(_claims(exp=10**400)))).subject
 
 
 @pytest.mark.parametrize("token", ["\udcff", "é.é.é", "eyJhbGciOiJIUzI1NiJ9.\udcff.x"])
