@@ -130,6 +130,10 @@ class GatewayCache:
         if not raw_key:
             raise AuthFailure("missing", "send the API key as 'Authorization: Bearer <key>' "
                                          "or 'X-API-Key: <key>'")
+        # The cheap part of the format check first: hashing needs ASCII, and a client's
+        # non-ASCII "key" must be a counted 401 like any other malformed one, not a 500.
+        if not keys.has_key_shape(raw_key):
+            raise AuthFailure("malformed", "not an mcp-gateway API key")
         key_hash = keys.hash_key(raw_key)
         entry = self._fresh(self._keys, key_hash)
         if entry is _MISS:

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
 from gateway.observability.middleware import edge_middleware, metrics_handler
+from gateway.observability.parser_errors import protect_parser_logs
 from gateway.settings_limits import settings_limits_ctx
 from gateway.state import LIMITER_REDIS, REDIS
 from settings_api.app import (
@@ -32,10 +33,17 @@ log = logging.getLogger(__name__)
 
 Role = Literal["all", "gateway", "settings"]
 ROLES: tuple[Role, ...] = ("all", "gateway", "settings")
-# HTTP parser bounds, explicit rather than aiohttp's defaults: the request line and each header
-# line at most 8190 bytes, at most 128 headers. aiohttp answers a request past them with a
-# plain-text 400 and closes the connection, before any middleware (docs/mcp-endpoints.md).
-HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
+# HTTP parser bounds, explicit rather than aiohttp's defaults: the request line at most 8190
+# bytes, each header line at most 16 KiB, at most 128 headers. aiohttp answers a request past
+# them with a plain-text 400 and closes the connection, before any middleware
+# (docs/mcp-endpoints.md). That 400 quotes the offending line (its first 100 bytes when it is
+# too long, all of it when it holds an invalid byte), and no public aiohttp hook replaces it:
+# header lines get twice aiohttp's 8190 bytes so that an oversized `Authorization` or
+# `X-API-Key` (a key or JWT with junk after it) still reaches our own code, which answers a
+# 401 problem without echoing it. Past 16 KiB, or with an invalid byte, the parser's answer
+# stands (it goes to that client only); its log record is stripped of the request's bytes
+# (gateway/observability/parser_errors.py).
+HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 16384, "max_headers": 128}
 # The collector's first threshold for a serving process (CPython's default is 700). A
 # request's containers are freed by reference counting, but the collector counts allocations
 # and only the frees made while its count is above zero: with requests in flight the count
@@ -111,6 +119,7 @@ def use_fast_event_loop() -> None:
 
 def build_app(settings: Settings, role: Role = "all") -> web.Application:
     """The application for `role`: health probes always, plus the planes the role names."""
+    protect_parser_logs()
     app = web.Application(
         middlewares=[edge_middleware],
         client_max_size=settings.max_body_bytes,

@@ -190,6 +190,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     public_url = (r.url("MCPGW_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8080")
     public_url = public_url.rstrip("/")
     jwks_url = r.url("MCPGW_JWT_JWKS_URL", ("http", "https"))
+    if jwks_url is not None and r.text("MCPGW_JWT_AUDIENCE") is None:
+        # An IdP signs the tokens of all its applications with the keys of one JWKS: without
+        # an audience, a token issued for another application would open the settings API.
+        r.problems.append("MCPGW_JWT_AUDIENCE: must be set when MCPGW_JWT_JWKS_URL is (the "
+                          "audience the identity provider puts in this gateway's tokens)")
     mode = (r.text("MCPGW_RATE_LIMIT_FAILURE_MODE") or "open").lower()
     if mode not in FAILURE_MODES:
         r.problems.append(f"MCPGW_RATE_LIMIT_FAILURE_MODE={mode!r}: must be 'open' or 'closed'")

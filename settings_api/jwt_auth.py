@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,9 +36,12 @@ JWKS_ALGORITHMS: frozenset[str] = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"}
 )
 ALL_TENANTS = "*"
-# aiohttp already caps a header line at 8 KiB; this keeps direct callers from
+# aiohttp already caps a header line at 16 KiB; this keeps direct callers from
 # handing pyjwt megabytes of base64 to decode.
 _MAX_TOKEN_CHARS = 16_384
+# RFC 7519 NumericDate claims. pyjwt converts them with int(), so it accepts "9999999999"
+# (a string) and true; they must be JSON numbers.
+_NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 _JWKS_LIFESPAN_S = 300.0
 
 
@@ -102,6 +106,10 @@ class JwtVerifier:
             raise ValueError("JwtVerifier needs a secret or a jwks_url")
         if jwks_timeout_s <= 0:
             raise ValueError("jwks_timeout_s must be positive")
+        if jwks_url and not audience:
+            # An IdP signs tokens for all its applications with the same keys: without an
+            # audience, one issued for another application would be accepted here.
+            raise ValueError("a JWKS needs an audience")
         self._secret = secret or None
         self._audience = audience or None
         self._issuer = issuer or None
@@ -125,7 +133,9 @@ class JwtVerifier:
         """Verify ``token`` and return its principal, or raise TokenError."""
         if not isinstance(token, str) or not token:
             raise TokenError("missing bearer token")
-        if len(token) > _MAX_TOKEN_CHARS:
+        # A JWT is ASCII (base64url and dots); anything else, such as a header's raw
+        # non-UTF-8 bytes, is malformed before pyjwt tries to encode it.
+        if len(token) > _MAX_TOKEN_CHARS or not token.isascii():
             raise TokenError("malformed token")
         try:
             header = jwt.get_unverified_header(token)
@@ -181,7 +191,7 @@ class JwtVerifier:
         try:
             # `algorithms` is exactly the header alg we already vetted; with a
             # PyJWK key pyjwt additionally insists it matches the key's own alg.
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
@@ -195,6 +205,18 @@ class JwtVerifier:
         except (ValueError, TypeError):
             # Defensive: odd inputs surfacing from the crypto backend.
             raise TokenError("invalid token") from None
+        for name in _NUMERIC_DATE_CLAIMS:
+            if name in claims and not _is_numeric_date(claims[name]):
+                raise TokenError(f"invalid {name} claim")  # the name is ours, not the token's
+        return claims
+
+
+def _is_numeric_date(value: object) -> bool:
+    # bool is an int subclass, and JSON true is not a number; an int may be too large for a
+    # float (isfinite would raise), a float may be NaN or Infinity (Python's JSON reads both).
+    if isinstance(value, int):
+        return not isinstance(value, bool)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _subject(claims: Mapping[str, Any]) -> str:

@@ -51,7 +51,8 @@ def _checksum(random_part: str) -> str:
 
 
 def hash_key(raw: str) -> str:
-    """SHA-256 hex digest of a key: what the store keeps and indexes."""
+    """SHA-256 hex digest of a key: what the store keeps and indexes (`raw` must be ASCII:
+    check `has_key_shape` first)."""
     return hashlib.sha256(raw.encode("ascii")).hexdigest()
 
 
@@ -63,9 +64,15 @@ def mint() -> MintedKey:
                      key_prefix=raw[:KEY_PREFIX_LEN])
 
 
+def has_key_shape(raw: str) -> bool:
+    """True when `raw` is ASCII, `KEY_LEN` long and starts with `PREFIX`: the cheap part of
+    `check_format`, safe to run before `hash_key` on anything a client sent."""
+    return len(raw) == KEY_LEN and raw.isascii() and raw.startswith(PREFIX)
+
+
 def check_format(raw: str) -> None:
     """Raise `InvalidKeyFormat` unless `raw` has the key shape and a valid checksum."""
-    if len(raw) != KEY_LEN or not raw.startswith(PREFIX):
+    if not has_key_shape(raw):
         raise InvalidKeyFormat("not an mcp-gateway API key")
     body = raw[len(PREFIX):]
     if not _ALPHABET_SET.issuperset(body):

@@ -233,6 +233,23 @@ def test_serve_with_a_bad_value_exits_2_with_a_clear_message(tmp_path: Path) -> 
     assert result.stdout == ""
 
 
+def test_a_jwks_without_an_audience_refuses_to_start(tmp_path: Path) -> None:
+    # An IdP signs every application's tokens with one JWKS: with no audience to check, a
+    # token it issued for another application would open the settings API.
+    env = {"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": SECRET,
+           "MCPGW_JWT_JWKS_URL": "https://idp.example.com/jwks"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("MCPGW_JWT_AUDIENCE")
+    assert load_settings({**env, "MCPGW_JWT_AUDIENCE": "gw"}).jwt_audience == "gw"
+
+    result = _run("serve", "--port", "0", **env)
+    assert result.returncode == 2
+    assert "MCPGW_JWT_AUDIENCE" in result.stderr and "MCPGW_JWT_JWKS_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("args", [["serve", "--port", "http"], ["serve", "--workers", "0"],
                                   ["token"], ["frobnicate"]])
 def test_bad_arguments_exit_2_with_usage(tmp_path: Path, args: list[str]) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import JWT_SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -26,6 +27,7 @@ from settings_api.jwt_auth import JwtVerifier, Principal, TokenError, issue_toke
 
 SECRET = "test-secret-" + "s" * 64  # long enough for HS512 too: no pyjwt key warnings
 OTHER_SECRET = "other-secret-" + "o" * 64
+AUD = "mcpgw"  # the audience every JWKS verifier needs
 RSA_KID = "rsa-1"
 EC_KID = "ec-1"
 
@@ -110,11 +112,11 @@ async def jwks_server(aiohttp_server: ServerFactory, jwks_doc: dict[str, Any]) -
 
 
 def _rs256(rsa_key: rsa.RSAPrivateKey, claims: dict[str, Any], kid: str = RSA_KID) -> str:
-    return jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": kid})
+    return jwt.encode({"aud": AUD, **claims}, rsa_key, algorithm="RS256", headers={"kid": kid})
 
 
 def _es256(ec_key: ec.EllipticCurvePrivateKey, claims: dict[str, Any], kid: str = EC_KID) -> str:
-    return jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": kid})
+    return jwt.encode({"aud": AUD, **claims}, ec_key, algorithm="ES256", headers={"kid": kid})
 
 
 def _closed_port() -> int:
@@ -262,8 +264,8 @@ def _alg_none_tokens() -> list[str]:
 async def test_alg_none_rejected(token: str, jwks_server: JwksServer) -> None:
     for verifier in (
         JwtVerifier(secret=SECRET),
-        JwtVerifier(secret=None, jwks_url=jwks_server.url),
-        JwtVerifier(secret=SECRET, jwks_url=jwks_server.url),
+        JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD),
+        JwtVerifier(secret=SECRET, jwks_url=jwks_server.url, audience=AUD),
     ):
         err = await _token_error(verifier, token)
         assert str(err) == "unsupported algorithm"
@@ -272,6 +274,42 @@ async def test_alg_none_rejected(token: str, jwks_server: JwksServer) -> None:
 async def test_asymmetric_token_rejected_without_jwks(rsa_key: rsa.RSAPrivateKey) -> None:
     err = await _token_error(JwtVerifier(secret=SECRET), _rs256(rsa_key, _claims()))
     assert str(err) == "unsupported algorithm"
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["9999999999", "0", "soon", True, [1]])
+async def test_date_claims_must_be_numbers(claim: str, value: object) -> None:
+    # pyjwt converts them with int(), which takes "9999999999" (a never-expiring token) and
+    # true; RFC 7519 says a NumericDate is a JSON number.
+    err = await _token_error(JwtVerifier(secret=SECRET), _hs(_claims(**{claim: value})))
+    assert str(err) != "" and "9999999999" not in str(err)
+
+
+@pytest.mark.parametrize(("claim", "value"), [("exp", "9999999999"), ("nbf", "0"), ("iat", "0")])
+async def test_the_settings_api_refuses_a_token_with_a_string_date(
+    client: TestClient, claim: str, value: str
+) -> None:
+    # Each of these passed pyjwt's int(): a token that never expires, valid since 1970.
+    token = _hs(_claims(**{claim: value}), secret=JWT_SECRET)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with client.get("/v1/tenants/acme/integrations", headers=headers) as resp:
+        assert resp.status == 401
+        assert resp.content_type == "application/problem+json"
+        assert (await resp.json())["detail"] == f"invalid {claim} claim"
+
+
+async def test_fractional_date_claims_are_fine() -> None:
+    now = time.time()
+    claims = _claims(iat=now - 0.5, nbf=now - 0.5, exp=now + 600.5)
+    assert (await JwtVerifier(secret=SECRET).verify(_hs(claims))).subject == "alice"
+    # Past a float's range is still a number (and still no server error).
+    assert (await JwtVerifier(secret=SECRET).verify(_hs(_claims(exp=10**400)))).subject
+
+
+@pytest.mark.parametrize("token", ["\udcff", "é.é.é", "eyJhbGciOiJIUzI1NiJ9.\udcff.x"])
+async def test_non_ascii_tokens_are_malformed(token: str) -> None:
+    # Raw non-UTF-8 header bytes reach us as surrogates, which pyjwt cannot even encode.
+    assert str(await _token_error(JwtVerifier(secret=SECRET), token)) == "malformed token"
 
 
 # --- audience / issuer ----------------------------------------------------------------
@@ -315,7 +353,7 @@ async def test_jwks_rs256(jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey) -
 
 
 async def test_jwks_es256(jwks_server: JwksServer, ec_key: ec.EllipticCurvePrivateKey) -> None:
-    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     principal = await verifier.verify(_es256(ec_key, _claims(tenant="*", tenants=None)))
     assert principal.tenants is None
 
@@ -323,15 +361,15 @@ async def test_jwks_es256(jwks_server: JwksServer, ec_key: ec.EllipticCurvePriva
 async def test_jwks_and_secret_both_configured(
     jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    verifier = JwtVerifier(secret=SECRET, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=SECRET, jwks_url=jwks_server.url, audience=AUD)
     await verifier.verify(_rs256(rsa_key, _claims()))
-    await verifier.verify(_hs(_claims()))
-    err = await _token_error(verifier, _hs(_claims(), alg="HS512"))
+    await verifier.verify(_hs(_claims(aud=AUD)))
+    err = await _token_error(verifier, _hs(_claims(aud=AUD), alg="HS512"))
     assert str(err) == "unsupported algorithm"
 
 
 async def test_jwks_hs256_rejected_when_only_jwks(jwks_server: JwksServer) -> None:
-    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     err = await _token_error(verifier, _hs(_claims()))
     assert str(err) == "unsupported algorithm"
 
@@ -339,9 +377,9 @@ async def test_jwks_hs256_rejected_when_only_jwks(jwks_server: JwksServer) -> No
 async def test_algorithm_confusion_rejected(jwks_server: JwksServer, rsa_public_pem: bytes) -> None:
     claims = _claims()
     forged = _hand_signed_hs256(claims, rsa_public_pem, {"alg": "HS256", "kid": RSA_KID})
-    only_jwks = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    only_jwks = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     assert str(await _token_error(only_jwks, forged)) == "unsupported algorithm"
-    both = JwtVerifier(secret=SECRET, jwks_url=jwks_server.url)
+    both = JwtVerifier(secret=SECRET, jwks_url=jwks_server.url, audience=AUD)
     assert str(await _token_error(both, forged)) == "invalid signature"
     # Header lies about the algorithm, signature is still HMAC-with-public-key.
     relabelled = _hand_signed_hs256(claims, rsa_public_pem, {"alg": "RS256", "kid": RSA_KID})
@@ -352,21 +390,21 @@ async def test_jwks_alg_must_match_key(
     jwks_server: JwksServer, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     # An EC signature presented under the RSA key's kid.
-    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     err = await _token_error(verifier, _es256(ec_key, _claims(), kid=RSA_KID))
     assert str(err) == "unsupported algorithm"
 
 
 async def test_jwks_signature_from_other_key(jwks_server: JwksServer) -> None:
     impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     err = await _token_error(verifier, _rs256(impostor, _claims()))
     assert str(err) == "invalid signature"
 
 
 async def test_jwks_expired(jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey) -> None:
     now = int(time.time())
-    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     err = await _token_error(verifier, _rs256(rsa_key, _claims(iat=now - 900, exp=now - 600)))
     assert str(err) == "token expired"
 
@@ -375,7 +413,7 @@ async def test_jwks_expired(jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey)
 async def test_jwks_unknown_kid(
     jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey, kid: str | None
 ) -> None:
-    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
     headers = {"kid": kid} if kid else None
     token = jwt.encode(_claims(), rsa_key, algorithm="RS256", headers=headers)
     err = await _token_error(verifier, token)
@@ -384,7 +422,7 @@ async def test_jwks_unknown_kid(
 
 async def test_jwks_server_down_fails_fast(rsa_key: rsa.RSAPrivateKey) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/jwks.json"
-    verifier = JwtVerifier(secret=None, jwks_url=url, jwks_timeout_s=2.0)
+    verifier = JwtVerifier(secret=None, jwks_url=url, jwks_timeout_s=2.0, audience=AUD)
     start = time.monotonic()
     err = await _token_error(verifier, _rs256(rsa_key, _claims()))
     assert str(err) == "JWKS unavailable"
@@ -405,7 +443,8 @@ async def test_jwks_server_hangs_is_bounded(
     app.router.add_get("/jwks.json", stall)
     server = await aiohttp_server(app, host="127.0.0.1")
     verifier = JwtVerifier(
-        secret=None, jwks_url=str(server.make_url("/jwks.json")), jwks_timeout_s=0.3
+        secret=None, jwks_url=str(server.make_url("/jwks.json")), jwks_timeout_s=0.3,
+        audience=AUD,
     )
     start = time.monotonic()
     try:
@@ -429,9 +468,24 @@ async def test_jwks_bad_document(
     app = web.Application()
     app.router.add_get("/jwks.json", bad)
     server = await aiohttp_server(app, host="127.0.0.1")
-    verifier = JwtVerifier(secret=None, jwks_url=str(server.make_url("/jwks.json")))
+    verifier = JwtVerifier(secret=None, jwks_url=str(server.make_url("/jwks.json")), audience=AUD)
     err = await _token_error(verifier, _rs256(rsa_key, _claims()))
     assert str(err) in {"JWKS unavailable", "signing key not found"}
+
+
+def test_a_jwks_verifier_needs_an_audience(jwks_server: JwksServer) -> None:
+    with pytest.raises(ValueError, match="audience"):
+        JwtVerifier(secret=None, jwks_url=jwks_server.url)
+    with pytest.raises(ValueError, match="audience"):
+        JwtVerifier(secret=SECRET, jwks_url=jwks_server.url, audience="")
+
+
+async def test_a_token_for_another_application_is_refused(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD)
+    token = _rs256(rsa_key, _claims(aud="some-other-app", tenants=["*"]))
+    assert str(await _token_error(verifier, token)) == "invalid audience"
 
 
 def test_constructor_validation() -> None:
@@ -440,7 +494,7 @@ def test_constructor_validation() -> None:
     with pytest.raises(ValueError):
         JwtVerifier(secret="")
     with pytest.raises(ValueError):
-        JwtVerifier(secret=None, jwks_url="file:///etc/passwd")
+        JwtVerifier(secret=None, jwks_url="file:///etc/passwd", audience=AUD)
 
 
 # --- malformed input and message safety ----------------------------------------------
@@ -481,7 +535,8 @@ async def test_token_never_in_error_message_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = int(time.time())
-    down = JwtVerifier(secret=None, jwks_url=f"http://127.0.0.1:{_closed_port()}/j")
+    down = JwtVerifier(secret=None, jwks_url=f"http://127.0.0.1:{_closed_port()}/j",
+                       audience=AUD)
     cases: list[tuple[JwtVerifier, str]] = [
         (JwtVerifier(secret=SECRET), _hs(_claims(exp=now - 600))),
         (JwtVerifier(secret=SECRET), _hs(_claims(), secret=OTHER_SECRET)),
@@ -490,7 +545,8 @@ async def test_token_never_in_error_message_or_logs(
         (JwtVerifier(secret=SECRET, audience="a"), _hs(_claims(aud="b"))),
         (JwtVerifier(secret=SECRET), _alg_none_tokens()[0]),
         (JwtVerifier(secret=SECRET), "garbage.garbage.garbage"),
-        (JwtVerifier(secret=None, jwks_url=jwks_server.url), _rs256(rsa_key, _claims(), "zz")),
+        (JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD),
+         _rs256(rsa_key, _claims(), "zz")),
         (down, _rs256(rsa_key, _claims())),
     ]
     caplog.set_level(logging.DEBUG)
