@@ -129,3 +129,15 @@ def decide(buckets: Sequence[tuple[BucketSpec, float]], *,
 def session_digest(session_id: str) -> str:
     """How an ended session is named in the denylist (never the token itself)."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
+
+def tighter(a: Decision, b: Decision) -> Decision:
+    """The figures to show after two checks of one key (step 4 across checks): the decision
+    with fewer whole tokens left (on a tie, the longer reset), revoked if either saw the session
+    ended."""
+    chosen = b if (b.remaining, -b.reset_s) < (a.remaining, -a.reset_s) else a
+    revoked = a.session_revoked or b.session_revoked
+    if chosen.session_revoked == revoked:
+        return chosen
+    return Decision(chosen.allowed, chosen.limit, chosen.remaining, chosen.reset_s,
+                    chosen.retry_after_s, revoked)
