@@ -136,6 +136,8 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         exchange = Exchange(request, key, view, endpoint, app[SESSIONS], decision, headers,
                             state.executors[endpoint], partial(_admit_members, state, key))
         return await answer_post(exchange, inbound)
+    except RequestTimeout as problem:
+        return await _answer_and_close(_problem(problem, request, headers), request)
     except Problem as problem:
         return _problem(problem, request, headers)
 
@@ -367,11 +369,21 @@ async def _read_in_time(request: web.Request, limit: int, timeout_s: float) -> b
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
 
 
+async def _answer_and_close(response: web.Response, request: web.Request) -> web.Response:
+    """Send `response`, then close the connection: the rest of an unread body may still come,
+    so it cannot carry another request, and aiohttp would otherwise keep it open for its
+    lingering time (10 s) reading what comes."""
+    response.force_close()  # `Connection: close`
+    await response.prepare(request)
+    await response.write_eof()
+    transport = request.transport
+    if transport is not None:
+        transport.close()  # once the answer is flushed
+    return response
+
+
 def _problem(problem: Problem, request: web.Request, headers: dict[str, str]) -> web.Response:
     response = problem_response(problem, request)
     for name, value in headers.items():
         response.headers.setdefault(name, value)
-    if isinstance(problem, RequestTimeout):
-        # The rest of that body may still come: the connection cannot carry another request.
-        response.force_close()
     return response
