@@ -40,7 +40,7 @@ from test_mcp_transport import (
 )
 
 from gateway.context import Endpoint
-from gateway.ratelimit import Limits, LocalLimiter, RedisLimiter
+from gateway.ratelimit import FailoverLimiter, Limits, LocalLimiter, create_limiter
 from gateway.state import GATEWAY
 from settings_api.config import ConfigError, load_settings
 from settings_api.http import SETTINGS
@@ -73,7 +73,9 @@ def limited_app(tmp_path: Path, backend: str = "local", **env: str) -> web.Appli
         app[GATEWAY].limiter = LocalLimiter(limits)
         return app
     client = Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    app[GATEWAY].limiter = RedisLimiter(client, limits, prefix=backend)
+    # As the gateway runs it: Redis, with the in-process buckets behind it.
+    app[GATEWAY].limiter = create_limiter(app[SETTINGS], client, prefix=backend)
+    assert isinstance(app[GATEWAY].limiter, FailoverLimiter)
 
     async def close(app: web.Application) -> None:
         await client.aclose()
@@ -112,6 +114,9 @@ async def test_a_batch_of_50_tools_calls_is_charged_call_by_call(
         assert error["data"]["retryAfterSeconds"] >= 1
         assert "Rate limit" in error["message"]
     assert len(executor_of(mcp, Endpoint.CALL).calls) == 20
+    limiter = mcp.app[GATEWAY].limiter
+    if isinstance(limiter, FailoverLimiter):  # answered by Redis, not the fallback
+        assert not limiter.degraded and limiter.primary.checks >= 50
     assert resp.headers["RateLimit-Limit"] == "20"
     assert resp.headers["RateLimit-Remaining"] == "0"
 
