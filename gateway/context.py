@@ -9,7 +9,7 @@ dispatch (gateway/endpoint.py, gateway/transport/, gateway/dispatch.py) → exec
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,12 +129,28 @@ class LimiterUnavailable(Exception):
     """Redis is unreachable and the failure mode is `closed`."""
 
 
+class Charge(enum.StrEnum):
+    """Which of a key's buckets one check takes a token from."""
+
+    REQUEST = "request"  # any MCP message: the request bucket
+    BOTH = "both"  # a tools/call not counted yet: the request and the tools/call bucket
+    # A tools/call whose request was already counted (when its POST started, before its body
+    # arrived): the tools/call bucket only.
+    CALL = "call"
+
+
 class RateLimiter(Protocol):
     """Per-key token buckets (tools/call and all requests) plus the ended-session denylist,
     answered together in one round trip."""
 
     async def check(self, key_id: str, *, tools_call: bool,
                     session_id: str | None = None) -> Decision: ...
+
+    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
+                         session_id: str | None = None) -> list[Decision]:
+        """One decision per charge, in order, each as its own check at the same instant
+        (one round trip): a JSON-RPC batch's members."""
+        ...
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         """Deny `session_id` until it expires (DELETE of a legacy session)."""

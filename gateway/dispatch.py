@@ -51,6 +51,7 @@ from gateway.transport.errors import (
     INVALID_REQUEST,
     RpcError,
     error_response,
+    rate_limited_response,
 )
 from gateway.transport.limits import check_tool_arguments
 from settings_api import __version__
@@ -306,9 +307,13 @@ async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str
                               "when reporting it", {"requestId": request_id})
 
 
-async def dispatch_batch(messages: list[Any], ctx: RequestContext) -> list[dict[str, Any]]:
+async def dispatch_batch(messages: list[Any], ctx: RequestContext,
+                         refused: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
     """Answer a batch (2025-03-26): one response per request, in order; an invalid member gets
-    its own -32600 answer instead of failing the whole batch."""
+    its own -32600 answer instead of failing the whole batch. `refused` maps the index of
+    each member the rate limit refused to its retry delay in seconds: such a request is not
+    run and gets a rate-limit error instead (a refused notification is dropped)."""
+    refused = refused or {}
     answers: list[dict[str, Any] | None] = [None] * len(messages)
     pending: list[tuple[int, Awaitable[dict[str, Any] | None]]] = []
     for index, message in enumerate(messages):
@@ -316,6 +321,9 @@ async def dispatch_batch(messages: list[Any], ctx: RequestContext) -> list[dict[
         if reason is not None:
             answers[index] = error_response(valid_id_or_none(message), INVALID_REQUEST,
                                             "Invalid request", reason)
+        elif index in refused:
+            if "method" in message and "id" in message:
+                answers[index] = rate_limited_response(message["id"], refused[index])
         elif "method" in message:
             pending.append((index, dispatch_one(message, ctx)))
     results = await asyncio.gather(*(awaitable for _, awaitable in pending))

@@ -1,32 +1,56 @@
 """The MCP endpoints, callUrl (`…/mcp:call`) and testUrl (`…/mcp:test`): the data plane's
 request pipeline (design.md §5).
 
-Each check has its own answer, in this order: `Origin` (403) → failed-auth throttle per
-client address (429 `auth-throttled`, before any key lookup; gateway/ratelimit/auth_failures.py)
-→ API key (401 with `WWW-Authenticate`) → key bound to this integration (403) → integration
-exists (404) and has MCP enabled (403 `mcp-disabled`) → rate limit (429 with `Retry-After`;
-503 when the limiter is down and fails closed) → body size (413) → media type (415) → MCP
-transport and JSON-RPC (gateway/transport/http.py, gateway/dispatch.py). The body is read
-once, bounded, before the limiter (which must know whether it holds a `tools/call`), but
-answered in the order above. Every answer given after the limiter ran carries
-`RateLimit-Limit/-Remaining/-Reset`.
+Each check has its own answer, in this order: `Origin` (403; several `Origin` headers too) →
+failed-auth throttle per client address (429 `auth-throttled`, before any key lookup;
+gateway/ratelimit/auth_failures.py) → API key (401 with `WWW-Authenticate`) → key bound to this
+integration (403) → integration exists (404) and has MCP enabled (403 `mcp-disabled`) → request
+rate limit (429 with `Retry-After`; 503 when the limiter is down and fails closed) → body
+arrived within `MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type
+(415) → `tools/call` rate limit (429) → MCP transport and JSON-RPC (gateway/transport/http.py,
+gateway/dispatch.py; a 2025-03-26 batch's members are charged one by one there, and the ones
+past the limit get a JSON-RPC rate-limit error each).
+
+A request is counted when it starts, before its body is read, so a body that never arrives
+is still charged to its key and holds its connection no longer than the body deadline. When
+the whole body came with the headers (the usual small POST) it is parsed first and both
+buckets are asked in one check, which gives the same answers in one round trip. Every answer
+given after the limiter ran carries `RateLimit-Limit/-Remaining/-Reset`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from gateway.context import Decision, Endpoint, IntegrationView, KeyEntry, LimiterUnavailable
+from gateway.context import (
+    Charge,
+    Decision,
+    Endpoint,
+    IntegrationView,
+    KeyEntry,
+    LimiterUnavailable,
+)
 from gateway.observability import metrics
 from gateway.observability.middleware import note_outcome, note_rpc_method
 from gateway.ratelimit.auth_failures import COUNTED_REASONS
+from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.state import GATEWAY, AuthFailure, GatewayState
-from gateway.transport.http import Exchange, Inbound, answer_delete, answer_post, parse
+from gateway.transport.http import (
+    SESSION_HEADER,
+    Exchange,
+    Inbound,
+    answer_delete,
+    answer_post,
+    parse,
+    set_rate_headers,
+)
 from settings_api.http import REQUEST_ID, SETTINGS, problem_response
 from settings_api.problems import (
     AuthThrottled,
@@ -51,6 +75,12 @@ LIMITER_RETRY_AFTER_S = 2
 WELL_KNOWN_PREFIXES = ("/.well-known/oauth-authorization-server",
                        "/.well-known/oauth-protected-resource",
                        "/.well-known/openid-configuration")
+
+
+class RequestTimeout(Problem):
+    """The request body did not arrive within `MCPGW_BODY_TIMEOUT_S`."""
+
+    status, slug, title = 408, "request-timeout", "Request body too slow"
 
 
 def setup_mcp_routes(app: web.Application) -> None:
@@ -83,24 +113,39 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         app = request.app
         state = app[GATEWAY]
         key, view = await _authenticate(request, state)
-        limit = app[SETTINGS].max_body_bytes
+        settings = app[SETTINGS]
+        limit = settings.max_body_bytes
+        media_ok = request.content_type == "application/json"
         raw = _arrived_body(request, limit)
         if raw is _NOT_YET:
-            raw = await _read_bounded(request, limit)
-        media_ok = request.content_type == "application/json"
-        inbound = parse(raw, request.headers) if raw is not None and media_ok else Inbound()
-        note_rpc_method(request, inbound.body, inbound.parse_error is not None)
-        decision = await _admit(state, key, headers, tools_call=inbound.tools_call,
-                                session_id=inbound.session_id(request.headers))
+            # Counted now: the body may arrive slowly, or never.
+            decision = await _admit(state, key, headers, tools_call=False,
+                                    session_id=request.headers.get(SESSION_HEADER))
+            raw = await _read_in_time(request, limit, settings.body_timeout_s)
+            inbound = _parse(request, raw, media_ok)
+            if inbound.tools_call:
+                decision = await _admit_call(state, key, headers, decision)
+        else:
+            inbound = _parse(request, raw, media_ok)
+            decision = await _admit(state, key, headers, tools_call=inbound.tools_call,
+                                    session_id=inbound.session_id(request.headers))
         if raw is None:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes")
         if not media_ok:
             raise UnsupportedMediaType("send the JSON-RPC message as application/json")
         exchange = Exchange(request, key, view, endpoint, app[SESSIONS], decision, headers,
-                            state.executors[endpoint])
+                            state.executors[endpoint], partial(_admit_members, state, key))
         return await answer_post(exchange, inbound)
+    except RequestTimeout as problem:
+        return await _answer_and_close(_problem(problem, request, headers), request)
     except Problem as problem:
         return _problem(problem, request, headers)
+
+
+def _parse(request: web.Request, raw: bytes | None, media_ok: bool) -> Inbound:
+    inbound = parse(raw, request.headers) if raw is not None and media_ok else Inbound()
+    note_rpc_method(request, inbound.body, inbound.parse_error is not None)
+    return inbound
 
 
 async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
@@ -151,6 +196,9 @@ def _check_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         return
+    if len(request.headers.getall("Origin")) > 1:
+        # Only one could be checked, and a proxy may pass on another.
+        raise Forbidden("send at most one Origin header")
     allowed = request.app[SETTINGS].allowed_origins
     if "*" not in allowed and origin.rstrip("/") not in allowed:
         raise Forbidden(f"origin {origin!r} is not allowed to call this endpoint")
@@ -245,16 +293,40 @@ async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
         decision = await state.limiter.check(key.key_id, tools_call=tools_call,
                                              session_id=session_id)
     except LimiterUnavailable:
-        raise ServiceUnavailable("the rate limiter is unreachable; try again",
-                                 retry_after_s=LIMITER_RETRY_AFTER_S) from None
-    headers["RateLimit-Limit"] = str(decision.limit)
-    headers["RateLimit-Remaining"] = str(max(0, decision.remaining))
-    headers["RateLimit-Reset"] = str(max(0, math.ceil(decision.reset_s)))
+        raise _limiter_down() from None
+    set_rate_headers(headers, decision)
+    _refuse_if_limited(decision)
+    return decision
+
+
+async def _admit_call(state: GatewayState, key: KeyEntry, headers: dict[str, str],
+                      counted: Decision) -> Decision:
+    """Charge the `tools/call` bucket for a request already `counted` when it started."""
+    [decision] = await _admit_members(state, key, (Charge.CALL,))
+    set_rate_headers(headers, tighter(counted, decision))
+    _refuse_if_limited(decision)
+    return tighter(counted, decision)
+
+
+async def _admit_members(state: GatewayState, key: KeyEntry,
+                         charges: Sequence[Charge]) -> list[Decision]:
+    """More charges of one request's key (a batch's members, in order)."""
+    try:
+        return await state.limiter.check_many(key.key_id, charges)
+    except LimiterUnavailable:
+        raise _limiter_down() from None
+
+
+def _limiter_down() -> ServiceUnavailable:
+    return ServiceUnavailable("the rate limiter is unreachable; try again",
+                              retry_after_s=LIMITER_RETRY_AFTER_S)
+
+
+def _refuse_if_limited(decision: Decision) -> None:
     if not decision.allowed:
         retry_after = max(1, math.ceil(decision.retry_after_s))
         raise TooManyRequests(f"rate limit exceeded; retry in {retry_after} s",
                               retry_after_s=retry_after)
-    return decision
 
 
 _NOT_YET: Any = object()  # `_arrived_body`: the body is still arriving
@@ -286,6 +358,28 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
         if size > limit:
             return None
         chunks.append(chunk)
+
+
+async def _read_in_time(request: web.Request, limit: int, timeout_s: float) -> bytes | None:
+    """`_read_bounded` within `timeout_s`, else 408."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_bounded(request, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+async def _answer_and_close(response: web.Response, request: web.Request) -> web.Response:
+    """Send `response`, then close the connection: the rest of an unread body may still come,
+    so it cannot carry another request, and aiohttp would otherwise keep it open for its
+    lingering time (10 s) reading what comes."""
+    response.force_close()  # `Connection: close`
+    await response.prepare(request)
+    await response.write_eof()
+    transport = request.transport
+    if transport is not None:
+        transport.close()  # once the answer is flushed
+    return response
 
 
 def _problem(problem: Problem, request: web.Request, headers: dict[str, str]) -> web.Response:

@@ -59,6 +59,9 @@ class Settings:
     # SIGTERM: /readyz answers 503 this long before the listener closes (0 = at once).
     shutdown_grace_s: float = 2.0
     max_body_bytes: int = 1_048_576
+    # An MCP POST's body must have arrived this long after its handler started reading it
+    # (408 otherwise): a body announced and never sent must not hold a connection forever.
+    body_timeout_s: float = 15.0
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     log_level: str = "INFO"
     # "json" | "text"; None: the command's own default (json for `serve`, text otherwise).
@@ -227,6 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                      exclusive=False)),
         "shutdown_grace_s": r.number("MCPGW_SHUTDOWN_GRACE_S", 2.0, exclusive=False),
         "max_body_bytes": int(r.number("MCPGW_MAX_BODY_BYTES", 1_048_576, integer=True)),
+        "body_timeout_s": r.number("MCPGW_BODY_TIMEOUT_S", 15.0),
         "auth_failure_limit": int(r.number("MCPGW_AUTH_FAILURE_LIMIT", 20, integer=True,
                                            exclusive=False)),
         "auth_failure_window_s": r.number("MCPGW_AUTH_FAILURE_WINDOW_S", 10.0),

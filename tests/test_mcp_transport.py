@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from conftest import make_settings
 
 from gateway.context import (
+    Charge,
     Decision,
     Endpoint,
     IntegrationView,
@@ -119,6 +120,11 @@ class FakeLimiter:
                             retry_after_s=0.3, session_revoked=revoked)
         return Decision(allowed=True, limit=10, remaining=7, reset_s=0.4, retry_after_s=0,
                         session_revoked=revoked)
+
+    async def check_many(self, key_id: str, charges: list[Charge], *,
+                         session_id: str | None = None) -> list[Decision]:
+        return [await self.check(key_id, tools_call=charge is not Charge.REQUEST,
+                                 session_id=session_id) for charge in charges]
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.ended[session_id] = expires_at_s
@@ -724,7 +730,10 @@ async def test_batch_works_on_2025_03_26_only(mcp: TestClient) -> None:
     assert body[1]["result"]["content"][0]["text"].startswith("call:search_contacts")
     assert body[2]["result"] == {}
     error_of(body[3], -32600)
-    assert limiter_of(mcp).calls[-1]["tools_call"] is True
+    # The POST was counted when it started, then every other member: the tools/call in both
+    # buckets.
+    assert [c["tools_call"] for c in limiter_of(mcp).calls[-5:]] == [False, False, True, False,
+                                                                     False]
     resp, body = await send(mcp, batch[1:2], headers)
     assert resp.status == 202 and body == ""
     resp, body = await send(mcp, batch, {**headers, "MCP-Protocol-Version": "2025-03-26"})
@@ -748,16 +757,20 @@ async def test_batch_rules(mcp: TestClient) -> None:
     error_of(body, -32600)
 
 
-async def test_header_absent_means_2025_03_26(mcp: TestClient) -> None:
+async def test_header_absent_means_the_sessions_version_else_2025_03_26(
+        mcp: TestClient) -> None:
     session = await open_session(mcp, "2025-06-18")
     resp, body = await legacy(mcp, "tools/call", {"name": "search_contacts"}, session=session,
                               version=None)
     assert resp.status == 200, body
-    assert executor_of(mcp, Endpoint.CALL).calls[-1]["version"] == "2025-03-26"
+    assert executor_of(mcp, Endpoint.CALL).calls[-1]["version"] == "2025-06-18"
     resp, body = await legacy(mcp, "tools/call", {"name": "search_contacts"}, session=session,
                               version="2025-06-18")
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["version"] == "2025-06-18"
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["session_id"] == session
+    # Without a session, no header means 2025-03-26: the only version with batches.
+    resp, body = await send(mcp, [{"jsonrpc": "2.0", "id": 1, "method": "ping"}], auth())
+    assert resp.status == 200 and body == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
 
 
 async def test_unsupported_protocol_header_is_400(mcp: TestClient) -> None:

@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.context import Decision, LimiterUnavailable
+from gateway.context import Charge, Decision, LimiterUnavailable
 from gateway.ratelimit import (
     BucketSpec,
     FailoverLimiter,
@@ -196,6 +196,48 @@ async def test_ended_session_revoked_until_expiry(make: Factory) -> None:
     assert not (await limiter.check("k1", tools_call=False, session_id="sess-a")).session_revoked
 
 
+async def test_check_many_answers_each_charge_in_order_as_separate_checks(
+        make: Factory) -> None:
+    """A JSON-RPC batch's members: each charge is its own check, so the ones past a bucket's
+    tokens are refused and the rest still served; CALL leaves the request bucket alone."""
+    limiter = make(call=(SLOW, 3), req=(SLOW, 6))
+    decisions = await limiter.check_many("k1", [Charge.CALL, Charge.BOTH, Charge.REQUEST,
+                                                Charge.BOTH, Charge.BOTH, Charge.REQUEST])
+    assert [d.allowed for d in decisions] == [True, True, True, True, False, True]
+    # CALL: call bucket 2; BOTH: call 1, request 5; REQUEST: request 4; BOTH: call 0,
+    # request 3; refused BOTH charges nothing; REQUEST: request 2.
+    assert [(d.limit, d.remaining) for d in decisions] == [(3, 2), (3, 1), (6, 4), (3, 0),
+                                                           (3, 0), (6, 2)]
+    assert decisions[4].retry_after_s > 0
+    assert await limiter.check_many("k1", []) == []
+    after = await limiter.check("k1", tools_call=False)
+    assert (after.allowed, after.remaining) == (True, 1)
+
+
+async def test_check_many_is_one_script_call(redis_client: Redis, prefix: str) -> None:
+    limiter = RedisLimiter(redis_client, limits(call=(SLOW, 20), req=(SLOW, 100)),
+                           prefix=prefix)
+    await limiter.check("warm-up", tools_call=False)
+    calls, trips = limiter.script_calls, limiter.round_trips
+    decisions = await limiter.check_many("k", [Charge.CALL] + [Charge.BOTH] * 49)
+    assert (limiter.script_calls - calls, limiter.round_trips - trips) == (1, 1)
+    assert [d.allowed for d in decisions] == [True] * 20 + [False] * 30
+    request = await limiter.check("k", tools_call=False)
+    assert request.remaining == 100 - 19 - 1  # 19 BOTH allowed, then this one
+
+
+async def test_failover_check_many_falls_back_or_refuses() -> None:
+    primary = FlakyPrimary()
+    local = LocalLimiter(limits(call=(SLOW, 1)))
+    open_limiter = FailoverLimiter(primary, local, "open")  # type: ignore[arg-type]
+    decisions = await open_limiter.check_many("k", [Charge.CALL, Charge.CALL])
+    assert [d.allowed for d in decisions] == [True, False]
+    closed = FailoverLimiter(FlakyPrimary(), LocalLimiter(limits()),  # type: ignore[arg-type]
+                             "closed")
+    with pytest.raises(LimiterUnavailable):
+        await closed.check_many("k", [Charge.REQUEST])
+
+
 async def test_decide_reference_matches_lua(redis_client: Redis, prefix: str) -> None:
     """Random bucket states written straight into Redis give the script's answer and
     buckets.decide's answer alike (rates so slow that refill is below a millisecond)."""
@@ -212,9 +254,13 @@ async def test_decide_reference_matches_lua(redis_client: Redis, prefix: str) ->
         call_tokens = rng.choice([0.0, 0.25, 1.0, rng.uniform(0, call.burst)])
         await redis_client.hset(req_key, mapping={"tk": repr(req_tokens), "ts": now_us})
         await redis_client.hset(call_key, mapping={"tk": repr(call_tokens), "ts": now_us})
-        tools_call = rng.random() < 0.6
-        got = await limiter.check(key, tools_call=tools_call)
-        buckets = [(req, req_tokens)] + ([(call, call_tokens)] if tools_call else [])
+        charge = rng.choice(list(Charge))
+        if charge is Charge.REQUEST or charge is Charge.BOTH:
+            got = await limiter.check(key, tools_call=charge is Charge.BOTH)
+        else:
+            [got] = await limiter.check_many(key, [charge])
+        buckets = ([(req, req_tokens)] if charge is not Charge.CALL else []) + \
+            ([(call, call_tokens)] if charge is not Charge.REQUEST else [])
         want, _ = decide(buckets)
         assert (got.allowed, got.limit, got.remaining) == (want.allowed, want.limit,
                                                           want.remaining), case
@@ -482,6 +528,10 @@ class FlakyPrimary:
         if self.down:
             raise RedisConnectionError("connection refused")
         return Decision(allowed=True, limit=99, remaining=98, reset_s=0.1, retry_after_s=0)
+
+    async def check_many(self, key_id: str, charges: list[Charge], *,
+                         session_id: str | None = None) -> list[Decision]:
+        return [await self.check(key_id, tools_call=True) for _ in charges]
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         if self.down:

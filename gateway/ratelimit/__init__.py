@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.context import Decision, LimiterUnavailable, RateLimiter
+from gateway.context import Charge, Decision, LimiterUnavailable, RateLimiter
 from gateway.ratelimit.buckets import BucketSpec, Limits
 from gateway.ratelimit.failover import FailoverLimiter
 from gateway.ratelimit.local import LocalLimiter
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BucketSpec",
+    "Charge",
     "Decision",
     "FailoverLimiter",
     "LimiterUnavailable",

@@ -1,8 +1,10 @@
 """Token-bucket arithmetic shared by both backends.
 
-Each API key has two buckets: the *request* bucket (every MCP POST takes one token) and the
-*call* bucket (a `tools/call` additionally takes one). A request is allowed only when every
-bucket it touches holds at least one token; a refused request is charged nothing.
+Each API key has two buckets: the *request* bucket (every MCP message takes one token) and the
+*call* bucket (a `tools/call` additionally takes one). A check touches the buckets its `Charge`
+names: `REQUEST` the request bucket, `BOTH` both, `CALL` the call bucket only (a `tools/call`
+whose request was counted when its POST started). A check is allowed only when every bucket it
+touches holds at least one token; a refused check is charged nothing.
 
 `decide` is the reference implementation. `LocalLimiter` runs it in-process; the Lua script in
 `gateway/ratelimit/redis.py` is a line-by-line transcription of the same steps (refill, check,
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.context import Decision
+from gateway.context import Charge, Decision
 
 if TYPE_CHECKING:
     from settings_api.config import Settings
@@ -89,6 +91,12 @@ class Limits:
                                       int(settings.request_limit_burst)))
 
 
+# Which buckets a check of each charge touches: (request bucket, call bucket).
+TOUCHES: dict[Charge, tuple[bool, bool]] = {Charge.REQUEST: (True, False),
+                                            Charge.BOTH: (True, True),
+                                            Charge.CALL: (False, True)}
+
+
 def decide(buckets: Sequence[tuple[BucketSpec, float]], *,
            session_revoked: bool = False) -> tuple[Decision, list[float]]:
     """Steps 2-5 above for already refilled buckets: the decision and each bucket's new tokens
@@ -121,3 +129,15 @@ def decide(buckets: Sequence[tuple[BucketSpec, float]], *,
 def session_digest(session_id: str) -> str:
     """How an ended session is named in the denylist (never the token itself)."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
+
+def tighter(a: Decision, b: Decision) -> Decision:
+    """The figures to show after two checks of one key (step 4 across checks): the decision
+    with fewer whole tokens left (on a tie, the longer reset), revoked if either saw the session
+    ended."""
+    chosen = b if (b.remaining, -b.reset_s) < (a.remaining, -a.reset_s) else a
+    revoked = a.session_revoked or b.session_revoked
+    if chosen.session_revoked == revoked:
+        return chosen
+    return Decision(chosen.allowed, chosen.limit, chosen.remaining, chosen.reset_s,
+                    chosen.retry_after_s, revoked)

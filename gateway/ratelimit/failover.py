@@ -13,11 +13,11 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
-from gateway.context import Decision, LimiterUnavailable
+from gateway.context import Charge, Decision, LimiterUnavailable
 from gateway.observability import metrics
 from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.redis import RedisLimiter
@@ -73,6 +73,23 @@ class FailoverLimiter:
                 decision = dataclasses.replace(decision, session_revoked=True)
         return decision
 
+    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
+                         session_id: str | None = None) -> list[Decision]:
+        if self._down_until and self._clock() < self._down_until:
+            return self._fallback_many(key_id, charges, session_id, None)
+        try:
+            decisions = await self.primary.check_many(key_id, charges, session_id=session_id)
+        except REDIS_FAILURES as exc:
+            self._failed(exc)
+            return self._fallback_many(key_id, charges, session_id, exc)
+        if self._degraded:
+            self._recovered()
+        if session_id is not None and decisions and not decisions[0].session_revoked \
+                and self.fallback.session_count \
+                and self.fallback.is_session_ended(key_id, session_id):
+            decisions = [dataclasses.replace(d, session_revoked=True) for d in decisions]
+        return decisions
+
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         # Always locally too: this replica keeps denying it even if Redis is lost later.
         self.fallback.end_session_now(key_id, session_id, expires_at_s)
@@ -101,6 +118,12 @@ class FailoverLimiter:
         if self.mode == "closed":
             raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
         return self.fallback.check_now(key_id, tools_call=tools_call, session_id=session_id)
+
+    def _fallback_many(self, key_id: str, charges: Sequence[Charge], session_id: str | None,
+                       exc: BaseException | None) -> list[Decision]:
+        if self.mode == "closed":
+            raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
+        return self.fallback.check_many_now(key_id, charges, session_id=session_id)
 
     def _failed(self, exc: BaseException) -> None:
         now = self._clock()

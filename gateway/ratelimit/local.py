@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from gateway.context import Decision
-from gateway.ratelimit.buckets import Limits, decide, session_digest
+from gateway.context import Charge, Decision
+from gateway.ratelimit.buckets import TOUCHES, Limits, decide, session_digest
 
 # Per-key state: [request tokens, request stamp, call tokens | None, call stamp, full_at].
 # Tokens are as of their stamp (monotonic seconds); `None` = never charged (full).
@@ -59,9 +59,21 @@ class LocalLimiter:
                     session_id: str | None = None) -> Decision:
         return self.check_now(key_id, tools_call=tools_call, session_id=session_id)
 
+    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
+                         session_id: str | None = None) -> list[Decision]:
+        return self.check_many_now(key_id, charges, session_id=session_id)
+
     def check_now(self, key_id: str, *, tools_call: bool,
                   session_id: str | None = None) -> Decision:
         """`check` without the coroutine (it never waits)."""
+        return self._charge(key_id, Charge.BOTH if tools_call else Charge.REQUEST, session_id)
+
+    def check_many_now(self, key_id: str, charges: Sequence[Charge], *,
+                       session_id: str | None = None) -> list[Decision]:
+        """`check_many` without the coroutine."""
+        return [self._charge(key_id, charge, session_id) for charge in charges]
+
+    def _charge(self, key_id: str, charge: Charge, session_id: str | None) -> Decision:
         now = self._clock()
         if now >= self._next_sweep:
             self.sweep(now)
@@ -69,18 +81,25 @@ class LocalLimiter:
         state = self._buckets.pop(key_id, None)
         if state is None:
             state = [None, now, None, now, now]
-        req_tokens = limits.request.refill(state[_REQ_TK], now - state[_REQ_AT])
-        buckets = [(limits.request, req_tokens)]
-        if tools_call:
+        request, call = TOUCHES[charge]
+        buckets = []
+        if request:
+            buckets.append((limits.request, limits.request.refill(state[_REQ_TK],
+                                                                  now - state[_REQ_AT])))
+        if call:
             buckets.append((limits.call, limits.call.refill(state[_CALL_TK],
                                                             now - state[_CALL_AT])))
         revoked = session_id is not None and self.is_session_ended(key_id, session_id)
         decision, after = decide(buckets, session_revoked=revoked)
         if decision.allowed:
-            state[_REQ_TK], state[_REQ_AT] = after[0], now
-            full_at = now + limits.request.seconds_to_full(after[0])
-            if tools_call:
-                state[_CALL_TK], state[_CALL_AT] = after[1], now
+            if request:
+                state[_REQ_TK], state[_REQ_AT] = after[0], now
+            if call:
+                state[_CALL_TK], state[_CALL_AT] = after[-1], now
+            full_at = now
+            if state[_REQ_TK] is not None:
+                req_tokens = limits.request.refill(state[_REQ_TK], now - state[_REQ_AT])
+                full_at = now + limits.request.seconds_to_full(req_tokens)
             if state[_CALL_TK] is not None:
                 call_tokens = limits.call.refill(state[_CALL_TK], now - state[_CALL_AT])
                 full_at = max(full_at, now + limits.call.seconds_to_full(call_tokens))

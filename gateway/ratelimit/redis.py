@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from redis.asyncio.connection import AbstractConnection as Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from gateway.context import Decision
+from gateway.context import Charge, Decision
 from gateway.deadline import Deadline, RunningLoop
 from gateway.ratelimit.buckets import EPSILON, Limits, session_digest
 
@@ -46,8 +47,9 @@ SCRIPT = """
 -- One key's checks, in order, as if each were its own call at the same instant.
 -- KEYS[1] request bucket, KEYS[2] tools/call bucket, KEYS[3..] ended-session markers
 -- ARGV[1..4] request rate/s, request burst, call rate/s, call burst
--- ARGV[5..] one per check: 'c' (tools/call) or 'p' (any other request), then the index in
---           KEYS of the check's session marker, if it has one ('c3')
+-- ARGV[5..] one per check: 'p' (request bucket), 'c' (request and tools/call buckets) or 'k'
+--           (tools/call bucket only), then the index in KEYS of the check's session marker,
+--           if it has one ('c3')
 -- -> one line per check, 'allowed limit remaining reset_ms retry_after_ms session_revoked'
 --    (the tighter bucket's figures; one bulk string is far cheaper for the Python client to
 --    parse than nested arrays)
@@ -71,15 +73,16 @@ local revoked_at = {}
 local out = {}
 for c = 5, #ARGV do
   local spec = ARGV[c]
-  local n = 1
-  if string.sub(spec, 1, 1) == 'c' then n = 2 end
+  local kind = string.sub(spec, 1, 1)
+  local first, last = 1, 1
+  if kind == 'c' then last = 2 elseif kind == 'k' then first, last = 2, 2 end
   local allowed = true
-  for i = 1, n do
+  for i = first, last do
     if tokens[i] == nil then load(i) end
     if tokens[i] < 1 - EPS then allowed = false end
   end
   local limit, remaining, reset_ms, retry_ms = 0, -1, 0, 0
-  for i = 1, n do
+  for i = first, last do
     local tk = tokens[i]
     if allowed then
       tk = math.max(0, tk - 1)
@@ -137,10 +140,14 @@ OVERLAP_MIN = 8
 IDLE_RECHECK_S = 5.0
 
 
+# The script's letter for each charge.
+_FLAGS: dict[Charge, str] = {Charge.REQUEST: "p", Charge.BOTH: "c", Charge.CALL: "k"}
+
+
 @dataclass(slots=True)
 class _Check:
     key_id: str
-    tools_call: bool
+    flag: str  # _FLAGS
     session_id: str | None
     future: asyncio.Future[bytes]
 
@@ -211,7 +218,7 @@ class RedisLimiter:
         sessions: dict[str, int] = {}
         specs: list[str] = []
         for check in checks:
-            flag = "c" if check.tools_call else "p"
+            flag = check.flag
             if check.session_id is None:
                 specs.append(flag)
                 continue
@@ -228,14 +235,30 @@ class RedisLimiter:
                     session_id: str | None = None) -> Decision:
         loop = self._loop.get()
         future: asyncio.Future[bytes] = loop.create_future()
-        self._pending.append(_Check(key_id, tools_call, session_id, future))
+        self._pending.append(_Check(key_id, "c" if tools_call else "p", session_id, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._launch)
-        allowed, limit, remaining, reset_ms, retry_ms, revoked = (await future).split()
-        return Decision(allowed=allowed == b"1", limit=int(limit), remaining=int(remaining),
-                        reset_s=int(reset_ms) / 1000, retry_after_s=int(retry_ms) / 1000,
-                        session_revoked=revoked == b"1")
+        return _decision(await future)
+
+    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
+                         session_id: str | None = None) -> list[Decision]:
+        # Queued together, so they reach the script together and in order (one call).
+        loop = self._loop.get()
+        futures: list[asyncio.Future[bytes]] = []
+        for charge in charges:
+            future: asyncio.Future[bytes] = loop.create_future()
+            self._pending.append(_Check(key_id, _FLAGS[charge], session_id, future))
+            futures.append(future)
+        if futures and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._launch)
+        try:
+            return [_decision(line) for line in await asyncio.gather(*futures)]
+        except BaseException:
+            for future in futures:  # a failed or cancelled caller leaves none pending
+                future.cancel()
+            raise
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         expires_at_ms = math.ceil(expires_at_s * 1000)
@@ -370,6 +393,13 @@ class RedisLimiter:
             raise
         self._idle.append((connection, now))
         return replies
+
+
+def _decision(line: bytes) -> Decision:
+    allowed, limit, remaining, reset_ms, retry_ms, revoked = line.split()
+    return Decision(allowed=allowed == b"1", limit=int(limit), remaining=int(remaining),
+                    reset_s=int(reset_ms) / 1000, retry_after_s=int(retry_ms) / 1000,
+                    session_revoked=revoked == b"1")
 
 
 async def _drop_if_closed(connection: Connection) -> None:

@@ -20,6 +20,9 @@ INTERNAL_ERROR = -32603
 HEADER_MISMATCH = -32020
 MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_PROTOCOL_VERSION = -32022
+# A batch member past the key's rate limit (the whole POST past it is a 429 problem instead);
+# an implementation-defined server error, "429" in its last digits.
+RATE_LIMITED = -32029
 
 _MODERN_STATUS: dict[int, int] = {
     PARSE_ERROR: 400,
@@ -56,6 +59,13 @@ def error_response(request_id: Any, code: int, message: str,
     if data is not None:
         error["data"] = data
     return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def rate_limited_response(request_id: Any, retry_after_s: int) -> dict[str, Any]:
+    """The answer of a batch member refused by the rate limit (it was not run)."""
+    return error_response(request_id, RATE_LIMITED, f"Rate limit exceeded: this message was "
+                          f"not run; retry in {retry_after_s} s",
+                          {"retryAfterSeconds": retry_after_s})
 
 
 def http_status(response: dict[str, Any], era: Era) -> int:

@@ -1,9 +1,10 @@
 """The MCP streamable HTTP transport, both eras: what a POST or DELETE means once the endpoint
 (gateway/endpoint.py) has checked origin, key, integration, rate limit, size and media type.
 
-POST: parse (done before the limiter, which needs to know whether it is a `tools/call`) →
-batch / era rules → headers (modern) or session (legacy) → dispatch → JSON, one SSE event, or an
-SSE stream of the call's notifications followed by its response.
+POST: parse (the endpoint charges a single `tools/call` to its bucket once parsed) → batch / era
+rules → headers (modern) or session (legacy; a request in a session is judged by the session's
+negotiated version) → each batch member charged to the limiter → dispatch → JSON, one SSE
+event, or an SSE stream of the call's notifications followed by its response.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from gateway.context import (
     DEFAULT_LEGACY_VERSION,
     MODERN_VERSIONS,
     SUPPORTED_VERSIONS,
+    Charge,
     Decision,
     Endpoint,
     Era,
@@ -33,9 +36,15 @@ from gateway.context import (
     ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one, structure_error, valid_id_or_none
+from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport import sse
-from gateway.transport.era import CLIENT_CAPABILITIES_META, PROTOCOL_VERSION_META, EraChoice
+from gateway.transport.era import (
+    CLIENT_CAPABILITIES_META,
+    PROTOCOL_VERSION_HEADER,
+    PROTOCOL_VERSION_META,
+    EraChoice,
+)
 from gateway.transport.era import detect as detect_era
 from gateway.transport.errors import (
     HEADER_MISMATCH,
@@ -79,12 +88,10 @@ class Inbound:
 
     @property
     def tools_call(self) -> bool:
-        """Whether the body holds a `tools/call` (the limiter's second bucket)."""
+        """Whether the body is one `tools/call` (the limiter's second bucket; a batch's members
+        are charged one by one once the batch is found valid)."""
         body = self.body
-        if isinstance(body, dict):
-            return body.get("method") == "tools/call"
-        return isinstance(body, list) and any(
-            isinstance(m, dict) and m.get("method") == "tools/call" for m in body)
+        return isinstance(body, dict) and body.get("method") == "tools/call"
 
     def session_id(self, headers: Mapping[str, str]) -> str | None:
         """The legacy session id this POST presents (modern requests have none)."""
@@ -101,7 +108,7 @@ def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
         # orjson accepted it: no NaN, no lone surrogates, nesting already bounded.
         return Inbound(body=body, choice=detect_era(headers, body))
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         return Inbound(parse_error=depth_reason())
     except UnicodeDecodeError:
@@ -122,6 +129,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON syntax but no double: it would parse to Infinity and reach the
+    # upstream as null (orjson refuses it, so only this slower path sees it).
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number is out of range (it is not a finite double)")
+    return value
+
+
 # A "\ud800"-style escape parses into a lone surrogate, which no answer, upstream or log line can
 # encode as UTF-8 (a pair is fine: it parses into one character). Only bodies with such an
 # escape pay for the full check.
@@ -138,6 +154,11 @@ def _lone_surrogate(body: Any) -> bool:
 
 # --- answering --------------------------------------------------------------------------------
 
+# Charges more messages of the request's key (a batch's members): one decision per charge, in
+# order; raises the endpoint's problem when the limiter is unreachable and fails closed.
+Admit = Callable[[Sequence[Charge]], Awaitable[list[Decision]]]
+
+
 @dataclass(slots=True)
 class Exchange:
     """One MCP request after the endpoint's checks: who asks, about what, with which verdict."""
@@ -150,6 +171,7 @@ class Exchange:
     decision: Decision
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
     executor: ToolExecutor | None = None  # the endpoint's, when the caller has it at hand
+    admit: Admit | None = None  # None: batch members are not charged one by one
 
 
 async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
@@ -229,19 +251,17 @@ async def _legacy(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
         if isinstance(result, dict):
             extra[SESSION_HEADER] = x.sessions.mint(x.key.key_id, result["protocolVersion"])
         return _reply(x, answer, Era.LEGACY, extra=extra)
-    session_id = _session(x, required=not notification and method != "ping")
+    session_id, session_version = _session(x, required=not notification and method != "ping")
+    version = _version(choice, session_version)
     if notification:
         return _accepted(x)
-    return await _respond(x, message, _context(x, Era.LEGACY, choice.version, session_id))
+    return await _respond(x, message, _context(x, Era.LEGACY, version, session_id))
 
 
 async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.StreamResponse:
     if choice.era is Era.MODERN:
         raise RpcError(INVALID_REQUEST, "Invalid request",
                        "JSON-RPC batches are not part of protocol 2026-07-28")
-    if choice.version != DEFAULT_LEGACY_VERSION:
-        raise RpcError(INVALID_REQUEST, "Invalid request",
-                       f"JSON-RPC batches are not part of protocol {choice.version}")
     if not batch:
         raise RpcError(INVALID_REQUEST, "Invalid request", "the batch is empty")
     if len(batch) > MAX_BATCH_MESSAGES:
@@ -251,11 +271,50 @@ async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.Stream
     if any(m["method"] == "initialize" for m in requests):
         raise RpcError(INVALID_REQUEST, "Invalid request", "initialize cannot be part of a batch")
     needs_session = any("id" in m and m["method"] != "ping" for m in requests)
-    session_id = _session(x, required=needs_session)
-    answers = await dispatch_batch(batch, _context(x, Era.LEGACY, choice.version, session_id))
+    session_id, session_version = _session(x, required=needs_session)
+    version = _version(choice, session_version)
+    if version != DEFAULT_LEGACY_VERSION:
+        raise RpcError(INVALID_REQUEST, "Invalid request",
+                       f"JSON-RPC batches are not part of protocol {version}")
+    refused = await _charge_members(x, batch)
+    answers = await dispatch_batch(batch, _context(x, Era.LEGACY, version, session_id), refused)
     if not answers:
         return _accepted(x)
     return _reply(x, answers, Era.LEGACY)
+
+
+async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
+    """Charge every member to the key's buckets, in order, like that many POSTs (the first
+    one's request was counted when the POST started): the index of each refused member with
+    its retry delay in whole seconds. The rate-limit headers show the state after the batch."""
+    if x.admit is None:
+        return {}
+    charges: list[Charge] = []
+    members: list[int] = []
+    for index, message in enumerate(batch):
+        call = isinstance(message, dict) and message.get("method") == "tools/call"
+        if index == 0 and not call:
+            continue
+        charges.append(Charge.CALL if index == 0 else Charge.BOTH if call else Charge.REQUEST)
+        members.append(index)
+    if not charges:
+        return {}
+    decisions = await x.admit(charges)
+    shown = x.decision
+    refused: dict[int, int] = {}
+    for index, decision in zip(members, decisions, strict=True):
+        shown = tighter(shown, decision)
+        if not decision.allowed:
+            refused[index] = max(1, math.ceil(decision.retry_after_s))
+    set_rate_headers(x.headers, shown)
+    return refused
+
+
+def set_rate_headers(headers: dict[str, str], decision: Decision) -> None:
+    """`RateLimit-Limit/-Remaining/-Reset` of `decision`, on every answer from here on."""
+    headers["RateLimit-Limit"] = str(decision.limit)
+    headers["RateLimit-Remaining"] = str(max(0, decision.remaining))
+    headers["RateLimit-Reset"] = str(max(0, math.ceil(decision.reset_s)))
 
 
 def _check_structure(message: Any) -> None:
@@ -286,19 +345,33 @@ def _missing_meta() -> RpcError:
                     f"{PROTOCOL_VERSION_META!r} and {CLIENT_CAPABILITIES_META!r}")
 
 
-def _session(x: Exchange, *, required: bool) -> str | None:
-    """The request's valid legacy session id; 400 when required and missing, 404 when unknown,
-    forged, another key's, expired or ended."""
+def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
+    """The request's valid legacy session id and the version it negotiated; 400 when required
+    and missing, 404 when unknown, forged, another key's, expired or ended."""
     raw = x.request.headers.get(SESSION_HEADER)
     if raw is None:
         if required:
             raise RpcError(INVALID_REQUEST, f"Bad Request: the {SESSION_HEADER} header is "
                            "required (send initialize first)", status=400)
-        return None
-    if x.sessions.verify(raw, x.key.key_id) is None or x.decision.session_revoked:
+        return None, None
+    info = x.sessions.verify(raw, x.key.key_id)
+    if info is None or x.decision.session_revoked:
         raise RpcError(INVALID_REQUEST, "Session not found: send initialize to start a new one",
                        status=404)
-    return raw
+    return raw, info.protocol_version
+
+
+def _version(choice: EraChoice, session_version: str | None) -> str:
+    """The version a legacy request is judged by: its session's (the signed id carries it),
+    else the header's, else 2025-03-26. A header naming another version than the session's
+    is refused: what a request may do must not depend on leaving a header out."""
+    if session_version is None:
+        return choice.version  # type: ignore[no-any-return]
+    if choice.header is not None and choice.header != session_version:
+        raise RpcError(INVALID_REQUEST, f"Bad Request: the {PROTOCOL_VERSION_HEADER} header "
+                       f"({choice.header}) does not match the session's protocol version "
+                       f"({session_version})", status=400)
+    return session_version
 
 
 def _context(x: Exchange, era: Era, version: str, session_id: str | None) -> RequestContext:
