@@ -60,6 +60,7 @@ from settings_api.problems import (
     NotFound,
     PayloadTooLarge,
     Problem,
+    RequestTimeout,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -75,12 +76,6 @@ LIMITER_RETRY_AFTER_S = 2
 WELL_KNOWN_PREFIXES = ("/.well-known/oauth-authorization-server",
                        "/.well-known/oauth-protected-resource",
                        "/.well-known/openid-configuration")
-
-
-class RequestTimeout(Problem):
-    """The request body did not arrive within `MCPGW_BODY_TIMEOUT_S`."""
-
-    status, slug, title = 408, "request-timeout", "Request body too slow"
 
 
 def setup_mcp_routes(app: web.Application) -> None:

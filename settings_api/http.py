@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import itertools
@@ -24,6 +25,7 @@ from settings_api.problems import (
     MalformedJson,
     PayloadTooLarge,
     Problem,
+    RequestTimeout,
     UnsupportedMediaType,
     ValidationFailed,
     for_status,
@@ -96,9 +98,15 @@ async def read_json(request: web.Request) -> Any:
     if mime != "application/json" and not mime.endswith("+json"):
         raise UnsupportedMediaType("send the body as application/json")
     try:
-        raw = await request.read()
+        # A body that trickles in, or never completes, must not hold the connection and its
+        # buffers: the same deadline as on the MCP endpoints.
+        async with asyncio.timeout(settings.body_timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"the body exceeds {settings.max_body_bytes} bytes") from exc
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {settings.body_timeout_s:g} s") from None
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         if too_deep(body, raw=raw):  # settings_api/json_limits.py

@@ -94,6 +94,12 @@ class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "Request body too large"
 
 
+class RequestTimeout(Problem):
+    """The request body did not arrive within `MCPGW_BODY_TIMEOUT_S`."""
+
+    status, slug, title = 408, "request-timeout", "Request body too slow"
+
+
 class UnsupportedMediaType(Problem):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 

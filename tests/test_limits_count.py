@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from conftest import make_settings
 from multidict import CIMultiDict
 from redis.asyncio import Redis
 from test_mcp_transport import (
@@ -41,6 +42,7 @@ from test_mcp_transport import (
 
 from gateway.context import Endpoint
 from gateway.ratelimit import FailoverLimiter, Limits, LocalLimiter, create_limiter
+from gateway.server import build_app
 from gateway.state import GATEWAY
 from settings_api.config import ConfigError, load_settings
 from settings_api.http import SETTINGS
@@ -342,3 +344,23 @@ async def test_a_number_beyond_a_double_is_refused(
     resp, body = await send(mcp, None, modern_headers(message), raw=ok)
     assert resp.status == 200, body
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["arguments"]["n"] == 1e308
+
+
+async def test_a_settings_api_body_that_never_arrives_gets_408_in_time(
+    aiohttp_server: Any, tmp_path: Path, token: Any
+) -> None:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'store.db'}", MCPGW_BODY_TIMEOUT_S="0.5"
+    )
+    server = await aiohttp_server(build_app(settings))
+    head = (
+        f"PUT /v1/tenants/acme/integrations/crm HTTP/1.1\r\nHost: gw.test\r\n"
+        f"Authorization: Bearer {token('acme')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 100\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    answer, _ = await raw_exchange(server, head, b"{")
+    assert time.monotonic() - started < 3
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    problem = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert problem["type"].endswith("/request-timeout") and "0.5 s" in problem["detail"]
