@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from settings_api.egress import Network, parse_networks
 from settings_api.secrets_box import SecretKeyError, parse_keys
 
 DEFAULT_DATA_DIR = "~/.local/share/mcp-gateway"
@@ -65,6 +66,8 @@ class Settings:
     # Failed-auth throttling per client address: this many bad keys per window (0 = off).
     auth_failure_limit: int = 20
     auth_failure_window_s: float = 10.0
+    # Refused upstream ranges the operator opens (settings_api/egress.py); () = the default policy.
+    upstream_allowed_networks: tuple[Network, ...] = ()
 
     @property
     def uses_postgres(self) -> bool:
@@ -219,6 +222,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "auth_failure_window_s": r.number("MCPGW_AUTH_FAILURE_WINDOW_S", 10.0),
         "trust_forwarded": r.flag("MCPGW_TRUST_FORWARDED", False),
     }
+    allowed_networks: tuple[Network, ...] = ()
+    try:
+        allowed_networks = parse_networks(r.text("MCPGW_UPSTREAM_ALLOWED_NETWORKS") or "")
+    except ValueError as exc:
+        r.problems.append(f"MCPGW_UPSTREAM_ALLOWED_NETWORKS: {exc}")
     explicit_jwt_secret = r.text("MCPGW_JWT_SECRET")
     if explicit_jwt_secret is not None and len(explicit_jwt_secret) < 32:
         r.problems.append("MCPGW_JWT_SECRET: must be at least 32 characters (HS256, 256 bits)")
@@ -256,5 +264,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_origins=origins,
         log_level=level,
         log_format=log_format,
+        upstream_allowed_networks=allowed_networks,
         **values,  # type: ignore[arg-type]
     )

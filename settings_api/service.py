@@ -16,6 +16,7 @@ from typing import Any
 
 from settings_api import keys
 from settings_api.changes import Change, ChangeFeed
+from settings_api.egress import refused_header
 from settings_api.problems import (
     BadRequest,
     Conflict,
@@ -45,6 +46,12 @@ from simulator import parse_fixture
 log = logging.getLogger(__name__)
 
 CatalogFetcher = Callable[[str, Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
+# Raises UpstreamNotAllowed when the egress policy refuses the URL's address.
+UpstreamCheck = Callable[[str], Awaitable[None]]
+
+
+async def _no_check(url: str) -> None:
+    return None
 
 
 def now_ms() -> int:
@@ -74,10 +81,12 @@ class SettingsPatch:
 class SettingsService:
     """Use cases of the settings API, independent of HTTP."""
 
-    def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher) -> None:
+    def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher,
+                 check_upstream: UpstreamCheck = _no_check) -> None:
         self.store = store
         self.changes = changes
         self._fetch_catalog = fetch_catalog
+        self._check_upstream = check_upstream
 
     # integrations ---------------------------------------------------------------------------
     async def put_integration(self, actor: str, tenant: str, integration: str,
@@ -129,6 +138,13 @@ class SettingsService:
                             tools: list[dict[str, Any]] | None) -> Config:
         """Create a config with inline tools, or with the catalog read from the upstream."""
         await self.get_integration(tenant, integration)  # 404 before any upstream traffic
+        refused = [FieldError(f"upstreamHeaders.{name}", "is set by the gateway, not by a config")
+                   for name in upstream_headers if refused_header(name)]
+        if refused:
+            raise ValidationFailed(refused)
+        if upstream_url is not None:
+            # Inline tools too: the data plane will call this URL.
+            await self._check_upstream(upstream_url)
         if tools is None:
             if upstream_url is None:
                 raise ValidationFailed([FieldError("tools", "give tools, or an upstreamUrl")])
@@ -176,6 +192,7 @@ class SettingsService:
                       config.headers_error)
             raise SecretsUnreadable(f"cannot sync: {config.headers_error}; restore the key in "
                                     "MCPGW_SECRET_KEY, or create a new config")
+        await self._check_upstream(config.upstream_url)  # the policy may have changed since
         catalog = await self._read_catalog(config.upstream_url, config.upstream_headers)
         synced_at = now_ms()
         async with _translated(), self.store.transaction() as tx:
