@@ -7,11 +7,11 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 
 from settings_api import __version__
 from settings_api.changes import ChangeFeed, LocalChangeFeed
-from settings_api.egress import EgressPolicy, EgressRefused, EgressResolver
+from settings_api.egress import EgressPolicy, EgressRefused
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
 from settings_api.jwt_auth import JwtVerifier, TokenError
 from settings_api.openapi import openapi_handler
@@ -64,10 +64,8 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     cookies: upstreams of different tenants may share a host, and a cookie one set must never
     ride along on another's calls (nor may a cookie stand in for the configured credentials).
     That also spares every call the cookie jar's work. Its connector applies the egress policy
-    to every address it connects to: names through the resolver, IP literals (which aiohttp
-    never resolves) through the socket factory."""
-    policy = EgressPolicy(app[SETTINGS].upstream_allowed_networks)
-    connector = TCPConnector(resolver=EgressResolver(policy), socket_factory=policy.socket_factory)
+    to every address it connects to."""
+    connector = EgressPolicy(app[SETTINGS].upstream_allowed_networks).connector()
     async with ClientSession(timeout=ClientTimeout(total=app[SETTINGS].upstream_timeout_s),
                              headers={"User-Agent": f"mcp-gateway/{__version__}"},
                              cookie_jar=DummyCookieJar(), connector=connector) as session:

@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiohttp import TCPConnector
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -195,6 +196,12 @@ class EgressPolicy:
         except (OSError, TimeoutError, UnicodeError):
             return
         self.check_resolved(str(info[4][0]) for info in infos)
+
+    def connector(self) -> TCPConnector:
+        """An aiohttp connector applying this policy to every address it connects to: names
+        through :class:`EgressResolver`, IP literals (aiohttp never resolves them) through
+        :meth:`socket_factory`. Made inside the running loop."""
+        return TCPConnector(resolver=EgressResolver(self), socket_factory=self.socket_factory)
 
     def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
         """aiohttp's ``TCPConnector(socket_factory=...)``: the last check before a connect,

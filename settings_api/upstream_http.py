@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
@@ -54,6 +56,20 @@ _ORIGINS_MAX = 1024
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def _literal_address(host: str, port: int) -> list[tuple[Any, ...]] | None:
+    """getaddrinfo's answer for an IP literal, without its trip to a thread (None: a name,
+    or an address with a zone, whose interface index getaddrinfo looks up)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    if "%" in host:
+        return None
+    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
 
 
 class _Target:
@@ -462,7 +478,8 @@ class LeanHttpClient:
         egress policy, then the checked addresses tried in turn."""
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _literal_address(host, port) or await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)
         if self._egress is not None:
             self._egress.check_resolved(str(info[4][0]) for info in infos)
         ssl_context = self._ssl if scheme == "https" else None

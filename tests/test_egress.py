@@ -24,7 +24,12 @@ from gateway.server import build_app
 from settings_api.config import ConfigError, load_settings
 from settings_api.egress import EgressPolicy
 from settings_api.jwt_auth import issue_token
-from settings_api.upstream import UNREACHABLE_MESSAGE, fetch_tool_catalog, mcp_headers
+from settings_api.upstream import (
+    UNREACHABLE_MESSAGE,
+    UpstreamError,
+    fetch_tool_catalog,
+    mcp_headers,
+)
 from settings_api.upstream_http import LeanHttpClient
 from tests.conftest import JWT_SECRET, make_settings
 from tests.mcp_stub import StubUpstream, make_tools
@@ -287,6 +292,30 @@ async def test_call_refuses_a_name_that_rebinds_to_loopback(
     answer = await tenant.call_tool(key, path)
 
     assert answer["error"]["data"] == {"upstream": "not-allowed"}
+    assert sum(stub.calls.values()) == 0
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "lean"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "169.254.169.254"])
+async def test_both_clients_refuse_before_connecting(
+    aiohttp_server: Any, no_outside_connects: None, kind: str, host: str
+) -> None:
+    # IP literals: aiohttp never hands them to its resolver, so the connector checks them too.
+    stub = StubUpstream(tools=TOOLS)
+    port = await serve_stub(aiohttp_server, stub)
+    policy = EgressPolicy()
+    http: Any = (
+        aiohttp.ClientSession(connector=policy.connector())
+        if kind == "aiohttp"
+        else LeanHttpClient(egress=policy)
+    )
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await fetch_tool_catalog(http, f"http://{host}:{port}/mcp", {}, timeout_s=3)
+    finally:
+        await http.close()
+
+    assert info.value.reason == "not-allowed"
     assert sum(stub.calls.values()) == 0
 
 
