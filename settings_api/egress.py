@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
@@ -32,7 +32,6 @@ __all__ = [
     "EgressPolicy",
     "EgressRefused",
     "EgressResolver",
-    "allowed_headers",
     "parse_networks",
     "refused_header",
 ]
@@ -138,12 +137,6 @@ def refused_header(name: str) -> bool:
     return lower in REFUSED_HEADER_NAMES or lower.startswith(_REFUSED_HEADER_PREFIX)
 
 
-def allowed_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """`headers` without the names :func:`refused_header` refuses (stored configs may hold
-    them from before the rule)."""
-    return {name: value for name, value in headers.items() if not refused_header(name)}
-
-
 @dataclass(frozen=True, slots=True)
 class EgressPolicy:
     """Refuses :data:`REFUSED_NETWORKS` except the operator's ``allowed`` networks."""
@@ -178,7 +171,10 @@ class EgressPolicy:
         """Refuse `url` at configuration time: a literal IP at once, a name once resolved
         (within `timeout_s`). A name that does not resolve now passes: connecting checks
         again, and fails on its own."""
-        host = urlsplit(url).hostname
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:  # e.g. an unclosed "[": no connection can be made to it either
+            return
         if not host:
             return
         try:

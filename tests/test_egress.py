@@ -200,6 +200,15 @@ async def test_configs_pointing_at_internal_addresses_are_refused(
     assert (await tenant.call("GET", "/crm/configs"))[1]["items"] == []
 
 
+@pytest.mark.parametrize("url", ["http://[::1/mcp", "http://[v1.x]/mcp", "http://:80/mcp"])
+async def test_unparsable_upstream_urls_are_still_answered_cleanly(
+    gateway: Factory, url: str
+) -> None:
+    tenant = Tenant(await gateway())
+    status, problem = await tenant.config("crm", upstreamUrl=url)
+    assert status in (422, 502), problem
+
+
 def stub_port(url: str) -> int | None:
     return urlsplit(url).port
 
