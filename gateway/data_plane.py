@@ -19,6 +19,7 @@ from gateway.ratelimit.auth_failures import AuthFailureThrottle
 from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState
 from settings_api import __version__
 from settings_api.app import CHANGES
+from settings_api.egress import EgressPolicy
 from settings_api.http import SETTINGS
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsService
@@ -51,7 +52,8 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     limiter = create_limiter(settings, app.get(LIMITER_REDIS))
     # callUrl's upstream calls go through the lean client (one per request on the hot path);
     # the settings API keeps aiohttp's for its occasional catalog reads.
-    http = LeanHttpClient(headers={"User-Agent": f"mcp-gateway/{__version__}"})
+    http = LeanHttpClient(headers={"User-Agent": f"mcp-gateway/{__version__}"},
+                          egress=EgressPolicy(settings.upstream_allowed_networks))
     pool = UpstreamPool(http, timeout_s=settings.upstream_timeout_s)
     app[GATEWAY] = GatewayState(
         resolver=cache,

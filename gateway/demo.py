@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ __all__ = [
     "demo_settings",
     "render",
     "run_demo",
+    "with_upstream_allowed",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,18 @@ def demo_settings(env: Mapping[str, str], public_base: str) -> Settings:
     if not values.get("MCPGW_PUBLIC_URL", "").strip():
         values["MCPGW_PUBLIC_URL"] = public_base
     return load_settings(values)
+
+
+def with_upstream_allowed(settings: Settings, upstream_sock: socket.socket) -> Settings:
+    """`settings` with the example upstream's own address (loopback, which the egress policy
+    refuses) opened, and no other: the demo works without the user setting anything."""
+    host = urlsplit(http_base(upstream_sock)).hostname
+    assert host is not None
+    own = ipaddress.ip_network(host)
+    if own in settings.upstream_allowed_networks:
+        return settings
+    return settings.with_overrides(
+        upstream_allowed_networks=(*settings.upstream_allowed_networks, own))
 
 
 def http_base(sock: socket.socket) -> str:
@@ -308,7 +322,8 @@ def run_demo(host: str, port: int, upstream_port: int,
                 return 1
         gateway_sock, upstream_sock = sockets
         try:
-            settings = demo_settings(env, http_base(gateway_sock))
+            settings = with_upstream_allowed(demo_settings(env, http_base(gateway_sock)),
+                                             upstream_sock)
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2

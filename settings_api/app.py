@@ -7,14 +7,22 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 
 from settings_api import __version__
 from settings_api.changes import ChangeFeed, LocalChangeFeed
+from settings_api.egress import EgressPolicy, EgressRefused
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
 from settings_api.jwt_auth import JwtVerifier, TokenError
 from settings_api.openapi import openapi_handler
-from settings_api.problems import Forbidden, NotFound, Problem, Unauthorized, UpstreamFailed
+from settings_api.problems import (
+    Forbidden,
+    NotFound,
+    Problem,
+    Unauthorized,
+    UpstreamFailed,
+    UpstreamNotAllowed,
+)
 from settings_api.rate_limit import admit, count_failure, refuse_if_throttled
 from settings_api.routes import PRINCIPAL, ROUTES, SERVICE
 from settings_api.schemas import ID_PATTERN
@@ -26,6 +34,8 @@ from settings_api.upstream import UpstreamError, fetch_tool_catalog
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 CHANGES: web.AppKey[ChangeFeed] = web.AppKey("changes", object)  # type: ignore[arg-type]
 VERIFIER: web.AppKey[JwtVerifier] = web.AppKey("jwt_verifier", JwtVerifier)
+
+log = logging.getLogger(__name__)
 
 _ROUTE_PREFIX = "settings."
 _ID = re.compile(ID_PATTERN)
@@ -55,12 +65,13 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     """One ClientSession per app: connection reuse for every upstream call. It keeps no
     cookies: upstreams of different tenants may share a host, and a cookie one set must never
     ride along on another's calls (nor may a cookie stand in for the configured credentials).
-    That also spares every call the cookie jar's work. No connection cap (aiohttp's is 100, one
-    queue for every tenant): catalog reads are bounded per tenant by the service instead."""
+    That also spares every call the cookie jar's work. Its connector applies the egress policy
+    to every address it connects to, with no connection cap (aiohttp's is 100, one queue for
+    every tenant): catalog reads are bounded per tenant by the service instead."""
+    connector = EgressPolicy(app[SETTINGS].upstream_allowed_networks).connector()
     async with ClientSession(timeout=ClientTimeout(total=app[SETTINGS].upstream_timeout_s),
-                             connector=TCPConnector(limit=0),
                              headers={"User-Agent": f"mcp-gateway/{__version__}"},
-                             cookie_jar=DummyCookieJar()) as session:
+                             cookie_jar=DummyCookieJar(), connector=connector) as session:
         app[HTTP_CLIENT] = session
         yield
 
@@ -77,10 +88,21 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             return await fetch_tool_catalog(session, url, headers,
                                             timeout_s=settings.upstream_timeout_s)
         except UpstreamError as exc:
+            if exc.reason == "not-allowed":  # e.g. the name now resolves elsewhere
+                raise UpstreamNotAllowed(exc.message) from exc
             raise UpstreamFailed(f"reading the upstream's tools failed ({exc.reason}): {exc}",
                                  reason=exc.reason) from exc
 
-    app[SERVICE] = SettingsService(app[STORE], app[CHANGES], fetch_catalog,
+    policy = EgressPolicy(settings.upstream_allowed_networks)
+
+    async def check_upstream(url: str) -> None:
+        try:
+            await policy.check_url(url, timeout_s=settings.upstream_timeout_s)
+        except EgressRefused as exc:
+            log.info("upstream URL refused by the egress policy: %s", exc.reason)
+            raise UpstreamNotAllowed(str(exc)) from None
+
+    app[SERVICE] = SettingsService(app[STORE], app[CHANGES], fetch_catalog, check_upstream,
                                    max_catalog_reads=settings.upstream_max_inflight)
     app[VERIFIER] = JwtVerifier(secret=settings.jwt_secret, jwks_url=settings.jwt_jwks_url,
                                 audience=settings.jwt_audience, issuer=settings.jwt_issuer)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from settings_api.egress import Network, parse_networks
 from settings_api.secrets_box import SecretKeyError, parse_keys
 
 DEFAULT_DATA_DIR = "~/.local/share/mcp-gateway"
@@ -74,6 +75,8 @@ class Settings:
     # The settings API's token bucket per JWT identity (issuer, subject, tenant grant).
     settings_rate_limit_rps: float = 20.0
     settings_rate_limit_burst: int = 40
+    # Refused upstream ranges the operator opens (settings_api/egress.py); () = the default policy.
+    upstream_allowed_networks: tuple[Network, ...] = ()
 
     @property
     def uses_postgres(self) -> bool:
@@ -239,6 +242,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "settings_rate_limit_burst": int(r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40,
                                                   integer=True)),
     }
+    allowed_networks: tuple[Network, ...] = ()
+    try:
+        allowed_networks = parse_networks(r.text("MCPGW_UPSTREAM_ALLOWED_NETWORKS") or "")
+    except ValueError as exc:
+        r.problems.append(f"MCPGW_UPSTREAM_ALLOWED_NETWORKS: {exc}")
     explicit_jwt_secret = r.text("MCPGW_JWT_SECRET")
     if explicit_jwt_secret is not None and len(explicit_jwt_secret) < 32:
         r.problems.append("MCPGW_JWT_SECRET: must be at least 32 characters (HS256, 256 bits)")
@@ -276,5 +284,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_origins=origins,
         log_level=level,
         log_format=log_format,
+        upstream_allowed_networks=allowed_networks,
         **values,  # type: ignore[arg-type]
     )

@@ -115,6 +115,16 @@ class ValidationFailed(Problem):
         )
 
 
+class UpstreamNotAllowed(ValidationFailed):
+    """``upstreamUrl`` reaches an address the egress policy refuses (settings_api/egress.py).
+    The detail never says what, if anything, listens there."""
+
+    slug, title = "upstream-not-allowed", "Upstream address not allowed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__([FieldError("upstreamUrl", message)])
+
+
 class McpDisabled(Forbidden):
     slug, title = "mcp-disabled", "MCP is disabled for this integration"
 

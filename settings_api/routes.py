@@ -261,7 +261,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", _INTEGRATION + "/configs/{config_id}:syncTools", sync_tools, "syncTools",
           "Re-read the upstream tool catalog",
           # 500 secrets-unreadable: MCPGW_SECRET_KEY cannot decrypt the config's header values.
-          responses={200: "Config", 409: "Problem", 429: "Problem", 500: "Problem",
+          responses={200: "Config", 409: "Problem", 422: "Problem", 429: "Problem",
+                     500: "Problem",
                      502: "Problem", **_ERRORS}),
     Route("GET", _INTEGRATION + "/mcp", get_mcp_settings, "getMcpSettings",
           "Read the MCP settings", responses={200: "McpSettings", **_ERRORS}),

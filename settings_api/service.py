@@ -17,6 +17,7 @@ from typing import Any
 from settings_api import keys
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.changes import Change, ChangeFeed
+from settings_api.egress import refused_header
 from settings_api.problems import (
     BadRequest,
     Conflict,
@@ -49,6 +50,12 @@ from simulator import parse_fixture
 log = logging.getLogger(__name__)
 
 CatalogFetcher = Callable[[str, Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
+# Raises UpstreamNotAllowed when the egress policy refuses the URL's address.
+UpstreamCheck = Callable[[str], Awaitable[None]]
+
+
+async def _no_check(url: str) -> None:
+    return None
 
 
 def now_ms() -> int:
@@ -78,11 +85,13 @@ class SettingsPatch:
 class SettingsService:
     """Use cases of the settings API, independent of HTTP."""
 
-    def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher, *,
+    def __init__(self, store: Store, changes: ChangeFeed, fetch_catalog: CatalogFetcher,
+                 check_upstream: UpstreamCheck = _no_check, *,
                  max_catalog_reads: int = DEFAULT_MAX_INFLIGHT) -> None:
         self.store = store
         self.changes = changes
         self._fetch_catalog = fetch_catalog
+        self._check_upstream = check_upstream
         # Catalog reads in flight per tenant (MCPGW_UPSTREAM_MAX_INFLIGHT): one tenant's slow
         # upstreams cannot hold up every other tenant's config creation and syncs.
         self._catalog_reads = Bulkhead(max_catalog_reads)
@@ -139,6 +148,13 @@ class SettingsService:
         await self.get_integration(tenant, integration)  # 404 before any upstream traffic
         if upstream_url is not None and (why := url_problem(upstream_url)) is not None:
             raise ValidationFailed([FieldError("upstreamUrl", why)])
+        refused = [FieldError(f"upstreamHeaders.{name}", "is set by the gateway, not by a config")
+                   for name in upstream_headers if refused_header(name)]
+        if refused:
+            raise ValidationFailed(refused)
+        if upstream_url is not None:
+            # Inline tools too: the data plane will call this URL.
+            await self._check_upstream(upstream_url)
         if tools is None:
             if upstream_url is None:
                 raise ValidationFailed([FieldError("tools", "give tools, or an upstreamUrl")])
@@ -186,6 +202,7 @@ class SettingsService:
                       config.headers_error)
             raise SecretsUnreadable(f"cannot sync: {config.headers_error}; restore the key in "
                                     "MCPGW_SECRET_KEY, or create a new config")
+        await self._check_upstream(config.upstream_url)  # the policy may have changed since
         catalog = await self._read_catalog(tenant, config.upstream_url, config.upstream_headers)
         synced_at = now_ms()
         async with _translated(), self.store.transaction() as tx:

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from settings_api.egress import NOT_ALLOWED_MESSAGE, EgressRefused, refused_header
 from settings_api.json_codec import NOT_PARSED, dumps_bytes, fast_loads
 from settings_api.json_limits import depth_reason, too_deep
 from settings_api.upstream_http import LeanHttpClient, LeanResponse
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "LATEST_PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
+    "UNREACHABLE_MESSAGE",
     "UPSTREAM_ERROR_REASONS",
     "MessageHandler",
     "RpcReply",
@@ -68,7 +70,12 @@ UPSTREAM_ERROR_REASONS: tuple[str, ...] = (
     "jsonrpc-error",
     "too-large",
     "too-many-pages",
+    "not-allowed",
 )
+# What a tenant learns of any failure to connect or to get an HTTP answer: one message for a
+# closed port, a reset, a TLS failure or a non-HTTP answer, so that errors cannot map what
+# listens where (the gateway's log keeps the detail).
+UNREACHABLE_MESSAGE = "the upstream could not be reached or did not answer as an MCP server"
 
 SESSION_ID_HEADER = "Mcp-Session-Id"
 PROTOCOL_VERSION_HEADER = "MCP-Protocol-Version"
@@ -231,9 +238,12 @@ def mcp_headers(
     """Request headers for an MCP POST: the caller's headers, then the transport's own.
 
     The transport headers are set last (case-insensitively) so a caller's header set cannot
-    break the protocol by overriding Accept, Content-Type or the session id.
+    break the protocol by overriding Accept, Content-Type or the session id; framing and
+    hop-by-hop names (Host, Content-Length, ...: :func:`settings_api.egress.refused_header`)
+    are dropped, on the catalog read and the call path alike.
     """
-    headers: CIMultiDict[str] = CIMultiDict(extra)
+    headers: CIMultiDict[str] = CIMultiDict(
+        (name, value) for name, value in extra.items() if not refused_header(name))
     headers["Accept"] = _ACCEPT
     headers["Content-Type"] = "application/json"
     if protocol_version is not None:
@@ -371,7 +381,8 @@ async def post_message(
     except TimeoutError:
         raise  # aiohttp's own timeouts subclass OSError; they are timeouts, not "connect"
     except (aiohttp.ClientError, OSError) as exc:
-        raise _connect_error(exc) from exc
+        # Not chained as the cause: callers must not turn the detail into a tenant's message.
+        raise _connect_error(exc) from None
 
 
 def result_of(response: Mapping[str, Any]) -> dict[str, Any]:
@@ -611,12 +622,19 @@ def _as_upstream_error(exc: Exception, timeout_s: float) -> UpstreamError:
 
 
 def _connect_error(exc: BaseException) -> UpstreamError:
-    # Only the exception type (and OS error text) is quoted: aiohttp messages can embed the URL,
-    # which may carry credentials of its own.
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(cause, EgressRefused):
+        logger.info("upstream address refused by the egress policy: %s", cause.reason)
+        return UpstreamError("not-allowed", NOT_ALLOWED_MESSAGE)
+    # Only exception types (and OS error text) go to the log: aiohttp messages can embed the
+    # URL, which may carry credentials of its own.
     detail = type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        detail = f"{detail}: {exc.strerror}"
-    return UpstreamError("connect", f"cannot reach upstream ({detail})")
+    if cause is not exc:
+        detail = f"{detail} ({type(cause).__name__})"
+    if isinstance(cause, OSError) and cause.strerror:
+        detail = f"{detail}: {cause.strerror}"
+    logger.info("upstream unreachable: %s", detail)
+    return UpstreamError("connect", UNREACHABLE_MESSAGE)
 
 
 def _too_large(max_body_bytes: int) -> UpstreamError:

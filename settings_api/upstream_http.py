@@ -27,15 +27,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import httptools
 import idna
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from settings_api.egress import EgressPolicy
 
 __all__ = ["LeanHttpClient", "LeanResponse"]
 
@@ -55,6 +60,20 @@ _ORIGINS_MAX = 1024
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def _literal_address(host: str, port: int) -> list[tuple[Any, ...]] | None:
+    """getaddrinfo's answer for an IP literal, without its trip to a thread (None: a name,
+    or an address with a zone, whose interface index getaddrinfo looks up)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    if "%" in host:
+        return None
+    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port, 0, 0))]
 
 
 class _Target:
@@ -350,13 +369,17 @@ class LeanHttpClient:
     """Keep-alive connections per origin (scheme, host, port), at most
     ``max_idle_per_origin`` idle ones, each closed after ``idle_timeout_s`` unused, and (when
     given) at most ``max_connections`` in use at once (further requests wait for a release).
-    ``headers`` go on every request unless a request sets the same name."""
+    ``headers`` go on every request unless a request sets the same name. With an ``egress``
+    policy, a host any of whose resolved addresses it refuses is never connected to
+    (:class:`~settings_api.egress.EgressRefused`); the address connected to is the one checked.
+    """
 
     def __init__(self, *, headers: Mapping[str, str] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  max_idle_per_origin: int = DEFAULT_MAX_IDLE_PER_ORIGIN,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 max_connections: int | None = DEFAULT_MAX_CONNECTIONS) -> None:
+                 max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+                 egress: EgressPolicy | None = None) -> None:
         if ((max_connections is not None and max_connections < 1) or max_idle_per_origin < 0
                 or idle_timeout_s <= 0):
             raise ValueError("max_connections must be at least 1, idle bounds positive")
@@ -372,6 +395,7 @@ class LeanHttpClient:
         self._max_connections = max_connections
         self._in_use = 0  # connections handed out or being opened
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._egress = egress
         self.closed = False
 
     def post(self, url: str, *, data: bytes, headers: Mapping[str, str],
@@ -448,17 +472,41 @@ class LeanHttpClient:
                     self._busy.add(conn)
                     return conn
                 idle = self._idle.get(origin)
-            scheme, host, port = origin
-            loop = asyncio.get_running_loop()
-            ssl_context = self._ssl if scheme == "https" else None
-            _, conn = await loop.create_connection(
-                lambda: _Connection(loop), host, port, ssl=ssl_context,
-                server_hostname=host if ssl_context is not None else None)
+            conn = await self._connect(origin)
         except BaseException:
             self._free_slot()
             raise
         self._busy.add(conn)
         return conn
+
+    async def _connect(self, origin: Origin) -> _Connection:
+        """A new connection to `origin`: resolved once, every address checked against the
+        egress policy, then the checked addresses tried in turn."""
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        infos = _literal_address(host, port) or await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)
+        if self._egress is not None:
+            self._egress.check_resolved(str(info[4][0]) for info in infos)
+        ssl_context = self._ssl if scheme == "https" else None
+        first_error: OSError | None = None
+        for family, type_, proto, _, address in infos:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop), sock=sock, ssl=ssl_context,
+                    server_hostname=host if ssl_context is not None else None)
+            except OSError as exc:
+                sock.close()
+                first_error = first_error or exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return conn
+        raise first_error or OSError(f"no address to connect to for {host!r}")
 
     async def _wait_for_a_slot(self) -> None:
         """Wait until a released slot is handed over (it stays counted in `_in_use`)."""

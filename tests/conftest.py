@@ -106,7 +106,9 @@ def make_settings(tmp_path: Path, database_url: str, **env: str) -> Settings:
     """Settings as the service would load them, with a private data dir."""
     base = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_DATABASE_URL": database_url,
             "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_PUBLIC_URL": "http://gw.test:8080",
-            "MCPGW_UPSTREAM_TIMEOUT_S": "3"}
+            "MCPGW_UPSTREAM_TIMEOUT_S": "3",
+            # The tests' stub upstreams listen on loopback, which the egress policy refuses.
+            "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
     base.update(env)
     return load_settings(base)
 

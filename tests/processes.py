@@ -32,6 +32,8 @@ class GatewayProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
         # No readiness grace on SIGTERM unless a test asks for one: `stop` stays quick.
         base["MCPGW_SHUTDOWN_GRACE_S"] = "0"
+        # The tests' stub upstreams listen on loopback, which the egress policy refuses.
+        base["MCPGW_UPSTREAM_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
         base.update(env)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(

@@ -28,6 +28,7 @@ from gateway.context import (
     ToolCallError,
 )
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
+from settings_api.upstream import UNREACHABLE_MESSAGE
 from simulator import parse_fixture
 
 try:
@@ -311,7 +312,8 @@ async def test_upstream_down_is_connect_quickly(proxy):
 
     assert time.monotonic() - started < 1.0
     assert error.code == -32603
-    assert error.message == "Upstream MCP server unreachable: connection refused"
+    # One neutral phrase for every failure to connect: errors must not map ports (issue #18).
+    assert error.message == f"Upstream MCP server unreachable: {UNREACHABLE_MESSAGE}"
     assert error.data == {"upstream": "connect"}
 
 

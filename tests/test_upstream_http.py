@@ -1052,13 +1052,13 @@ async def test_internationalized_host_goes_out_in_its_ascii_form(
 
     server = await serve(aiohttp_server, handler)
     loop = asyncio.get_running_loop()
-    connect = loop.create_connection
+    resolve = loop.getaddrinfo
 
-    async def to_the_test_server(factory: Any, host: str, port: int, **kw: Any) -> Any:
+    async def to_the_test_server(host: str, port: int, **kw: Any) -> Any:
         dialled.append(host)
-        return await connect(factory, "127.0.0.1", port, **kw)
+        return await resolve("127.0.0.1", port, **kw)
 
-    monkeypatch.setattr(loop, "create_connection", to_the_test_server)
+    monkeypatch.setattr(loop, "getaddrinfo", to_the_test_server)
     assert (await post(client, f"http://Bücher.example:{server.port}/mcp")).status == 200
     assert dialled == ["xn--bcher-kva.example"]
     assert hosts == [f"xn--bcher-kva.example:{server.port}"]
