@@ -43,13 +43,15 @@ ENV = {"MCPGW_STORE_TIMEOUT_S": "1", "MCPGW_RATE_LIMIT_FAILURE_MODE": "open"}
 
 
 @contextlib.asynccontextmanager
-async def replicas(tmp_path: Path, redis_a: str, redis_b: str
-                   ) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
+async def replicas(
+    tmp_path: Path, redis_a: str, redis_b: str
+) -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
     """Replicas a and b on one fresh database, each with its own Redis URL."""
     with fresh_database() as (_, database_url):
         a, b = await asyncio.gather(
             start_gateway(tmp_path, "a", database_url, MCPGW_REDIS_URL=redis_a, **ENV),
-            start_gateway(tmp_path, "b", database_url, MCPGW_REDIS_URL=redis_b, **ENV))
+            start_gateway(tmp_path, "b", database_url, MCPGW_REDIS_URL=redis_b, **ENV),
+        )
         try:
             yield a, b
         finally:
@@ -77,15 +79,19 @@ async def writes_accepted(url: str) -> None:
 
 
 async def test_rotation_and_disabling_while_redis_refuses_writes_answer_503_and_change_nothing(
-        tmp_path) -> None:
-    """Redis pauses writes (`CLIENT PAUSE 3000 WRITE` on a private server): rotateKey and a
-    disabling PATCH answer 503 within about a second instead of 200, and nothing changed: the
-    old key works on both replicas. Once writes are back, the rotation goes through and the
-    other replica refuses the old key at once."""
+    tmp_path,
+) -> None:
+    """Redis pauses writes (`CLIENT PAUSE ... WRITE` on a private server, lifted by the test
+    after at most 10 s): rotateKey, a disabling PATCH and deleting the integration answer 503
+    within about a second instead of 200, and nothing changed: the old key works on both
+    replicas. Once writes are back, the rotation goes through and the other replica refuses
+    the old key at once."""
     server = RedisServer(tmp_path).start()
     try:
-        async with replicas(tmp_path, server.url, server.url) as (a_proc, b_proc), \
-                http_session() as http:
+        async with (
+            replicas(tmp_path, server.url, server.url) as (a_proc, b_proc),
+            http_session() as http,
+        ):
             a, b = Client(http, a_proc), Client(http, b_proc)
             old_key = await a.enable()
             before = await a.settings("GET", "/mcp")
@@ -94,7 +100,7 @@ async def test_rotation_and_disabling_while_redis_refuses_writes_answer_503_and_
 
             pauser = redis.from_url(server.url)
             try:
-                await pauser.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+                await pauser.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
                 started = time.monotonic()
                 status, headers, body = await a.raw_settings("POST", "/mcp:rotateKey")
                 rotate_s = time.monotonic() - started
@@ -104,17 +110,21 @@ async def test_rotation_and_disabling_while_redis_refuses_writes_answer_503_and_
                 assert "apiKey" not in body and int(headers["Retry-After"]) >= 1
                 assert rotate_s < 1.8, f"503 took {rotate_s:.2f} s"
 
-                status, _, body = await a.raw_settings("PATCH", "/mcp",
-                                                       json={"enabled": False})
+                status, _, body = await a.raw_settings("PATCH", "/mcp", json={"enabled": False})
+                assert status == 503, (status, body)
+                assert body["type"] == PROBLEMS + "change-feed-unavailable", body
+                status, _, body = await a.raw_settings("DELETE")
                 assert status == 503, (status, body)
                 assert body["type"] == PROBLEMS + "change-feed-unavailable", body
 
                 # Nothing changed, anywhere: same key id, still enabled, old key served.
+                assert (await a.settings("GET"))["name"] == "CRM"
                 after = await a.settings("GET", "/mcp")
                 assert (after["apiKeyId"], after["enabled"]) == (before["apiKeyId"], True)
                 assert await served(b, old_key, session_b)
                 assert await served(a, old_key, await a.initialize(old_key))
             finally:
+                await pauser.execute_command("CLIENT", "UNPAUSE")
                 await writes_accepted(server.url)
                 await pauser.aclose()
 
@@ -129,7 +139,8 @@ async def test_rotation_and_disabling_while_redis_refuses_writes_answer_503_and_
 
 
 async def test_a_replica_that_stops_hearing_the_feed_refuses_a_rotated_key_within_2_s(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     """Replica b's Redis connections freeze (a proxy stops relaying, nothing is closed): the
     rotation's message reaches Redis (200) but never b. b notices its heartbeats stopped and
     stops trusting its cache: the old key is refused within 2 s of the 200, and a disabling
@@ -137,9 +148,10 @@ async def test_a_replica_that_stops_hearing_the_feed_refuses_a_rotated_key_withi
     server = RedisServer(tmp_path).start()
     proxy = TcpProxy(server.port).start()
     try:
-        async with replicas(tmp_path, server.url,
-                            f"redis://127.0.0.1:{proxy.port}/0") as (a_proc, b_proc), \
-                http_session() as http:
+        async with (
+            replicas(tmp_path, server.url, f"redis://127.0.0.1:{proxy.port}/0") as (a_proc, b_proc),
+            http_session() as http,
+        ):
             a, b = Client(http, a_proc), Client(http, b_proc)
             old_key = await a.enable()
             session_b = await b.initialize(old_key)
@@ -173,15 +185,18 @@ async def test_a_replica_that_stops_hearing_the_feed_refuses_a_rotated_key_withi
 
 
 async def test_a_rotation_whose_message_is_lost_answers_503_with_the_new_key_and_replicas_agree(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     """Replica a's Redis link drops exactly when it publishes the rotation (after the commit):
     rotateKey answers 503 `change-not-confirmed` carrying the new key, which works everywhere.
     When a's link is back, a re-sends the change and b refuses the old key within 2 s."""
     server = RedisServer(tmp_path).start()
     proxy = TcpProxy(server.port).start()
     try:
-        async with replicas(tmp_path, f"redis://127.0.0.1:{proxy.port}/0",
-                            server.url) as (a_proc, b_proc), http_session() as http:
+        async with (
+            replicas(tmp_path, f"redis://127.0.0.1:{proxy.port}/0", server.url) as (a_proc, b_proc),
+            http_session() as http,
+        ):
             a, b = Client(http, a_proc), Client(http, b_proc)
             old_key = await a.enable()
             session_b = await b.initialize(old_key)
@@ -209,6 +224,8 @@ async def test_a_rotation_whose_message_is_lost_answers_503_with_the_new_key_and
                 return "re-sent 1 change(s)" in log_of(a_proc)
 
             await until(resent, timeout_s=1.0)
+            for key in (old_key, new_key):  # the 503 carried a key: never into the logs
+                assert key not in log_of(a_proc) and key not in log_of(b_proc)
     finally:
         proxy.close()
         server.stop()
