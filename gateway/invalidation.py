@@ -39,7 +39,7 @@ from settings_api.changes import Change, ChangeUndelivered, FeedUnavailable, Sub
 log = logging.getLogger(__name__)
 
 CHANNEL = "mcpgw:changes"
-# The bounds behind the revocation guarantee (docs/multi-tenant-safety.md): a replica that
+# The bounds behind the revocation guarantee (docs/revocation.md): a replica that
 # misses a change stops trusting its cache within STALE_S + the cache's degraded TTL (1 s).
 CONFIRM_S = 1.0  # a PUBLISH not acknowledged within this is not confirmed
 BEAT_S = 0.25  # heartbeat interval of a listening replica
