@@ -410,8 +410,8 @@ class SettingsService:
             raise ChangeNotConfirmed(
                 f"{done}, but not every gateway replica could be told yet (the change feed "
                 "stopped accepting messages); the change is re-sent until it is, and every "
-                "replica stops honouring the previous key within about 2 s of the feed "
-                "working again", **extensions) from exc
+                "replica applies it within about 2 s of the feed working again",
+                **extensions) from exc
 
     async def _publish(self, change: Change) -> None:
         try:
@@ -422,7 +422,7 @@ class SettingsService:
             log.warning("change for %s/%s not confirmed yet: %s", change.tenant_id,
                         change.integration_id, exc)
         except Exception:
-            # Committed already: the feed re-sends it, and caches expire on their TTL.
+            # Committed already: replicas' caches still expire on their TTL.
             log.warning("could not publish change for %s/%s", change.tenant_id,
                         change.integration_id, exc_info=True)
 
