@@ -2,11 +2,13 @@
 
 A warm request runs no SQL: one SHA-256 and two dict lookups. Entries are dropped when a change
 is published (gateway/invalidation.py), expire on a bounded TTL, and are all flushed when the
-change subscription (re)connects. While the subscription is down, entries are trusted for at
-most `degraded_ttl_s`, so a rotation is still refused within about a second. When the store
-cannot be reached, an expired entry keeps serving (stale-if-error): warm keys keep working
-through a database outage, and the store is asked again at most once per `store_retry_s`
-meanwhile, so a hung store does not cost every warm request a store timeout.
+change feed is (re)established. While it is lost (subscription down, or its heartbeats not
+coming back: Redis not relaying publishes), entries are trusted for at most `degraded_ttl_s`,
+so a change this replica never heard of is still honoured within about two seconds
+(docs/revocation.md). When the store cannot be reached, an expired entry keeps serving
+(stale-if-error): warm keys keep working through a database outage, and the store is asked
+again at most once per `store_retry_s` meanwhile, so a hung store does not cost every warm
+request a store timeout.
 """
 
 from __future__ import annotations

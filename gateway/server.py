@@ -72,10 +72,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[LIMITER_REDIS] = limiter_client
     app[REDIS_PING] = client.ping
-    app[CHANGES] = RedisChangeFeed(client)
+    feed = RedisChangeFeed(client)
+    app[CHANGES] = feed
     try:
         yield
     finally:
+        await feed.aclose()  # stop re-sending unconfirmed changes before the client closes
         await limiter_client.aclose()
         await client.aclose()
 

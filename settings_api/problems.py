@@ -159,6 +159,19 @@ class StoreUnavailable(ServiceUnavailable):
     slug, title = "store-unavailable", "Store unavailable"
 
 
+class ChangeFeedUnavailable(ServiceUnavailable):
+    """A change that takes access away was refused before anything was committed: the
+    replicas could not be told of it."""
+
+    slug, title = "change-feed-unavailable", "Replicas cannot be told of changes"
+
+
+class ChangeNotConfirmed(ServiceUnavailable):
+    """A change that takes access away is committed, but not every replica was told yet."""
+
+    slug, title = "change-not-confirmed", "Change committed, not yet confirmed on every replica"
+
+
 class InternalError(Problem):
     status, slug, title = 500, "internal-error", "Internal error"
 

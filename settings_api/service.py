@@ -3,6 +3,12 @@
 Each mutation runs in one store transaction together with its audit event, so nothing is half
 done; the integration's settings row lock serializes enabling and rotation, and the schema's
 one-live-key index backs that up. Changes are published after commit.
+
+A change that takes access away (key rotation, disabling, deleting an integration) must reach
+every replica before it is reported done: before committing one, the change feed must accept a
+publish (else 503 and nothing changes); after committing, the change must be confirmed (else
+503 `change-not-confirmed`: the change stands, the feed keeps re-sending it, and replicas that
+could not hear it stop trusting their caches within about two seconds).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from typing import Any
 
 from settings_api import keys
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
-from settings_api.changes import Change, ChangeFeed
+from settings_api.changes import Change, ChangeFeed, ChangeUndelivered, FeedUnavailable
 from settings_api.egress import refused_header
 from settings_api.problems import (
     BadRequest,
+    ChangeFeedUnavailable,
+    ChangeNotConfirmed,
     Conflict,
     FieldError,
     NotFound,
@@ -130,6 +138,7 @@ class SettingsService:
 
     async def delete_integration(self, actor: str, tenant: str, integration: str) -> None:
         """Delete an integration with its configs and settings; its key stops working at once."""
+        await self._require_feed()
         async with _translated(), self.store.transaction() as tx:
             if await tx.lock_settings(tenant, integration) is None:
                 raise NotFound(f"integration {integration!r} does not exist")
@@ -138,7 +147,9 @@ class SettingsService:
             await tx.delete_integration(tenant, integration)
             await _audit(tx, tenant, actor, "integration.deleted", integration,
                          {"revokedKeyIds": [k.key_id for k in revoked]})
-        await self._publish(Change(tenant, integration, tuple(k.key_id for k in revoked)))
+        await self._publish_revocation(
+            Change(tenant, integration, tuple(k.key_id for k in revoked)),
+            f"integration {integration!r} is deleted")
 
     # configs --------------------------------------------------------------------------------
     async def create_config(self, actor: str, tenant: str, integration: str,
@@ -243,6 +254,9 @@ class SettingsService:
                              patch: SettingsPatch) -> tuple[McpSettings, str | None]:
         """Apply a PATCH; returns the settings and the raw key when this call minted one."""
         raw_key: str | None = None
+        disabling = patch.enabled is False
+        if disabling:
+            await self._require_feed()
         async with _translated(), self.store.transaction() as tx:
             current = await tx.lock_settings(tenant, integration)
             if current is None:
@@ -270,7 +284,11 @@ class SettingsService:
             await _audit(tx, tenant, actor, "mcp.updated", integration, {
                 "changed": changed, "keyMinted": raw_key is not None,
                 "apiKeyId": wanted.api_key_id})
-        await self._publish(Change(tenant, integration))
+        if disabling:
+            await self._publish_revocation(Change(tenant, integration),
+                                           "the MCP settings are saved (disabled)")
+        else:
+            await self._publish(Change(tenant, integration))
         return wanted, raw_key
 
     async def _check_settings(self, tx: StoreSession, wanted: McpSettings,
@@ -298,6 +316,7 @@ class SettingsService:
     async def rotate_key(self, actor: str, tenant: str,
                          integration: str) -> tuple[McpSettings, str]:
         """Mint a new key, bind it, and revoke every previous one in the same transaction."""
+        await self._require_feed()
         async with _translated(), self.store.transaction() as tx:
             current = await tx.lock_settings(tenant, integration)
             if current is None:
@@ -310,7 +329,12 @@ class SettingsService:
             await tx.update_settings(rotated)
             await _audit(tx, tenant, actor, "mcp.key_rotated", integration, {
                 "apiKeyId": minted.key_id, "revokedKeyIds": [k.key_id for k in old]})
-        await self._publish(Change(tenant, integration, tuple(k.key_id for k in old)))
+        # The rotation stands even when unconfirmed: the 503 carries the new key, or the
+        # tenant would be left with a revoked key and no way to learn its successor.
+        await self._publish_revocation(
+            Change(tenant, integration, tuple(k.key_id for k in old)),
+            "the key is rotated; the new key is in apiKey",
+            apiKey=minted.raw, apiKeyId=minted.key_id, keyPrefix=minted.key_prefix)
         return rotated, minted.raw
 
     async def find_key(self, key_hash: str) -> KeyBinding | None:
@@ -400,9 +424,40 @@ class SettingsService:
             events = await session.list_audit(tenant, before_seq, limit)
         return [_shown_event(event) for event in events]
 
+    async def _require_feed(self) -> None:
+        """Before committing a change that takes access away: 503, with nothing changed, when
+        the replicas could not be told of it now."""
+        try:
+            await self.changes.check()
+        except FeedUnavailable as exc:
+            log.warning("refusing a revoking change: %s", exc)
+            raise ChangeFeedUnavailable(
+                "the gateway replicas cannot be told of changes right now (the change feed "
+                "does not accept messages), so they could keep honouring the key; nothing "
+                "was changed; retry shortly") from exc
+
+    async def _publish_revocation(self, change: Change, done: str, **extensions: Any) -> None:
+        """Publish a committed change that takes access away; 503 when it is not confirmed
+        (`done` says what stands; `extensions` go into the problem, e.g. the new key)."""
+        try:
+            await self.changes.publish(change)
+        except ChangeUndelivered as exc:
+            log.warning("revoking change for %s/%s not confirmed: %s", change.tenant_id,
+                        change.integration_id, exc)
+            raise ChangeNotConfirmed(
+                f"{done}, but not every gateway replica could be told yet (the change feed "
+                "stopped accepting messages); the change is re-sent until it is, and every "
+                "replica applies it within about 2 s of the feed working again",
+                **extensions) from exc
+
     async def _publish(self, change: Change) -> None:
         try:
             await self.changes.publish(change)
+        except ChangeUndelivered as exc:
+            # Committed already, and nothing was taken away: the feed re-sends it, and
+            # caches expire on their TTL meanwhile.
+            log.warning("change for %s/%s not confirmed yet: %s", change.tenant_id,
+                        change.integration_id, exc)
         except Exception:
             # Committed already: replicas' caches still expire on their TTL.
             log.warning("could not publish change for %s/%s", change.tenant_id,

@@ -1,10 +1,10 @@
 """Redis stopped under traffic, with real gateway processes and a private redis-server.
 
 - failure mode `open`: no MCP request fails while Redis is away; the local buckets keep
-  limiting (a burst is refused); a rotation is honoured within the degraded TTL (1 s) while the
-  change feed is down, and caches are flushed when the subscription comes back, so a rotation
-  missed during the outage is honoured as soon as Redis is back; /readyz says redis is
-  unreachable (503) and recovers.
+  limiting (a burst is refused); a rotation is refused (503, nothing changed) while the change
+  feed cannot carry it, and goes through once Redis is back
+  (tests/test_revocation_guarantee.py has the rest); /readyz says redis is unreachable (503)
+  and recovers.
 - failure mode `closed`: 503 problem+json with Retry-After, quickly; recovery without restart.
 """
 
@@ -77,25 +77,14 @@ async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_pat
                 assert [s for s, _, _ in burst] == [200] * 5 + [429] * 3, burst
                 assert int(burst[-1][1]["Retry-After"]) >= 1
 
-                # A rotation while the change feed is down: b refuses the old key within the
-                # degraded TTL (1 s), though it never heard of the change.
+                # A rotation while the change feed is down is refused, quickly: b could not
+                # be told of it. Nothing changed: key1 still works on b.
                 started = time.monotonic()
-                rotated = await a.settings("POST", "/mcp:rotateKey")
+                status, _, body = await a.raw_settings("POST", "/mcp:rotateKey")
                 rotate_s = time.monotonic() - started
-                key2 = rotated["apiKey"]
-
-                async def key1_refused_on_b() -> bool:
-                    return (await b.list_tools(key1, crm_session))[0] == 401
-
-                took = await until(key1_refused_on_b, timeout_s=1.5)
-                assert time.monotonic() - started < 1.5, (took, rotate_s)
+                assert status == 503 and body["type"].endswith("/change-feed-unavailable"), body
                 assert rotate_s < 1.5, f"rotation took {rotate_s:.2f} s with Redis down"
-
-                # Warm key2 on b, then rotate again without touching b: only the flush on
-                # resubscribe can tell b (its entry would otherwise live for the full TTL).
-                session2 = await b.initialize(key2)
-                assert (await b.list_tools(key2, session2))[0] == 200
-                key3 = (await a.settings("POST", "/mcp:rotateKey"))["apiKey"]
+                assert (await b.list_tools(key1, crm_session))[0] == 200
                 assert log_of(b_proc).count(SUBSCRIBED) == 1
 
                 back = time.monotonic()
@@ -105,11 +94,16 @@ async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_pat
                     return log_of(b_proc).count(SUBSCRIBED) >= 2
 
                 await until(resubscribed, timeout_s=2.0)
-                status, _, body = await b.list_tools(key2, session2)
-                assert status == 401 and body["reason"] == "revoked", (status, body)
-                assert time.monotonic() - back < 2.0
-                session3 = await b.initialize(key3)
-                assert (await b.list_tools(key3, session3))[0] == 200
+                key2 = (await a.settings("POST", "/mcp:rotateKey"))["apiKey"]
+
+                async def key1_refused_on_b() -> bool:
+                    status, _, body = await b.list_tools(key1, crm_session)
+                    return status == 401 and body["reason"] == "revoked"
+
+                await until(key1_refused_on_b, timeout_s=1.0)
+                assert time.monotonic() - back < 2.5
+                session2 = await b.initialize(key2)
+                assert (await b.list_tools(key2, session2))[0] == 200
 
                 async def ready() -> bool:
                     return (await a.readyz())[0] == 200
