@@ -380,8 +380,14 @@ class RedisLimiter:
             # On any failure (cancellation by the timeout included) redis-py disconnects the
             # connection, so a half-read reply never reaches its next user; it goes back to
             # the pool.
-            await connection.send_packed_command([self._pack(connection, command)
-                                                  for command in commands])
+            try:
+                await connection.send_packed_command([self._pack(connection, command)
+                                                      for command in commands])
+            except RuntimeError as exc:
+                # uvloop refuses to write to a transport the server already closed, with a
+                # RuntimeError that redis-py passes on as it is (it has disconnected the
+                # connection): it is a lost connection, which the failover limiter handles.
+                raise RedisConnectionError(f"the Redis connection was closed ({exc})") from exc
             replies: list[Any] = []
             for _ in commands:
                 try:
