@@ -23,6 +23,7 @@ from settings_api.http import SETTINGS
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsService
 from settings_api.upstream_http import LeanHttpClient
+from simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,12 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     # the settings API keeps aiohttp's for its occasional catalog reads.
     http = LeanHttpClient(headers={"User-Agent": f"mcp-gateway/{__version__}"})
     pool = UpstreamPool(http, timeout_s=settings.upstream_timeout_s)
+    simulated = SimulatorExecutor(
+        Simulator(max_result_bytes=settings.simulator_max_result_bytes))
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
-        executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: SimulatorExecutor()},
+        executors={Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: simulated},
         auth_throttle=AuthFailureThrottle.from_settings(settings, app.get(REDIS)),
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
@@ -70,6 +73,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
         await _record(cache, service)
         await pool.close()
+        simulated.close()
         await http.close()
         await limiter.close()
 

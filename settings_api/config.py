@@ -65,6 +65,8 @@ class Settings:
     # Failed-auth throttling per client address: this many bad keys per window (0 = off).
     auth_failure_limit: int = 20
     auth_failure_window_s: float = 10.0
+    # The largest CallToolResult the testUrl simulator writes (UTF-8 JSON bytes).
+    simulator_max_result_bytes: int = 1_048_576
 
     @property
     def uses_postgres(self) -> bool:
@@ -218,6 +220,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                            exclusive=False)),
         "auth_failure_window_s": r.number("MCPGW_AUTH_FAILURE_WINDOW_S", 10.0),
         "trust_forwarded": r.flag("MCPGW_TRUST_FORWARDED", False),
+        "simulator_max_result_bytes": int(r.number(
+            "MCPGW_SIMULATOR_MAX_RESULT_BYTES", 1_048_576, integer=True, minimum=1024,
+            exclusive=False)),
     }
     explicit_jwt_secret = r.text("MCPGW_JWT_SECRET")
     if explicit_jwt_secret is not None and len(explicit_jwt_secret) < 32:

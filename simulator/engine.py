@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from simulator import budget
+from simulator.budget import OverBudget
 from simulator.canonical import (
     Seeded,
     canonical_json,
@@ -34,9 +36,8 @@ from simulator.canonical import (
     result_json,
 )
 from simulator.fixtures import Fixture, Rule, SimulatedError, match_rule
-from simulator.generator import GenerationError, Generator, TooLarge
+from simulator.generator import GenerationError, Generator, TooLarge, over_budget
 from simulator.lru import LRU
-from simulator.patterns import PatternTooSlow
 from simulator.text import text_result
 from simulator.validation import (
     FieldProblem,
@@ -46,6 +47,9 @@ from simulator.validation import (
 )
 
 DEFAULT_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object"}
+# The largest CallToolResult the simulator writes, as UTF-8 JSON (structuredContent and its
+# text copy together): a schema asking for more is answered with a tool error naming it.
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 MAX_CACHED_RESULT_CHARS = 16 * 1024  # larger results are regenerated (same bytes) when asked
 
 
@@ -133,6 +137,17 @@ def _quick(arguments: Any) -> bytes | None:
     return None if b"null" in quick or len(quick) > MAX_REMEMBERED_ARGUMENTS_BYTES else quick
 
 
+def _answer_key(tool: Mapping[str, Any], tenant: str, integration: str, fixtures_version: int,
+                seed: str | None, fixture: Fixture | None, quick: bytes | None
+                ) -> tuple[Any, ...] | None:
+    """The memo key of a call without fixtures whose arguments have a `_quick` text."""
+    if fixture is not None or quick is None:
+        return None
+    # The tool object stands for its name and schemas: a simulated tool is never changed
+    # in place (see the class docstring), and the memo holds it, so its id is not reused.
+    return (id(tool), tenant, integration, fixtures_version, seed, quick)
+
+
 def _reader(text: str) -> Callable[[str], Any]:
     """What reads `text` back exactly: orjson, unless a long digit run needs the stdlib."""
     return json.loads if may_hold_long_integer(text) else orjson.loads
@@ -157,8 +172,10 @@ class Simulator:
     by the tool object for calls without fixtures."""
 
     def __init__(self, *, result_cache_size: int = 2048, tool_cache_size: int = 512,
-                 max_attempts: int = 8) -> None:
+                 max_attempts: int = 8, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+                 ) -> None:
         self.max_attempts = max_attempts
+        self.max_result_bytes = max_result_bytes
         self._tools: LRU[bytes, _ToolPlan] = LRU(tool_cache_size)
         self._by_identity: LRU[int, tuple[Mapping[str, Any], _ToolPlan]] = LRU(
             tool_cache_size)
@@ -178,10 +195,8 @@ class Simulator:
         if arguments is None:
             arguments = {}
         quick = _quick(arguments)
-        # The tool object stands for its name and schemas: a simulated tool is never changed
-        # in place (see the class docstring), and the memo holds it, so its id is not reused.
-        answer_key = (id(tool), tenant, integration, fixtures_version, seed, quick) \
-            if fixture is None and quick is not None else None
+        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture,
+                                 quick)
         if answer_key is not None:
             held = self._answers.get(answer_key)
             if held is not None and held[0] is tool:
@@ -206,12 +221,14 @@ class Simulator:
         key = (plan.fingerprint, digest)
         entry = self._results.get(key)
         if entry is None:
-            entry = self._check(plan, name, arguments)
+            with budget.scope():
+                entry = self._check(plan, name, arguments)
             self._results.put(key, entry)
         if entry.refusal is None and rule is not None:
             return _from_rule(rule)
         if entry.refusal is None and entry.result is None:
-            text, source = self._generate(plan, name, arguments, digest)
+            with budget.scope():  # its own budget: the check above may have been cached
+                text, source = self._generate(plan, name, arguments, digest)
             if len(text) > MAX_CACHED_RESULT_CHARS:
                 return Outcome(result=_parse(text), source=source)
             entry.remember(text, source)
@@ -219,15 +236,26 @@ class Simulator:
             self._answers.put(answer_key, (tool, entry))
         return entry.outcome()
 
+    def remembered(self, tool: Mapping[str, Any], arguments: Any, *, tenant: str,
+                   integration: str, fixtures_version: int = 0, seed: str | None = None,
+                   fixture: Fixture | None = None) -> Outcome | None:
+        """`simulate`'s answer when this very call was answered before (one lookup, no
+        checking or generating), else None."""
+        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture,
+                                 _quick({} if arguments is None else arguments))
+        held = None if answer_key is None else self._answers.get(answer_key)
+        return held[1].outcome() if held is not None and held[0] is tool else None
+
     def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:
         """Every way `arguments` break the tool's inputSchema ([] when they are valid)."""
         plan = self._plan(tool)
         if plan.input_validator is None:
             return [FieldProblem("(arguments)", f"cannot be checked: {plan.input_problem}")]
         try:
-            return argument_problems(plan.input_validator,
-                                     {} if arguments is None else arguments)
-        except PatternTooSlow as exc:
+            with budget.scope():
+                return argument_problems(plan.input_validator,
+                                         {} if arguments is None else arguments)
+        except OverBudget as exc:
             return [FieldProblem("(arguments)", f"cannot be checked: {exc}")]
 
     def clear(self) -> None:
@@ -281,7 +309,7 @@ class Simulator:
             problems = argument_problems(plan.input_validator, arguments)
         except RecursionError:
             problems = [FieldProblem("(arguments)", "are nested too deeply")]
-        except PatternTooSlow as exc:
+        except OverBudget as exc:
             return _Entry(_error_result(_cannot_simulate(name, f"in its inputSchema, {exc}")),
                           "schema-problem")
         except Exception:
@@ -305,7 +333,7 @@ class Simulator:
             seeded = root if attempt == 0 else Seeded(
                 hashlib.sha256(digest + b"\x00retry%d" % attempt).digest())
             try:
-                value = plan.generator.generate(seeded)
+                value = plan.generator.generate(seeded, self.max_result_bytes)
                 error = next(iter(plan.output_validator.iter_errors(value)), None)
             except TooLarge as exc:
                 problem = exc
@@ -316,7 +344,7 @@ class Simulator:
             except RecursionError:
                 problem = GenerationError("/", "nested too deeply")
                 break
-            except PatternTooSlow as exc:
+            except OverBudget as exc:
                 return _error_result(_cannot_simulate(
                     name, f"in its outputSchema, {exc}")), "schema-problem"
             except Exception:
@@ -324,8 +352,13 @@ class Simulator:
                 break
             if error is None:
                 text = result_json(value)
-                return result_json({"content": [{"type": "text", "text": text}],
-                                    "structuredContent": value}), "generated"
+                answer = result_json({"content": [{"type": "text", "text": text}],
+                                      "structuredContent": value})
+                # The generator's running count is a lower bound; this is the exact size.
+                if len(answer.encode("utf-8", "surrogatepass")) > self.max_result_bytes:
+                    problem = TooLarge("/", over_budget(self.max_result_bytes))
+                    break
+                return answer, "generated"
             pointer = "/" + "/".join(str(p) for p in error.absolute_schema_path)
             problem = GenerationError(pointer, f"generated values keep breaking "
                                                f"{error.validator!r}")

@@ -11,11 +11,12 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from simulator import Simulator, parse_fixture
+from simulator import Simulator, budget, parse_fixture
 from simulator.patterns import PatternTooSlow, search
 from simulator.validation import compile_schema
 
@@ -25,7 +26,7 @@ VICTIM = "a" * 40 + "b"
 
 _CHILD = r"""
 import json, sys
-from simulator import Simulator, parse_fixture
+from simulator import Simulator, budget, parse_fixture
 EVIL, VICTIM = %r, %r
 sim = Simulator()
 def text(outcome):
@@ -85,12 +86,28 @@ def test_ordinary_patterns_match_as_re_does(pattern: str, text: str) -> None:
     assert search(pattern, text) is expected
 
 
-def test_a_slow_pattern_stays_refused() -> None:
-    with pytest.raises(PatternTooSlow, match="takes longer than") as first:
-        search("^(b|b)*$", "b" * 40 + "c")
-    with pytest.raises(PatternTooSlow) as second:
-        search("^(b|b)*$", "bbb")  # harmless text: refused without trying again
-    assert str(second.value) == str(first.value)
+def test_a_slow_pattern_is_refused_for_the_rest_of_its_call_only() -> None:
+    with budget.scope():  # one call
+        with pytest.raises(PatternTooSlow, match="takes longer than") as first:
+            search("^(b|b)*$", "b" * 40 + "c")
+        with pytest.raises(PatternTooSlow) as second:
+            search("^(b|b)*$", "bbb")  # harmless text: refused without trying again
+        assert str(second.value) == str(first.value)
+    with budget.scope():  # the next call (any tenant's): its own input decides
+        assert search("^(b|b)*$", "bbb")
+    assert search("^(b|b)*$", "bbb")
+
+
+def test_all_of_one_calls_pattern_matches_share_one_time_bound() -> None:
+    # Polynomial backtracking just under the per-match timeout, on many property names:
+    # without a bound per call, each name would cost the loop again.
+    tool = {"name": "t", "inputSchema": {"type": "object", "patternProperties": {
+        EVIL: {"type": "string"}}}}
+    names = {"a" * 15 + f"b{n}": "v" for n in range(200)}  # about 10 ms each
+    started = time.monotonic()
+    outcome = Simulator().simulate(tool, names, tenant="t", integration="i")
+    assert time.monotonic() - started < 1.0
+    assert outcome.source == "schema-problem"
 
 
 def test_unevaluated_properties_with_pattern_properties_are_not_checked() -> None:
