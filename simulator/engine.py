@@ -44,6 +44,7 @@ from simulator.validation import (
     argument_problems,
     compile_schema,
     invalid_arguments_text,
+    without_dialect,
 )
 
 DEFAULT_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object"}
@@ -90,7 +91,7 @@ class _ToolPlan:
             else:
                 self.output_validator = compiled.validator
                 # A private copy: nothing the caller does to `tool` later can reach it.
-                own = json.loads(json.dumps(output_schema))
+                own = without_dialect(json.loads(json.dumps(output_schema)))
                 self.generator = Generator(own, compiled.validator.evolve(schema=own))
 
 

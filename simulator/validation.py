@@ -206,10 +206,15 @@ _DIALECTS = {cls.META_SCHEMA["$schema"].rstrip("#"): cls for cls in (
     Draft202012Validator)}
 
 
-def _validator_class(schema: Any, strict_multiples: bool) -> Any:
+def _dialect(schema: Any) -> Any:
+    """jsonschema's class for the dialect `schema` declares (2020-12 when none)."""
     dialect = schema.get("$schema") if isinstance(schema, dict) else None
-    base = _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator) \
+    return _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator) \
         if isinstance(dialect, str) else Draft202012Validator
+
+
+def _validator_class(schema: Any, strict_multiples: bool) -> Any:
+    base = _dialect(schema)
     key = (base, strict_multiples)
     cls = _classes.get(key)
     if cls is None:
@@ -253,7 +258,7 @@ def _compile(schema: Any, output: bool) -> Compiled:
         return Compiled(None, "is not a JSON Schema (must be an object)")
     cls = _validator_class(schema, output)
     try:
-        cls.check_schema(schema)
+        _check_schema(cls, _dialect(schema), schema)
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         return Compiled(None, f"is not a valid JSON Schema ({exc.validator!r} rule broken"
@@ -263,8 +268,66 @@ def _compile(schema: Any, output: bool) -> Compiled:
         # which no time bound reaches (simulator/patterns.py).
         return Compiled(None, "combines unevaluatedProperties with patternProperties, which "
                               "the simulator does not check")
-    validator = cls(schema, format_checker=FORMAT_CHECKER, registry=_LOCAL_ONLY)
+    if _declares_dialect_below_root(schema):
+        return Compiled(None, "declares a $schema below its root, which the simulator does not "
+                              "check")
+    validator = cls(without_dialect(schema), format_checker=FORMAT_CHECKER,
+                    registry=_LOCAL_ONLY)
     return Compiled(validator, None)
+
+
+# Why a schema's `$schema` is kept out of its validator: jsonschema picks the class for every
+# (sub)schema it descends into by that schema's `$schema`, so a `$ref` to "#" or a nested
+# "$schema" would switch to jsonschema's own classes, with `re` patterns that no time bound
+# reaches and keywords that spend no steps. The class is chosen once, from the root.
+def without_dialect(schema: Any) -> Any:
+    """`schema` without its root `$schema` (its validator's class already stands for it)."""
+    if isinstance(schema, dict) and "$schema" in schema:
+        return {key: value for key, value in schema.items() if key != "$schema"}
+    return schema
+
+
+def _declares_dialect_below_root(schema: Any) -> bool:
+    """Whether any object under the root (data included: a `$ref` may point anywhere) has a
+    `$schema` that jsonschema would switch classes for."""
+    stack = list(schema.values()) if isinstance(schema, dict) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            dialect = node.get("$schema")
+            if isinstance(dialect, str):
+                try:
+                    if validators.validator_for({"$schema": dialect}, default=None) is not None:
+                        return True
+                except ValueError:  # not even a URI: jsonschema would fail on it, not switch
+                    pass
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+# Meta-schemas in one document: with their id and `$schema` removed, every `$ref` in them
+# stays in the copy and is checked with this module's keywords.
+_ONE_DOCUMENT = (Draft4Validator, Draft6Validator, Draft7Validator)
+_own_meta: dict[Any, Any] = {}
+
+
+def _check_schema(cls: Any, base: Any, schema: Any) -> None:
+    """`base.check_schema(schema)`, with this module's `uniqueItems` where it matters: draft-04's
+    meta-schema asks `enum` values to be unique, and jsonschema compares every pair of them
+    (3,000 objects: seconds). The later meta-schemas span documents (their `$ref`s lead to
+    jsonschema's own copies) and ask uniqueness only of strings, which it sorts."""
+    if base not in _ONE_DOCUMENT:
+        base.check_schema(schema)
+        return
+    meta = _own_meta.get(base)
+    if meta is None:
+        meta = {k: v for k, v in base.META_SCHEMA.items() if k not in ("$schema", "$id", "id")}
+        _own_meta[base] = meta
+    checker = cls(meta, format_checker=base.FORMAT_CHECKER)
+    for error in checker.iter_errors(schema):
+        raise SchemaError.create_from(error)
 
 
 def _uses(schema: Any, keyword: str) -> bool:

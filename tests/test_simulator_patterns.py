@@ -36,6 +36,16 @@ tool = {"name": "lookup", "inputSchema": {"type": "object", "properties": {
     "code": {"type": "string", "pattern": EVIL}}}}
 out["input"] = text(sim.simulate(tool, {"code": VICTIM}, tenant="t", integration="i"))
 out["again"] = text(sim.simulate(tool, {"code": VICTIM + "b"}, tenant="t", integration="i"))
+# A `$ref` to the root of a schema that declares its dialect, and a `$schema` further down:
+# jsonschema would pick its own classes there (and `re`), out of the bound's reach.
+tree = {"name": "tree", "inputSchema": {"$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object", "properties": {"code": {"type": "string", "pattern": EVIL},
+                                     "child": {"$ref": "#"}}}}
+out["recursive"] = text(sim.simulate(tree, {"child": {"code": VICTIM}}, tenant="t",
+                                     integration="i"))
+nested = {"name": "nested", "inputSchema": {"type": "object", "properties": {"code": {
+    "$schema": "http://json-schema.org/draft-07/schema#", "type": "string", "pattern": EVIL}}}}
+out["nested"] = text(sim.simulate(nested, {"code": VICTIM}, tenant="t", integration="i"))
 keyed = {"name": "keyed", "inputSchema": {"type": "object", "patternProperties": {
     EVIL: {"type": "string"}}, "additionalProperties": False}}
 out["names"] = text(sim.simulate(keyed, {VICTIM: "x"}, tenant="t", integration="i"))
@@ -58,7 +68,10 @@ def test_catastrophic_patterns_are_refused_instead_of_stopping_the_process() -> 
     done = subprocess.run([sys.executable, "-c", _CHILD % (EVIL, VICTIM)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=True)
     out = json.loads(done.stdout)
-    for case in ("input", "again", "names"):
+    source, message = out["nested"]
+    assert source == "schema-problem"
+    assert "declares a $schema below its root" in message
+    for case in ("input", "again", "names", "recursive"):
         source, message = out[case]
         assert source == "schema-problem", (case, message)
         assert "in its inputSchema, the pattern '^(a|a)*$' takes longer than" in message, case
