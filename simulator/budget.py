@@ -55,6 +55,17 @@ def scope(steps: int = MAX_VALIDATION_STEPS) -> Iterator[Budget]:
         _current.reset(token)
 
 
+@contextmanager
+def paused() -> Iterator[None]:
+    """Nothing inside is counted: for work whose result is cached (compiling a schema), which
+    would otherwise cost a call more or less depending on what earlier calls left cached."""
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 def current() -> Budget | None:
     """The active scope's budget (None outside any scope: nothing is counted)."""
     return _current.get()

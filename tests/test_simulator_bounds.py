@@ -19,7 +19,7 @@ import simulator.fixtures
 from gateway.server import build_app
 from gateway.state import GATEWAY
 from settings_api.config import ConfigError
-from simulator import Simulator
+from simulator import Simulator, parse_fixture
 from tests.conftest import Api, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +197,7 @@ def test_error_messages_that_copy_a_large_argument_are_counted() -> None:
 
 _EXPONENTIAL = r"""
 import json, sys
-from simulator import Simulator
+from simulator import Simulator, parse_fixture
 # Each level validates the next one twice: 2^30 evaluations without a step budget.
 node = {"type": "object", "properties": {"c": {"allOf": [{"$ref": "#/$defs/n"},
                                                          {"$ref": "#/$defs/n"}]}}}
@@ -428,3 +428,24 @@ def test_a_draft_04_schema_with_a_large_enum_of_objects_is_compiled_quickly() ->
     broken = {**tool, "inputSchema": {**tool["inputSchema"], "required": "pick"}}
     refused = Simulator().simulate(broken, {}, tenant="t", integration="i")
     assert "is not a valid JSON Schema ('type' rule broken at /required)" in text_of(refused)
+
+
+def test_whether_a_fixture_fits_the_budget_does_not_depend_on_what_was_compiled_before() -> None:
+    # Checking this draft-04 schema itself costs 20,000 steps, once per process (cached), and
+    # checking the fixture 90,000: counting the first would refuse the fixture only the first
+    # time it is checked.
+    schema = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "title": f"compiled fresh by {__name__}",
+        "type": "object",
+        "properties": {
+            "kind": {"enum": [{"k": i} for i in range(20000)]},
+            "rows": {"type": "array", "uniqueItems": True, "items": {"type": "object"}},
+        },
+    }
+    tool = {"name": "t", "outputSchema": schema}
+    structured = {"rows": [{"i": i} for i in range(45000)]}
+    body = {"rules": [{"result": {"content": [], "structuredContent": structured}}]}
+    first = parse_fixture(body, tool)
+    second = parse_fixture(body, tool)
+    assert first[1] == second[1] == []
