@@ -38,6 +38,7 @@ from simulator.canonical import (
 from simulator.fixtures import Fixture, Rule, SimulatedError, match_rule
 from simulator.generator import GenerationError, Generator, TooLarge, over_budget
 from simulator.lru import LRU
+from simulator.patterns import PatternTooSlow
 from simulator.text import text_result
 from simulator.validation import (
     FieldProblem,
@@ -104,10 +105,13 @@ class _Entry:
     """What is known about one call: why it is refused (invalid arguments, broken input
     schema), else its generated result once computed."""
 
-    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source")
+    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source",
+                 "timed_out")
 
-    def __init__(self, refusal: str | None = None, refusal_source: str = "") -> None:
+    def __init__(self, refusal: str | None = None, refusal_source: str = "",
+                 timed_out: bool = False) -> None:
         self.refusal, self.refusal_source = refusal, refusal_source
+        self.timed_out = timed_out  # refused by a pattern's time bound: not to be remembered
         self.result: str | None = None
         self.result_source = "generated"
         # How `result` is read back: decided once when it is stored, not on every hit.
@@ -224,13 +228,15 @@ class Simulator:
         if entry is None:
             with budget.scope():
                 entry = self._check(plan, name, arguments)
+            if entry.timed_out:  # the clock's verdict: this call's answer, no later one's
+                return entry.outcome()
             self._results.put(key, entry)
         if entry.refusal is None and rule is not None:
             return _from_rule(rule)
         if entry.refusal is None and entry.result is None:
             with budget.scope():  # its own budget: the check above may have been cached
-                text, source = self._generate(plan, name, arguments, digest)
-            if len(text) > MAX_CACHED_RESULT_CHARS:
+                text, source, timed_out = self._generate(plan, name, arguments, digest)
+            if timed_out or len(text) > MAX_CACHED_RESULT_CHARS:
                 return Outcome(result=_parse(text), source=source)
             entry.remember(text, source)
         if answer_key is not None:
@@ -312,7 +318,7 @@ class Simulator:
             problems = [FieldProblem("(arguments)", "are nested too deeply")]
         except OverBudget as exc:
             return _Entry(_error_result(_cannot_simulate(name, f"in its inputSchema, {exc}")),
-                          "schema-problem")
+                          "schema-problem", timed_out=_timed_out(exc))
         except Exception:
             return _Entry(_error_result(_cannot_simulate(
                 name, "its inputSchema has a $ref that is not local")), "schema-problem")
@@ -322,13 +328,16 @@ class Simulator:
         return _Entry()
 
     def _generate(self, plan: _ToolPlan, name: str, arguments: Any, digest: bytes
-                  ) -> tuple[str, str]:
+                  ) -> tuple[str, str, bool]:
+        """The result's JSON text, its source, and whether a pattern's time bound decided it
+        (then it must not be remembered)."""
         root = Seeded(digest)
         if plan.output_problem is not None:
-            return _error_result(_cannot_simulate(name, plan.output_problem)), "schema-problem"
+            return (_error_result(_cannot_simulate(name, plan.output_problem)), "schema-problem",
+                    False)
         if plan.generator is None:
             text = text_result(name, arguments, root)
-            return result_json({"content": [{"type": "text", "text": text}]}), "generated"
+            return result_json({"content": [{"type": "text", "text": text}]}), "generated", False
         problem = GenerationError("/", "no attempt produced a valid value")
         for attempt in range(self.max_attempts):
             seeded = root if attempt == 0 else Seeded(
@@ -347,7 +356,7 @@ class Simulator:
                 break
             except OverBudget as exc:
                 return _error_result(_cannot_simulate(
-                    name, f"in its outputSchema, {exc}")), "schema-problem"
+                    name, f"in its outputSchema, {exc}")), "schema-problem", _timed_out(exc)
             except Exception:
                 problem = GenerationError("/", "has a $ref that is not local")
                 break
@@ -359,13 +368,17 @@ class Simulator:
                 if len(answer.encode("utf-8", "surrogatepass")) > self.max_result_bytes:
                     problem = TooLarge("/", over_budget(self.max_result_bytes))
                     break
-                return answer, "generated"
+                return answer, "generated", False
             pointer = "/" + "/".join(str(p) for p in error.absolute_schema_path)
             problem = GenerationError(pointer, f"generated values keep breaking "
                                                f"{error.validator!r}")
         return _error_result(_cannot_simulate(
             name, f"its outputSchema cannot be satisfied at {problem.pointer} "
-                  f"({problem.reason})")), "schema-problem"
+                  f"({problem.reason})")), "schema-problem", False
+
+
+def _timed_out(exc: OverBudget) -> bool:
+    return isinstance(exc, PatternTooSlow) and exc.timed_out
 
 
 def _cannot_simulate(name: str, why: str | None) -> str:

@@ -34,10 +34,13 @@ _COMPILED: LRU[str, Any] = LRU(1024)
 class PatternTooSlow(OverBudget):
     """A schema pattern that cannot be matched in time, or not by this engine at all."""
 
-    def __init__(self, pattern: str, why: str) -> None:
+    def __init__(self, pattern: str, why: str, *, timed_out: bool = True) -> None:
         super().__init__(f"the pattern {pattern!r} {why}")
         self.pattern = pattern
         self.why = why
+        # A verdict of the clock, not of the pattern and input alone: never to be remembered
+        # beyond the call that met it.
+        self.timed_out = timed_out
 
 
 def _compiled(pattern: str) -> Any:
@@ -49,7 +52,7 @@ def _compiled(pattern: str) -> Any:
             compiled = f"cannot be matched ({exc})"  # accepted by `re`, not here
         _COMPILED.put(pattern, compiled)
     if isinstance(compiled, str):
-        raise PatternTooSlow(pattern, compiled)
+        raise PatternTooSlow(pattern, compiled, timed_out=False)
     return compiled
 
 

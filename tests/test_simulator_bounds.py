@@ -449,3 +449,26 @@ def test_whether_a_fixture_fits_the_budget_does_not_depend_on_what_was_compiled_
     first = parse_fixture(body, tool)
     second = parse_fixture(body, tool)
     assert first[1] == second[1] == []
+
+
+def test_a_pattern_timeout_is_not_remembered_for_the_next_identical_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A timeout is the clock's verdict (a busy replica may give it to an ordinary pattern):
+    # the same call asked again gets a fresh match, not the remembered refusal.
+    import simulator.patterns
+
+    sim = Simulator()
+    tool = {
+        "name": "t",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "pattern": "^[a-z]+$"}},
+        },
+    }
+    monkeypatch.setattr(simulator.patterns, "MATCH_TIMEOUT_S", 0.0)  # every match times out
+    busy = sim.simulate(tool, {"code": "abc"}, tenant="t", integration="i")
+    assert busy.source == "schema-problem"
+    monkeypatch.undo()
+    calm = sim.simulate(tool, {"code": "abc"}, tenant="t", integration="i")
+    assert calm.source == "generated", text_of(calm)
