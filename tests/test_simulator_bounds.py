@@ -63,7 +63,11 @@ async def key(api: Any) -> str:
 
 
 async def call_tool(
-    client: TestClient, key: str, arguments: dict[str, Any], tool: str = "import_rows"
+    client: TestClient,
+    key: str,
+    arguments: dict[str, Any],
+    tool: str = "import_rows",
+    tenant: str = "acme",
 ) -> Any:
     headers = {
         "Authorization": f"Bearer {key}",
@@ -85,7 +89,7 @@ async def call_tool(
         },
     }
     async with client.post(
-        "/v1/tenants/acme/integrations/crm/mcp:test", json=body, headers=headers
+        f"/v1/tenants/{tenant}/integrations/crm/mcp:test", json=body, headers=headers
     ) as resp:
         assert resp.status == 200
         return (await resp.json())["result"]
@@ -472,3 +476,50 @@ def test_a_pattern_timeout_is_not_remembered_for_the_next_identical_call(
     monkeypatch.undo()
     calm = sim.simulate(tool, {"code": "abc"}, tenant="t", integration="i")
     assert calm.source == "generated", text_of(calm)
+
+
+# Each level validates the next one twice: 2^depth evaluations, refused at the step budget.
+_NODE = {
+    "type": "object",
+    "properties": {"c": {"allOf": [{"$ref": "#/$defs/n"}, {"$ref": "#/$defs/n"}]}},
+}
+DEEP_TOOL = {"name": "deep", "inputSchema": {"$defs": {"n": _NODE}, "$ref": "#/$defs/n"}}
+
+
+def nested(depth: int, leaf: dict[str, Any]) -> dict[str, Any]:
+    value = leaf
+    for _ in range(depth):
+        value = {"c": value}
+    return value
+
+
+async def test_one_tenants_expensive_calls_do_not_hold_every_simulator_thread(
+    client: TestClient, auth: Any
+) -> None:
+    keys = {}
+    for tenant, tool in (("acme", DEEP_TOOL), ("umbrella", BULK_TOOL)):
+        api = Api(client, auth(tenant), tenant)
+        config_id = await api.integration_with_config(tools=[tool])
+        _, body = await api.call(
+            "PATCH",
+            "/crm/mcp",
+            200,
+            json={"enabled": True, "configId": config_id, "exposedToolIds": [tool["name"]]},
+        )
+        keys[tenant] = body["apiKey"]
+    hostile = [
+        asyncio.create_task(
+            call_tool(client, keys["acme"], nested(30, {"n": n}), tool="deep", tenant="acme")
+        )
+        for n in range(3)  # each spends the whole step budget
+    ]
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    quiet = await call_tool(client, keys["umbrella"], {"rows": ROWS[:3]}, tenant="umbrella")
+    quiet_s = time.monotonic() - started
+    answers = await asyncio.gather(*hostile)
+    hostile_s = time.monotonic() - started
+    assert quiet.get("isError") is not True
+    assert all("validation steps" in a["content"][0]["text"] for a in answers)
+    # Behind the three, the quiet call would wait for all of them (over 1 s here).
+    assert quiet_s < 0.6 < hostile_s, (quiet_s, hostile_s)
