@@ -174,7 +174,12 @@ class Simulator:
     generated objects follow the schema's declared order) and by the tool object itself (so a
     tool mapping must not be changed in place once simulated), and per call the argument verdict
     and the generated result (results above 16 KiB are regenerated instead: same bytes), also
-    by the tool object for calls without fixtures."""
+    by the tool object for calls without fixtures.
+
+    Bounds (tenants' schemas and arguments are untrusted): checking the arguments, and
+    generating and checking a result, each get a counted step budget (simulator/budget.py);
+    a result larger than `max_result_bytes` is a tool error naming the budget. Only verdicts
+    of the call's own inputs are remembered, never one decided by a pattern's time bound."""
 
     def __init__(self, *, result_cache_size: int = 2048, tool_cache_size: int = 512,
                  max_attempts: int = 8, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
