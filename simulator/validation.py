@@ -170,14 +170,17 @@ def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any
             seen.add(key)
 
 
+ENUM_VALUES_PER_STEP = 256
 # enum list -> (the list, its values' keys); holding the list keeps its id from being reused.
 _ENUM_KEYS: LRU[int, tuple[Any, frozenset[Any]]] = LRU(1024)
 
 
 def _enum(validator: Any, allowed: Any, instance: Any, schema: Any
           ) -> Iterator[ValidationError]:
-    # Building the set costs the schema's size once per process and is not counted: a step
-    # count that depends on what an earlier call cached would not be deterministic.
+    # Each evaluation pays for a share of building the set, cached or not: a count that
+    # depended on what earlier calls cached would not be deterministic, and an `enum` the
+    # generator merges is a new list every time (building it is then the work being paid).
+    spend(len(allowed) // ENUM_VALUES_PER_STEP)
     held = _ENUM_KEYS.get(id(allowed))
     if held is None or held[0] is not allowed:
         held = (allowed, frozenset(json_key(value) for value in allowed))
