@@ -230,7 +230,13 @@ class GatewayCache:
 
     async def _load_view(self, tenant: str, integration: str) -> IntegrationView | None:
         snapshot = await self._service.mcp_snapshot(tenant, integration)
-        return None if snapshot is None else view_of(snapshot)
+        if snapshot is None:
+            return None
+        if snapshot.fixtures:
+            # Fixtures were checked when written (their verdicts are remembered by content),
+            # but another replica may still have to check them once: not on the event loop.
+            return await asyncio.to_thread(view_of, snapshot)
+        return view_of(snapshot)
 
 
 def view_of(snapshot: McpSnapshot) -> IntegrationView:

@@ -24,6 +24,7 @@ from settings_api.http import SETTINGS
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsService
 from settings_api.upstream_http import LeanHttpClient
+from simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,14 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     http = LeanHttpClient(headers={"User-Agent": f"mcp-gateway/{__version__}"},
                           egress=EgressPolicy(settings.upstream_allowed_networks))
     pool = UpstreamPool(http, timeout_s=settings.upstream_timeout_s)
+    simulated = SimulatorExecutor(
+        Simulator(max_result_bytes=settings.simulator_max_result_bytes))
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
         executors={
             Endpoint.CALL: ProxyExecutor(pool, max_inflight=settings.upstream_max_inflight),
-            Endpoint.TEST: SimulatorExecutor(),
+            Endpoint.TEST: simulated,
         },
         auth_throttle=AuthFailureThrottle.from_settings(settings, app.get(REDIS)),
     )
@@ -75,6 +78,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
         await _record(cache, service)
         await pool.close()
+        simulated.close()
         await http.close()
         await limiter.close()
 

@@ -77,6 +77,8 @@ class Settings:
     settings_rate_limit_burst: int = 40
     # Refused upstream ranges the operator opens (settings_api/egress.py); () = the default policy.
     upstream_allowed_networks: tuple[Network, ...] = ()
+    # The largest CallToolResult the testUrl simulator writes (UTF-8 JSON bytes).
+    simulator_max_result_bytes: int = 1_048_576
 
     @property
     def uses_postgres(self) -> bool:
@@ -241,6 +243,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "settings_rate_limit_rps": r.number("MCPGW_SETTINGS_RATE_LIMIT_RPS", 20.0),
         "settings_rate_limit_burst": int(r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40,
                                                   integer=True)),
+        "simulator_max_result_bytes": int(r.number(
+            "MCPGW_SIMULATOR_MAX_RESULT_BYTES", 1_048_576, integer=True, minimum=1024,
+            exclusive=False)),
     }
     allowed_networks: tuple[Network, ...] = ()
     try:

@@ -13,6 +13,7 @@ could not hear it stop trusting their caches within about two seconds).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -367,7 +368,9 @@ class SettingsService:
                           body: Any) -> tuple[SimulatorFixture, int, bool]:
         """Validate and store a tool's fixture; returns it, the new version, and if created."""
         tool = await self._bound_tool(tenant, integration, tool_id)
-        fixture, problems = parse_fixture(body, tool)
+        # Checking the results against the tool's outputSchema may take up to the simulator's
+        # step budget (a few hundred ms): off the event loop that serves every tenant.
+        fixture, problems = await asyncio.to_thread(parse_fixture, body, tool)
         if fixture is None:
             raise ValidationFailed([FieldError(p.field, p.message) for p in problems])
         rules = fixture.as_body()["rules"]

@@ -140,3 +140,25 @@ def finite_json(value: Any) -> bool:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return True
+
+
+def json_key(value: Any) -> Any:
+    """A hashable form of a JSON value with JSON's equality: `json_key(a) == json_key(b)`
+    exactly when `json_equal(a, b)` (1 and 1.0 alike; true and 1, "1" and 1 not). Lets
+    `uniqueItems` and `enum` use a set instead of comparing every pair."""
+    if isinstance(value, bool):
+        return (_BOOL, value)
+    if isinstance(value, int | float):
+        return (_NUMBER, value)  # 1 and 1.0 are equal (and hash alike), as JSON wants
+    if isinstance(value, str):
+        return (_STRING, value)
+    if value is None:
+        return _NULL
+    if isinstance(value, Mapping):
+        return (_OBJECT, frozenset((key, json_key(item)) for key, item in value.items()))
+    if isinstance(value, list | tuple):
+        return (_ARRAY, tuple(json_key(item) for item in value))
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+_BOOL, _NUMBER, _STRING, _NULL, _OBJECT, _ARRAY = range(6)

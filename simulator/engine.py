@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from simulator import budget
+from simulator.budget import OverBudget
 from simulator.canonical import (
     Seeded,
     canonical_json,
@@ -34,7 +36,7 @@ from simulator.canonical import (
     result_json,
 )
 from simulator.fixtures import Fixture, Rule, SimulatedError, match_rule
-from simulator.generator import GenerationError, Generator, TooLarge
+from simulator.generator import GenerationError, Generator, TooLarge, over_budget
 from simulator.lru import LRU
 from simulator.patterns import PatternTooSlow
 from simulator.text import text_result
@@ -43,9 +45,13 @@ from simulator.validation import (
     argument_problems,
     compile_schema,
     invalid_arguments_text,
+    without_dialect,
 )
 
 DEFAULT_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object"}
+# The largest CallToolResult the simulator writes, as UTF-8 JSON (structuredContent and its
+# text copy together): a schema asking for more is answered with a tool error naming it.
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 MAX_CACHED_RESULT_CHARS = 16 * 1024  # larger results are regenerated (same bytes) when asked
 
 
@@ -86,7 +92,7 @@ class _ToolPlan:
             else:
                 self.output_validator = compiled.validator
                 # A private copy: nothing the caller does to `tool` later can reach it.
-                own = json.loads(json.dumps(output_schema))
+                own = without_dialect(json.loads(json.dumps(output_schema)))
                 self.generator = Generator(own, compiled.validator.evolve(schema=own))
 
 
@@ -99,10 +105,13 @@ class _Entry:
     """What is known about one call: why it is refused (invalid arguments, broken input
     schema), else its generated result once computed."""
 
-    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source")
+    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source",
+                 "timed_out")
 
-    def __init__(self, refusal: str | None = None, refusal_source: str = "") -> None:
+    def __init__(self, refusal: str | None = None, refusal_source: str = "",
+                 timed_out: bool = False) -> None:
         self.refusal, self.refusal_source = refusal, refusal_source
+        self.timed_out = timed_out  # refused by a pattern's time bound: not to be remembered
         self.result: str | None = None
         self.result_source = "generated"
         # How `result` is read back: decided once when it is stored, not on every hit.
@@ -133,6 +142,17 @@ def _quick(arguments: Any) -> bytes | None:
     return None if b"null" in quick or len(quick) > MAX_REMEMBERED_ARGUMENTS_BYTES else quick
 
 
+def _answer_key(tool: Mapping[str, Any], tenant: str, integration: str, fixtures_version: int,
+                seed: str | None, fixture: Fixture | None, quick: bytes | None
+                ) -> tuple[Any, ...] | None:
+    """The memo key of a call without fixtures whose arguments have a `_quick` text."""
+    if fixture is not None or quick is None:
+        return None
+    # The tool object stands for its name and schemas: a simulated tool is never changed
+    # in place (see the class docstring), and the memo holds it, so its id is not reused.
+    return (id(tool), tenant, integration, fixtures_version, seed, quick)
+
+
 def _reader(text: str) -> Callable[[str], Any]:
     """What reads `text` back exactly: orjson, unless a long digit run needs the stdlib."""
     return json.loads if may_hold_long_integer(text) else orjson.loads
@@ -154,11 +174,18 @@ class Simulator:
     generated objects follow the schema's declared order) and by the tool object itself (so a
     tool mapping must not be changed in place once simulated), and per call the argument verdict
     and the generated result (results above 16 KiB are regenerated instead: same bytes), also
-    by the tool object for calls without fixtures."""
+    by the tool object for calls without fixtures.
+
+    Bounds (tenants' schemas and arguments are untrusted): checking the arguments, and
+    generating and checking a result, each get a counted step budget (simulator/budget.py);
+    a result larger than `max_result_bytes` is a tool error naming the budget. Only verdicts
+    of the call's own inputs are remembered, never one decided by a pattern's time bound."""
 
     def __init__(self, *, result_cache_size: int = 2048, tool_cache_size: int = 512,
-                 max_attempts: int = 8) -> None:
+                 max_attempts: int = 8, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+                 ) -> None:
         self.max_attempts = max_attempts
+        self.max_result_bytes = max_result_bytes
         self._tools: LRU[bytes, _ToolPlan] = LRU(tool_cache_size)
         self._by_identity: LRU[int, tuple[Mapping[str, Any], _ToolPlan]] = LRU(
             tool_cache_size)
@@ -178,10 +205,8 @@ class Simulator:
         if arguments is None:
             arguments = {}
         quick = _quick(arguments)
-        # The tool object stands for its name and schemas: a simulated tool is never changed
-        # in place (see the class docstring), and the memo holds it, so its id is not reused.
-        answer_key = (id(tool), tenant, integration, fixtures_version, seed, quick) \
-            if fixture is None and quick is not None else None
+        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture,
+                                 quick)
         if answer_key is not None:
             held = self._answers.get(answer_key)
             if held is not None and held[0] is tool:
@@ -206,18 +231,32 @@ class Simulator:
         key = (plan.fingerprint, digest)
         entry = self._results.get(key)
         if entry is None:
-            entry = self._check(plan, name, arguments)
+            with budget.scope():
+                entry = self._check(plan, name, arguments)
+            if entry.timed_out:  # the clock's verdict: this call's answer, no later one's
+                return entry.outcome()
             self._results.put(key, entry)
         if entry.refusal is None and rule is not None:
             return _from_rule(rule)
         if entry.refusal is None and entry.result is None:
-            text, source = self._generate(plan, name, arguments, digest)
-            if len(text) > MAX_CACHED_RESULT_CHARS:
+            with budget.scope():  # its own budget: the check above may have been cached
+                text, source, timed_out = self._generate(plan, name, arguments, digest)
+            if timed_out or len(text) > MAX_CACHED_RESULT_CHARS:
                 return Outcome(result=_parse(text), source=source)
             entry.remember(text, source)
         if answer_key is not None:
             self._answers.put(answer_key, (tool, entry))
         return entry.outcome()
+
+    def remembered(self, tool: Mapping[str, Any], arguments: Any, *, tenant: str,
+                   integration: str, fixtures_version: int = 0, seed: str | None = None,
+                   fixture: Fixture | None = None) -> Outcome | None:
+        """`simulate`'s answer when this very call was answered before (one lookup, no
+        checking or generating), else None."""
+        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture,
+                                 _quick({} if arguments is None else arguments))
+        held = None if answer_key is None else self._answers.get(answer_key)
+        return held[1].outcome() if held is not None and held[0] is tool else None
 
     def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:
         """Every way `arguments` break the tool's inputSchema ([] when they are valid)."""
@@ -225,9 +264,10 @@ class Simulator:
         if plan.input_validator is None:
             return [FieldProblem("(arguments)", f"cannot be checked: {plan.input_problem}")]
         try:
-            return argument_problems(plan.input_validator,
-                                     {} if arguments is None else arguments)
-        except PatternTooSlow as exc:
+            with budget.scope():
+                return argument_problems(plan.input_validator,
+                                         {} if arguments is None else arguments)
+        except OverBudget as exc:
             return [FieldProblem("(arguments)", f"cannot be checked: {exc}")]
 
     def clear(self) -> None:
@@ -281,9 +321,9 @@ class Simulator:
             problems = argument_problems(plan.input_validator, arguments)
         except RecursionError:
             problems = [FieldProblem("(arguments)", "are nested too deeply")]
-        except PatternTooSlow as exc:
+        except OverBudget as exc:
             return _Entry(_error_result(_cannot_simulate(name, f"in its inputSchema, {exc}")),
-                          "schema-problem")
+                          "schema-problem", timed_out=_timed_out(exc))
         except Exception:
             return _Entry(_error_result(_cannot_simulate(
                 name, "its inputSchema has a $ref that is not local")), "schema-problem")
@@ -293,19 +333,22 @@ class Simulator:
         return _Entry()
 
     def _generate(self, plan: _ToolPlan, name: str, arguments: Any, digest: bytes
-                  ) -> tuple[str, str]:
+                  ) -> tuple[str, str, bool]:
+        """The result's JSON text, its source, and whether a pattern's time bound decided it
+        (then it must not be remembered)."""
         root = Seeded(digest)
         if plan.output_problem is not None:
-            return _error_result(_cannot_simulate(name, plan.output_problem)), "schema-problem"
+            return (_error_result(_cannot_simulate(name, plan.output_problem)), "schema-problem",
+                    False)
         if plan.generator is None:
             text = text_result(name, arguments, root)
-            return result_json({"content": [{"type": "text", "text": text}]}), "generated"
+            return result_json({"content": [{"type": "text", "text": text}]}), "generated", False
         problem = GenerationError("/", "no attempt produced a valid value")
         for attempt in range(self.max_attempts):
             seeded = root if attempt == 0 else Seeded(
                 hashlib.sha256(digest + b"\x00retry%d" % attempt).digest())
             try:
-                value = plan.generator.generate(seeded)
+                value = plan.generator.generate(seeded, self.max_result_bytes)
                 error = next(iter(plan.output_validator.iter_errors(value)), None)
             except TooLarge as exc:
                 problem = exc
@@ -316,22 +359,31 @@ class Simulator:
             except RecursionError:
                 problem = GenerationError("/", "nested too deeply")
                 break
-            except PatternTooSlow as exc:
+            except OverBudget as exc:
                 return _error_result(_cannot_simulate(
-                    name, f"in its outputSchema, {exc}")), "schema-problem"
+                    name, f"in its outputSchema, {exc}")), "schema-problem", _timed_out(exc)
             except Exception:
                 problem = GenerationError("/", "has a $ref that is not local")
                 break
             if error is None:
                 text = result_json(value)
-                return result_json({"content": [{"type": "text", "text": text}],
-                                    "structuredContent": value}), "generated"
+                answer = result_json({"content": [{"type": "text", "text": text}],
+                                      "structuredContent": value})
+                # The generator's running count is a lower bound; this is the exact size.
+                if len(answer.encode("utf-8", "surrogatepass")) > self.max_result_bytes:
+                    problem = TooLarge("/", over_budget(self.max_result_bytes))
+                    break
+                return answer, "generated", False
             pointer = "/" + "/".join(str(p) for p in error.absolute_schema_path)
             problem = GenerationError(pointer, f"generated values keep breaking "
                                                f"{error.validator!r}")
         return _error_result(_cannot_simulate(
             name, f"its outputSchema cannot be satisfied at {problem.pointer} "
-                  f"({problem.reason})")), "schema-problem"
+                  f"({problem.reason})")), "schema-problem", False
+
+
+def _timed_out(exc: OverBudget) -> bool:
+    return isinstance(exc, PatternTooSlow) and exc.timed_out
 
 
 def _cannot_simulate(name: str, why: str | None) -> str:

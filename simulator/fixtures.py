@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from simulator.canonical import finite_json, json_equal
-from simulator.patterns import PatternTooSlow
+from simulator import budget
+from simulator.budget import OverBudget
+from simulator.canonical import fingerprint, finite_json, json_equal
+from simulator.lru import LRU
 from simulator.validation import FieldProblem, argument_problems, compile_schema, format_path
 
 MAX_RULES = 100
@@ -27,6 +29,11 @@ MAX_MESSAGE_CHARS = 2_000
 _RULE_KEYS = ("match", "result", "error", "latencyMs")
 _RESULT_KEYS = ("content", "structuredContent", "isError", "_meta")
 _ERROR_KEYS = ("code", "message", "data")
+# A digest of (outputSchema, structuredContent) found valid -> the steps checking it spent.
+# A fixture is checked when it is written; the data plane parses the stored fixture again on
+# every cache load, and finds the verdict here instead of validating again. Charging the
+# remembered steps keeps the verdict of a whole fixture the same with or without the memo.
+_VALID_STRUCTURED: LRU[bytes, int] = LRU(4096)
 _BLOCK_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
     "text": (("text", str),),
     "image": (("data", str), ("mimeType", str)),
@@ -93,7 +100,14 @@ def match_rule(fixture: Fixture | None, arguments: Any) -> Rule | None:
 
 def parse_fixture(body: Any, tool: Mapping[str, Any]
                   ) -> tuple[Fixture | None, list[FieldProblem]]:
-    """Validate a fixture body for `tool`; returns (fixture, []) or (None, every problem)."""
+    """Validate a fixture body for `tool`; returns (fixture, []) or (None, every problem).
+    Checking every rule's structuredContent shares one step budget (simulator/budget.py)."""
+    with budget.scope():
+        return _parse_fixture(body, tool)
+
+
+def _parse_fixture(body: Any, tool: Mapping[str, Any]
+                   ) -> tuple[Fixture | None, list[FieldProblem]]:
     problems: list[FieldProblem] = []
     if not isinstance(body, Mapping):
         return None, [FieldProblem("(body)", "must be an object")]
@@ -236,9 +250,18 @@ def _check_structured(structured: Any, where: str, output_schema: Any,
         problems.append(FieldProblem(where, f"cannot be checked: the tool's outputSchema "
                                             f"{compiled.problem}"))
         return
+    # Not canonical_json: 1.0 and 1 differ to a draft-04 "integer".
+    key = fingerprint(json.dumps([output_schema, structured], sort_keys=True,
+                                 separators=(",", ":")))
+    scope = budget.current()
+    before = scope.steps if scope is not None else 0
     try:
+        spent = _VALID_STRUCTURED.get(key)
+        if spent is not None:
+            budget.spend(spent)
+            return
         found = argument_problems(compiled.validator, structured)
-    except PatternTooSlow as exc:
+    except OverBudget as exc:
         problems.append(FieldProblem(where, f"cannot be checked against the tool's "
                                             f"outputSchema: {exc}"))
         return
@@ -246,6 +269,8 @@ def _check_structured(structured: Any, where: str, output_schema: Any,
         problems.append(FieldProblem(where, "cannot be checked against the tool's "
                                             "outputSchema (it has a non-local $ref)"))
         return
+    if not found:
+        _VALID_STRUCTURED.put(key, before - scope.steps if scope is not None else 0)
     for problem in found:
         field_path = where if problem.field == "(arguments)" else (
             f"{where}{problem.field}" if problem.field.startswith("[")

@@ -48,6 +48,7 @@ from urllib.parse import unquote
 
 from simulator import formats, hints, regex
 from simulator import words as W
+from simulator.budget import OverBudget, spend
 from simulator.canonical import Seeded, canonical_json, json_equal
 from simulator.hints import NO_HINT, Hint
 from simulator.patterns import search
@@ -60,6 +61,9 @@ MAX_DEPTH = 64  # a path longer than this is a recursion that never ends
 MAX_NODES = 10_000  # values generated for one instance
 MAX_ITEMS = 1_000  # minItems / minProperties
 MAX_STRING = 10_000  # minLength
+# ...and the answer's size (simulator.engine.DEFAULT_MAX_RESULT_BYTES unless configured),
+# counted as values are made so that a too large schema stops early, with the same verdict
+# every time: the count depends on the generated values alone.
 _FLOAT_MAX = sys.float_info.max
 NULL_CHANCE = 0.15
 OPTIONAL_CHANCE = 0.8
@@ -95,6 +99,12 @@ class GenerationError(Exception):
 
 class TooLarge(GenerationError):
     """The schema asks for more than one answer may cost (another seed will not help)."""
+
+
+def over_budget(max_bytes: int) -> str:
+    """Why a result is refused for its size (the message names the budget)."""
+    return (f"the result would be larger than the simulator's output budget of {max_bytes} "
+            "bytes")
 
 
 def _escape(key: str) -> str:
@@ -226,10 +236,21 @@ class Generator:
 
     # ---- public --------------------------------------------------------------------------
 
-    def generate(self, seeded: Seeded) -> Any:
-        """One instance (not yet validated: the caller checks it against the schema)."""
+    def generate(self, seeded: Seeded, max_bytes: int | None = None) -> Any:
+        """One instance (not yet validated: the caller checks it against the schema) whose
+        JSON, written twice as a CallToolResult does, fits in `max_bytes`."""
         self._local.nodes = 0
+        self._local.bytes = 0
+        self._local.max_bytes = max_bytes
         return self.value(self.root, seeded, "", 0, 0, NO_HINT, "", None)
+
+    def _spend_bytes(self, size: int, ptr: str) -> None:
+        """Count `size` more bytes of the instance's JSON (a lower bound of what is written)."""
+        local = self._local
+        local.bytes += size
+        # Twice: a result carries its structuredContent and the same JSON as text.
+        if local.max_bytes is not None and 2 * local.bytes > local.max_bytes:
+            raise TooLarge(ptr, over_budget(local.max_bytes))
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -247,6 +268,8 @@ class Generator:
                 self._validators[key] = validator
         try:
             return bool(validator.is_valid(value))
+        except OverBudget:  # the call's budget is spent: nothing else may try again
+            raise
         except Exception:  # an unresolvable $ref, a regex the engine rejects: not a match
             return False
 
@@ -291,6 +314,8 @@ class Generator:
         self._local.nodes += 1
         if self._local.nodes > MAX_NODES:
             raise TooLarge(ptr, f"asks for more than {MAX_NODES} values in one result")
+        self._spend_bytes(1, ptr)  # a separator, a digit, a bracket: at least one byte
+        spend()  # every attempt of the call draws on the same step budget as its validation
         if schema is True:
             schema = {}
         if schema is False:
@@ -327,10 +352,16 @@ class Generator:
                     return candidate
             raise GenerationError(f"{ptr}/not", "every generated value matches `not`")
         if "const" in schema:
-            return _copy(schema["const"])
+            return self._constant(schema["const"], ptr)
         if "enum" in schema:
             return self._enum(schema, s, ptr)
         return self._typed(schema, s, ptr, depth, refs, hint, name, who)
+
+    def _constant(self, value: Any, ptr: str) -> Any:
+        """A copy of a schema's `const` or `enum` value, counted by its JSON size."""
+        if isinstance(value, dict | list | str):
+            self._spend_bytes(len(json.dumps(value, ensure_ascii=False)), ptr)
+        return _copy(value)
 
     def _enum(self, schema: dict[str, Any], s: Seeded, ptr: str) -> Any:
         values = list(schema["enum"])
@@ -338,11 +369,11 @@ class Generator:
             raise GenerationError(ptr, "enum/const leave no allowed value")
         rest = {k: v for k, v in schema.items() if k != "enum"}
         if not _constraints(rest):
-            return _copy(s.rng.choice(values))
+            return self._constant(s.rng.choice(values), ptr)
         s.rng.shuffle(values)
         for value in values:
             if self.is_valid(rest, value):
-                return _copy(value)
+                return self._constant(value, ptr)
         raise GenerationError(ptr, "no enum value satisfies the other keywords")
 
     def _alternatives(self, key: str, schema: dict[str, Any], s: Seeded, ptr: str, depth: int,
@@ -435,7 +466,9 @@ class Generator:
         if kind == "array":
             return self._array(schema, s, ptr, depth, refs, name)
         if kind == "string":
-            return self._string(schema, s, ptr, hint, who)
+            text = self._string(schema, s, ptr, hint, who)
+            self._spend_bytes(len(text) + 1, ptr)
+            return text
         if kind == "integer":
             return _integer(schema, s, ptr, hint)
         if kind == "number":
@@ -504,6 +537,7 @@ class Generator:
         for key in chosen:
             sub = self._property_schema(schema, key)
             sub_ptr = f"{ptr}/properties/{_escape(key)}"
+            self._spend_bytes(len(key) + 3, sub_ptr)  # "key":
             try:
                 out[key] = self.value(sub, s.child(key), sub_ptr, depth, refs,
                                       hints.hint_for(key, name or None), key, who)
@@ -550,6 +584,9 @@ class Generator:
         else:
             natural = max(low, len(prefix) if items is False else max(1, len(prefix)))
             high = natural + (0 if items is False and prefix else 2)
+            # Never above the cap unless the schema itself asks for more: whether a schema
+            # can be served must not depend on the call's seed.
+            high = min(high, max(natural, MAX_ITEMS))
             if max_count is not None:
                 high = min(high, max_count)
                 natural = min(natural, high)
@@ -557,8 +594,8 @@ class Generator:
         if max_count is not None and count > max_count:
             raise GenerationError(ptr, "minItems/minContains exceed maxItems")
         if count > MAX_ITEMS:
-            raise TooLarge(ptr, f"minItems above {MAX_ITEMS} is more than the simulator "
-                                       "generates")
+            raise TooLarge(ptr, f"more than {MAX_ITEMS} items in one array is more than the "
+                                "simulator generates")
         unique = schema.get("uniqueItems") is True
         item_name = hints.singular(name) if name else ""
         item_hint = hints.item_hint(name) if name else NO_HINT

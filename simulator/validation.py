@@ -26,7 +26,8 @@ from jsonschema import (
 )
 from jsonschema.exceptions import SchemaError
 
-from simulator.canonical import canonical_json
+from simulator.budget import paused, spend
+from simulator.canonical import canonical_json, json_key
 from simulator.formats import FORMAT_CHECKER
 from simulator.lru import LRU
 from simulator.patterns import search
@@ -153,9 +154,68 @@ def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: An
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
 
+# `uniqueItems` and `enum` as jsonschema has them compare every pair of values when the
+# values cannot be sorted (3,000 small objects: 4.5 million comparisons, seconds of a blocked
+# loop). A set of their `json_key`s makes both linear in the size of the values.
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any
+                  ) -> Iterator[ValidationError]:
+    if unique and validator.is_type(instance, "array"):
+        spend(len(instance))
+        seen: set[Any] = set()
+        for item in instance:
+            key = json_key(item)
+            if key in seen:
+                yield ValidationError("has non-unique elements")
+                return
+            seen.add(key)
+
+
+ENUM_VALUES_PER_STEP = 256
+# enum list -> (the list, its values' keys); holding the list keeps its id from being reused.
+_ENUM_KEYS: LRU[int, tuple[Any, frozenset[Any]]] = LRU(1024)
+
+
+def _enum(validator: Any, allowed: Any, instance: Any, schema: Any
+          ) -> Iterator[ValidationError]:
+    # Each evaluation pays for a share of building the set, cached or not: a count that
+    # depended on what earlier calls cached would not be deterministic, and an `enum` the
+    # generator merges is a new list every time (building it is then the work being paid).
+    spend(len(allowed) // ENUM_VALUES_PER_STEP)
+    held = _ENUM_KEYS.get(id(allowed))
+    if held is None or held[0] is not allowed:
+        held = (allowed, frozenset(json_key(value) for value in allowed))
+        _ENUM_KEYS.put(id(allowed), held)
+    if json_key(instance) not in held[1]:
+        yield ValidationError("is not one of the allowed values")
+
+
+def _counted(keyword: Any) -> Any:
+    """`keyword`, spending one step of the current budget each time it is evaluated, and more
+    for the errors it makes."""
+    def counted(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        spend()
+        errors = keyword(validator, value, instance, schema)
+        if errors is None:
+            return None
+        # Made at once (no extra generator frame on every keyword, the hot path): most
+        # keywords find nothing wrong.
+        found = list(errors)
+        for error in found:
+            if not isinstance(error.validator, str):  # made here, not passed up from a child
+                spend(len(error.message) // MESSAGE_BYTES_PER_STEP)
+        return found
+    return counted
+
+
+# jsonschema writes the value into most messages (`{instance!r} is not of type ...`): an
+# `anyOf` of 1,000 branches against a 200 KB argument built 200 MB of messages in 3 s.
+MESSAGE_BYTES_PER_STEP = 16
+
+
 _OVERRIDES = {"required": _required, "dependentRequired": _dependent_required,
               "additionalProperties": _additional_properties, "pattern": _pattern,
-              "patternProperties": _pattern_properties}
+              "patternProperties": _pattern_properties, "uniqueItems": _unique_items,
+              "enum": _enum}
 _classes: dict[tuple[type, bool], Any] = {}
 
 
@@ -164,10 +224,15 @@ _DIALECTS = {cls.META_SCHEMA["$schema"].rstrip("#"): cls for cls in (
     Draft202012Validator)}
 
 
-def _validator_class(schema: Any, strict_multiples: bool) -> Any:
+def _dialect(schema: Any) -> Any:
+    """jsonschema's class for the dialect `schema` declares (2020-12 when none)."""
     dialect = schema.get("$schema") if isinstance(schema, dict) else None
-    base = _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator) \
+    return _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator) \
         if isinstance(dialect, str) else Draft202012Validator
+
+
+def _validator_class(schema: Any, strict_multiples: bool) -> Any:
+    base = _dialect(schema)
     key = (base, strict_multiples)
     cls = _classes.get(key)
     if cls is None:
@@ -175,7 +240,10 @@ def _validator_class(schema: Any, strict_multiples: bool) -> Any:
         if "dependentRequired" not in base.VALIDATORS:
             del keywords["dependentRequired"]
         keywords["multipleOf"] = _strict_multiple_of if strict_multiples else _decimal_multiple_of
-        cls = validators.extend(base, keywords)
+        # Every keyword spends a step (simulator/budget.py): what a tenant's schema may cost
+        # on a tenant's value is counted, whatever the keywords combine into.
+        counted = {name: _counted(fn) for name, fn in {**base.VALIDATORS, **keywords}.items()}
+        cls = validators.extend(base, counted)
         _classes[key] = cls
     return cls
 
@@ -198,7 +266,8 @@ def compile_schema(schema: Any, *, output: bool = False) -> Compiled:
     key = (output, text)
     compiled = _cache.get(key)
     if compiled is None:
-        compiled = _compile(json.loads(text), output)
+        with paused():  # cached: counting it would make the first call cost more than the next
+            compiled = _compile(json.loads(text), output)
         _cache.put(key, compiled)
     return compiled
 
@@ -208,7 +277,7 @@ def _compile(schema: Any, output: bool) -> Compiled:
         return Compiled(None, "is not a JSON Schema (must be an object)")
     cls = _validator_class(schema, output)
     try:
-        cls.check_schema(schema)
+        _check_schema(cls, _dialect(schema), schema)
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         return Compiled(None, f"is not a valid JSON Schema ({exc.validator!r} rule broken"
@@ -218,8 +287,66 @@ def _compile(schema: Any, output: bool) -> Compiled:
         # which no time bound reaches (simulator/patterns.py).
         return Compiled(None, "combines unevaluatedProperties with patternProperties, which "
                               "the simulator does not check")
-    validator = cls(schema, format_checker=FORMAT_CHECKER, registry=_LOCAL_ONLY)
+    if _declares_dialect_below_root(schema):
+        return Compiled(None, "declares a $schema below its root, which the simulator does not "
+                              "check")
+    validator = cls(without_dialect(schema), format_checker=FORMAT_CHECKER,
+                    registry=_LOCAL_ONLY)
     return Compiled(validator, None)
+
+
+# Why a schema's `$schema` is kept out of its validator: jsonschema picks the class for every
+# (sub)schema it descends into by that schema's `$schema`, so a `$ref` to "#" or a nested
+# "$schema" would switch to jsonschema's own classes, with `re` patterns that no time bound
+# reaches and keywords that spend no steps. The class is chosen once, from the root.
+def without_dialect(schema: Any) -> Any:
+    """`schema` without its root `$schema` (its validator's class already stands for it)."""
+    if isinstance(schema, dict) and "$schema" in schema:
+        return {key: value for key, value in schema.items() if key != "$schema"}
+    return schema
+
+
+def _declares_dialect_below_root(schema: Any) -> bool:
+    """Whether any object under the root (data included: a `$ref` may point anywhere) has a
+    `$schema` that jsonschema would switch classes for."""
+    stack = list(schema.values()) if isinstance(schema, dict) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            dialect = node.get("$schema")
+            if isinstance(dialect, str):
+                try:
+                    if validators.validator_for({"$schema": dialect}, default=None) is not None:
+                        return True
+                except ValueError:  # not even a URI: jsonschema would fail on it, not switch
+                    pass
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+# Meta-schemas in one document: with their id and `$schema` removed, every `$ref` in them
+# stays in the copy and is checked with this module's keywords.
+_ONE_DOCUMENT = (Draft4Validator, Draft6Validator, Draft7Validator)
+_own_meta: dict[Any, Any] = {}
+
+
+def _check_schema(cls: Any, base: Any, schema: Any) -> None:
+    """`base.check_schema(schema)`, with this module's `uniqueItems` where it matters: draft-04's
+    meta-schema asks `enum` values to be unique, and jsonschema compares every pair of them
+    (3,000 objects: seconds). The later meta-schemas span documents (their `$ref`s lead to
+    jsonschema's own copies) and ask uniqueness only of strings, which it sorts."""
+    if base not in _ONE_DOCUMENT:
+        base.check_schema(schema)
+        return
+    meta = _own_meta.get(base)
+    if meta is None:
+        meta = {k: v for k, v in base.META_SCHEMA.items() if k not in ("$schema", "$id", "id")}
+        _own_meta[base] = meta
+    checker = cls(meta, format_checker=base.FORMAT_CHECKER)
+    for error in checker.iter_errors(schema):
+        raise SchemaError.create_from(error)
 
 
 def _uses(schema: Any, keyword: str) -> bool:

@@ -11,11 +11,12 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from simulator import Simulator, parse_fixture
+from simulator import Simulator, budget, parse_fixture
 from simulator.patterns import PatternTooSlow, search
 from simulator.validation import compile_schema
 
@@ -25,7 +26,7 @@ VICTIM = "a" * 40 + "b"
 
 _CHILD = r"""
 import json, sys
-from simulator import Simulator, parse_fixture
+from simulator import Simulator, budget, parse_fixture
 EVIL, VICTIM = %r, %r
 sim = Simulator()
 def text(outcome):
@@ -35,6 +36,16 @@ tool = {"name": "lookup", "inputSchema": {"type": "object", "properties": {
     "code": {"type": "string", "pattern": EVIL}}}}
 out["input"] = text(sim.simulate(tool, {"code": VICTIM}, tenant="t", integration="i"))
 out["again"] = text(sim.simulate(tool, {"code": VICTIM + "b"}, tenant="t", integration="i"))
+# A `$ref` to the root of a schema that declares its dialect, and a `$schema` further down:
+# jsonschema would pick its own classes there (and `re`), out of the bound's reach.
+tree = {"name": "tree", "inputSchema": {"$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object", "properties": {"code": {"type": "string", "pattern": EVIL},
+                                     "child": {"$ref": "#"}}}}
+out["recursive"] = text(sim.simulate(tree, {"child": {"code": VICTIM}}, tenant="t",
+                                     integration="i"))
+nested = {"name": "nested", "inputSchema": {"type": "object", "properties": {"code": {
+    "$schema": "http://json-schema.org/draft-07/schema#", "type": "string", "pattern": EVIL}}}}
+out["nested"] = text(sim.simulate(nested, {"code": VICTIM}, tenant="t", integration="i"))
 keyed = {"name": "keyed", "inputSchema": {"type": "object", "patternProperties": {
     EVIL: {"type": "string"}}, "additionalProperties": False}}
 out["names"] = text(sim.simulate(keyed, {VICTIM: "x"}, tenant="t", integration="i"))
@@ -57,7 +68,10 @@ def test_catastrophic_patterns_are_refused_instead_of_stopping_the_process() -> 
     done = subprocess.run([sys.executable, "-c", _CHILD % (EVIL, VICTIM)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=True)
     out = json.loads(done.stdout)
-    for case in ("input", "again", "names"):
+    source, message = out["nested"]
+    assert source == "schema-problem"
+    assert "declares a $schema below its root" in message
+    for case in ("input", "again", "names", "recursive"):
         source, message = out[case]
         assert source == "schema-problem", (case, message)
         assert "in its inputSchema, the pattern '^(a|a)*$' takes longer than" in message, case
@@ -85,12 +99,28 @@ def test_ordinary_patterns_match_as_re_does(pattern: str, text: str) -> None:
     assert search(pattern, text) is expected
 
 
-def test_a_slow_pattern_stays_refused() -> None:
-    with pytest.raises(PatternTooSlow, match="takes longer than") as first:
-        search("^(b|b)*$", "b" * 40 + "c")
-    with pytest.raises(PatternTooSlow) as second:
-        search("^(b|b)*$", "bbb")  # harmless text: refused without trying again
-    assert str(second.value) == str(first.value)
+def test_a_slow_pattern_is_refused_for_the_rest_of_its_call_only() -> None:
+    with budget.scope():  # one call
+        with pytest.raises(PatternTooSlow, match="takes longer than") as first:
+            search("^(b|b)*$", "b" * 40 + "c")
+        with pytest.raises(PatternTooSlow) as second:
+            search("^(b|b)*$", "bbb")  # harmless text: refused without trying again
+        assert str(second.value) == str(first.value)
+    with budget.scope():  # the next call (any tenant's): its own input decides
+        assert search("^(b|b)*$", "bbb")
+    assert search("^(b|b)*$", "bbb")
+
+
+def test_all_of_one_calls_pattern_matches_share_one_time_bound() -> None:
+    # Polynomial backtracking just under the per-match timeout, on many property names:
+    # without a bound per call, each name would cost the loop again.
+    tool = {"name": "t", "inputSchema": {"type": "object", "patternProperties": {
+        EVIL: {"type": "string"}}}}
+    names = {"a" * 15 + f"b{n}": "v" for n in range(200)}  # about 10 ms each
+    started = time.monotonic()
+    outcome = Simulator().simulate(tool, names, tenant="t", integration="i")
+    assert time.monotonic() - started < 1.0
+    assert outcome.source == "schema-problem"
 
 
 def test_unevaluated_properties_with_pattern_properties_are_not_checked() -> None:
