@@ -154,7 +154,7 @@ def _record(request: web.Request, request_id: str, endpoint: str, route: str, st
         rpc_label = "none"
     else:
         rpc_label = rpc_method if rpc_method in _RPC_LABELS else "other"
-    outcome = request[OUTCOME] or ("ok" if status < 400 else outcome_for(status))
+    outcome = request[OUTCOME] or outcome_for(status)
     method = request.method
     metrics.observe_request(
         (endpoint, method if method in metrics.HTTP_METHODS else "other", route, rpc_label,
