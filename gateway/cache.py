@@ -124,8 +124,6 @@ class GatewayCache:
         # The change feed says whether invalidations are reaching us.
         self.subscribed = True
         self._last_used: dict[str, int] = {}
-        self.hits = 0
-        self.misses = 0
 
     # Resolver ------------------------------------------------------------------------------
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
@@ -199,7 +197,6 @@ class GatewayCache:
             ttl = min(ttl, self.negative_ttl_s)
         if now - entry.loaded_at < ttl or (entry.value is not None
                                            and now < self._store_retry_at):
-            self.hits += 1
             metrics.cache_lookup(lru.kind, hit=True)
             return entry.value
         return _MISS
@@ -208,7 +205,6 @@ class GatewayCache:
         """The miss path, after `_fresh` found nothing servable: ask the store (stale entries
         still serve while it is down)."""
         entry = lru.get(key)
-        self.misses += 1
         metrics.cache_lookup(lru.kind, hit=False)
         try:
             value = await lru.load(key, loader)

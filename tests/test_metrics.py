@@ -281,9 +281,8 @@ async def test_invalidation_lag_is_observed_on_the_receiving_replica() -> None:
 
 
 def test_request_histogram_buckets_are_cumulative_and_inclusive() -> None:
-    """The request families are kept as plain numbers and exposed at scrape time: a value on
-    a bucket's bound counts in that bucket ("le"), buckets are cumulative, and the count and
-    sum agree with what was observed."""
+    """The request families: a value on a bucket's bound counts in that bucket ("le"),
+    buckets are cumulative, and the count and sum agree with what was observed."""
     labels = ("other", "GET", "histogram-test", "-", "ok")
     names = dict(zip(("endpoint", "http_method", "route", "rpc_method", "outcome"), labels,
                      strict=True))

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,9 +25,7 @@ from gateway.observability.logs import (
     BufferedStderrHandler,
     JsonFormatter,
     TextFormatter,
-    _direct_json_handler,
     configure_logging,
-    log_fields,
 )
 from settings_api import keys
 
@@ -204,53 +203,100 @@ def test_configure_logging_renders_every_record_as_json() -> None:
     assert json.loads(line)["msg"] == "disk 93% full"
 
 
-def test_request_lines_written_directly_match_the_logging_path() -> None:
-    """Under `serve`'s setup the request line skips LogRecord; it must be the same line, and
-    any other handler (a capture, a filter) puts it back on the logging path."""
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_request_lines_go_through_logging() -> None:
+    """Under `serve`'s setup the request line is an ordinary record of the access logger:
+    the configured handler writes it as one JSON line with its fields at the top level, and
+    any other handler (a capture, a filter) sees the same record."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     access = logging.getLogger(ACCESS_LOGGER)
     fields = {"status": 200, "path": "/v1/\udcff", "tenant": "acme", "n": None}
+    capture = Capture()
     try:
         handler = configure_logging("INFO", "json")
         assert isinstance(handler, BufferedStderrHandler)
-        handler.buffer = io.BytesIO()
-        handler.stream = io.TextIOWrapper(handler.buffer, encoding="utf-8", write_through=True)
+        out = io.StringIO()
+        handler.setStream(out)
+        access.addHandler(capture)
         token = REQUEST_ID_VAR.set("req-1")
-        log_fields(access, "request", fields)  # direct
-        captured = io.StringIO()
-        extra = logging.StreamHandler(captured)
-        access.addHandler(extra)
-        log_fields(access, "request", fields)  # through logging: both handlers see it
-        access.removeHandler(extra)
+        access.info("request", extra={"fields": fields})
         REQUEST_ID_VAR.reset(token)
-        direct, logged = handler.buffer.getvalue().decode().splitlines()
-        assert captured.getvalue() == "request\n"
+        access.removeHandler(capture)
+        handler.flush()
+        [line] = out.getvalue().splitlines()
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
-    first, second = json.loads(direct), json.loads(logged)
-    assert first.pop("ts")[:10] == second.pop("ts")[:10]
-    assert first == second == {"level": "INFO", "logger": ACCESS_LOGGER, "msg": "request",
-                               "request_id": "req-1", **fields}
+    doc = json.loads(line)
+    assert doc.pop("ts").endswith("Z")
+    assert doc == {"level": "INFO", "logger": ACCESS_LOGGER, "msg": "request",
+                   "request_id": "req-1", **fields}
+    [record] = capture.records
+    assert record.getMessage() == "request" and record.__dict__["fields"] == fields
+
+
+def test_buffered_handler_writes_in_batches() -> None:
+    """Info lines wait for the periodic flush (one write per batch); a warning is written at
+    once, with every line before it, in order."""
+    logger = logging.getLogger("mcp_gateway.test.batches")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    def attach(interval_s: float) -> tuple[BufferedStderrHandler, io.BytesIO]:
+        handler = BufferedStderrHandler(interval_s=interval_s)
+        handler.setFormatter(JsonFormatter())
+        sink = io.BytesIO()
+        handler.setStream(io.TextIOWrapper(sink, encoding="utf-8"))
+        logger.addHandler(handler)
+        return handler, sink
+
+    handler, sink = attach(3600)  # no periodic flush during this part
+    try:
+        logger.info("first")
+        logger.info("second")
+        assert sink.getvalue() == b""  # held in the buffer
+        logger.warning("third")
+        assert [json.loads(x)["msg"] for x in sink.getvalue().splitlines()] == [
+            "first", "second", "third"]
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    handler, sink = attach(0.05)
+    try:
+        logger.info("fourth")
+        deadline = time.monotonic() + 5
+        while b"fourth" not in sink.getvalue():
+            assert time.monotonic() < deadline, "never flushed"
+            time.sleep(0.01)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
-def test_static_fields_go_on_every_line_and_keep_the_direct_path(fmt: str) -> None:
-    """A worker's index: on request lines (still written without a LogRecord in JSON) and on
-    every other record, after the record's own fields."""
+def test_static_fields_go_on_every_line(fmt: str) -> None:
+    """A worker's index: on request lines and on every other record, after the record's own
+    fields."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     access = logging.getLogger(ACCESS_LOGGER)
     try:
         handler = configure_logging("INFO", fmt, static={"worker": 3})
         assert isinstance(handler, BufferedStderrHandler)
-        handler.buffer = io.BytesIO()
-        handler.stream = io.TextIOWrapper(handler.buffer, encoding="utf-8", write_through=True)
-        assert (_direct_json_handler(access) is handler) is (fmt == "json")
-        log_fields(access, "request", {"status": 200, "worker": "spoofed"})
+        out = io.StringIO()
+        handler.setStream(out)
+        access.info("request", extra={"fields": {"status": 200, "worker": "spoofed"}})
         logging.getLogger("some.library").warning("disk full")
-        request_line, other_line = handler.buffer.getvalue().decode().splitlines()
+        request_line, other_line = out.getvalue().splitlines()
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])

@@ -36,7 +36,6 @@ from typing import Any
 import aiohttp
 
 from gateway.context import Notify, RequestContext, ToolCallError
-from gateway.deadline import Deadline, RunningLoop
 from gateway.observability import metrics
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import HttpClient, MessageHandler, UpstreamError, UpstreamSession
@@ -370,7 +369,6 @@ class ProxyExecutor:
         self.pool = pool
         self.timeout_s = pool.timeout_s if timeout_s is None else timeout_s
         self.bulkhead = Bulkhead(max_inflight)
-        self._loop = RunningLoop()
 
     async def call_tool(
         self,
@@ -431,7 +429,7 @@ class ProxyExecutor:
         view = ctx.integration
         assert view.upstream_url is not None
         try:
-            with Deadline(self._loop.get(), self.timeout_s):
+            async with asyncio.timeout(self.timeout_s):
                 response = await self.pool.request(
                     view.config_id,
                     view.upstream_url,

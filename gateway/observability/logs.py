@@ -10,13 +10,15 @@ attribute instead (None: it belongs to no request): background work started duri
 inherits that request's context, and a filter on its logger says so (asyncpg's pool, in
 settings_api/store/postgres.py).
 
+The request log is an ordinary record of the `mcp_gateway.access` logger (its fields in
+`fields`); `BufferedStderrHandler` writes records in batches rather than one write per line.
+
 Nothing here adds data to a record: secrets stay out of logs because no code logs them.
 """
 
 from __future__ import annotations
 
 import contextvars
-import io
 import json
 import logging
 import sys
@@ -35,16 +37,6 @@ _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 _ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))  # ASCII-only output
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
-_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # formatting them per line costs more
-
-
-def _timestamp(created: float, msecs: float) -> str:
-    whole = int(created)
-    if _second[0] != whole:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second[0] = whole
-    return _second[1] + _MILLIS[int(msecs)]
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,8 +50,13 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.static = dict(static or {})
 
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """`ts`: UTC with milliseconds (2026-01-02T03:04:05.678Z)."""
+        whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{whole}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
-        doc = _head(_timestamp(record.created, record.msecs), record.levelname, record.name,
+        doc = _head(self.formatTime(record), record.levelname, record.name,
                     record.getMessage(), _request_id_of(record))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
@@ -143,22 +140,17 @@ def formatter(fmt: str, static: Mapping[str, Any] | None = None) -> logging.Form
 class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to stderr through a block buffer flushed at least every `interval_s` (and at
     once for warnings and worse, and at exit): one write per batch of request lines instead
-    of one system call per line, which was a measurable share of a request's CPU time."""
+    of one system call per line."""
 
     def __init__(self, interval_s: float = 0.2) -> None:
-        # Text goes straight through to the byte buffer (write_through), so lines written as
-        # bytes by `log_fields` and as text by `emit` keep their order; the buffer has its own
-        # lock, so a line is never torn by the flusher thread.
-        self.buffer = io.BufferedWriter(io.FileIO(sys.stderr.fileno(), "w", closefd=False),
-                                        1 << 16)
-        stream = io.TextIOWrapper(self.buffer, encoding="utf-8", errors="backslashreplace",
-                                  line_buffering=False, write_through=True)
-        super().__init__(stream)
+        super().__init__(open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8",
+                              errors="backslashreplace", closefd=False))
         self._interval_s = interval_s
         self._stop = threading.Event()
         threading.Thread(target=self._flusher, name="mcpgw-log-flush", daemon=True).start()
 
     def emit(self, record: logging.LogRecord) -> None:
+        # StreamHandler.emit flushes after every record; here only warnings and worse do.
         try:
             self.stream.write(self.format(record) + self.terminator)
             if record.levelno >= logging.WARNING:
@@ -168,55 +160,12 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _flusher(self) -> None:
         while not self._stop.wait(self._interval_s):
-            self.flush()
+            self.flush()  # under the handler's lock, as emit runs
 
     def close(self) -> None:
         self._stop.set()
         self.flush()
         super().close()
-
-
-def log_fields(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
-    """`logger.info(msg, extra={"fields": fields})`, for the per-request line.
-
-    When the record would only reach the JSON handler `configure_logging` installed (no
-    filters, no other handler: the `serve` setup), the line is written straight to it, the
-    same bytes without a LogRecord; otherwise (tests' capture handlers, the text format) the
-    record goes through `logging` as usual."""
-    handler = _direct_json_handler(logger)
-    if handler is None:
-        logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, (), None,
-                                        extra={"fields": fields}))
-        return
-    now = time.time()
-    doc = _head(_timestamp(now, (now - int(now)) * 1000), "INFO", logger.name, msg,
-                None if "request_id" in fields else REQUEST_ID_VAR.get())
-    doc.update(fields)
-    static = handler.formatter.static  # type: ignore[union-attr]
-    if static:
-        doc.update(static)
-    handler.buffer.write(_json_bytes(doc) + b"\n")
-
-
-_configured: list[logging.Handler] = []  # the handler configure_logging installed, if any
-
-
-def _direct_json_handler(logger: logging.Logger) -> BufferedStderrHandler | None:
-    if not _configured or not logger.isEnabledFor(logging.INFO):
-        return None
-    handler = _configured[0]
-    node: logging.Logger | None = logger
-    while node is not None and node is not logging.root:
-        if node.handlers or node.filters or not node.propagate:
-            return None
-        node = node.parent
-    root = logging.root
-    if (root.filters or len(root.handlers) != 1 or root.handlers[0] is not handler
-            or handler.filters or handler.level > logging.INFO
-            or not isinstance(handler, BufferedStderrHandler)
-            or type(handler.formatter) is not JsonFormatter):
-        return None
-    return handler
 
 
 def configure_logging(level: str, fmt: str, stream: TextIO | None = None, *,
@@ -229,5 +178,4 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None, *,
     handler = logging.StreamHandler(stream) if stream is not None else BufferedStderrHandler()
     handler.setFormatter(formatter(fmt, static))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    _configured[:] = [handler]
     return handler

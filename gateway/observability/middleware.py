@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.observability import metrics
-from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR, log_fields
+from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR
 from gateway.observability.shared_metrics import SHARED_METRICS
 from gateway.ratelimit.auth_failures import client_address
 from settings_api.http import SETTINGS, Handler, assign_request_id, error_answer
@@ -112,8 +112,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request_id = assign_request_id(request)
     endpoint, route = classify(request.match_info.route)
     request[RPC_METHOD] = request[OUTCOME] = None
-    in_flight = metrics.IN_FLIGHT_COUNTS
-    in_flight[endpoint] += 1
+    in_flight = metrics.IN_FLIGHT_BY_ENDPOINT[endpoint]
+    in_flight.inc()
     token = REQUEST_ID_VAR.set(request_id)
     status = 500
     try:
@@ -134,7 +134,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         status = response.status
         return response
     finally:
-        in_flight[endpoint] -= 1
+        in_flight.dec()
         elapsed = time.perf_counter() - started
         try:
             _record(request, request_id, endpoint, route, status, elapsed)
@@ -154,7 +154,7 @@ def _record(request: web.Request, request_id: str, endpoint: str, route: str, st
         rpc_label = "none"
     else:
         rpc_label = rpc_method if rpc_method in _RPC_LABELS else "other"
-    outcome = request[OUTCOME] or ("ok" if status < 400 else outcome_for(status))
+    outcome = request[OUTCOME] or outcome_for(status)
     method = request.method
     metrics.observe_request(
         (endpoint, method if method in metrics.HTTP_METHODS else "other", route, rpc_label,
@@ -177,7 +177,7 @@ def _record(request: web.Request, request_id: str, endpoint: str, route: str, st
         if mcp:
             fields["rpc_method"] = (rpc_method[:MAX_LOGGED_RPC_METHOD]
                                     if rpc_method is not None else None)
-    log_fields(access_log, "request", fields)
+    access_log.info("request", extra={"fields": fields})
 
 
 def _client(request: web.Request) -> str | None:

@@ -13,10 +13,12 @@ with the merge of every snapshot there:
   worker's gauges carry a `worker` label; those of a worker that stopped, or whose snapshot
   is older than `STALE_AFTER_S`, are left out.
 
-A sibling's counts are at most `SNAPSHOT_INTERVAL_S` old. prometheus-client's multiprocess
-mode would cover only its own metric objects, with a lock and a memory-mapped file write on
-every update; the request path's counters here are plain numbers (metrics.py), untouched by
-this module.
+A sibling's counts are at most `SNAPSHOT_INTERVAL_S` old. Everything goes through
+prometheus-client's public API (`registry.collect()`, `Metric`, its encoders); its
+multiprocess mode is not used because it does not fit these semantics: it drops custom
+collectors (the process and platform collectors), labels gauges by pid rather than by worker,
+must be chosen by an environment variable before prometheus-client is imported, and writes a
+memory-mapped file on every update of every metric.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.context import Charge, Decision
-from gateway.deadline import Deadline, RunningLoop
 from gateway.ratelimit.buckets import EPSILON, Limits, session_digest
 
 # A transcription of gateway.ratelimit.buckets (refill, check, charge, figures); keep in step.
@@ -192,8 +191,6 @@ class RedisLimiter:
         # used: taking one from the pool and giving it back costs about 12 µs (its lock and
         # bookkeeping) per batch.
         self._idle: list[tuple[Connection, float]] = []
-        # The loop the limiter serves, remembered (gateway/deadline.py).
-        self._loop = RunningLoop()
         # Statistics (metrics and tests): checks answered, script calls and round trips used.
         self.checks = 0
         self.script_calls = 0
@@ -233,7 +230,7 @@ class RedisLimiter:
 
     async def check(self, key_id: str, *, tools_call: bool,
                     session_id: str | None = None) -> Decision:
-        loop = self._loop.get()
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending.append(_Check(key_id, "c" if tools_call else "p", session_id, future))
         if not self._scheduled:
@@ -244,7 +241,7 @@ class RedisLimiter:
     async def check_many(self, key_id: str, charges: Sequence[Charge], *,
                          session_id: str | None = None) -> list[Decision]:
         # Queued together, so they reach the script together and in order (one call).
-        loop = self._loop.get()
+        loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[bytes]] = []
         for charge in charges:
             future: asyncio.Future[bytes] = loop.create_future()
@@ -280,7 +277,7 @@ class RedisLimiter:
 
     def _launch(self) -> None:
         self._scheduled = False
-        loop = self._loop.get()
+        loop = asyncio.get_running_loop()
         while self._pending and (self._inflight == 0 or (
                 self._inflight < self._max_inflight and len(self._pending) >= self._overlap_min)):
             batch = self._pending[:self._max_batch]
@@ -295,7 +292,7 @@ class RedisLimiter:
         self._inflight -= 1
         if self._pending and not self._scheduled:
             self._scheduled = True
-            self._loop.get().call_soon(self._launch)
+            asyncio.get_running_loop().call_soon(self._launch)
 
     async def _flush(self, batch: list[_Check]) -> None:
         groups: dict[str, list[_Check]] = {}
@@ -305,12 +302,9 @@ class RedisLimiter:
                 groups[check.key_id] = [check]
             else:
                 group.append(check)
-        # The round trip's bound; `Deadline` rather than asyncio.timeout, whose pure-Python
-        # context manager and loop lookups cost a lone request about a tenth of the limiter's
-        # instructions (docs/performance.md).
-        deadline = Deadline(self._loop.get(), self.timeout_s)
+        deadline = asyncio.timeout(self.timeout_s)  # the round trip's bound
         try:
-            with deadline:
+            async with deadline:
                 replies = await self._run([self._command(key_id, checks)
                                            for key_id, checks in groups.items()])
         except asyncio.CancelledError:  # from outside (shutdown): so are the checks
@@ -318,7 +312,7 @@ class RedisLimiter:
                 check.future.cancel()
             raise
         except Exception as exc:
-            if isinstance(exc, TimeoutError) and deadline.expired:
+            if isinstance(exc, TimeoutError) and deadline.expired():
                 exc = TimeoutError(f"no limiter reply within {self.timeout_s} s")
             self._fail(batch, exc)
             return
@@ -369,7 +363,7 @@ class RedisLimiter:
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         self.round_trips += 1
         pool = self.client.connection_pool
-        now = self._loop.get().time()
+        now = asyncio.get_running_loop().time()
         if self._idle:
             connection, last_used = self._idle.pop()
             if now - last_used > self._idle_recheck_s:
