@@ -304,7 +304,9 @@ async def _answer_server_request(session: UpstreamSession, request: dict[str, An
         reply["result"] = {}
     else:
         reply["error"] = {
-            "code": _METHOD_NOT_FOUND, "message": "Method not supported by the gateway"}
+            "code": _METHOD_NOT_FOUND,
+            "message": "Method not supported by the gateway",
+        }
     try:
         await session.send(reply)
     except UpstreamError as exc:

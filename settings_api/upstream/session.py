@@ -74,9 +74,14 @@ class UpstreamSession:
         object while those stay the same (nothing changes it: it is only sent)."""
         state = (self.session_id, self.protocol_version)
         if self._sent_headers is None or self._sent_headers[0] != state:
-            self._sent_headers = (state, mcp_headers(
-                self._headers, session_id=self.session_id, protocol_version=self.protocol_version
-            ))
+            self._sent_headers = (
+                state,
+                mcp_headers(
+                    self._headers,
+                    session_id=self.session_id,
+                    protocol_version=self.protocol_version,
+                ),
+            )
         return self._sent_headers[1]
 
     def new_id(self) -> int:
@@ -199,8 +204,7 @@ class UpstreamSession:
         headers = self.headers()
         self.session_id = None
         try:
-            async with self._http.delete(self._target, headers=headers,
-                                        allow_redirects=False):
+            async with self._http.delete(self._target, headers=headers, allow_redirects=False):
                 pass  # any status is fine: the server may not support explicit termination
         except (aiohttp.ClientError, OSError) as exc:
             logger.debug("upstream session termination failed: %s", type(exc).__name__)
