@@ -340,7 +340,9 @@ async def test_slow_upstream_times_out(aiohttp_server, pool, slow_method):
     error = await call_error(proxy, make_view(url))
     elapsed = time.monotonic() - started
 
-    assert 0.4 < elapsed < 1.0
+    # Not before the bound, and cut short long before the upstream's 10 s (a margin a loaded
+    # machine cannot miss; the message says which bound fired).
+    assert 0.45 <= elapsed < 5.0
     assert error.code == -32603
     assert error.message == "Upstream MCP server timed out after 0.5 s"
     assert error.data == {"upstream": "timeout"}
