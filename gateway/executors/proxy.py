@@ -194,7 +194,7 @@ class ProxyExecutor:
             message = f"Upstream MCP server sent an invalid response: {exc.message}"
         elif reason == "jsonrpc-error":  # the handshake was refused
             message = f"Upstream MCP server refused the session: {exc.message}"
-        else:  # pragma: no cover - reasons of the catalog reader only
+        else:  # not-allowed: the egress policy, or a header the gateway does not send
             message = f"Upstream MCP server failed: {exc.message}"
         return self._failure(ctx, tool, scrub(message, _secrets_of(ctx)), {"upstream": reason})
 
