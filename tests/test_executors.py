@@ -320,6 +320,20 @@ async def test_upstream_down_is_connect_quickly(proxy):
     assert error.data == {"upstream": "connect"}
 
 
+async def test_a_header_the_gateway_cannot_send_is_refused_before_connecting(
+    aiohttp_server, proxy
+):
+    # Stored before the schema refused it, or a control character HTTP cannot carry.
+    stub = StubUpstream(tools=TOOLS)
+    url = await serve(aiohttp_server, stub)
+
+    error = await call_error(proxy, make_view(url, headers={"X-Test": "a\x01b-1234567890"}))
+
+    assert error.data == {"upstream": "not-allowed"}
+    assert "1234567890" not in error.message
+    assert stub.received_headers == []
+
+
 async def test_connection_reset_is_connect(aiohttp_server, proxy):
     stub = StubUpstream(tools=TOOLS, mode="reset", fail_on={"tools/call"})
     url = await serve(aiohttp_server, stub)
