@@ -1,4 +1,5 @@
-"""Wiring of the data plane: cache, change subscription, limiter, executors, MCP routes."""
+"""Wiring of the data plane: cache, change subscription, limiter, executors (over the app's
+upstream HTTP client), MCP routes."""
 
 from __future__ import annotations
 
@@ -17,13 +18,10 @@ from gateway.invalidation import RedisChangeFeed
 from gateway.ratelimit import create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
 from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState
-from settings_api import __version__
 from settings_api.app import CHANGES
-from settings_api.egress import EgressPolicy
-from settings_api.http import SETTINGS
+from settings_api.http import HTTP_CLIENT, SETTINGS
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsService
-from settings_api.upstream_http import LeanHttpClient
 from simulator import Simulator
 
 log = logging.getLogger(__name__)
@@ -51,11 +49,9 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         feed.on_connection(connected, lost)
         tasks.append(asyncio.create_task(feed.run(), name="mcpgw-change-feed"))
     limiter = create_limiter(settings, app.get(LIMITER_REDIS))
-    # callUrl's upstream calls go through the lean client (one per request on the hot path);
-    # the settings API keeps aiohttp's for its occasional catalog reads.
-    http = LeanHttpClient(headers={"User-Agent": f"mcp-gateway/{__version__}"},
-                          egress=EgressPolicy(settings.upstream_allowed_networks))
-    pool = UpstreamPool(http, timeout_s=settings.upstream_timeout_s)
+    # The app's one upstream HTTP client (http_client_ctx, opened before and closed after this
+    # context): callUrl's calls share its kept-alive connections with the catalog reads.
+    pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
     simulated = SimulatorExecutor(
         Simulator(max_result_bytes=settings.simulator_max_result_bytes))
     app[GATEWAY] = GatewayState(
@@ -79,7 +75,6 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         await _record(cache, service)
         await pool.close()
         simulated.close()
-        await http.close()
         await limiter.close()
 
 

@@ -7,9 +7,8 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
+from aiohttp import web
 
-from settings_api import __version__
 from settings_api.changes import ChangeFeed, LocalChangeFeed
 from settings_api.egress import EgressPolicy, EgressRefused
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
@@ -29,7 +28,7 @@ from settings_api.schemas import ID_PATTERN
 from settings_api.secrets_box import SecretBox
 from settings_api.service import SettingsService
 from settings_api.store import Store, create_store
-from settings_api.upstream import UpstreamError, fetch_tool_catalog
+from settings_api.upstream import UpstreamError, create_upstream_client, fetch_tool_catalog
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 CHANGES: web.AppKey[ChangeFeed] = web.AppKey("changes", object)  # type: ignore[arg-type]
@@ -62,16 +61,12 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One ClientSession per app: connection reuse for every upstream call. It keeps no
-    cookies: upstreams of different tenants may share a host, and a cookie one set must never
-    ride along on another's calls (nor may a cookie stand in for the configured credentials).
-    That also spares every call the cookie jar's work. Its connector applies the egress policy
-    to every address it connects to, with no connection cap (aiohttp's is 100, one queue for
-    every tenant): catalog reads are bounded per tenant by the service instead."""
-    connector = EgressPolicy(app[SETTINGS].upstream_allowed_networks).connector()
-    async with ClientSession(timeout=ClientTimeout(total=app[SETTINGS].upstream_timeout_s),
-                             headers={"User-Agent": f"mcp-gateway/{__version__}"},
-                             cookie_jar=DummyCookieJar(), connector=connector) as session:
+    """The one HTTP client of every upstream request, both planes' (catalog reads, callUrl's
+    calls): kept-alive connections, the egress policy, no cookies
+    (settings_api/upstream/client.py)."""
+    settings = app[SETTINGS]
+    async with create_upstream_client(allowed_networks=settings.upstream_allowed_networks,
+                                      timeout_s=settings.upstream_timeout_s) as session:
         app[HTTP_CLIENT] = session
         yield
 

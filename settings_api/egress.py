@@ -3,11 +3,11 @@ which tenant headers it sends there.
 
 Tenants choose ``upstreamUrl``; unchecked, it would let one make the gateway reach its own
 loopback services, the private network or a cloud metadata endpoint, and map them from the
-error messages. Every address is checked once resolved, right before connecting (both upstream
-clients: aiohttp's through :class:`EgressResolver` and :meth:`EgressPolicy.socket_factory`,
-the lean one through :meth:`EgressPolicy.check_resolved`), so odd spellings (``0x7f000001``,
-``127.1``) and DNS rebinding cannot slip through. The operator opens specific ranges with
-``MCPGW_UPSTREAM_ALLOWED_NETWORKS``.
+error messages. Every address is checked once resolved, right before connecting (the upstream
+client's connector, :meth:`EgressPolicy.connector`: names through :class:`EgressResolver`, the
+address dialled through :meth:`EgressPolicy.socket_factory`), so odd spellings
+(``0x7f000001``, ``127.1``) and DNS rebinding cannot slip through. The operator opens specific
+ranges with ``MCPGW_UPSTREAM_ALLOWED_NETWORKS``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,8 +109,8 @@ _REFUSED_HEADER_PREFIX = "proxy-"
 
 
 class EgressRefused(OSError):
-    """The policy refuses every address of this host; an ``OSError`` so that both HTTP clients
-    treat it as a connection failure (aiohttp wraps it, ``os_error`` keeps it)."""
+    """The policy refuses every address of this host; an ``OSError`` so that the HTTP client
+    treats it as a connection failure (aiohttp wraps it, ``os_error`` keeps it)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(NOT_ALLOWED_MESSAGE)
@@ -193,14 +194,15 @@ class EgressPolicy:
             return
         self.check_resolved(str(info[4][0]) for info in infos)
 
-    def connector(self) -> TCPConnector:
+    def connector(self, *, ssl: SSLContext | bool = True) -> TCPConnector:
         """An aiohttp connector applying this policy to every address it connects to: names
         through :class:`EgressResolver`, IP literals (aiohttp never resolves them) through
-        :meth:`socket_factory`. Made inside the running loop."""
+        :meth:`socket_factory`. ``ssl``: True verifies with the system's certificates. Made
+        inside the running loop."""
         # No connection cap (aiohttp's default is 100, one queue for every tenant): upstream
         # requests are bounded per integration or tenant by their callers' bulkheads.
         return TCPConnector(resolver=EgressResolver(self), socket_factory=self.socket_factory,
-                            limit=0)
+                            limit=0, ssl=ssl)
 
     def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
         """aiohttp's ``TCPConnector(socket_factory=...)``: the last check before a connect,

@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.server import build_app
 from settings_api.config import ConfigError, load_settings
-from settings_api.egress import EgressPolicy
+from settings_api.egress import EgressPolicy, parse_networks
 from settings_api.jwt_auth import issue_token
 from settings_api.upstream import (
     UNREACHABLE_MESSAGE,
     UpstreamError,
+    create_upstream_client,
     fetch_tool_catalog,
     mcp_headers,
 )
-from settings_api.upstream_http import LeanHttpClient
 from tests.conftest import JWT_SECRET, make_settings
 from tests.mcp_stub import StubUpstream, make_tools
 from tests.processes import free_port
@@ -304,20 +303,14 @@ async def test_call_refuses_a_name_that_rebinds_to_loopback(
     assert sum(stub.calls.values()) == 0
 
 
-@pytest.mark.parametrize("kind", ["aiohttp", "lean"])
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "169.254.169.254"])
-async def test_both_clients_refuse_before_connecting(
-    aiohttp_server: Any, no_outside_connects: None, kind: str, host: str
+async def test_the_upstream_client_refuses_before_connecting(
+    aiohttp_server: Any, no_outside_connects: None, host: str
 ) -> None:
     # IP literals: aiohttp never hands them to its resolver, so the connector checks them too.
     stub = StubUpstream(tools=TOOLS)
     port = await serve_stub(aiohttp_server, stub)
-    policy = EgressPolicy()
-    http: Any = (
-        aiohttp.ClientSession(connector=policy.connector())
-        if kind == "aiohttp"
-        else LeanHttpClient(egress=policy)
-    )
+    http = create_upstream_client(timeout_s=3)
     try:
         with pytest.raises(UpstreamError) as info:
             await fetch_tool_catalog(http, f"http://{host}:{port}/mcp", {}, timeout_s=3)
@@ -390,14 +383,13 @@ TENANT_HEADERS = {
 GATEWAY_ONLY = [name for name in TENANT_HEADERS if name != "X-Tenant"]
 
 
-@pytest.mark.parametrize("kind", ["aiohttp", "lean"])
 async def test_upstream_requests_never_carry_tenant_framing_headers(
-    aiohttp_server: Any, kind: str, no_outside_connects: None
+    aiohttp_server: Any, no_outside_connects: None
 ) -> None:
-    # Configs stored before the rule may hold such names: both clients drop them.
+    # Configs stored before the rule may hold such names: they are dropped.
     stub = StubUpstream(tools=make_tools(2))
     port = await serve_stub(aiohttp_server, stub)
-    http: Any = aiohttp.ClientSession() if kind == "aiohttp" else LeanHttpClient()
+    http = create_upstream_client(allowed_networks=parse_networks(LOOPBACK), timeout_s=3)
     try:
         tools = await fetch_tool_catalog(
             http, f"http://127.0.0.1:{port}/mcp", TENANT_HEADERS, timeout_s=3
@@ -423,7 +415,7 @@ async def test_upstream_requests_never_carry_tenant_framing_headers(
         assert lowered.get("connection", "keep-alive").lower() in ("keep-alive", "close")
 
 
-def test_one_rule_decides_the_headers_of_both_clients() -> None:
+def test_one_rule_decides_the_headers_of_every_upstream_request() -> None:
     sent = mcp_headers(TENANT_HEADERS)
     assert [name for name in GATEWAY_ONLY if name in sent] == []
     assert sent["X-Tenant"] == "kept"

@@ -27,7 +27,7 @@ from gateway.context import Endpoint
 from gateway.server import build_app
 from gateway.state import GATEWAY
 from settings_api.config import ConfigError, load_settings
-from settings_api.upstream_http import LeanHttpClient
+from settings_api.http import HTTP_CLIENT
 
 MODERN = "2026-07-28"
 MAX_INFLIGHT = 4
@@ -154,7 +154,7 @@ async def test_one_tenants_slow_upstream_does_not_delay_another(
 
 
 async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
-    aiohttp_server: Any,
+    gateway: TestClient, aiohttp_server: Any,
 ) -> None:
     # aiohttp's default cap (100 connections in use) was one queue for every tenant: past it,
     # each tenant's call waited for another tenant's slow upstream to answer.
@@ -172,10 +172,11 @@ async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
     app = web.Application()
     app.router.add_post("/", handler)
     url = str((await aiohttp_server(app)).make_url("/"))
-    http = LeanHttpClient()
+    # The app's one client of every upstream request, both planes'.
+    http = gateway.server.app[HTTP_CLIENT]
 
     async def post() -> int:
-        async with http.post(url, data=b"{}", headers={}) as resp:
+        async with http.post(url, data=b"{}", allow_redirects=False) as resp:
             return resp.status
 
     try:
@@ -185,7 +186,6 @@ async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
         assert await asyncio.gather(*calls) == [200] * 120
     finally:
         release.set()
-        await http.close()
 
 
 async def test_one_tenants_slow_catalog_reads_are_bounded_and_hold_up_no_one_else(

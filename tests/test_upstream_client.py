@@ -13,12 +13,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from settings_api.egress import parse_networks
 from settings_api.upstream import (
     LATEST_PROTOCOL_VERSION,
     SseEvent,
     SseParser,
     UpstreamError,
     UpstreamSession,
+    create_upstream_client,
     fetch_tool_catalog,
 )
 
@@ -33,7 +35,9 @@ SECRET = "sk-live-0123456789abcdef-TOPSECRET"
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    # The gateway's own upstream client; the stubs listen on loopback, which it must reach.
+    loopback = parse_networks("127.0.0.0/8,::1/128")
+    async with create_upstream_client(allowed_networks=loopback, timeout_s=30) as session:
         yield session
 
 

@@ -1,0 +1,76 @@
+"""Reading an upstream's tool catalog (the settings API's configs and :syncTools): one MCP
+session opened, every tools/list page read, and the session closed, within one deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from settings_api.upstream.errors import UpstreamError, connect_error
+from settings_api.upstream.exchange import DEFAULT_MAX_BODY_BYTES
+from settings_api.upstream.redaction import scrub, secret_pieces
+from settings_api.upstream.session import UpstreamSession
+from settings_api.upstream_url import secret_values
+
+__all__ = ["fetch_tool_catalog"]
+
+logger = logging.getLogger(__name__)
+
+
+async def fetch_tool_catalog(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_pages: int = 100,
+) -> list[dict[str, Any]]:
+    """Initialize an MCP session with `url`, list every tool (following nextCursor) and close
+    the session.
+
+    The whole operation, DELETE included, is bounded by ``timeout_s``. Every failure is an
+    :class:`UpstreamError`; tools are returned as the upstream sent them, in its order.
+    """
+    if timeout_s <= 0:
+        raise ValueError("timeout_s must be positive")
+    if max_pages < 1:
+        raise ValueError("max_pages must be at least 1")
+    upstream = UpstreamSession(session, url, headers, max_body_bytes=max_body_bytes)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    tools: list[dict[str, Any]] = []
+    failure: Exception | None = None
+    try:
+        async with asyncio.timeout_at(deadline):
+            await upstream.initialize()
+            tools = await upstream.list_tools(max_pages=max_pages)
+    except (TimeoutError, UpstreamError, aiohttp.ClientError, OSError) as exc:
+        failure = exc
+    # Free the upstream session on success and failure alike, but never past the deadline.
+    # (A cancelled caller skips this: cancellation must not wait on the network.)
+    if upstream.session_id is not None and asyncio.get_running_loop().time() < deadline:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await upstream.terminate()
+        except TimeoutError:
+            logger.debug("upstream session termination skipped: deadline reached")
+    if failure is not None:
+        error = _as_upstream_error(failure, timeout_s)
+        pieces = secret_pieces([*headers.values(), *secret_values(url)])
+        message = scrub(error.message, pieces)
+        if message != error.message:
+            error = UpstreamError(error.reason, message, status=error.status)
+        raise error from failure
+    return tools
+
+
+def _as_upstream_error(exc: Exception, timeout_s: float) -> UpstreamError:
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return UpstreamError("timeout", f"upstream did not answer within {timeout_s:g} s")
+    return connect_error(exc)

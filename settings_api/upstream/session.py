@@ -1,0 +1,210 @@
+"""An MCP client session with one upstream server over Streamable HTTP (the legacy protocol
+era, 2025-xx): the initialize handshake and its negotiated version, the session id every
+later request carries, tools/list's pages, and the closing DELETE."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from settings_api.upstream.client import request_url
+from settings_api.upstream.errors import UpstreamError, quote
+from settings_api.upstream.exchange import (
+    DEFAULT_MAX_BODY_BYTES,
+    SESSION_ID_HEADER,
+    MessageHandler,
+    RpcReply,
+    mcp_headers,
+    post_message,
+    result_of,
+)
+
+__all__ = ["LATEST_PROTOCOL_VERSION", "SUPPORTED_PROTOCOL_VERSIONS", "UpstreamSession"]
+
+logger = logging.getLogger(__name__)
+
+LATEST_PROTOCOL_VERSION = "2025-11-25"
+# The legacy-era versions this client can speak; tools/list is the same in all of them.
+SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
+# Session ids must be visible ASCII (MCP transports spec); anything else could smuggle headers.
+_SESSION_ID_RE = re.compile(r"[\x21-\x7e]+")
+
+try:
+    _CLIENT_VERSION = importlib.metadata.version("mcp-gateway")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree without install
+    _CLIENT_VERSION = "0.0.0"
+
+
+class UpstreamSession:
+    """One MCP session with an upstream over Streamable HTTP (legacy era, 2025-xx).
+
+    Tracks the session id and negotiated version so every request after ``initialize`` carries
+    them. Not safe for concurrent requests that race ``initialize``; one session per task.
+    """
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self._http = http
+        self.url = url
+        self._headers = dict(headers)
+        # Parsed once for the session's life (aiohttp would parse a string on every request).
+        self._target: URL | str = request_url(url, headers)
+        self.max_body_bytes = max_body_bytes
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self.initialize_result: dict[str, Any] | None = None
+        self._next_id = 0
+        self._sent_headers: tuple[tuple[str | None, str | None], CIMultiDict[str]] | None = None
+
+    def headers(self) -> CIMultiDict[str]:
+        """Headers for the next POST (caller headers plus session id and version); the same
+        object while those stay the same (nothing changes it: it is only sent)."""
+        state = (self.session_id, self.protocol_version)
+        if self._sent_headers is None or self._sent_headers[0] != state:
+            self._sent_headers = (
+                state,
+                mcp_headers(
+                    self._headers,
+                    session_id=self.session_id,
+                    protocol_version=self.protocol_version,
+                ),
+            )
+        return self._sent_headers[1]
+
+    def new_id(self) -> int:
+        """A fresh JSON-RPC request id, unique within this session."""
+        self._next_id += 1
+        return self._next_id
+
+    async def send(
+        self, message: Mapping[str, Any], *, on_message: MessageHandler | None = None
+    ) -> RpcReply:
+        """POST a prepared JSON-RPC message with this session's headers."""
+        return await post_message(
+            self._http,
+            self._target,
+            message,
+            self.headers(),
+            max_body_bytes=self.max_body_bytes,
+            on_message=on_message,
+        )
+
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_message: MessageHandler | None = None,
+    ) -> dict[str, Any]:
+        """Send a request and return its ``result`` (``jsonrpc-error`` on an error response)."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.new_id(), "method": method}
+        if params is not None:
+            message["params"] = dict(params)
+        reply = await self.send(message, on_message=on_message)
+        if reply.message is None:  # pragma: no cover - post_message always reads requests
+            raise UpstreamError("invalid-response", "upstream sent no response")
+        return result_of(reply.message)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
+        """Send a notification (the server answers 202 with no body)."""
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = dict(params)
+        await self.send(message)
+
+    async def initialize(self) -> dict[str, Any]:
+        """Run the initialize handshake; return the server's InitializeResult."""
+        self.session_id = None
+        self.protocol_version = None
+        message = {
+            "jsonrpc": "2.0",
+            "id": self.new_id(),
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LATEST_PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "mcp-gateway", "version": _CLIENT_VERSION},
+            },
+        }
+        reply = await self.send(message)
+        if reply.message is None:  # pragma: no cover - post_message always reads requests
+            raise UpstreamError("invalid-response", "upstream sent no initialize response")
+        result = result_of(reply.message)
+        version = result.get("protocolVersion")
+        if not isinstance(version, str):
+            raise UpstreamError("invalid-response", "upstream initialize result lacks a version")
+        if version not in SUPPORTED_PROTOCOL_VERSIONS:
+            raise UpstreamError(
+                "invalid-response", f"upstream chose unsupported protocol version {quote(version)}"
+            )
+        session_id = reply.headers.get(SESSION_ID_HEADER)
+        if session_id is not None and not _SESSION_ID_RE.fullmatch(session_id):
+            raise UpstreamError("invalid-response", "upstream sent a malformed Mcp-Session-Id")
+        self.session_id = session_id
+        self.protocol_version = version
+        self.initialize_result = result
+        await self.notify("notifications/initialized")
+        return result
+
+    async def list_tools(self, *, max_pages: int = 100) -> list[dict[str, Any]]:
+        """Every tool of the upstream, following ``nextCursor``, in the upstream's order."""
+        tools: list[dict[str, Any]] = []
+        names: set[str] = set()
+        seen_cursors: set[str] = set()
+        cursor: str | None = None
+        for _ in range(max_pages):
+            result = await self.request(
+                "tools/list", {"cursor": cursor} if cursor is not None else None
+            )
+            page = result.get("tools")
+            if not isinstance(page, list):
+                raise UpstreamError("invalid-response", "upstream tools/list result lacks tools")
+            for tool in page:
+                name = tool.get("name") if isinstance(tool, dict) else None
+                if not isinstance(name, str) or not name:
+                    raise UpstreamError("invalid-response", "upstream tool without a string name")
+                if name in names:
+                    raise UpstreamError(
+                        "invalid-response", f"upstream lists tool {quote(name)} twice"
+                    )
+                names.add(name)
+                tools.append(tool)
+            next_cursor = result.get("nextCursor")
+            # "" is treated as "no more pages": some servers serialise an absent cursor so.
+            if next_cursor is None or next_cursor == "":
+                return tools
+            if not isinstance(next_cursor, str):
+                raise UpstreamError("invalid-response", "upstream nextCursor is not a string")
+            if next_cursor in seen_cursors:
+                # A cursor seen before would make us loop until max_pages for nothing.
+                raise UpstreamError("invalid-response", "upstream repeated a tools/list cursor")
+            seen_cursors.add(next_cursor)
+            cursor = next_cursor
+        raise UpstreamError(
+            "too-many-pages", f"upstream tools/list has more than {max_pages} pages"
+        )
+
+    async def terminate(self) -> None:
+        """End the session with DELETE, best effort (servers may answer 405, or be gone)."""
+        if self.session_id is None:
+            return
+        headers = self.headers()
+        self.session_id = None
+        try:
+            async with self._http.delete(self._target, headers=headers, allow_redirects=False):
+                pass  # any status is fine: the server may not support explicit termination
+        except (aiohttp.ClientError, OSError) as exc:
+            logger.debug("upstream session termination failed: %s", type(exc).__name__)
