@@ -9,13 +9,15 @@ given, so `_Draws` (a seeded `Random`) is where this module steers it:
 - length: xeger draws each repeat count with `randint(min, max)`; a count is either drawn
   near the minimum (the plausible default) or placed at a fraction of its range, and that
   fraction is searched by bisection until the string lands in [minLength, maxLength];
-- cost: the counts drawn for one candidate, weighted by the pattern's length, are bounded,
-  so `(a{100}){100}` or `{1000000}` is refused before a long string is built.
+- cost: the counts drawn for one candidate, weighted by the pattern's length, and the class
+  members xeger lists are bounded and spent from the call's step budget, so `(a{100}){100}`,
+  `{1000000}` or `[\\x00-\\U0010ffff]{100}` is refused before a long string is built.
 
-Lookarounds are zero-width, but xeger writes their content as text: a second pass drops them
-from the pattern. Every candidate is verified against the real pattern (`re.search`'s
-meaning, within a time bound: simulator/patterns.py) and the length bounds; other attempts use
-derived seeds, and the caller gets None rather than a string that does not match.
+Lookarounds are zero-width, but xeger writes their content as text: the pattern without them
+is tried first, then the pattern itself. Every candidate is verified against the real pattern
+(`re.search`'s meaning, within a time bound: simulator/patterns.py) and the length bounds;
+other attempts use derived seeds, and the caller gets None rather than a string that does
+not match.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ MAX_LENGTH = 10_000  # longer strings are not generated (None)
 # What one candidate may cost: repeat counts drawn, each times the pattern's length (a bound
 # on the characters one repetition writes, literals included).
 MAX_WORK = 10 * MAX_LENGTH
+# Listing this many members of a class costs about as much as writing one character.
+_MEMBERS_PER_CHARACTER = 8
 _SOFT_REPEAT = 8  # extra repetitions beyond the minimum when nothing asks for more
 _FIT_STEPS = 12  # bisection steps towards the length bounds
 # xeger caps `*`, `+` and `{n,}` at this many repeats: as many as the longest string allowed,
@@ -75,17 +79,23 @@ class _Draws(random.Random):
             count = super().randint(a, min(b, a + _SOFT_REPEAT))
         else:
             count = a + round(self.stretch * (min(b, a + self.reach) - a))
-        cost = count * self.weight
-        self.left -= cost
-        if self.left < 0:
-            raise _TooLong
-        spend(cost)  # the call's step budget (simulator/budget.py) bounds all its candidates
+        self._charge(count * self.weight)
         return count
 
     def choice(self, seq: Any) -> Any:
         if isinstance(seq, list) and seq and isinstance(seq[0], str):  # a class's members
+            # xeger lists every member of the class for each character it writes: a wide
+            # range (`[\x00-\U0010ffff]`) costs as much as writing a long string.
+            self._charge(len(seq) // _MEMBERS_PER_CHARACTER)
             seq = sorted([c for c in seq if c.isprintable()] or seq, key=str)
         return super().choice(seq)
+
+    def _charge(self, cost: int) -> None:
+        # The call's step budget (simulator/budget.py) bounds all its candidates together.
+        spend(cost)
+        self.left -= cost
+        if self.left < 0:
+            raise _TooLong
 
 
 def _tokens(pattern: str) -> Iterator[str]:
