@@ -170,7 +170,7 @@ def _fit(pattern: str, seed: int, low: int, high: int) -> str | None:
     return longest if len(longest) <= high else None
 
 
-def satisfies(pattern: str, value: str, min_length: int = 0,
+def _satisfies(pattern: str, value: str, min_length: int = 0,
               max_length: int | None = None) -> bool:
     """`value` matches `pattern` (bounded: simulator/patterns.py) and the length bounds."""
     if len(value) < min_length or (max_length is not None and len(value) > max_length):
@@ -185,7 +185,7 @@ def _padded(pattern: str, text: str, rng: random.Random, min_length: int,
     pad = "x" * (min_length - len(text))
     for candidate in ((text + " " + filler)[:min_length], (filler + " " + text)[-min_length:],
                       text + pad, pad + text):
-        if satisfies(pattern, candidate, min_length, max_length):
+        if _satisfies(pattern, candidate, min_length, max_length):
             return candidate
     return None
 
