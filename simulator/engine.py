@@ -258,25 +258,6 @@ class Simulator:
         held = None if answer_key is None else self._answers.get(answer_key)
         return held[1].outcome() if held is not None and held[0] is tool else None
 
-    def validate_arguments(self, tool: Mapping[str, Any], arguments: Any) -> list[FieldProblem]:
-        """Every way `arguments` break the tool's inputSchema ([] when they are valid)."""
-        plan = self._plan(tool)
-        if plan.input_validator is None:
-            return [FieldProblem("(arguments)", f"cannot be checked: {plan.input_problem}")]
-        try:
-            with budget.scope():
-                return argument_problems(plan.input_validator,
-                                         {} if arguments is None else arguments)
-        except OverBudget as exc:
-            return [FieldProblem("(arguments)", f"cannot be checked: {exc}")]
-
-    def clear(self) -> None:
-        self._tools.clear()
-        self._by_identity.clear()
-        self._results.clear()
-        self._digests.clear()
-        self._answers.clear()
-
     # ---- steps ---------------------------------------------------------------------------
 
     def _digest(self, tenant: str, integration: str, name: str, arguments: Any,
@@ -343,13 +324,15 @@ class Simulator:
         if plan.generator is None:
             text = text_result(name, arguments, root)
             return result_json({"content": [{"type": "text", "text": text}]}), "generated", False
+        validator = plan.output_validator
+        assert validator is not None  # set together with the generator
         problem = GenerationError("/", "no attempt produced a valid value")
         for attempt in range(self.max_attempts):
             seeded = root if attempt == 0 else Seeded(
                 hashlib.sha256(digest + b"\x00retry%d" % attempt).digest())
             try:
                 value = plan.generator.generate(seeded, self.max_result_bytes)
-                error = next(iter(plan.output_validator.iter_errors(value)), None)
+                error = next(iter(validator.iter_errors(value)), None)
             except TooLarge as exc:
                 problem = exc
                 break

@@ -15,17 +15,19 @@ Draft202012Validator and its format checker):
   (incompatible with current hypothesis), cannot resolve recursive `$ref`; where it works one
   seeded draw costs 0.9-4.3 ms (plus 1-18 ms to build the strategy) and the single draw is the
   shrunk minimum (the same `""`, `null`, `12` for 30 different seeds in 6 of 9 schemas).
-- Regex to string, 15 patterns x 20 seeds: rstr 3.2.2 280/300 matching, 242 us per string
-  (seedable per instance); exrex 0.12.0 280/300, 45 us, global `random` only;
-  hypothesis `from_regex` 280/300, 58 ms per string. None honours minLength/maxLength;
-  all missed the lookahead pattern `^(?=.*\\d)[a-z\\d]{8}$`.
+- Regex to string, 15 patterns x 20 seeds: rstr 3.2.2 280/300 matching (seedable per
+  instance); exrex 0.12.0 280/300, global `random` only; hypothesis `from_regex` 280/300,
+  about 200 times slower. None honours minLength/maxLength; all missed the lookahead pattern
+  `^(?=.*\\d)[a-z\\d]{8}$`. Pattern strings therefore come from rstr steered through the
+  `random.Random` it draws from (simulator/regex.py), which adds the length bounds and the
+  lookahead case.
 
-So this module is our own (and `simulator.regex` for patterns): 243 us to generate the same
-contact instance (198 us for the search result) plus 95 us to validate it, 25 us per pattern
-string, valid 800/800 on the keyword schemas and on thousands of random schemas in
-tests/test_simulator_properties.py; a private `random.Random` per node derived from the call's
-seed; plausible values by property name (`simulator.hints`). Whole calls: see
-bench/simulator_bench.py (about 0.4 ms uncached, 25 us cached for the contact tool).
+So this module is our own: valid 800/800 on the keyword schemas and on thousands of random
+schemas in tests/test_simulator_properties.py; a private `random.Random` per node derived from
+the call's seed; plausible values by property name (`simulator.hints`). Whole calls:
+bench/simulator_bench.py. The walk is here; strings (simulator/strings.py), numbers
+(simulator/numeric.py) and the merging of schemas that must hold together
+(simulator/merging.py) have their own modules.
 
 The generator aims at validity, and the engine proves it: every instance is validated
 against the output schema before it is returned, other attempts use derived seeds, and a
@@ -39,39 +41,36 @@ changes key order.
 from __future__ import annotations
 
 import json
-import math
-import sys
 import threading
-from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
 
-from simulator import formats, hints, regex
+from simulator import hints, regex
 from simulator import words as W
 from simulator.budget import OverBudget, spend
-from simulator.canonical import Seeded, canonical_json, json_equal
+from simulator.canonical import Seeded, canonical_json
+from simulator.generation_errors import GenerationError, TooLarge, over_budget
 from simulator.hints import NO_HINT, Hint
+from simulator.merging import PATTERNS, as_list, merge
+from simulator.numeric import integer_value, number_value
 from simulator.patterns import search
-from simulator.validation import is_decimal_multiple, is_float_multiple
+from simulator.strings import string_value
+
+__all__ = ["GenerationError", "Generator", "TooLarge", "merge", "over_budget"]
 
 SHALLOW_DEPTH = 8  # deeper than this, only required properties and minimal arrays
 SHALLOW_REFS = 3  # ...and likewise after this many `$ref` expansions on one path
 MAX_DEPTH = 64  # a path longer than this is a recursion that never ends
 # What one answer may cost: a schema asking for more is reported, not served slowly.
 MAX_NODES = 10_000  # values generated for one instance
-MAX_ITEMS = 1_000  # minItems / minProperties
-MAX_STRING = 10_000  # minLength
+MAX_ITEMS = 1_000  # minItems / minProperties (minLength: simulator/strings.py)
 # ...and the answer's size (simulator.engine.DEFAULT_MAX_RESULT_BYTES unless configured),
 # counted as values are made so that a too large schema stops early, with the same verdict
 # every time: the count depends on the generated values alone.
-_FLOAT_MAX = sys.float_info.max
 NULL_CHANCE = 0.15
 OPTIONAL_CHANCE = 0.8
 ITEM_ATTEMPTS = 12  # tries for a distinct item under uniqueItems
 NOT_ATTEMPTS = 6
-NUMBER_ATTEMPTS = 64
-MAX_CROSS = 64  # anyOf x anyOf combinations kept when merging
-_PATTERNS = "$simulator:patterns"  # extra patterns collected by merging allOf members
 
 _ANNOTATIONS = frozenset({
     "title", "description", "$comment", "examples", "default", "deprecated", "readOnly",
@@ -82,29 +81,10 @@ _OBJECT_KEYS = ("properties", "required", "additionalProperties", "patternProper
                 "unevaluatedProperties")
 _ARRAY_KEYS = ("items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains",
                "additionalItems", "unevaluatedItems")
-_STRING_KEYS = ("minLength", "maxLength", "pattern", "format", _PATTERNS)
+_STRING_KEYS = ("minLength", "maxLength", "pattern", "format", PATTERNS)
 _NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 _NUMERIC_HINTS = frozenset({"count", "age", "year", "rating", "score", "percent", "latitude",
                             "longitude", "duration", "money"})
-
-
-class GenerationError(Exception):
-    """No value satisfying the schema at `pointer` (a JSON pointer into the schema)."""
-
-    def __init__(self, pointer: str, reason: str) -> None:
-        super().__init__(f"{pointer or '/'}: {reason}")
-        self.pointer = pointer or "/"
-        self.reason = reason
-
-
-class TooLarge(GenerationError):
-    """The schema asks for more than one answer may cost (another seed will not help)."""
-
-
-def over_budget(max_bytes: int) -> str:
-    """Why a result is refused for its size (the message names the budget)."""
-    return (f"the result would be larger than the simulator's output budget of {max_bytes} "
-            "bytes")
 
 
 def _escape(key: str) -> str:
@@ -115,97 +95,9 @@ def _constraints(schema: dict[str, Any]) -> bool:
     return any(key not in _ANNOTATIONS for key in schema)
 
 
-def _as_list(types: Any) -> list[str]:
-    return [types] if isinstance(types, str) else list(types)
-
-
 def _copy(value: Any) -> Any:
     return json.loads(json.dumps(value)) if isinstance(value, dict | list) else value
 
-
-def _fraction(number: Any) -> Fraction:
-    return Fraction(repr(number)) if isinstance(number, float) else Fraction(number)
-
-
-def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """A schema that asks for both `a` and `b` (a guide for generation; the final validation
-    against the real schema stays the judge of what is valid)."""
-    out = dict(a)
-    for key, new in b.items():
-        if key not in out:
-            out[key] = new
-            continue
-        old = out[key]
-        if old == new and type(old) is type(new):
-            continue
-        if key == "type":
-            left, right = _as_list(old), _as_list(new)
-            both = [t for t in left if t in right]
-            if ("integer" in left and "number" in right) or (
-                    "number" in left and "integer" in right):
-                both.append("integer")
-            out[key] = list(dict.fromkeys(both))
-        elif key in ("properties", "patternProperties"):
-            combined = dict(old)
-            for name, sub in new.items():
-                combined[name] = {"allOf": [combined[name], sub]} if name in combined else sub
-            out[key] = combined
-        elif key == "required":
-            out[key] = list(old) + [name for name in new if name not in old]
-        elif key in ("minimum", "minLength", "minItems", "minProperties", "minContains") or (
-                key == "exclusiveMinimum" and not isinstance(old, bool)):
-            out[key] = max(old, new)
-        elif key in ("maximum", "maxLength", "maxItems", "maxProperties", "maxContains") or (
-                key == "exclusiveMaximum" and not isinstance(old, bool)):
-            out[key] = min(old, new)
-        elif key == "enum":
-            out[key] = [v for v in old if any(json_equal(v, w) for w in new)]
-        elif key == "const":
-            if not json_equal(old, new):
-                out["enum"] = []
-        elif key == "multipleOf":
-            x, y = _fraction(old), _fraction(new)
-            lcm = Fraction(math.lcm(x.numerator, y.numerator), math.gcd(x.denominator,
-                                                                        y.denominator))
-            out[key] = int(lcm) if lcm.denominator == 1 else float(lcm)
-        elif key == "pattern":
-            out[_PATTERNS] = [*out.get(_PATTERNS, []), new]
-        elif key == _PATTERNS:
-            out[key] = [*old, *new]
-        elif key == "uniqueItems":
-            out[key] = bool(old or new)
-        elif key in ("items", "additionalProperties", "additionalItems", "contains",
-                     "propertyNames", "unevaluatedProperties", "unevaluatedItems"):
-            if isinstance(old, list) or isinstance(new, list):  # draft-07 tuple `items`
-                out[key] = old
-            elif old is False or new is False:
-                out[key] = False
-            elif old is True:
-                out[key] = new
-            elif new is not True:
-                out[key] = {"allOf": [old, new]}
-        elif key == "prefixItems":
-            longest = max(len(old), len(new))
-            out[key] = [
-                {"allOf": [old[i], new[i]]} if i < len(old) and i < len(new)
-                else (old[i] if i < len(old) else new[i]) for i in range(longest)]
-        elif key == "allOf":
-            out[key] = [*old, *new]
-        elif key in ("anyOf", "oneOf"):
-            out[key] = [{"allOf": [x, y]} for x in old for y in new][:MAX_CROSS]
-        elif key == "not":
-            out[key] = {"anyOf": [old, new]}
-        elif key == "$ref":
-            out["allOf"] = [*out.get("allOf", []), {"$ref": new}]
-        elif key == "dependentRequired":
-            combined = {k: list(v) for k, v in old.items()}
-            for name, deps in new.items():
-                combined[name] = combined.get(name, []) + [d for d in deps
-                                                           if d not in combined.get(name, [])]
-            out[key] = combined
-        # Everything else (format, annotations, if/then/else): the first one guides, the
-        # final validation judges.
-    return out
 
 
 class Generator:
@@ -413,11 +305,10 @@ class Generator:
                      hint: Hint, name: str, who: Seeded | None) -> Any:
         base = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
         condition = schema["if"]
+        then, otherwise = schema.get("then"), schema.get("else")
         plans = [(True, merge(merge(base, condition) if isinstance(condition, dict) else base,
-                              schema.get("then") if isinstance(schema.get("then"), dict)
-                              else {})),
-                 (False, merge(base, schema.get("else") if isinstance(schema.get("else"), dict)
-                               else {}))]
+                              then if isinstance(then, dict) else {})),
+                 (False, merge(base, otherwise if isinstance(otherwise, dict) else {}))]
         if s.rng.random() < 0.5:
             plans.reverse()
         for wanted, plan in plans:
@@ -437,7 +328,7 @@ class Generator:
         types = schema.get("type")
         if types is None:
             types = _infer(schema, hint)
-        types = list(dict.fromkeys(_as_list(types)))
+        types = list(dict.fromkeys(as_list(types)))
         if not types:
             raise GenerationError(ptr, "the types required together contradict each other")
         concrete = [t for t in types if t != "null"]
@@ -466,13 +357,13 @@ class Generator:
         if kind == "array":
             return self._array(schema, s, ptr, depth, refs, name)
         if kind == "string":
-            text = self._string(schema, s, ptr, hint, who)
+            text = string_value(schema, s, ptr, hint, who)
             self._spend_bytes(len(text) + 1, ptr)
             return text
         if kind == "integer":
-            return _integer(schema, s, ptr, hint)
+            return integer_value(schema, s, ptr, hint)
         if kind == "number":
-            return _number(schema, s, ptr, hint)
+            return number_value(schema, s, ptr, hint)
         if kind == "boolean":
             return s.rng.random() < 0.5
         raise GenerationError(ptr, f"unknown type {kind!r}")
@@ -626,58 +517,6 @@ class Generator:
 
     # ---- strings ---------------------------------------------------------------------------
 
-    def _string(self, schema: dict[str, Any], s: Seeded, ptr: str, hint: Hint,
-                who: Seeded | None) -> str:
-        low = schema.get("minLength", 0)
-        high = schema.get("maxLength")
-        patterns = ([schema["pattern"]] if "pattern" in schema else []) + list(
-            schema.get(_PATTERNS, ()))
-        fmt = schema.get("format")
-        fmt = fmt if fmt in formats.CHECKS else None
-        if high is not None and low > high:
-            raise GenerationError(ptr, "minLength is greater than maxLength")
-        if low > MAX_STRING:
-            raise TooLarge(ptr, f"minLength above {MAX_STRING} is more than the "
-                                       "simulator generates")
-
-        def fits(text: str) -> bool:
-            if len(text) < low or (high is not None and len(text) > high):
-                return False
-            if fmt and not formats.CHECKS[fmt](text):
-                return False
-            return all(search(p, text) for p in patterns)
-
-        if fmt:
-            for attempt in range(3):
-                text = _format_value(fmt, hint, s.child(f"fmt{attempt}") if attempt else s, who)
-                if fits(text):
-                    return text
-        if hint.kind:
-            candidates = hints.string_candidates(hint, s, who)
-            for text in candidates:
-                if fits(text):
-                    return text
-            text = candidates[0]
-            if not patterns and not fmt:
-                text = _fit(text, low, high, s)
-                if fits(text):
-                    return text
-        if patterns:
-            for attempt, pattern in enumerate(patterns):
-                text = regex.generate(pattern, s.child(f"re{attempt}"), low, high)
-                if text is not None and fits(text):
-                    return text
-            raise GenerationError(ptr, "no string matching pattern"
-                                       f"{'s' if len(patterns) > 1 else ''} "
-                                       f"{', '.join(json.dumps(p) for p in patterns)} within "
-                                       "the length bounds could be generated")
-        if fmt:
-            raise GenerationError(ptr, f"no {fmt} fits minLength/maxLength")
-        text = _fit(hints.words(s, s.rng.randrange(1, 3)), low, high, s)
-        if fits(text):
-            return text
-        raise GenerationError(ptr, "no string fits minLength/maxLength")
-
 
 def _infer(schema: dict[str, Any], hint: Hint) -> list[str]:
     for keys, kind in ((_OBJECT_KEYS, "object"), (_ARRAY_KEYS, "array"),
@@ -687,165 +526,3 @@ def _infer(schema: dict[str, Any], hint: Hint) -> list[str]:
     if hint.kind in _NUMERIC_HINTS:
         return ["number" if hint.kind in {"money", "latitude", "longitude"} else "integer"]
     return ["string"]
-
-
-def _format_value(fmt: str, hint: Hint, s: Seeded, who: Seeded | None) -> str:
-    match fmt:
-        case "date":
-            return formats.gen_date(s)
-        case "date-time":
-            return formats.gen_date_time(s)
-        case "time":
-            return formats.gen_time(s)
-        case "email":
-            return hints.email(s, who)
-        case "uri":
-            return hints.url(s, hint.noun, image=hint.kind == "image_url")
-        case "uuid":
-            return formats.gen_uuid(s)
-        case "ipv4":
-            return formats.gen_ipv4(s)
-        case "ipv6":
-            return formats.gen_ipv6(s)
-    return hints.hostname(s)
-
-
-def _fit(text: str, low: int, high: int | None, s: Seeded) -> str:
-    if high is not None and len(text) > high:
-        cut = text[:high].rstrip()
-        text = cut if len(cut) >= low else text[:high]
-    if len(text) < low:
-        more = [text] if text else []
-        size = len(text)
-        while size < low:
-            word = s.rng.choice(W.WORDS)
-            more.append(word)
-            size += len(word) + 1
-        text = " ".join(more)
-    if high is not None and len(text) > high:
-        text = text[:high]
-    return text
-
-
-# ---- numbers ---------------------------------------------------------------------------------
-
-def _bounds(schema: dict[str, Any]) -> tuple[float | None, bool, float | None, bool]:
-    """(low, low exclusive, high, high exclusive); draft-04's boolean exclusives included."""
-    low, high = schema.get("minimum"), schema.get("maximum")
-    low_x = high_x = False
-    ex_min, ex_max = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if isinstance(ex_min, bool):
-        low_x = ex_min and low is not None
-    elif ex_min is not None and (low is None or ex_min >= low):
-        low, low_x = ex_min, True
-    if isinstance(ex_max, bool):
-        high_x = ex_max and high is not None
-    elif ex_max is not None and (high is None or ex_max <= high):
-        high, high_x = ex_max, True
-    return low, low_x, high, high_x
-
-
-def _in_bounds(value: float, low: float | None, low_x: bool, high: float | None,
-               high_x: bool) -> bool:
-    if low is not None and (value < low or (low_x and value == low)):
-        return False
-    return not (high is not None and (value > high or (high_x and value == high)))
-
-
-def _window(preferred: tuple[float, float, int] | None, low: float | None,
-            high: float | None, default: tuple[float, float, int]) -> tuple[float, float, int]:
-    """Where to draw from: the plausible range for the name, inside the schema's bounds."""
-    plo, phi, decimals = preferred or default
-    if low is not None and high is not None and high < low:
-        return low, high, decimals
-    low = None if low is None else max(low, -_FLOAT_MAX)
-    high = None if high is None else min(high, _FLOAT_MAX)
-    lo = plo if low is None else max(plo, low)
-    hi = phi if high is None else min(phi, high)
-    if lo < hi or (lo == hi and low is not None and low == high):
-        return lo, hi, decimals
-    # The plausible range misses the bounds: stay near them.
-    if low is not None and high is not None:
-        return low, high, decimals
-    if low is not None:
-        return low, min(low + max(100.0, abs(low) * 0.5), _FLOAT_MAX), decimals
-    assert high is not None
-    return max(high - max(100.0, abs(high) * 0.5), -_FLOAT_MAX), high, decimals
-
-
-def _integer(schema: dict[str, Any], s: Seeded, ptr: str, hint: Hint) -> int:
-    low, low_x, high, high_x = _bounds(schema)
-    ilow = None if low is None else (math.floor(low) + 1 if low_x else math.ceil(low))
-    ihigh = None if high is None else (math.ceil(high) - 1 if high_x else math.floor(high))
-    if ilow is not None and ihigh is not None and ilow > ihigh:
-        raise GenerationError(ptr, "no integer lies within minimum/maximum")
-    lo, hi, _ = _window(hints.number_range(hint.kind, True), ilow, ihigh, (1, 100, 0))
-    lo, hi = math.ceil(lo), math.floor(hi)
-    if lo > hi:
-        lo, hi = (ilow, ilow) if ilow is not None else (ihigh, ihigh)  # type: ignore[assignment]
-    step_value = schema.get("multipleOf")
-    if step_value is None:
-        return s.rng.randint(lo, hi)
-    step = _fraction(step_value)
-    if step <= 0:
-        raise GenerationError(ptr, "multipleOf must be positive")
-    unit = step.numerator  # the smallest positive integer that is a multiple of `step`
-    for a, b in ((lo, hi), (ilow, ihigh)):
-        first = None if a is None else -(-a // unit)
-        last = None if b is None else b // unit
-        if first is None:
-            first = (last or 0) - 100
-        if last is None:
-            last = first + 100
-        if first <= last:
-            value = s.rng.randint(first, last) * unit
-            if is_decimal_multiple(value, step_value) and is_float_multiple(value, step_value):
-                return value
-            for k in range(first, min(last, first + NUMBER_ATTEMPTS) + 1):
-                value = k * unit
-                if is_float_multiple(value, step_value):
-                    return value
-    raise GenerationError(ptr, "no multiple of multipleOf lies within minimum/maximum")
-
-
-def _number(schema: dict[str, Any], s: Seeded, ptr: str, hint: Hint) -> float | int:
-    low, low_x, high, high_x = _bounds(schema)
-    if low is not None and high is not None and (low > high or (low == high and (low_x or
-                                                                                  high_x))):
-        raise GenerationError(ptr, "no number lies within minimum/maximum")
-    lo, hi, decimals = _window(hints.number_range(hint.kind, False), low, high, (0.0, 1000.0, 2))
-    rng = s.rng
-    step_value = schema.get("multipleOf")
-    if step_value is not None:
-        step = _fraction(step_value)
-        if step <= 0:
-            raise GenerationError(ptr, "multipleOf must be positive")
-        for a, b in ((lo, hi), (low, high)):
-            first = None if a is None else math.ceil(Fraction(a) / step)
-            last = None if b is None else math.floor(Fraction(b) / step)
-            first = first if first is not None else (last or 0) - 100
-            last = last if last is not None else first + 100
-            if first > last:
-                continue
-            start = rng.randint(first, last)
-            for offset in range(NUMBER_ATTEMPTS):
-                k = first + (start - first + offset) % (last - first + 1)
-                exact = k * step
-                value: float | int = int(exact) if exact.denominator == 1 else float(exact)
-                if _in_bounds(value, low, low_x, high, high_x) and is_decimal_multiple(
-                        value, step_value) and is_float_multiple(value, step_value):
-                    return value
-        raise GenerationError(ptr, "no multiple of multipleOf lies within minimum/maximum")
-    if lo == hi:
-        if _in_bounds(lo, low, low_x, high, high_x):
-            return lo
-        raise GenerationError(ptr, "no number lies within minimum/maximum")
-    raw = rng.uniform(lo, hi)
-    for places in (decimals, 4, 6, 10):
-        value = round(raw, places) if places else round(raw)
-        if math.isfinite(value) and _in_bounds(value, low, low_x, high, high_x):
-            return value
-    middle = lo / 2 + hi / 2
-    if _in_bounds(middle, low, low_x, high, high_x):
-        return middle
-    raise GenerationError(ptr, "no number lies within the exclusive bounds")

@@ -43,10 +43,6 @@ class FieldProblem(NamedTuple):
     message: str
 
 
-class SchemaProblem(Exception):
-    """A tool's schema the simulator cannot use (invalid, or with a non-local `$ref`)."""
-
-
 def _refuse_remote(uri: str) -> Any:
     raise referencing.exceptions.NoSuchResource(ref=uri)
 
@@ -361,11 +357,6 @@ def _uses(schema: Any, keyword: str) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return False
-
-
-def set_cache_size(size: int) -> None:
-    global _cache
-    _cache = LRU(size)
 
 
 # ---- argument errors -----------------------------------------------------------------------

@@ -156,8 +156,8 @@ def test_valid_arguments_pass_and_decimal_multiples_are_multiples() -> None:
                                                "when": {"type": "string", "format": "date"}}}
     assert call(tool(inputs=schema), {"price": 19.99, "when": "2025-02-28"}).source == \
         "generated"
-    assert Simulator().validate_arguments(tool(inputs=schema), {"when": "2025-02-30"}) == [
-        ("when", "must be a valid date")]
+    assert call(tool(inputs=schema), {"when": "2025-02-30"}).result["content"][0]["text"] == \
+        'Invalid arguments for tool "search": when: must be a valid date'
 
 
 def test_non_object_arguments_are_reported_at_the_root() -> None:
