@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,7 @@ class FakeLimiter:
                             retry_after_s=0.3)
         return Decision(allowed=True, limit=10, remaining=7, reset_s=0.4, retry_after_s=0)
 
-    async def check_many(self, key_id: str, charges: list[Charge]) -> list[Decision]:
+    async def check_many(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
         return [await self.check(key_id, tools_call=charge is not Charge.REQUEST)
                 for charge in charges]
 
