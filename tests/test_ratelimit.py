@@ -418,6 +418,19 @@ async def test_a_tick_makes_one_script_call_per_key_with_sequential_answers(
                                                        if s is not None]
 
 
+async def test_a_session_lookup_beside_a_check_shares_its_script_call(
+        wire: tuple[Redis, Wire], prefix: str) -> None:
+    # What the endpoint does for a legacy request: both asked at once, one round trip.
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(req=(SLOW, 10)), prefix=prefix)
+    await limiter.end_session("k", "gone", time.time() + 60)
+    writes, calls = counts.writes, counts.script_calls
+    decision, ended = await asyncio.gather(limiter.check("k", tools_call=False),
+                                           limiter.session_ended("k", "gone"))
+    assert ended and (decision.allowed, decision.remaining) == (True, 9)
+    assert (counts.writes - writes, counts.script_calls - calls) == (1, 1)
+
+
 async def test_batches_grow_while_round_trips_are_in_flight(wire: tuple[Redis, Wire],
                                                             prefix: str) -> None:
     client, counts = wire
