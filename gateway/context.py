@@ -122,7 +122,6 @@ class Decision:
     remaining: int
     reset_s: float  # seconds until the bucket is full again
     retry_after_s: float  # 0 when allowed
-    session_revoked: bool = False  # the legacy session id given to check() was ended
 
 
 class LimiterUnavailable(Exception):
@@ -140,20 +139,24 @@ class Charge(enum.StrEnum):
 
 
 class RateLimiter(Protocol):
-    """Per-key token buckets (tools/call and all requests) plus the ended-session denylist,
-    answered together in one round trip."""
+    """Per-key token buckets: tools/call and all requests."""
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision: ...
+    async def check(self, key_id: str, *, tools_call: bool) -> Decision: ...
 
-    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
-                         session_id: str | None = None) -> list[Decision]:
+    async def check_many(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
         """One decision per charge, in order, each as its own check at the same instant
         (one round trip): a JSON-RPC batch's members."""
         ...
 
-    async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
-        """Deny `session_id` until it expires (DELETE of a legacy session)."""
-        ...
-
     async def close(self) -> None: ...
+
+
+class SessionDenylist(Protocol):
+    """Legacy sessions ended by DELETE, denied on every replica until they expire. (The
+    limiters implement it too: on Redis a lookup made beside a check shares its round trip.)"""
+
+    async def session_ended(self, key_id: str, session_id: str) -> bool: ...
+
+    async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
+        """Deny `session_id` until `expires_at_s` (Unix seconds)."""
+        ...

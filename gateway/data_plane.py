@@ -15,10 +15,11 @@ from gateway.context import Endpoint
 from gateway.endpoint import setup_mcp_routes
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.invalidation import RedisChangeFeed
-from gateway.ratelimit import create_limiter
+from gateway.ratelimit import BucketSpec, Limits, create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
-from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState
+from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState, deployment_tag
 from settings_api.app import CHANGES
+from settings_api.config import Settings
 from settings_api.http import HTTP_CLIENT, SETTINGS
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsService
@@ -48,7 +49,8 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         cache.subscribed = False  # until the first subscription is confirmed
         feed.on_connection(connected, lost)
         tasks.append(asyncio.create_task(feed.run(), name="mcpgw-change-feed"))
-    limiter = create_limiter(settings, app.get(LIMITER_REDIS))
+    limiter = create_limiter(mcp_limits(settings), app.get(LIMITER_REDIS),
+                             failure_mode=settings.rate_limit_failure_mode)
     # The app's one upstream HTTP client (http_client_ctx, opened before and closed after this
     # context): callUrl's calls share its kept-alive connections with the catalog reads.
     pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
@@ -57,11 +59,14 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
+        sessions=limiter,  # the denylist lookup shares the limiter's round trip
         executors={
             Endpoint.CALL: ProxyExecutor(pool, max_inflight=settings.upstream_max_inflight),
             Endpoint.TEST: simulated,
         },
-        auth_throttle=AuthFailureThrottle.from_settings(settings, app.get(REDIS)),
+        auth_throttle=AuthFailureThrottle(
+            settings.auth_failure_limit, settings.auth_failure_window_s, app.get(REDIS),
+            key_prefix=f"mcpgw:af:{deployment_tag(settings.database_url)}:"),
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
     try:
@@ -76,6 +81,12 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         simulated.close()
         await limiter.close()
+
+
+def mcp_limits(settings: Settings) -> Limits:
+    """Each API key's buckets: tools/call, and every MCP request."""
+    return Limits(call=BucketSpec(settings.rate_limit_rps, settings.rate_limit_burst),
+                  request=BucketSpec(settings.request_limit_rps, settings.request_limit_burst))
 
 
 async def _flush_last_used(cache: GatewayCache, service: SettingsService) -> None:

@@ -51,7 +51,7 @@ from gateway.transport.http import (
     parse,
     set_rate_headers,
 )
-from settings_api.http import REQUEST_ID, SETTINGS, problem_response
+from settings_api.http import REQUEST_ID, SETTINGS, client_address, problem_response
 from settings_api.problems import (
     AuthThrottled,
     Forbidden,
@@ -114,22 +114,23 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         raw = _arrived_body(request, limit)
         if raw is _NOT_YET:
             # Counted now: the body may arrive slowly, or never.
-            decision = await _admit(state, key, headers, tools_call=False,
-                                    session_id=request.headers.get(SESSION_HEADER))
+            decision, ended = await _admit(state, key, headers, tools_call=False,
+                                           session_id=request.headers.get(SESSION_HEADER))
             raw = await _read_in_time(request, limit, settings.body_timeout_s)
             inbound = _parse(request, raw, media_ok)
             if inbound.tools_call:
                 decision = await _admit_call(state, key, headers, decision)
         else:
             inbound = _parse(request, raw, media_ok)
-            decision = await _admit(state, key, headers, tools_call=inbound.tools_call,
-                                    session_id=inbound.session_id(request.headers))
+            decision, ended = await _admit(state, key, headers, tools_call=inbound.tools_call,
+                                           session_id=inbound.session_id(request.headers))
         if raw is None:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes")
         if not media_ok:
             raise UnsupportedMediaType("send the JSON-RPC message as application/json")
         exchange = Exchange(request, key, view, endpoint, app[SESSIONS], decision, headers,
-                            state.executors[endpoint], partial(_admit_members, state, key))
+                            state.executors[endpoint], partial(_admit_members, state, key),
+                            session_ended=ended)
         return await answer_post(exchange, inbound)
     except RequestTimeout as problem:
         return await _answer_and_close(_problem(problem, request, headers), request)
@@ -150,12 +151,12 @@ async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
         _check_origin(request)
         state = request.app[GATEWAY]
         key, view = await _authenticate(request, state)
-        decision = await _admit(state, key, headers, tools_call=False,
-                                session_id=request.headers.get("Mcp-Session-Id"))
+        decision, ended = await _admit(state, key, headers, tools_call=False,
+                                       session_id=request.headers.get(SESSION_HEADER))
         exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
-                            headers)
+                            headers, session_ended=ended)
         try:
-            return await answer_delete(exchange, state.limiter)
+            return await answer_delete(exchange, state.sessions)
         except LimiterUnavailable:
             raise ServiceUnavailable("the session store is unreachable; try again",
                                      retry_after_s=LIMITER_RETRY_AFTER_S) from None
@@ -226,7 +227,7 @@ async def _authenticate(request: web.Request, state: GatewayState
     counted by reason."""
     throttle = state.auth_throttle
     if throttle is not None:
-        wait = throttle.retry_after(request)
+        wait = throttle.retry_after(_client_address(request))
         if wait is not None:
             metrics.auth_failed("throttled")
             note_outcome(request, "auth_throttled")
@@ -239,7 +240,7 @@ async def _authenticate(request: web.Request, state: GatewayState
         reason = problem.extensions.get("reason", "other")
         metrics.auth_failed(reason)
         if throttle is not None and reason in COUNTED_REASONS:
-            await throttle.failed(request)
+            await throttle.failed(_client_address(request))
         raise
     except McpDisabled:
         metrics.auth_failed("disabled")
@@ -247,6 +248,10 @@ async def _authenticate(request: web.Request, state: GatewayState
     except Forbidden:  # bound to another integration (or without the mcp:invoke scope)
         metrics.auth_failed("wrong-integration")
         raise
+
+
+def _client_address(request: web.Request) -> str | None:
+    return client_address(request, request.app[SETTINGS].trust_forwarded)
 
 
 async def _authorize(request: web.Request, state: GatewayState
@@ -282,16 +287,22 @@ async def _authorize(request: web.Request, state: GatewayState
 
 
 async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
-                 tools_call: bool, session_id: str | None) -> Decision:
-    """Ask the limiter; its figures go on every answer from here on (`headers` is updated)."""
+                 tools_call: bool, session_id: str | None) -> tuple[Decision, bool]:
+    """Ask the limiter and, for a legacy session, whether it was ended (both at once: on Redis
+    they share a round trip). The limiter's figures go on every answer from here on
+    (`headers` is updated)."""
+    check = state.limiter.check(key.key_id, tools_call=tools_call)
     try:
-        decision = await state.limiter.check(key.key_id, tools_call=tools_call,
-                                             session_id=session_id)
+        if session_id is None:
+            decision, ended = await check, False
+        else:
+            decision, ended = await asyncio.gather(
+                check, state.sessions.session_ended(key.key_id, session_id))
     except LimiterUnavailable:
         raise _limiter_down() from None
     set_rate_headers(headers, decision)
     _refuse_if_limited(decision)
-    return decision
+    return decision, ended
 
 
 async def _admit_call(state: GatewayState, key: KeyEntry, headers: dict[str, str],

@@ -17,6 +17,7 @@ from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
 from gateway.observability.middleware import edge_middleware, metrics_handler
 from gateway.observability.parser_errors import protect_parser_logs
+from gateway.ratelimit.redis import limiter_client as limiter_redis_client
 from gateway.settings_limits import settings_limits_ctx
 from gateway.state import LIMITER_REDIS, REDIS
 from settings_api.app import (
@@ -62,13 +63,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = app[SETTINGS].store_timeout_s
     client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                             health_check_interval=10)
-    # The limiter bounds each of its round trips itself (one timer per batch). With a socket
-    # timeout, redis-py would bound every send with asyncio.wait_for, a Task and an extra
-    # event-loop pass per round trip, and every read with a timeout of its own: about a tenth
-    # of a lone request's CPU (docs/performance.md). Connecting stays bounded. No
-    # health_check_interval: the limiter rechecks a connection it kept idle itself
-    # (gateway/ratelimit/redis.py), where redis-py's check costs two loop lookups per batch.
-    limiter_client = redis.from_url(url, socket_timeout=None, socket_connect_timeout=timeout)
+    limiter_client = limiter_redis_client(url, connect_timeout_s=timeout)
     app[REDIS] = client
     app[LIMITER_REDIS] = limiter_client
     app[REDIS_PING] = client.ping

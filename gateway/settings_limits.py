@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.context import Decision, LimiterUnavailable, RateLimiter
-from gateway.ratelimit import BucketSpec, FailoverLimiter, Limits, LocalLimiter, RedisLimiter
-from gateway.ratelimit.auth_failures import AuthFailureThrottle, deployment_tag
-from gateway.state import LIMITER_REDIS, REDIS
+from gateway.ratelimit import BucketSpec, Limits, create_limiter
+from gateway.ratelimit.auth_failures import AuthFailureThrottle
+from gateway.state import LIMITER_REDIS, REDIS, deployment_tag
 from settings_api.config import Settings
 from settings_api.http import SETTINGS
 from settings_api.problems import ServiceUnavailable
@@ -52,17 +52,13 @@ class SettingsTokenLimiter:
 
 def settings_limiter(settings: Settings, redis_client: Redis | None) -> SettingsTokenLimiter:
     """The settings API's limiter: Redis with failover when a client is given, else local."""
-    spec = BucketSpec(
-        float(settings.settings_rate_limit_rps), int(settings.settings_rate_limit_burst)
-    )
+    spec = BucketSpec(settings.settings_rate_limit_rps, settings.settings_rate_limit_burst)
     # Only the request bucket is ever charged (tools_call=False); `call` just fills the slot.
     limits = Limits(call=spec, request=spec)
-    local = LocalLimiter(limits)
-    if redis_client is None:
-        return SettingsTokenLimiter(local)
     prefix = f"{PREFIX}:{deployment_tag(settings.database_url)}"
-    primary = RedisLimiter(redis_client, limits, prefix=prefix, timeout_s=LIMITER_TIMEOUT_S)
-    return SettingsTokenLimiter(FailoverLimiter(primary, local, settings.rate_limit_failure_mode))
+    return SettingsTokenLimiter(create_limiter(
+        limits, redis_client, failure_mode=settings.rate_limit_failure_mode, prefix=prefix,
+        timeout_s=LIMITER_TIMEOUT_S))
 
 
 async def settings_limits_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -77,9 +73,7 @@ async def settings_limits_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.auth_failure_limit,
         settings.auth_failure_window_s,
         app.get(REDIS),
-        trust_forwarded=settings.trust_forwarded,
-        prefix=PREFIX,
-        namespace=deployment_tag(settings.database_url),
+        key_prefix=f"{PREFIX}:af:{deployment_tag(settings.database_url)}:",
     )
     try:
         yield

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 from aiohttp import web
 
-from gateway.context import Endpoint, IntegrationView, KeyEntry, RateLimiter, ToolExecutor
+from gateway.context import (
+    Endpoint,
+    IntegrationView,
+    KeyEntry,
+    RateLimiter,
+    SessionDenylist,
+    ToolExecutor,
+)
 
 if TYPE_CHECKING:
     from gateway.ratelimit.auth_failures import AuthFailureThrottle
@@ -39,6 +48,7 @@ class Resolver(Protocol):
 class GatewayState:
     resolver: Resolver
     limiter: RateLimiter
+    sessions: SessionDenylist  # ended legacy sessions
     executors: Mapping[Endpoint, ToolExecutor]
     # Failed-auth throttling per client address; None: no throttling.
     auth_throttle: AuthFailureThrottle | None = None
@@ -46,6 +56,15 @@ class GatewayState:
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)
 REDIS: web.AppKey[redis.Redis] = web.AppKey("redis", redis.Redis)
-# The rate limiter's own client: the same server, without redis-py's per-command socket
-# timeout (gateway/server.py says why).
+# The rate limiter's own client: the same server, set up for the limiter
+# (gateway/ratelimit/redis.py, `limiter_client`, says how and why).
 LIMITER_REDIS: web.AppKey[redis.Redis] = web.AppKey("limiter_redis", redis.Redis)
+
+
+def deployment_tag(database_url: str) -> str:
+    """A short tag of the store a deployment uses (credentials left out), for its Redis key
+    prefixes: replicas of one deployment share counts; other deployments on the same Redis
+    (staging, tests) do not."""
+    parts = urlsplit(database_url)
+    where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return hashlib.sha256(where.encode()).hexdigest()[:12]

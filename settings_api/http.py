@@ -188,3 +188,17 @@ def page_params(request: web.Request, default_limit: int = 50,
             raise ValidationFailed([FieldError("limit", f"must be an integer 1-{max_limit}")])
         limit = int(raw_limit)
     return request.query.get("cursor") or None, limit
+
+
+def client_address(request: web.Request, trust_forwarded: bool = False) -> str | None:
+    """The client's address: the peer's (`request.remote`), or with `trust_forwarded` the last
+    `X-Forwarded-For` entry (the address the nearest proxy saw; only safe when every request
+    comes through a proxy that appends it). Behind a proxy without it, every client shares the
+    proxy's address."""
+    if trust_forwarded:
+        forwarded = request.headers.getall("X-Forwarded-For", ())
+        if forwarded:
+            last = forwarded[-1].rpartition(",")[2].strip()
+            if last:
+                return last[:64]
+    return request.remote

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from settings_api.http import SETTINGS, client_address
 from settings_api.jwt_auth import Principal
 from settings_api.problems import AuthThrottled, TooManyRequests
 
@@ -49,9 +50,9 @@ class AuthFailures(Protocol):
     """Failed authentications counted per client address (the gateway's
     `AuthFailureThrottle` fits)."""
 
-    def retry_after(self, request: web.Request) -> float | None: ...
+    def retry_after(self, address: str | None) -> float | None: ...
 
-    async def failed(self, request: web.Request) -> None: ...
+    async def failed(self, address: str | None) -> None: ...
 
 
 TOKEN_LIMITER: web.AppKey[TokenLimiter] = web.AppKey("settings_token_limiter")
@@ -70,7 +71,7 @@ def refuse_if_throttled(request: web.Request) -> None:
     throttle = request.app.get(AUTH_FAILURES)
     if throttle is None:
         return
-    wait = throttle.retry_after(request)
+    wait = throttle.retry_after(_address(request))
     if wait is not None:
         retry_after = max(1, math.ceil(wait))
         raise AuthThrottled(
@@ -83,7 +84,12 @@ async def count_failure(request: web.Request) -> None:
     """Count a failed authentication against the client's address."""
     throttle = request.app.get(AUTH_FAILURES)
     if throttle is not None:
-        await throttle.failed(request)
+        await throttle.failed(_address(request))
+
+
+def _address(request: web.Request) -> str | None:
+    settings = request.app.get(SETTINGS)
+    return client_address(request, settings.trust_forwarded if settings else False)
 
 
 async def admit(request: web.Request, principal: Principal) -> dict[str, str]:

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,28 +103,31 @@ class FakeResolver:
 
 
 class FakeLimiter:
+    """The limiter and the session denylist (as the real limiters are both)."""
+
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.sessions_asked: list[str] = []
         self.ended: dict[str, float] = {}
         self.refuse = False
         self.unavailable = False
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision:
-        self.calls.append({"key_id": key_id, "tools_call": tools_call, "session_id": session_id})
+    async def check(self, key_id: str, *, tools_call: bool) -> Decision:
+        self.calls.append({"key_id": key_id, "tools_call": tools_call})
         if self.unavailable:
             raise LimiterUnavailable("redis is down")
-        revoked = session_id is not None and session_id in self.ended
         if self.refuse:
             return Decision(allowed=False, limit=10, remaining=0, reset_s=1.2,
-                            retry_after_s=0.3, session_revoked=revoked)
-        return Decision(allowed=True, limit=10, remaining=7, reset_s=0.4, retry_after_s=0,
-                        session_revoked=revoked)
+                            retry_after_s=0.3)
+        return Decision(allowed=True, limit=10, remaining=7, reset_s=0.4, retry_after_s=0)
 
-    async def check_many(self, key_id: str, charges: list[Charge], *,
-                         session_id: str | None = None) -> list[Decision]:
-        return [await self.check(key_id, tools_call=charge is not Charge.REQUEST,
-                                 session_id=session_id) for charge in charges]
+    async def check_many(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
+        return [await self.check(key_id, tools_call=charge is not Charge.REQUEST)
+                for charge in charges]
+
+    async def session_ended(self, key_id: str, session_id: str) -> bool:
+        self.sessions_asked.append(session_id)
+        return session_id in self.ended
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.ended[session_id] = expires_at_s
@@ -180,7 +183,8 @@ def build_mcp_app(tmp_path: Path, **env: str) -> web.Application:
     app = web.Application(middlewares=[edge_middleware])
     app[SETTINGS] = make_settings(tmp_path, f"sqlite:///{tmp_path / 'store.db'}",
                                   MCPGW_MAX_BODY_BYTES=str(MAX_BODY), **env)
-    app[GATEWAY] = GatewayState(resolver=FakeResolver(), limiter=FakeLimiter(),
+    limiter = FakeLimiter()
+    app[GATEWAY] = GatewayState(resolver=FakeResolver(), limiter=limiter, sessions=limiter,
                                 executors={Endpoint.CALL: FakeExecutor("call"),
                                            Endpoint.TEST: FakeExecutor("test")})
     setup_mcp_routes(app)
@@ -391,8 +395,8 @@ async def test_rate_limited_is_429_with_retry_after_and_ratelimit_headers(
     await problem_of(resp, body, 429, "too-many-requests")
     assert resp.headers["Retry-After"] == "1"
     assert_rate_headers(resp, remaining=0, reset=2)
-    assert limiter_of(mcp).calls[-1] == {"key_id": "id-crm", "tools_call": True,
-                                         "session_id": None}
+    assert limiter_of(mcp).calls[-1] == {"key_id": "id-crm", "tools_call": True}
+    assert limiter_of(mcp).sessions_asked == []
     assert executor_of(mcp, Endpoint.CALL).calls == []
 
 
@@ -608,7 +612,7 @@ async def test_modern_ignores_session_ids(mcp: TestClient) -> None:
     resp, body = await modern(mcp, "tools/list", headers={"Mcp-Session-Id": "forged.session"})
     assert resp.status == 200, body
     assert "Mcp-Session-Id" not in resp.headers
-    assert limiter_of(mcp).calls[-1]["session_id"] is None
+    assert limiter_of(mcp).sessions_asked == []
 
 
 async def test_unknown_fields_are_ignored(mcp: TestClient) -> None:
@@ -655,7 +659,7 @@ async def test_session_is_required_after_initialize(mcp: TestClient) -> None:
     resp, body = await legacy(mcp, "tools/list", session=session)
     assert resp.status == 200, body
     assert body["result"] == {"tools": list(TOOLS)}  # no modern fields on legacy results
-    assert limiter_of(mcp).calls[-1]["session_id"] == session
+    assert limiter_of(mcp).sessions_asked[-1] == session
 
 
 async def test_forged_expired_or_foreign_session_is_404(mcp: TestClient) -> None:

@@ -1,6 +1,7 @@
 """Rate limiter: the same semantics on both backends (in-process and Redis), the Redis key
 layout and expiry, exact buckets shared by replicas, coalescing of concurrent checks into one
-round trip, NOSCRIPT recovery, failover, and bounded memory of the local backend.
+round trip, NOSCRIPT recovery, lost connections, failover, and bounded memory of the local
+backend.
 
 Uses the real Redis at 127.0.0.1:6379 (MCPGW_TEST_REDIS_URL overrides); every test works under
 its own key prefix and deletes its keys. Nothing here skips.
@@ -15,12 +16,13 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from prometheus_client import REGISTRY
+from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,7 +37,7 @@ from gateway.ratelimit import (
     create_limiter,
 )
 from gateway.ratelimit.buckets import decide
-from settings_api.config import Settings
+from gateway.ratelimit.redis import limiter_client
 
 REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW = 0.001  # tokens per second: no noticeable refill during a test
@@ -46,8 +48,45 @@ def limits(call: Spec = (SLOW, 100), req: Spec = (SLOW, 100)) -> Limits:
     return Limits(call=BucketSpec(*call), request=BucketSpec(*req))
 
 
-def new_client(**options: object) -> Redis:
+def new_client(**options: Any) -> Redis:
     return Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2, **options)
+
+
+@dataclass
+class Wire:
+    """What a client wrote to Redis: one write per round trip, and the script calls in them."""
+
+    writes: int = 0
+    script_calls: int = 0
+
+
+def counting_client(wire: Wire, **options: Any) -> Redis:
+    """A client whose connections count their writes into `wire` (redis-py's public
+    `connection_class` hook)."""
+
+    class CountingConnection(Connection):
+        async def send_packed_command(self, command: bytes | str | Iterable[bytes],
+                                      check_health: bool = True) -> None:
+            if isinstance(command, str):
+                command = command.encode()
+            chunks = [command] if isinstance(command, bytes) else list(command)
+            wire.writes += 1
+            wire.script_calls += b"".join(chunks).count(b"\r\nEVALSHA\r\n")
+            await super().send_packed_command(chunks, check_health)
+
+    return new_client(connection_class=CountingConnection, **options)
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[tuple[Redis, Wire]]:
+    counts = Wire()
+    client = counting_client(counts)
+    yield client, counts
+    await client.aclose()
+
+
+def degraded() -> float | None:
+    return REGISTRY.get_sample_value("mcpgw_rate_limiter_degraded")
 
 
 @pytest.fixture
@@ -185,17 +224,19 @@ async def test_fractional_rates(make: Factory) -> None:
     assert (await limiter.check("k1", tools_call=False)).allowed
 
 
-async def test_ended_session_revoked_until_expiry(make: Factory) -> None:
+async def test_ended_session_denied_until_expiry(make: Factory) -> None:
     limiter = make()
     await limiter.end_session("k1", "sess-a", time.time() + 0.3)
     await limiter.end_session("k1", "sess-old", time.time() - 5)  # already expired: no entry
-    assert (await limiter.check("k1", tools_call=False, session_id="sess-a")).session_revoked
+    assert await limiter.session_ended("k1", "sess-a")
     for key, session in (("k1", "sess-b"), ("k2", "sess-a"), ("k1", "sess-old")):
-        assert not (await limiter.check(key, tools_call=False,
-                                        session_id=session)).session_revoked
-    assert not (await limiter.check("k1", tools_call=False)).session_revoked
+        assert not await limiter.session_ended(key, session)
+    # A lookup charges nothing; a check beside it is answered as without it.
+    decision, ended = await asyncio.gather(limiter.check("k1", tools_call=False),
+                                           limiter.session_ended("k1", "sess-a"))
+    assert ended and decision.allowed and decision.remaining == 99
     await asyncio.sleep(0.35)
-    assert not (await limiter.check("k1", tools_call=False, session_id="sess-a")).session_revoked
+    assert not await limiter.session_ended("k1", "sess-a")
 
 
 async def test_check_many_answers_each_charge_in_order_as_separate_checks(
@@ -216,13 +257,13 @@ async def test_check_many_answers_each_charge_in_order_as_separate_checks(
     assert (after.allowed, after.remaining) == (True, 1)
 
 
-async def test_check_many_is_one_script_call(redis_client: Redis, prefix: str) -> None:
-    limiter = RedisLimiter(redis_client, limits(call=(SLOW, 20), req=(SLOW, 100)),
-                           prefix=prefix)
+async def test_check_many_is_one_script_call(wire: tuple[Redis, Wire], prefix: str) -> None:
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(call=(SLOW, 20), req=(SLOW, 100)), prefix=prefix)
     await limiter.check("warm-up", tools_call=False)
-    calls, trips = limiter.script_calls, limiter.round_trips
+    calls, trips = counts.script_calls, counts.writes
     decisions = await limiter.check_many("k", [Charge.CALL] + [Charge.BOTH] * 49)
-    assert (limiter.script_calls - calls, limiter.round_trips - trips) == (1, 1)
+    assert (counts.script_calls - calls, counts.writes - trips) == (1, 1)
     assert [d.allowed for d in decisions] == [True] * 20 + [False] * 30
     request = await limiter.check("k", tools_call=False)
     assert request.remaining == 100 - 19 - 1  # 19 BOTH allowed, then this one
@@ -325,79 +366,107 @@ async def test_replicas_share_one_exact_bucket(prefix: str) -> None:
         await two.aclose()
 
 
-@pytest.fixture
-def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts packets written to Redis by any redis-py asyncio connection."""
-    writes: list[int] = []
-    original = AbstractConnection.send_packed_command
-
-    async def spy(self, command, check_health=True):  # type: ignore[no-untyped-def]
-        writes.append(1)
-        return await original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", spy)
-    return writes
-
-
-async def test_concurrent_checks_are_coalesced(redis_client: Redis, prefix: str,
-                                               count_writes: list[int]) -> None:
-    limiter = RedisLimiter(redis_client, limits(call=(SLOW, 50), req=(SLOW, 1000)),
-                           prefix=prefix)
+async def test_concurrent_checks_are_coalesced(wire: tuple[Redis, Wire], prefix: str) -> None:
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(call=(SLOW, 50), req=(SLOW, 1000)), prefix=prefix)
     await limiter.check("warm-up", tools_call=False)  # connection and script in place
-    count_writes.clear()
-    trips_before = limiter.round_trips
+    writes, calls = counts.writes, counts.script_calls
     decisions = await asyncio.gather(*[limiter.check("hot", tools_call=True)
                                        for _ in range(200)])
     allowed = [d for d in decisions if d.allowed]
     assert len(allowed) == 50
     assert sorted(d.remaining for d in allowed) == list(range(50))  # each check exact
     assert all(d.retry_after_s > 0 for d in decisions if not d.allowed)
-    assert limiter.round_trips - trips_before == 1
-    assert len(count_writes) == 1
-    assert limiter.script_calls == 2  # warm-up, then one for all 200 checks of one key
+    assert counts.writes - writes == 1
+    assert counts.script_calls - calls == 1  # one for all 200 checks of one key
 
 
 async def test_a_tick_makes_one_script_call_per_key_with_sequential_answers(
-        redis_client: Redis, prefix: str) -> None:
-    """Checks of several keys, sessions and kinds in one tick answer exactly as the same
-    checks made one at a time."""
+        wire: tuple[Redis, Wire], redis_client: Redis, prefix: str) -> None:
+    """Checks and session lookups of several keys and kinds in one tick answer exactly as the
+    same made one at a time."""
+    client, counts = wire
     spec = limits(call=(SLOW, 3), req=(SLOW, 5))
     checks = [("a", True, None), ("b", False, "s1"), ("a", False, "gone"), ("a", True, "live"),
               ("b", True, None), ("a", True, "gone"), ("a", False, None), ("a", True, None),
               ("a", False, "live"), ("b", False, "s1"), ("a", False, None)]
     expires_at = time.time() + 60
 
-    together = RedisLimiter(redis_client, spec, prefix=prefix + "-together")
+    def summary(answers: Sequence[Decision | bool]) -> list[tuple[bool, int, int] | bool]:
+        return [a if isinstance(a, bool) else (a.allowed, a.limit, a.remaining)
+                for a in answers]
+
+    together = RedisLimiter(client, spec, prefix=prefix + "-together")
     await together.end_session("a", "gone", expires_at)
-    calls, trips = together.script_calls, together.round_trips
-    got = await asyncio.gather(*[together.check(k, tools_call=t, session_id=s)
-                                 for k, t, s in checks])
-    assert (together.script_calls - calls, together.round_trips - trips) == (2, 1)
+    calls, trips = counts.script_calls, counts.writes
+    asked: list[Awaitable[Decision | bool]] = []
+    for k, t, s in checks:
+        asked.append(together.check(k, tools_call=t))
+        if s is not None:
+            asked.append(together.session_ended(k, s))
+    got = await asyncio.gather(*asked)
+    assert (counts.script_calls - calls, counts.writes - trips) == (2, 1)
 
     alone = RedisLimiter(redis_client, spec, prefix=prefix + "-alone")
     await alone.end_session("a", "gone", expires_at)
-    want = [await alone.check(k, tools_call=t, session_id=s) for k, t, s in checks]
-    assert alone.script_calls - calls == len(checks)
-    summary = [(d.allowed, d.limit, d.remaining, d.session_revoked) for d in want]
-    assert [(d.allowed, d.limit, d.remaining, d.session_revoked) for d in got] == summary
-    assert not all(d.allowed for d in got)  # "a" ran out: refusals are in the comparison
-    assert [d.session_revoked for d in got] == [s == "gone" for _, _, s in checks]
+    want: list[Decision | bool] = []
+    for k, t, s in checks:
+        want.append(await alone.check(k, tools_call=t))
+        if s is not None:
+            want.append(await alone.session_ended(k, s))
+    assert summary(got) == summary(want)
+    assert not all(d.allowed for d in got if isinstance(d, Decision))  # refusals compared too
+    assert [e for e in got if isinstance(e, bool)] == [s == "gone" for _, _, s in checks
+                                                       if s is not None]
 
 
-async def test_batches_grow_while_round_trips_are_in_flight(redis_client: Redis,
+async def test_a_session_lookup_beside_a_check_shares_its_script_call(
+        wire: tuple[Redis, Wire], prefix: str) -> None:
+    # What the endpoint does for a legacy request: both asked at once, one round trip.
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(req=(SLOW, 10)), prefix=prefix)
+    await limiter.end_session("k", "gone", time.time() + 60)
+    writes, calls = counts.writes, counts.script_calls
+    decision, ended = await asyncio.gather(limiter.check("k", tools_call=False),
+                                           limiter.session_ended("k", "gone"))
+    assert ended and (decision.allowed, decision.remaining) == (True, 9)
+    assert (counts.writes - writes, counts.script_calls - calls) == (1, 1)
+
+
+async def test_batches_grow_while_round_trips_are_in_flight(wire: tuple[Redis, Wire],
                                                             prefix: str) -> None:
-    limiter = RedisLimiter(redis_client, limits(req=(SLOW, 10_000)), prefix=prefix,
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(req=(SLOW, 10_000)), prefix=prefix,
                            max_inflight=1, max_batch=64)
+    await limiter.check("warm-up", tools_call=False)
+    writes = counts.writes
 
-    async def client(i: int) -> int:
+    async def one_client(i: int) -> int:
         allowed = 0
         for _ in range(10):
             allowed += (await limiter.check(f"k{i % 7}", tools_call=False)).allowed
             await asyncio.sleep(0)
         return allowed
 
-    assert sum(await asyncio.gather(*[client(i) for i in range(100)])) == 1000
-    assert limiter.checks == 1000 and limiter.round_trips <= 100
+    assert sum(await asyncio.gather(*[one_client(i) for i in range(100)])) == 1000
+    assert counts.writes - writes <= 100
+
+
+async def test_checks_wait_for_a_free_pipeline_and_go_out_together(
+        wire: tuple[Redis, Wire], prefix: str) -> None:
+    # With `max_inflight` pipelines on the wire, new checks wait: 20 checks queued behind one
+    # in flight go out together in the next round trip.
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(req=(SLOW, 10_000)), prefix=prefix, max_inflight=1)
+    await limiter.check("warm-up", tools_call=False)
+    writes = counts.writes
+    first = asyncio.create_task(limiter.check("k", tools_call=False))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the check is queued, then its pipeline launched
+    rest = [asyncio.create_task(limiter.check(f"k{i % 3}", tools_call=False))
+            for i in range(20)]
+    assert all(d.allowed for d in await asyncio.gather(first, *rest))
+    assert counts.writes - writes == 2
 
 
 async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis,
@@ -408,24 +477,27 @@ async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis,
     tasks[0].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[0], asyncio.CancelledError)
-    assert [d.allowed for d in results[1:]] == [True, True, False]  # the cancelled one ran
+    # The cancelled check still ran: it took the first token.
+    assert [isinstance(d, Decision) and d.allowed for d in results[1:]] == [True, True, False]
 
 
-async def test_noscript_reload_single_and_pipelined(redis_client: Redis, prefix: str) -> None:
-    limiter = RedisLimiter(redis_client, limits(req=(SLOW, 25)), prefix=prefix)
+async def test_noscript_reload_single_and_pipelined(wire: tuple[Redis, Wire], redis_client: Redis,
+                                                    prefix: str) -> None:
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(req=(SLOW, 25)), prefix=prefix)
     assert (await limiter.check("k", tools_call=False)).remaining == 24
     await redis_client.script_flush()
-    trips = limiter.round_trips
+    trips = counts.writes
     d = await limiter.check("k", tools_call=False)  # single: NOSCRIPT, load, run once
     assert (d.allowed, d.remaining) == (True, 23)
-    assert limiter.round_trips - trips == 2
+    assert counts.writes - trips == 2
     await redis_client.script_flush()
-    trips = limiter.round_trips
+    trips = counts.writes
     decisions = await asyncio.gather(*[limiter.check("k", tools_call=False)
                                        for _ in range(30)])
     assert sum(d.allowed for d in decisions) == 23  # nothing charged twice, nothing lost
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(23))
-    assert limiter.round_trips - trips == 2
+    assert counts.writes - trips == 2
 
 
 # Failover ---------------------------------------------------------------------------------
@@ -450,11 +522,11 @@ async def test_failover_open_limits_locally_and_warns_once(
             await limiter.end_session("k1", "s1", time.time() + 60)  # no exception
         assert [d.allowed for d in decisions[:4]] == [True, True, True, False]
         assert sum(d.allowed for d in decisions[4:]) == 3
-        assert limiter.degraded
+        assert degraded() == 1
         warnings = [r for r in caplog.records if r.name == "gateway.ratelimit"]
         assert len(warnings) == 1 and "Redis unavailable" in warnings[0].getMessage()
         # The session ended while Redis was down is denied from the local denylist.
-        assert (await limiter.check("k1", tools_call=False, session_id="s1")).session_revoked
+        assert await limiter.session_ended("k1", "s1")
     finally:
         await limiter.close()
         await client.aclose()
@@ -472,6 +544,9 @@ async def test_failover_closed_raises_limiter_unavailable() -> None:
             await limiter.check("k1", tools_call=False)
         with pytest.raises(LimiterUnavailable):
             await limiter.end_session("k1", "s1", time.time() + 60)
+        assert await limiter.session_ended("k1", "s1")  # ended here: known locally
+        with pytest.raises(LimiterUnavailable):
+            await limiter.session_ended("k1", "s2")
     finally:
         await limiter.close()
         await client.aclose()
@@ -524,16 +599,19 @@ class FlakyPrimary:
         self.down = True
         self.calls = 0
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision:
+    async def check(self, key_id: str, *, tools_call: bool) -> Decision:
         self.calls += 1
         if self.down:
             raise RedisConnectionError("connection refused")
         return Decision(allowed=True, limit=99, remaining=98, reset_s=0.1, retry_after_s=0)
 
-    async def check_many(self, key_id: str, charges: list[Charge], *,
-                         session_id: str | None = None) -> list[Decision]:
+    async def check_many(self, key_id: str, charges: list[Charge]) -> list[Decision]:
         return [await self.check(key_id, tools_call=True) for _ in charges]
+
+    async def session_ended(self, key_id: str, session_id: str) -> bool:
+        if self.down:
+            raise RedisConnectionError("connection refused")
+        return False
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         if self.down:
@@ -555,7 +633,7 @@ async def test_failover_leaves_redis_alone_then_recovers() -> None:
     primary.down = False
     now[0] += 1.5
     assert (await limiter.check("k", tools_call=True)).limit == 99  # Redis again
-    assert not limiter.degraded and primary.calls == 2
+    assert degraded() == 0 and primary.calls == 2
 
 
 # Local backend memory ----------------------------------------------------------------------
@@ -594,23 +672,13 @@ async def test_local_refused_key_keeps_no_entry_for_unknown_keys() -> None:
 # Wiring -------------------------------------------------------------------------------------
 
 
-def _settings(**overrides: object) -> Settings:
-    base = Settings(data_dir=Path("/nonexistent"), database_url="sqlite:///x.db",
-                    redis_url=None, public_url="http://127.0.0.1:8080", jwt_secret="j" * 32,
-                    jwt_jwks_url=None, jwt_audience=None, jwt_issuer=None,
-                    session_secret="s" * 32, secret_key="k" * 32)
-    return base.with_overrides(**overrides)
-
-
 async def test_create_limiter(redis_client: Redis) -> None:
-    settings = _settings(rate_limit_rps=2.5, rate_limit_burst=7, request_limit_rps=9.0,
-                         request_limit_burst=30, rate_limit_failure_mode="closed")
-    local = create_limiter(settings, None)
-    assert isinstance(local, LocalLimiter)
-    assert local.limits == Limits(call=BucketSpec(2.5, 7), request=BucketSpec(9.0, 30))
-    remote = create_limiter(settings, redis_client)
+    lim = Limits(call=BucketSpec(2.5, 7), request=BucketSpec(9.0, 30))
+    local = create_limiter(lim, None)
+    assert isinstance(local, LocalLimiter) and local.limits == lim
+    remote = create_limiter(lim, redis_client, failure_mode="closed")
     assert isinstance(remote, FailoverLimiter) and remote.mode == "closed"
-    assert isinstance(remote.primary, RedisLimiter) and remote.primary.limits == local.limits
+    assert isinstance(remote.primary, RedisLimiter) and remote.primary.limits == lim
     await remote.close()
     await local.close()
 
@@ -632,45 +700,50 @@ async def _kill_connections(admin: Redis, name: str) -> int:
     return killed
 
 
-@pytest.mark.parametrize("recheck_s, survives", [(0.0, True), (3600.0, False)])
-async def test_a_kept_connection_the_server_closed_is_rechecked_after_idling(
-        redis_client: Redis, prefix: str, recheck_s: float, survives: bool) -> None:
-    # Redis closes idle clients (its `timeout`) and drops them on restart. The limiter keeps
-    # its connection between round trips; one idle past idle_recheck_s goes back through the
-    # pool, which reconnects it, so the next check is answered by Redis, not failed over.
+async def test_a_pooled_connection_the_server_closed_is_reconnected(
+        redis_client: Redis, prefix: str) -> None:
+    # Redis closes idle clients (its `timeout`) and drops them on restart: with the client the
+    # gateway makes, the next check still reaches Redis (redis-py's pool reconnects a
+    # connection that has hit EOF) instead of failing over.
     name = f"mcpgw-limiter-{uuid.uuid4().hex[:8]}"
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2, client_name=name)
-    limiter = RedisLimiter(client, limits(), prefix=prefix, idle_recheck_s=recheck_s)
+    client = limiter_client(REDIS_URL, connect_timeout_s=2, client_name=name)
+    limiter = RedisLimiter(client, limits(), prefix=prefix)
     try:
         assert (await limiter.check("k", tools_call=False)).allowed
         assert await _kill_connections(redis_client, name) == 1
         await asyncio.sleep(0.05)  # the close reaches the client's socket
-        if survives:
-            decision = await limiter.check("k", tools_call=False)
-            assert decision.allowed and decision.remaining == 98  # the same bucket, in Redis
-        else:  # kept without a recheck: the dead connection fails the batch
-            with pytest.raises(RedisConnectionError):
-                await limiter.check("k", tools_call=False)
+        decision = await limiter.check("k", tools_call=False)
+        assert decision.allowed and decision.remaining == 98  # the same bucket, in Redis
     finally:
         await limiter.close()
         await client.aclose()
 
 
-async def test_a_second_batch_flies_only_once_enough_checks_wait(redis_client: Redis,
-                                                                 prefix: str) -> None:
-    # With one batch on the wire, 3 new checks wait for it (their round trip comes after);
-    # 8 go out at once, overlapping it.
-    for waiting, overlapped in ((3, False), (8, True)):
-        limiter = RedisLimiter(redis_client, limits(req=(SLOW, 10_000)), prefix=prefix,
-                               max_inflight=2, overlap_min=8)
-        first = asyncio.create_task(limiter.check("k", tools_call=False))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)  # the check is queued, then its batch launched
-        assert limiter.batches_in_flight == 1
-        rest = [asyncio.create_task(limiter.check("k", tools_call=False))
-                for _ in range(waiting)]
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert limiter.batches_in_flight == (2 if overlapped else 1)
-        assert all(d.allowed for d in await asyncio.gather(first, *rest))
-        assert limiter.round_trips == 2 and limiter.checks == waiting + 1
+class ClosedTransportConnection(Connection):
+    """Writes fail as they do on uvloop once the server has closed the connection: redis-py
+    disconnects and passes uvloop's RuntimeError on as it is."""
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes],
+                                  check_health: bool = True) -> None:
+        await self.disconnect()
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True "
+                           "reading=False 0x7f0000000000>; the handler is closed")
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+async def test_a_write_to_a_closed_transport_is_a_lost_connection(mode: str) -> None:
+    client = new_client(connection_class=ClosedTransportConnection,
+                        retry=Retry(NoBackoff(), 0))
+    lim = limits(req=(SLOW, 2))
+    try:
+        with pytest.raises(RedisConnectionError):  # not a RuntimeError: a 500 upstream
+            await RedisLimiter(client, lim).check("k", tools_call=False)
+        limiter = FailoverLimiter(RedisLimiter(client, lim), LocalLimiter(lim), mode)
+        if mode == "open":  # the local buckets answer
+            assert (await limiter.check("k", tools_call=False)).remaining == 1
+        else:
+            with pytest.raises(LimiterUnavailable):
+                await limiter.check("k", tools_call=False)
+        await limiter.close()
+    finally:
+        await client.aclose()

@@ -18,8 +18,8 @@ import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET, make_settings
 
-from gateway.ratelimit.auth_failures import deployment_tag
 from gateway.server import build_app
+from gateway.state import deployment_tag
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
 

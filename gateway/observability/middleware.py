@@ -26,8 +26,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from gateway.observability import metrics
 from gateway.observability.logs import ACCESS_LOGGER, REQUEST_ID_VAR
 from gateway.observability.shared_metrics import SHARED_METRICS
-from gateway.ratelimit.auth_failures import client_address
-from settings_api.http import SETTINGS, Handler, assign_request_id, error_answer
+from settings_api.http import SETTINGS, Handler, assign_request_id, client_address, error_answer
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 log = logging.getLogger(__name__)

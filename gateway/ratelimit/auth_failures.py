@@ -13,43 +13,35 @@ at all while no address is flagged); successful requests never count. Only failu
 Shared between replicas through Redis when configured: each failure is one atomic script
 (INCR, and PEXPIRE when the window starts or the limit is reached; the reply carries the
 remaining PTTL), so the failures of every replica add up to one count. Counters are keyed
-`mcpgw:af:<deployment tag>:<address>`, the tag being a digest of the store's URL without its
-credentials: replicas of one deployment share counts, other deployments on the same Redis
-(staging, tests) do not. The flag itself is local:
+`<key prefix><address>`; the wiring gives each deployment its own prefix, so replicas of one
+deployment share counts and other deployments on the same Redis (staging, tests) do not. The
+flag itself is local:
 a replica flags an address on its first failure from it once the shared count has passed the
 limit, so after the limit each replica lets at most one more lookup through (plus those already
 in flight). Without Redis, or while Redis fails (then left alone for `retry_interval_s` after
 each failure, so a hung Redis does not slow every bad request), the counts are in-process
 (bounded).
 
-The client address is the peer's (`request.remote`). Behind a reverse proxy that is the proxy,
-so every client would share one budget: either configure aiohttp's forwarded handling (e.g.
-`aiohttp-remotes`) so that `request.remote` is the client, or set `MCPGW_TRUST_FORWARDED=true`
-to use the last `X-Forwarded-For` entry (the address the nearest proxy saw; only safe when
-every request comes through a proxy that appends it). IPv6 addresses are counted per /64, the
-block one host usually owns.
+The HTTP layer gives the client's address as a string (`settings_api.http.client_address`
+says which address that is behind a proxy). IPv6 addresses are counted per /64, the block one
+host usually owns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, TypeVar
 
-from aiohttp import web
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-
-    from settings_api.config import Settings
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -57,6 +49,7 @@ log = logging.getLogger("gateway.ratelimit")
 COUNTED_REASONS = frozenset({"malformed", "unknown", "revoked"})
 DEFAULT_MAX_ENTRIES = 100_000
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+V = TypeVar("V")
 
 # KEYS[1] the address's counter; ARGV[1] window in ms, ARGV[2] the limit → {count, pttl ms}.
 # The window starts with the first failure; reaching the limit restarts it, so the lockout
@@ -68,25 +61,6 @@ if n == 1 or n == tonumber(ARGV[2]) then
 end
 return {n, redis.call('PTTL', KEYS[1])}
 """
-
-
-def client_address(request: web.Request, trust_forwarded: bool = False) -> str | None:
-    """The client's address: the peer's, or the last `X-Forwarded-For` entry when trusted."""
-    if trust_forwarded:
-        forwarded = request.headers.getall("X-Forwarded-For", ())
-        if forwarded:
-            last = forwarded[-1].rpartition(",")[2].strip()
-            if last:
-                return last[:64]
-    return request.remote
-
-
-def deployment_tag(database_url: str) -> str:
-    """A short tag of the store a deployment uses (credentials left out): replicas of one
-    deployment share their failure counts; other deployments on the same Redis do not."""
-    parts = urlsplit(database_url)
-    where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-    return hashlib.sha256(where.encode()).hexdigest()[:12]
 
 
 def throttle_key(address: str | None) -> str:
@@ -110,8 +84,7 @@ class AuthFailureThrottle:
     """Counts failed authentications per client address; answers whether one is throttled."""
 
     def __init__(self, limit: int, window_s: float, redis: Redis | None = None, *,
-                 trust_forwarded: bool = False, prefix: str = "mcpgw", namespace: str = "",
-                 timeout_s: float = 0.5,
+                 key_prefix: str = "mcpgw:af:", timeout_s: float = 0.5,
                  max_entries: int = DEFAULT_MAX_ENTRIES, warn_interval_s: float = 30.0,
                  retry_interval_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -119,8 +92,7 @@ class AuthFailureThrottle:
             raise ValueError("window_s must be positive")
         self.limit = limit
         self.window_s = window_s
-        self.trust_forwarded = trust_forwarded
-        self._prefix = f"{prefix}:af:{namespace}:" if namespace else f"{prefix}:af:"
+        self._prefix = key_prefix
         self._timeout_s = timeout_s
         self._max_entries = max_entries
         self._warn_interval_s = warn_interval_s
@@ -132,22 +104,16 @@ class AuthFailureThrottle:
         self._flagged: dict[str, float] = {}  # throttle key → clock() when the lockout ends
         self._counts: dict[str, list[float]] = {}  # local windows: key → [count, window end]
 
-    @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis | None) -> AuthFailureThrottle:
-        return cls(settings.auth_failure_limit, settings.auth_failure_window_s, redis,
-                   trust_forwarded=settings.trust_forwarded,
-                   namespace=deployment_tag(settings.database_url))
-
     @property
     def enabled(self) -> bool:
         return self.limit > 0
 
-    def retry_after(self, request: web.Request) -> float | None:
-        """Seconds until `request`'s address may try again; None when it is not throttled.
-        No I/O: the flags are local."""
+    def retry_after(self, address: str | None) -> float | None:
+        """Seconds until the client at `address` may try again; None when it is not
+        throttled. No I/O: the flags are local."""
         if not self._flagged:
             return None
-        key = throttle_key(client_address(request, self.trust_forwarded))
+        key = throttle_key(address)
         until = self._flagged.get(key)
         if until is None:
             return None
@@ -157,11 +123,11 @@ class AuthFailureThrottle:
         del self._flagged[key]
         return None
 
-    async def failed(self, request: web.Request) -> None:
-        """Count one failed authentication from `request`'s address; flag it at the limit."""
+    async def failed(self, address: str | None) -> None:
+        """Count one failed authentication from `address`; flag it at the limit."""
         if self.limit <= 0:
             return
-        key = throttle_key(client_address(request, self.trust_forwarded))
+        key = throttle_key(address)
         count, ttl_s = await self._count(key)
         if count >= self.limit:
             self._flagged[key] = self._clock() + ttl_s
@@ -203,8 +169,8 @@ class AuthFailureThrottle:
                         type(exc).__name__)
 
 
-def _bound(entries: dict[str, object], max_entries: int, now: float,
-           expiry: Callable[[object], float]) -> None:
+def _bound(entries: dict[str, V], max_entries: int, now: float,
+           expiry: Callable[[V], float]) -> None:
     """Keep `entries` within `max_entries`: past it, drop the expired ones, then the oldest
     down to 90% (so the scan is paid once per many inserts, not on each)."""
     if len(entries) <= max_entries:

@@ -30,12 +30,8 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from gateway.context import Charge, Decision
-
-if TYPE_CHECKING:
-    from settings_api.config import Settings
 
 EPSILON = 1e-9
 
@@ -84,12 +80,6 @@ class Limits:
     call: BucketSpec  # tools/call
     request: BucketSpec  # every MCP request
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(call=BucketSpec(float(settings.rate_limit_rps), int(settings.rate_limit_burst)),
-                   request=BucketSpec(float(settings.request_limit_rps),
-                                      int(settings.request_limit_burst)))
-
 
 # Which buckets a check of each charge touches: (request bucket, call bucket).
 TOUCHES: dict[Charge, tuple[bool, bool]] = {Charge.REQUEST: (True, False),
@@ -97,8 +87,7 @@ TOUCHES: dict[Charge, tuple[bool, bool]] = {Charge.REQUEST: (True, False),
                                             Charge.CALL: (False, True)}
 
 
-def decide(buckets: Sequence[tuple[BucketSpec, float]], *,
-           session_revoked: bool = False) -> tuple[Decision, list[float]]:
+def decide(buckets: Sequence[tuple[BucketSpec, float]]) -> tuple[Decision, list[float]]:
     """Steps 2-5 above for already refilled buckets: the decision and each bucket's new tokens
     (unchanged when refused)."""
     allowed = True
@@ -121,8 +110,7 @@ def decide(buckets: Sequence[tuple[BucketSpec, float]], *,
             chosen = True
             limit, remaining, reset_ms = spec.burst, left, reset
     decision = Decision(allowed=allowed, limit=limit, remaining=remaining,
-                        reset_s=reset_ms / 1000, retry_after_s=retry_ms / 1000,
-                        session_revoked=session_revoked)
+                        reset_s=reset_ms / 1000, retry_after_s=retry_ms / 1000)
     return decision, after
 
 
@@ -133,11 +121,5 @@ def session_digest(session_id: str) -> str:
 
 def tighter(a: Decision, b: Decision) -> Decision:
     """The figures to show after two checks of one key (step 4 across checks): the decision
-    with fewer whole tokens left (on a tie, the longer reset), revoked if either saw the session
-    ended."""
-    chosen = b if (b.remaining, -b.reset_s) < (a.remaining, -a.reset_s) else a
-    revoked = a.session_revoked or b.session_revoked
-    if chosen.session_revoked == revoked:
-        return chosen
-    return Decision(chosen.allowed, chosen.limit, chosen.remaining, chosen.reset_s,
-                    chosen.retry_after_s, revoked)
+    with fewer whole tokens left (on a tie, the longer reset)."""
+    return b if (b.remaining, -b.reset_s) < (a.remaining, -a.reset_s) else a

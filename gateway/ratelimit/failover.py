@@ -10,7 +10,6 @@ pace) once when Redis answers again.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +31,8 @@ FAILURE_MODES = ("open", "closed")
 
 
 class FailoverLimiter:
-    """`RateLimiter`: `primary` (Redis) with `fallback` (local) per the failure `mode`."""
+    """`RateLimiter` and `SessionDenylist`: `primary` (Redis) with `fallback` (local) per the
+    failure `mode`."""
 
     def __init__(self, primary: RedisLimiter, fallback: LocalLimiter, mode: str = "open", *,
                  retry_interval_s: float = 1.0, warn_interval_s: float = 30.0,
@@ -49,63 +49,52 @@ class FailoverLimiter:
         self._last_warning = self._last_recovery_log = -float("inf")
         self._degraded = False  # a failure was logged and no success since
 
-    @property
-    def degraded(self) -> bool:
-        """Redis failed and has not answered since (for /readyz and metrics)."""
-        return self._degraded
+    async def check(self, key_id: str, *, tools_call: bool) -> Decision:
+        if self._use_primary():
+            try:
+                decision = await self.primary.check(key_id, tools_call=tools_call)
+            except REDIS_FAILURES as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return decision
+        return self.fallback.check_now(key_id, tools_call=tools_call)
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision:
-        if self._down_until and self._clock() < self._down_until:
-            return self._fallback_check(key_id, tools_call, session_id, None)
-        try:
-            decision = await self.primary.check(key_id, tools_call=tools_call,
-                                                session_id=session_id)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
-            return self._fallback_check(key_id, tools_call, session_id, exc)
-        if self._degraded:
-            self._recovered()
-        if session_id is not None and not decision.session_revoked \
-                and self.fallback.session_count:
-            # A session ended here while Redis was down is only in the local denylist.
-            if self.fallback.is_session_ended(key_id, session_id):
-                decision = dataclasses.replace(decision, session_revoked=True)
-        return decision
+    async def check_many(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
+        if self._use_primary():
+            try:
+                decisions = await self.primary.check_many(key_id, charges)
+            except REDIS_FAILURES as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return decisions
+        return self.fallback.check_many_now(key_id, charges)
 
-    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
-                         session_id: str | None = None) -> list[Decision]:
-        if self._down_until and self._clock() < self._down_until:
-            return self._fallback_many(key_id, charges, session_id, None)
-        try:
-            decisions = await self.primary.check_many(key_id, charges, session_id=session_id)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
-            return self._fallback_many(key_id, charges, session_id, exc)
-        if self._degraded:
-            self._recovered()
-        if session_id is not None and decisions and not decisions[0].session_revoked \
-                and self.fallback.session_count \
-                and self.fallback.is_session_ended(key_id, session_id):
-            decisions = [dataclasses.replace(d, session_revoked=True) for d in decisions]
-        return decisions
+    async def session_ended(self, key_id: str, session_id: str) -> bool:
+        # A session ended here while Redis was down is only in the local denylist.
+        if self.fallback.session_count and self.fallback.is_session_ended(key_id, session_id):
+            return True
+        if self._use_primary():
+            try:
+                ended = await self.primary.session_ended(key_id, session_id)
+            except REDIS_FAILURES as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return ended
+        return False
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         # Always locally too: this replica keeps denying it even if Redis is lost later.
         self.fallback.end_session_now(key_id, session_id, expires_at_s)
-        if self._down_until and self._clock() < self._down_until:
-            if self.mode == "closed":
-                raise LimiterUnavailable("rate limiter unavailable (Redis)")
-            return
-        try:
-            await self.primary.end_session(key_id, session_id, expires_at_s)
-        except REDIS_FAILURES as exc:
-            self._failed(exc)
-            if self.mode == "closed":
-                raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
-        else:
-            if self._degraded:
-                self._recovered()
+        if self._use_primary():
+            try:
+                await self.primary.end_session(key_id, session_id, expires_at_s)
+            except REDIS_FAILURES as exc:
+                self._failed(exc)
+            else:
+                self._answered()
 
     async def close(self) -> None:
         try:
@@ -113,19 +102,22 @@ class FailoverLimiter:
         finally:
             await self.fallback.close()
 
-    def _fallback_check(self, key_id: str, tools_call: bool, session_id: str | None,
-                        exc: BaseException | None) -> Decision:
-        if self.mode == "closed":
-            raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
-        return self.fallback.check_now(key_id, tools_call=tools_call, session_id=session_id)
+    def _use_primary(self) -> bool:
+        """Whether to ask Redis: not within `retry_interval_s` of a failure (then the fallback
+        answers, or `LimiterUnavailable` is raised when the mode is closed)."""
+        if self._down_until and self._clock() < self._down_until:
+            if self.mode == "closed":
+                raise LimiterUnavailable("rate limiter unavailable (Redis)")
+            return False
+        return True
 
-    def _fallback_many(self, key_id: str, charges: Sequence[Charge], session_id: str | None,
-                       exc: BaseException | None) -> list[Decision]:
-        if self.mode == "closed":
-            raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
-        return self.fallback.check_many_now(key_id, charges, session_id=session_id)
+    def _answered(self) -> None:
+        if self._degraded:
+            self._recovered()
 
     def _failed(self, exc: BaseException) -> None:
+        """Note the failure (Redis left alone a while, a warning at most so often); raise
+        `LimiterUnavailable` when the mode is closed."""
         now = self._clock()
         self._down_until = now + self._retry_interval_s
         self._degraded = True
@@ -136,6 +128,8 @@ class FailoverLimiter:
                       else "refusing requests (failure mode closed)")
             log.warning("rate limiter: Redis unavailable (%s: %s); %s",
                         type(exc).__name__, exc, action)
+        if self.mode == "closed":
+            raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
 
     def _recovered(self) -> None:
         self._degraded = False

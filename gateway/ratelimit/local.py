@@ -27,7 +27,7 @@ _REQ_TK, _REQ_AT, _CALL_TK, _CALL_AT, _FULL_AT = range(5)
 
 
 class LocalLimiter:
-    """`RateLimiter` with in-process token buckets (time from `time.monotonic`)."""
+    """`RateLimiter` and `SessionDenylist` in-process (bucket time from `time.monotonic`)."""
 
     def __init__(self, limits: Limits, *, max_keys: int = 65_536, max_sessions: int = 65_536,
                  sweep_interval_s: float = 10.0,
@@ -55,25 +55,21 @@ class LocalLimiter:
     def session_count(self) -> int:
         return len(self._ended)
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision:
-        return self.check_now(key_id, tools_call=tools_call, session_id=session_id)
+    async def check(self, key_id: str, *, tools_call: bool) -> Decision:
+        return self.check_now(key_id, tools_call=tools_call)
 
-    async def check_many(self, key_id: str, charges: Sequence[Charge], *,
-                         session_id: str | None = None) -> list[Decision]:
-        return self.check_many_now(key_id, charges, session_id=session_id)
+    async def check_many(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
+        return self.check_many_now(key_id, charges)
 
-    def check_now(self, key_id: str, *, tools_call: bool,
-                  session_id: str | None = None) -> Decision:
+    def check_now(self, key_id: str, *, tools_call: bool) -> Decision:
         """`check` without the coroutine (it never waits)."""
-        return self._charge(key_id, Charge.BOTH if tools_call else Charge.REQUEST, session_id)
+        return self._charge(key_id, Charge.BOTH if tools_call else Charge.REQUEST)
 
-    def check_many_now(self, key_id: str, charges: Sequence[Charge], *,
-                       session_id: str | None = None) -> list[Decision]:
+    def check_many_now(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
         """`check_many` without the coroutine."""
-        return [self._charge(key_id, charge, session_id) for charge in charges]
+        return [self._charge(key_id, charge) for charge in charges]
 
-    def _charge(self, key_id: str, charge: Charge, session_id: str | None) -> Decision:
+    def _charge(self, key_id: str, charge: Charge) -> Decision:
         now = self._clock()
         if now >= self._next_sweep:
             self.sweep(now)
@@ -89,8 +85,7 @@ class LocalLimiter:
         if call:
             buckets.append((limits.call, limits.call.refill(state[_CALL_TK],
                                                             now - state[_CALL_AT])))
-        revoked = session_id is not None and self.is_session_ended(key_id, session_id)
-        decision, after = decide(buckets, session_revoked=revoked)
+        decision, after = decide(buckets)
         if decision.allowed:
             if request:
                 state[_REQ_TK], state[_REQ_AT] = after[0], now
@@ -118,6 +113,9 @@ class LocalLimiter:
         for key in full:
             del self._buckets[key]
         self._purge_sessions()
+
+    async def session_ended(self, key_id: str, session_id: str) -> bool:
+        return self.is_session_ended(key_id, session_id)
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.end_session_now(key_id, session_id, expires_at_s)

@@ -31,8 +31,8 @@ from gateway.context import (
     Era,
     IntegrationView,
     KeyEntry,
-    RateLimiter,
     RequestContext,
+    SessionDenylist,
     ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one, structure_error, valid_id_or_none
@@ -172,6 +172,7 @@ class Exchange:
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
     executor: ToolExecutor | None = None  # the endpoint's, when the caller has it at hand
     admit: Admit | None = None  # None: batch members are not charged one by one
+    session_ended: bool = False  # the legacy session named by the request was ended (DELETE)
 
 
 async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
@@ -191,15 +192,15 @@ async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
         return _reply(x, answer, choice.era, status=exc.status)
 
 
-async def answer_delete(x: Exchange, limiter: RateLimiter) -> web.StreamResponse:
+async def answer_delete(x: Exchange, sessions: SessionDenylist) -> web.StreamResponse:
     """End a legacy session: later requests with its id get 404 on every replica."""
     raw = x.request.headers.get(SESSION_HEADER)
     if raw is None:
         raise BadRequest(f"send the {SESSION_HEADER} of the session to end")
     info = x.sessions.verify(raw, x.key.key_id)
-    if info is None or x.decision.session_revoked:
+    if info is None or x.session_ended:
         raise NotFound("no such session (it ended, expired, or belongs to another key)")
-    await limiter.end_session(x.key.key_id, raw, info.expires_at)
+    await sessions.end_session(x.key.key_id, raw, info.expires_at)
     return web.Response(status=204, headers=x.headers)
 
 
@@ -355,7 +356,7 @@ def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
                            "required (send initialize first)", status=400)
         return None, None
     info = x.sessions.verify(raw, x.key.key_id)
-    if info is None or x.decision.session_revoked:
+    if info is None or x.session_ended:
         raise RpcError(INVALID_REQUEST, "Session not found: send initialize to start a new one",
                        status=404)
     return raw, info.protocol_version
