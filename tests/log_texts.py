@@ -10,8 +10,12 @@ def log_texts(records: list[logging.LogRecord]) -> list[str]:
     formatter = logging.Formatter()
     out = []
     for record in records:
-        parts = [record.getMessage(), repr(record.args), record.exc_text or "",
-                 record.stack_info or ""]
+        parts = [
+            record.getMessage(),
+            repr(record.args),
+            record.exc_text or "",
+            record.stack_info or "",
+        ]
         if record.exc_info:
             parts.append(formatter.formatException(record.exc_info))
         parts += [repr(v) for k, v in vars(record).items() if k not in ("exc_info", "args")]

@@ -44,42 +44,86 @@ ALL_VERSIONS = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]
 MAX_BODY = 8192
 
 TOOLS: tuple[dict[str, Any], ...] = (
-    {"name": "search_contacts", "description": "Search the CRM's contacts",
-     "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}}},
-    {"name": "contact_stats", "description": "Counts",
-     "inputSchema": {"type": "object", "additionalProperties": False},
-     "outputSchema": {"type": "object", "properties": {"count": {"type": "integer"}},
-                      "required": ["count"]}},
-    {"name": "regional_lookup", "description": "Look up in one region",
-     "inputSchema": {"type": "object", "properties": {
-         "region": {"type": "string", "x-mcp-header": "Region"},
-         "shard": {"type": "integer", "x-mcp-header": "Shard"},
-         "query": {"type": "string"}}, "required": ["region"]}},
+    {
+        "name": "search_contacts",
+        "description": "Search the CRM's contacts",
+        "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    },
+    {
+        "name": "contact_stats",
+        "description": "Counts",
+        "inputSchema": {"type": "object", "additionalProperties": False},
+        "outputSchema": {
+            "type": "object",
+            "properties": {"count": {"type": "integer"}},
+            "required": ["count"],
+        },
+    },
+    {
+        "name": "regional_lookup",
+        "description": "Look up in one region",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "shard": {"type": "integer", "x-mcp-header": "Shard"},
+                "query": {"type": "string"},
+            },
+            "required": ["region"],
+        },
+    },
 )
 HIDDEN_TOOL = "delete_all_contacts"  # in the bound config, not exposed
 
 
-def make_view(integration: str, tools: tuple[dict[str, Any], ...] = TOOLS, *,
-              enabled: bool = True, name: str | None = None) -> IntegrationView:
-    return IntegrationView(tenant_id=TENANT, integration_id=integration,
-                           name=name or integration.upper(), enabled=enabled,
-                           description=f"Use {integration} for customer data.",
-                           config_id=f"cfg-{integration}", upstream_url=None, upstream_headers={},
-                           tools=tools, tools_by_name={t["name"]: t for t in tools})
+def make_view(
+    integration: str,
+    tools: tuple[dict[str, Any], ...] = TOOLS,
+    *,
+    enabled: bool = True,
+    name: str | None = None,
+) -> IntegrationView:
+    return IntegrationView(
+        tenant_id=TENANT,
+        integration_id=integration,
+        name=name or integration.upper(),
+        enabled=enabled,
+        description=f"Use {integration} for customer data.",
+        config_id=f"cfg-{integration}",
+        upstream_url=None,
+        upstream_headers={},
+        tools=tools,
+        tools_by_name={t["name"]: t for t in tools},
+    )
 
 
 class FakeResolver:
     def __init__(self) -> None:
-        big = tuple({"name": f"tool_{i:03d}", "inputSchema": {"type": "object"}}
-                    for i in range(250))
-        self.views = {(TENANT, "crm"): make_view("crm", name="CRM"),
-                      (TENANT, "billing"): make_view("billing"),
-                      (TENANT, "off"): make_view("off", enabled=False),
-                      (TENANT, "big"): make_view("big", big)}
-        self.keys = {raw: KeyEntry(key_id=f"id-{name}", tenant_id=TENANT, integration_id=name,
-                                   scope="mcp:invoke", revoked=False)
-                     for raw, name in ((KEY, "crm"), (OTHER_KEY, "billing"), (OFF_KEY, "off"),
-                                       (GHOST_KEY, "ghost"), (BIG_KEY, "big"))}
+        big = tuple(
+            {"name": f"tool_{i:03d}", "inputSchema": {"type": "object"}} for i in range(250)
+        )
+        self.views = {
+            (TENANT, "crm"): make_view("crm", name="CRM"),
+            (TENANT, "billing"): make_view("billing"),
+            (TENANT, "off"): make_view("off", enabled=False),
+            (TENANT, "big"): make_view("big", big),
+        }
+        self.keys = {
+            raw: KeyEntry(
+                key_id=f"id-{name}",
+                tenant_id=TENANT,
+                integration_id=name,
+                scope="mcp:invoke",
+                revoked=False,
+            )
+            for raw, name in (
+                (KEY, "crm"),
+                (OTHER_KEY, "billing"),
+                (OFF_KEY, "off"),
+                (GHOST_KEY, "ghost"),
+                (BIG_KEY, "big"),
+            )
+        }
 
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
         if not raw_key:
@@ -102,22 +146,38 @@ class FakeLimiter:
         self.refuse = False
         self.unavailable = False
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision:
+    async def check(
+        self, key_id: str, *, tools_call: bool, session_id: str | None = None
+    ) -> Decision:
         self.calls.append({"key_id": key_id, "tools_call": tools_call, "session_id": session_id})
         if self.unavailable:
             raise LimiterUnavailable("redis is down")
         revoked = session_id is not None and session_id in self.ended
         if self.refuse:
-            return Decision(allowed=False, limit=10, remaining=0, reset_s=1.2,
-                            retry_after_s=0.3, session_revoked=revoked)
-        return Decision(allowed=True, limit=10, remaining=7, reset_s=0.4, retry_after_s=0,
-                        session_revoked=revoked)
+            return Decision(
+                allowed=False,
+                limit=10,
+                remaining=0,
+                reset_s=1.2,
+                retry_after_s=0.3,
+                session_revoked=revoked,
+            )
+        return Decision(
+            allowed=True,
+            limit=10,
+            remaining=7,
+            reset_s=0.4,
+            retry_after_s=0,
+            session_revoked=revoked,
+        )
 
-    async def check_many(self, key_id: str, charges: list[Charge], *,
-                         session_id: str | None = None) -> list[Decision]:
-        return [await self.check(key_id, tools_call=charge is not Charge.REQUEST,
-                                 session_id=session_id) for charge in charges]
+    async def check_many(
+        self, key_id: str, charges: list[Charge], *, session_id: str | None = None
+    ) -> list[Decision]:
+        return [
+            await self.check(key_id, tools_call=charge is not Charge.REQUEST, session_id=session_id)
+            for charge in charges
+        ]
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.ended[session_id] = expires_at_s
@@ -134,31 +194,53 @@ class FakeExecutor:
         self.calls: list[dict[str, Any]] = []
         self.cancelled = asyncio.Event()
 
-    async def call_tool(self, ctx: RequestContext, tool: Mapping[str, Any],
-                        arguments: dict[str, Any],
-                        meta: Mapping[str, Any] | None) -> dict[str, Any]:
-        self.calls.append({"tool": tool["name"], "arguments": arguments, "meta": meta,
-                           "era": ctx.era, "version": ctx.protocol_version,
-                           "session_id": ctx.session_id, "seed": ctx.simulator_seed,
-                           "region_header": ctx.request.headers.get("Mcp-Param-Region")})
+    async def call_tool(
+        self,
+        ctx: RequestContext,
+        tool: Mapping[str, Any],
+        arguments: dict[str, Any],
+        meta: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        self.calls.append(
+            {
+                "tool": tool["name"],
+                "arguments": arguments,
+                "meta": meta,
+                "era": ctx.era,
+                "version": ctx.protocol_version,
+                "session_id": ctx.session_id,
+                "seed": ctx.simulator_seed,
+                "region_header": ctx.request.headers.get("Mcp-Param-Region"),
+            }
+        )
         if tool["name"] == "contact_stats":
-            return {"content": [{"type": "text", "text": '{"count": 3}'}],
-                    "structuredContent": {"count": 3}}
+            return {
+                "content": [{"type": "text", "text": '{"count": 3}'}],
+                "structuredContent": {"count": 3},
+            }
         if arguments.get("explode"):
             raise RuntimeError("db password hunter2 leaked in /srv/secret.py")
         if arguments.get("fail"):
-            raise ToolCallError(-32603, "Upstream MCP server timed out after 3 s",
-                                {"upstream": "timeout"})
+            raise ToolCallError(
+                -32603, "Upstream MCP server timed out after 3 s", {"upstream": "timeout"}
+            )
         token = (meta or {}).get("progressToken")
         if arguments.get("progress") and ctx.notify is not None:
             for step in (1, 2):
-                await ctx.notify({"method": "notifications/progress",
-                                  "params": {"progressToken": token, "progress": step,
-                                             "total": 2}})
+                await ctx.notify(
+                    {
+                        "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": step, "total": 2},
+                    }
+                )
         if arguments.get("hang"):
             if ctx.notify is not None:
-                await ctx.notify({"method": "notifications/progress",
-                                  "params": {"progressToken": token, "progress": 0}})
+                await ctx.notify(
+                    {
+                        "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": 0},
+                    }
+                )
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:
@@ -171,11 +253,14 @@ class FakeExecutor:
 def build_mcp_app(tmp_path: Path, **env: str) -> web.Application:
     """A data-plane app on fakes: the edge middleware, settings, GATEWAY, MCP routes."""
     app = web.Application(middlewares=[edge_middleware])
-    app[SETTINGS] = make_settings(tmp_path, f"sqlite:///{tmp_path / 'store.db'}",
-                                  MCPGW_MAX_BODY_BYTES=str(MAX_BODY), **env)
-    app[GATEWAY] = GatewayState(resolver=FakeResolver(), limiter=FakeLimiter(),
-                                executors={Endpoint.CALL: FakeExecutor("call"),
-                                           Endpoint.TEST: FakeExecutor("test")})
+    app[SETTINGS] = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'store.db'}", MCPGW_MAX_BODY_BYTES=str(MAX_BODY), **env
+    )
+    app[GATEWAY] = GatewayState(
+        resolver=FakeResolver(),
+        limiter=FakeLimiter(),
+        executors={Endpoint.CALL: FakeExecutor("call"), Endpoint.TEST: FakeExecutor("test")},
+    )
     setup_mcp_routes(app)
     return app
 
@@ -194,43 +279,63 @@ def executor_of(mcp: TestClient, endpoint: Endpoint) -> FakeExecutor:
 
 # --- request helpers ------------------------------------------------------------------------
 
+
 def auth(key: str = KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def modern_message(method: str, params: dict[str, Any] | None = None, *, id: Any = 1,
-                   version: Any = MODERN) -> dict[str, Any]:
+def modern_message(
+    method: str, params: dict[str, Any] | None = None, *, id: Any = 1, version: Any = MODERN
+) -> dict[str, Any]:
     params = dict(params or {})
-    params["_meta"] = {"io.modelcontextprotocol/protocolVersion": version,
-                       "io.modelcontextprotocol/clientCapabilities": {},
-                       "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-                       **params.get("_meta", {})}
+    params["_meta"] = {
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        **params.get("_meta", {}),
+    }
     return {"jsonrpc": "2.0", "id": id, "method": method, "params": params}
 
 
 def modern_headers(message: dict[str, Any], key: str = KEY) -> dict[str, str]:
-    headers = {**auth(key), "MCP-Protocol-Version": MODERN, "Mcp-Method": message["method"],
-               "Accept": "application/json, text/event-stream"}
+    headers = {
+        **auth(key),
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": message["method"],
+        "Accept": "application/json, text/event-stream",
+    }
     name = message["params"].get("name") if message["method"] == "tools/call" else None
     if isinstance(name, str):
         headers["Mcp-Name"] = name
     return headers
 
 
-async def send(mcp: TestClient, body: Any, headers: Mapping[str, str], url: str = CALL, *,
-               raw: bytes | None = None, content_type: str = "application/json"
-               ) -> tuple[ClientResponse, Any]:
+async def send(
+    mcp: TestClient,
+    body: Any,
+    headers: Mapping[str, str],
+    url: str = CALL,
+    *,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[ClientResponse, Any]:
     data = raw if raw is not None else json.dumps(body).encode()
-    async with mcp.post(url, data=data,
-                        headers={"Content-Type": content_type, **headers}) as resp:
+    async with mcp.post(url, data=data, headers={"Content-Type": content_type, **headers}) as resp:
         text = await resp.text()
         parsed = json.loads(text) if text and resp.content_type.endswith("json") else text
         return resp, parsed
 
 
-async def modern(mcp: TestClient, method: str, params: dict[str, Any] | None = None, *,
-                 url: str = CALL, key: str = KEY, headers: Mapping[str, str] | None = None,
-                 drop: tuple[str, ...] = ()) -> tuple[ClientResponse, Any]:
+async def modern(
+    mcp: TestClient,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    url: str = CALL,
+    key: str = KEY,
+    headers: Mapping[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+) -> tuple[ClientResponse, Any]:
     message = modern_message(method, params)
     sent = {**modern_headers(message, key), **(headers or {})}
     for name in drop:
@@ -238,10 +343,18 @@ async def modern(mcp: TestClient, method: str, params: dict[str, Any] | None = N
     return await send(mcp, message, sent, url)
 
 
-async def legacy(mcp: TestClient, method: str, params: dict[str, Any] | None = None, *,
-                 session: str | None = None, version: str | None = "2025-11-25",
-                 url: str = CALL, key: str = KEY, id: Any = 1,
-                 headers: Mapping[str, str] | None = None) -> tuple[ClientResponse, Any]:
+async def legacy(
+    mcp: TestClient,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    session: str | None = None,
+    version: str | None = "2025-11-25",
+    url: str = CALL,
+    key: str = KEY,
+    id: Any = 1,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[ClientResponse, Any]:
     message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if id is not None:
         message["id"] = id
@@ -255,11 +368,21 @@ async def legacy(mcp: TestClient, method: str, params: dict[str, Any] | None = N
     return await send(mcp, message, sent, url)
 
 
-async def open_session(mcp: TestClient, version: str = "2025-11-25", *, key: str = KEY,
-                       url: str = CALL) -> str:
-    resp, body = await legacy(mcp, "initialize", {"protocolVersion": version, "capabilities": {},
-                                                  "clientInfo": {"name": "t", "version": "1"}},
-                              version=None, key=key, url=url)
+async def open_session(
+    mcp: TestClient, version: str = "2025-11-25", *, key: str = KEY, url: str = CALL
+) -> str:
+    resp, body = await legacy(
+        mcp,
+        "initialize",
+        {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+        version=None,
+        key=key,
+        url=url,
+    )
     assert resp.status == 200, body
     return resp.headers["Mcp-Session-Id"]
 
@@ -272,8 +395,9 @@ def error_of(body: Any, code: int) -> dict[str, Any]:
     return body["error"]
 
 
-async def problem_of(resp: ClientResponse, body: Any, status: int,
-                     slug: str | None = None) -> dict[str, Any]:
+async def problem_of(
+    resp: ClientResponse, body: Any, status: int, slug: str | None = None
+) -> dict[str, Any]:
     assert resp.status == status, body
     assert resp.content_type == "application/problem+json"
     assert body["status"] == status and body["instance"] == resp.url.path

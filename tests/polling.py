@@ -8,8 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 2.0,
-                interval_s: float = 0.01) -> float:
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], timeout_s: float = 2.0, interval_s: float = 0.01
+) -> float:
     """Poll `check()` (plain or async) until true; how long it took (AssertionError past
     `timeout_s`)."""
     started = time.monotonic()
