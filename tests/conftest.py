@@ -1,8 +1,14 @@
-"""Shared fixtures: a live app on each store backend, JWTs, and a fresh Postgres database.
+"""Shared fixtures: a live app on each store backend, JWTs, a fresh Postgres database, Redis.
 
 Postgres tests use the real server at 127.0.0.1:5432 (MCPGW_TEST_POSTGRES_DSN overrides); one
-fresh database per test run, emptied before each test. A missing server fails the run: nothing
-here skips.
+fresh database per test run, emptied before each test. Redis tests use 127.0.0.1:6379
+(MCPGW_TEST_REDIS_URL overrides) and keys of their own, never a flush. A missing server fails
+the run: nothing here skips.
+
+A module whose subject is not the store runs on one backend with
+`pytestmark = pytest.mark.backends("sqlite")`; the other backend's cases are deselected. Every
+test that needs the Postgres server is marked `slow`, like those that start processes, inject
+faults or fuzz: `python -m pytest -m "not slow"` is the quick loop, the whole suite is CI.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ import concurrent.futures
 import contextlib
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from gateway.server import build_app
@@ -25,8 +33,10 @@ from settings_api.config import Settings, load_settings
 from settings_api.jwt_auth import issue_token
 
 ADMIN_DSN = os.environ.get("MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-" + "x" * 40
 BACKENDS = ("sqlite", "postgres")
+POSTGRES_FIXTURES = frozenset({"postgres_url", "pg_database_url", "fresh_pg_url"})
 TABLES = ("audit_events", "api_keys", "simulator_fixtures", "mcp_settings", "configs",
           "integrations")
 
@@ -95,6 +105,44 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=BACKENDS)
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database nobody has migrated yet: a new SQLite file (in a new directory) or a new
+    Postgres database, in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh' / 'store.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def _backends(item: pytest.Item) -> set[str]:
+    """The store backends a collected test runs on (empty when it takes no database URL)."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    return {params[name] for name in ("database_url", "fresh_database_url") if name in params}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the `slow` marks added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the backends a `backends` marker leaves out; mark every test that needs the
+    Postgres server `slow`, so `-m "not slow"` runs the store tests on SQLite alone."""
+    kept, dropped = [], []
+    for item in items:
+        backends = _backends(item)
+        marker = item.get_closest_marker("backends")
+        if marker is not None and not backends.issubset(marker.args):
+            dropped.append(item)
+            continue
+        kept.append(item)
+        if "postgres" in backends or POSTGRES_FIXTURES.intersection(
+                getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
 def pg_database_url(postgres_url: str) -> str:
     """The URL of an empty Postgres database (Postgres-only tests)."""
@@ -122,6 +170,23 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
     """A live app (all roles) on the parametrized backend."""
     return await aiohttp_client(build_app(settings))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for tests that talk to real servers (bounded, so a hang fails)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.Redis]:
+    """A client of the test Redis; bounded socket timeouts, so an outage fails, never hangs."""
+    client = redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

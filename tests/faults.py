@@ -15,20 +15,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+from conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
+from polling import until as until  # re-exported: the fault tests import it from here
 from processes import GatewayProcess, free_port
 
 from settings_api.jwt_auth import issue_token
-
-try:
-    from conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
 
 LEGACY = "2025-11-25"
 SESSION_SECRET = "fault-session-secret-" + "s" * 20
@@ -153,17 +150,6 @@ def tcp_connections(pid: int) -> int:
             if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
                 count += 1
     return count
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float,
-                interval_s: float = 0.02) -> float:
-    """Poll `check()` until true; how long it took (AssertionError past `timeout_s`)."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s")
-        await asyncio.sleep(interval_s)
-    return time.monotonic() - started
 
 
 @contextlib.asynccontextmanager

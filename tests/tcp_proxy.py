@@ -31,16 +31,12 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from net import free_port
+
 __all__ = ["TcpProxy"]
 
 MODES = ("forward", "refuse", "blackhole")
 _CHUNK = 64 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _reset(writer: asyncio.StreamWriter | None) -> None:
@@ -78,7 +74,7 @@ class TcpProxy:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1",
                  port: int | None = None) -> None:
         self.target = (target_host, target_port)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.mode = "forward"
         self.accepted = 0  # connections accepted, in any mode
         self.relayed = 0  # connections relayed to the target

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from conftest import Api
 
 from settings_api.app import STORE
 from settings_api.changes import LocalChangeFeed
@@ -19,11 +20,6 @@ from settings_api.keys import check_format, hash_key
 from settings_api.routes import SERVICE
 from settings_api.service import SettingsPatch, SettingsService
 from settings_api.store import Store, create_store
-
-try:
-    from conftest import Api
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import Api
 
 TENANT, INTEGRATION = "acme", "crm"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from net import free_port
 
 from settings_api.config import ConfigError, load_settings
 from settings_api.jwt_auth import JwtVerifier, TokenError
@@ -187,6 +187,7 @@ print(json.dumps([s.jwt_secret, s.session_secret, s.secret_key]), flush=True)
 """
 
 
+@pytest.mark.slow  # starts the CLI
 def test_racing_processes_generate_each_secret_exactly_once(tmp_path: Path) -> None:
     data_dir = str(tmp_path / "shared-data")
     procs = [subprocess.Popen([sys.executable, "-c", _RACER, data_dir], stdin=subprocess.PIPE,
@@ -222,6 +223,7 @@ def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
 
 
 # command line --------------------------------------------------------------------------------
+@pytest.mark.slow  # starts the CLI
 def test_serve_with_a_bad_value_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     result = _run("serve", "--port", "0", MCPGW_DATA_DIR=str(tmp_path),
                   MCPGW_RATE_LIMIT_RPS="abc", MCPGW_DATABASE_URL="mysql://u:hunter2@db/x")
@@ -233,6 +235,7 @@ def test_serve_with_a_bad_value_exits_2_with_a_clear_message(tmp_path: Path) -> 
     assert result.stdout == ""
 
 
+@pytest.mark.slow  # starts the CLI
 def test_a_jwks_without_an_audience_refuses_to_start(tmp_path: Path) -> None:
     # An IdP signs every application's tokens with one JWKS: with no audience to check, a
     # token it issued for another application would open the settings API.
@@ -250,6 +253,7 @@ def test_a_jwks_without_an_audience_refuses_to_start(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # starts the CLI
 @pytest.mark.parametrize("args", [["serve", "--port", "http"], ["serve", "--workers", "0"],
                                   ["token"], ["frobnicate"]])
 def test_bad_arguments_exit_2_with_usage(tmp_path: Path, args: list[str]) -> None:
@@ -259,6 +263,7 @@ def test_bad_arguments_exit_2_with_usage(tmp_path: Path, args: list[str]) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # starts the CLI
 def test_workers_above_one_without_redis_refuses_to_start(tmp_path: Path) -> None:
     result = _run("serve", "--workers", "2", "--port", "0", MCPGW_DATA_DIR=str(tmp_path),
                   MCPGW_JWT_SECRET=SECRET)
@@ -267,6 +272,7 @@ def test_workers_above_one_without_redis_refuses_to_start(tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # starts the CLI
 async def test_token_is_accepted_with_the_data_dirs_generated_secret(tmp_path: Path) -> None:
     data_dir = str(tmp_path / "data")
     result = _run("token", "--tenant", "acme", "--ttl", "600", MCPGW_DATA_DIR=data_dir)
@@ -286,6 +292,7 @@ async def test_token_is_accepted_with_the_data_dirs_generated_secret(tmp_path: P
         await JwtVerifier(secret=other.jwt_secret).verify(token)
 
 
+@pytest.mark.slow  # starts the CLI
 def test_token_options_are_honoured(tmp_path: Path) -> None:
     result = _run("token", "--tenant", "*", "--ttl", "120", "--subject", "ops@example.com",
                   MCPGW_DATA_DIR=str(tmp_path), MCPGW_JWT_SECRET=SECRET,
@@ -295,12 +302,6 @@ def test_token_options_are_honoured(tmp_path: Path) -> None:
                         issuer="https://issuer.example")
     assert claims["tenants"] == ["*"] and claims["sub"] == "ops@example.com"
     assert 110 <= claims["exp"] - claims["iat"] <= 120
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _status(url: str, token: str) -> int:
@@ -313,9 +314,10 @@ def _status(url: str, token: str) -> int:
         return exc.code
 
 
+@pytest.mark.slow  # starts the CLI
 def test_serve_and_token_agree_on_the_generated_secret(tmp_path: Path) -> None:
     data_dir = str(tmp_path / "data")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         server = subprocess.Popen([CLI, "serve", "--port", str(port)],

@@ -22,6 +22,8 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from processes import CLI, free_port
 
+pytestmark = pytest.mark.slow
+
 READY_LINE = "Serving until Ctrl-C."
 TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
 

@@ -23,6 +23,8 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.conftest import JWT_SECRET
 
+pytestmark = pytest.mark.slow
+
 TOOLS = [
     {"name": "search_contacts", "description": "Search the CRM",
      "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}},

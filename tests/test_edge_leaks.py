@@ -221,6 +221,7 @@ async def test_invalid_bytes_in_the_path_are_a_quiet_400(
     assert_quiet(caplog)
 
 
+@pytest.mark.slow  # starts a gateway process
 def test_serve_logs_one_clean_json_line_per_request_it_cannot_parse(tmp_path: Path) -> None:
     # The real process: its JSON log handler, aiohttp's own server, run_app's options.
     proc = GatewayProcess(

@@ -13,6 +13,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from faults import (
     LEGACY,
     TOOLS,
@@ -22,9 +23,11 @@ from faults import (
     log_of,
     start_gateway,
     stop_gateway,
-    until,
 )
 from mcp_stub import StubUpstream
+from polling import until
+
+pytestmark = pytest.mark.slow
 
 LIMITS = {"MCPGW_RATE_LIMIT_BURST": "1000", "MCPGW_RATE_LIMIT_RPS": "1000",
           "MCPGW_REQUEST_LIMIT_BURST": "1000", "MCPGW_REQUEST_LIMIT_RPS": "1000"}

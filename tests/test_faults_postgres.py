@@ -40,6 +40,8 @@ from tcp_proxy import TcpProxy
 import settings_api.store.postgres  # noqa: F401 - installs the asyncpg.pool log filter
 from gateway.observability.logs import REQUEST_ID_VAR, formatter
 
+pytestmark = pytest.mark.slow
+
 STORE_TIMEOUT_S = 1.0
 # What "answers within the store timeout" may take on a loaded test machine: the bound on one
 # store operation, plus scheduling slack.

@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 import redis.asyncio as redis
 from faults import (
     Client,
@@ -25,6 +26,8 @@ from faults import (
     stop_gateway,
     until,
 )
+
+pytestmark = pytest.mark.slow
 
 SUBSCRIBED = "listening for changes on mcpgw:changes"
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from faults import (
     TOOLS,
     Client,
@@ -25,6 +26,8 @@ from faults import (
 )
 from mcp_stub import HUGE_BODY_BYTES, StubUpstream
 from processes import free_port
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 1.0
 CALL = {"fail_on": {"tools/call"}}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +27,7 @@ MODERN = "2026-07-28"
 LEGACY = "2025-03-26"
 MCP = "/v1/tenants/acme/integrations/crm/mcp:"
 
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'limits.db'}"
+pytestmark = pytest.mark.backends("sqlite")
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
+from conftest import REDIS_URL
+from polling import until
 
 from gateway.invalidation import RedisChangeFeed, decode, encode
 from settings_api.changes import Change
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -21,13 +21,6 @@ async def clients() -> AsyncIterator[tuple[redis.Redis, redis.Redis]]:
     yield a, b
     await a.aclose()
     await b.aclose()
-
-
-async def wait_for(condition, limit_s: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 def test_messages_round_trip_and_garbage_is_ignored() -> None:
@@ -59,7 +52,7 @@ async def test_a_change_published_on_one_replica_reaches_the_other(clients) -> N
         started = loop.time()
         await one.publish(change)
         assert seen_one == [change], "the publishing replica applies it before returning"
-        await wait_for(lambda: seen_two == [change])
+        await until(lambda: seen_two == [change])
         assert loop.time() - started < 1.0
     finally:
         task.cancel()
@@ -72,13 +65,13 @@ async def test_resubscribing_after_a_lost_connection_asks_for_a_flush(clients) -
     feed.on_connection(lambda: events.append("connected"), lambda: events.append("lost"))
     task = asyncio.create_task(feed.run())
     try:
-        await wait_for(lambda: events == ["connected"])
+        await until(lambda: events == ["connected"])
         # Kill every pub/sub connection subscribed to our channel, as a Redis restart would.
         killed = 0
         for client in await clients[1].client_list(_type="pubsub"):
             killed += await clients[1].execute_command("CLIENT", "KILL", "ID", client["id"])
         assert killed >= 1
-        await wait_for(lambda: events[-1:] == ["connected"] and "lost" in events)
+        await until(lambda: events[-1:] == ["connected"] and "lost" in events)
         assert events == ["connected", "lost", "connected"]
     finally:
         task.cancel()

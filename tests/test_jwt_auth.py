@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from conftest import JWT_SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from net import closed_url
 
 from settings_api.jwt_auth import JwtVerifier, Principal, TokenError, issue_token
 
@@ -117,12 +117,6 @@ def _rs256(rsa_key: rsa.RSAPrivateKey, claims: dict[str, Any], kid: str = RSA_KI
 
 def _es256(ec_key: ec.EllipticCurvePrivateKey, claims: dict[str, Any], kid: str = EC_KID) -> str:
     return jwt.encode({"aud": AUD, **claims}, ec_key, algorithm="ES256", headers={"kid": kid})
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- HS256 ------------------------------------------------------------------------------
@@ -421,8 +415,10 @@ async def test_jwks_unknown_kid(
 
 
 async def test_jwks_server_down_fails_fast(rsa_key: rsa.RSAPrivateKey) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/jwks.json"
-    verifier = JwtVerifier(secret=None, jwks_url=url, jwks_timeout_s=2.0, audience=AUD)
+    url = closed_url("/jwks.json")
+    # A timeout far above the bound: the answer must come from the refused connection, not
+    # from the timeout firing, with room to spare on a busy machine.
+    verifier = JwtVerifier(secret=None, jwks_url=url, jwks_timeout_s=30.0, audience=AUD)
     start = time.monotonic()
     err = await _token_error(verifier, _rs256(rsa_key, _claims()))
     assert str(err) == "JWKS unavailable"
@@ -535,7 +531,7 @@ async def test_token_never_in_error_message_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = int(time.time())
-    down = JwtVerifier(secret=None, jwks_url=f"http://127.0.0.1:{_closed_port()}/j",
+    down = JwtVerifier(secret=None, jwks_url=closed_url("/j"),
                        audience=AUD)
     cases: list[tuple[JwtVerifier, str]] = [
         (JwtVerifier(secret=SECRET), _hs(_claims(exp=now - 600))),

@@ -242,6 +242,7 @@ def executor_of_app(app: web.Application) -> Any:
     return app[GATEWAY].executors[Endpoint.CALL]
 
 
+@pytest.mark.slow  # waits out a slow call
 async def test_a_slow_but_timely_tools_call_is_charged_to_both_buckets(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
@@ -348,6 +349,7 @@ async def test_a_number_beyond_a_double_is_refused(
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["arguments"]["n"] == 1e308
 
 
+@pytest.mark.slow  # waits out the body deadline
 async def test_a_settings_api_body_that_never_arrives_gets_408_in_time(
     aiohttp_server: Any, tmp_path: Path, token: Any
 ) -> None:

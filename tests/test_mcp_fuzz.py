@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from settings_api.config import Settings
 
+pytestmark = pytest.mark.slow
+
 TOOLS = [
     {"name": "search_contacts", "description": "Find contacts", "inputSchema": {
         "type": "object", "properties": {"q": {"type": "string", "maxLength": 50},

@@ -9,39 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from conftest import JWT_SECRET
+from net import free_port
+from processes import CLI
 
 from settings_api.store.base import migration_files
 
-try:
-    from conftest import BACKENDS, JWT_SECRET, fresh_postgres_database
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import BACKENDS, JWT_SECRET, fresh_postgres_database
+pytestmark = pytest.mark.slow
 
-CLI = str(Path(sys.executable).with_name("mcp-gateway"))
 DEADLINE_S = 30.0
-
-
-
-@pytest.fixture(params=BACKENDS)
-def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database that has never been migrated: a new Postgres database or a new SQLite file."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh' / 'gateway.db'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
 
 
 def _env(tmp_path: Path, database_url: str, name: str) -> dict[str, str]:
@@ -78,12 +63,6 @@ def _shipped(database_url: str) -> list[int]:
     return [version for version, _ in migration_files(dialect)]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _get(url: str) -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -117,9 +96,9 @@ def test_two_migrate_processes_started_together_apply_each_version_once(
 
 def test_two_serve_processes_started_together_on_a_fresh_database_both_become_ready(
         tmp_path: Path, fresh_database_url: str) -> None:
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     while ports[1] == ports[0]:
-        ports[1] = _free_port()
+        ports[1] = free_port()
     logs = [tmp_path / f"serve-{n}.log" for n in range(2)]
     procs = []
     try:

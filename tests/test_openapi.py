@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 from mcp_stub import StubUpstream, make_tools
+from net import closed_url
 from openapi_spec_validator import validate
 
 from settings_api.routes import ROUTES
@@ -124,12 +124,6 @@ class Checker:
         return body
 
 
-def free_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-
-
 async def test_live_responses_validate_against_the_document(
         client: TestClient, auth: Callable[..., dict[str, str]], aiohttp_server: Any) -> None:
     doc = await fetch_document(client)
@@ -155,7 +149,7 @@ async def test_live_responses_validate_against_the_document(
         {"name": "search_contacts", "inputSchema": {"type": "object"}}]})
     synced = await c.check("POST", one + "/configs", 201, p, json={
         "upstreamUrl": url, "upstreamHeaders": {"Authorization": "Bearer x-1234"}})
-    await c.check("POST", one + "/configs", 502, p, json={"upstreamUrl": free_port_url()})
+    await c.check("POST", one + "/configs", 502, p, json={"upstreamUrl": closed_url()})
     await c.check("POST", one + "/configs", 422, p, json={"tools": "x"})
     await c.check("GET", one + "/configs", 200, p)
     cp = {**p, "config_id": synced["configId"]}

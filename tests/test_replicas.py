@@ -6,24 +6,18 @@ callUrl reaches the upstream and testUrl never does. Everything runs on 127.0.0.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+from conftest import JWT_SECRET, REDIS_URL
 from faults import Client
 from mcp_stub import StubUpstream
+from polling import until
 from processes import GatewayProcess
 
-try:
-    from conftest import JWT_SECRET
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import JWT_SECRET
+pytestmark = pytest.mark.slow
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SESSION_SECRET = "replica-session-secret-" + "s" * 20
 TOOLS = [
     {"name": "search_contacts", "inputSchema": {"type": "object",
@@ -31,11 +25,6 @@ TOOLS = [
     {"name": "create_contact", "inputSchema": {"type": "object"}},
 ]
 
-
-
-@pytest.fixture
-def database_url(fresh_pg_url: str) -> str:
-    return fresh_pg_url
 
 
 def start_replicas(tmp_path: Path, database_url: str, **env: str) -> list[GatewayProcess]:
@@ -52,12 +41,6 @@ def start_replicas(tmp_path: Path, database_url: str, **env: str) -> list[Gatewa
     return replicas
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session
-
-
 async def enable(replica: Client, upstream_url: str | None = None) -> str:
     """Create, bind, expose and enable the integration; return its first key."""
     await replica.settings("PUT", json={"name": "CRM"})
@@ -69,18 +52,8 @@ async def enable(replica: Client, upstream_url: str | None = None) -> str:
     return settings["apiKey"]
 
 
-async def until(check, timeout_s: float = 1.0) -> float:
-    """Poll `check()` until it is true; return how long it took (fails past the timeout)."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
-
-
-async def test_rotation_revokes_old_key_on_every_replica(tmp_path, database_url, http) -> None:
-    procs = start_replicas(tmp_path, database_url)
+async def test_rotation_revokes_old_key_on_every_replica(tmp_path, fresh_pg_url, http) -> None:
+    procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
         old_key = await enable(a)
@@ -104,8 +77,8 @@ async def test_rotation_revokes_old_key_on_every_replica(tmp_path, database_url,
             proc.stop()
 
 
-async def test_disabling_reaches_every_replica(tmp_path, database_url, http) -> None:
-    procs = start_replicas(tmp_path, database_url)
+async def test_disabling_reaches_every_replica(tmp_path, fresh_pg_url, http) -> None:
+    procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a)
@@ -124,8 +97,8 @@ async def test_disabling_reaches_every_replica(tmp_path, database_url, http) -> 
 
 
 async def test_legacy_session_works_on_any_replica_and_ends_everywhere(
-        tmp_path, database_url, http) -> None:
-    procs = start_replicas(tmp_path, database_url)
+        tmp_path, fresh_pg_url, http) -> None:
+    procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a)
@@ -140,8 +113,8 @@ async def test_legacy_session_works_on_any_replica_and_ends_everywhere(
             proc.stop()
 
 
-async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, database_url, http) -> None:
-    procs = start_replicas(tmp_path, database_url, MCPGW_REQUEST_LIMIT_BURST="12",
+async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, fresh_pg_url, http) -> None:
+    procs = start_replicas(tmp_path, fresh_pg_url, MCPGW_REQUEST_LIMIT_BURST="12",
                            MCPGW_REQUEST_LIMIT_RPS="0.01")
     try:
         a, b = (Client(http, p) for p in procs)
@@ -160,10 +133,10 @@ async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, database_url, 
 
 
 async def test_call_url_proxies_and_test_url_never_reaches_upstream(
-        tmp_path, database_url, http, aiohttp_server) -> None:
+        tmp_path, fresh_pg_url, http, aiohttp_server) -> None:
     stub = StubUpstream(tools=TOOLS)
     upstream = await aiohttp_server(stub.app())
-    procs = start_replicas(tmp_path, database_url)
+    procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a, str(upstream.make_url("/mcp")))
@@ -183,8 +156,8 @@ async def test_call_url_proxies_and_test_url_never_reaches_upstream(
             proc.stop()
 
 
-async def test_fixture_change_reaches_every_replica(tmp_path, database_url, http) -> None:
-    procs = start_replicas(tmp_path, database_url)
+async def test_fixture_change_reaches_every_replica(tmp_path, fresh_pg_url, http) -> None:
+    procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a)

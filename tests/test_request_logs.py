@@ -309,6 +309,7 @@ def test_static_fields_go_on_every_line(fmt: str) -> None:
         assert other_line.endswith("disk full worker=3")
 
 
+@pytest.mark.slow  # starts a gateway process
 def test_serve_writes_json_lines_and_no_aiohttp_access_log(tmp_path: Path) -> None:
     proc = GatewayProcess(tmp_path, "serve", {
         "MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET,

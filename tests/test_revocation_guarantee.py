@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import redis.asyncio as redis
 from faults import (
     Client,
@@ -31,10 +32,12 @@ from faults import (
     log_of,
     start_gateway,
     stop_gateway,
-    until,
 )
+from polling import until
 from processes import GatewayProcess
 from tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
 
 PROBLEMS = "https://mcp-gateway.dev/problems/"
 # The guarantee under test, with the polling granularity of a loaded test machine on top.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import schemathesis
 from conftest import JWT_SECRET, make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from net import closed_url
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -34,6 +34,8 @@ from schemathesis.specs.openapi.checks import (
 from gateway.server import build_app
 from settings_api.jwt_auth import issue_token
 from settings_api.routes import ROUTES, Route
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = 25
 
@@ -108,12 +110,6 @@ HEADERS = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'acme', ttl_s=3600
 IDS: dict[str, str] = {"tenant": "acme", "integration": "crm", "tool_id": "create_contact"}
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def seed(url: str) -> None:
     """acme/crm with a config (inline tools, an upstream nobody answers, a secret header), bound
     and enabled, and a simulator fixture; acme/scratch for DELETE to delete. Idempotent: the
@@ -127,7 +123,7 @@ def seed(url: str) -> None:
         if http.get(f"{base}/crm/configs/{IDS.get('config_id', 'none')}",
                     timeout=10).status_code != 200:
             answer = http.post(f"{base}/crm/configs", timeout=10, json={
-                "tools": TOOLS, "upstreamUrl": f"http://127.0.0.1:{closed_port()}/mcp",
+                "tools": TOOLS, "upstreamUrl": closed_url(),
                 "upstreamHeaders": {"Authorization": "Bearer schemathesis-upstream-secret"}})
             assert answer.status_code == 201, answer.text
             IDS["config_id"] = answer.json()["configId"]

@@ -336,6 +336,7 @@ def _cli(tmp_path: Path, database_url: str, secret_key: str) -> subprocess.Compl
                           timeout=60, check=False)
 
 
+@pytest.mark.slow  # starts the CLI
 async def test_rotate_secrets_command(gateway: Any, database_url: str, tmp_path: Path,
                                       upstream: tuple[StubUpstream, str]) -> None:
     _, url = upstream

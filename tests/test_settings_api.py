@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import Api
 from mcp_stub import StubUpstream, make_tools
+from net import closed_url
 
 from settings_api import keys
 from settings_api.routes import SERVICE
@@ -31,14 +32,6 @@ async def serve_stub(aiohttp_server: Any, stub: StubUpstream) -> str:
     """Start `stub` and return its MCP endpoint URL."""
     server = await aiohttp_server(stub.app())
     return str(server.make_url("/mcp"))
-
-
-def closed_port_url() -> str:
-    """An http URL on a local port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mcp"
 
 
 async def collect_pages(api: Api, path: str, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -240,7 +233,7 @@ async def _assert_upstream_problem(api: Api, url: str, started: float | None = N
 
 async def test_unreachable_upstream_is_a_502_problem(api: Api) -> None:
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    problem = await _assert_upstream_problem(api, closed_port_url())
+    problem = await _assert_upstream_problem(api, closed_url())
     assert "connect" in problem["detail"]
 
 
@@ -302,6 +295,7 @@ async def test_upstream_numbers_out_of_range_are_a_502_problem(api: Api,
     await _assert_upstream_problem(api, url)
 
 
+@pytest.mark.slow  # waits out the upstream timeout
 async def test_slow_upstream_is_a_502_problem_within_the_timeout(api: Api,
                                                                   aiohttp_server: Any) -> None:
     # The settings fixture sets MCPGW_UPSTREAM_TIMEOUT_S=3.

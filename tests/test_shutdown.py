@@ -29,6 +29,8 @@ from mcp_stub import StubUpstream
 
 from settings_api.config import ConfigError, load_settings
 
+pytestmark = pytest.mark.slow
+
 GRACE_S = 1.0
 
 
@@ -117,9 +119,10 @@ async def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
 
 
 async def test_second_signal_skips_the_grace(tmp_path) -> None:
-    # A grace of 2 s (the default): a second signal ends the wait at once.
+    # A grace far longer than the bounds below: a second signal ends the wait at once, and an
+    # exit within the bounds cannot be the grace running out on a busy machine.
     proc = await start_gateway(tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}",
-                               MCPGW_SHUTDOWN_GRACE_S="2")
+                               MCPGW_SHUTDOWN_GRACE_S="30")
     try:
         proc.proc.send_signal(signal.SIGTERM)
 
@@ -133,8 +136,7 @@ async def test_second_signal_skips_the_grace(tmp_path) -> None:
         signalled = time.monotonic()
         proc.proc.send_signal(signal.SIGINT)
         assert await wait_exit(proc, 10) == 0, log_of(proc)
-        assert time.monotonic() - signalled < 1.5
-        assert time.monotonic() - started < 2.0  # the 2 s grace was cut short
+        assert time.monotonic() - signalled < 5.0  # the 30 s grace was cut short
     finally:
         assert await stop_gateway(proc) == 0, log_of(proc)
 

@@ -22,6 +22,8 @@ from settings_api.config import ConfigError
 from simulator import Simulator, parse_fixture
 from tests.conftest import Api, make_settings
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = [{"id": i, "name": f"row {i}"} for i in range(3000)]  # objects: jsonschema cannot sort
 UNIQUE_ROWS = {

@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -16,6 +17,8 @@ from simulator.canonical import Seeded
 from simulator.formats import CHECKS
 from simulator.regex import generate as regex_generate
 from simulator.validation import compile_schema
+
+pytestmark = pytest.mark.slow
 
 PROPERTY_NAMES = ("id", "userId", "email", "name", "firstName", "lastName", "createdAt",
                   "updatedAt", "date", "city", "country", "phone", "price", "amount", "total",

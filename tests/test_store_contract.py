@@ -10,9 +10,8 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,11 +28,6 @@ from settings_api.store import (
 )
 from settings_api.store.base import migration_files
 
-try:
-    from conftest import BACKENDS, fresh_postgres_database
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import BACKENDS, fresh_postgres_database
-
 T0 = 1_764_000_000_000
 # Header values are encrypted at rest (tests/test_secrets_at_rest.py checks the stored form).
 SECRETS = SecretBox(["contract-test-secret-key-" + "k" * 32])
@@ -49,17 +43,6 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
-
-
-
-@pytest.fixture(params=BACKENDS)
-def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database nobody has migrated yet (a new Postgres database, or a new SQLite file)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
 
 
 def _key(tenant: str = "acme", integration: str = "crm", at: int = T0) -> KeyBinding:

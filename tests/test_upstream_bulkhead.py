@@ -109,6 +109,7 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.slow  # waits on slow upstreams
 async def test_one_tenants_slow_upstream_does_not_delay_another(
     gateway: TestClient, aiohttp_server: Any, auth: Callable[..., dict[str, str]]
 ) -> None:
@@ -188,6 +189,7 @@ async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
         release.set()
 
 
+@pytest.mark.slow  # waits on slow upstreams
 async def test_one_tenants_slow_catalog_reads_are_bounded_and_hold_up_no_one_else(
     gateway: TestClient, aiohttp_server: Any, auth: Callable[..., dict[str, str]]
 ) -> None:

@@ -36,6 +36,8 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.conftest import JWT_SECRET, make_settings
 
+pytestmark = pytest.mark.slow
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LEGACY = "2025-11-25"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
