@@ -208,7 +208,8 @@ def test_error_messages_that_copy_a_large_argument_are_counted() -> None:
     for tenant in ("a", "b"):
         started = time.monotonic()
         outcome = Simulator().simulate(tool, rows, tenant=tenant, integration="i")
-        assert time.monotonic() - started < 1.5  # compiling the 1,000 branches included
+        # Generous: the step budget's answer is what the test pins; compiling included.
+        assert time.monotonic() - started < 2.5
         answers.add(text_of(outcome))
     (answer,) = answers
     assert "takes more than 100000 validation steps" in answer
@@ -319,7 +320,7 @@ def test_an_answer_above_the_output_budget_is_the_same_tool_error_for_every_call
         for _ in range(2):
             started = time.monotonic()
             outcome = sim.simulate(tool, {"q": "x"}, tenant=tenant, integration=integration)
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 2.0  # loaded CI machines; the answer is pinned
             assert outcome.result["isError"] is True
             answers.append(text_of(outcome))
     assert len(set(answers)) == 1
@@ -442,7 +443,7 @@ def test_a_draft_04_schema_with_a_large_enum_of_objects_is_compiled_quickly() ->
     }
     started = time.monotonic()
     outcome = Simulator().simulate(tool, {"pick": {"code": "C2999"}}, tenant="t", integration="i")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.5  # half the pairwise check's 7 s, for loaded machines
     assert outcome.source == "generated"
     broken = {**tool, "inputSchema": {**tool["inputSchema"], "required": "pick"}}
     refused = Simulator().simulate(broken, {}, tenant="t", integration="i")
