@@ -1,5 +1,7 @@
 """The baseline: the simplest aiohttp handler that parses a JSON-RPC POST and returns a fixed
-`tools/call` result. Also serves as the fast stub upstream MCP server (`--upstream`)."""
+`tools/call` result. Also serves as the fast stub upstream MCP server (`--upstream`). Both run
+on uvloop, the loop the gateway itself runs on, so the ratios compare the request paths and
+not the loops."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import json
 import uuid
 
+import uvloop
 from aiohttp import web
 
 RESULT = {"content": [{"type": "text", "text": "ok"}], "isError": False}
@@ -48,7 +51,8 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/mcp", upstream if args.upstream else baseline)
     app.router.add_delete("/mcp", delete)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
+                loop=uvloop.new_event_loop())
 
 
 if __name__ == "__main__":
