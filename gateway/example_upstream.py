@@ -471,7 +471,7 @@ class ExampleUpstream:
         if method == "tools/call":
             name = params.get("name")
             arguments = params.get("arguments", {})
-            if not self.crm.has_tool(name):
+            if not isinstance(name, str) or not self.crm.has_tool(name):
                 return _rpc_error(msg_id, INVALID_PARAMS, f"Unknown tool: {str(name)[:128]}")
             if not isinstance(arguments, dict):
                 return _rpc_error(msg_id, INVALID_PARAMS, "arguments must be an object")

@@ -83,7 +83,7 @@ async def tune_collector(_: web.Application) -> None:
     # whole process: keep it out of the collector's way, so collections under load stay short.
     gc.collect()
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
+    _young, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
 
 

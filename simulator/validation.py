@@ -44,7 +44,8 @@ class FieldProblem(NamedTuple):
 
 
 def _refuse_remote(uri: str) -> Any:
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    # `ref` is the attrs field of NoSuchResource, which mypy reads without attrs' plugin.
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 _LOCAL_ONLY = referencing.Registry(retrieve=_refuse_remote)  # type: ignore[call-arg]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -55,11 +55,12 @@ class _SqliteConnection:
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         async with self._conn.execute(_dialect(sql), args) as cursor:
-            return await cursor.fetchone()
+            # sqlite3.Row is a mapping by behaviour (row factory), not by its declared type.
+            return cast(Row | None, await cursor.fetchone())
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
         async with self._conn.execute(_dialect(sql), args) as cursor:
-            return list(await cursor.fetchall())
+            return cast(Sequence[Row], list(await cursor.fetchall()))
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._conn.execute(_dialect(sql), args) as cursor:
