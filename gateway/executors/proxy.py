@@ -16,7 +16,7 @@ replica and (config id, upstream URL, header set), shared by every concurrent ca
 each integration's calls in flight by ``max_inflight`` (refused at once past it), caps relayed
 bodies (their size, and their nesting through :mod:`settings_api.upstream`), forwards upstream
 progress/log notifications to the client when it can receive them, and maps every failure to a
-:class:`~gateway.context.ToolCallError`. Upstream header values are secrets: they never appear
+:class:`~gateway.transport.errors.McpError`. Upstream header values are secrets: they never appear
 in errors or logs (and are scrubbed from upstream text we relay).
 """
 
@@ -35,9 +35,10 @@ from typing import Any
 
 import aiohttp
 
-from gateway.context import Notify, RequestContext, ToolCallError
+from gateway.context import Notify, RequestContext
 from gateway.deadline import Deadline, RunningLoop
 from gateway.observability import metrics
+from gateway.transport.errors import INTERNAL_ERROR, McpError
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import HttpClient, MessageHandler, UpstreamError, UpstreamSession
 from settings_api.upstream_url import secret_values
@@ -56,7 +57,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_ERROR = -32603
 DEFAULT_UPSTREAM_TIMEOUT_S = 30.0
 DEFAULT_RELAY_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CLOSE_TIMEOUT_S = 2.0
@@ -382,7 +382,7 @@ class ProxyExecutor:
         view = ctx.integration
         if not view.upstream_url:
             metrics.upstream_failed("none")
-            raise ToolCallError(
+            raise McpError(
                 INTERNAL_ERROR, "This integration has no upstream configured", {"upstream": "none"}
             )
         if view.secrets_error is not None:
@@ -475,7 +475,7 @@ class ProxyExecutor:
             # The upstream's own answer, relayed as is, except for echoed secrets.
             metrics.upstream_failed("jsonrpc-error")
             secrets = _secrets_of(ctx)
-            raise ToolCallError(
+            raise McpError(
                 code, _scrub(message, secrets), _scrub_json(error.get("data"), secrets)
             )
         result = response.get("result")
@@ -483,7 +483,7 @@ class ProxyExecutor:
             raise self._invalid(ctx, tool, "its result is not a JSON object")
         return result
 
-    def _invalid(self, ctx: RequestContext, tool: Mapping[str, Any], why: str) -> ToolCallError:
+    def _invalid(self, ctx: RequestContext, tool: Mapping[str, Any], why: str) -> McpError:
         return self._failure(
             ctx,
             tool,
@@ -493,7 +493,7 @@ class ProxyExecutor:
 
     def _upstream_failure(
         self, ctx: RequestContext, tool: Mapping[str, Any], exc: UpstreamError
-    ) -> ToolCallError:
+    ) -> McpError:
         reason = exc.reason
         if reason == "connect":
             detail = _connect_detail(exc.__cause__) if exc.__cause__ is not None else exc.message
@@ -519,7 +519,7 @@ class ProxyExecutor:
 
     def _failure(
         self, ctx: RequestContext, tool: Mapping[str, Any], message: str, data: dict[str, Any]
-    ) -> ToolCallError:
+    ) -> McpError:
         logger.info(
             "upstream tools/call failed: integration=%s/%s config=%s tool=%s upstream=%s%s",
             ctx.integration.tenant_id,
@@ -530,7 +530,7 @@ class ProxyExecutor:
             f" status={data['status']}" if "status" in data else "",
         )
         metrics.upstream_failed(data["upstream"])
-        return ToolCallError(INTERNAL_ERROR, message, data)
+        return McpError(INTERNAL_ERROR, message, data)
 
 
 class _Forwarder:
