@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
@@ -217,7 +218,7 @@ def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Meth
             result = await core(ctx, params)
         except McpError as exc:
             return _error(exc)
-        except Exception:
+        except Exception:  # not left to jsonrpcserver: its answer would carry the text
             request_id = ctx.request.get(REQUEST_ID)
             log.exception("%s failed unexpectedly (integration %s/%s, request %s)", name,
                           ctx.integration.tenant_id, ctx.integration.integration_id, request_id)
@@ -226,6 +227,9 @@ def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Meth
         return Success(_modern_result(ctx, result, cacheable) if modern else result)
 
     run.__name__ = run.__qualname__ = f"{era.value}:{name}"
+    # jsonrpcserver binds the params to `inspect.signature(method)` on every call, and
+    # inspect returns a `__signature__` as it is instead of building a new one each time.
+    run.__signature__ = inspect.signature(run)  # type: ignore[attr-defined]
     return run
 
 
@@ -258,7 +262,8 @@ LEGACY_METHODS = _table(Era.LEGACY, {"initialize": (initialize, False),
 
 async def _dispatch(parsed: dict[str, Any] | list[dict[str, Any]], ctx: RequestContext) -> Any:
     """jsonrpcserver's answer to a parsed message or batch of structurally valid messages: a
-    response object, a list of them (one per request, in order), or None (notifications)."""
+    response object, a list of them (one per request, in order), or None (notifications).
+    A failure of the library itself is its own -32000 answer (the methods never raise)."""
     methods = MODERN_METHODS if ctx.era is Era.MODERN else LEGACY_METHODS
     # The transport parsed the body already: the deserializer hook hands the library the result.
     return await async_dispatch_to_serializable(
