@@ -22,7 +22,8 @@ from jsonrpcserver import Result, Success, async_dispatch
 from gateway.context import Endpoint, Era, IntegrationView, KeyEntry, RequestContext
 from gateway.dispatch import dispatch_one, lean_validator
 
-TOOLS: tuple[dict[str, Any], ...] = tuple({"name": f"tool_{i}", "inputSchema": {"type": "object"}} for i in range(3))
+TOOLS: tuple[dict[str, Any], ...] = tuple(
+    {"name": f"tool_{i}", "inputSchema": {"type": "object"}} for i in range(3))
 REQUEST = json.dumps({
     "jsonrpc": "2.0", "id": 7, "method": "tools/list",
     "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
