@@ -1,9 +1,8 @@
 """Types the data plane's stages share: what auth resolved, what the limiter decided, and the
 seam behind which `tools/call` runs (upstream proxy on callUrl, simulator on testUrl).
 
-Stages: auth (gateway/auth.py, gateway/cache.py) → limit (gateway/ratelimit/) → transport and
-dispatch (gateway/endpoint.py, gateway/transport/, gateway/dispatch.py) → executor
-(gateway/executors/).
+Stages: auth (gateway/endpoint.py, gateway/cache.py) → limit (gateway/ratelimit/) → transport
+and dispatch (gateway/transport/, gateway/dispatch.py) → executor (gateway/executors/).
 """
 
 from __future__ import annotations
@@ -73,31 +72,20 @@ class IntegrationView:
 Notify = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class RequestContext:
     """One MCP request after auth: passed to JSON-RPC methods as jsonrpcserver's context."""
 
     key: KeyEntry
     integration: IntegrationView
     endpoint: Endpoint
+    executor: ToolExecutor  # where this endpoint's tools/call goes
     era: Era
     protocol_version: str
     request: web.Request
     session_id: str | None = None
     simulator_seed: str | None = None
     notify: Notify | None = None
-    # Where this endpoint's tools/call goes; None: looked up in the app's GatewayState.
-    executor: ToolExecutor | None = None
-
-
-class ToolCallError(Exception):
-    """A tools/call that must be answered with a JSON-RPC error (code, message, data)."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
 
 
 class ToolExecutor(Protocol):
@@ -106,7 +94,7 @@ class ToolExecutor(Protocol):
     async def call_tool(self, ctx: RequestContext, tool: Mapping[str, Any],
                         arguments: dict[str, Any],
                         meta: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Return a CallToolResult object, or raise `ToolCallError`."""
+        """Return a CallToolResult object, or raise `gateway.transport.errors.McpError`."""
         ...
 
 

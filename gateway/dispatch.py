@@ -1,39 +1,25 @@
-"""JSON-RPC dispatch of the MCP methods, with jsonrpcserver 5 (design.md §1, §5).
+"""JSON-RPC dispatch of the MCP methods through jsonrpcserver's public API.
 
-Two method tables, one per protocol era; the `RequestContext` is jsonrpcserver's context
-argument. jsonrpcserver's avoidable per-call work is removed (performance.md):
+Two method tables, one per protocol era; the `RequestContext` is jsonrpcserver's `context=`
+argument. The transport parses the body and checks each message's structure (`structure_error`)
+before it calls here; `lean_validator`, the same check, is jsonrpcserver's `validator=` hook in
+place of its jsonschema one.
 
-- the transport validates each message with `structure_error` (a few dict lookups) instead of
-  jsonschema; `lean_validator` is the same check in jsonrpcserver's `validator=` shape;
-- every registered function carries a precomputed `__signature__`, so the library's
-  per-call `inspect.signature(...)` is a lookup (its `.bind` still runs, and cannot fail for
-  an object `params`: unknown fields land in `**params` and are ignored);
-- a single message is awaited through `dispatch_request` directly: no `asyncio.gather`, so no
-  task per request (only 2025-03-26 batches gather their members); with object params (or
-  none), through its `call` directly: the signature check cannot fail for them.
-
-Method errors: `RpcError` and the executors' `ToolCallError` become their JSON-RPC errors; any
-other exception is logged and answered with -32603 and a generic message (never its text).
+Method errors: methods and executors raise `McpError`, which becomes jsonrpcserver's `Error`
+result; any other exception is logged and answered with -32603 and a generic message (never
+its text).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
-from jsonrpcserver import Success
-from jsonrpcserver.async_dispatcher import call, dispatch_request
-from jsonrpcserver.dispatcher import create_request, to_response
-from jsonrpcserver.exceptions import JsonRpcError
-from jsonrpcserver.methods import Method, Methods
-from jsonrpcserver.response import to_serializable_one
-from jsonrpcserver.result import Result, Right  # its Either (oslash's)
-from jsonrpcserver.sentinels import NODATA, NOID
+from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
 from gateway.context import (
     LATEST_LEGACY_VERSION,
@@ -41,15 +27,13 @@ from gateway.context import (
     SUPPORTED_VERSIONS,
     Era,
     RequestContext,
-    ToolCallError,
 )
-from gateway.state import GATEWAY
 from gateway.transport.era import SERVER_INFO_META
 from gateway.transport.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    RpcError,
+    McpError,
     error_response,
     rate_limited_response,
 )
@@ -66,13 +50,15 @@ LIST_TTL_MS = 60_000
 CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}}
 _CURSOR_PREFIX = "mcpgw-tools:"
 _MAX_NAME_IN_MESSAGE = 200
+# A method: the context positionally, every member of an object `params` by name.
+Method = Callable[..., Awaitable[Result]]
 
 
 class InvalidMessage(ValueError):
     """Not a JSON-RPC 2.0 message (jsonrpcserver turns it into -32600)."""
 
 
-# --- structural validation (replaces jsonrpcserver's jsonschema validator) ------------------
+# --- structural validation (jsonrpcserver's `validator=` hook) -------------------------------
 
 def is_request_id(value: Any) -> bool:
     """MCP ids are strings or integers (never null, never a float)."""
@@ -165,22 +151,19 @@ async def tools_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
 async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
-        raise RpcError(INVALID_PARAMS, 'tools/call needs params.name (a string)')
+        raise McpError(INVALID_PARAMS, 'tools/call needs params.name (a string)')
     arguments = params.get("arguments")
     if arguments is None:
         arguments = {}
     elif not isinstance(arguments, dict):
-        raise RpcError(INVALID_PARAMS, "params.arguments must be an object")
+        raise McpError(INVALID_PARAMS, "params.arguments must be an object")
     else:
         check_tool_arguments(arguments)  # depth and size bounds: -32602
     tool = ctx.integration.tools_by_name.get(name)
     if tool is None:
         shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "…"
-        raise RpcError(INVALID_PARAMS, f"Unknown tool: {shown}")
-    executor = ctx.executor
-    if executor is None:
-        executor = ctx.request.app[GATEWAY].executors[ctx.endpoint]
-    result = await executor.call_tool(ctx, tool, arguments, params.get("_meta"))
+        raise McpError(INVALID_PARAMS, f"Unknown tool: {shown}")
+    result = await ctx.executor.call_tool(ctx, tool, arguments, params.get("_meta"))
     if not isinstance(result, dict):
         raise TypeError(f"executor returned {type(result).__name__}, not a CallToolResult")
     return result
@@ -207,17 +190,10 @@ def _decode_cursor(cursor: Any) -> int:
         digits = text.removeprefix(_CURSOR_PREFIX)
         if text.startswith(_CURSOR_PREFIX) and digits.isascii() and digits.isdigit():
             return int(digits)
-    raise RpcError(INVALID_PARAMS, "Invalid cursor: pass a nextCursor this server returned")
+    raise McpError(INVALID_PARAMS, "Invalid cursor: pass a nextCursor this server returned")
 
 
 # --- registration ---------------------------------------------------------------------------
-
-# `run(ctx, /, **params)`: the context positionally, every member of an object `params` by name.
-_SIGNATURE = inspect.Signature([
-    inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_ONLY),
-    inspect.Parameter("params", inspect.Parameter.VAR_KEYWORD),
-])
-
 
 def _modern_result(ctx: RequestContext, result: dict[str, Any],
                    cacheable: bool) -> dict[str, Any]:
@@ -240,28 +216,31 @@ def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Meth
     async def run(ctx: RequestContext, /, **params: Any) -> Result:
         try:
             result = await core(ctx, params)
-        except RpcError as exc:
-            raise JsonRpcError(exc.code, exc.message, _data(exc.data)) from None
-        except ToolCallError as exc:
-            raise JsonRpcError(exc.code, exc.message, _data(exc.data)) from None
-        except Exception:
+        except McpError as exc:
+            return _error(exc)
+        except Exception:  # not left to jsonrpcserver: its answer would carry the text
             request_id = ctx.request.get(REQUEST_ID)
             log.exception("%s failed unexpectedly (integration %s/%s, request %s)", name,
                           ctx.integration.tenant_id, ctx.integration.integration_id, request_id)
-            raise JsonRpcError(INTERNAL_ERROR, "Internal error; quote the requestId when "
-                               "reporting it", {"requestId": request_id}) from None
+            return _error(McpError(INTERNAL_ERROR, "Internal error; quote the requestId when "
+                                   "reporting it", {"requestId": request_id}))
         return Success(_modern_result(ctx, result, cacheable) if modern else result)
 
-    run.__signature__ = _SIGNATURE  # type: ignore[attr-defined]
     run.__name__ = run.__qualname__ = f"{era.value}:{name}"
+    # jsonrpcserver binds the params to `inspect.signature(method)` on every call, and
+    # inspect returns a `__signature__` as it is instead of building a new one each time.
+    run.__signature__ = inspect.signature(run)  # type: ignore[attr-defined]
     return run
 
 
-def _data(data: Any) -> Any:
-    return NODATA if data is None else data
+def _error(exc: McpError) -> Result:
+    """`exc` as jsonrpcserver's error result (which omits an absent `data`)."""
+    if exc.data is None:
+        return Error(exc.code, exc.message)
+    return Error(exc.code, exc.message, exc.data)
 
 
-def _table(era: Era, entries: Mapping[str, tuple[Core, bool]]) -> Methods:
+def _table(era: Era, entries: Mapping[str, tuple[Core, bool]]) -> dict[str, Method]:
     return {name: _method(name, core, era, cacheable=cacheable)
             for name, (core, cacheable) in entries.items()}
 
@@ -274,37 +253,26 @@ _SHARED: dict[str, tuple[Core, bool]] = {
     "prompts/list": (_empty("prompts"), True),
 }
 # 2026-07-28 removed initialize and ping; it answers them as unknown methods.
-MODERN_METHODS: Methods = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})
-LEGACY_METHODS: Methods = _table(Era.LEGACY, {"initialize": (initialize, False),
-                                              "ping": (ping, False), **_SHARED})
+MODERN_METHODS = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})
+LEGACY_METHODS = _table(Era.LEGACY, {"initialize": (initialize, False),
+                                     "ping": (ping, False), **_SHARED})
 
 
 # --- dispatch -------------------------------------------------------------------------------
 
+async def _dispatch(parsed: dict[str, Any] | list[dict[str, Any]], ctx: RequestContext) -> Any:
+    """jsonrpcserver's answer to a parsed message or batch of structurally valid messages: a
+    response object, a list of them (one per request, in order), or None (notifications).
+    A failure of the library itself is its own -32000 answer (the methods never raise)."""
+    methods = MODERN_METHODS if ctx.era is Era.MODERN else LEGACY_METHODS
+    # The transport parsed the body already: the deserializer hook hands the library the result.
+    return await async_dispatch_to_serializable(
+        "", methods, context=ctx, deserializer=lambda _: parsed, validator=lean_validator)
+
+
 async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | None:
     """Answer one structurally valid message: its response object, or None (notification)."""
-    methods = MODERN_METHODS if ctx.era is Era.MODERN else LEGACY_METHODS
-    request = create_request(message)
-    try:
-        method = methods.get(request.method)
-        if method is not None and (isinstance(request.params, dict) or not request.params):
-            # What dispatch_request does, minus its signature check: `run(ctx, /, **params)`
-            # accepts any object's members and no params at all, so it cannot fail.
-            result = await call(request, ctx, method)
-        else:
-            _, result = await dispatch_request(methods, ctx, request)
-        if request.id is NOID:
-            return None
-        if type(result) is Right:  # what to_response + to_serializable_one make of a success
-            return {"jsonrpc": "2.0", "result": result._value.result, "id": request.id}
-        return to_serializable_one(to_response(request, result))  # type: ignore[no-any-return]
-    except Exception:  # the library itself failed: still a JSON-RPC answer, never a traceback
-        request_id = ctx.request.get(REQUEST_ID)
-        log.exception("dispatch of %r failed (request %s)", request.method, request_id)
-        if request.id is NOID:
-            return None
-        return error_response(request.id, INTERNAL_ERROR, "Internal error; quote the requestId "
-                              "when reporting it", {"requestId": request_id})
+    return cast("dict[str, Any] | None", await _dispatch(message, ctx))
 
 
 async def dispatch_batch(messages: list[Any], ctx: RequestContext,
@@ -315,7 +283,7 @@ async def dispatch_batch(messages: list[Any], ctx: RequestContext,
     run and gets a rate-limit error instead (a refused notification is dropped)."""
     refused = refused or {}
     answers: list[dict[str, Any] | None] = [None] * len(messages)
-    pending: list[tuple[int, Awaitable[dict[str, Any] | None]]] = []
+    runnable: list[int] = []
     for index, message in enumerate(messages):
         reason = structure_error(message)
         if reason is not None:
@@ -325,8 +293,11 @@ async def dispatch_batch(messages: list[Any], ctx: RequestContext,
             if "method" in message and "id" in message:
                 answers[index] = rate_limited_response(message["id"], refused[index])
         elif "method" in message:
-            pending.append((index, dispatch_one(message, ctx)))
-    results = await asyncio.gather(*(awaitable for _, awaitable in pending))
-    for (index, _), answer in zip(pending, results, strict=True):
-        answers[index] = answer
+            runnable.append(index)
+    if runnable:
+        # The library runs the members concurrently and answers the requests among them in order.
+        responses = iter(await _dispatch([messages[i] for i in runnable], ctx) or ())
+        for index in runnable:
+            if "id" in messages[index]:
+                answers[index] = next(responses)
     return [answer for answer in answers if answer is not None]

@@ -128,9 +128,10 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes")
         if not media_ok:
             raise UnsupportedMediaType("send the JSON-RPC message as application/json")
-        exchange = Exchange(request, key, view, endpoint, app[SESSIONS], decision, headers,
-                            state.executors[endpoint], partial(_admit_members, state, key),
-                            session_ended=ended)
+        exchange = Exchange(request=request, key=key, integration=view, endpoint=endpoint,
+                            executor=state.executors[endpoint], sessions=app[SESSIONS],
+                            decision=decision, headers=headers,
+                            admit=partial(_admit_members, state, key), session_ended=ended)
         return await answer_post(exchange, inbound)
     except RequestTimeout as problem:
         return await _answer_and_close(_problem(problem, request, headers), request)
@@ -153,8 +154,9 @@ async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
         key, view = await _authenticate(request, state)
         decision, ended = await _admit(state, key, headers, tools_call=False,
                                        session_id=request.headers.get(SESSION_HEADER))
-        exchange = Exchange(request, key, view, endpoint, request.app[SESSIONS], decision,
-                            headers, session_ended=ended)
+        exchange = Exchange(request=request, key=key, integration=view, endpoint=endpoint,
+                            executor=state.executors[endpoint], sessions=request.app[SESSIONS],
+                            decision=decision, headers=headers, session_ended=ended)
         try:
             return await answer_delete(exchange, state.sessions)
         except LimiterUnavailable:

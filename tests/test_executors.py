@@ -25,9 +25,9 @@ from gateway.context import (
     IntegrationView,
     KeyEntry,
     RequestContext,
-    ToolCallError,
 )
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
+from gateway.transport.errors import McpError
 from settings_api.egress import parse_networks
 from settings_api.upstream import UNREACHABLE_MESSAGE, create_upstream_client
 from simulator import parse_fixture
@@ -69,6 +69,13 @@ def make_view(
     )
 
 
+class NotDispatched:
+    """The context's executor in these tests, which call an executor directly."""
+
+    async def call_tool(self, *args: Any) -> dict[str, Any]:
+        raise AssertionError("the tests here call their executor directly")
+
+
 def make_ctx(
     view: IntegrationView,
     *,
@@ -80,6 +87,7 @@ def make_ctx(
         key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp", False),
         integration=view,
         endpoint=endpoint,
+        executor=NotDispatched(),
         era=Era.LEGACY,
         protocol_version="2025-11-25",
         request=make_mocked_request("POST", "/"),
@@ -138,8 +146,8 @@ def proxy(pool: UpstreamPool) -> ProxyExecutor:
 
 async def call_error(
     executor: ProxyExecutor, view: IntegrationView, **kwargs: Any
-) -> ToolCallError:
-    with pytest.raises(ToolCallError) as info:
+) -> McpError:
+    with pytest.raises(McpError) as info:
         await executor.call_tool(make_ctx(view, **kwargs), TOOL, {"q": "x"}, None)
     return info.value
 
@@ -250,7 +258,7 @@ async def test_failed_handshake_fails_every_waiter_once_then_retries(aiohttp_ser
         return_exceptions=True,
     )
 
-    assert all(isinstance(o, ToolCallError) and o.data["status"] == 500 for o in outcomes)
+    assert all(isinstance(o, McpError) and o.data["status"] == 500 for o in outcomes)
     assert stub.calls["initialize"] == 1
     stub.mode = "ok"  # the upstream recovers: the next call opens a session
     assert await proxy.call_tool(make_ctx(view), TOOL, {"q": "x"}, None) == echo({"q": "x"})
@@ -444,7 +452,7 @@ async def test_sse_body_limit_counts_the_whole_stream(aiohttp_server, http):
         assert await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, None) == echo(
             {"q": "a"}
         )
-        with pytest.raises(ToolCallError) as info:  # 200 notifications first: too much
+        with pytest.raises(McpError) as info:  # 200 notifications first: too much
             await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, {"progressToken": 1})
     finally:
         await pool.close()
@@ -495,7 +503,7 @@ async def test_upstream_unknown_tool_error_is_relayed(aiohttp_server, proxy):
     stub = StubUpstream(tools=TOOLS)
     url = await serve(aiohttp_server, stub)
 
-    with pytest.raises(ToolCallError) as info:
+    with pytest.raises(McpError) as info:
         await proxy.call_tool(make_ctx(make_view(url)), {"name": "gone"}, {}, None)
 
     assert (info.value.code, info.value.message) == (-32602, "Unknown tool: gone")
@@ -855,7 +863,7 @@ async def test_fixture_rules_script_results_errors_and_latency():
     ]}
     executor = SimulatorExecutor()
     ctx = make_ctx(sim_view(body, version=3), endpoint=Endpoint.TEST)
-    with pytest.raises(ToolCallError) as raised:
+    with pytest.raises(McpError) as raised:
         await executor.call_tool(ctx, SIM_TOOL, {"sku": "BOOM"}, None)
     assert (raised.value.code, raised.value.message) == (-32603, "scripted failure")
     default = await executor.call_tool(ctx, SIM_TOOL, {"sku": "X"}, None)

@@ -29,12 +29,12 @@ from gateway.context import (
     KeyEntry,
     LimiterUnavailable,
     RequestContext,
-    ToolCallError,
 )
 from gateway.endpoint import setup_mcp_routes
 from gateway.observability.middleware import edge_middleware
 from gateway.sessions import SessionCodec
 from gateway.state import GATEWAY, AuthFailure, GatewayState
+from gateway.transport.errors import McpError
 from settings_api import __version__
 from settings_api.http import SETTINGS
 
@@ -157,7 +157,7 @@ class FakeExecutor:
         if arguments.get("explode"):
             raise RuntimeError("db password hunter2 leaked in /srv/secret.py")
         if arguments.get("fail"):
-            raise ToolCallError(-32603, "Upstream MCP server timed out after 3 s",
+            raise McpError(-32603, "Upstream MCP server timed out after 3 s",
                                 {"upstream": "timeout"})
         token = (meta or {}).get("progressToken")
         if arguments.get("progress") and ctx.notify is not None:

@@ -6,7 +6,7 @@ The gateway is an MCP client of the upstream (legacy era, Streamable HTTP), buil
 each integration's calls in flight by ``max_inflight`` (refused at once past it), caps relayed
 bodies (their size, and their nesting through :mod:`settings_api.upstream`), forwards upstream
 progress/log notifications to the client when it can receive them, and maps every failure to a
-:class:`~gateway.context.ToolCallError`. Upstream header values are secrets: they never appear
+:class:`~gateway.transport.errors.McpError`. Upstream header values are secrets: they never appear
 in errors or logs (and are scrubbed from upstream text we relay).
 """
 
@@ -18,9 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway.context import Notify, RequestContext, ToolCallError
+from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
 from gateway.observability import metrics
+from gateway.transport.errors import INTERNAL_ERROR, McpError
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import MessageHandler, UpstreamError
 from settings_api.upstream.redaction import scrub, scrub_json, secret_pieces
@@ -35,7 +36,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_ERROR = -32603
 # Server notifications relayed to the client (when it accepted SSE); others are dropped.
 FORWARDED_NOTIFICATIONS = frozenset({"notifications/progress", "notifications/message"})
 # `_meta` keys under this prefix describe the client <-> gateway exchange (modern era:
@@ -71,7 +71,7 @@ class ProxyExecutor:
         view = ctx.integration
         if not view.upstream_url:
             metrics.upstream_failed("none")
-            raise ToolCallError(
+            raise McpError(
                 INTERNAL_ERROR, "This integration has no upstream configured", {"upstream": "none"}
             )
         if view.secrets_error is not None:
@@ -157,7 +157,7 @@ class ProxyExecutor:
             # The upstream's own answer, relayed as is, except for echoed secrets.
             metrics.upstream_failed("jsonrpc-error")
             secrets = _secrets_of(ctx)
-            raise ToolCallError(
+            raise McpError(
                 code, scrub(message, secrets), scrub_json(error.get("data"), secrets)
             )
         result = response.get("result")
@@ -165,7 +165,7 @@ class ProxyExecutor:
             raise self._invalid(ctx, tool, "its result is not a JSON object")
         return result
 
-    def _invalid(self, ctx: RequestContext, tool: Mapping[str, Any], why: str) -> ToolCallError:
+    def _invalid(self, ctx: RequestContext, tool: Mapping[str, Any], why: str) -> McpError:
         return self._failure(
             ctx,
             tool,
@@ -175,7 +175,7 @@ class ProxyExecutor:
 
     def _upstream_failure(
         self, ctx: RequestContext, tool: Mapping[str, Any], exc: UpstreamError
-    ) -> ToolCallError:
+    ) -> McpError:
         reason = exc.reason
         if reason == "connect":  # the neutral message: it must not map what listens where
             message = f"Upstream MCP server unreachable: {exc.message}"
@@ -200,7 +200,7 @@ class ProxyExecutor:
 
     def _failure(
         self, ctx: RequestContext, tool: Mapping[str, Any], message: str, data: dict[str, Any]
-    ) -> ToolCallError:
+    ) -> McpError:
         logger.info(
             "upstream tools/call failed: integration=%s/%s config=%s tool=%s upstream=%s%s",
             ctx.integration.tenant_id,
@@ -211,7 +211,7 @@ class ProxyExecutor:
             f" status={data['status']}" if "status" in data else "",
         )
         metrics.upstream_failed(data["upstream"])
-        return ToolCallError(INTERNAL_ERROR, message, data)
+        return McpError(INTERNAL_ERROR, message, data)
 
 
 class _Forwarder:

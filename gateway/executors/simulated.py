@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from gateway.context import RequestContext, ToolCallError
+from gateway.context import RequestContext
+from gateway.transport.errors import McpError
 from simulator import MAX_LATENCY_MS, Simulator
 
 # The work is Python holding the GIL: more threads would not finish it sooner, two let a cheap
@@ -44,9 +45,10 @@ class SimulatorExecutor:
                         arguments: dict[str, Any],
                         meta: Mapping[str, Any] | None) -> dict[str, Any]:
         view = ctx.integration
-        identity = {"tenant": view.tenant_id, "integration": view.integration_id,
-                    "fixtures_version": view.fixtures_version, "seed": ctx.simulator_seed,
-                    "fixture": view.fixtures.get(str(tool.get("name")))}
+        identity: dict[str, Any] = {
+            "tenant": view.tenant_id, "integration": view.integration_id,
+            "fixtures_version": view.fixtures_version, "seed": ctx.simulator_seed,
+            "fixture": view.fixtures.get(str(tool.get("name")))}
         outcome = self.simulator.remembered(tool, arguments, **identity)
         if outcome is None:
             async with self._lane(view.tenant_id):
@@ -56,7 +58,7 @@ class SimulatorExecutor:
             # A sleep, not work: other requests keep being served meanwhile.
             await asyncio.sleep(min(outcome.latency_ms, MAX_LATENCY_MS) / 1000)
         if outcome.error is not None:
-            raise ToolCallError(outcome.error.code, outcome.error.message, outcome.error.data)
+            raise McpError(outcome.error.code, outcome.error.message, outcome.error.data)
         assert outcome.result is not None
         return outcome.result
 

@@ -4,7 +4,9 @@
 - `headers`: the modern request-metadata headers (Mcp-Method, Mcp-Name, MCP-Protocol-Version,
   Mcp-Param-*) checked against the body, and `Accept`
 - `sse`: Server-Sent Events framing
-- `errors`: JSON-RPC error codes and the HTTP status each gets, per era
-- `http`: what a POST or DELETE means once the endpoint's checks passed (import it directly:
-  it depends on gateway.dispatch, which depends on `errors`)
+- `errors`: JSON-RPC error codes, the one error type `McpError`, and the HTTP status each
+  answer gets, per era
+- `limits`: bounds on what one POST may carry
+- `http`: what a POST or DELETE means once the endpoint's checks passed; it calls
+  gateway.dispatch, which uses `errors`, `era` and `limits` and never this module
 """

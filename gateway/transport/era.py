@@ -1,4 +1,4 @@
-"""Which protocol era a POST speaks, and at which version (design.md §5 "dual-era").
+"""Which protocol era a POST speaks, and at which version (docs/mcp-endpoints.md).
 
 - A message whose `params._meta` names `io.modelcontextprotocol/protocolVersion` is modern.
 - So is one whose `MCP-Protocol-Version` header names a version that is not a legacy one

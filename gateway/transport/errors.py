@@ -1,9 +1,10 @@
-"""JSON-RPC error codes of the MCP transport, and the HTTP status each one is answered with.
+"""JSON-RPC errors of the MCP data plane: the codes, the one error type (`McpError`), its wire
+form, and the HTTP status each answer gets.
 
-Handlers raise `RpcError` (meaning); this module decides what it looks like on the wire, per
-protocol era: the modern transport (2026-07-28) gives protocol errors their own HTTP statuses,
-the legacy transports (2025-03-26 … 2025-11-25) answer JSON-RPC errors with 200 except for
-messages that are not JSON-RPC at all.
+Transport checks, methods and executors raise `McpError` (meaning); this module decides what it
+looks like on the wire, per protocol era: the modern transport (2026-07-28) gives protocol
+errors their own HTTP statuses, the legacy transports (2025-03-26 … 2025-11-25) answer JSON-RPC
+errors with 200 except for messages that are not JSON-RPC at all.
 """
 
 from __future__ import annotations
@@ -35,19 +36,24 @@ _MODERN_STATUS: dict[int, int] = {
 }
 _LEGACY_STATUS: dict[int, int] = {PARSE_ERROR: 400, INVALID_REQUEST: 400}
 
-class RpcError(Exception):
-    """A request answered with a JSON-RPC error. `status` overrides the era's HTTP status
-    (e.g. 404 for an unknown legacy session)."""
 
-    def __init__(self, code: int, message: str, data: Any = None, *,
-                 status: int | None = None) -> None:
+class McpError(Exception):
+    """A request answered with a JSON-RPC error (`data` omitted when None).
+
+    `http_status` overrides the era's status for the code (e.g. 404 for an unknown legacy
+    session); it applies to the transport's own checks: an error raised by a method or an
+    executor is one member of a JSON-RPC answer and always gets its era's status."""
+
+    def __init__(self, code: int, message: str, data: Any = None,
+                 http_status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
-        self.status = status
+        self.http_status = http_status
 
     def response(self, request_id: Any) -> dict[str, Any]:
+        """This error as the response object to the request `request_id`."""
         return error_response(request_id, self.code, self.message, self.data)
 
 
@@ -68,7 +74,7 @@ def rate_limited_response(request_id: Any, retry_after_s: int) -> dict[str, Any]
                           {"retryAfterSeconds": retry_after_s})
 
 
-def http_status(response: dict[str, Any], era: Era) -> int:
+def status_of(response: dict[str, Any], era: Era) -> int:
     """The HTTP status for a single JSON-RPC response object in `era`."""
     error = response.get("error")
     if error is None:

@@ -53,9 +53,9 @@ from gateway.transport.errors import (
     INVALID_REQUEST,
     PARSE_ERROR,
     UNSUPPORTED_PROTOCOL_VERSION,
-    RpcError,
+    McpError,
     error_response,
-    http_status,
+    status_of,
 )
 from gateway.transport.headers import (
     HeaderMismatch,
@@ -159,7 +159,7 @@ def _lone_surrogate(body: Any) -> bool:
 Admit = Callable[[Sequence[Charge]], Awaitable[list[Decision]]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Exchange:
     """One MCP request after the endpoint's checks: who asks, about what, with which verdict."""
 
@@ -167,10 +167,10 @@ class Exchange:
     key: KeyEntry
     integration: IntegrationView
     endpoint: Endpoint
+    executor: ToolExecutor  # where this endpoint's tools/call goes
     sessions: SessionCodec
     decision: Decision
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
-    executor: ToolExecutor | None = None  # the endpoint's, when the caller has it at hand
     admit: Admit | None = None  # None: batch members are not charged one by one
     session_ended: bool = False  # the legacy session named by the request was ended (DELETE)
 
@@ -187,9 +187,9 @@ async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
         if choice.era is Era.MODERN:
             return await _modern(x, body, choice)
         return await _legacy(x, body, choice)
-    except RpcError as exc:
+    except McpError as exc:
         answer = exc.response(valid_id_or_none(body))
-        return _reply(x, answer, choice.era, status=exc.status)
+        return _reply(x, answer, choice.era, status=exc.http_status)
 
 
 async def answer_delete(x: Exchange, sessions: SessionDenylist) -> web.StreamResponse:
@@ -207,7 +207,7 @@ async def answer_delete(x: Exchange, sessions: SessionDenylist) -> web.StreamRes
 async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamResponse:
     _check_structure(message)
     if "method" not in message:
-        raise RpcError(INVALID_REQUEST, "Invalid request",
+        raise McpError(INVALID_REQUEST, "Invalid request",
                        "clients send no JSON-RPC responses in protocol 2026-07-28")
     version = choice.version
     if not choice.in_meta:  # the header says modern; the body carries no version
@@ -226,9 +226,9 @@ async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
     try:
         check_routing_headers(headers, message, version)
     except HeaderMismatch as exc:
-        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+        raise McpError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
     if not isinstance(version, str):
-        raise RpcError(INVALID_PARAMS, f"params._meta[{PROTOCOL_VERSION_META!r}] must be a string")
+        raise McpError(INVALID_PARAMS, f"params._meta[{PROTOCOL_VERSION_META!r}] must be a string")
     if version not in MODERN_VERSIONS:
         raise _unsupported(version)
     if message["method"] == "tools/call":
@@ -261,21 +261,21 @@ async def _legacy(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
 
 async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.StreamResponse:
     if choice.era is Era.MODERN:
-        raise RpcError(INVALID_REQUEST, "Invalid request",
+        raise McpError(INVALID_REQUEST, "Invalid request",
                        "JSON-RPC batches are not part of protocol 2026-07-28")
     if not batch:
-        raise RpcError(INVALID_REQUEST, "Invalid request", "the batch is empty")
+        raise McpError(INVALID_REQUEST, "Invalid request", "the batch is empty")
     if len(batch) > MAX_BATCH_MESSAGES:
-        raise RpcError(INVALID_REQUEST, "Invalid request",
+        raise McpError(INVALID_REQUEST, "Invalid request",
                        f"a batch holds at most {MAX_BATCH_MESSAGES} messages")
     requests = [m for m in batch if isinstance(m, dict) and isinstance(m.get("method"), str)]
     if any(m["method"] == "initialize" for m in requests):
-        raise RpcError(INVALID_REQUEST, "Invalid request", "initialize cannot be part of a batch")
+        raise McpError(INVALID_REQUEST, "Invalid request", "initialize cannot be part of a batch")
     needs_session = any("id" in m and m["method"] != "ping" for m in requests)
     session_id, session_version = _session(x, required=needs_session)
     version = _version(choice, session_version)
     if version != DEFAULT_LEGACY_VERSION:
-        raise RpcError(INVALID_REQUEST, "Invalid request",
+        raise McpError(INVALID_REQUEST, "Invalid request",
                        f"JSON-RPC batches are not part of protocol {version}")
     refused = await _charge_members(x, batch)
     answers = await dispatch_batch(batch, _context(x, Era.LEGACY, version, session_id), refused)
@@ -321,7 +321,7 @@ def set_rate_headers(headers: dict[str, str], decision: Decision) -> None:
 def _check_structure(message: Any) -> None:
     reason = structure_error(message)
     if reason is not None:
-        raise RpcError(INVALID_REQUEST, "Invalid request", reason)
+        raise McpError(INVALID_REQUEST, "Invalid request", reason)
 
 
 def _check_param_headers(x: Exchange, headers: CIMultiDictProxy[str],
@@ -333,16 +333,16 @@ def _check_param_headers(x: Exchange, headers: CIMultiDictProxy[str],
     try:
         check_param_headers(headers, tool, params.get("arguments"))
     except HeaderMismatch as exc:
-        raise RpcError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+        raise McpError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
 
 
-def _unsupported(version: Any) -> RpcError:
-    return RpcError(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
+def _unsupported(version: Any) -> McpError:
+    return McpError(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
                     {"supported": list(SUPPORTED_VERSIONS), "requested": version})
 
 
-def _missing_meta() -> RpcError:
-    return RpcError(INVALID_PARAMS, "params._meta must carry the request's "
+def _missing_meta() -> McpError:
+    return McpError(INVALID_PARAMS, "params._meta must carry the request's "
                     f"{PROTOCOL_VERSION_META!r} and {CLIENT_CAPABILITIES_META!r}")
 
 
@@ -352,13 +352,13 @@ def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
     raw = x.request.headers.get(SESSION_HEADER)
     if raw is None:
         if required:
-            raise RpcError(INVALID_REQUEST, f"Bad Request: the {SESSION_HEADER} header is "
-                           "required (send initialize first)", status=400)
+            raise McpError(INVALID_REQUEST, f"Bad Request: the {SESSION_HEADER} header is "
+                           "required (send initialize first)", http_status=400)
         return None, None
     info = x.sessions.verify(raw, x.key.key_id)
     if info is None or x.session_ended:
-        raise RpcError(INVALID_REQUEST, "Session not found: send initialize to start a new one",
-                       status=404)
+        raise McpError(INVALID_REQUEST, "Session not found: send initialize to start a new one",
+                       http_status=404)
     return raw, info.protocol_version
 
 
@@ -369,15 +369,17 @@ def _version(choice: EraChoice, session_version: str | None) -> str:
     if session_version is None:
         return choice.version  # type: ignore[no-any-return]
     if choice.header is not None and choice.header != session_version:
-        raise RpcError(INVALID_REQUEST, f"Bad Request: the {PROTOCOL_VERSION_HEADER} header "
+        raise McpError(INVALID_REQUEST, f"Bad Request: the {PROTOCOL_VERSION_HEADER} header "
                        f"({choice.header}) does not match the session's protocol version "
-                       f"({session_version})", status=400)
+                       f"({session_version})", http_status=400)
     return session_version
 
 
 def _context(x: Exchange, era: Era, version: str, session_id: str | None) -> RequestContext:
-    return RequestContext(x.key, x.integration, x.endpoint, era, version, x.request, session_id,
-                          x.request.headers.get(SIMULATOR_SEED_HEADER), None, x.executor)
+    return RequestContext(key=x.key, integration=x.integration, endpoint=x.endpoint,
+                          executor=x.executor, era=era, protocol_version=version,
+                          request=x.request, session_id=session_id,
+                          simulator_seed=x.request.headers.get(SIMULATOR_SEED_HEADER))
 
 
 async def _respond(x: Exchange, message: dict[str, Any], ctx: RequestContext
@@ -452,7 +454,7 @@ def _reply(x: Exchange, answer: dict[str, Any] | list[dict[str, Any]], era: Era,
     """A JSON answer, or one SSE event for a client that accepts only text/event-stream
     (HTTP errors always carry JSON: clients read error bodies as JSON)."""
     if status is None:
-        status = http_status(answer, era) if isinstance(answer, dict) else 200
+        status = status_of(answer, era) if isinstance(answer, dict) else 200
     headers = {**x.headers, **extra} if extra else dict(x.headers)
     body = _encode_bytes(answer) if isinstance(answer, dict) else \
         b"[" + b",".join(map(_encode_bytes, answer)) + b"]"

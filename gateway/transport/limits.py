@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.transport.errors import INVALID_PARAMS, RpcError
+from gateway.transport.errors import INVALID_PARAMS, McpError
 from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
 
 __all__ = ["MAX_BATCH_MESSAGES", "MAX_JSON_DEPTH", "MAX_TOOL_ARGUMENTS_BYTES",
@@ -39,11 +39,11 @@ def _json_size(value: Any) -> int:
 def check_tool_arguments(arguments: dict[str, Any]) -> None:
     """Raise -32602 when `tools/call` arguments exceed the depth or size bound."""
     if too_deep(arguments, MAX_TOOL_ARGUMENTS_DEPTH):
-        raise RpcError(INVALID_PARAMS, "Invalid params: params.arguments nests arrays and "
+        raise McpError(INVALID_PARAMS, "Invalid params: params.arguments nests arrays and "
                        f"objects more than {MAX_TOOL_ARGUMENTS_DEPTH} levels deep",
                        {"limit": MAX_TOOL_ARGUMENTS_DEPTH})
     size = _json_size(arguments)
     if size > MAX_TOOL_ARGUMENTS_BYTES:
-        raise RpcError(INVALID_PARAMS, "Invalid params: params.arguments is larger than "
+        raise McpError(INVALID_PARAMS, "Invalid params: params.arguments is larger than "
                        f"{MAX_TOOL_ARGUMENTS_BYTES} bytes as JSON",
                        {"limit": MAX_TOOL_ARGUMENTS_BYTES})
