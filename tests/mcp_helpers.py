@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,11 @@ from gateway.context import (
     KeyEntry,
     LimiterUnavailable,
     RequestContext,
-    ToolCallError,
 )
 from gateway.endpoint import setup_mcp_routes
 from gateway.observability.middleware import edge_middleware
 from gateway.state import GATEWAY, AuthFailure, GatewayState
+from gateway.transport.errors import McpError
 from settings_api.http import SETTINGS
 
 TENANT = "acme"
@@ -140,44 +140,31 @@ class FakeResolver:
 
 
 class FakeLimiter:
+    """The limiter and the session denylist (as the real limiters are both)."""
+
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.sessions_asked: list[str] = []
         self.ended: dict[str, float] = {}
         self.refuse = False
         self.unavailable = False
 
-    async def check(
-        self, key_id: str, *, tools_call: bool, session_id: str | None = None
-    ) -> Decision:
-        self.calls.append({"key_id": key_id, "tools_call": tools_call, "session_id": session_id})
+    async def check(self, key_id: str, *, tools_call: bool) -> Decision:
+        self.calls.append({"key_id": key_id, "tools_call": tools_call})
         if self.unavailable:
             raise LimiterUnavailable("redis is down")
-        revoked = session_id is not None and session_id in self.ended
         if self.refuse:
-            return Decision(
-                allowed=False,
-                limit=10,
-                remaining=0,
-                reset_s=1.2,
-                retry_after_s=0.3,
-                session_revoked=revoked,
-            )
-        return Decision(
-            allowed=True,
-            limit=10,
-            remaining=7,
-            reset_s=0.4,
-            retry_after_s=0,
-            session_revoked=revoked,
-        )
+            return Decision(allowed=False, limit=10, remaining=0, reset_s=1.2, retry_after_s=0.3)
+        return Decision(allowed=True, limit=10, remaining=7, reset_s=0.4, retry_after_s=0)
 
-    async def check_many(
-        self, key_id: str, charges: list[Charge], *, session_id: str | None = None
-    ) -> list[Decision]:
+    async def check_many(self, key_id: str, charges: Sequence[Charge]) -> list[Decision]:
         return [
-            await self.check(key_id, tools_call=charge is not Charge.REQUEST, session_id=session_id)
-            for charge in charges
+            await self.check(key_id, tools_call=charge is not Charge.REQUEST) for charge in charges
         ]
+
+    async def session_ended(self, key_id: str, session_id: str) -> bool:
+        self.sessions_asked.append(session_id)
+        return session_id in self.ended
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.ended[session_id] = expires_at_s
@@ -221,7 +208,7 @@ class FakeExecutor:
         if arguments.get("explode"):
             raise RuntimeError("db password hunter2 leaked in /srv/secret.py")
         if arguments.get("fail"):
-            raise ToolCallError(
+            raise McpError(
                 -32603, "Upstream MCP server timed out after 3 s", {"upstream": "timeout"}
             )
         token = (meta or {}).get("progressToken")
@@ -256,9 +243,11 @@ def build_mcp_app(tmp_path: Path, **env: str) -> web.Application:
     app[SETTINGS] = make_settings(
         tmp_path, f"sqlite:///{tmp_path / 'store.db'}", MCPGW_MAX_BODY_BYTES=str(MAX_BODY), **env
     )
+    limiter = FakeLimiter()
     app[GATEWAY] = GatewayState(
         resolver=FakeResolver(),
-        limiter=FakeLimiter(),
+        limiter=limiter,
+        sessions=limiter,
         executors={Endpoint.CALL: FakeExecutor("call"), Endpoint.TEST: FakeExecutor("test")},
     )
     setup_mcp_routes(app)

@@ -23,9 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import make_settings
-from multidict import CIMultiDict
-from redis.asyncio import Redis
-from test_mcp_transport import (
+from mcp_helpers import (
     CALL,
     KEY,
     auth,
@@ -39,6 +37,8 @@ from test_mcp_transport import (
     problem_of,
     send,
 )
+from multidict import CIMultiDict
+from redis.asyncio import Redis
 
 from gateway.context import Endpoint
 from gateway.data_plane import mcp_limits

@@ -13,7 +13,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from test_mcp_transport import KEY, TOOLS, FakeExecutor, build_mcp_app
+from mcp_helpers import KEY, TOOLS, FakeExecutor, build_mcp_app
 
 from gateway.context import Endpoint
 from gateway.state import GATEWAY
