@@ -1,5 +1,5 @@
 """The MCP endpoints, callUrl (`…/mcp:call`) and testUrl (`…/mcp:test`): the data plane's
-request pipeline (design.md §5).
+request pipeline (docs/mcp-endpoints.md).
 
 Each check has its own answer, in this order: `Origin` (403; several `Origin` headers too) →
 failed-auth throttle per client address (429 `auth-throttled`, before any key lookup;

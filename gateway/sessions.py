@@ -1,4 +1,4 @@
-"""Signed, self-validating legacy MCP session ids (design.md §5, `Mcp-Session-Id`).
+"""Signed, self-validating legacy MCP session ids (docs/mcp-endpoints.md, `Mcp-Session-Id`).
 
 A session id carries everything needed to check it: the key it was issued to, the protocol
 version negotiated by `initialize`, an expiry and a random nonce, followed by an HMAC-SHA256

@@ -1,4 +1,4 @@
-"""Service configuration from ``MCPGW_*`` environment variables (design.md §2).
+"""Service configuration from ``MCPGW_*`` environment variables (docs/configuration.md).
 
 Every value is validated once at start; all bad values are reported together, each with the
 variable's name, so an operator fixes them in one go.

@@ -1,4 +1,4 @@
-"""Bearer JWT verification for the settings API (design.md §3).
+"""Bearer JWT verification for the settings API (docs/settings-api.md).
 
 Two key sources: the HS256 shared secret (``MCPGW_JWT_SECRET``, also used by
 ``mcp-gateway token``) and an identity provider's JWKS (``MCPGW_JWT_JWKS_URL``).

@@ -1,4 +1,4 @@
-"""API keys for the MCP endpoints (design.md §4).
+"""API keys for the MCP endpoints (docs/mcp-endpoints.md).
 
 Format: ``mcpk_`` + 32 base62 random characters + 6 base62 characters of the CRC32 of the random
 part, 43 characters in all. Only the SHA-256 of a key is stored; the checksum lets both planes

@@ -1,4 +1,4 @@
-"""Concurrent enables and rotations leave exactly one live key (design.md §3, §6).
+"""Concurrent enables and rotations leave exactly one live key (docs/settings-api.md).
 
 Through the live HTTP app on both backends, and across two "replicas" (two stores and two
 services on one database) racing each other.

@@ -1,4 +1,5 @@
-"""Configuration from MCPGW_* variables and the `mcp-gateway` command line (design.md §2)."""
+"""Configuration from MCPGW_* variables and the `mcp-gateway` command line
+(docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for settings_api.jwt_auth (design.md §3: pinned algorithms, exp, aud/iss, tenants)."""
+"""Tests for settings_api.jwt_auth (docs/settings-api.md: pinned algorithms, exp, aud/iss,
+tenants)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API key format, checksum and hashing (design.md §4)."""
+"""API key format, checksum and hashing (docs/mcp-endpoints.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The MCP endpoints over raw HTTP (design.md §5): every check of the pipeline in order, both
-protocol eras, and every HTTP status and JSON-RPC code a client can get.
+"""The MCP endpoints over raw HTTP (docs/mcp-endpoints.md): every check of the pipeline in
+order, both protocol eras, and every HTTP status and JSON-RPC code a client can get.
 
 The resolver, limiter and executors are small fakes (the real ones have their own
 tests); they live in tests/mcp_helpers.py, shared with the limit-counting and SDK client tests.

@@ -1,4 +1,4 @@
-"""Replicas starting together on one fresh database (design.md §2 `serve`/`migrate`, §6).
+"""Replicas starting together on one fresh database (docs/configuration.md `serve`/`migrate`).
 
 Real `mcp-gateway` processes, started at the same moment against a brand-new Postgres database
 and a brand-new SQLite file: migrations are applied exactly once and every process succeeds.

@@ -1,4 +1,4 @@
-"""The settings API's routes (design.md §3) against the live app on both store backends."""
+"""The settings API's routes (docs/settings-api.md) against the live app on both store backends."""
 
 from __future__ import annotations
 

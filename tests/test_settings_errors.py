@@ -1,4 +1,5 @@
-"""Every settings-API error is an RFC 9457 problem (design.md §3 "Errors"), on both backends."""
+"""Every settings-API error is an RFC 9457 problem (docs/settings-api.md "Errors"), on both
+backends."""
 
 from __future__ import annotations
 

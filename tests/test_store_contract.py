@@ -1,4 +1,4 @@
-"""One store contract, proven against both backends (design.md §6).
+"""One store contract, proven against both backends (docs/architecture.md).
 
 Every test runs on SQLite and on Postgres through the `database_url` fixture; the store is
 created with `create_store`, exactly as the service does.

@@ -1,4 +1,4 @@
-"""Per-key rate limiting (design.md §5): one interface, backends side by side.
+"""Per-key rate limiting (docs/mcp-endpoints.md): one interface, backends side by side.
 
 - `RedisLimiter` (redis.py): the token buckets in one atomic Lua script per key on Redis server
   time, the ended-session denylist beside them, concurrent checks pipelined into one round
