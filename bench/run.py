@@ -170,7 +170,9 @@ def main() -> None:
                "MCPGW_PUBLIC_URL": f"http://127.0.0.1:{gw_port}",
                # High limits: the Redis limiter runs on every request but never refuses.
                "MCPGW_RATE_LIMIT_RPS": "1000000", "MCPGW_RATE_LIMIT_BURST": "1000000",
-               "MCPGW_REQUEST_LIMIT_RPS": "1000000", "MCPGW_REQUEST_LIMIT_BURST": "1000000"}
+               "MCPGW_REQUEST_LIMIT_RPS": "1000000", "MCPGW_REQUEST_LIMIT_BURST": "1000000",
+               # The stub upstream listens on loopback, which the egress policy refuses.
+               "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32"}
         gateway = subprocess.Popen(
             [str(Path(python).with_name("mcp-gateway")), "serve", "--port", str(gw_port)],
             env=env, stdout=(work / "gateway.log").open("wb"), stderr=subprocess.STDOUT)
