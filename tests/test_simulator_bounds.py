@@ -428,7 +428,7 @@ def test_a_draft_04_schema_with_a_large_enum_of_objects_is_compiled_quickly() ->
     # Draft-04's meta-schema asks `enum` values to be unique: checked pairwise, 3,000 objects
     # took 7 s before the tool could be answered at all.
     allowed = [{"code": f"C{i}"} for i in range(3000)]
-    tool = {
+    tool: dict[str, Any] = {
         "name": "t",
         "inputSchema": {
             "$schema": "http://json-schema.org/draft-04/schema#",

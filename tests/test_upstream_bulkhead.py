@@ -144,7 +144,7 @@ async def test_one_tenants_slow_upstream_does_not_delay_another(
     assert sum("result" in body for _, _, body in answers) == MAX_INFLIGHT
     assert slow.calls["tools/call"] == MAX_INFLIGHT  # the refused ones never reached it
     # The slots are given back, and nothing is kept for an idle integration.
-    executor = gateway.server.app[GATEWAY].executors[Endpoint.CALL]
+    executor = gateway.app[GATEWAY].executors[Endpoint.CALL]
     assert len(executor.bulkhead) == 0  # type: ignore[attr-defined]
 
 
@@ -168,7 +168,7 @@ async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
     app.router.add_post("/", handler)
     url = str((await aiohttp_server(app)).make_url("/"))
     # The app's one client of every upstream request, both planes'.
-    http = gateway.server.app[HTTP_CLIENT]
+    http = gateway.app[HTTP_CLIENT]
 
     async def post() -> int:
         async with http.post(url, data=b"{}", allow_redirects=False) as resp:
