@@ -30,7 +30,9 @@ from aiohttp.test_utils import TestClient
 
 from gateway.server import build_app
 from settings_api.config import Settings, load_settings
+from settings_api.egress import parse_networks
 from settings_api.jwt_auth import issue_token
+from settings_api.upstream import create_upstream_client
 
 ADMIN_DSN = os.environ.get("MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -176,6 +178,15 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for tests that talk to real servers (bounded, so a hang fails)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session
+
+
+@pytest.fixture
+async def upstream_http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The gateway's own upstream client (its limits and egress policy), allowed to reach the
+    tests' stubs on loopback."""
+    loopback = parse_networks("127.0.0.0/8,::1/128")
+    async with create_upstream_client(allowed_networks=loopback, timeout_s=30) as session:
         yield session
 
 

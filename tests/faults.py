@@ -22,8 +22,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 from conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
-from polling import until as until  # re-exported: the fault tests import it from here
-from processes import GatewayProcess, free_port
+from net import free_port
+from processes import GatewayProcess
 
 from settings_api.jwt_auth import issue_token
 

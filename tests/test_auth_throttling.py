@@ -7,7 +7,6 @@ test uses addresses of its own, so counters left in Redis by other runs cannot i
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
-from conftest import JWT_SECRET, Api, make_settings
+from conftest import JWT_SECRET, REDIS_URL, Api, make_settings
+from net import new_address
 from prometheus_client import REGISTRY
 
 from gateway.ratelimit.auth_failures import AuthFailureThrottle, throttle_key
@@ -26,15 +26,10 @@ from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.http import client_address
 from settings_api.routes import SERVICE
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 5
 WINDOW_S = 0.6
 CALL = "/v1/tenants/acme/integrations/crm/mcp:call"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
-
-
-def new_address() -> str:
-    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 def throttling_env(**extra: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET, make_settings
+from net import new_address
 from processes import GatewayProcess
 
 from settings_api import keys
@@ -40,10 +40,6 @@ def settings(tmp_path: Path) -> Settings:
         MCPGW_AUTH_FAILURE_WINDOW_S="30",
         MCPGW_TRUST_FORWARDED="true",
     )
-
-
-def new_address() -> str:
-    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 async def exchange(client: TestClient, request: bytes) -> bytes:

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
+from conftest import JWT_SECRET, make_settings
+from mcp_stub import StubUpstream, make_tools
+from net import closed_url
 
 from gateway.server import build_app
 from settings_api.config import ConfigError, load_settings
@@ -30,9 +33,6 @@ from settings_api.upstream import (
     fetch_tool_catalog,
     mcp_headers,
 )
-from tests.conftest import JWT_SECRET, make_settings
-from tests.mcp_stub import StubUpstream, make_tools
-from tests.processes import free_port
 
 BASE = "/v1/tenants/acme/integrations"
 MODERN = "2026-07-28"
@@ -339,7 +339,7 @@ async def test_closed_port_and_non_http_service_look_the_same_to_a_tenant(gatewa
     server = await garbage_server()
     try:
         garbage = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
-        closed = f"http://127.0.0.1:{free_port()}/mcp"
+        closed = closed_url()
         tenant = Tenant(await gateway(LOOPBACK))
 
         problems = [

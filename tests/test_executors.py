@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import socket
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +17,9 @@ import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
+from mcp_stub import StubUpstream, make_tools
+from net import closed_url
+from polling import until
 
 from gateway.context import (
     Endpoint,
@@ -28,14 +30,8 @@ from gateway.context import (
 )
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.transport.errors import McpError
-from settings_api.egress import parse_networks
-from settings_api.upstream import UNREACHABLE_MESSAGE, create_upstream_client
+from settings_api.upstream import UNREACHABLE_MESSAGE
 from simulator import parse_fixture
-
-try:
-    from mcp_stub import StubUpstream, make_tools
-except ImportError:  # tests/ imported as a package
-    from tests.mcp_stub import StubUpstream, make_tools
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 SECRET = "sk-live-0123456789abcdef-TOPSECRET"
@@ -102,22 +98,9 @@ def echo(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": text}], "isError": False}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:  # free a moment ago, and nothing listens on it
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def serve(aiohttp_server: ServerFactory, stub: StubUpstream) -> str:
     server = await aiohttp_server(stub.app())
     return str(server.make_url("/mcp"))
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def tool_calls(stub: StubUpstream) -> list[dict[str, Any]]:
@@ -125,11 +108,9 @@ def tool_calls(stub: StubUpstream) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    # The gateway's own upstream client; the stubs listen on loopback, which it must reach.
-    loopback = parse_networks("127.0.0.0/8,::1/128")
-    async with create_upstream_client(allowed_networks=loopback, timeout_s=30) as session:
-        yield session
+def http(upstream_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """The pools here talk through the gateway's own upstream client, as in production."""
+    return upstream_http
 
 
 @pytest.fixture
@@ -316,12 +297,12 @@ async def test_session_404_twice_fails_after_exactly_one_retry(aiohttp_server, p
 
 
 async def test_upstream_down_is_connect_quickly(proxy):
-    view = make_view(f"http://127.0.0.1:{free_port()}/mcp")
+    view = make_view(closed_url())
 
     started = time.monotonic()
     error = await call_error(proxy, view)
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # refused at once, not after the pool's 5 s timeout
     assert error.code == -32603
     # One neutral phrase for every failure to connect: errors must not map ports (issue #18).
     assert error.message == f"Upstream MCP server unreachable: {UNREACHABLE_MESSAGE}"
@@ -377,7 +358,7 @@ async def test_shared_handshake_has_the_pools_bound(aiohttp_server, http):
     try:
         started = time.monotonic()
         error = await call_error(ProxyExecutor(pool, timeout_s=5.0), make_view(url))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 4.0  # the pool's 0.3 s, not the executor's 5 s
     finally:
         await pool.close()
 
@@ -409,7 +390,7 @@ async def test_timeout_bounds_a_trickling_sse_stream(aiohttp_server, pool):
     started = time.monotonic()
     error = await call_error(proxy, make_view(str(server.make_url("/mcp"))))
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # the stream would trickle on for 5 s
     assert error.data == {"upstream": "timeout"}
 
 
@@ -682,7 +663,7 @@ async def test_server_requests_on_the_stream_are_answered(aiohttp_server, proxy)
 async def test_header_values_never_leak(aiohttp_server, http, caplog, stub_kwargs, failing):
     caplog.set_level(logging.DEBUG)
     if stub_kwargs["mode"] == "down":
-        url = f"http://127.0.0.1:{free_port()}/mcp"
+        url = closed_url()
     else:
         stub = StubUpstream(tools=TOOLS, fail_on={failing}, **stub_kwargs)
         url = await serve(aiohttp_server, stub)
@@ -712,7 +693,7 @@ async def test_a_session_evicted_while_in_use_is_ended_after_its_call(aiohttp_se
     try:
         call = asyncio.create_task(proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "a"},
                                                    None))
-        await wait_for(lambda: stub.calls["tools/call"] == 1)
+        await until(lambda: stub.calls["tools/call"] == 1)
         (old,) = stub.sessions
         stub.mode = "ok"
         await proxy.call_tool(make_ctx(make_view(url, config_id="cfg-2")), TOOL, {"q": "b"},
@@ -721,7 +702,7 @@ async def test_a_session_evicted_while_in_use_is_ended_after_its_call(aiohttp_se
         assert stub.calls["DELETE"] == 0  # the evicted session still serves a call
 
         assert await call == echo({"q": "a"})  # finished on the old session
-        await wait_for(lambda: stub.calls["DELETE"] == 1)
+        await until(lambda: stub.calls["DELETE"] == 1)
         assert stub.ended_sessions == {old}
     finally:
         await pool.close()
@@ -753,7 +734,7 @@ async def test_pool_size_is_capped(aiohttp_server, http):
             view = make_view(url, config_id=f"cfg-{i}")
             await proxy.call_tool(make_ctx(view), TOOL, {"q": "a"}, None)
         assert len(pool) == 2
-        await wait_for(lambda: stub.calls["DELETE"] == 2)  # the evicted ones were ended
+        await until(lambda: stub.calls["DELETE"] == 2)  # the evicted ones were ended
     finally:
         await pool.close()
     assert stub.calls["DELETE"] == 4
@@ -803,7 +784,7 @@ async def test_close_is_bounded_when_the_upstream_hangs(http):
         await ProxyExecutor(pool).call_tool(make_ctx(view), TOOL, {}, None)
         started = time.monotonic()
         await pool.close()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0  # the DELETE would wait for ever
     finally:
         stalled.set()
         await server.close()
@@ -855,7 +836,7 @@ async def test_simulator_reports_bad_arguments_as_an_error_result():
 async def test_fixture_rules_script_results_errors_and_latency():
     body = {"rules": [
         {"match": {"sku": "BOOM"}, "error": {"code": -32603, "message": "scripted failure"}},
-        {"match": {"sku": "SLOW"}, "latencyMs": 300,
+        {"match": {"sku": "SLOW"}, "latencyMs": 1000,
          "result": {"content": [{"type": "text", "text": "slow"}],
                     "structuredContent": {"sku": "SLOW", "price": 2}}},
         {"match": {}, "result": {"content": [{"type": "text", "text": "default"}],
@@ -873,9 +854,9 @@ async def test_fixture_rules_script_results_errors_and_latency():
     started = time.monotonic()
     slow = asyncio.create_task(executor.call_tool(ctx, SIM_TOOL, {"sku": "SLOW"}, None))
     quick = await executor.call_tool(ctx, SIM_TOOL, {"sku": "Y"}, None)
-    assert time.monotonic() - started < 0.2 and quick["content"][0]["text"] == "default"
+    assert time.monotonic() - started < 0.7 and quick["content"][0]["text"] == "default"
     assert (await slow)["content"][0]["text"] == "slow"
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.95
 
 
 async def test_simulator_never_reaches_the_upstream(aiohttp_server):

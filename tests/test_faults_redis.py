@@ -24,8 +24,8 @@ from faults import (
     log_of,
     start_gateway,
     stop_gateway,
-    until,
 )
+from polling import until
 
 pytestmark = pytest.mark.slow
 

@@ -22,15 +22,15 @@ from faults import (
     rss_kb,
     start_gateway,
     stop_gateway,
-    until,
 )
 from mcp_stub import HUGE_BODY_BYTES, StubUpstream
-from processes import free_port
+from net import closed_url
+from polling import until
 
 pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 1.0
-CALL = {"fail_on": {"tools/call"}}
+CALL: dict[str, Any] = {"fail_on": {"tools/call"}}
 LIMITS = {"MCPGW_RATE_LIMIT_BURST": "1000", "MCPGW_RATE_LIMIT_RPS": "1000",
           "MCPGW_REQUEST_LIMIT_BURST": "1000", "MCPGW_REQUEST_LIMIT_RPS": "1000"}
 
@@ -68,7 +68,7 @@ async def test_upstream_faults_are_bounded_json_rpc_errors(tmp_path, aiohttp_ser
     }
     urls = {name: str((await aiohttp_server(stub.app())).make_url("/mcp"))
             for name, stub in stubs.items()}
-    urls["down"] = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
+    urls["down"] = closed_url()  # nothing listens there
     expected = {"slow": "timeout", "down": "connect", "reset": "connect",
                 "garbage": "invalid-response", "http500": "http-status",
                 "stalled": "timeout"}
@@ -87,7 +87,8 @@ async def test_upstream_faults_are_bounded_json_rpc_errors(tmp_path, aiohttp_ser
                     took, status, body = await call(clients[name], keys[name],
                                                     sessions[name], meta)
                     error = assert_upstream_error(status, body, expected[name])
-                    assert took < TIMEOUT_S + 0.5, (name, took)
+                    # Cut at the timeout, long before the upstreams' 10 s.
+                    assert took < TIMEOUT_S + 2.0, (name, took)
                     if expected[name] == "timeout":
                         assert took >= TIMEOUT_S * 0.9, (name, took)
                     if name == "http500":

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
-from conftest import Api, make_settings
+from conftest import REDIS_URL, Api, make_settings
 from mcp_stub import StubUpstream
 from prometheus_client import REGISTRY
 
@@ -32,7 +32,6 @@ from settings_api import keys
 from settings_api.changes import Change
 from settings_api.config import Settings
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 MODERN = "2026-07-28"
 FAMILIES = (
     "mcpgw_http_requests_total", "mcpgw_http_request_duration_seconds_bucket",

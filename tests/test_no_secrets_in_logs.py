@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET
+from log_texts import log_texts
 from mcp_stub import StubUpstream, make_tools
 
 UPSTREAM_AUTH = "Bearer upstream-secret-XYZ"
@@ -78,20 +79,6 @@ class Recorder:
             assert resp.status == expect, (method, path, resp.status, text)
         self.bodies.append((f"{method} {path}", text))
         return json.loads(text) if text else None
-
-
-def log_texts(records: list[logging.LogRecord]) -> list[str]:
-    """Everything a log handler could write for each record."""
-    formatter = logging.Formatter()
-    out = []
-    for record in records:
-        parts = [record.getMessage(), repr(record.args), record.exc_text or "",
-                 record.stack_info or ""]
-        if record.exc_info:
-            parts.append(formatter.formatException(record.exc_info))
-        parts += [repr(v) for k, v in vars(record).items() if k not in ("exc_info", "args")]
-        out.append("\n".join(parts))
-    return out
 
 
 async def test_secrets_never_reach_logs_or_later_responses(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 import uuid
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from conftest import REDIS_URL
 from prometheus_client import REGISTRY
 from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
@@ -39,7 +39,6 @@ from gateway.ratelimit import (
 from gateway.ratelimit.buckets import decide
 from gateway.ratelimit.redis import limiter_client
 
-REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW = 0.001  # tokens per second: no noticeable refill during a test
 Spec = tuple[float, int]
 
@@ -87,13 +86,6 @@ async def wire() -> AsyncIterator[tuple[Redis, Wire]]:
 
 def degraded() -> float | None:
     return REGISTRY.get_sample_value("mcpgw_rate_limiter_degraded")
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[Redis]:
-    client = new_client()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -586,7 +578,7 @@ async def test_failover_bounds_a_silent_redis_by_the_timeout(mode: str) -> None:
             else:
                 with pytest.raises(LimiterUnavailable):
                     await limiter.check("k1", tools_call=True)
-            assert time.monotonic() - started < 0.6
+            assert time.monotonic() - started < 3.0  # the 0.2 s bound, not a silent hang
         finally:
             await limiter.close()
             await client.aclose()

@@ -8,22 +8,21 @@ are its own; the Redis tests delete them afterwards.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
-from conftest import JWT_SECRET, make_settings
+from conftest import JWT_SECRET, REDIS_URL, make_settings
+from net import free_port
 
 from gateway.server import build_app
 from gateway.state import deployment_tag
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 BURST = 5
 SLOW_RPS = "0.1"  # one token per 10 s: nothing refills during a test
 INTEGRATIONS = "/v1/tenants/{tenant}/integrations"
@@ -143,15 +142,6 @@ async def test_answers_after_the_limit_carry_its_figures(
     assert int(headers["RateLimit-Reset"]) >= 1
 
 
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis.Redis]:
-    client = redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def own_keys(client: redis.Redis, settings: Settings) -> list[bytes]:
     pattern = f"mcpgw:settings:*{deployment_tag(settings.database_url)}*"
     return [key async for key in client.scan_iter(pattern, count=1000)]
@@ -183,19 +173,13 @@ async def test_replicas_on_one_redis_share_a_tokens_bucket(
             await redis_client.delete(*keys)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("mode", ["open", "closed"])
 async def test_unreachable_redis_follows_the_failure_mode(
     aiohttp_client: Client, tmp_path: Path, mode: str
 ) -> None:
     settings = limited(
         tmp_path,
-        MCPGW_REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+        MCPGW_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
         MCPGW_RATE_LIMIT_FAILURE_MODE=mode,
     )
     client = await aiohttp_client(build_app(settings, "settings"))

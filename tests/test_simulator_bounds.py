@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from conftest import Api, make_settings
 
 import simulator.fixtures
 from gateway.server import build_app
 from gateway.state import GATEWAY
 from settings_api.config import ConfigError
 from simulator import Simulator, parse_fixture
-from tests.conftest import Api, make_settings
 
-pytestmark = pytest.mark.slow
+# The store is not what these tests are about: one backend is enough.
+pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite")]
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = [{"id": i, "name": f"row {i}"} for i in range(3000)]  # objects: jsonschema cannot sort
@@ -44,12 +45,6 @@ HUGE_OUTPUT = {
     },
 }
 EVIL = "^(a|a)*$"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    # The store is not what these tests are about: one backend is enough.
-    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 @pytest.fixture
@@ -433,7 +428,7 @@ def test_a_draft_04_schema_with_a_large_enum_of_objects_is_compiled_quickly() ->
     # Draft-04's meta-schema asks `enum` values to be unique: checked pairwise, 3,000 objects
     # took 7 s before the tool could be answered at all.
     allowed = [{"code": f"C{i}"} for i in range(3000)]
-    tool = {
+    tool: dict[str, Any] = {
         "name": "t",
         "inputSchema": {
             "$schema": "http://json-schema.org/draft-04/schema#",

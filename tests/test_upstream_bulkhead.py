@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import Api, make_settings
 from mcp_stub import StubUpstream
+from polling import until
 
 from gateway.context import Endpoint
 from gateway.server import build_app
@@ -102,13 +103,6 @@ async def call_tool(
         return time.monotonic() - started, resp.status, body
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.slow  # waits on slow upstreams
 async def test_one_tenants_slow_upstream_does_not_delay_another(
     gateway: TestClient, aiohttp_server: Any, auth: Callable[..., dict[str, str]]
@@ -130,7 +124,7 @@ async def test_one_tenants_slow_upstream_does_not_delay_another(
     # The excess is refused at once, not queued behind the slow calls.
     await until(lambda: sum(task.done() for task in flood) == 3, timeout_s=1.5)
     refused = [task for task in flood if task.done()]
-    await until(lambda: slow.calls["tools/call"] == MAX_INFLIGHT)
+    await until(lambda: slow.calls["tools/call"] == MAX_INFLIGHT, timeout_s=5.0)
     for task in refused:
         took, status, body = task.result()
         assert status == 200 and took < 1.0, (took, status, body)
@@ -150,7 +144,7 @@ async def test_one_tenants_slow_upstream_does_not_delay_another(
     assert sum("result" in body for _, _, body in answers) == MAX_INFLIGHT
     assert slow.calls["tools/call"] == MAX_INFLIGHT  # the refused ones never reached it
     # The slots are given back, and nothing is kept for an idle integration.
-    executor = gateway.server.app[GATEWAY].executors[Endpoint.CALL]
+    executor = gateway.app[GATEWAY].executors[Endpoint.CALL]
     assert len(executor.bulkhead) == 0  # type: ignore[attr-defined]
 
 
@@ -174,7 +168,7 @@ async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
     app.router.add_post("/", handler)
     url = str((await aiohttp_server(app)).make_url("/"))
     # The app's one client of every upstream request, both planes'.
-    http = gateway.server.app[HTTP_CLIENT]
+    http = gateway.app[HTTP_CLIENT]
 
     async def post() -> int:
         async with http.post(url, data=b"{}", allow_redirects=False) as resp:
@@ -182,7 +176,7 @@ async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
 
     try:
         calls = [asyncio.create_task(post()) for _ in range(120)]
-        await until(lambda: peak == 120)
+        await until(lambda: peak == 120, timeout_s=5.0)
         release.set()
         assert await asyncio.gather(*calls) == [200] * 120
     finally:
@@ -205,7 +199,7 @@ async def test_one_tenants_slow_catalog_reads_are_bounded_and_hold_up_no_one_els
         asyncio.create_task(evil.call("POST", "/crm/configs", json={"upstreamUrl": slow_url}))
         for _ in range(MAX_INFLIGHT + 1)
     ]
-    await until(lambda: slow.calls["initialize"] == MAX_INFLIGHT)
+    await until(lambda: slow.calls["initialize"] == MAX_INFLIGHT, timeout_s=5.0)
     await until(lambda: any(task.done() for task in reads), timeout_s=1.0)
     [refused] = [task for task in reads if task.done()]
     status, problem = refused.result()

@@ -3,42 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from mcp_stub import StubUpstream, make_tools
+from net import closed_url
 
-from settings_api.egress import parse_networks
 from settings_api.upstream import (
     LATEST_PROTOCOL_VERSION,
     SseEvent,
     SseParser,
     UpstreamError,
     UpstreamSession,
-    create_upstream_client,
     fetch_tool_catalog,
 )
-
-try:
-    from mcp_stub import StubUpstream, make_tools
-except ImportError:  # tests/ imported as a package
-    from tests.mcp_stub import StubUpstream, make_tools
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 SECRET = "sk-live-0123456789abcdef-TOPSECRET"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    # The gateway's own upstream client; the stubs listen on loopback, which it must reach.
-    loopback = parse_networks("127.0.0.0/8,::1/128")
-    async with create_upstream_client(allowed_networks=loopback, timeout_s=30) as session:
-        yield session
+def http(upstream_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """The catalog reads here go through the gateway's own upstream client, as in production."""
+    return upstream_http
 
 
 async def serve(aiohttp_server: ServerFactory, stub: StubUpstream) -> str:
@@ -230,13 +222,13 @@ async def test_slow_upstream_times_out_promptly(aiohttp_server, http):
     elapsed = time.monotonic() - started
 
     assert info.value.reason == "timeout"
-    assert elapsed < 1.0
+    assert elapsed < 5.0  # cut at the bound, long before the upstream's 10 s
 
 
 async def test_timeout_bounds_the_whole_operation(aiohttp_server, http):
-    # Each page answers within the timeout, the sum of them does not.
+    # Each page answers within the timeout, the sum of them (3 s) does not.
     stub = StubUpstream(
-        tools=make_tools(6), page_size=1, mode="slow", delay_s=0.15, fail_on={"tools/list"}
+        tools=make_tools(20), page_size=1, mode="slow", delay_s=0.15, fail_on={"tools/list"}
     )
     url = await serve(aiohttp_server, stub)
 
@@ -245,7 +237,7 @@ async def test_timeout_bounds_the_whole_operation(aiohttp_server, http):
         await fetch(http, url, timeout_s=0.4)
 
     assert info.value.reason == "timeout"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
 
 async def test_jsonrpc_error(aiohttp_server, http):
@@ -292,14 +284,10 @@ async def test_small_body_limit_applies_to_sse(aiohttp_server, http):
 
 
 async def test_unreachable_port_is_connect(http):
-    with socket.socket() as sock:  # a port that was free a moment ago and has no listener
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-
     with pytest.raises(UpstreamError) as info:
         await fetch(
             http,
-            f"http://127.0.0.1:{port}/mcp",
+            closed_url(),
             headers={"Authorization": f"Bearer {SECRET}"},
         )
 

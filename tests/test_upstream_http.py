@@ -53,7 +53,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mcp_stub import StubUpstream, make_tools
 from multidict import CIMultiDict, CIMultiDictProxy
+from net import closed_url
 
 from settings_api.egress import parse_networks
 from settings_api.upstream import (
@@ -66,11 +68,6 @@ from settings_api.upstream import (
     post_message,
 )
 from settings_api.upstream.client import MAX_HEAD_LINE_BYTES, USER_AGENT
-
-try:
-    from mcp_stub import StubUpstream, make_tools
-except ImportError:  # tests/ imported as a package
-    from tests.mcp_stub import StubUpstream, make_tools
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -91,10 +88,9 @@ def upstream_client(ssl_context: ssl.SSLContext | None = None) -> aiohttp.Client
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    http = upstream_client()
-    yield http
-    await http.close()
+def client(upstream_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """The gateway's upstream client (conftest's), under the name these tests use."""
+    return upstream_http
 
 
 async def connect_failure(
@@ -247,13 +243,6 @@ def reset(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def wait_for_event(event: asyncio.Event) -> None:
@@ -912,7 +901,7 @@ async def test_a_protocol_switch_is_not_an_answer(client: aiohttp.ClientSession)
 
 
 async def test_nothing_listening_is_connect(client: aiohttp.ClientSession) -> None:
-    await connect_failure(client, f"http://127.0.0.1:{free_port()}/")
+    await connect_failure(client, closed_url("/"))
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET, Api, make_settings
+from log_texts import log_texts
 from mcp_stub import StubUpstream, make_tools
-from test_no_secrets_in_logs import log_texts
 
 from gateway.server import build_app
 from settings_api.jwt_auth import issue_token

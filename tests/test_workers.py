@@ -21,7 +21,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from processes import CLI, free_port
+from conftest import JWT_SECRET, REDIS_URL, make_settings
+from net import free_port
+from processes import CLI
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.observability.shared_metrics import SNAPSHOT_INTERVAL_S
@@ -31,22 +33,10 @@ from settings_api.app import STORE
 from settings_api.config import ConfigError, load_settings
 from settings_api.jwt_auth import issue_token
 
-try:
-    from conftest import JWT_SECRET, make_settings
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import JWT_SECRET, make_settings
-
 pytestmark = pytest.mark.slow
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 LEGACY = "2025-11-25"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
-
-
-
-@pytest.fixture
-def database_url(fresh_pg_url: str) -> str:
-    return fresh_pg_url
 
 
 class Workers:
@@ -109,10 +99,10 @@ class Workers:
 
 
 @pytest.fixture
-def env(tmp_path: Path, database_url: str) -> dict[str, str]:
+def env(tmp_path: Path, fresh_pg_url: str) -> dict[str, str]:
     (tmp_path / "tmp").mkdir()  # where the supervisor makes its metrics directory
     return {"TMPDIR": str(tmp_path / "tmp"),
-            "MCPGW_DATABASE_URL": database_url, "MCPGW_REDIS_URL": REDIS_URL,
+            "MCPGW_DATABASE_URL": fresh_pg_url, "MCPGW_REDIS_URL": REDIS_URL,
             "MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET,
             "MCPGW_PUBLIC_URL": "http://gateway.test"}
 
