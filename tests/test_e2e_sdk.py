@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import httpx2
 import pytest
+from conftest import JWT_SECRET
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -17,11 +18,6 @@ from mcp_stub import StubUpstream
 from processes import GatewayProcess
 
 from settings_api.jwt_auth import issue_token
-
-try:
-    from conftest import JWT_SECRET
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import JWT_SECRET
 
 pytestmark = pytest.mark.slow
 

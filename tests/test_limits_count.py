@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import make_settings
+from conftest import REDIS_URL, make_settings
 from mcp_helpers import (
     CALL,
     KEY,
@@ -48,7 +47,6 @@ from gateway.state import GATEWAY
 from settings_api.config import ConfigError, load_settings
 from settings_api.http import SETTINGS
 
-REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RATE_LIMITED = -32029
 
 

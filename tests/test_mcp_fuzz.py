@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from settings_api.config import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite")]
 
 TOOLS = [
     {"name": "search_contacts", "description": "Find contacts", "inputSchema": {
@@ -46,11 +46,6 @@ FUZZ = examples(deadline=None, database=None, derandomize=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
 SSE_EVENT = re.compile(r"event: message\n((?:data: [^\r\n]*\n)+)\n")
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'fuzz.db'}"
 
 
 @pytest.fixture(name="settings")  # what conftest's `client` builds the app with
