@@ -27,15 +27,25 @@ async def upstream(request: web.Request) -> web.Response:
     if "id" not in message:
         return web.Response(status=202)
     if method == "initialize":
-        result = {"protocolVersion": message["params"].get("protocolVersion", "2025-11-25"),
-                  "capabilities": {"tools": {}}, "serverInfo": {"name": "stub", "version": "1"}}
-        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result},
-                                 headers={"Mcp-Session-Id": uuid.uuid4().hex})
+        result = {
+            "protocolVersion": message["params"].get("protocolVersion", "2025-11-25"),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "stub", "version": "1"},
+        }
+        return web.json_response(
+            {"jsonrpc": "2.0", "id": message["id"], "result": result},
+            headers={"Mcp-Session-Id": uuid.uuid4().hex},
+        )
     if method == "tools/list":
-        tools = [{"name": "echo", "inputSchema": {"type": "object",
-                                                  "properties": {"text": {"type": "string"}}}}]
-        return web.json_response({"jsonrpc": "2.0", "id": message["id"],
-                                  "result": {"tools": tools}})
+        tools = [
+            {
+                "name": "echo",
+                "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+            }
+        ]
+        return web.json_response(
+            {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}}
+        )
     return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": RESULT})
 
 
@@ -51,8 +61,14 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/mcp", upstream if args.upstream else baseline)
     app.router.add_delete("/mcp", delete)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        access_log=None,
+        print=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

@@ -23,12 +23,21 @@ from gateway.context import Endpoint, Era, IntegrationView, KeyEntry, RequestCon
 from gateway.dispatch import dispatch_one, lean_validator
 
 TOOLS: tuple[dict[str, Any], ...] = tuple(
-    {"name": f"tool_{i}", "inputSchema": {"type": "object"}} for i in range(3))
-REQUEST = json.dumps({
-    "jsonrpc": "2.0", "id": 7, "method": "tools/list",
-    "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                         "io.modelcontextprotocol/clientCapabilities": {}}},
-})
+    {"name": f"tool_{i}", "inputSchema": {"type": "object"}} for i in range(3)
+)
+REQUEST = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/list",
+        "params": {
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+        },
+    }
+)
 
 
 async def plain_tools_list(ctx: RequestContext, **params: Any) -> Result:
@@ -43,15 +52,30 @@ class NoTools:
 
 
 def context() -> RequestContext:
-    view = IntegrationView(tenant_id="acme", integration_id="crm", name="CRM", enabled=True,
-                           description=None, config_id="c1", upstream_url=None,
-                           upstream_headers={}, tools=TOOLS,
-                           tools_by_name={t["name"]: t for t in TOOLS})
-    key = KeyEntry(key_id="k1", tenant_id="acme", integration_id="crm", scope="mcp:invoke",
-                   revoked=False)
-    return RequestContext(key=key, integration=view, endpoint=Endpoint.TEST, executor=NoTools(),
-                          era=Era.MODERN, protocol_version="2026-07-28",
-                          request=make_mocked_request("POST", "/mcp"))
+    view = IntegrationView(
+        tenant_id="acme",
+        integration_id="crm",
+        name="CRM",
+        enabled=True,
+        description=None,
+        config_id="c1",
+        upstream_url=None,
+        upstream_headers={},
+        tools=TOOLS,
+        tools_by_name={t["name"]: t for t in TOOLS},
+    )
+    key = KeyEntry(
+        key_id="k1", tenant_id="acme", integration_id="crm", scope="mcp:invoke", revoked=False
+    )
+    return RequestContext(
+        key=key,
+        integration=view,
+        endpoint=Endpoint.TEST,
+        executor=NoTools(),
+        era=Era.MODERN,
+        protocol_version="2026-07-28",
+        request=make_mocked_request("POST", "/mcp"),
+    )
 
 
 def variants(ctx: RequestContext) -> dict[str, Callable[[], Awaitable[str]]]:
@@ -64,8 +88,7 @@ def variants(ctx: RequestContext) -> dict[str, Callable[[], Awaitable[str]]]:
         return await async_dispatch(REQUEST, methods=plain, context=ctx)
 
     async def lean_validator_only() -> str:
-        return await async_dispatch(REQUEST, methods=plain, context=ctx,
-                                    validator=lean_validator)
+        return await async_dispatch(REQUEST, methods=plain, context=ctx, validator=lean_validator)
 
     async def gateway_path() -> str:
         # What the transport does: structural check, dispatch_one, modern result decoration

@@ -23,13 +23,25 @@ from simulator import Simulator
 SEARCH_INPUT = {
     "type": "object",
     "required": ["query"],
-    "properties": {"query": {"type": "string", "minLength": 1},
-                   "limit": {"type": "integer", "minimum": 1, "maximum": 50}},
+    "properties": {
+        "query": {"type": "string", "minLength": 1},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+    },
 }
 CONTACT = {
     "type": "object",
-    "required": ["id", "email", "firstName", "lastName", "createdAt", "status", "score", "tags",
-                 "address", "website"],
+    "required": [
+        "id",
+        "email",
+        "firstName",
+        "lastName",
+        "createdAt",
+        "status",
+        "score",
+        "tags",
+        "address",
+        "website",
+    ],
     "additionalProperties": False,
     "properties": {
         "id": {"type": "string", "format": "uuid"},
@@ -39,11 +51,20 @@ CONTACT = {
         "createdAt": {"type": "string", "format": "date-time"},
         "status": {"enum": ["active", "archived", "lead"]},
         "score": {"type": "number", "minimum": 0, "maximum": 100},
-        "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z-]{3,12}$"},
-                 "maxItems": 5, "uniqueItems": True},
-        "address": {"type": "object", "required": ["city", "country"],
-                    "properties": {"city": {"type": "string"},
-                                   "country": {"type": "string", "pattern": "^[A-Z]{2}$"}}},
+        "tags": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z-]{3,12}$"},
+            "maxItems": 5,
+            "uniqueItems": True,
+        },
+        "address": {
+            "type": "object",
+            "required": ["city", "country"],
+            "properties": {
+                "city": {"type": "string"},
+                "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+            },
+        },
         "website": {"type": "string", "format": "uri"},
     },
 }
@@ -55,26 +76,47 @@ SEARCH_OUTPUT = {
         "total": {"type": "integer", "minimum": 0},
         "nextCursor": {"type": ["string", "null"]},
     },
-    "$defs": {"hit": {"type": "object", "required": ["id", "title", "score"], "properties": {
-        "id": {"type": "string", "pattern": "^doc_[0-9a-f]{8}$"},
-        "title": {"type": "string"},
-        "url": {"type": "string", "format": "uri"},
-        "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}}},
+    "$defs": {
+        "hit": {
+            "type": "object",
+            "required": ["id", "title", "score"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^doc_[0-9a-f]{8}$"},
+                "title": {"type": "string"},
+                "url": {"type": "string", "format": "uri"},
+                "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            },
+        }
+    },
 }
 ORDER = {
     "type": "object",
     "required": ["orderId", "customer", "lines", "total", "currency", "status"],
     "properties": {
         "orderId": {"type": "string"},
-        "customer": {"type": "object", "required": ["name", "email"],
-                     "properties": {"name": {"type": "string"},
-                                    "email": {"type": "string", "format": "email"},
-                                    "phone": {"type": "string"}}},
-        "lines": {"type": "array", "minItems": 1, "maxItems": 4, "items": {
-            "type": "object", "required": ["sku", "quantity", "price"],
-            "properties": {"sku": {"type": "string"},
-                           "quantity": {"type": "integer", "minimum": 1},
-                           "price": {"type": "number", "minimum": 0, "multipleOf": 0.01}}}},
+        "customer": {
+            "type": "object",
+            "required": ["name", "email"],
+            "properties": {
+                "name": {"type": "string"},
+                "email": {"type": "string", "format": "email"},
+                "phone": {"type": "string"},
+            },
+        },
+        "lines": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4,
+            "items": {
+                "type": "object",
+                "required": ["sku", "quantity", "price"],
+                "properties": {
+                    "sku": {"type": "string"},
+                    "quantity": {"type": "integer", "minimum": 1},
+                    "price": {"type": "number", "minimum": 0, "multipleOf": 0.01},
+                },
+            },
+        },
         "total": {"type": "number", "minimum": 0},
         "currency": {"enum": ["USD", "EUR", "GBP"]},
         "status": {"oneOf": [{"const": "pending"}, {"const": "paid"}, {"const": "shipped"}]},
@@ -84,12 +126,21 @@ ORDER = {
 
 TOOLS: dict[str, dict[str, Any]] = {
     "text only (no outputSchema)": {"name": "search_contacts", "inputSchema": SEARCH_INPUT},
-    "contact (10 properties)": {"name": "get_contact", "inputSchema": SEARCH_INPUT,
-                                "outputSchema": CONTACT},
-    "search results ($ref, array)": {"name": "search_docs", "inputSchema": SEARCH_INPUT,
-                                     "outputSchema": SEARCH_OUTPUT},
-    "order (nested, oneOf, multipleOf)": {"name": "get_order", "inputSchema": SEARCH_INPUT,
-                                          "outputSchema": ORDER},
+    "contact (10 properties)": {
+        "name": "get_contact",
+        "inputSchema": SEARCH_INPUT,
+        "outputSchema": CONTACT,
+    },
+    "search results ($ref, array)": {
+        "name": "search_docs",
+        "inputSchema": SEARCH_INPUT,
+        "outputSchema": SEARCH_OUTPUT,
+    },
+    "order (nested, oneOf, multipleOf)": {
+        "name": "get_order",
+        "inputSchema": SEARCH_INPUT,
+        "outputSchema": ORDER,
+    },
 }
 
 
@@ -108,6 +159,7 @@ def main() -> None:
     n_cold = 20 if options.quick else 100
     print(f"{'schema':38} {'cold us':>10} {'uncached us':>12} {'warm us':>9}")
     for label, tool in TOOLS.items():
+
         def cold(index: int, tool: dict[str, Any] = tool) -> None:
             fresh = copy.deepcopy(tool)  # a schema nobody has compiled yet
             fresh["inputSchema"]["description"] = f"cold {index} {time.perf_counter()}"
@@ -115,15 +167,17 @@ def main() -> None:
 
         simulator = Simulator(result_cache_size=100_000)
 
-        def uncached(index: int, tool: dict[str, Any] = tool,
-                     simulator: Simulator = simulator) -> None:
-            simulator.simulate(tool, {"query": f"acme {index}", "limit": 10}, tenant="t",
-                               integration="crm")
+        def uncached(
+            index: int, tool: dict[str, Any] = tool, simulator: Simulator = simulator
+        ) -> None:
+            simulator.simulate(
+                tool, {"query": f"acme {index}", "limit": 10}, tenant="t", integration="crm"
+            )
 
-        def warm(index: int, tool: dict[str, Any] = tool, simulator: Simulator = simulator
-                 ) -> None:
-            simulator.simulate(tool, {"query": "acme 1", "limit": 10}, tenant="t",
-                               integration="crm")
+        def warm(index: int, tool: dict[str, Any] = tool, simulator: Simulator = simulator) -> None:
+            simulator.simulate(
+                tool, {"query": "acme 1", "limit": 10}, tenant="t", integration="crm"
+            )
 
         cold(-1)
         uncached(-1)

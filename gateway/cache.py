@@ -108,9 +108,16 @@ class _Lru(Generic[T]):
 class GatewayCache:
     """The data plane's `Resolver`: authenticates keys and serves integration views."""
 
-    def __init__(self, service: SettingsService, *, ttl_s: float = 30.0,
-                 degraded_ttl_s: float = 1.0, negative_ttl_s: float = 5.0,
-                 store_retry_s: float = 1.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        service: SettingsService,
+        *,
+        ttl_s: float = 30.0,
+        degraded_ttl_s: float = 1.0,
+        negative_ttl_s: float = 5.0,
+        store_retry_s: float = 1.0,
+        max_entries: int = 100_000,
+    ) -> None:
         self._service = service
         self.ttl_s = ttl_s
         self.degraded_ttl_s = degraded_ttl_s
@@ -128,8 +135,9 @@ class GatewayCache:
     # Resolver ------------------------------------------------------------------------------
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
         if not raw_key:
-            raise AuthFailure("missing", "send the API key as 'Authorization: Bearer <key>' "
-                                         "or 'X-API-Key: <key>'")
+            raise AuthFailure(
+                "missing", "send the API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
         # The cheap part of the format check first: hashing needs ASCII, and a client's
         # non-ASCII "key" must be a counted 401 like any other malformed one, not a 500.
         if not keys.has_key_shape(raw_key):
@@ -155,8 +163,7 @@ class GatewayCache:
         key = (tenant, integration)
         view = self._fresh(self._views, key)
         if view is _MISS:
-            view = await self._load(self._views, key,
-                                    lambda: self._load_view(tenant, integration))
+            view = await self._load(self._views, key, lambda: self._load_view(tenant, integration))
         return view
 
     # invalidation --------------------------------------------------------------------------
@@ -166,8 +173,7 @@ class GatewayCache:
         self._views.drop(target)
         # Every key entry bound to the integration goes (rotation, deletion and disabling
         # alike), and so do negative entries: a key just minted may have been looked up early.
-        self._keys.drop_where(
-            lambda e: e is None or (e.tenant_id, e.integration_id) == target)
+        self._keys.drop_where(lambda e: e is None or (e.tenant_id, e.integration_id) == target)
 
     def flush(self) -> None:
         """Forget everything (the change subscription reconnected: changes may have been lost)."""
@@ -195,8 +201,7 @@ class GatewayCache:
         ttl = self.ttl_s if self.subscribed else self.degraded_ttl_s
         if entry.value is None:
             ttl = min(ttl, self.negative_ttl_s)
-        if now - entry.loaded_at < ttl or (entry.value is not None
-                                           and now < self._store_retry_at):
+        if now - entry.loaded_at < ttl or (entry.value is not None and now < self._store_retry_at):
             metrics.cache_lookup(lru.kind, hit=True)
             return entry.value
         return _MISS
@@ -221,8 +226,13 @@ class GatewayCache:
         binding = await self._service.find_key(key_hash)
         if binding is None or not hmac.compare_digest(binding.key_hash, key_hash):
             return None
-        return KeyEntry(binding.key_id, binding.tenant_id, binding.integration_id,
-                        binding.scope, binding.revoked_at is not None)
+        return KeyEntry(
+            binding.key_id,
+            binding.tenant_id,
+            binding.integration_id,
+            binding.scope,
+            binding.revoked_at is not None,
+        )
 
     async def _load_view(self, tenant: str, integration: str) -> IntegrationView | None:
         snapshot = await self._service.mcp_snapshot(tenant, integration)
@@ -248,8 +258,13 @@ def view_of(snapshot: McpSnapshot) -> IntegrationView:
         fixture, problems = parse_fixture({"rules": stored.rules}, tool)
         if fixture is None:
             # Valid when stored; a later sync changed the tool's outputSchema under it.
-            log.warning("ignoring the simulator fixture of %s/%s/%s: %s", stored.tenant_id,
-                        stored.integration_id, stored.tool_id, problems[0].message)
+            log.warning(
+                "ignoring the simulator fixture of %s/%s/%s: %s",
+                stored.tenant_id,
+                stored.integration_id,
+                stored.tool_id,
+                problems[0].message,
+            )
             continue
         fixtures[stored.tool_id] = fixture
     return IntegrationView(
@@ -260,8 +275,9 @@ def view_of(snapshot: McpSnapshot) -> IntegrationView:
         description=settings.description,
         config_id=settings.config_id,
         upstream_url=config.upstream_url if config else None,
-        upstream_headers=(dict(config.upstream_headers)
-                          if config and config.headers_error is None else {}),
+        upstream_headers=(
+            dict(config.upstream_headers) if config and config.headers_error is None else {}
+        ),
         tools=exposed,
         tools_by_name={tool["name"]: tool for tool in exposed},
         fixtures_version=settings.fixtures_version,

@@ -29,7 +29,8 @@ log = logging.getLogger("mcp_gateway")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-gateway",
-        description="Expose each integration of a tenant as a remote MCP server.")
+        description="Expose each integration of a tenant as a remote MCP server.",
+    )
     parser.add_argument("--version", action="version", version=f"mcp-gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -45,15 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", help="the token's sub claim (the audit actor)")
 
     commands.add_parser("migrate", help="apply database migrations and exit")
-    commands.add_parser("rotate-secrets", help="re-encrypt stored upstream header values with "
-                                               "the first key of MCPGW_SECRET_KEY")
+    commands.add_parser(
+        "rotate-secrets",
+        help="re-encrypt stored upstream header values with the first key of MCPGW_SECRET_KEY",
+    )
 
-    demo = commands.add_parser("demo", help="run a demo tenant, integration and example "
-                                            "upstream on the embedded store; print a key")
+    demo = commands.add_parser(
+        "demo",
+        help="run a demo tenant, integration and example "
+        "upstream on the embedded store; print a key",
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=_port, default=8080)
-    demo.add_argument("--upstream-port", type=_port, default=0,
-                      help="port of the example upstream MCP server (0: a free one)")
+    demo.add_argument(
+        "--upstream-port",
+        type=_port,
+        default=0,
+        help="port of the example upstream MCP server (0: a free one)",
+    )
     return parser
 
 
@@ -72,13 +82,17 @@ def _port(text: str) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         if settings.redis_url is None:
-            print("mcp-gateway: --workers > 1 needs MCPGW_REDIS_URL (rate limits and cache "
-                  "invalidation must be shared between processes)", file=sys.stderr)
+            print(
+                "mcp-gateway: --workers > 1 needs MCPGW_REDIS_URL (rate limits and cache "
+                "invalidation must be shared between processes)",
+                file=sys.stderr,
+            )
             return 2
         from gateway.workers import run_workers
 
-        return run_workers(settings, host=args.host, port=args.port, role=args.role,
-                           workers=args.workers)
+        return run_workers(
+            settings, host=args.host, port=args.port, role=args.role, workers=args.workers
+        )
     app = build_app(settings, args.role)
     # SIGTERM: /readyz 503 first, the listener closes after the grace, in-flight requests
     # then get shutdown_timeout to finish.
@@ -86,9 +100,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     async def announce(_: web.Application) -> None:
         # After the contexts opened the store: the line means the service is really up.
-        log.info("mcp-gateway %s serving role=%s on http://%s:%d (store: %s)", __version__,
-                 args.role, args.host, args.port,
-                 "postgres" if settings.uses_postgres else "sqlite")
+        log.info(
+            "mcp-gateway %s serving role=%s on http://%s:%d (store: %s)",
+            __version__,
+            args.role,
+            args.host,
+            args.port,
+            "postgres" if settings.uses_postgres else "sqlite",
+        )
 
     app.on_startup.append(announce)
     app.on_startup.append(tune_collector)
@@ -96,8 +115,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # handler_cancellation: a client that hangs up stops its request's work (upstream calls
     # included) instead of leaving it running; transactions roll back on cancellation.
     # access_log=None: the request middleware writes one JSON line per request instead.
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=10,
-                handler_cancellation=True, access_log=None)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        shutdown_timeout=10,
+        handler_cancellation=True,
+        access_log=None,
+    )
     return 0
 
 
@@ -119,11 +145,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 2
     # JSON lines for the service (log shippers), text for the commands people run by hand.
-    configure_logging(settings.log_level,
-                      settings.log_format or ("json" if args.command == "serve" else "text"))
+    configure_logging(
+        settings.log_level, settings.log_format or ("json" if args.command == "serve" else "text")
+    )
     if args.command == "token":
-        print(issue_token(settings.jwt_secret, args.tenant, ttl_s=args.ttl, subject=args.subject,
-                          audience=settings.jwt_audience, issuer=settings.jwt_issuer))
+        print(
+            issue_token(
+                settings.jwt_secret,
+                args.tenant,
+                ttl_s=args.ttl,
+                subject=args.subject,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+        )
         return 0
     if args.command == "demo":
         from gateway.demo import run_demo

@@ -91,9 +91,13 @@ class RequestContext:
 class ToolExecutor(Protocol):
     """Where tools/call goes. The tool is already known to be exposed."""
 
-    async def call_tool(self, ctx: RequestContext, tool: Mapping[str, Any],
-                        arguments: dict[str, Any],
-                        meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def call_tool(
+        self,
+        ctx: RequestContext,
+        tool: Mapping[str, Any],
+        arguments: dict[str, Any],
+        meta: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
         """Return a CallToolResult object, or raise `gateway.transport.errors.McpError`."""
         ...
 

@@ -39,6 +39,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     feed.subscribe(cache.apply)
     tasks: list[asyncio.Task[None]] = []
     if isinstance(feed, RedisChangeFeed):
+
         def connected() -> None:
             cache.flush()
             cache.subscribed = True
@@ -49,13 +50,13 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         cache.subscribed = False  # until the first subscription is confirmed
         feed.on_connection(connected, lost)
         tasks.append(asyncio.create_task(feed.run(), name="mcpgw-change-feed"))
-    limiter = create_limiter(mcp_limits(settings), app.get(LIMITER_REDIS),
-                             failure_mode=settings.rate_limit_failure_mode)
+    limiter = create_limiter(
+        mcp_limits(settings), app.get(LIMITER_REDIS), failure_mode=settings.rate_limit_failure_mode
+    )
     # The app's one upstream HTTP client (http_client_ctx, opened before and closed after this
     # context): callUrl's calls share its kept-alive connections with the catalog reads.
     pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
-    simulated = SimulatorExecutor(
-        Simulator(max_result_bytes=settings.simulator_max_result_bytes))
+    simulated = SimulatorExecutor(Simulator(max_result_bytes=settings.simulator_max_result_bytes))
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
@@ -65,8 +66,11 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
             Endpoint.TEST: simulated,
         },
         auth_throttle=AuthFailureThrottle(
-            settings.auth_failure_limit, settings.auth_failure_window_s, app.get(REDIS),
-            key_prefix=f"mcpgw:af:{deployment_tag(settings.database_url)}:"),
+            settings.auth_failure_limit,
+            settings.auth_failure_window_s,
+            app.get(REDIS),
+            key_prefix=f"mcpgw:af:{deployment_tag(settings.database_url)}:",
+        ),
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
     try:
@@ -85,8 +89,10 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def mcp_limits(settings: Settings) -> Limits:
     """Each API key's buckets: tools/call, and every MCP request."""
-    return Limits(call=BucketSpec(settings.rate_limit_rps, settings.rate_limit_burst),
-                  request=BucketSpec(settings.request_limit_rps, settings.request_limit_burst))
+    return Limits(
+        call=BucketSpec(settings.rate_limit_rps, settings.rate_limit_burst),
+        request=BucketSpec(settings.request_limit_rps, settings.request_limit_burst),
+    )
 
 
 async def _flush_last_used(cache: GatewayCache, service: SettingsService) -> None:

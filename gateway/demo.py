@@ -60,8 +60,9 @@ CLIENT_NAME = "crm-demo"  # the server's name in the client configurations
 TOKEN_TTL_S = 3600
 MODERN_VERSION = "2026-07-28"
 SHUTDOWN_TIMEOUT_S = 5.0
-DESCRIPTION = ("Example CRM served by mcp-gateway demo: search contacts, read one, add notes, "
-               "list deals.")
+DESCRIPTION = (
+    "Example CRM served by mcp-gateway demo: search contacts, read one, add notes, list deals."
+)
 _IGNORED = ("MCPGW_DATABASE_URL", "MCPGW_REDIS_URL")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -108,7 +109,8 @@ def with_upstream_allowed(settings: Settings, upstream_sock: socket.socket) -> S
     if own in settings.upstream_allowed_networks:
         return settings
     return settings.with_overrides(
-        upstream_allowed_networks=(*settings.upstream_allowed_networks, own))
+        upstream_allowed_networks=(*settings.upstream_allowed_networks, own)
+    )
 
 
 def http_base(sock: socket.socket) -> str:
@@ -124,27 +126,53 @@ def http_base(sock: socket.socket) -> str:
 # --------------------------------------------------------------------------- output
 
 
-def curl_command(call_url: str, api_key: str, tool: str = "search_contacts",
-                 arguments: Mapping[str, Any] | None = None) -> str:
+def curl_command(
+    call_url: str,
+    api_key: str,
+    tool: str = "search_contacts",
+    arguments: Mapping[str, Any] | None = None,
+) -> str:
     """One shell line calling `tool` (modern era: stateless, no handshake needed)."""
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": tool, "arguments": dict(arguments or {"query": "ada"}),
-                       "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
-    words = ["curl", "-s", call_url,
-             "-H", f"Authorization: Bearer {api_key}",
-             "-H", "Content-Type: application/json",
-             "-H", f"MCP-Protocol-Version: {MODERN_VERSION}",
-             "-H", "Mcp-Method: tools/call",
-             "-H", f"Mcp-Name: {tool}",
-             "-d", json.dumps(body, separators=(",", ":"))]
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": tool,
+            "arguments": dict(arguments or {"query": "ada"}),
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    words = [
+        "curl",
+        "-s",
+        call_url,
+        "-H",
+        f"Authorization: Bearer {api_key}",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        f"MCP-Protocol-Version: {MODERN_VERSION}",
+        "-H",
+        "Mcp-Method: tools/call",
+        "-H",
+        f"Mcp-Name: {tool}",
+        "-d",
+        json.dumps(body, separators=(",", ":")),
+    ]
     return shlex.join(words)
 
 
 def cursor_config(call_url: str, api_key: str) -> dict[str, Any]:
     """Cursor's `mcp.json`: a remote server with the key as a header."""
-    return {"mcpServers": {CLIENT_NAME: {"url": call_url,
-                                         "headers": {"Authorization": f"Bearer {api_key}"}}}}
+    return {
+        "mcpServers": {
+            CLIENT_NAME: {"url": call_url, "headers": {"Authorization": f"Bearer {api_key}"}}
+        }
+    }
 
 
 def claude_desktop_config(call_url: str, api_key: str) -> dict[str, Any]:
@@ -153,8 +181,15 @@ def claude_desktop_config(call_url: str, api_key: str) -> dict[str, Any]:
     parts = urlsplit(call_url)
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
         args.append("--allow-http")  # mcp-remote refuses plain HTTP beyond localhost otherwise
-    return {"mcpServers": {CLIENT_NAME: {"command": "npx", "args": args,
-                                         "env": {"AUTH_HEADER": f"Bearer {api_key}"}}}}
+    return {
+        "mcpServers": {
+            CLIENT_NAME: {
+                "command": "npx",
+                "args": args,
+                "env": {"AUTH_HEADER": f"Bearer {api_key}"},
+            }
+        }
+    }
 
 
 def render(info: DemoInfo) -> str:
@@ -206,13 +241,13 @@ class _Api:
             raise DemoError(f"{method} {self.base + path} failed: {exc!r}") from exc
         if resp.status >= 300:
             detail = payload.get("detail") if isinstance(payload, dict) else None
-            raise DemoError(f"{method} {self.base + path} answered {resp.status}: "
-                            f"{detail or payload}")
+            raise DemoError(
+                f"{method} {self.base + path} answered {resp.status}: {detail or payload}"
+            )
         return resp.status, payload
 
 
-async def provision(api_base: str, token: str, upstream_url: str,
-                    settings_api: str) -> DemoInfo:
+async def provision(api_base: str, token: str, upstream_url: str, settings_api: str) -> DemoInfo:
     """Create or reuse the demo integration, bind it to `upstream_url`, and get a fresh key."""
     timeout = aiohttp.ClientTimeout(total=60)
     headers = {"Authorization": f"Bearer {token}"}
@@ -229,25 +264,44 @@ async def provision(api_base: str, token: str, upstream_url: str,
         if config is None:
             _, config = await api.call("POST", "/configs", body={"upstreamUrl": upstream_url})
         tools = [tool["name"] for tool in config["tools"]]
-        _, settings = await api.call("PATCH", "/mcp", body={
-            "configId": config["configId"], "exposedToolIds": tools, "enabled": True,
-            "description": DESCRIPTION})
+        _, settings = await api.call(
+            "PATCH",
+            "/mcp",
+            body={
+                "configId": config["configId"],
+                "exposedToolIds": tools,
+                "enabled": True,
+                "description": DESCRIPTION,
+            },
+        )
         api_key = settings.get("apiKey")
         if not api_key:  # enabled before: the raw key is not stored, so mint a new one
             _, settings = await api.call("POST", "/mcp:rotateKey")
             api_key = settings["apiKey"]
-    return DemoInfo(api_key=api_key, call_url=settings["callUrl"], test_url=settings["testUrl"],
-                    token=token, upstream_url=upstream_url, settings_api=settings_api,
-                    tools=tuple(tools), created=created)
+    return DemoInfo(
+        api_key=api_key,
+        call_url=settings["callUrl"],
+        test_url=settings["testUrl"],
+        token=token,
+        upstream_url=upstream_url,
+        settings_api=settings_api,
+        tools=tuple(tools),
+        created=created,
+    )
 
 
 # --------------------------------------------------------------------------- running
 
 
-async def _start(stack: contextlib.AsyncExitStack, settings: Settings,
-                 gateway_sock: socket.socket, upstream_sock: socket.socket) -> DemoInfo:
-    upstream = web.AppRunner(ExampleUpstream().app(), access_log=None,
-                             shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+async def _start(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    gateway_sock: socket.socket,
+    upstream_sock: socket.socket,
+) -> DemoInfo:
+    upstream = web.AppRunner(
+        ExampleUpstream().app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
     await upstream.setup()
     stack.push_async_callback(upstream.cleanup)
     await web.SockSite(upstream, upstream_sock).start()
@@ -255,24 +309,38 @@ async def _start(stack: contextlib.AsyncExitStack, settings: Settings,
 
     # As in `serve`: a client that hangs up stops its request's work, and the request
     # middleware (not aiohttp's access log) logs every request.
-    gateway = web.AppRunner(build_app(settings, "all"), handler_cancellation=True,
-                            shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+    gateway = web.AppRunner(
+        build_app(settings, "all"),
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        access_log=None,
+    )
     await gateway.setup()
     stack.push_async_callback(gateway.cleanup)  # runs first: its upstream sessions end cleanly
     await web.SockSite(gateway, gateway_sock).start()
     api_base = http_base(gateway_sock)
-    log.info("mcp-gateway demo serving on %s (public URL %s, store: sqlite in %s)", api_base,
-             settings.public_url, settings.data_dir)
+    log.info(
+        "mcp-gateway demo serving on %s (public URL %s, store: sqlite in %s)",
+        api_base,
+        settings.public_url,
+        settings.data_dir,
+    )
 
-    token = issue_token(settings.jwt_secret, DEMO_TENANT, ttl_s=TOKEN_TTL_S,
-                        subject="cli:demo", audience=settings.jwt_audience,
-                        issuer=settings.jwt_issuer)
+    token = issue_token(
+        settings.jwt_secret,
+        DEMO_TENANT,
+        ttl_s=TOKEN_TTL_S,
+        subject="cli:demo",
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
     settings_api = f"{settings.public_url}/v1/tenants/{DEMO_TENANT}/integrations"
     return await provision(api_base, token, upstream_url, settings_api)
 
 
-async def _serve(settings: Settings, gateway_sock: socket.socket,
-                 upstream_sock: socket.socket) -> int:
+async def _serve(
+    settings: Settings, gateway_sock: socket.socket, upstream_sock: socket.socket
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -302,28 +370,31 @@ async def _serve(settings: Settings, gateway_sock: socket.socket,
             loop.remove_signal_handler(sig)
 
 
-def run_demo(host: str, port: int, upstream_port: int,
-             env: Mapping[str, str] | None = None) -> int:
+def run_demo(host: str, port: int, upstream_port: int, env: Mapping[str, str] | None = None) -> int:
     """Run the demo until SIGINT/SIGTERM; the exit status (2: configuration, 1: failure)."""
     env = os.environ if env is None else env
     ignored = [name for name in _IGNORED if env.get(name, "").strip()]
     if ignored:
-        log.warning("demo uses the embedded store without Redis; ignoring %s",
-                    ", ".join(ignored))
+        log.warning("demo uses the embedded store without Redis; ignoring %s", ", ".join(ignored))
     sockets: list[socket.socket] = []
     try:
-        for what, h, p in (("the gateway", host, port), ("the example upstream", "127.0.0.1",
-                                                        upstream_port)):
+        for what, h, p in (
+            ("the gateway", host, port),
+            ("the example upstream", "127.0.0.1", upstream_port),
+        ):
             try:
                 sockets.append(bind_socket(h, p))
             except OSError as exc:
-                print(f"mcp-gateway: cannot listen on {h}:{p} for {what} "
-                      f"({exc.strerror or exc})", file=sys.stderr)
+                print(
+                    f"mcp-gateway: cannot listen on {h}:{p} for {what} ({exc.strerror or exc})",
+                    file=sys.stderr,
+                )
                 return 1
         gateway_sock, upstream_sock = sockets
         try:
-            settings = with_upstream_allowed(demo_settings(env, http_base(gateway_sock)),
-                                             upstream_sock)
+            settings = with_upstream_allowed(
+                demo_settings(env, http_base(gateway_sock)), upstream_sock
+            )
         except ConfigError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 2

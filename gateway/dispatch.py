@@ -60,6 +60,7 @@ class InvalidMessage(ValueError):
 
 # --- structural validation (jsonrpcserver's `validator=` hook) -------------------------------
 
+
 def is_request_id(value: Any) -> bool:
     """MCP ids are strings or integers (never null, never a float)."""
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
@@ -118,8 +119,11 @@ async def initialize(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     (never an error: the client decides whether it can live with our answer)."""
     requested = params.get("protocolVersion")
     version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY_VERSION
-    result: dict[str, Any] = {"protocolVersion": version, "capabilities": dict(CAPABILITIES),
-                              "serverInfo": server_info(ctx)}
+    result: dict[str, Any] = {
+        "protocolVersion": version,
+        "capabilities": dict(CAPABILITIES),
+        "serverInfo": server_info(ctx),
+    }
     if ctx.integration.description:
         result["instructions"] = ctx.integration.description
     return result
@@ -130,8 +134,10 @@ async def ping(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def discover(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {"supportedVersions": list(SUPPORTED_VERSIONS),
-                              "capabilities": dict(CAPABILITIES)}
+    result: dict[str, Any] = {
+        "supportedVersions": list(SUPPORTED_VERSIONS),
+        "capabilities": dict(CAPABILITIES),
+    }
     if ctx.integration.description:
         result["instructions"] = ctx.integration.description
     return result
@@ -151,7 +157,7 @@ async def tools_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
 async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
-        raise McpError(INVALID_PARAMS, 'tools/call needs params.name (a string)')
+        raise McpError(INVALID_PARAMS, "tools/call needs params.name (a string)")
     arguments = params.get("arguments")
     if arguments is None:
         arguments = {}
@@ -172,6 +178,7 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
 def _empty(field: str) -> Core:
     async def empty_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         return {field: []}
+
     return empty_list
 
 
@@ -195,15 +202,18 @@ def _decode_cursor(cursor: Any) -> int:
 
 # --- registration ---------------------------------------------------------------------------
 
-def _modern_result(ctx: RequestContext, result: dict[str, Any],
-                   cacheable: bool) -> dict[str, Any]:
+
+def _modern_result(ctx: RequestContext, result: dict[str, Any], cacheable: bool) -> dict[str, Any]:
     """2026-07-28 result fields: resultType, serverInfo in _meta, cache hints on lists.
     A copy: executors may hand out cached result objects."""
     out = dict(result)
     out.setdefault("resultType", "complete")
     meta = result.get("_meta")
-    out["_meta"] = {**meta, SERVER_INFO_META: server_info(ctx)} if isinstance(meta, dict) \
+    out["_meta"] = (
+        {**meta, SERVER_INFO_META: server_info(ctx)}
+        if isinstance(meta, dict)
         else {SERVER_INFO_META: server_info(ctx)}
+    )
     if cacheable:
         out["ttlMs"] = LIST_TTL_MS
         out["cacheScope"] = "private"  # the answer depends on the key presented
@@ -220,10 +230,20 @@ def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Meth
             return _error(exc)
         except Exception:  # not left to jsonrpcserver: its answer would carry the text
             request_id = ctx.request.get(REQUEST_ID)
-            log.exception("%s failed unexpectedly (integration %s/%s, request %s)", name,
-                          ctx.integration.tenant_id, ctx.integration.integration_id, request_id)
-            return _error(McpError(INTERNAL_ERROR, "Internal error; quote the requestId when "
-                                   "reporting it", {"requestId": request_id}))
+            log.exception(
+                "%s failed unexpectedly (integration %s/%s, request %s)",
+                name,
+                ctx.integration.tenant_id,
+                ctx.integration.integration_id,
+                request_id,
+            )
+            return _error(
+                McpError(
+                    INTERNAL_ERROR,
+                    "Internal error; quote the requestId when reporting it",
+                    {"requestId": request_id},
+                )
+            )
         return Success(_modern_result(ctx, result, cacheable) if modern else result)
 
     run.__name__ = run.__qualname__ = f"{era.value}:{name}"
@@ -241,8 +261,10 @@ def _error(exc: McpError) -> Result:
 
 
 def _table(era: Era, entries: Mapping[str, tuple[Core, bool]]) -> dict[str, Method]:
-    return {name: _method(name, core, era, cacheable=cacheable)
-            for name, (core, cacheable) in entries.items()}
+    return {
+        name: _method(name, core, era, cacheable=cacheable)
+        for name, (core, cacheable) in entries.items()
+    }
 
 
 _SHARED: dict[str, tuple[Core, bool]] = {
@@ -254,11 +276,13 @@ _SHARED: dict[str, tuple[Core, bool]] = {
 }
 # 2026-07-28 removed initialize and ping; it answers them as unknown methods.
 MODERN_METHODS = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})
-LEGACY_METHODS = _table(Era.LEGACY, {"initialize": (initialize, False),
-                                     "ping": (ping, False), **_SHARED})
+LEGACY_METHODS = _table(
+    Era.LEGACY, {"initialize": (initialize, False), "ping": (ping, False), **_SHARED}
+)
 
 
 # --- dispatch -------------------------------------------------------------------------------
+
 
 async def _dispatch(parsed: dict[str, Any] | list[dict[str, Any]], ctx: RequestContext) -> Any:
     """jsonrpcserver's answer to a parsed message or batch of structurally valid messages: a
@@ -267,7 +291,8 @@ async def _dispatch(parsed: dict[str, Any] | list[dict[str, Any]], ctx: RequestC
     methods = MODERN_METHODS if ctx.era is Era.MODERN else LEGACY_METHODS
     # The transport parsed the body already: the deserializer hook hands the library the result.
     return await async_dispatch_to_serializable(
-        "", methods, context=ctx, deserializer=lambda _: parsed, validator=lean_validator)
+        "", methods, context=ctx, deserializer=lambda _: parsed, validator=lean_validator
+    )
 
 
 async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str, Any] | None:
@@ -275,8 +300,9 @@ async def dispatch_one(message: dict[str, Any], ctx: RequestContext) -> dict[str
     return cast("dict[str, Any] | None", await _dispatch(message, ctx))
 
 
-async def dispatch_batch(messages: list[Any], ctx: RequestContext,
-                         refused: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+async def dispatch_batch(
+    messages: list[Any], ctx: RequestContext, refused: Mapping[int, int] | None = None
+) -> list[dict[str, Any]]:
     """Answer a batch (2025-03-26): one response per request, in order; an invalid member gets
     its own -32600 answer instead of failing the whole batch. `refused` maps the index of
     each member the rate limit refused to its retry delay in seconds: such a request is not
@@ -287,8 +313,9 @@ async def dispatch_batch(messages: list[Any], ctx: RequestContext,
     for index, message in enumerate(messages):
         reason = structure_error(message)
         if reason is not None:
-            answers[index] = error_response(valid_id_or_none(message), INVALID_REQUEST,
-                                            "Invalid request", reason)
+            answers[index] = error_response(
+                valid_id_or_none(message), INVALID_REQUEST, "Invalid request", reason
+            )
         elif index in refused:
             if "method" in message and "id" in message:
                 answers[index] = rate_limited_response(message["id"], refused[index])

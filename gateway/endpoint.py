@@ -73,9 +73,11 @@ REQUIRED_SCOPE = "mcp:invoke"
 ALLOWED_METHODS = "POST, DELETE"
 LIMITER_RETRY_AFTER_S = 2
 # No OAuth here: MCP clients probing for an authorization server must learn there is none.
-WELL_KNOWN_PREFIXES = ("/.well-known/oauth-authorization-server",
-                       "/.well-known/oauth-protected-resource",
-                       "/.well-known/openid-configuration")
+WELL_KNOWN_PREFIXES = (
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/openid-configuration",
+)
 
 
 def setup_mcp_routes(app: web.Application) -> None:
@@ -114,24 +116,42 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         raw = _arrived_body(request, limit)
         if raw is _NOT_YET:
             # Counted now: the body may arrive slowly, or never.
-            decision, ended = await _admit(state, key, headers, tools_call=False,
-                                           session_id=request.headers.get(SESSION_HEADER))
+            decision, ended = await _admit(
+                state,
+                key,
+                headers,
+                tools_call=False,
+                session_id=request.headers.get(SESSION_HEADER),
+            )
             raw = await _read_in_time(request, limit, settings.body_timeout_s)
             inbound = _parse(request, raw, media_ok)
             if inbound.tools_call:
                 decision = await _admit_call(state, key, headers, decision)
         else:
             inbound = _parse(request, raw, media_ok)
-            decision, ended = await _admit(state, key, headers, tools_call=inbound.tools_call,
-                                           session_id=inbound.session_id(request.headers))
+            decision, ended = await _admit(
+                state,
+                key,
+                headers,
+                tools_call=inbound.tools_call,
+                session_id=inbound.session_id(request.headers),
+            )
         if raw is None:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes")
         if not media_ok:
             raise UnsupportedMediaType("send the JSON-RPC message as application/json")
-        exchange = Exchange(request=request, key=key, integration=view, endpoint=endpoint,
-                            executor=state.executors[endpoint], sessions=app[SESSIONS],
-                            decision=decision, headers=headers,
-                            admit=partial(_admit_members, state, key), session_ended=ended)
+        exchange = Exchange(
+            request=request,
+            key=key,
+            integration=view,
+            endpoint=endpoint,
+            executor=state.executors[endpoint],
+            sessions=app[SESSIONS],
+            decision=decision,
+            headers=headers,
+            admit=partial(_admit_members, state, key),
+            session_ended=ended,
+        )
         return await answer_post(exchange, inbound)
     except RequestTimeout as problem:
         return await _answer_and_close(_problem(problem, request, headers), request)
@@ -152,16 +172,26 @@ async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
         _check_origin(request)
         state = request.app[GATEWAY]
         key, view = await _authenticate(request, state)
-        decision, ended = await _admit(state, key, headers, tools_call=False,
-                                       session_id=request.headers.get(SESSION_HEADER))
-        exchange = Exchange(request=request, key=key, integration=view, endpoint=endpoint,
-                            executor=state.executors[endpoint], sessions=request.app[SESSIONS],
-                            decision=decision, headers=headers, session_ended=ended)
+        decision, ended = await _admit(
+            state, key, headers, tools_call=False, session_id=request.headers.get(SESSION_HEADER)
+        )
+        exchange = Exchange(
+            request=request,
+            key=key,
+            integration=view,
+            endpoint=endpoint,
+            executor=state.executors[endpoint],
+            sessions=request.app[SESSIONS],
+            decision=decision,
+            headers=headers,
+            session_ended=ended,
+        )
         try:
             return await answer_delete(exchange, state.sessions)
         except LimiterUnavailable:
-            raise ServiceUnavailable("the session store is unreachable; try again",
-                                     retry_after_s=LIMITER_RETRY_AFTER_S) from None
+            raise ServiceUnavailable(
+                "the session store is unreachable; try again", retry_after_s=LIMITER_RETRY_AFTER_S
+            ) from None
     except Problem as problem:
         return _problem(problem, request, headers)
 
@@ -171,18 +201,26 @@ async def _get(request: web.Request) -> web.StreamResponse:
     headers = _base_headers(request)
     try:
         _check_origin(request)
-        raise MethodNotAllowed("this MCP endpoint opens no GET stream; POST JSON-RPC messages",
-                               headers={"Allow": ALLOWED_METHODS})
+        raise MethodNotAllowed(
+            "this MCP endpoint opens no GET stream; POST JSON-RPC messages",
+            headers={"Allow": ALLOWED_METHODS},
+        )
     except Problem as problem:
         return _problem(problem, request, headers)
 
 
 async def _no_oauth(request: web.Request) -> web.StreamResponse:
-    return problem_response(NotFound("this server has no OAuth or OpenID metadata: MCP "
-                                     "endpoints take the integration's API key"), request)
+    return problem_response(
+        NotFound(
+            "this server has no OAuth or OpenID metadata: MCP "
+            "endpoints take the integration's API key"
+        ),
+        request,
+    )
 
 
 # --- the checks -------------------------------------------------------------------------------
+
 
 def _base_headers(request: web.Request) -> dict[str, str]:
     request_id = request.get(REQUEST_ID)
@@ -222,8 +260,9 @@ def _unauthorized(detail: str, reason: str, error: str | None = "invalid_token")
     return problem
 
 
-async def _authenticate(request: web.Request, state: GatewayState
-                        ) -> tuple[KeyEntry, IntegrationView]:
+async def _authenticate(
+    request: web.Request, state: GatewayState
+) -> tuple[KeyEntry, IntegrationView]:
     """The failed-auth throttle (no lookup for a throttled address), then `_authorize`. A
     malformed, unknown or revoked key counts against the client's address; every refusal is
     counted by reason."""
@@ -234,8 +273,10 @@ async def _authenticate(request: web.Request, state: GatewayState
             metrics.auth_failed("throttled")
             note_outcome(request, "auth_throttled")
             retry_after = max(1, math.ceil(wait))
-            raise AuthThrottled(f"too many failed authentications from this address; retry "
-                                f"in {retry_after} s", retry_after_s=retry_after)
+            raise AuthThrottled(
+                f"too many failed authentications from this address; retry in {retry_after} s",
+                retry_after_s=retry_after,
+            )
     try:
         return await _authorize(request, state)
     except Unauthorized as problem:
@@ -256,15 +297,20 @@ def _client_address(request: web.Request) -> str | None:
     return client_address(request, request.app[SETTINGS].trust_forwarded)
 
 
-async def _authorize(request: web.Request, state: GatewayState
-                     ) -> tuple[KeyEntry, IntegrationView]:
+async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntry, IntegrationView]:
     raw = _presented_key(request)
     if raw is None:
-        raise _unauthorized("send the integration's API key as 'Authorization: Bearer <key>' "
-                            "or 'X-API-Key: <key>'", "missing", error=None)
+        raise _unauthorized(
+            "send the integration's API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            "missing",
+            error=None,
+        )
     if not raw:
-        raise _unauthorized("the API key must be sent as 'Authorization: Bearer <key>' or "
-                            "'X-API-Key: <key>'", "malformed", error="invalid_request")
+        raise _unauthorized(
+            "the API key must be sent as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            "malformed",
+            error="invalid_request",
+        )
     try:
         key = await state.resolver.authenticate(raw)
     except AuthFailure as failure:
@@ -283,13 +329,20 @@ async def _authorize(request: web.Request, state: GatewayState
     if view is None:
         raise NotFound(f"integration {integration!r} does not exist")
     if not view.enabled:
-        raise McpDisabled(f"MCP is disabled for integration {integration!r}; enable it in its "
-                          "MCP settings")
+        raise McpDisabled(
+            f"MCP is disabled for integration {integration!r}; enable it in its MCP settings"
+        )
     return key, view
 
 
-async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
-                 tools_call: bool, session_id: str | None) -> tuple[Decision, bool]:
+async def _admit(
+    state: GatewayState,
+    key: KeyEntry,
+    headers: dict[str, str],
+    *,
+    tools_call: bool,
+    session_id: str | None,
+) -> tuple[Decision, bool]:
     """Ask the limiter and, for a legacy session, whether it was ended (both at once: on Redis
     they share a round trip). The limiter's figures go on every answer from here on
     (`headers` is updated)."""
@@ -299,7 +352,8 @@ async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
             decision, ended = await check, False
         else:
             decision, ended = await asyncio.gather(
-                check, state.sessions.session_ended(key.key_id, session_id))
+                check, state.sessions.session_ended(key.key_id, session_id)
+            )
     except LimiterUnavailable:
         raise _limiter_down() from None
     set_rate_headers(headers, decision)
@@ -307,8 +361,9 @@ async def _admit(state: GatewayState, key: KeyEntry, headers: dict[str, str], *,
     return decision, ended
 
 
-async def _admit_call(state: GatewayState, key: KeyEntry, headers: dict[str, str],
-                      counted: Decision) -> Decision:
+async def _admit_call(
+    state: GatewayState, key: KeyEntry, headers: dict[str, str], counted: Decision
+) -> Decision:
     """Charge the `tools/call` bucket for a request already `counted` when it started."""
     [decision] = await _admit_members(state, key, (Charge.CALL,))
     set_rate_headers(headers, tighter(counted, decision))
@@ -316,8 +371,9 @@ async def _admit_call(state: GatewayState, key: KeyEntry, headers: dict[str, str
     return tighter(counted, decision)
 
 
-async def _admit_members(state: GatewayState, key: KeyEntry,
-                         charges: Sequence[Charge]) -> list[Decision]:
+async def _admit_members(
+    state: GatewayState, key: KeyEntry, charges: Sequence[Charge]
+) -> list[Decision]:
     """More charges of one request's key (a batch's members, in order)."""
     try:
         return await state.limiter.check_many(key.key_id, charges)
@@ -326,15 +382,17 @@ async def _admit_members(state: GatewayState, key: KeyEntry,
 
 
 def _limiter_down() -> ServiceUnavailable:
-    return ServiceUnavailable("the rate limiter is unreachable; try again",
-                              retry_after_s=LIMITER_RETRY_AFTER_S)
+    return ServiceUnavailable(
+        "the rate limiter is unreachable; try again", retry_after_s=LIMITER_RETRY_AFTER_S
+    )
 
 
 def _refuse_if_limited(decision: Decision) -> None:
     if not decision.allowed:
         retry_after = max(1, math.ceil(decision.retry_after_s))
-        raise TooManyRequests(f"rate limit exceeded; retry in {retry_after} s",
-                              retry_after_s=retry_after)
+        raise TooManyRequests(
+            f"rate limit exceeded; retry in {retry_after} s", retry_after_s=retry_after
+        )
 
 
 _NOT_YET: Any = object()  # `_arrived_body`: the body is still arriving

@@ -42,8 +42,10 @@ __all__ = ["PROTOCOL_VERSIONS", "TOOLS", "Crm", "ExampleUpstream"]
 
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 SERVER_INFO = {"name": "example-crm", "title": "Example CRM", "version": "1.0.0"}
-INSTRUCTIONS = ("A small CRM: find contacts with search_contacts, read one with get_contact, "
-                "record a note with create_note, and review the pipeline with list_deals.")
+INSTRUCTIONS = (
+    "A small CRM: find contacts with search_contacts, read one with get_contact, "
+    "record a note with create_note, and review the pipeline with list_deals."
+)
 MAX_BODY_BYTES = 1024 * 1024
 MAX_SESSIONS = 1000
 SESSION_IDLE_S = 3600.0
@@ -62,8 +64,7 @@ SESSION_NOT_FOUND = -32001
 
 # --------------------------------------------------------------------------- tool catalog
 
-STAGES = ["prospecting", "qualification", "proposal", "negotiation", "closed_won",
-          "closed_lost"]
+STAGES = ["prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost"]
 
 _CONTACT_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string", "description": "Contact id, e.g. c_001"},
@@ -72,8 +73,11 @@ _CONTACT_PROPERTIES: dict[str, Any] = {
     "company": {"type": "string"},
     "title": {"type": "string", "description": "Job title"},
 }
-_CONTACT = {"type": "object", "required": list(_CONTACT_PROPERTIES),
-            "properties": _CONTACT_PROPERTIES}
+_CONTACT = {
+    "type": "object",
+    "required": list(_CONTACT_PROPERTIES),
+    "properties": _CONTACT_PROPERTIES,
+}
 _NOTE = {
     "type": "object",
     "required": ["id", "contactId", "body", "createdAt"],
@@ -86,8 +90,16 @@ _NOTE = {
 }
 _DEAL = {
     "type": "object",
-    "required": ["id", "name", "contactId", "company", "stage", "amount", "currency",
-                 "expectedCloseDate"],
+    "required": [
+        "id",
+        "name",
+        "contactId",
+        "company",
+        "stage",
+        "amount",
+        "currency",
+        "expectedCloseDate",
+    ],
     "properties": {
         "id": {"type": "string"},
         "name": {"type": "string"},
@@ -105,14 +117,23 @@ TOOLS: list[dict[str, Any]] = [
         "name": "search_contacts",
         "title": "Search contacts",
         "description": "Find contacts whose name, email or company contains the query "
-                       "(case-insensitive).",
+        "(case-insensitive).",
         "inputSchema": {
             "type": "object",
             "properties": {
-                "query": {"type": "string", "minLength": 1, "maxLength": 200,
-                          "description": "Text to look for, e.g. 'ada' or 'orbital'"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10,
-                          "description": "Most contacts to return"},
+                "query": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "description": "Text to look for, e.g. 'ada' or 'orbital'",
+                },
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 50,
+                    "default": 10,
+                    "description": "Most contacts to return",
+                },
             },
             "required": ["query"],
             "additionalProperties": False,
@@ -122,8 +143,11 @@ TOOLS: list[dict[str, Any]] = [
             "required": ["contacts", "total"],
             "properties": {
                 "contacts": {"type": "array", "items": _CONTACT},
-                "total": {"type": "integer", "minimum": 0,
-                          "description": "Matches before the limit was applied"},
+                "total": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Matches before the limit was applied",
+                },
             },
         },
         "annotations": {"readOnlyHint": True, "openWorldHint": False},
@@ -134,8 +158,14 @@ TOOLS: list[dict[str, Any]] = [
         "description": "One contact with its phone number, notes and open deals.",
         "inputSchema": {
             "type": "object",
-            "properties": {"contactId": {"type": "string", "minLength": 1, "maxLength": 64,
-                                         "description": "Contact id, e.g. c_001"}},
+            "properties": {
+                "contactId": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 64,
+                    "description": "Contact id, e.g. c_001",
+                }
+            },
             "required": ["contactId"],
             "additionalProperties": False,
         },
@@ -162,21 +192,29 @@ TOOLS: list[dict[str, Any]] = [
             "type": "object",
             "properties": {
                 "contactId": {"type": "string", "minLength": 1, "maxLength": 64},
-                "body": {"type": "string", "minLength": 1, "maxLength": 2000,
-                         "description": "The note's text"},
+                "body": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 2000,
+                    "description": "The note's text",
+                },
             },
             "required": ["contactId", "body"],
             "additionalProperties": False,
         },
         "outputSchema": {"type": "object", "required": ["note"], "properties": {"note": _NOTE}},
-        "annotations": {"readOnlyHint": False, "destructiveHint": False,
-                        "idempotentHint": False, "openWorldHint": False},
+        "annotations": {
+            "readOnlyHint": False,
+            "destructiveHint": False,
+            "idempotentHint": False,
+            "openWorldHint": False,
+        },
     },
     {
         "name": "list_deals",
         "title": "List deals",
         "description": "Deals in the pipeline, optionally filtered by stage, contact or "
-                       "minimum amount; largest first.",
+        "minimum amount; largest first.",
         "inputSchema": {
             "type": "object",
             "properties": {
@@ -191,8 +229,11 @@ TOOLS: list[dict[str, Any]] = [
             "required": ["deals", "totalAmount"],
             "properties": {
                 "deals": {"type": "array", "items": _DEAL},
-                "totalAmount": {"type": "number", "minimum": 0,
-                                "description": "Sum of the listed deals' amounts"},
+                "totalAmount": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Sum of the listed deals' amounts",
+                },
             },
         },
         "annotations": {"readOnlyHint": True, "openWorldHint": False},
@@ -202,46 +243,150 @@ TOOLS: list[dict[str, Any]] = [
 # --------------------------------------------------------------------------- sample data
 
 _CONTACTS: list[dict[str, str]] = [
-    {"id": "c_001", "name": "Ada Lovelace", "email": "ada@analytical-engines.example",
-     "company": "Analytical Engines Ltd", "title": "Head of Research", "phone": "+44 20 7946 0001"},
-    {"id": "c_002", "name": "Grace Hopper", "email": "grace@compiler.example",
-     "company": "Compiler Corp", "title": "CTO", "phone": "+1 202 555 0102"},
-    {"id": "c_003", "name": "Alan Turing", "email": "alan@bletchley.example",
-     "company": "Bletchley Systems", "title": "Principal Engineer", "phone": "+44 20 7946 0003"},
-    {"id": "c_004", "name": "Katherine Johnson", "email": "katherine@orbital.example",
-     "company": "Orbital Dynamics", "title": "VP Engineering", "phone": "+1 757 555 0104"},
-    {"id": "c_005", "name": "Hedy Lamarr", "email": "hedy@spread-spectrum.example",
-     "company": "Spread Spectrum Inc", "title": "Founder", "phone": "+1 310 555 0105"},
-    {"id": "c_006", "name": "Edsger Dijkstra", "email": "edsger@shortest-path.example",
-     "company": "Shortest Path BV", "title": "Chief Architect", "phone": "+31 20 555 0106"},
-    {"id": "c_007", "name": "Margaret Hamilton", "email": "margaret@apollo-software.example",
-     "company": "Apollo Software", "title": "Director of Software", "phone": "+1 617 555 0107"},
-    {"id": "c_008", "name": "Adam Smith", "email": "adam@orbital.example",
-     "company": "Orbital Dynamics", "title": "Procurement Lead", "phone": "+1 757 555 0108"},
+    {
+        "id": "c_001",
+        "name": "Ada Lovelace",
+        "email": "ada@analytical-engines.example",
+        "company": "Analytical Engines Ltd",
+        "title": "Head of Research",
+        "phone": "+44 20 7946 0001",
+    },
+    {
+        "id": "c_002",
+        "name": "Grace Hopper",
+        "email": "grace@compiler.example",
+        "company": "Compiler Corp",
+        "title": "CTO",
+        "phone": "+1 202 555 0102",
+    },
+    {
+        "id": "c_003",
+        "name": "Alan Turing",
+        "email": "alan@bletchley.example",
+        "company": "Bletchley Systems",
+        "title": "Principal Engineer",
+        "phone": "+44 20 7946 0003",
+    },
+    {
+        "id": "c_004",
+        "name": "Katherine Johnson",
+        "email": "katherine@orbital.example",
+        "company": "Orbital Dynamics",
+        "title": "VP Engineering",
+        "phone": "+1 757 555 0104",
+    },
+    {
+        "id": "c_005",
+        "name": "Hedy Lamarr",
+        "email": "hedy@spread-spectrum.example",
+        "company": "Spread Spectrum Inc",
+        "title": "Founder",
+        "phone": "+1 310 555 0105",
+    },
+    {
+        "id": "c_006",
+        "name": "Edsger Dijkstra",
+        "email": "edsger@shortest-path.example",
+        "company": "Shortest Path BV",
+        "title": "Chief Architect",
+        "phone": "+31 20 555 0106",
+    },
+    {
+        "id": "c_007",
+        "name": "Margaret Hamilton",
+        "email": "margaret@apollo-software.example",
+        "company": "Apollo Software",
+        "title": "Director of Software",
+        "phone": "+1 617 555 0107",
+    },
+    {
+        "id": "c_008",
+        "name": "Adam Smith",
+        "email": "adam@orbital.example",
+        "company": "Orbital Dynamics",
+        "title": "Procurement Lead",
+        "phone": "+1 757 555 0108",
+    },
 ]
 _DEALS: list[dict[str, Any]] = [
-    {"id": "d_101", "name": "Analytical Engines: research cluster", "contactId": "c_001",
-     "stage": "proposal", "amount": 48000, "currency": "GBP", "expectedCloseDate": "2026-03-31"},
-    {"id": "d_102", "name": "Compiler Corp: platform licence", "contactId": "c_002",
-     "stage": "negotiation", "amount": 125000, "currency": "USD",
-     "expectedCloseDate": "2026-02-15"},
-    {"id": "d_103", "name": "Bletchley: security audit", "contactId": "c_003",
-     "stage": "closed_won", "amount": 32000, "currency": "GBP", "expectedCloseDate": "2025-11-30"},
-    {"id": "d_104", "name": "Orbital Dynamics: trajectory suite", "contactId": "c_004",
-     "stage": "qualification", "amount": 210000, "currency": "USD",
-     "expectedCloseDate": "2026-06-30"},
-    {"id": "d_105", "name": "Orbital Dynamics: support renewal", "contactId": "c_008",
-     "stage": "prospecting", "amount": 18500, "currency": "USD", "expectedCloseDate": "2026-04-15"},
-    {"id": "d_106", "name": "Spread Spectrum: pilot", "contactId": "c_005",
-     "stage": "closed_lost", "amount": 9000, "currency": "USD", "expectedCloseDate": "2025-10-01"},
-    {"id": "d_107", "name": "Apollo Software: onboarding", "contactId": "c_007",
-     "stage": "proposal", "amount": 56000, "currency": "USD", "expectedCloseDate": "2026-05-01"},
+    {
+        "id": "d_101",
+        "name": "Analytical Engines: research cluster",
+        "contactId": "c_001",
+        "stage": "proposal",
+        "amount": 48000,
+        "currency": "GBP",
+        "expectedCloseDate": "2026-03-31",
+    },
+    {
+        "id": "d_102",
+        "name": "Compiler Corp: platform licence",
+        "contactId": "c_002",
+        "stage": "negotiation",
+        "amount": 125000,
+        "currency": "USD",
+        "expectedCloseDate": "2026-02-15",
+    },
+    {
+        "id": "d_103",
+        "name": "Bletchley: security audit",
+        "contactId": "c_003",
+        "stage": "closed_won",
+        "amount": 32000,
+        "currency": "GBP",
+        "expectedCloseDate": "2025-11-30",
+    },
+    {
+        "id": "d_104",
+        "name": "Orbital Dynamics: trajectory suite",
+        "contactId": "c_004",
+        "stage": "qualification",
+        "amount": 210000,
+        "currency": "USD",
+        "expectedCloseDate": "2026-06-30",
+    },
+    {
+        "id": "d_105",
+        "name": "Orbital Dynamics: support renewal",
+        "contactId": "c_008",
+        "stage": "prospecting",
+        "amount": 18500,
+        "currency": "USD",
+        "expectedCloseDate": "2026-04-15",
+    },
+    {
+        "id": "d_106",
+        "name": "Spread Spectrum: pilot",
+        "contactId": "c_005",
+        "stage": "closed_lost",
+        "amount": 9000,
+        "currency": "USD",
+        "expectedCloseDate": "2025-10-01",
+    },
+    {
+        "id": "d_107",
+        "name": "Apollo Software: onboarding",
+        "contactId": "c_007",
+        "stage": "proposal",
+        "amount": 56000,
+        "currency": "USD",
+        "expectedCloseDate": "2026-05-01",
+    },
 ]
 _NOTES: list[dict[str, str]] = [
-    {"id": "n_001", "contactId": "c_001", "body": "Intro call: interested in the research "
-     "cluster, wants a proposal by end of quarter.", "createdAt": "2025-12-02T10:15:00Z"},
-    {"id": "n_002", "contactId": "c_002", "body": "Legal is reviewing the licence terms.",
-     "createdAt": "2026-01-12T16:40:00Z"},
+    {
+        "id": "n_001",
+        "contactId": "c_001",
+        "body": "Intro call: interested in the research "
+        "cluster, wants a proposal by end of quarter.",
+        "createdAt": "2025-12-02T10:15:00Z",
+    },
+    {
+        "id": "n_002",
+        "contactId": "c_002",
+        "body": "Legal is reviewing the licence terms.",
+        "createdAt": "2026-01-12T16:40:00Z",
+    },
 ]
 _CLOSED = frozenset({"closed_won", "closed_lost"})
 
@@ -255,7 +400,8 @@ class Crm:
     """The CRM's data and its tools. Each instance has its own copy of the sample data."""
 
     contacts: dict[str, dict[str, str]] = field(
-        default_factory=lambda: {c["id"]: dict(c) for c in _CONTACTS})
+        default_factory=lambda: {c["id"]: dict(c) for c in _CONTACTS}
+    )
     deals: list[dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(_DEALS))
     notes: list[dict[str, str]] = field(default_factory=lambda: copy.deepcopy(_NOTES))
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -271,26 +417,36 @@ class Crm:
 
     def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """A CallToolResult for a known tool (check `name` with `has_tool` first)."""
-        errors = sorted(self._validators[name].iter_errors(arguments),
-                        key=lambda e: list(map(str, e.absolute_path)))
+        errors = sorted(
+            self._validators[name].iter_errors(arguments),
+            key=lambda e: list(map(str, e.absolute_path)),
+        )
         if errors:
-            lines = [f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
-                     for e in errors]
+            lines = [
+                f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
+                for e in errors
+            ]
             return _error_result("Invalid arguments:\n" + "\n".join(lines))
         try:
             structured = self._tools[name](arguments)
         except ToolFailure as exc:
             return _error_result(str(exc))
-        return {"content": [{"type": "text", "text": json.dumps(structured)}],
-                "structuredContent": structured, "isError": False}
+        return {
+            "content": [{"type": "text", "text": json.dumps(structured)}],
+            "structuredContent": structured,
+            "isError": False,
+        }
 
     def has_tool(self, name: object) -> bool:
         return isinstance(name, str) and name in self._tools
 
     def search_contacts(self, args: dict[str, Any]) -> dict[str, Any]:
         query = args["query"].strip().casefold()
-        found = [c for c in self.contacts.values()
-                 if any(query in c[k].casefold() for k in ("name", "email", "company"))]
+        found = [
+            c
+            for c in self.contacts.values()
+            if any(query in c[k].casefold() for k in ("name", "email", "company"))
+        ]
         limit = args.get("limit", 10)
         return {"contacts": [_summary(c) for c in found[:limit]], "total": len(found)}
 
@@ -299,8 +455,11 @@ class Crm:
         return {
             "contact": dict(contact),
             "notes": [dict(n) for n in self.notes if n["contactId"] == contact["id"]],
-            "openDeals": [self._deal(d) for d in self.deals
-                          if d["contactId"] == contact["id"] and d["stage"] not in _CLOSED],
+            "openDeals": [
+                self._deal(d)
+                for d in self.deals
+                if d["contactId"] == contact["id"] and d["stage"] not in _CLOSED
+            ],
         }
 
     def create_note(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -311,19 +470,28 @@ class Crm:
         if len(self.notes) >= MAX_NOTES:
             raise ToolFailure("This demo CRM holds at most 10000 notes; restart it to reset.")
         created = self.clock().replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-        note = {"id": f"n_{len(self.notes) + 1:03d}", "contactId": contact["id"], "body": body,
-                "createdAt": created}
+        note = {
+            "id": f"n_{len(self.notes) + 1:03d}",
+            "contactId": contact["id"],
+            "body": body,
+            "createdAt": created,
+        }
         self.notes.append(note)
         return {"note": dict(note)}
 
     def list_deals(self, args: dict[str, Any]) -> dict[str, Any]:
-        deals = [d for d in self.deals
-                 if ("stage" not in args or d["stage"] == args["stage"])
-                 and ("contactId" not in args or d["contactId"] == args["contactId"])
-                 and d["amount"] >= args.get("minAmount", 0)]
+        deals = [
+            d
+            for d in self.deals
+            if ("stage" not in args or d["stage"] == args["stage"])
+            and ("contactId" not in args or d["contactId"] == args["contactId"])
+            and d["amount"] >= args.get("minAmount", 0)
+        ]
         deals.sort(key=lambda d: (-d["amount"], d["id"]))
-        return {"deals": [self._deal(d) for d in deals],
-                "totalAmount": sum(d["amount"] for d in deals)}
+        return {
+            "deals": [self._deal(d) for d in deals],
+            "totalAmount": sum(d["amount"] for d in deals),
+        }
 
     def _contact(self, contact_id: str) -> dict[str, str]:
         contact = self.contacts.get(contact_id)
@@ -368,7 +536,8 @@ class ExampleUpstream:
 
     crm: Crm = field(default_factory=Crm)
     sessions: collections.OrderedDict[str, _Session] = field(
-        default_factory=collections.OrderedDict)
+        default_factory=collections.OrderedDict
+    )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -380,8 +549,11 @@ class ExampleUpstream:
     # ------------------------------------------------------------------ HTTP
 
     async def _get(self, request: web.Request) -> web.Response:
-        return web.Response(status=405, headers={"Allow": "POST, DELETE"},
-                            text="this server does not open streams: POST messages\n")
+        return web.Response(
+            status=405,
+            headers={"Allow": "POST, DELETE"},
+            text="this server does not open streams: POST messages\n",
+        )
 
     async def _delete(self, request: web.Request) -> web.Response:
         try:
@@ -397,50 +569,62 @@ class ExampleUpstream:
             _check_origin(request)
             json_ok, sse_ok = _accepts(request.headers.get("Accept"))
             if not (json_ok or sse_ok):
-                raise _HttpError(406, INVALID_REQUEST,
-                                 "Not Acceptable: accept application/json or text/event-stream")
+                raise _HttpError(
+                    406,
+                    INVALID_REQUEST,
+                    "Not Acceptable: accept application/json or text/event-stream",
+                )
             if request.content_type != "application/json":
-                raise _HttpError(415, INVALID_REQUEST,
-                                 "Unsupported Media Type: send application/json")
+                raise _HttpError(
+                    415, INVALID_REQUEST, "Unsupported Media Type: send application/json"
+                )
             try:
                 message = json.loads(await request.read())
             except ValueError:
                 raise _HttpError(400, PARSE_ERROR, "Parse error: the body is not JSON") from None
             header_version = request.headers.get(VERSION_HEADER)
             if header_version is not None and header_version not in PROTOCOL_VERSIONS:
-                raise _HttpError(400, INVALID_REQUEST,
-                                 f"Unsupported protocol version {header_version[:40]!r}; "
-                                 f"supported: {', '.join(PROTOCOL_VERSIONS)}")
+                raise _HttpError(
+                    400,
+                    INVALID_REQUEST,
+                    f"Unsupported protocol version {header_version[:40]!r}; "
+                    f"supported: {', '.join(PROTOCOL_VERSIONS)}",
+                )
             headers: dict[str, str] = {}
             reply = self._handle_body(request, message, headers)
         except _HttpError as exc:
             return _error_response(exc)
         except web.HTTPRequestEntityTooLarge:
-            return _error_response(_HttpError(413, INVALID_REQUEST,
-                                              f"Request body over {MAX_BODY_BYTES} bytes"))
+            return _error_response(
+                _HttpError(413, INVALID_REQUEST, f"Request body over {MAX_BODY_BYTES} bytes")
+            )
         if reply is None:
             return web.Response(status=202, headers=headers)
         if sse_ok and not json_ok:
             return await _send_sse(request, reply, headers)
         return web.json_response(reply, headers=headers)
 
-    def _handle_body(self, request: web.Request, message: Any,
-                     headers: dict[str, str]) -> Any:
+    def _handle_body(self, request: web.Request, message: Any, headers: dict[str, str]) -> Any:
         """The JSON-RPC reply (object or batch array), or None when nothing answers (202)."""
         if isinstance(message, list):
             session_id = self._session_id(request)
             if self.sessions[session_id].version != "2025-03-26":
-                raise _HttpError(400, INVALID_REQUEST,
-                                 "Batches are only part of protocol version 2025-03-26")
+                raise _HttpError(
+                    400, INVALID_REQUEST, "Batches are only part of protocol version 2025-03-26"
+                )
             if not message:
                 raise _HttpError(400, INVALID_REQUEST, "Invalid Request: empty batch")
-            replies = [r for item in message
-                       if (r := self._handle_message(request, item, headers, batch=True))]
+            replies = [
+                r
+                for item in message
+                if (r := self._handle_message(request, item, headers, batch=True))
+            ]
             return replies or None
         return self._handle_message(request, message, headers, batch=False)
 
-    def _handle_message(self, request: web.Request, message: Any, headers: dict[str, str],
-                        *, batch: bool) -> dict[str, Any] | None:
+    def _handle_message(
+        self, request: web.Request, message: Any, headers: dict[str, str], *, batch: bool
+    ) -> dict[str, Any] | None:
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return _rpc_error(None, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
         method = message.get("method")
@@ -448,17 +632,19 @@ class ExampleUpstream:
             return None  # a response to a request of ours: we never send any
         msg_id = message.get("id")
         if not isinstance(method, str) or (
-                "id" in message and (isinstance(msg_id, bool)
-                                     or not isinstance(msg_id, str | int))):
-            return _rpc_error(msg_id if isinstance(msg_id, str | int) else None,
-                              INVALID_REQUEST, "Invalid Request: bad method or id")
+            "id" in message and (isinstance(msg_id, bool) or not isinstance(msg_id, str | int))
+        ):
+            return _rpc_error(
+                msg_id if isinstance(msg_id, str | int) else None,
+                INVALID_REQUEST,
+                "Invalid Request: bad method or id",
+            )
         params = message.get("params", {})
         if not isinstance(params, dict):
             return _rpc_error(msg_id, INVALID_PARAMS, "Invalid params: must be an object")
         if method == "initialize":
             if batch:
-                return _rpc_error(msg_id, INVALID_REQUEST,
-                                  "initialize must not be part of a batch")
+                return _rpc_error(msg_id, INVALID_REQUEST, "initialize must not be part of a batch")
             return _rpc_result(msg_id, self._initialize(params, headers))
         if not batch:  # a batch checked the session once
             self._session_id(request)
@@ -489,16 +675,22 @@ class ExampleUpstream:
         session_id = secrets.token_urlsafe(24)
         self.sessions[session_id] = _Session(version, time.monotonic())
         headers[SESSION_HEADER] = session_id
-        return {"protocolVersion": version,
-                "capabilities": {"tools": {"listChanged": False}},
-                "serverInfo": SERVER_INFO, "instructions": INSTRUCTIONS}
+        return {
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": False}},
+            "serverInfo": SERVER_INFO,
+            "instructions": INSTRUCTIONS,
+        }
 
     def _session_id(self, request: web.Request) -> str:
         """The request's live session id (refreshed), or the 400 / 404 answer."""
         session_id = request.headers.get(SESSION_HEADER)
         if not session_id:
-            raise _HttpError(400, INVALID_REQUEST, f"Bad Request: {SESSION_HEADER} header is "
-                                                   "required (initialize first)")
+            raise _HttpError(
+                400,
+                INVALID_REQUEST,
+                f"Bad Request: {SESSION_HEADER} header is required (initialize first)",
+            )
         self._expire()
         session = self.sessions.get(session_id)
         if session is None:
@@ -546,14 +738,18 @@ def _accepts(header: str | None) -> tuple[bool, bool]:
         return True, True
     types = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
     anything = "*/*" in types
-    return (anything or "application/json" in types or "application/*" in types,
-            anything or "text/event-stream" in types or "text/*" in types)
+    return (
+        anything or "application/json" in types or "application/*" in types,
+        anything or "text/event-stream" in types or "text/*" in types,
+    )
 
 
-async def _send_sse(request: web.Request, reply: Any,
-                    headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
+async def _send_sse(
+    request: web.Request, reply: Any, headers: dict[str, str]
+) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await resp.prepare(request)
     await resp.write(f"event: message\ndata: {json.dumps(reply)}\n\n".encode())
     await resp.write_eof()

@@ -65,7 +65,6 @@ async def readyz(request: web.Request) -> web.Response:
             checks["redis"] = "unreachable"
     failing = [name for name, state in checks.items() if state != "ok"]
     if failing:
-        problem = ServiceUnavailable(f"not ready: {', '.join(failing)} unreachable",
-                                     checks=checks)
+        problem = ServiceUnavailable(f"not ready: {', '.join(failing)} unreachable", checks=checks)
         return problem_response(problem, request)
     return json_response({"status": "ready", "checks": checks})

@@ -54,8 +54,15 @@ def encode(change: Change, published_at_ms: int | None = None) -> str:
     """The message: tenant, integration, revoked key ids, and the publisher's wall-clock time
     (epoch ms, "at") from which replicas measure the invalidation lag."""
     at = round(time.time() * 1000) if published_at_ms is None else published_at_ms
-    return json.dumps({"t": change.tenant_id, "i": change.integration_id,
-                       "r": list(change.revoked_key_ids), "at": at}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "t": change.tenant_id,
+            "i": change.integration_id,
+            "r": list(change.revoked_key_ids),
+            "at": at,
+        },
+        separators=(",", ":"),
+    )
 
 
 def decode(payload: bytes | str) -> Change | None:
@@ -81,10 +88,18 @@ class RedisChangeFeed:
     """`ChangeFeed` over Redis pub/sub: confirmed publishes with background re-sends,
     reconnects, heartbeats, and flush-on-recovery."""
 
-    def __init__(self, client: redis.Redis, *, channel: str = CHANNEL,
-                 retry_s: float = 0.5, confirm_s: float = CONFIRM_S, beat_s: float = BEAT_S,
-                 stale_s: float = STALE_S, resend_s: float = RESEND_S,
-                 give_up_s: float = GIVE_UP_S) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        channel: str = CHANNEL,
+        retry_s: float = 0.5,
+        confirm_s: float = CONFIRM_S,
+        beat_s: float = BEAT_S,
+        stale_s: float = STALE_S,
+        resend_s: float = RESEND_S,
+        give_up_s: float = GIVE_UP_S,
+    ) -> None:
         self._client = client
         self._channel = channel
         # A channel only this feed listens to (heartbeats), and one nobody listens to
@@ -120,8 +135,10 @@ class RedisChangeFeed:
         try:
             await self._send(self._probe_channel, "")
         except _SEND_ERRORS as exc:
-            raise FeedUnavailable(f"Redis did not acknowledge a publish within "
-                                  f"{self._confirm_s:g} s ({type(exc).__name__})") from exc
+            raise FeedUnavailable(
+                f"Redis did not acknowledge a publish within "
+                f"{self._confirm_s:g} s ({type(exc).__name__})"
+            ) from exc
 
     async def publish(self, change: Change) -> None:
         """Apply `change` here, then publish it; `ChangeUndelivered` when Redis did not
@@ -132,8 +149,10 @@ class RedisChangeFeed:
             await self._send(self._channel, message)
         except _SEND_ERRORS as exc:
             self._resend_later(message)
-            raise ChangeUndelivered(f"Redis did not acknowledge the change within "
-                                    f"{self._confirm_s:g} s ({type(exc).__name__})") from exc
+            raise ChangeUndelivered(
+                f"Redis did not acknowledge the change within "
+                f"{self._confirm_s:g} s ({type(exc).__name__})"
+            ) from exc
 
     async def aclose(self) -> None:
         """Stop re-sending (shutdown); what is still unconfirmed expires with the caches."""
@@ -165,8 +184,11 @@ class RedisChangeFeed:
             for message, give_up_at in list(self._pending.items()):
                 if time.monotonic() > give_up_at:
                     del self._pending[message]
-                    log.warning("stopped re-sending a change after %g s: cache entries from "
-                                "before it have expired on every replica", self._give_up_s)
+                    log.warning(
+                        "stopped re-sending a change after %g s: cache entries from "
+                        "before it have expired on every replica",
+                        self._give_up_s,
+                    )
                     continue
                 try:
                     await self._send(self._channel, message)
@@ -220,9 +242,11 @@ class RedisChangeFeed:
                     else:
                         await self._apply_message(message["data"])
                 if self.healthy and now - last_beat > self._stale_s:
-                    log.warning("change feed: no heartbeat for %g s (Redis not relaying "
-                                "publishes); caching keys for about a second meanwhile",
-                                self._stale_s)
+                    log.warning(
+                        "change feed: no heartbeat for %g s (Redis not relaying "
+                        "publishes); caching keys for about a second meanwhile",
+                        self._stale_s,
+                    )
                     self._set_healthy(False)
         except asyncio.CancelledError:
             raise

@@ -52,6 +52,7 @@ HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 16384, "max_heade
 # nothing to free, about 8 µs of CPU per request (docs/performance.md).
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """The shared Redis client when `MCPGW_REDIS_URL` is set: limiter, change feed, readiness."""
     url = app[SETTINGS].redis_url
@@ -61,8 +62,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     from gateway.invalidation import RedisChangeFeed
 
     timeout = app[SETTINGS].store_timeout_s
-    client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                            health_check_interval=10)
+    client = redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10
+    )
     limiter_client = limiter_redis_client(url, connect_timeout_s=timeout)
     app[REDIS] = client
     app[LIMITER_REDIS] = limiter_client
@@ -149,6 +151,7 @@ def drain_on_signals(app: web.Application, grace_s: float) -> None:
     run_app's `shutdown_timeout` to finish, and the cleanup contexts close the pools. A
     second signal skips what is left of the grace.
     """
+
     async def install(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         pending: list[asyncio.TimerHandle] = []
@@ -160,8 +163,7 @@ def drain_on_signals(app: web.Application, grace_s: float) -> None:
                     handle.cancel()
                 _graceful_exit()
             drain.start()
-            log.info("%s: not ready any more; closing the listener in %g s", signum.name,
-                     grace_s)
+            log.info("%s: not ready any more; closing the listener in %g s", signum.name, grace_s)
             pending.append(loop.call_later(grace_s, _graceful_exit))
 
         for signum in (signal.SIGTERM, signal.SIGINT):

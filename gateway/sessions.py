@@ -40,8 +40,13 @@ class SessionInfo:
 class SessionCodec:
     """Mints and verifies session ids with one secret (all replicas must share it)."""
 
-    def __init__(self, secret: str, *, lifetime_s: float = DEFAULT_LIFETIME_S,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        lifetime_s: float = DEFAULT_LIFETIME_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not secret:
             raise ValueError("the session secret must not be empty")
         if lifetime_s <= 0:
@@ -56,8 +61,11 @@ class SessionCodec:
         """A new session id for `key_id` at the negotiated protocol `version`."""
         expires_at = int(self._clock() + self.lifetime_s)
         nonce = secrets.token_urlsafe(16)
-        payload = _b64(json.dumps([_FORMAT, key_id, version, expires_at, nonce],
-                                  separators=(",", ":")).encode())
+        payload = _b64(
+            json.dumps(
+                [_FORMAT, key_id, version, expires_at, nonce], separators=(",", ":")
+            ).encode()
+        )
         return f"{payload}.{self._sign(payload)}"
 
     def verify(self, token: str | None, key_id: str) -> SessionInfo | None:
@@ -75,13 +83,18 @@ class SessionCodec:
         if not (isinstance(fields, list) and len(fields) == 5 and fields[0] == _FORMAT):
             return None
         _, owner, version, expires_at, nonce = fields
-        if not (isinstance(owner, str) and isinstance(version, str)
-                and isinstance(expires_at, int) and isinstance(nonce, str)):
+        if not (
+            isinstance(owner, str)
+            and isinstance(version, str)
+            and isinstance(expires_at, int)
+            and isinstance(nonce, str)
+        ):
             return None
         if owner != key_id or expires_at <= self._clock():
             return None
-        return SessionInfo(key_id=owner, protocol_version=version, expires_at=float(expires_at),
-                           nonce=nonce)
+        return SessionInfo(
+            key_id=owner, protocol_version=version, expires_at=float(expires_at), nonce=nonce
+        )
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())

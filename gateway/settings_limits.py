@@ -56,9 +56,15 @@ def settings_limiter(settings: Settings, redis_client: Redis | None) -> Settings
     # Only the request bucket is ever charged (tools_call=False); `call` just fills the slot.
     limits = Limits(call=spec, request=spec)
     prefix = f"{PREFIX}:{deployment_tag(settings.database_url)}"
-    return SettingsTokenLimiter(create_limiter(
-        limits, redis_client, failure_mode=settings.rate_limit_failure_mode, prefix=prefix,
-        timeout_s=LIMITER_TIMEOUT_S))
+    return SettingsTokenLimiter(
+        create_limiter(
+            limits,
+            redis_client,
+            failure_mode=settings.rate_limit_failure_mode,
+            prefix=prefix,
+            timeout_s=LIMITER_TIMEOUT_S,
+        )
+    )
 
 
 async def settings_limits_ctx(app: web.Application) -> AsyncIterator[None]:

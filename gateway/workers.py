@@ -90,8 +90,7 @@ _READY = b"ready\n"
 
 
 async def _migrate(settings: Settings) -> list[int]:
-    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s,
-                         pool_size=1)
+    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s, pool_size=1)
     await store.open()
     try:
         return await store.migrate()
@@ -110,9 +109,18 @@ class _Worker:
 class Supervisor:
     """Starts, watches, restarts and stops the worker processes (see the module docstring)."""
 
-    def __init__(self, *, host: str, port: int, role: str, count: int,
-                 grace_s: float = 0.0, max_restarts: int = MAX_RESTARTS,
-                 window_s: float = RESTART_WINDOW_S, metrics_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        role: str,
+        count: int,
+        grace_s: float = 0.0,
+        max_restarts: int = MAX_RESTARTS,
+        window_s: float = RESTART_WINDOW_S,
+        metrics_dir: Path | None = None,
+    ) -> None:
         self.host, self.port, self.role, self.count = host, port, role, count
         self.metrics_dir = metrics_dir  # where the workers share their metrics snapshots
         self.grace_s = grace_s  # the workers' drain before they close the listener
@@ -129,8 +137,9 @@ class Supervisor:
         self.stop_requested = True
 
     def run(self) -> int:
-        previous = {sig: signal.signal(sig, self._on_signal)
-                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
             return self._run()
         finally:
@@ -144,9 +153,15 @@ class Supervisor:
             self._spawn(index)
         if not self._wait_ready():
             return 0 if self.stop_requested else 1
-        log.info("mcp-gateway %s serving role=%s on http://%s:%d with %d workers (pids %s)",
-                 __version__, self.role, self.host, self.port, self.count,
-                 ", ".join(str(w.proc.pid) for w in self.workers.values()))
+        log.info(
+            "mcp-gateway %s serving role=%s on http://%s:%d with %d workers (pids %s)",
+            __version__,
+            self.role,
+            self.host,
+            self.port,
+            self.count,
+            ", ".join(str(w.proc.pid) for w in self.workers.values()),
+        )
         while not self.stop_requested:
             self._poll_ready(_TICK_S)
             for worker in list(self.workers.values()):
@@ -159,14 +174,32 @@ class Supervisor:
 
     def _spawn(self, index: int) -> None:
         read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-m", "gateway.workers", "--host", self.host,
-                   "--port", str(self.port), "--role", self.role, "--index", str(index),
-                   "--ready-fd", str(write_fd), "--parent-pid", str(os.getpid())]
+        command = [
+            sys.executable,
+            "-m",
+            "gateway.workers",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--role",
+            self.role,
+            "--index",
+            str(index),
+            "--ready-fd",
+            str(write_fd),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         if self.metrics_dir is not None:
             command += ["--metrics-dir", str(self.metrics_dir)]
         try:
-            proc = subprocess.Popen(command, pass_fds=(write_fd,),  # noqa: S603 - our own CLI
-                                    process_group=0, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(  # noqa: S603 - our own CLI
+                command,
+                pass_fds=(write_fd,),
+                process_group=0,
+                stdin=subprocess.DEVNULL,
+            )
         except BaseException:
             os.close(read_fd)
             raise
@@ -201,8 +234,11 @@ class Supervisor:
             for worker in self.workers.values():
                 status = worker.proc.poll()
                 if status is not None and not worker.ready:
-                    log.error("worker %d exited with status %d while starting; stopping",
-                              worker.index, status)
+                    log.error(
+                        "worker %d exited with status %d while starting; stopping",
+                        worker.index,
+                        status,
+                    )
                     return False
             if time.monotonic() > deadline:
                 log.error("workers did not start within %.0f s; stopping", START_TIMEOUT_S)
@@ -217,13 +253,23 @@ class Supervisor:
         while self.restarts and now - self.restarts[0] > self.window_s:
             self.restarts.popleft()
         if len(self.restarts) >= self.max_restarts:
-            log.error("worker %d (pid %d) exited with status %d; %d restarts in the last "
-                      "%.0f s already: giving up", worker.index, worker.proc.pid, status,
-                      len(self.restarts), self.window_s)
+            log.error(
+                "worker %d (pid %d) exited with status %d; %d restarts in the last "
+                "%.0f s already: giving up",
+                worker.index,
+                worker.proc.pid,
+                status,
+                len(self.restarts),
+                self.window_s,
+            )
             return False
         self.restarts.append(now)
-        log.warning("worker %d (pid %d) exited with status %d; restarting it", worker.index,
-                    worker.proc.pid, status)
+        log.warning(
+            "worker %d (pid %d) exited with status %d; restarting it",
+            worker.index,
+            worker.proc.pid,
+            status,
+        )
         self._spawn(worker.index)
         return True
 
@@ -244,8 +290,9 @@ class Supervisor:
             time.sleep(_TICK_S / 2)
             live = [w for w in live if w.proc.poll() is None]
         for worker in live:
-            log.warning("worker %d (pid %d) did not stop in time; killing it", worker.index,
-                        worker.proc.pid)
+            log.warning(
+                "worker %d (pid %d) did not stop in time; killing it", worker.index, worker.proc.pid
+            )
             worker.proc.kill()
         for worker in self.workers.values():
             self._close_ready(worker)
@@ -256,8 +303,10 @@ class Supervisor:
 def run_workers(settings: Settings, *, host: str, port: int, role: str, workers: int) -> int:
     """`serve --workers N` (N > 1, Redis configured): the exit status."""
     if not hasattr(socket, "SO_REUSEPORT"):
-        print("mcp-gateway: --workers > 1 needs SO_REUSEPORT, which this system lacks",
-              file=sys.stderr)
+        print(
+            "mcp-gateway: --workers > 1 needs SO_REUSEPORT, which this system lacks",
+            file=sys.stderr,
+        )
         return 2
     try:
         applied = asyncio.run(_migrate(settings))
@@ -271,15 +320,22 @@ def run_workers(settings: Settings, *, host: str, port: int, role: str, workers:
     try:
         reservation = bind_socket(host, port, reuse_port=True)  # the workers join it
     except OSError as exc:
-        print(f"mcp-gateway: cannot listen on {host}:{port} ({exc.strerror or exc})",
-              file=sys.stderr)
+        print(
+            f"mcp-gateway: cannot listen on {host}:{port} ({exc.strerror or exc})", file=sys.stderr
+        )
         return 1
     metrics_dir = Path(tempfile.mkdtemp(prefix="mcpgw-metrics-"))
     try:
         with reservation:
             actual_port = reservation.getsockname()[1]
-            return Supervisor(host=host, port=actual_port, role=role, count=workers,
-                              grace_s=settings.shutdown_grace_s, metrics_dir=metrics_dir).run()
+            return Supervisor(
+                host=host,
+                port=actual_port,
+                role=role,
+                count=workers,
+                grace_s=settings.shutdown_grace_s,
+                metrics_dir=metrics_dir,
+            ).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -288,8 +344,9 @@ def run_workers(settings: Settings, *, host: str, port: int, role: str, workers:
 
 
 def _worker_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mcp-gateway-worker",
-                                     description="one worker of `mcp-gateway serve --workers`")
+    parser = argparse.ArgumentParser(
+        prog="mcp-gateway-worker", description="one worker of `mcp-gateway serve --workers`"
+    )
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--role", required=True)
@@ -327,14 +384,16 @@ async def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
             stop.set()
             return
         app[DRAIN].start()
-        log.info("SIGTERM: not ready any more; closing the listener in %g s",
-                 settings.shutdown_grace_s)
+        log.info(
+            "SIGTERM: not ready any more; closing the listener in %g s", settings.shutdown_grace_s
+        )
         loop.call_later(settings.shutdown_grace_s, stop.set)
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     # As `serve`: no aiohttp access log (the request middleware logs every request).
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                           access_log=None)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None
+    )
     watcher = asyncio.create_task(_watch_parent(args.parent_pid, stop))
     try:
         await runner.setup()
@@ -343,8 +402,13 @@ async def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
             os.write(args.ready_fd, _READY)
         with contextlib.suppress(OSError):
             os.close(args.ready_fd)
-        log.info("worker %d (pid %d) serving on http://%s:%d", args.index, os.getpid(),
-                 args.host, args.port)
+        log.info(
+            "worker %d (pid %d) serving on http://%s:%d",
+            args.index,
+            os.getpid(),
+            args.host,
+            args.port,
+        )
         await stop.wait()
         return 0
     finally:
@@ -366,8 +430,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         return 2
     # As `serve`: JSON lines unless MCPGW_LOG_FORMAT says otherwise; each record names its
     # worker (a field of the formatter, so request lines keep their direct path).
-    configure_logging(settings.log_level, settings.log_format or "json",
-                      static={"worker": args.index})
+    configure_logging(
+        settings.log_level, settings.log_format or "json", static={"worker": args.index}
+    )
     use_fast_event_loop()
     try:
         return asyncio.run(_serve_worker(settings, args))

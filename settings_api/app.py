@@ -48,9 +48,12 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     sqlite_log = logging.getLogger("aiosqlite")
     if sqlite_log.level < logging.INFO:
         sqlite_log.setLevel(logging.INFO)
-    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s,
-                         pool_size=settings.db_pool_size,
-                         secrets=SecretBox.from_setting(settings.secret_key))
+    store = create_store(
+        settings.database_url,
+        timeout_s=settings.store_timeout_s,
+        pool_size=settings.db_pool_size,
+        secrets=SecretBox.from_setting(settings.secret_key),
+    )
     await store.open()
     try:
         await store.migrate()
@@ -65,8 +68,9 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     calls): kept-alive connections, the egress policy, no cookies
     (settings_api/upstream/client.py)."""
     settings = app[SETTINGS]
-    async with create_upstream_client(allowed_networks=settings.upstream_allowed_networks,
-                                      timeout_s=settings.upstream_timeout_s) as session:
+    async with create_upstream_client(
+        allowed_networks=settings.upstream_allowed_networks, timeout_s=settings.upstream_timeout_s
+    ) as session:
         app[HTTP_CLIENT] = session
         yield
 
@@ -80,13 +84,15 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def fetch_catalog(url: str, headers: Mapping[str, str]) -> list[dict[str, Any]]:
         try:
-            return await fetch_tool_catalog(session, url, headers,
-                                            timeout_s=settings.upstream_timeout_s)
+            return await fetch_tool_catalog(
+                session, url, headers, timeout_s=settings.upstream_timeout_s
+            )
         except UpstreamError as exc:
             if exc.reason == "not-allowed":  # e.g. the name now resolves elsewhere
                 raise UpstreamNotAllowed(exc.message) from exc
-            raise UpstreamFailed(f"reading the upstream's tools failed ({exc.reason}): {exc}",
-                                 reason=exc.reason) from exc
+            raise UpstreamFailed(
+                f"reading the upstream's tools failed ({exc.reason}): {exc}", reason=exc.reason
+            ) from exc
 
     policy = EgressPolicy(settings.upstream_allowed_networks)
 
@@ -97,10 +103,19 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("upstream URL refused by the egress policy: %s", exc.reason)
             raise UpstreamNotAllowed(str(exc)) from None
 
-    app[SERVICE] = SettingsService(app[STORE], app[CHANGES], fetch_catalog, check_upstream,
-                                   max_catalog_reads=settings.upstream_max_inflight)
-    app[VERIFIER] = JwtVerifier(secret=settings.jwt_secret, jwks_url=settings.jwt_jwks_url,
-                                audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+    app[SERVICE] = SettingsService(
+        app[STORE],
+        app[CHANGES],
+        fetch_catalog,
+        check_upstream,
+        max_catalog_reads=settings.upstream_max_inflight,
+    )
+    app[VERIFIER] = JwtVerifier(
+        secret=settings.jwt_secret,
+        jwks_url=settings.jwt_jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
     yield
 
 
@@ -108,12 +123,14 @@ def _with_jwt(handler: Handler) -> Handler:
     """`handler` behind the settings API's auth: a Bearer JWT that grants the path's tenant,
     and the token's rate limit (settings_api/rate_limit.py). Per route rather than a
     middleware, so no other route pays for it."""
+
     async def authenticated(request: web.Request) -> web.StreamResponse:
         refuse_if_throttled(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("send a settings-API JWT as 'Authorization: Bearer <token>'",
-                               error=None)
+            raise Unauthorized(
+                "send a settings-API JWT as 'Authorization: Bearer <token>'", error=None
+            )
         try:
             principal = await request.app[VERIFIER].verify(token.strip())
         except TokenError as exc:
@@ -135,12 +152,17 @@ def _with_jwt(handler: Handler) -> Handler:
         if not response.prepared:
             response.headers.update(limit_headers)
         return response
+
     return authenticated
 
 
 def setup_settings_api(app: web.Application) -> None:
     """Add the control plane's routes to `app` (whose contexts provide the service)."""
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, _with_jwt(route.handler),
-                             name=_ROUTE_PREFIX + route.operation_id)
+        app.router.add_route(
+            route.method,
+            route.path,
+            _with_jwt(route.handler),
+            name=_ROUTE_PREFIX + route.operation_id,
+        )
     app.router.add_get("/openapi.json", openapi_handler)

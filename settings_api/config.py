@@ -100,8 +100,15 @@ class _Reader:
         value = self.env.get(name, "").strip()
         return value or None
 
-    def number(self, name: str, default: float, *, integer: bool = False,
-               minimum: float = 0.0, exclusive: bool = True) -> float:
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        integer: bool = False,
+        minimum: float = 0.0,
+        exclusive: bool = True,
+    ) -> float:
         raw = self.text(name)
         if raw is None:
             return default
@@ -141,8 +148,16 @@ class _Reader:
         return raw
 
 
-_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True,
-             "false": False, "0": False, "no": False, "off": False}
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
 _SCHEME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")
 
 
@@ -154,7 +169,7 @@ def _redact(url: str) -> str:
         return url
     match = _SCHEME_PREFIX.match(head)
     prefix = match.group(0) if match else ""
-    user, colon, _ = head[len(prefix):].partition(":")
+    user, colon, _ = head[len(prefix) :].partition(":")
     return f"{prefix}{user}:***@{tail}" if colon else f"{prefix}***@{tail}"
 
 
@@ -195,14 +210,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_dir = Path(r.text("MCPGW_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
     database_url = r.url("MCPGW_DATABASE_URL", ("postgresql", "postgres", "sqlite"))
     redis_url = r.url("MCPGW_REDIS_URL", ("redis", "rediss", "unix"))
-    public_url = (r.url("MCPGW_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8080")
+    public_url = r.url("MCPGW_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8080"
     public_url = public_url.rstrip("/")
     jwks_url = r.url("MCPGW_JWT_JWKS_URL", ("http", "https"))
     if jwks_url is not None and r.text("MCPGW_JWT_AUDIENCE") is None:
         # An IdP signs the tokens of all its applications with the keys of one JWKS: without
         # an audience, a token issued for another application would open the settings API.
-        r.problems.append("MCPGW_JWT_AUDIENCE: must be set when MCPGW_JWT_JWKS_URL is (the "
-                          "audience the identity provider puts in this gateway's tokens)")
+        r.problems.append(
+            "MCPGW_JWT_AUDIENCE: must be set when MCPGW_JWT_JWKS_URL is (the "
+            "audience the identity provider puts in this gateway's tokens)"
+        )
     mode = (r.text("MCPGW_RATE_LIMIT_FAILURE_MODE") or "open").lower()
     if mode not in FAILURE_MODES:
         r.problems.append(f"MCPGW_RATE_LIMIT_FAILURE_MODE={mode!r}: must be 'open' or 'closed'")
@@ -216,8 +233,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             r.problems.append(f"MCPGW_LOG_FORMAT={log_format!r}: must be 'json' or 'text'")
             log_format = None
     origins_raw = r.text("MCPGW_ALLOWED_ORIGINS")
-    origins = (frozenset(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
-               if origins_raw else frozenset({origin_of(public_url)}))
+    origins = (
+        frozenset(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
+        if origins_raw
+        else frozenset({origin_of(public_url)})
+    )
     for origin in origins:
         if origin != "*" and urlsplit(origin).scheme not in ("http", "https"):
             r.problems.append(f"MCPGW_ALLOWED_ORIGINS: {origin!r} is not an http(s) origin")
@@ -228,24 +248,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "request_limit_rps": r.number("MCPGW_REQUEST_LIMIT_RPS", 50.0),
         "request_limit_burst": int(r.number("MCPGW_REQUEST_LIMIT_BURST", 100, integer=True)),
         "upstream_timeout_s": r.number("MCPGW_UPSTREAM_TIMEOUT_S", 30.0),
-        "upstream_max_inflight": int(r.number("MCPGW_UPSTREAM_MAX_INFLIGHT", 32, integer=True,
-                                              minimum=1, exclusive=False)),
+        "upstream_max_inflight": int(
+            r.number("MCPGW_UPSTREAM_MAX_INFLIGHT", 32, integer=True, minimum=1, exclusive=False)
+        ),
         "store_timeout_s": r.number("MCPGW_STORE_TIMEOUT_S", 5.0),
-        "db_pool_size": int(r.number("MCPGW_DB_POOL_SIZE", 10, integer=True, minimum=1,
-                                     exclusive=False)),
+        "db_pool_size": int(
+            r.number("MCPGW_DB_POOL_SIZE", 10, integer=True, minimum=1, exclusive=False)
+        ),
         "shutdown_grace_s": r.number("MCPGW_SHUTDOWN_GRACE_S", 2.0, exclusive=False),
         "max_body_bytes": int(r.number("MCPGW_MAX_BODY_BYTES", 1_048_576, integer=True)),
         "body_timeout_s": r.number("MCPGW_BODY_TIMEOUT_S", 15.0),
-        "auth_failure_limit": int(r.number("MCPGW_AUTH_FAILURE_LIMIT", 20, integer=True,
-                                           exclusive=False)),
+        "auth_failure_limit": int(
+            r.number("MCPGW_AUTH_FAILURE_LIMIT", 20, integer=True, exclusive=False)
+        ),
         "auth_failure_window_s": r.number("MCPGW_AUTH_FAILURE_WINDOW_S", 10.0),
         "trust_forwarded": r.flag("MCPGW_TRUST_FORWARDED", False),
         "settings_rate_limit_rps": r.number("MCPGW_SETTINGS_RATE_LIMIT_RPS", 20.0),
-        "settings_rate_limit_burst": int(r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40,
-                                                  integer=True)),
-        "simulator_max_result_bytes": int(r.number(
-            "MCPGW_SIMULATOR_MAX_RESULT_BYTES", 1_048_576, integer=True, minimum=1024,
-            exclusive=False)),
+        "settings_rate_limit_burst": int(
+            r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40, integer=True)
+        ),
+        "simulator_max_result_bytes": int(
+            r.number(
+                "MCPGW_SIMULATOR_MAX_RESULT_BYTES",
+                1_048_576,
+                integer=True,
+                minimum=1024,
+                exclusive=False,
+            )
+        ),
     }
     allowed_networks: tuple[Network, ...] = ()
     try:

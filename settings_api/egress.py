@@ -201,8 +201,9 @@ class EgressPolicy:
         inside the running loop."""
         # No connection cap (aiohttp's default is 100, one queue for every tenant): upstream
         # requests are bounded per integration or tenant by their callers' bulkheads.
-        return TCPConnector(resolver=EgressResolver(self), socket_factory=self.socket_factory,
-                            limit=0, ssl=ssl)
+        return TCPConnector(
+            resolver=EgressResolver(self), socket_factory=self.socket_factory, limit=0, ssl=ssl
+        )
 
     def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
         """aiohttp's ``TCPConnector(socket_factory=...)``: the last check before a connect,

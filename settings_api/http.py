@@ -45,8 +45,12 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 def problem_response(problem: Problem, request: web.Request) -> web.Response:
     """The RFC 9457 answer for `problem` on `request`."""
     body = problem.body(request.path, request.get(REQUEST_ID))
-    return web.Response(status=problem.status, text=json.dumps(body),
-                        content_type=PROBLEM_CONTENT_TYPE, headers=problem.headers)
+    return web.Response(
+        status=problem.status,
+        text=json.dumps(body),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem.headers,
+    )
 
 
 _ID_PREFIX = secrets.token_hex(8)
@@ -74,19 +78,27 @@ def error_answer(exc: Exception, request: web.Request) -> web.Response | None:
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             return None
-        problem = for_status(exc.status, exc.reason if exc.status != 413 else
-                             "the request body exceeds the configured limit")
+        problem = for_status(
+            exc.status,
+            exc.reason if exc.status != 413 else "the request body exceeds the configured limit",
+        )
         response = problem_response(problem, request)
         for name in ("Allow", "Retry-After", "WWW-Authenticate"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
     # Details go to the log only, tied to the request id the client sees.
-    log.error("unhandled error on %s %s (request %s)", request.method, request.path,
-              request.get(REQUEST_ID), exc_info=exc)
+    log.error(
+        "unhandled error on %s %s (request %s)",
+        request.method,
+        request.path,
+        request.get(REQUEST_ID),
+        exc_info=exc,
+    )
     return problem_response(
         InternalError("an unexpected error occurred; quote the requestId when reporting it"),
-        request)
+        request,
+    )
 
 
 async def read_json(request: web.Request) -> Any:
@@ -106,7 +118,8 @@ async def read_json(request: web.Request) -> Any:
         raise PayloadTooLarge(f"the body exceeds {settings.max_body_bytes} bytes") from exc
     except TimeoutError:
         raise RequestTimeout(
-            f"the request body did not arrive within {settings.body_timeout_s:g} s") from None
+            f"the request body did not arrive within {settings.body_timeout_s:g} s"
+        ) from None
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         if too_deep(body, raw=raw):  # settings_api/json_limits.py
@@ -169,22 +182,29 @@ def decode_cursor(cursor: str, kind: type) -> Any:
         (value,) = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         value = None
-    if (not isinstance(value, kind) or isinstance(value, bool)
-            or (isinstance(value, int) and not 0 <= value <= _MAX_SORT_KEY)
-            or (isinstance(value, str) and "\x00" in value)):
+    if (
+        not isinstance(value, kind)
+        or isinstance(value, bool)
+        or (isinstance(value, int) and not 0 <= value <= _MAX_SORT_KEY)
+        or (isinstance(value, str) and "\x00" in value)
+    ):
         raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
     return value
 
 
-def page_params(request: web.Request, default_limit: int = 50,
-                max_limit: int = 200) -> tuple[str | None, int]:
+def page_params(
+    request: web.Request, default_limit: int = 50, max_limit: int = 200
+) -> tuple[str | None, int]:
     """`cursor` and `limit` query parameters, validated."""
     raw_limit = request.query.get("limit")
     limit = default_limit
     if raw_limit is not None:
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        if (not (raw_limit.isascii() and raw_limit.isdigit()) or len(raw_limit) > 6
-                or not 1 <= int(raw_limit) <= max_limit):
+        if (
+            not (raw_limit.isascii() and raw_limit.isdigit())
+            or len(raw_limit) > 6
+            or not 1 <= int(raw_limit) <= max_limit
+        ):
             raise ValidationFailed([FieldError("limit", f"must be an integer 1-{max_limit}")])
         limit = int(raw_limit)
     return request.query.get("cursor") or None, limit

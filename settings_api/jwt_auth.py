@@ -154,8 +154,7 @@ class JwtVerifier:
             raise TokenError("unsupported algorithm")
 
         claims = self._decode(token, key, alg)
-        return Principal(subject=_subject(claims), tenants=_tenants(claims),
-                         issuer=_issuer(claims))
+        return Principal(subject=_subject(claims), tenants=_tenants(claims), issuer=_issuer(claims))
 
     async def _signing_key(self, client: jwt.PyJWKClient, kid: object) -> jwt.PyJWK:
         if not isinstance(kid, str) or not kid:

@@ -60,8 +60,9 @@ def mint() -> MintedKey:
     """Create a new random key with scope `mcp:invoke`."""
     random_part = "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LEN))
     raw = PREFIX + random_part + _checksum(random_part)
-    return MintedKey(key_id=str(uuid.uuid4()), raw=raw, key_hash=hash_key(raw),
-                     key_prefix=raw[:KEY_PREFIX_LEN])
+    return MintedKey(
+        key_id=str(uuid.uuid4()), raw=raw, key_hash=hash_key(raw), key_prefix=raw[:KEY_PREFIX_LEN]
+    )
 
 
 def has_key_shape(raw: str) -> bool:
@@ -74,7 +75,7 @@ def check_format(raw: str) -> None:
     """Raise `InvalidKeyFormat` unless `raw` has the key shape and a valid checksum."""
     if not has_key_shape(raw):
         raise InvalidKeyFormat("not an mcp-gateway API key")
-    body = raw[len(PREFIX):]
+    body = raw[len(PREFIX) :]
     if not _ALPHABET_SET.issuperset(body):
         raise InvalidKeyFormat("not an mcp-gateway API key")
     random_part, check = body[:_RANDOM_LEN], body[_RANDOM_LEN:]

@@ -15,10 +15,19 @@ from settings_api.schemas import COMPONENTS, page_of, ref
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _QUERY = {
-    "cursor": {"name": "cursor", "in": "query", "required": False,
-               "description": "nextCursor of the previous page", "schema": {"type": "string"}},
-    "limit": {"name": "limit", "in": "query", "required": False,
-              "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+    "cursor": {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "nextCursor of the previous page",
+        "schema": {"type": "string"},
+    },
+    "limit": {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
 }
 
 
@@ -27,19 +36,25 @@ def document(version: str) -> dict[str, Any]:
     """The OpenAPI document of the settings API."""
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
-        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in _PARAM.findall(route.path)]
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _PARAM.findall(route.path)
+        ]
         params += [_QUERY[name] for name in route.query]
         operation: dict[str, Any] = {
             "operationId": route.operation_id,
             "summary": route.summary,
             "parameters": params,
-            "responses": {str(status): _response(status, schema)
-                          for status, schema in sorted(route.responses.items())},
+            "responses": {
+                str(status): _response(status, schema)
+                for status, schema in sorted(route.responses.items())
+            },
         }
         if route.body:
             operation["requestBody"] = {
-                "required": True, "content": {"application/json": {"schema": ref(route.body)}}}
+                "required": True,
+                "content": {"application/json": {"schema": ref(route.body)}},
+            }
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     schemas = dict(COMPONENTS)
     for item in ("Integration", "Config", "AuditEvent"):
@@ -52,8 +67,9 @@ def document(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearerJwt": {"type": "http", "scheme": "bearer",
-                                              "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 

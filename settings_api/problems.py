@@ -29,8 +29,9 @@ class Problem(Exception):
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None,
-                 **extensions: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extensions: Any
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers = headers or {}
@@ -132,8 +133,9 @@ class McpDisabled(Forbidden):
 class TooManyRequests(Problem):
     status, slug, title = 429, "too-many-requests", "Too many requests"
 
-    def __init__(self, detail: str | None = None, *, retry_after_s: int = 1,
-                 **extensions: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, retry_after_s: int = 1, **extensions: Any
+    ) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)}, **extensions)
 
 
@@ -150,8 +152,9 @@ class UpstreamFailed(Problem):
 class ServiceUnavailable(Problem):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
-    def __init__(self, detail: str | None = None, *, retry_after_s: int = 2,
-                 **extensions: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, retry_after_s: int = 2, **extensions: Any
+    ) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)}, **extensions)
 
 
@@ -183,8 +186,15 @@ class SecretsUnreadable(Problem):
 
 
 _BY_STATUS: dict[int, type[Problem]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
-    409: Conflict, 413: PayloadTooLarge, 415: UnsupportedMediaType, 503: ServiceUnavailable,
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    503: ServiceUnavailable,
 }
 
 

@@ -44,16 +44,25 @@ class Route:
 
 # serialization -------------------------------------------------------------------------------
 def integration_json(i: Integration) -> dict[str, Any]:
-    return {"integrationId": i.integration_id, "name": i.name, "createdAt": i.created_at,
-            "modifiedAt": i.modified_at}
+    return {
+        "integrationId": i.integration_id,
+        "name": i.name,
+        "createdAt": i.created_at,
+        "modifiedAt": i.modified_at,
+    }
 
 
 def config_json(c: Config) -> dict[str, Any]:
     # upstream header values are write-only: only their names are ever shown; so are the URL's
     # password and query values (settings_api/upstream_url.py).
-    return {"configId": c.config_id, "upstreamUrl": c.shown_url,
-            "upstreamHeaderNames": c.upstream_header_names, "tools": c.tools,
-            "createdAt": c.created_at, "syncedAt": c.synced_at}
+    return {
+        "configId": c.config_id,
+        "upstreamUrl": c.shown_url,
+        "upstreamHeaderNames": c.upstream_header_names,
+        "tools": c.tools,
+        "createdAt": c.created_at,
+        "syncedAt": c.synced_at,
+    }
 
 
 def mcp_urls(public_url: str, tenant: str, integration: str) -> tuple[str, str]:
@@ -63,30 +72,51 @@ def mcp_urls(public_url: str, tenant: str, integration: str) -> tuple[str, str]:
 
 
 def settings_json(request: web.Request, s: McpSettings, api_key: str | None) -> dict[str, Any]:
-    call_url, test_url = mcp_urls(request.app[SETTINGS].public_url, s.tenant_id,
-                                  s.integration_id)
-    return {"integrationId": s.integration_id, "enabled": s.enabled, "configId": s.config_id,
-            "exposedToolIds": s.exposed_tool_ids, "description": s.description,
-            "apiKeyId": s.api_key_id, "callUrl": call_url, "testUrl": test_url,
-            "createdAt": s.created_at, "modifiedAt": s.modified_at, "keyPrefix": s.key_prefix,
-            "apiKey": api_key}
+    call_url, test_url = mcp_urls(request.app[SETTINGS].public_url, s.tenant_id, s.integration_id)
+    return {
+        "integrationId": s.integration_id,
+        "enabled": s.enabled,
+        "configId": s.config_id,
+        "exposedToolIds": s.exposed_tool_ids,
+        "description": s.description,
+        "apiKeyId": s.api_key_id,
+        "callUrl": call_url,
+        "testUrl": test_url,
+        "createdAt": s.created_at,
+        "modifiedAt": s.modified_at,
+        "keyPrefix": s.key_prefix,
+        "apiKey": api_key,
+    }
 
 
 def fixture_json(f: SimulatorFixture, version: int) -> dict[str, Any]:
-    return {"toolId": f.tool_id, "rules": f.rules, "fixturesVersion": version,
-            "createdAt": f.created_at, "modifiedAt": f.modified_at}
+    return {
+        "toolId": f.tool_id,
+        "rules": f.rules,
+        "fixturesVersion": version,
+        "createdAt": f.created_at,
+        "modifiedAt": f.modified_at,
+    }
 
 
 def audit_json(e: AuditEvent) -> dict[str, Any]:
-    return {"eventId": e.event_id, "actor": e.actor, "action": e.action, "target": e.target,
-            "at": e.at, "details": e.details}
+    return {
+        "eventId": e.event_id,
+        "actor": e.actor,
+        "action": e.action,
+        "target": e.target,
+        "at": e.at,
+        "details": e.details,
+    }
 
 
 def _page(items: list[Any], limit: int, render: Any, key: Any) -> dict[str, Any]:
     more = len(items) > limit
     items = items[:limit]
-    return {"items": [render(i) for i in items],
-            "nextCursor": encode_cursor(key(items[-1])) if more and items else None}
+    return {
+        "items": [render(i) for i in items],
+        "nextCursor": encode_cursor(key(items[-1])) if more and items else None,
+    }
 
 
 # handlers ------------------------------------------------------------------------------------
@@ -115,8 +145,9 @@ async def put_integration(request: web.Request) -> web.Response:
     integration = request.match_info["integration"]
     body = validate("IntegrationPut", await read_json(request))
     if not full_match(ID_PATTERN, integration):
-        raise ValidationFailed([FieldError(
-            "integration", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")])
+        raise ValidationFailed(
+            [FieldError("integration", "must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+        )
     found, created = await service.put_integration(actor, tenant, integration, body["name"])
     return json_response(integration_json(found), 201 if created else 200)
 
@@ -145,8 +176,13 @@ async def create_config(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
     body = validate("ConfigCreate", await read_json(request))
     config = await service.create_config(
-        actor, tenant, _integration(request), body.get("upstreamUrl"),
-        body.get("upstreamHeaders") or {}, body.get("tools"))
+        actor,
+        tenant,
+        _integration(request),
+        body.get("upstreamUrl"),
+        body.get("upstreamHeaders") or {},
+        body.get("tools"),
+    )
     return json_response(config_json(config), 201)
 
 
@@ -154,22 +190,19 @@ async def list_configs(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
     cursor, limit = page_params(request)
     after = decode_cursor(cursor, str) if cursor else ""
-    found = await service.list_configs(tenant, _integration(request), after,
-                                       limit + 1)
+    found = await service.list_configs(tenant, _integration(request), after, limit + 1)
     return json_response(_page(found, limit, config_json, lambda c: c.config_id))
 
 
 async def get_config(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
-    config = await service.get_config(tenant, _integration(request),
-                                      _config_id(request))
+    config = await service.get_config(tenant, _integration(request), _config_id(request))
     return json_response(config_json(config))
 
 
 async def sync_tools(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
-    config = await service.sync_tools(actor, tenant, _integration(request),
-                                      _config_id(request))
+    config = await service.sync_tools(actor, tenant, _integration(request), _config_id(request))
     return json_response(config_json(config))
 
 
@@ -182,11 +215,13 @@ async def get_mcp_settings(request: web.Request) -> web.Response:
 async def patch_mcp_settings(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
     body = validate("McpSettingsPatch", await read_json(request))
-    patch = SettingsPatch(enabled=body.get("enabled"), config_id=body.get("configId"),
-                          exposed_tool_ids=body.get("exposedToolIds"),
-                          description=body.get("description"))
-    found, raw_key = await service.patch_settings(actor, tenant, _integration(request),
-                                                  patch)
+    patch = SettingsPatch(
+        enabled=body.get("enabled"),
+        config_id=body.get("configId"),
+        exposed_tool_ids=body.get("exposedToolIds"),
+        description=body.get("description"),
+    )
+    found, raw_key = await service.patch_settings(actor, tenant, _integration(request), patch)
     return json_response(settings_json(request, found, raw_key))
 
 
@@ -207,15 +242,13 @@ async def put_fixture(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
     integration, tool_id = _integration(request), _tool_id(request)
     body = validate("SimulatorFixturePut", await read_json(request))
-    fixture, version, created = await service.put_fixture(actor, tenant, integration, tool_id,
-                                                          body)
+    fixture, version, created = await service.put_fixture(actor, tenant, integration, tool_id, body)
     return json_response(fixture_json(fixture, version), 201 if created else 200)
 
 
 async def get_fixture(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
-    fixture, version = await service.get_fixture(tenant, _integration(request),
-                                                 _tool_id(request))
+    fixture, version = await service.get_fixture(tenant, _integration(request), _tool_id(request))
     return json_response(fixture_json(fixture, version))
 
 
@@ -234,55 +267,154 @@ async def list_audit(request: web.Request) -> web.Response:
 
 
 # 429: the token's rate limit, or too many failed authentications from the address.
-_ERRORS = {400: "Problem", 401: "Problem", 403: "Problem", 404: "Problem", 429: "Problem",
-           503: "Problem"}
+_ERRORS = {
+    400: "Problem",
+    401: "Problem",
+    403: "Problem",
+    404: "Problem",
+    429: "Problem",
+    503: "Problem",
+}
 _WRITE_ERRORS = {**_ERRORS, 409: "Problem", 413: "Problem", 415: "Problem", 422: "Problem"}
 _PAGE = ("cursor", "limit")
 _INTEGRATION = BASE + "/{integration}"
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", BASE, list_integrations, "listIntegrations", "List integrations",
-          responses={200: "IntegrationPage", 422: "Problem", **_ERRORS}, query=_PAGE),
-    Route("PUT", _INTEGRATION, put_integration, "putIntegration",
-          "Create or rename an integration", body="IntegrationPut",
-          responses={200: "Integration", 201: "Integration", **_WRITE_ERRORS}),
-    Route("GET", _INTEGRATION, get_integration, "getIntegration", "Read an integration",
-          responses={200: "Integration", **_ERRORS}),
-    Route("DELETE", _INTEGRATION, delete_integration, "deleteIntegration",
-          "Delete an integration and revoke its key", responses={204: None, **_ERRORS}),
-    Route("POST", _INTEGRATION + "/configs", create_config, "createConfig",
-          "Create a config (inline tools, or read from the upstream)", body="ConfigCreate",
-          # 429: the tenant's catalog reads in flight are at MCPGW_UPSTREAM_MAX_INFLIGHT.
-          responses={201: "Config", 429: "Problem", 502: "Problem", **_WRITE_ERRORS}),
-    Route("GET", _INTEGRATION + "/configs", list_configs, "listConfigs", "List configs",
-          responses={200: "ConfigPage", 422: "Problem", **_ERRORS}, query=_PAGE),
-    Route("GET", _INTEGRATION + "/configs/{config_id}", get_config, "getConfig",
-          "Read a config", responses={200: "Config", **_ERRORS}),
-    Route("POST", _INTEGRATION + "/configs/{config_id}:syncTools", sync_tools, "syncTools",
-          "Re-read the upstream tool catalog",
-          # 500 secrets-unreadable: MCPGW_SECRET_KEY cannot decrypt the config's header values.
-          responses={200: "Config", 409: "Problem", 422: "Problem", 429: "Problem",
-                     500: "Problem",
-                     502: "Problem", **_ERRORS}),
-    Route("GET", _INTEGRATION + "/mcp", get_mcp_settings, "getMcpSettings",
-          "Read the MCP settings", responses={200: "McpSettings", **_ERRORS}),
-    Route("PATCH", _INTEGRATION + "/mcp", patch_mcp_settings, "patchMcpSettings",
-          "Change the MCP settings (absent or null fields are kept)", body="McpSettingsPatch",
-          responses={200: "McpSettings", **_WRITE_ERRORS}),
-    Route("POST", _INTEGRATION + "/mcp:rotateKey", rotate_key, "rotateKey",
-          "Mint a new API key and revoke the old one",
-          responses={200: "McpSettings", 409: "Problem", **_ERRORS}),
-    Route("PUT", _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}", put_fixture,
-          "putSimulatorFixture", "Script the simulator's answers for a tool (testUrl)",
-          body="SimulatorFixturePut",
-          responses={200: "SimulatorFixture", 201: "SimulatorFixture", **_WRITE_ERRORS}),
-    Route("GET", _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}", get_fixture,
-          "getSimulatorFixture", "Read a tool's simulator fixture",
-          responses={200: "SimulatorFixture", **_ERRORS}),
-    Route("DELETE", _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}", delete_fixture,
-          "deleteSimulatorFixture", "Remove a tool's simulator fixture",
-          responses={204: None, **_ERRORS}),
-    Route("GET", "/v1/tenants/{tenant}/audit", list_audit, "listAudit",
-          "The tenant's audit events, newest first",
-          responses={200: "AuditEventPage", 422: "Problem", **_ERRORS}, query=_PAGE),
+    Route(
+        "GET",
+        BASE,
+        list_integrations,
+        "listIntegrations",
+        "List integrations",
+        responses={200: "IntegrationPage", 422: "Problem", **_ERRORS},
+        query=_PAGE,
+    ),
+    Route(
+        "PUT",
+        _INTEGRATION,
+        put_integration,
+        "putIntegration",
+        "Create or rename an integration",
+        body="IntegrationPut",
+        responses={200: "Integration", 201: "Integration", **_WRITE_ERRORS},
+    ),
+    Route(
+        "GET",
+        _INTEGRATION,
+        get_integration,
+        "getIntegration",
+        "Read an integration",
+        responses={200: "Integration", **_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        _INTEGRATION,
+        delete_integration,
+        "deleteIntegration",
+        "Delete an integration and revoke its key",
+        responses={204: None, **_ERRORS},
+    ),
+    Route(
+        "POST",
+        _INTEGRATION + "/configs",
+        create_config,
+        "createConfig",
+        "Create a config (inline tools, or read from the upstream)",
+        body="ConfigCreate",
+        # 429: the tenant's catalog reads in flight are at MCPGW_UPSTREAM_MAX_INFLIGHT.
+        responses={201: "Config", 429: "Problem", 502: "Problem", **_WRITE_ERRORS},
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/configs",
+        list_configs,
+        "listConfigs",
+        "List configs",
+        responses={200: "ConfigPage", 422: "Problem", **_ERRORS},
+        query=_PAGE,
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/configs/{config_id}",
+        get_config,
+        "getConfig",
+        "Read a config",
+        responses={200: "Config", **_ERRORS},
+    ),
+    Route(
+        "POST",
+        _INTEGRATION + "/configs/{config_id}:syncTools",
+        sync_tools,
+        "syncTools",
+        "Re-read the upstream tool catalog",
+        # 500 secrets-unreadable: MCPGW_SECRET_KEY cannot decrypt the config's header values.
+        responses={
+            200: "Config",
+            409: "Problem",
+            422: "Problem",
+            429: "Problem",
+            500: "Problem",
+            502: "Problem",
+            **_ERRORS,
+        },
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/mcp",
+        get_mcp_settings,
+        "getMcpSettings",
+        "Read the MCP settings",
+        responses={200: "McpSettings", **_ERRORS},
+    ),
+    Route(
+        "PATCH",
+        _INTEGRATION + "/mcp",
+        patch_mcp_settings,
+        "patchMcpSettings",
+        "Change the MCP settings (absent or null fields are kept)",
+        body="McpSettingsPatch",
+        responses={200: "McpSettings", **_WRITE_ERRORS},
+    ),
+    Route(
+        "POST",
+        _INTEGRATION + "/mcp:rotateKey",
+        rotate_key,
+        "rotateKey",
+        "Mint a new API key and revoke the old one",
+        responses={200: "McpSettings", 409: "Problem", **_ERRORS},
+    ),
+    Route(
+        "PUT",
+        _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}",
+        put_fixture,
+        "putSimulatorFixture",
+        "Script the simulator's answers for a tool (testUrl)",
+        body="SimulatorFixturePut",
+        responses={200: "SimulatorFixture", 201: "SimulatorFixture", **_WRITE_ERRORS},
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}",
+        get_fixture,
+        "getSimulatorFixture",
+        "Read a tool's simulator fixture",
+        responses={200: "SimulatorFixture", **_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        _INTEGRATION + "/mcp/simulator/fixtures/{tool_id}",
+        delete_fixture,
+        "deleteSimulatorFixture",
+        "Remove a tool's simulator fixture",
+        responses={204: None, **_ERRORS},
+    ),
+    Route(
+        "GET",
+        "/v1/tenants/{tenant}/audit",
+        list_audit,
+        "listAudit",
+        "The tenant's audit events, newest first",
+        responses={200: "AuditEventPage", 422: "Problem", **_ERRORS},
+        query=_PAGE,
+    ),
 )

@@ -25,14 +25,14 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-
 COMPONENTS: dict[str, dict[str, Any]] = {
     "IntegrationPut": {
         "type": "object",
         "additionalProperties": False,
         "required": ["name"],
-        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200,
-                                "pattern": TEXT_PATTERN}},
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_PATTERN}
+        },
     },
     "Integration": {
         "type": "object",
@@ -60,14 +60,20 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "upstreamUrl": {"type": "string", "pattern": r"^https?://[^\s\x00]+$",
-                            "maxLength": 2048},
+            "upstreamUrl": {
+                "type": "string",
+                "pattern": r"^https?://[^\s\x00]+$",
+                "maxLength": 2048,
+            },
             "upstreamHeaders": {
                 "type": "object",
                 "maxProperties": 32,
                 "propertyNames": {"pattern": HEADER_NAME_PATTERN},
-                "additionalProperties": {"type": "string", "maxLength": 8192,
-                                         "pattern": HEADER_VALUE_PATTERN},
+                "additionalProperties": {
+                    "type": "string",
+                    "maxLength": 8192,
+                    "pattern": HEADER_VALUE_PATTERN,
+                },
                 "description": "Sent to the upstream on every call. Write-only: never returned.",
             },
             "tools": {"type": "array", "maxItems": 1000, "items": ref("Tool")},
@@ -75,13 +81,23 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     },
     "Config": {
         "type": "object",
-        "required": ["configId", "upstreamUrl", "upstreamHeaderNames", "tools", "createdAt",
-                     "syncedAt"],
+        "required": [
+            "configId",
+            "upstreamUrl",
+            "upstreamHeaderNames",
+            "tools",
+            "createdAt",
+            "syncedAt",
+        ],
         "properties": {
             "configId": {"type": "string"},
-            "upstreamUrl": {**_nullable_string, "description": (
-                "Redacted: the password and every query value read *** (they are kept encrypted "
-                "and sent to the upstream as given).")},
+            "upstreamUrl": {
+                **_nullable_string,
+                "description": (
+                    "Redacted: the password and every query value read *** (they are kept "
+                    "encrypted and sent to the upstream as given)."
+                ),
+            },
             "upstreamHeaderNames": {"type": "array", "items": {"type": "string"}},
             "tools": {"type": "array", "items": ref("Tool")},
             "createdAt": {"type": "integer"},
@@ -94,17 +110,31 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {
             "enabled": {"type": ["boolean", "null"]},
             "configId": {"type": ["string", "null"], "pattern": ID_PATTERN},
-            "exposedToolIds": {"type": ["array", "null"], "uniqueItems": True, "maxItems": 1000,
-                               "items": {"type": "string", "minLength": 1, "maxLength": 128}},
-            "description": {"type": ["string", "null"], "maxLength": 4000,
-                            "pattern": TEXT_PATTERN},
+            "exposedToolIds": {
+                "type": ["array", "null"],
+                "uniqueItems": True,
+                "maxItems": 1000,
+                "items": {"type": "string", "minLength": 1, "maxLength": 128},
+            },
+            "description": {"type": ["string", "null"], "maxLength": 4000, "pattern": TEXT_PATTERN},
         },
     },
     "McpSettings": {
         "type": "object",
-        "required": ["integrationId", "enabled", "configId", "exposedToolIds", "description",
-                     "apiKeyId", "callUrl", "testUrl", "createdAt", "modifiedAt", "keyPrefix",
-                     "apiKey"],
+        "required": [
+            "integrationId",
+            "enabled",
+            "configId",
+            "exposedToolIds",
+            "description",
+            "apiKeyId",
+            "callUrl",
+            "testUrl",
+            "createdAt",
+            "modifiedAt",
+            "keyPrefix",
+            "apiKey",
+        ],
         "properties": {
             "integrationId": {"type": "string"},
             "enabled": {"type": "boolean"},
@@ -117,29 +147,39 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "createdAt": {"type": "integer"},
             "modifiedAt": {"type": "integer"},
             "keyPrefix": _nullable_string,
-            "apiKey": {"type": ["string", "null"],
-                       "description": "The raw key, only in the response that minted it."},
+            "apiKey": {
+                "type": ["string", "null"],
+                "description": "The raw key, only in the response that minted it.",
+            },
         },
     },
     "SimulatorFixturePut": {
         "type": "object",
         "additionalProperties": False,
         "required": ["rules"],
-        "properties": {"rules": {"type": "array", "maxItems": 100,
-                                 "items": ref("SimulatorRule")}},
+        "properties": {"rules": {"type": "array", "maxItems": 100, "items": ref("SimulatorRule")}},
     },
     "SimulatorRule": {
         "type": "object",
         "additionalProperties": False,
         "description": "Exactly one of result or error. The first rule whose match is a subset "
-                       "of the call's arguments answers; an empty match is a default.",
+        "of the call's arguments answers; an empty match is a default.",
         "properties": {
             "match": {"type": "object"},
-            "result": {"type": "object", "description": "A CallToolResult; structuredContent "
-                       "must validate against the tool's outputSchema"},
-            "error": {"type": "object", "required": ["code", "message"],
-                      "properties": {"code": {"type": "integer"},
-                                     "message": {"type": "string"}, "data": {}}},
+            "result": {
+                "type": "object",
+                "description": "A CallToolResult; structuredContent "
+                "must validate against the tool's outputSchema",
+            },
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "data": {},
+                },
+            },
             "latencyMs": {"type": "integer", "minimum": 0, "maximum": 30000},
         },
     },
@@ -149,9 +189,11 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {
             "toolId": {"type": "string"},
             "rules": {"type": "array", "items": ref("SimulatorRule")},
-            "fixturesVersion": {"type": "integer",
-                                "description": "Bumped by every fixture change of the "
-                                               "integration; part of the simulator's seed"},
+            "fixturesVersion": {
+                "type": "integer",
+                "description": "Bumped by every fixture change of the "
+                "integration; part of the simulator's seed",
+            },
             "createdAt": {"type": "integer"},
             "modifiedAt": {"type": "integer"},
         },
@@ -178,12 +220,21 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "detail": {"type": "string"},
             "instance": {"type": "string"},
             "requestId": {"type": "string"},
-            "reason": {"type": "string", "description": (
-                "upstream-failed only: connect, timeout, http-status, invalid-response, "
-                "jsonrpc-error, too-large or too-many-pages")},
-            "errors": {"type": "array", "items": {
-                "type": "object", "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+            "reason": {
+                "type": "string",
+                "description": (
+                    "upstream-failed only: connect, timeout, http-status, invalid-response, "
+                    "jsonrpc-error, too-large or too-many-pages"
+                ),
+            },
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
         },
     },
 }
@@ -194,8 +245,10 @@ def page_of(item: str) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["items", "nextCursor"],
-        "properties": {"items": {"type": "array", "items": ref(item)},
-                       "nextCursor": _nullable_string},
+        "properties": {
+            "items": {"type": "array", "items": ref(item)},
+            "nextCursor": _nullable_string,
+        },
     }
 
 
@@ -221,8 +274,9 @@ def full_match(pattern: str, value: str) -> bool:
 @cache
 def _validator(name: str) -> Any:
     # Validate against the very document OpenAPI shows, so the two can never disagree.
-    return _Validator({"$ref": f"#/components/schemas/{name}",
-                       "components": {"schemas": COMPONENTS}})
+    return _Validator(
+        {"$ref": f"#/components/schemas/{name}", "components": {"schemas": COMPONENTS}}
+    )
 
 
 def field_errors(name: str, body: Any) -> list[FieldError]:

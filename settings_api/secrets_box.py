@@ -43,8 +43,7 @@ _HKDF_INFO = b"mcp-gateway/upstream-headers/fernet/v1"
 
 Outcome = Literal["current", "encrypted", "rotated", "unreadable"]
 # When a config's header values and URL fare differently, the config counts as the worst.
-_OUTCOME_RANK: dict[Outcome, int] = {"current": 0, "rotated": 1, "encrypted": 2,
-                                     "unreadable": 3}
+_OUTCOME_RANK: dict[Outcome, int] = {"current": 0, "rotated": 1, "encrypted": 2, "unreadable": 3}
 
 
 class SecretKeyError(ValueError):
@@ -73,15 +72,18 @@ def parse_keys(setting: str) -> list[str]:
     short = [index + 1 for index, key in enumerate(keys) if len(key) < MIN_KEY_CHARS]
     if short:
         which = ", ".join(map(str, short))
-        raise SecretKeyError(f"key {which} is shorter than {MIN_KEY_CHARS} characters "
-                             "(use e.g. 48 random bytes, URL-safe base64)")
+        raise SecretKeyError(
+            f"key {which} is shorter than {MIN_KEY_CHARS} characters "
+            "(use e.g. 48 random bytes, URL-safe base64)"
+        )
     return keys
 
 
 def _fernet(secret: str) -> Fernet:
     # The secrets are long random strings (MIN_KEY_CHARS), so HKDF needs no salt of its own.
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=_HKDF_INFO).derive(secret.encode("utf-8"))
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+        secret.encode("utf-8")
+    )
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
@@ -125,6 +127,7 @@ class SecretBox:
 
 # --- the stored form ------------------------------------------------------------------------
 
+
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -135,11 +138,16 @@ def seal_headers(headers: Mapping[str, str], box: SecretBox | None) -> str:
     Without a box only an empty header set can be stored: values never go to disk in clear."""
     if box is None:
         if headers:
-            raise RuntimeError("the store has no SecretBox: refusing to store upstream header "
-                               "values unencrypted")
+            raise RuntimeError(
+                "the store has no SecretBox: refusing to store upstream header values unencrypted"
+            )
         return "{}"
-    return _dump({"v": ENVELOPE_VERSION,
-                  "fernet": {name: box.encrypt(value) for name, value in headers.items()}})
+    return _dump(
+        {
+            "v": ENVELOPE_VERSION,
+            "fernet": {name: box.encrypt(value) for name, value in headers.items()},
+        }
+    )
 
 
 def _unreadable(names: Sequence[str], reason: str) -> OpenedHeaders:
@@ -173,14 +181,19 @@ def open_headers(stored: str, box: SecretBox | None) -> OpenedHeaders:
     if not sealed:
         return OpenedHeaders(dict(entries), plaintext=True)
     if box is None:
-        return _unreadable(list(entries), "no MCPGW_SECRET_KEY is configured to decrypt the "
-                                          "upstream header values")
+        return _unreadable(
+            list(entries), "no MCPGW_SECRET_KEY is configured to decrypt the upstream header values"
+        )
     try:
         return OpenedHeaders({name: box.decrypt(token) for name, token in entries.items()})
     except (InvalidToken, UnicodeError):
-        return _unreadable(list(entries), (
-            "the upstream header values cannot be decrypted with MCPGW_SECRET_KEY (none of its "
-            f"{box.key_count} key(s) is the one they were encrypted with)"))
+        return _unreadable(
+            list(entries),
+            (
+                "the upstream header values cannot be decrypted with MCPGW_SECRET_KEY (none of its "
+                f"{box.key_count} key(s) is the one they were encrypted with)"
+            ),
+        )
 
 
 def reseal_headers(stored: str, box: SecretBox) -> tuple[str | None, Outcome]:
@@ -211,6 +224,7 @@ def worst(first: Outcome, second: Outcome) -> Outcome:
 
 # --- the upstream URL -----------------------------------------------------------------------
 
+
 def seal_url(url: str | None, box: SecretBox | None) -> tuple[str | None, str | None]:
     """(what ``configs.upstream_url`` holds, the sealed full URL or None) for `url`.
 
@@ -218,13 +232,16 @@ def seal_url(url: str | None, box: SecretBox | None) -> tuple[str | None, str | 
     if url is None or not has_secrets(url):
         return url, None
     if box is None:
-        raise RuntimeError("the store has no SecretBox: refusing to store the upstream URL's "
-                           "credentials unencrypted")
+        raise RuntimeError(
+            "the store has no SecretBox: refusing to store the upstream URL's "
+            "credentials unencrypted"
+        )
     return redact(url), box.encrypt(url)
 
 
-def open_url(shown: str | None, sealed: str | None,
-             box: SecretBox | None) -> tuple[str | None, str | None]:
+def open_url(
+    shown: str | None, sealed: str | None, box: SecretBox | None
+) -> tuple[str | None, str | None]:
     """(the URL to connect to, why it could not be decrypted); never raises.
 
     When it cannot be decrypted the redacted form comes back with the reason: shown, never
@@ -232,18 +249,22 @@ def open_url(shown: str | None, sealed: str | None,
     if sealed is None:
         return shown, None  # no secrets, or stored before encryption at rest: as written
     if box is None:
-        return shown, ("no MCPGW_SECRET_KEY is configured to decrypt the upstream URL's "
-                       "credentials")
+        return shown, (
+            "no MCPGW_SECRET_KEY is configured to decrypt the upstream URL's credentials"
+        )
     try:
         return box.decrypt(sealed), None
     except (InvalidToken, UnicodeError):
-        return shown, ("the upstream URL's credentials cannot be decrypted with "
-                       f"MCPGW_SECRET_KEY (none of its {box.key_count} key(s) is the one they "
-                       "were encrypted with)")
+        return shown, (
+            "the upstream URL's credentials cannot be decrypted with "
+            f"MCPGW_SECRET_KEY (none of its {box.key_count} key(s) is the one they "
+            "were encrypted with)"
+        )
 
 
-def reseal_url(shown: str | None, sealed: str | None,
-               box: SecretBox) -> tuple[tuple[str, str] | None, Outcome]:
+def reseal_url(
+    shown: str | None, sealed: str | None, box: SecretBox
+) -> tuple[tuple[str, str] | None, Outcome]:
     """The URL's columns re-encrypted with the box's first key: ((shown, sealed) or None,
     outcome), with the outcomes of `reseal_headers` ("encrypted": it was stored in clear)."""
     if sealed is None:

@@ -41,15 +41,19 @@ def normalize_tools(
             continue  # the checks below would recurse through all of it
         name = tool.get("name")
         if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
-            errors.append(FieldError(f"{where}.name",
-                                     "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'"))
+            errors.append(
+                FieldError(
+                    f"{where}.name", "must be 1-128 characters of A-Z, a-z, 0-9, '_', '-', '.'"
+                )
+            )
         elif name in seen:
             errors.append(FieldError(f"{where}.name", f"duplicate tool name {name!r}"))
         else:
             seen.add(name)
         if not finite_json(tool):
-            errors.append(FieldError(where, "contains a number JSON cannot carry (NaN or out "
-                                            "of range)"))
+            errors.append(
+                FieldError(where, "contains a number JSON cannot carry (NaN or out of range)")
+            )
         tool = dict(tool)
         tool.setdefault("inputSchema", {"type": "object"})
         for key in ("inputSchema", "outputSchema"):
@@ -77,6 +81,22 @@ def _schema_problem(schema: Any) -> str | None:
     return None
 
 
-_KEYWORDS = frozenset(Draft202012Validator.META_SCHEMA.get("properties", {})) | frozenset({
-    "properties", "items", "required", "type", "additionalProperties", "patternProperties",
-    "$defs", "enum", "const", "allOf", "anyOf", "oneOf", "not", "prefixItems", "$ref"})
+_KEYWORDS = frozenset(Draft202012Validator.META_SCHEMA.get("properties", {})) | frozenset(
+    {
+        "properties",
+        "items",
+        "required",
+        "type",
+        "additionalProperties",
+        "patternProperties",
+        "$defs",
+        "enum",
+        "const",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "prefixItems",
+        "$ref",
+    }
+)

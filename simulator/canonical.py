@@ -85,12 +85,19 @@ def json_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def derive_seed(tenant: str, integration: str, tool: str, arguments_json: str,
-                fixtures_version: int, seed: str | None) -> bytes:
+def derive_seed(
+    tenant: str,
+    integration: str,
+    tool: str,
+    arguments_json: str,
+    fixtures_version: int,
+    seed: str | None,
+) -> bytes:
     """sha256(tenant \\0 integration \\0 tool \\0 canonical args \\0 fixtures version \\0 seed)."""
     parts = (tenant, integration, tool, arguments_json, str(int(fixtures_version)), seed or "")
-    return hashlib.sha256(_HASH_SEP.join(p.encode("utf-8", "surrogatepass") for p in parts)
-                          ).digest()
+    return hashlib.sha256(
+        _HASH_SEP.join(p.encode("utf-8", "surrogatepass") for p in parts)
+    ).digest()
 
 
 class Seeded:

@@ -69,16 +69,23 @@ class Outcome:
 class _ToolPlan:
     """What one tool's schemas compile to (cached per schema fingerprint)."""
 
-    __slots__ = ("fingerprint", "generator", "input_problem", "input_validator",
-                 "output_problem", "output_validator")
+    __slots__ = (
+        "fingerprint",
+        "generator",
+        "input_problem",
+        "input_validator",
+        "output_problem",
+        "output_validator",
+    )
 
     def __init__(self, tool: Mapping[str, Any], key: bytes) -> None:
         self.fingerprint = key
         input_schema = tool.get("inputSchema", DEFAULT_INPUT_SCHEMA)
         compiled = compile_schema(input_schema)
         self.input_validator = compiled.validator
-        self.input_problem = None if compiled.problem is None else \
-            f"its inputSchema {compiled.problem}"
+        self.input_problem = (
+            None if compiled.problem is None else f"its inputSchema {compiled.problem}"
+        )
         self.output_validator = None
         self.output_problem: str | None = None
         self.generator: Generator | None = None
@@ -105,11 +112,11 @@ class _Entry:
     """What is known about one call: why it is refused (invalid arguments, broken input
     schema), else its generated result once computed."""
 
-    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source",
-                 "timed_out")
+    __slots__ = ("read_result", "refusal", "refusal_source", "result", "result_source", "timed_out")
 
-    def __init__(self, refusal: str | None = None, refusal_source: str = "",
-                 timed_out: bool = False) -> None:
+    def __init__(
+        self, refusal: str | None = None, refusal_source: str = "", timed_out: bool = False
+    ) -> None:
         self.refusal, self.refusal_source = refusal, refusal_source
         self.timed_out = timed_out  # refused by a pattern's time bound: not to be remembered
         self.result: str | None = None
@@ -142,9 +149,15 @@ def _quick(arguments: Any) -> bytes | None:
     return None if b"null" in quick or len(quick) > MAX_REMEMBERED_ARGUMENTS_BYTES else quick
 
 
-def _answer_key(tool: Mapping[str, Any], tenant: str, integration: str, fixtures_version: int,
-                seed: str | None, fixture: Fixture | None, quick: bytes | None
-                ) -> tuple[Any, ...] | None:
+def _answer_key(
+    tool: Mapping[str, Any],
+    tenant: str,
+    integration: str,
+    fixtures_version: int,
+    seed: str | None,
+    fixture: Fixture | None,
+    quick: bytes | None,
+) -> tuple[Any, ...] | None:
     """The memo key of a call without fixtures whose arguments have a `_quick` text."""
     if fixture is not None or quick is None:
         return None
@@ -181,32 +194,44 @@ class Simulator:
     a result larger than `max_result_bytes` is a tool error naming the budget. Only verdicts
     of the call's own inputs are remembered, never one decided by a pattern's time bound."""
 
-    def __init__(self, *, result_cache_size: int = 2048, tool_cache_size: int = 512,
-                 max_attempts: int = 8, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        result_cache_size: int = 2048,
+        tool_cache_size: int = 512,
+        max_attempts: int = 8,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
         self.max_attempts = max_attempts
         self.max_result_bytes = max_result_bytes
         self._tools: LRU[bytes, _ToolPlan] = LRU(tool_cache_size)
-        self._by_identity: LRU[int, tuple[Mapping[str, Any], _ToolPlan]] = LRU(
-            tool_cache_size)
+        self._by_identity: LRU[int, tuple[Mapping[str, Any], _ToolPlan]] = LRU(tool_cache_size)
         self._results: LRU[tuple[Any, ...], _Entry] = LRU(result_cache_size)
         self._digests: LRU[tuple[Any, ...], bytes] = LRU(result_cache_size)
         # A repeated call without fixtures, straight to its entry: one lookup instead of the
         # digest's, the plan's and the result's (eval harnesses repeat calls a lot).
         self._answers: LRU[tuple[Any, ...], tuple[Mapping[str, Any], _Entry]] = LRU(
-            result_cache_size)
+            result_cache_size
+        )
 
     # ---- public --------------------------------------------------------------------------
 
-    def simulate(self, tool: Mapping[str, Any], arguments: Any, *, tenant: str,
-                 integration: str, fixtures_version: int = 0, seed: str | None = None,
-                 fixture: Fixture | None = None) -> Outcome:
+    def simulate(
+        self,
+        tool: Mapping[str, Any],
+        arguments: Any,
+        *,
+        tenant: str,
+        integration: str,
+        fixtures_version: int = 0,
+        seed: str | None = None,
+        fixture: Fixture | None = None,
+    ) -> Outcome:
         """The answer to calling `tool` with `arguments` (None = no arguments)."""
         if arguments is None:
             arguments = {}
         quick = _quick(arguments)
-        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture,
-                                 quick)
+        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture, quick)
         if answer_key is not None:
             held = self._answers.get(answer_key)
             if held is not None and held[0] is tool:
@@ -216,17 +241,27 @@ class Simulator:
         if rule is not None and rule.matches_exactly(arguments):
             return _from_rule(rule)
         try:
-            digest = self._digest(tenant, integration, name, arguments, int(fixtures_version),
-                                  seed, quick)
+            digest = self._digest(
+                tenant, integration, name, arguments, int(fixtures_version), seed, quick
+            )
         except (TypeError, ValueError):
-            return Outcome(result=json.loads(_error_result(
-                f"Invalid arguments for tool {json.dumps(name)}: (arguments): must be JSON")),
-                source="invalid-arguments")
+            return Outcome(
+                result=json.loads(
+                    _error_result(
+                        f"Invalid arguments for tool {json.dumps(name)}: (arguments): must be JSON"
+                    )
+                ),
+                source="invalid-arguments",
+            )
         try:
             plan = self._plan(tool)
         except (TypeError, ValueError, RecursionError):
-            return Outcome(result=json.loads(_error_result(_cannot_simulate(
-                name, "its schemas are not JSON"))), source="schema-problem")
+            return Outcome(
+                result=json.loads(
+                    _error_result(_cannot_simulate(name, "its schemas are not JSON"))
+                ),
+                source="schema-problem",
+            )
         # Digests, not texts, in the key: arguments may be large.
         key = (plan.fingerprint, digest)
         entry = self._results.get(key)
@@ -248,28 +283,51 @@ class Simulator:
             self._answers.put(answer_key, (tool, entry))
         return entry.outcome()
 
-    def remembered(self, tool: Mapping[str, Any], arguments: Any, *, tenant: str,
-                   integration: str, fixtures_version: int = 0, seed: str | None = None,
-                   fixture: Fixture | None = None) -> Outcome | None:
+    def remembered(
+        self,
+        tool: Mapping[str, Any],
+        arguments: Any,
+        *,
+        tenant: str,
+        integration: str,
+        fixtures_version: int = 0,
+        seed: str | None = None,
+        fixture: Fixture | None = None,
+    ) -> Outcome | None:
         """`simulate`'s answer when this very call was answered before (one lookup, no
         checking or generating), else None."""
-        answer_key = _answer_key(tool, tenant, integration, fixtures_version, seed, fixture,
-                                 _quick({} if arguments is None else arguments))
+        answer_key = _answer_key(
+            tool,
+            tenant,
+            integration,
+            fixtures_version,
+            seed,
+            fixture,
+            _quick({} if arguments is None else arguments),
+        )
         held = None if answer_key is None else self._answers.get(answer_key)
         return held[1].outcome() if held is not None and held[0] is tool else None
 
     # ---- steps ---------------------------------------------------------------------------
 
-    def _digest(self, tenant: str, integration: str, name: str, arguments: Any,
-                fixtures_version: int, seed: str | None, quick: bytes | None) -> bytes:
+    def _digest(
+        self,
+        tenant: str,
+        integration: str,
+        name: str,
+        arguments: Any,
+        fixtures_version: int,
+        seed: str | None,
+        quick: bytes | None,
+    ) -> bytes:
         """`derive_seed` over the canonical arguments, remembered by their `_quick` text:
         repeated calls skip canonicalizing (the slow, stdlib part)."""
-        key = None if quick is None else (tenant, integration, name, fixtures_version, seed,
-                                          quick)
+        key = None if quick is None else (tenant, integration, name, fixtures_version, seed, quick)
         digest = self._digests.get(key) if key is not None else None
         if digest is None:
-            digest = derive_seed(tenant, integration, name, canonical_json(arguments),
-                                 fixtures_version, seed)
+            digest = derive_seed(
+                tenant, integration, name, canonical_json(arguments), fixtures_version, seed
+            )
             if key is not None:
                 self._digests.put(key, digest)
         return digest
@@ -286,8 +344,9 @@ class Simulator:
         return plan
 
     def _plan_by_schemas(self, tool: Mapping[str, Any]) -> _ToolPlan:
-        key = fingerprint(ordered_json([tool.get("inputSchema", DEFAULT_INPUT_SCHEMA),
-                                        tool.get("outputSchema")]))
+        key = fingerprint(
+            ordered_json([tool.get("inputSchema", DEFAULT_INPUT_SCHEMA), tool.get("outputSchema")])
+        )
         plan = self._tools.get(key)
         if plan is None:
             plan = _ToolPlan(tool, key)
@@ -296,31 +355,44 @@ class Simulator:
 
     def _check(self, plan: _ToolPlan, name: str, arguments: Any) -> _Entry:
         if plan.input_validator is None:
-            return _Entry(_error_result(_cannot_simulate(name, plan.input_problem)),
-                          "schema-problem")
+            return _Entry(
+                _error_result(_cannot_simulate(name, plan.input_problem)), "schema-problem"
+            )
         try:
             problems = argument_problems(plan.input_validator, arguments)
         except RecursionError:
             problems = [FieldProblem("(arguments)", "are nested too deeply")]
         except OverBudget as exc:
-            return _Entry(_error_result(_cannot_simulate(name, f"in its inputSchema, {exc}")),
-                          "schema-problem", timed_out=_timed_out(exc))
+            return _Entry(
+                _error_result(_cannot_simulate(name, f"in its inputSchema, {exc}")),
+                "schema-problem",
+                timed_out=_timed_out(exc),
+            )
         except Exception:
-            return _Entry(_error_result(_cannot_simulate(
-                name, "its inputSchema has a $ref that is not local")), "schema-problem")
+            return _Entry(
+                _error_result(
+                    _cannot_simulate(name, "its inputSchema has a $ref that is not local")
+                ),
+                "schema-problem",
+            )
         if problems:
-            return _Entry(_error_result(invalid_arguments_text(name, problems)),
-                          "invalid-arguments")
+            return _Entry(
+                _error_result(invalid_arguments_text(name, problems)), "invalid-arguments"
+            )
         return _Entry()
 
-    def _generate(self, plan: _ToolPlan, name: str, arguments: Any, digest: bytes
-                  ) -> tuple[str, str, bool]:
+    def _generate(
+        self, plan: _ToolPlan, name: str, arguments: Any, digest: bytes
+    ) -> tuple[str, str, bool]:
         """The result's JSON text, its source, and whether a pattern's time bound decided it
         (then it must not be remembered)."""
         root = Seeded(digest)
         if plan.output_problem is not None:
-            return (_error_result(_cannot_simulate(name, plan.output_problem)), "schema-problem",
-                    False)
+            return (
+                _error_result(_cannot_simulate(name, plan.output_problem)),
+                "schema-problem",
+                False,
+            )
         if plan.generator is None:
             text = text_result(name, arguments, root)
             return result_json({"content": [{"type": "text", "text": text}]}), "generated", False
@@ -328,8 +400,11 @@ class Simulator:
         assert validator is not None  # set together with the generator
         problem = GenerationError("/", "no attempt produced a valid value")
         for attempt in range(self.max_attempts):
-            seeded = root if attempt == 0 else Seeded(
-                hashlib.sha256(digest + b"\x00retry%d" % attempt).digest())
+            seeded = (
+                root
+                if attempt == 0
+                else Seeded(hashlib.sha256(digest + b"\x00retry%d" % attempt).digest())
+            )
             try:
                 value = plan.generator.generate(seeded, self.max_result_bytes)
                 error = next(iter(validator.iter_errors(value)), None)
@@ -343,26 +418,38 @@ class Simulator:
                 problem = GenerationError("/", "nested too deeply")
                 break
             except OverBudget as exc:
-                return _error_result(_cannot_simulate(
-                    name, f"in its outputSchema, {exc}")), "schema-problem", _timed_out(exc)
+                return (
+                    _error_result(_cannot_simulate(name, f"in its outputSchema, {exc}")),
+                    "schema-problem",
+                    _timed_out(exc),
+                )
             except Exception:
                 problem = GenerationError("/", "has a $ref that is not local")
                 break
             if error is None:
                 text = result_json(value)
-                answer = result_json({"content": [{"type": "text", "text": text}],
-                                      "structuredContent": value})
+                answer = result_json(
+                    {"content": [{"type": "text", "text": text}], "structuredContent": value}
+                )
                 # The generator's running count is a lower bound; this is the exact size.
                 if len(answer.encode("utf-8", "surrogatepass")) > self.max_result_bytes:
                     problem = TooLarge("/", over_budget(self.max_result_bytes))
                     break
                 return answer, "generated", False
             pointer = "/" + "/".join(str(p) for p in error.absolute_schema_path)
-            problem = GenerationError(pointer, f"generated values keep breaking "
-                                               f"{error.validator!r}")
-        return _error_result(_cannot_simulate(
-            name, f"its outputSchema cannot be satisfied at {problem.pointer} "
-                  f"({problem.reason})")), "schema-problem", False
+            problem = GenerationError(
+                pointer, f"generated values keep breaking {error.validator!r}"
+            )
+        return (
+            _error_result(
+                _cannot_simulate(
+                    name,
+                    f"its outputSchema cannot be satisfied at {problem.pointer} ({problem.reason})",
+                )
+            ),
+            "schema-problem",
+            False,
+        )
 
 
 def _timed_out(exc: OverBudget) -> bool:

@@ -69,13 +69,19 @@ class Rule:
             return True
         if not isinstance(arguments, Mapping):
             return False
-        return all(key in arguments and json_equal(arguments[key], value)
-                   for key, value in self.match.items())
+        return all(
+            key in arguments and json_equal(arguments[key], value)
+            for key, value in self.match.items()
+        )
 
     def matches_exactly(self, arguments: Any) -> bool:
         """The rule names every argument, and at least one (a default rule never does)."""
-        return bool(self.match) and isinstance(arguments, Mapping) \
-            and len(self.match) == len(arguments) and self.matches(arguments)
+        return (
+            bool(self.match)
+            and isinstance(arguments, Mapping)
+            and len(self.match) == len(arguments)
+            and self.matches(arguments)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +104,14 @@ def match_rule(fixture: Fixture | None, arguments: Any) -> Rule | None:
     return None
 
 
-def parse_fixture(body: Any, tool: Mapping[str, Any]
-                  ) -> tuple[Fixture | None, list[FieldProblem]]:
+def parse_fixture(body: Any, tool: Mapping[str, Any]) -> tuple[Fixture | None, list[FieldProblem]]:
     """Validate a fixture body for `tool`; returns (fixture, []) or (None, every problem).
     Checking every rule's structuredContent shares one step budget (simulator/budget.py)."""
     with budget.scope():
         return _parse_fixture(body, tool)
 
 
-def _parse_fixture(body: Any, tool: Mapping[str, Any]
-                   ) -> tuple[Fixture | None, list[FieldProblem]]:
+def _parse_fixture(body: Any, tool: Mapping[str, Any]) -> tuple[Fixture | None, list[FieldProblem]]:
     problems: list[FieldProblem] = []
     if not isinstance(body, Mapping):
         return None, [FieldProblem("(body)", "must be an object")]
@@ -116,8 +120,12 @@ def _parse_fixture(body: Any, tool: Mapping[str, Any]
             problems.append(FieldProblem(format_path([key], "(body)"), "is not a known field"))
     rules_value = body.get("rules")
     if not isinstance(rules_value, list):
-        problems.append(FieldProblem("rules", "is required and must be an array"
-                                     if rules_value is None else "must be an array"))
+        problems.append(
+            FieldProblem(
+                "rules",
+                "is required and must be an array" if rules_value is None else "must be an array",
+            )
+        )
         return None, problems
     if len(rules_value) > MAX_RULES:
         problems.append(FieldProblem("rules", f"must have at most {MAX_RULES} rules"))
@@ -146,17 +154,23 @@ def _rule_body(rule: Rule) -> dict[str, Any]:
     return out
 
 
-def _parse_rule(raw: Any, where: str, output_schema: Any, problems: list[FieldProblem]
-                ) -> Rule | None:
+def _parse_rule(
+    raw: Any, where: str, output_schema: Any, problems: list[FieldProblem]
+) -> Rule | None:
     if not isinstance(raw, Mapping):
         problems.append(FieldProblem(where, "must be an object"))
         return None
     before = len(problems)
     for key in raw:
         if key not in _RULE_KEYS:
-            problems.append(FieldProblem(f"{where}.{key}" if isinstance(key, str)
-                                         and key.isidentifier() else
-                                         f"{where}[{json.dumps(key)}]", "is not a known field"))
+            problems.append(
+                FieldProblem(
+                    f"{where}.{key}"
+                    if isinstance(key, str) and key.isidentifier()
+                    else f"{where}[{json.dumps(key)}]",
+                    "is not a known field",
+                )
+            )
     match = raw.get("match", {})
     if match is None:
         match = {}
@@ -172,8 +186,9 @@ def _parse_rule(raw: Any, where: str, output_schema: Any, problems: list[FieldPr
     if isinstance(latency, bool) or not isinstance(latency, int):
         problems.append(FieldProblem(f"{where}.latencyMs", "must be an integer"))
     elif not 0 <= latency <= MAX_LATENCY_MS:
-        problems.append(FieldProblem(f"{where}.latencyMs",
-                                     f"must be between 0 and {MAX_LATENCY_MS}"))
+        problems.append(
+            FieldProblem(f"{where}.latencyMs", f"must be between 0 and {MAX_LATENCY_MS}")
+        )
     has_result, has_error = raw.get("result") is not None, raw.get("error") is not None
     if has_result == has_error:
         problems.append(FieldProblem(where, "must have exactly one of result or error"))
@@ -184,12 +199,12 @@ def _parse_rule(raw: Any, where: str, output_schema: Any, problems: list[FieldPr
         error = _parse_error(raw["error"], f"{where}.error", problems)
     if len(problems) > before:
         return None
-    return Rule(MappingProxyType(json.loads(json.dumps(dict(match)))), result_json, error,
-                latency)
+    return Rule(MappingProxyType(json.loads(json.dumps(dict(match)))), result_json, error, latency)
 
 
-def _parse_result(result: Any, where: str, output_schema: Any, problems: list[FieldProblem]
-                  ) -> str | None:
+def _parse_result(
+    result: Any, where: str, output_schema: Any, problems: list[FieldProblem]
+) -> str | None:
     if not isinstance(result, Mapping):
         problems.append(FieldProblem(where, "must be a CallToolResult object"))
         return None
@@ -199,9 +214,14 @@ def _parse_result(result: Any, where: str, output_schema: Any, problems: list[Fi
             problems.append(FieldProblem(f"{where}.{key}", "is not a CallToolResult field"))
     content = result.get("content")
     if not isinstance(content, list):
-        problems.append(FieldProblem(f"{where}.content",
-                                     "is required and must be an array of content blocks"
-                                     if content is None else "must be an array of content blocks"))
+        problems.append(
+            FieldProblem(
+                f"{where}.content",
+                "is required and must be an array of content blocks"
+                if content is None
+                else "must be an array of content blocks",
+            )
+        )
     else:
         for index, block in enumerate(content):
             _check_block(block, f"{where}.content[{index}]", problems)
@@ -215,14 +235,18 @@ def _parse_result(result: Any, where: str, output_schema: Any, problems: list[Fi
         problems.append(FieldProblem(f"{where}.structuredContent", "must be an object"))
     elif isinstance(output_schema, Mapping):
         if structured is None and is_error is not True:
-            problems.append(FieldProblem(
-                f"{where}.structuredContent",
-                "is required: the tool declares an outputSchema (or set isError: true)"))
+            problems.append(
+                FieldProblem(
+                    f"{where}.structuredContent",
+                    "is required: the tool declares an outputSchema (or set isError: true)",
+                )
+            )
         elif structured is not None:
             _check_structured(structured, f"{where}.structuredContent", output_schema, problems)
     if not finite_json(result):
-        problems.append(FieldProblem(where, "contains a number JSON cannot carry (NaN or "
-                                            "Infinity)"))
+        problems.append(
+            FieldProblem(where, "contains a number JSON cannot carry (NaN or Infinity)")
+        )
     if len(problems) > before:
         return None
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
@@ -238,21 +262,28 @@ def _check_block(block: Any, where: str, problems: list[FieldProblem]) -> None:
         return
     for name, expected in _BLOCK_FIELDS.get(kind, ()):
         if not isinstance(block.get(name), expected):
-            problems.append(FieldProblem(f"{where}.{name}",
-                                         f"is required for a {kind} block and must be "
-                                         f"{'a string' if expected is str else 'an object'}"))
+            problems.append(
+                FieldProblem(
+                    f"{where}.{name}",
+                    f"is required for a {kind} block and must be "
+                    f"{'a string' if expected is str else 'an object'}",
+                )
+            )
 
 
-def _check_structured(structured: Any, where: str, output_schema: Any,
-                      problems: list[FieldProblem]) -> None:
+def _check_structured(
+    structured: Any, where: str, output_schema: Any, problems: list[FieldProblem]
+) -> None:
     compiled = compile_schema(output_schema, output=False)
     if compiled.validator is None:
-        problems.append(FieldProblem(where, f"cannot be checked: the tool's outputSchema "
-                                            f"{compiled.problem}"))
+        problems.append(
+            FieldProblem(where, f"cannot be checked: the tool's outputSchema {compiled.problem}")
+        )
         return
     # Not canonical_json: 1.0 and 1 differ to a draft-04 "integer".
-    key = fingerprint(json.dumps([output_schema, structured], sort_keys=True,
-                                 separators=(",", ":")))
+    key = fingerprint(
+        json.dumps([output_schema, structured], sort_keys=True, separators=(",", ":"))
+    )
     scope = budget.current()
     before = scope.steps if scope is not None else 0
     try:
@@ -262,19 +293,29 @@ def _check_structured(structured: Any, where: str, output_schema: Any,
             return
         found = argument_problems(compiled.validator, structured)
     except OverBudget as exc:
-        problems.append(FieldProblem(where, f"cannot be checked against the tool's "
-                                            f"outputSchema: {exc}"))
+        problems.append(
+            FieldProblem(where, f"cannot be checked against the tool's outputSchema: {exc}")
+        )
         return
     except Exception:  # an unresolvable $ref in the tool's schema
-        problems.append(FieldProblem(where, "cannot be checked against the tool's "
-                                            "outputSchema (it has a non-local $ref)"))
+        problems.append(
+            FieldProblem(
+                where, "cannot be checked against the tool's outputSchema (it has a non-local $ref)"
+            )
+        )
         return
     if not found:
         _VALID_STRUCTURED.put(key, before - scope.steps if scope is not None else 0)
     for problem in found:
-        field_path = where if problem.field == "(arguments)" else (
-            f"{where}{problem.field}" if problem.field.startswith("[")
-            else f"{where}.{problem.field}")
+        field_path = (
+            where
+            if problem.field == "(arguments)"
+            else (
+                f"{where}{problem.field}"
+                if problem.field.startswith("[")
+                else f"{where}.{problem.field}"
+            )
+        )
         problems.append(FieldProblem(field_path, problem.message))
 
 
@@ -295,11 +336,13 @@ def _parse_error(error: Any, where: str, problems: list[FieldProblem]) -> Simula
         problems.append(FieldProblem(f"{where}.code", "must fit in 32 bits"))
     message = error.get("message")
     if not isinstance(message, str) or not message:
-        problems.append(FieldProblem(f"{where}.message",
-                                     "is required and must be a non-empty string"))
+        problems.append(
+            FieldProblem(f"{where}.message", "is required and must be a non-empty string")
+        )
     elif len(message) > MAX_MESSAGE_CHARS:
-        problems.append(FieldProblem(f"{where}.message",
-                                     f"must be at most {MAX_MESSAGE_CHARS} characters"))
+        problems.append(
+            FieldProblem(f"{where}.message", f"must be at most {MAX_MESSAGE_CHARS} characters")
+        )
     if not finite_json(error.get("data")):
         problems.append(FieldProblem(f"{where}.data", "contains a number JSON cannot carry"))
     if len(problems) > before:

@@ -19,13 +19,18 @@ from simulator.canonical import Seeded
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z", re.ASCII)
 _TIME = re.compile(r"(\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))\Z", re.ASCII)
 # WHATWG's e-mail address grammar (what browsers accept), local part at most 64 characters.
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-                    r"[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z",
-                    re.ASCII)
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z",
+    re.ASCII,
+)
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*\Z", re.ASCII)
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}\Z", re.ASCII)
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}\Z",
+    re.ASCII,
+)
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z", re.ASCII)
 
 
@@ -108,8 +113,10 @@ CHECKS = {
 def _format_checker() -> FormatChecker:
     checker = FormatChecker(formats=())
     for name, check in CHECKS.items():
+
         def conforms(instance: Any, check: Any = check) -> bool:
             return not isinstance(instance, str) or check(instance)
+
         checker.checks(name)(conforms)
     return checker
 
@@ -153,6 +160,13 @@ def gen_ipv4(seeded: Seeded) -> str:
 
 def gen_ipv6(seeded: Seeded) -> str:
     rng = seeded.rng
-    groups = ["2001", "db8", *(f"{rng.getrandbits(16):x}" for _ in range(2)), "0", "0",
-              f"{rng.getrandbits(16):x}", f"{rng.getrandbits(16):x}"]
+    groups = [
+        "2001",
+        "db8",
+        *(f"{rng.getrandbits(16):x}" for _ in range(2)),
+        "0",
+        "0",
+        f"{rng.getrandbits(16):x}",
+        f"{rng.getrandbits(16):x}",
+    ]
     return str(ipaddress.IPv6Address(":".join(groups)))

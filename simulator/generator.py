@@ -72,19 +72,65 @@ OPTIONAL_CHANCE = 0.8
 ITEM_ATTEMPTS = 12  # tries for a distinct item under uniqueItems
 NOT_ATTEMPTS = 6
 
-_ANNOTATIONS = frozenset({
-    "title", "description", "$comment", "examples", "default", "deprecated", "readOnly",
-    "writeOnly", "$id", "$schema", "$anchor", "$dynamicAnchor", "$defs", "definitions",
-    "contentEncoding", "contentMediaType", "contentSchema", "$vocabulary"})
-_OBJECT_KEYS = ("properties", "required", "additionalProperties", "patternProperties",
-                "minProperties", "maxProperties", "propertyNames", "dependentRequired",
-                "unevaluatedProperties")
-_ARRAY_KEYS = ("items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains",
-               "additionalItems", "unevaluatedItems")
+_ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "$comment",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$id",
+        "$schema",
+        "$anchor",
+        "$dynamicAnchor",
+        "$defs",
+        "definitions",
+        "contentEncoding",
+        "contentMediaType",
+        "contentSchema",
+        "$vocabulary",
+    }
+)
+_OBJECT_KEYS = (
+    "properties",
+    "required",
+    "additionalProperties",
+    "patternProperties",
+    "minProperties",
+    "maxProperties",
+    "propertyNames",
+    "dependentRequired",
+    "unevaluatedProperties",
+)
+_ARRAY_KEYS = (
+    "items",
+    "prefixItems",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "contains",
+    "additionalItems",
+    "unevaluatedItems",
+)
 _STRING_KEYS = ("minLength", "maxLength", "pattern", "format", PATTERNS)
 _NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
-_NUMERIC_HINTS = frozenset({"count", "age", "year", "rating", "score", "percent", "latitude",
-                            "longitude", "duration", "money"})
+_NUMERIC_HINTS = frozenset(
+    {
+        "count",
+        "age",
+        "year",
+        "rating",
+        "score",
+        "percent",
+        "latitude",
+        "longitude",
+        "duration",
+        "money",
+    }
+)
 
 
 def _escape(key: str) -> str:
@@ -97,7 +143,6 @@ def _constraints(schema: dict[str, Any]) -> bool:
 
 def _copy(value: Any) -> Any:
     return json.loads(json.dumps(value)) if isinstance(value, dict | list) else value
-
 
 
 class Generator:
@@ -199,8 +244,17 @@ class Generator:
 
     # ---- the walk ------------------------------------------------------------------------
 
-    def value(self, schema: Any, s: Seeded, ptr: str, depth: int, refs: int, hint: Hint,
-              name: str, who: Seeded | None) -> Any:
+    def value(
+        self,
+        schema: Any,
+        s: Seeded,
+        ptr: str,
+        depth: int,
+        refs: int,
+        hint: Hint,
+        name: str,
+        who: Seeded | None,
+    ) -> Any:
         if depth > MAX_DEPTH:
             raise GenerationError(ptr, "nested too deeply (a recursive $ref that never ends?)")
         self._local.nodes += 1
@@ -238,8 +292,16 @@ class Generator:
         if "not" in schema:
             rest = {k: v for k, v in schema.items() if k != "not"}
             for attempt in range(NOT_ATTEMPTS):
-                candidate = self.value(rest, s.child(f"not{attempt}") if attempt else s, ptr,
-                                       depth, refs, hint, name, who)
+                candidate = self.value(
+                    rest,
+                    s.child(f"not{attempt}") if attempt else s,
+                    ptr,
+                    depth,
+                    refs,
+                    hint,
+                    name,
+                    who,
+                )
                 if not self.is_valid(schema["not"], candidate):
                     return candidate
             raise GenerationError(f"{ptr}/not", "every generated value matches `not`")
@@ -268,8 +330,18 @@ class Generator:
                 return self._constant(value, ptr)
         raise GenerationError(ptr, "no enum value satisfies the other keywords")
 
-    def _alternatives(self, key: str, schema: dict[str, Any], s: Seeded, ptr: str, depth: int,
-                      refs: int, hint: Hint, name: str, who: Seeded | None) -> Any:
+    def _alternatives(
+        self,
+        key: str,
+        schema: dict[str, Any],
+        s: Seeded,
+        ptr: str,
+        depth: int,
+        refs: int,
+        hint: Hint,
+        name: str,
+        who: Seeded | None,
+    ) -> Any:
         branches = schema[key]
         base = {k: v for k, v in schema.items() if k != key}
         order = list(range(len(branches)))
@@ -287,8 +359,16 @@ class Generator:
             candidate = merge(base, branch) if isinstance(branch, dict) else base
             for attempt in range(2 if key == "oneOf" else 1):
                 try:
-                    value = self.value(candidate, s.child(f"{key}{index}.{attempt}"), branch_ptr,
-                                       depth, refs, hint, name, who)
+                    value = self.value(
+                        candidate,
+                        s.child(f"{key}{index}.{attempt}"),
+                        branch_ptr,
+                        depth,
+                        refs,
+                        hint,
+                        name,
+                        who,
+                    )
                 except TooLarge:
                     raise
                 except GenerationError as exc:
@@ -301,20 +381,35 @@ class Generator:
                 problem = "generated values match more than one alternative"
         raise GenerationError(f"{ptr}/{key}", problem)
 
-    def _conditional(self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int,
-                     hint: Hint, name: str, who: Seeded | None) -> Any:
+    def _conditional(
+        self,
+        schema: dict[str, Any],
+        s: Seeded,
+        ptr: str,
+        depth: int,
+        refs: int,
+        hint: Hint,
+        name: str,
+        who: Seeded | None,
+    ) -> Any:
         base = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
         condition = schema["if"]
         then, otherwise = schema.get("then"), schema.get("else")
-        plans = [(True, merge(merge(base, condition) if isinstance(condition, dict) else base,
-                              then if isinstance(then, dict) else {})),
-                 (False, merge(base, otherwise if isinstance(otherwise, dict) else {}))]
+        plans = [
+            (
+                True,
+                merge(
+                    merge(base, condition) if isinstance(condition, dict) else base,
+                    then if isinstance(then, dict) else {},
+                ),
+            ),
+            (False, merge(base, otherwise if isinstance(otherwise, dict) else {})),
+        ]
         if s.rng.random() < 0.5:
             plans.reverse()
         for wanted, plan in plans:
             try:
-                value = self.value(plan, s.child(f"if.{wanted}"), ptr, depth, refs, hint, name,
-                                   who)
+                value = self.value(plan, s.child(f"if.{wanted}"), ptr, depth, refs, hint, name, who)
             except TooLarge:
                 raise
             except GenerationError:
@@ -323,8 +418,17 @@ class Generator:
                 return value
         raise GenerationError(f"{ptr}/if", "neither the then nor the else branch can be met")
 
-    def _typed(self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int,
-               hint: Hint, name: str, who: Seeded | None) -> Any:
+    def _typed(
+        self,
+        schema: dict[str, Any],
+        s: Seeded,
+        ptr: str,
+        depth: int,
+        refs: int,
+        hint: Hint,
+        name: str,
+        who: Seeded | None,
+    ) -> Any:
         types = schema.get("type")
         if types is None:
             types = _infer(schema, hint)
@@ -350,8 +454,18 @@ class Generator:
         assert problem is not None
         raise problem
 
-    def _of_type(self, kind: str, schema: dict[str, Any], s: Seeded, ptr: str, depth: int,
-                 refs: int, hint: Hint, name: str, who: Seeded | None) -> Any:
+    def _of_type(
+        self,
+        kind: str,
+        schema: dict[str, Any],
+        s: Seeded,
+        ptr: str,
+        depth: int,
+        refs: int,
+        hint: Hint,
+        name: str,
+        who: Seeded | None,
+    ) -> Any:
         if kind == "object":
             return self._object(schema, s, ptr, depth, refs, name)
         if kind == "array":
@@ -383,21 +497,31 @@ class Generator:
             found.append({} if extra is True else extra)
         return found[0] if len(found) == 1 else {"allOf": found}
 
-    def _object(self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int,
-                name: str) -> dict[str, Any]:
+    def _object(
+        self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int, name: str
+    ) -> dict[str, Any]:
         shallow = depth > SHALLOW_DEPTH or refs >= SHALLOW_REFS
         properties = schema.get("properties") or {}
         required = [k for k in schema.get("required") or () if isinstance(k, str)]
         extra_allowed = schema.get("additionalProperties", True) is not False or bool(
-            schema.get("patternProperties"))
+            schema.get("patternProperties")
+        )
         min_count = schema.get("minProperties", 0)
         max_count = schema.get("maxProperties")
         if min_count > MAX_ITEMS:
-            raise TooLarge(ptr, f"minProperties above {MAX_ITEMS} is more than the "
-                                       "simulator generates")
-        chosen = [k for k in properties
-                  if k in required or (not shallow and properties[k] is not False
-                                       and s.child(f"?{k}").unit() < OPTIONAL_CHANCE)]
+            raise TooLarge(
+                ptr, f"minProperties above {MAX_ITEMS} is more than the simulator generates"
+            )
+        chosen = [
+            k
+            for k in properties
+            if k in required
+            or (
+                not shallow
+                and properties[k] is not False
+                and s.child(f"?{k}").unit() < OPTIONAL_CHANCE
+            )
+        ]
         chosen += [k for k in required if k not in chosen]
         dependent = schema.get("dependentRequired") or {}
         grew = True
@@ -411,7 +535,7 @@ class Generator:
                             grew = True
         if max_count is not None and len(chosen) > max_count:
             keep = [k for k in chosen if k in required]
-            chosen = keep + [k for k in chosen if k not in keep][:max(0, max_count - len(keep))]
+            chosen = keep + [k for k in chosen if k not in keep][: max(0, max_count - len(keep))]
         for key in properties:
             if len(chosen) >= min_count:
                 break
@@ -430,8 +554,16 @@ class Generator:
             sub_ptr = f"{ptr}/properties/{_escape(key)}"
             self._spend_bytes(len(key) + 3, sub_ptr)  # "key":
             try:
-                out[key] = self.value(sub, s.child(key), sub_ptr, depth, refs,
-                                      hints.hint_for(key, name or None), key, who)
+                out[key] = self.value(
+                    sub,
+                    s.child(key),
+                    sub_ptr,
+                    depth,
+                    refs,
+                    hints.hint_for(key, name or None),
+                    key,
+                    who,
+                )
             except TooLarge:
                 raise
             except GenerationError:
@@ -439,8 +571,9 @@ class Generator:
                     raise
         return out
 
-    def _extra_key(self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int,
-                   index: int) -> str:
+    def _extra_key(
+        self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int, index: int
+    ) -> str:
         names = schema.get("propertyNames")
         patterns = list(schema.get("patternProperties") or {})
         if schema.get("additionalProperties", True) is False and patterns:
@@ -448,16 +581,25 @@ class Generator:
             if key is not None:
                 return key
         if isinstance(names, dict) and _constraints(names):
-            value = self.value(merge({"type": "string"}, names), s, f"{ptr}/propertyNames",
-                               depth, refs, NO_HINT, "", None)
+            value = self.value(
+                merge({"type": "string"}, names),
+                s,
+                f"{ptr}/propertyNames",
+                depth,
+                refs,
+                NO_HINT,
+                "",
+                None,
+            )
             if isinstance(value, str):
                 return value
         return f"{s.rng.choice(W.WORDS)}_{index + 1}"
 
     # ---- arrays ----------------------------------------------------------------------------
 
-    def _array(self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int,
-               name: str) -> list[Any]:
+    def _array(
+        self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int, name: str
+    ) -> list[Any]:
         shallow = depth > SHALLOW_DEPTH or refs >= SHALLOW_REFS
         prefix = schema.get("prefixItems") or []
         items = schema.get("items", True)
@@ -485,8 +627,10 @@ class Generator:
         if max_count is not None and count > max_count:
             raise GenerationError(ptr, "minItems/minContains exceed maxItems")
         if count > MAX_ITEMS:
-            raise TooLarge(ptr, f"more than {MAX_ITEMS} items in one array is more than the "
-                                "simulator generates")
+            raise TooLarge(
+                ptr,
+                f"more than {MAX_ITEMS} items in one array is more than the simulator generates",
+            )
         unique = schema.get("uniqueItems") is True
         item_name = hints.singular(name) if name else ""
         item_hint = hints.item_hint(name) if name else NO_HINT
@@ -497,13 +641,23 @@ class Generator:
             sub: Any = prefix[index] if index < len(prefix) else items
             sub_ptr = f"{ptr}/prefixItems/{index}" if index < len(prefix) else f"{ptr}/items"
             if contains is not None and index >= len(prefix) and contained < min_contains:
-                sub = merge(sub if isinstance(sub, dict) else {},
-                            contains if isinstance(contains, dict) else {})
+                sub = merge(
+                    sub if isinstance(sub, dict) else {},
+                    contains if isinstance(contains, dict) else {},
+                )
                 contained += 1
             value = None
             for attempt in range(ITEM_ATTEMPTS if unique else 1):
-                value = self.value(sub, s.child(index if not attempt else f"{index}.{attempt}"),
-                                   sub_ptr, depth, refs, item_hint, item_name, None)
+                value = self.value(
+                    sub,
+                    s.child(index if not attempt else f"{index}.{attempt}"),
+                    sub_ptr,
+                    depth,
+                    refs,
+                    item_hint,
+                    item_name,
+                    None,
+                )
                 if not unique or canonical_json(value) not in seen:
                     break
             else:
@@ -519,8 +673,12 @@ class Generator:
 
 
 def _infer(schema: dict[str, Any], hint: Hint) -> list[str]:
-    for keys, kind in ((_OBJECT_KEYS, "object"), (_ARRAY_KEYS, "array"),
-                       (_STRING_KEYS, "string"), (_NUMBER_KEYS, "number")):
+    for keys, kind in (
+        (_OBJECT_KEYS, "object"),
+        (_ARRAY_KEYS, "array"),
+        (_STRING_KEYS, "string"),
+        (_NUMBER_KEYS, "number"),
+    ):
         if any(key in schema for key in keys):
             return [kind]
     if hint.kind in _NUMERIC_HINTS:

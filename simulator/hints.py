@@ -34,10 +34,10 @@ for _kind, _names in {
     "first_name": "firstname givenname forename",
     "last_name": "lastname surname familyname",
     "person": "fullname displayname author owner assignee contact recipient sender reporter "
-              "manager customer person attendee organizer employee member creator",
+    "manager customer person attendee organizer employee member creator",
     "username": "username login handle screenname nickname",
     "company": "company companyname organization organisation org employer business vendor "
-               "supplier brand",
+    "supplier brand",
     "city": "city town",
     "country": "country countryname nation",
     "country_code": "countrycode",
@@ -47,11 +47,11 @@ for _kind, _names in {
     "zip": "zip zipcode postalcode postcode",
     "phone": "phone phonenumber mobile mobilephone tel telephone fax cell",
     "money": "price amount total cost subtotal tax balance fee salary revenue unitprice "
-             "totalamount budget discount",
+    "totalamount budget discount",
     "currency": "currency currencycode",
     "title": "title subject headline heading",
     "text": "description summary body content text message notes note comment comments bio "
-            "details reason snippet excerpt answer response",
+    "details reason snippet excerpt answer response",
     "status": "status",
     "priority": "priority severity urgency",
     "category": "category type kind group segment",
@@ -73,7 +73,7 @@ for _kind, _names in {
     "token": "token cursor nextcursor pagetoken nexttoken nextpagetoken apikey secret",
     "hash": "hash sha checksum etag digest",
     "count": "count quantity qty size limit offset page pagesize stock inventory totalcount "
-             "num number",
+    "num number",
     "age": "age",
     "year": "year",
     "rating": "rating stars",
@@ -89,35 +89,147 @@ for _kind, _names in {
 
 # The last word of a longer name, e.g. billingEmail, homePhone, avatarUrl.
 _LAST = {
-    "email": "email", "phone": "phone", "mobile": "phone", "url": "url", "uri": "url",
-    "link": "url", "href": "url", "website": "url", "homepage": "url", "endpoint": "url",
-    "city": "city", "country": "country", "price": "money", "amount": "money", "total": "money",
-    "cost": "money", "fee": "money", "balance": "money", "currency": "currency",
-    "title": "title", "description": "text", "summary": "text", "notes": "text",
-    "message": "text", "comment": "text", "status": "status", "count": "count",
-    "quantity": "count", "date": "date", "time": "date_time", "timestamp": "date_time",
-    "datetime": "date_time", "id": "id", "uuid": "uuid", "guid": "uuid", "code": "code",
-    "number": "code", "zip": "zip", "color": "color", "version": "version", "tags": "tag",
-    "type": "category", "category": "category", "level": "priority", "percent": "percent",
-    "score": "score", "rating": "rating", "address": "address", "street": "street",
-    "region": "region", "state": "status", "domain": "hostname", "host": "hostname",
-    "hostname": "hostname", "ip": "ip", "path": "path", "token": "token", "cursor": "token",
-    "hash": "hash", "year": "year", "age": "age", "size": "count", "seconds": "duration",
-    "ms": "duration", "minutes": "duration", "hours": "duration", "duration": "duration",
-    "language": "locale", "locale": "locale", "timezone": "timezone", "slug": "slug",
-    "name": "name", "at": "date_time", "on": "date_time", "key": "token",
+    "email": "email",
+    "phone": "phone",
+    "mobile": "phone",
+    "url": "url",
+    "uri": "url",
+    "link": "url",
+    "href": "url",
+    "website": "url",
+    "homepage": "url",
+    "endpoint": "url",
+    "city": "city",
+    "country": "country",
+    "price": "money",
+    "amount": "money",
+    "total": "money",
+    "cost": "money",
+    "fee": "money",
+    "balance": "money",
+    "currency": "currency",
+    "title": "title",
+    "description": "text",
+    "summary": "text",
+    "notes": "text",
+    "message": "text",
+    "comment": "text",
+    "status": "status",
+    "count": "count",
+    "quantity": "count",
+    "date": "date",
+    "time": "date_time",
+    "timestamp": "date_time",
+    "datetime": "date_time",
+    "id": "id",
+    "uuid": "uuid",
+    "guid": "uuid",
+    "code": "code",
+    "number": "code",
+    "zip": "zip",
+    "color": "color",
+    "version": "version",
+    "tags": "tag",
+    "type": "category",
+    "category": "category",
+    "level": "priority",
+    "percent": "percent",
+    "score": "score",
+    "rating": "rating",
+    "address": "address",
+    "street": "street",
+    "region": "region",
+    "state": "status",
+    "domain": "hostname",
+    "host": "hostname",
+    "hostname": "hostname",
+    "ip": "ip",
+    "path": "path",
+    "token": "token",
+    "cursor": "token",
+    "hash": "hash",
+    "year": "year",
+    "age": "age",
+    "size": "count",
+    "seconds": "duration",
+    "ms": "duration",
+    "minutes": "duration",
+    "hours": "duration",
+    "duration": "duration",
+    "language": "locale",
+    "locale": "locale",
+    "timezone": "timezone",
+    "slug": "slug",
+    "name": "name",
+    "at": "date_time",
+    "on": "date_time",
+    "key": "token",
 }
-_PERSONISH = {"contact", "user", "customer", "member", "employee", "person", "author", "owner",
-              "assignee", "attendee", "participant", "lead", "recipient", "sender", "people",
-              "reporter", "manager", "agent", "patient", "student", "client", "guest", "friend",
-              "account_holder", "requester", "creator", "candidate", "speaker", "host_user",
-              "admin"}
-_COMPANYISH = {"company", "organization", "organisation", "org", "vendor", "supplier",
-               "business", "employer", "brand", "merchant", "partner", "tenant", "account",
-               "bank", "store", "shop"}
+_PERSONISH = {
+    "contact",
+    "user",
+    "customer",
+    "member",
+    "employee",
+    "person",
+    "author",
+    "owner",
+    "assignee",
+    "attendee",
+    "participant",
+    "lead",
+    "recipient",
+    "sender",
+    "people",
+    "reporter",
+    "manager",
+    "agent",
+    "patient",
+    "student",
+    "client",
+    "guest",
+    "friend",
+    "account_holder",
+    "requester",
+    "creator",
+    "candidate",
+    "speaker",
+    "host_user",
+    "admin",
+}
+_COMPANYISH = {
+    "company",
+    "organization",
+    "organisation",
+    "org",
+    "vendor",
+    "supplier",
+    "business",
+    "employer",
+    "brand",
+    "merchant",
+    "partner",
+    "tenant",
+    "account",
+    "bank",
+    "store",
+    "shop",
+}
 _PRODUCTISH = {"product", "item", "sku", "variant", "listing", "article", "book", "lineitem"}
-_PLACEISH = {"address", "location", "billing", "shipping", "place", "venue", "office", "geo",
-             "headquarters", "residence", "origin", "destination"}
+_PLACEISH = {
+    "address",
+    "location",
+    "billing",
+    "shipping",
+    "place",
+    "venue",
+    "office",
+    "geo",
+    "headquarters",
+    "residence",
+    "origin",
+    "destination",
+}
 
 
 def tokens(name: str) -> list[str]:
@@ -131,9 +243,25 @@ def singular(word: str) -> str:
     for suffix in ("sses", "shes", "ches", "xes", "zes"):
         if lower.endswith(suffix):
             return word[:-2]
-    if lower.endswith("s") and not lower.endswith("ss") and len(word) > 2 and lower not in {
-            "status", "address", "news", "alias", "canvas", "bus", "series", "species",
-            "analysis", "basis", "ms"}:
+    if (
+        lower.endswith("s")
+        and not lower.endswith("ss")
+        and len(word) > 2
+        and lower
+        not in {
+            "status",
+            "address",
+            "news",
+            "alias",
+            "canvas",
+            "bus",
+            "series",
+            "species",
+            "analysis",
+            "basis",
+            "ms",
+        }
+    ):
         return word[:-1]
     return word
 
@@ -153,7 +281,8 @@ def hint_for(name: str | None, parent: str | None = None) -> Hint:
     last = toks[-1]
 
     if joined in {"createdat", "updatedat", "deletedat", "modifiedat"} or (
-            last in {"at", "on"} and len(toks) > 1 and toks[-2].endswith("ed")):
+        last in {"at", "on"} and len(toks) > 1 and toks[-2].endswith("ed")
+    ):
         return Hint("date_time", noun)
     if joined == "state" and parent_noun in _PLACEISH:
         return Hint("region", noun)
@@ -173,8 +302,11 @@ def hint_for(name: str | None, parent: str | None = None) -> Hint:
             return Hint("city", owner)
         if owner == "country":
             return Hint("country", owner)
-        if not owner or owner in _PERSONISH or owner in {"full", "display", "contact", "real",
-                                                         "result", "record", "entry"}:
+        if (
+            not owner
+            or owner in _PERSONISH
+            or owner in {"full", "display", "contact", "real", "result", "record", "entry"}
+        ):
             return Hint("person", owner)
         return Hint("named", owner)
     kind = _EXACT.get(joined)
@@ -184,8 +316,9 @@ def hint_for(name: str | None, parent: str | None = None) -> Hint:
         kind = _LAST.get(last, "")
         if kind == "name":
             kind = "person"
-        if kind == "url" and any(t in {"avatar", "image", "photo", "logo", "thumbnail",
-                                       "icon", "picture"} for t in toks):
+        if kind == "url" and any(
+            t in {"avatar", "image", "photo", "logo", "thumbnail", "icon", "picture"} for t in toks
+        ):
             kind = "image_url"
         if kind == "date" and "time" in toks:
             kind = "date_time"
@@ -221,8 +354,13 @@ def _ascii_slug(text: str, sep: str = "-") -> str:
 def email(seeded: Seeded, who: Seeded | None) -> str:
     first, last = persona(who or seeded)
     style = seeded.rng.randrange(3)
-    local = (f"{first}.{last}" if style == 0 else f"{first[0]}{last}" if style == 1
-             else f"{first}{seeded.rng.randrange(1, 99)}")
+    local = (
+        f"{first}.{last}"
+        if style == 0
+        else f"{first[0]}{last}"
+        if style == 1
+        else f"{first}{seeded.rng.randrange(1, 99)}"
+    )
     return f"{local.lower()}@{seeded.rng.choice(W.DOMAINS)}"
 
 
@@ -328,8 +466,10 @@ def string_value(hint: Hint, seeded: Seeded, who: Seeded | None = None) -> str:
         case "named":
             return f"{rng.choice(W.WORDS).capitalize()} {rng.choice(W.WORDS).capitalize()}"
         case "filename":
-            return f"{rng.choice(W.FILE_STEMS)}-{rng.randrange(2023, 2027)}." \
-                   f"{rng.choice(W.FILE_EXTENSIONS)}"
+            return (
+                f"{rng.choice(W.FILE_STEMS)}-{rng.randrange(2023, 2027)}."
+                f"{rng.choice(W.FILE_EXTENSIONS)}"
+            )
         case "path":
             return f"/documents/{rng.choice(W.FILE_STEMS)}.{rng.choice(W.FILE_EXTENSIONS)}"
         case "mime":

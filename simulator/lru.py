@@ -36,4 +36,3 @@ class LRU(Generic[K, V]):
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
-

@@ -75,9 +75,14 @@ def search(pattern: str, text: str) -> bool:
     try:
         return compiled.search(text, timeout=max(timeout, 0.0)) is not None
     except TimeoutError:
-        why = _too_slow(MATCH_TIMEOUT_S) if timeout >= MATCH_TIMEOUT_S else (
-            f"does not finish within what is left of the {CALL_PATTERN_TIME_S * 1000:g} ms "
-            "one call may spend matching patterns")
+        why = (
+            _too_slow(MATCH_TIMEOUT_S)
+            if timeout >= MATCH_TIMEOUT_S
+            else (
+                f"does not finish within what is left of the {CALL_PATTERN_TIME_S * 1000:g} ms "
+                "one call may spend matching patterns"
+            )
+        )
         budget.slow_patterns[pattern] = why
         raise PatternTooSlow(pattern, why) from None
     finally:

@@ -52,8 +52,12 @@ _XEGER.STAR_PLUS_LIMIT = MAX_LENGTH
 _ALPHABETS = {
     "printable": string.ascii_letters + string.digits,
     "whitespace": " ",
-    "nonword": "".join(sorted(set(string.printable) - set(string.ascii_letters + string.digits +
-                                                          "_" + string.whitespace))),
+    "nonword": "".join(
+        sorted(
+            set(string.printable)
+            - set(string.ascii_letters + string.digits + "_" + string.whitespace)
+        )
+    ),
 }
 _LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
 
@@ -137,8 +141,16 @@ def _xeger(pattern: str, seed: int, stretch: float | None, reach: int) -> str | 
     draws = _Draws(seed, stretch, reach, max(1, len(pattern)))
     try:
         return rstr.Rstr(draws, **_ALPHABETS).xeger(pattern)
-    except (_TooLong, re.error, KeyError, IndexError, ValueError, TypeError, OverflowError,
-            RecursionError):
+    except (
+        _TooLong,
+        re.error,
+        KeyError,
+        IndexError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+    ):
         # KeyError: a construct xeger does not write (conditionals, atomic groups, possessive
         # repeats); IndexError: a class with no printable member.
         return None
@@ -170,28 +182,39 @@ def _fit(pattern: str, seed: int, low: int, high: int) -> str | None:
     return longest if len(longest) <= high else None
 
 
-def _satisfies(pattern: str, value: str, min_length: int = 0,
-              max_length: int | None = None) -> bool:
+def _satisfies(
+    pattern: str, value: str, min_length: int = 0, max_length: int | None = None
+) -> bool:
     """`value` matches `pattern` (bounded: simulator/patterns.py) and the length bounds."""
     if len(value) < min_length or (max_length is not None and len(value) > max_length):
         return False
     return search(pattern, value)
 
 
-def _padded(pattern: str, text: str, rng: random.Random, min_length: int,
-            max_length: int | None) -> str | None:
+def _padded(
+    pattern: str, text: str, rng: random.Random, min_length: int, max_length: int | None
+) -> str | None:
     """An unanchored pattern matches inside a longer string: `text` padded with words."""
     filler = " ".join(rng.choice(W.WORDS) for _ in range(min_length // 4 + 2))
     pad = "x" * (min_length - len(text))
-    for candidate in ((text + " " + filler)[:min_length], (filler + " " + text)[-min_length:],
-                      text + pad, pad + text):
+    for candidate in (
+        (text + " " + filler)[:min_length],
+        (filler + " " + text)[-min_length:],
+        text + pad,
+        pad + text,
+    ):
         if _satisfies(pattern, candidate, min_length, max_length):
             return candidate
     return None
 
 
-def generate(pattern: str, seeded: Seeded, min_length: int = 0, max_length: int | None = None,
-             attempts: int = 8) -> str | None:
+def generate(
+    pattern: str,
+    seeded: Seeded,
+    min_length: int = 0,
+    max_length: int | None = None,
+    attempts: int = 8,
+) -> str | None:
     """A string `s` with `re.search(pattern, s)` and min_length <= len(s) <= max_length, or
     None when none was found (unsupported construct, too costly, or contradicting bounds)."""
     try:

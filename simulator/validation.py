@@ -53,6 +53,7 @@ _LOCAL_ONLY = referencing.Registry(retrieve=_refuse_remote)  # type: ignore[call
 
 # ---- keyword overrides ---------------------------------------------------------------------
 
+
 def is_decimal_multiple(value: Any, step: Any) -> bool:
     """`value` is a multiple of `step` as the JSON texts mean them (19.99 of 0.01 is)."""
     try:
@@ -81,50 +82,60 @@ def _is_number(validator: Any, value: Any) -> bool:
     return validator.is_type(value, "number")
 
 
-def _decimal_multiple_of(validator: Any, step: Any, instance: Any, schema: Any
-                         ) -> Iterator[ValidationError]:
+def _decimal_multiple_of(
+    validator: Any, step: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if _is_number(validator, instance) and not is_decimal_multiple(instance, step):
         yield ValidationError(f"is not a multiple of {step}")
 
 
-def _strict_multiple_of(validator: Any, step: Any, instance: Any, schema: Any
-                        ) -> Iterator[ValidationError]:
+def _strict_multiple_of(
+    validator: Any, step: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     # Generated output must pass stock jsonschema too (what MCP clients validate with), whose
     # float arithmetic rejects some exact multiples: require both readings.
-    if _is_number(validator, instance) and not (is_decimal_multiple(instance, step)
-                                                and is_float_multiple(instance, step)):
+    if _is_number(validator, instance) and not (
+        is_decimal_multiple(instance, step) and is_float_multiple(instance, step)
+    ):
         yield ValidationError(f"is not a multiple of {step}")
 
 
-def _required(validator: Any, required: Any, instance: Any, schema: Any
-              ) -> Iterator[ValidationError]:
+def _required(
+    validator: Any, required: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if validator.is_type(instance, "object"):
         for name in required:
             if name not in instance:
                 yield ValidationError(f"{name!r} is a required property", path=(name,))
 
 
-def _dependent_required(validator: Any, dependencies: Any, instance: Any, schema: Any
-                        ) -> Iterator[ValidationError]:
+def _dependent_required(
+    validator: Any, dependencies: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if validator.is_type(instance, "object"):
         for trigger, names in dependencies.items():
             if trigger in instance:
                 for name in names:
                     if name not in instance:
-                        error = ValidationError(f"is required when {trigger} is present",
-                                                path=(name,))
+                        error = ValidationError(
+                            f"is required when {trigger} is present", path=(name,)
+                        )
                         error.trigger = trigger  # type: ignore[attr-defined]
                         yield error
 
 
-def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any
-                           ) -> Iterator[ValidationError]:
+def _additional_properties(
+    validator: Any, allowed: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     properties = schema.get("properties", {})
     patterns = schema.get("patternProperties", {})
-    extras = sorted(name for name in instance if name not in properties
-                    and not any(search(p, name) for p in patterns))
+    extras = sorted(
+        name
+        for name in instance
+        if name not in properties and not any(search(p, name) for p in patterns)
+    )
     if validator.is_type(allowed, "object"):
         for name in extras:
             yield from validator.descend(instance[name], allowed, path=name)
@@ -135,14 +146,14 @@ def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: 
 
 # `pattern` and `patternProperties` as jsonschema has them, matched within a time bound
 # (simulator/patterns.py): tool schemas are the tenants', so their patterns are untrusted.
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any
-             ) -> Iterator[ValidationError]:
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not search(pattern, instance):
         yield ValidationError(f"does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any
-                        ) -> Iterator[ValidationError]:
+def _pattern_properties(
+    validator: Any, patterns: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
@@ -154,8 +165,9 @@ def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: An
 # `uniqueItems` and `enum` as jsonschema has them compare every pair of values when the
 # values cannot be sorted (3,000 small objects: 4.5 million comparisons, seconds of a blocked
 # loop). A set of their `json_key`s makes both linear in the size of the values.
-def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any
-                  ) -> Iterator[ValidationError]:
+def _unique_items(
+    validator: Any, unique: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if unique and validator.is_type(instance, "array"):
         spend(len(instance))
         seen: set[Any] = set()
@@ -172,8 +184,7 @@ ENUM_VALUES_PER_STEP = 256
 _ENUM_KEYS: LRU[int, tuple[Any, frozenset[Any]]] = LRU(1024)
 
 
-def _enum(validator: Any, allowed: Any, instance: Any, schema: Any
-          ) -> Iterator[ValidationError]:
+def _enum(validator: Any, allowed: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
     # Each evaluation pays for a share of building the set, cached or not: a count that
     # depended on what earlier calls cached would not be deterministic, and an `enum` the
     # generator merges is a new list every time (building it is then the work being paid).
@@ -189,6 +200,7 @@ def _enum(validator: Any, allowed: Any, instance: Any, schema: Any
 def _counted(keyword: Any) -> Any:
     """`keyword`, spending one step of the current budget each time it is evaluated, and more
     for the errors it makes."""
+
     def counted(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
         spend()
         errors = keyword(validator, value, instance, schema)
@@ -201,6 +213,7 @@ def _counted(keyword: Any) -> Any:
             if not isinstance(error.validator, str):  # made here, not passed up from a child
                 spend(len(error.message) // MESSAGE_BYTES_PER_STEP)
         return found
+
     return counted
 
 
@@ -209,23 +222,38 @@ def _counted(keyword: Any) -> Any:
 MESSAGE_BYTES_PER_STEP = 16
 
 
-_OVERRIDES = {"required": _required, "dependentRequired": _dependent_required,
-              "additionalProperties": _additional_properties, "pattern": _pattern,
-              "patternProperties": _pattern_properties, "uniqueItems": _unique_items,
-              "enum": _enum}
+_OVERRIDES = {
+    "required": _required,
+    "dependentRequired": _dependent_required,
+    "additionalProperties": _additional_properties,
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "uniqueItems": _unique_items,
+    "enum": _enum,
+}
 _classes: dict[tuple[type, bool], Any] = {}
 
 
-_DIALECTS = {cls.META_SCHEMA["$schema"].rstrip("#"): cls for cls in (
-    Draft4Validator, Draft6Validator, Draft7Validator, Draft201909Validator,
-    Draft202012Validator)}
+_DIALECTS = {
+    cls.META_SCHEMA["$schema"].rstrip("#"): cls
+    for cls in (
+        Draft4Validator,
+        Draft6Validator,
+        Draft7Validator,
+        Draft201909Validator,
+        Draft202012Validator,
+    )
+}
 
 
 def _dialect(schema: Any) -> Any:
     """jsonschema's class for the dialect `schema` declares (2020-12 when none)."""
     dialect = schema.get("$schema") if isinstance(schema, dict) else None
-    return _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator) \
-        if isinstance(dialect, str) else Draft202012Validator
+    return (
+        _DIALECTS.get(dialect.rstrip("#"), Draft202012Validator)
+        if isinstance(dialect, str)
+        else Draft202012Validator
+    )
 
 
 def _validator_class(schema: Any, strict_multiples: bool) -> Any:
@@ -277,18 +305,24 @@ def _compile(schema: Any, output: bool) -> Compiled:
         _check_schema(cls, _dialect(schema), schema)
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
-        return Compiled(None, f"is not a valid JSON Schema ({exc.validator!r} rule broken"
-                              f"{' at /' + where if where else ''})")
+        return Compiled(
+            None,
+            f"is not a valid JSON Schema ({exc.validator!r} rule broken"
+            f"{' at /' + where if where else ''})",
+        )
     if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
         # jsonschema matches patternProperties for unevaluatedProperties with `re` itself,
         # which no time bound reaches (simulator/patterns.py).
-        return Compiled(None, "combines unevaluatedProperties with patternProperties, which "
-                              "the simulator does not check")
+        return Compiled(
+            None,
+            "combines unevaluatedProperties with patternProperties, which "
+            "the simulator does not check",
+        )
     if _declares_dialect_below_root(schema):
-        return Compiled(None, "declares a $schema below its root, which the simulator does not "
-                              "check")
-    validator = cls(without_dialect(schema), format_checker=FORMAT_CHECKER,
-                    registry=_LOCAL_ONLY)
+        return Compiled(
+            None, "declares a $schema below its root, which the simulator does not check"
+        )
+    validator = cls(without_dialect(schema), format_checker=FORMAT_CHECKER, registry=_LOCAL_ONLY)
     return Compiled(validator, None)
 
 
@@ -362,8 +396,15 @@ def _uses(schema: Any, keyword: str) -> bool:
 
 # ---- argument errors -----------------------------------------------------------------------
 
-_ARTICLE = {"object": "an object", "array": "an array", "integer": "an integer",
-            "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}
+_ARTICLE = {
+    "object": "an object",
+    "array": "an array",
+    "integer": "an integer",
+    "string": "a string",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
 
 
 def format_path(parts: Sequence[Any], root: str = "(arguments)") -> str:
@@ -371,8 +412,11 @@ def format_path(parts: Sequence[Any], root: str = "(arguments)") -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and part.replace("_", "a").replace("-", "a").isalnum() \
-                and part.isascii():
+        elif (
+            isinstance(part, str)
+            and part.replace("_", "a").replace("-", "a").isalnum()
+            and part.isascii()
+        ):
             out += f".{part}" if out else part
         else:
             out += f"[{json.dumps(part)}]"
@@ -381,7 +425,7 @@ def format_path(parts: Sequence[Any], root: str = "(arguments)") -> str:
 
 def _brief(value: Any, limit: int = 40) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _types(expected: Any) -> str:
@@ -403,8 +447,11 @@ def describe(error: ValidationError) -> str:
         case "dependentRequired":
             return error.message
         case "additionalProperties" | "unevaluatedProperties":
-            return "is not an allowed property" if error.path and error.message.startswith(
-                "is not") else "has properties that are not allowed"
+            return (
+                "is not an allowed property"
+                if error.path and error.message.startswith("is not")
+                else "has properties that are not allowed"
+            )
         case "type":
             return f"must be {_types(rule)}"
         case "enum":
@@ -438,15 +485,18 @@ def describe(error: ValidationError) -> str:
         case "uniqueItems":
             return "must not contain duplicate items"
         case "items" | "unevaluatedItems" if rule is False or error.validator_value is False:
-            count = len(error.schema.get("prefixItems", [])) if isinstance(error.schema,
-                                                                             dict) else 0
+            count = (
+                len(error.schema.get("prefixItems", [])) if isinstance(error.schema, dict) else 0
+            )
             return f"must have at most {_plural(count, 'item')}"
         case "minProperties":
-            return f"must have at least {_plural(rule, 'property')}".replace("propertys",
-                                                                              "properties")
+            return f"must have at least {_plural(rule, 'property')}".replace(
+                "propertys", "properties"
+            )
         case "maxProperties":
-            return f"must have at most {_plural(rule, 'property')}".replace("propertys",
-                                                                             "properties")
+            return f"must have at most {_plural(rule, 'property')}".replace(
+                "propertys", "properties"
+            )
         case "contains" | "minContains" | "maxContains":
             return "does not contain the required matching items"
         case "propertyNames":
@@ -467,8 +517,11 @@ def _alternatives(error: ValidationError) -> str:
     if context and all(e.validator == "type" and not e.relative_path for e in context):
         expected: list[str] = []
         for sub in context:
-            for name in sub.validator_value if isinstance(sub.validator_value, list) \
-                    else [sub.validator_value]:
+            for name in (
+                sub.validator_value
+                if isinstance(sub.validator_value, list)
+                else [sub.validator_value]
+            ):
                 if name not in expected:
                     expected.append(name)
         return f"must be {_types(expected)}"

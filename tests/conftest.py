@@ -34,13 +34,21 @@ from settings_api.egress import parse_networks
 from settings_api.jwt_auth import issue_token
 from settings_api.upstream import create_upstream_client
 
-ADMIN_DSN = os.environ.get("MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = os.environ.get(
+    "MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 JWT_SECRET = "test-secret-" + "x" * 40
 BACKENDS = ("sqlite", "postgres")
 POSTGRES_FIXTURES = frozenset({"postgres_url", "pg_database_url", "fresh_pg_url"})
-TABLES = ("audit_events", "api_keys", "simulator_fixtures", "mcp_settings", "configs",
-          "integrations")
+TABLES = (
+    "audit_events",
+    "api_keys",
+    "simulator_fixtures",
+    "mcp_settings",
+    "configs",
+    "integrations",
+)
 
 
 def run_sync(coro: Any) -> Any:
@@ -138,7 +146,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         kept.append(item)
         if "postgres" in backends or POSTGRES_FIXTURES.intersection(
-                getattr(item, "fixturenames", ())):
+            getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.slow)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -154,11 +163,15 @@ def pg_database_url(postgres_url: str) -> str:
 
 def make_settings(tmp_path: Path, database_url: str, **env: str) -> Settings:
     """Settings as the service would load them, with a private data dir."""
-    base = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_DATABASE_URL": database_url,
-            "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_PUBLIC_URL": "http://gw.test:8080",
-            "MCPGW_UPSTREAM_TIMEOUT_S": "3",
-            # The tests' stub upstreams listen on loopback, which the egress policy refuses.
-            "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
+    base = {
+        "MCPGW_DATA_DIR": str(tmp_path / "data"),
+        "MCPGW_DATABASE_URL": database_url,
+        "MCPGW_JWT_SECRET": JWT_SECRET,
+        "MCPGW_PUBLIC_URL": "http://gw.test:8080",
+        "MCPGW_UPSTREAM_TIMEOUT_S": "3",
+        # The tests' stub upstreams listen on loopback, which the egress policy refuses.
+        "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+    }
     base.update(env)
     return load_settings(base)
 
@@ -203,16 +216,20 @@ async def redis_client() -> AsyncIterator[redis.Redis]:
 @pytest.fixture
 def token() -> Callable[..., str]:
     """`token("acme")` → a valid settings-API JWT for that tenant."""
+
     def make(tenant: str = "acme", **kwargs: Any) -> str:
         return issue_token(JWT_SECRET, tenant, **kwargs)
+
     return make
 
 
 @pytest.fixture
 def auth(token: Callable[..., str]) -> Callable[..., dict[str, str]]:
     """`auth("acme")` → headers carrying a JWT for that tenant."""
+
     def make(tenant: str = "acme", **kwargs: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {token(tenant, **kwargs)}"}
+
     return make
 
 
@@ -224,23 +241,30 @@ class Api:
         self.headers = headers
         self.base = f"/v1/tenants/{tenant}/integrations"
 
-    async def call(self, method: str, path: str, expect: int | None = None,
-                   **kwargs: Any) -> tuple[int, Any]:
-        async with self.client.request(method, self.base + path, headers=self.headers,
-                                       **kwargs) as resp:
+    async def call(
+        self, method: str, path: str, expect: int | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        async with self.client.request(
+            method, self.base + path, headers=self.headers, **kwargs
+        ) as resp:
             body = await resp.json(content_type=None) if resp.status != 204 else None
             if expect is not None:
                 assert resp.status == expect, (resp.status, body)
             return resp.status, body
 
-    async def integration_with_config(self, integration: str = "crm",
-                                      tools: list[dict[str, Any]] | None = None) -> str:
+    async def integration_with_config(
+        self, integration: str = "crm", tools: list[dict[str, Any]] | None = None
+    ) -> str:
         """Create an integration with an inline config; return the config id."""
         await self.call("PUT", f"/{integration}", 201, json={"name": integration.upper()})
-        tools = tools if tools is not None else [
-            {"name": "search_contacts", "inputSchema": {"type": "object"}},
-            {"name": "create_contact", "inputSchema": {"type": "object"}},
-        ]
+        tools = (
+            tools
+            if tools is not None
+            else [
+                {"name": "search_contacts", "inputSchema": {"type": "object"}},
+                {"name": "create_contact", "inputSchema": {"type": "object"}},
+            ]
+        )
         _, config = await self.call("POST", f"/{integration}/configs", 201, json={"tools": tools})
         return config["configId"]
 

@@ -31,8 +31,10 @@ LEGACY = "2025-11-25"
 SESSION_SECRET = "fault-session-secret-" + "s" * 20
 SECRET_KEY = "fault-secret-key-" + "k" * 24
 TOOLS = [
-    {"name": "search_contacts", "inputSchema": {"type": "object",
-                                                "properties": {"query": {"type": "string"}}}},
+    {
+        "name": "search_contacts",
+        "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    },
     {"name": "create_contact", "inputSchema": {"type": "object"}},
 ]
 PG_HOST_PORT = ADMIN_DSN.split("@", 1)[1].split("/", 1)[0]
@@ -67,6 +69,7 @@ async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 # --- Redis ----------------------------------------------------------------------------------
 
+
 class RedisServer:
     """A private `redis-server` on a free port: no persistence, killed and restarted at will."""
 
@@ -79,9 +82,24 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         assert self.proc is None or self.proc.poll() is not None
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self._workdir), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._workdir),
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout_s
         while not self.ping():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -108,14 +126,20 @@ class RedisServer:
 
 # --- gateway processes ----------------------------------------------------------------------
 
+
 def gateway_env(tmp_path: Path, name: str, database_url: str, **env: str) -> dict[str, str]:
-    return {"MCPGW_DATABASE_URL": database_url, "MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
-            "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_SESSION_SECRET": SESSION_SECRET,
-            "MCPGW_SECRET_KEY": SECRET_KEY, "MCPGW_PUBLIC_URL": "http://gateway.test", **env}
+    return {
+        "MCPGW_DATABASE_URL": database_url,
+        "MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
+        "MCPGW_JWT_SECRET": JWT_SECRET,
+        "MCPGW_SESSION_SECRET": SESSION_SECRET,
+        "MCPGW_SECRET_KEY": SECRET_KEY,
+        "MCPGW_PUBLIC_URL": "http://gateway.test",
+        **env,
+    }
 
 
-async def start_gateway(tmp_path: Path, name: str, database_url: str,
-                        **env: str) -> GatewayProcess:
+async def start_gateway(tmp_path: Path, name: str, database_url: str, **env: str) -> GatewayProcess:
     proc = GatewayProcess(tmp_path, name, gateway_env(tmp_path, name, database_url, **env))
     await asyncio.to_thread(proc.wait_ready)
     return proc
@@ -161,14 +185,20 @@ async def http_session(total_s: float = 20) -> AsyncIterator[aiohttp.ClientSessi
 class Client:
     """Settings-API and MCP calls against one gateway process, for one integration."""
 
-    def __init__(self, http: aiohttp.ClientSession, proc: GatewayProcess,
-                 tenant: str = "acme", integration: str = "crm") -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        proc: GatewayProcess,
+        tenant: str = "acme",
+        integration: str = "crm",
+    ) -> None:
         self.http, self.proc = http, proc
         self.api = f"{proc.url}/v1/tenants/{tenant}/integrations/{integration}"
         self.auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, tenant)}"}
 
-    async def raw_settings(self, method: str, path: str = "",
-                           **kw: Any) -> tuple[int, dict[str, str], Any]:
+    async def raw_settings(
+        self, method: str, path: str = "", **kw: Any
+    ) -> tuple[int, dict[str, str], Any]:
         async with self.http.request(method, self.api + path, headers=self.auth, **kw) as r:
             text = await r.text()
             body = await r.json(content_type=None) if text else None
@@ -179,8 +209,9 @@ class Client:
         assert status < 300, (status, body)
         return body
 
-    async def enable(self, upstream_url: str | None = None,
-                     tools: list[dict[str, Any]] | None = None) -> str:
+    async def enable(
+        self, upstream_url: str | None = None, tools: list[dict[str, Any]] | None = None
+    ) -> str:
         """Create, bind, expose and enable the integration; its first key."""
         await self.settings("PUT", json={"name": "CRM"})
         body: dict[str, Any] = {"tools": tools or TOOLS}
@@ -188,51 +219,88 @@ class Client:
             body["upstreamUrl"] = upstream_url
         config = await self.settings("POST", "/configs", json=body)
         names = [tool["name"] for tool in (tools or TOOLS)]
-        settings = await self.settings("PATCH", "/mcp", json={
-            "enabled": True, "configId": config["configId"], "exposedToolIds": names})
+        settings = await self.settings(
+            "PATCH",
+            "/mcp",
+            json={"enabled": True, "configId": config["configId"], "exposedToolIds": names},
+        )
         return settings["apiKey"]
 
     def headers(self, key: str, session: str | None = None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": LEGACY,
-                   "Accept": "application/json, text/event-stream"}
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "MCP-Protocol-Version": LEGACY,
+            "Accept": "application/json, text/event-stream",
+        }
         if session:
             headers["Mcp-Session-Id"] = session
         return headers
 
-    async def mcp(self, key: str, body: Any, *, url: str = "call", session: str | None = None,
-                  method: str = "POST") -> tuple[int, dict[str, str], Any]:
-        async with self.http.request(method, f"{self.api}/mcp:{url}", json=body,
-                                     headers=self.headers(key, session)) as r:
+    async def mcp(
+        self,
+        key: str,
+        body: Any,
+        *,
+        url: str = "call",
+        session: str | None = None,
+        method: str = "POST",
+    ) -> tuple[int, dict[str, str], Any]:
+        async with self.http.request(
+            method, f"{self.api}/mcp:{url}", json=body, headers=self.headers(key, session)
+        ) as r:
             text = await r.text()
             payload = await r.json(content_type=None) if text else None
             return r.status, dict(r.headers), payload
 
     async def initialize(self, key: str, url: str = "call") -> str:
-        status, headers, body = await self.mcp(key, {
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": LEGACY, "capabilities": {},
-                       "clientInfo": {"name": "fault-test", "version": "1"}}}, url=url)
+        status, headers, body = await self.mcp(
+            key,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": LEGACY,
+                    "capabilities": {},
+                    "clientInfo": {"name": "fault-test", "version": "1"},
+                },
+            },
+            url=url,
+        )
         assert status == 200, (status, body)
         session = headers["Mcp-Session-Id"]
-        status, _, _ = await self.mcp(key, {"jsonrpc": "2.0",
-                                            "method": "notifications/initialized"},
-                                      url=url, session=session)
+        status, _, _ = await self.mcp(
+            key, {"jsonrpc": "2.0", "method": "notifications/initialized"}, url=url, session=session
+        )
         assert status == 202
         return session
 
-    async def list_tools(self, key: str, session: str, url: str = "call"
-                         ) -> tuple[int, dict[str, str], Any]:
-        return await self.mcp(key, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                              url=url, session=session)
+    async def list_tools(
+        self, key: str, session: str, url: str = "call"
+    ) -> tuple[int, dict[str, str], Any]:
+        return await self.mcp(
+            key, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, url=url, session=session
+        )
 
-    async def call_tool(self, key: str, session: str, url: str = "call",
-                        name: str = "search_contacts",
-                        arguments: dict[str, Any] | None = None
-                        ) -> tuple[int, dict[str, str], Any]:
-        return await self.mcp(key, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                                    "params": {"name": name,
-                                               "arguments": arguments or {"query": "ada"}}},
-                              url=url, session=session)
+    async def call_tool(
+        self,
+        key: str,
+        session: str,
+        url: str = "call",
+        name: str = "search_contacts",
+        arguments: dict[str, Any] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        return await self.mcp(
+            key,
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": name, "arguments": arguments or {"query": "ada"}},
+            },
+            url=url,
+            session=session,
+        )
 
     async def readyz(self) -> tuple[int, Any]:
         async with self.http.get(self.proc.url + "/readyz") as r:

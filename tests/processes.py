@@ -19,8 +19,7 @@ CLI = str(Path(sys.executable).with_name("mcp-gateway"))
 class GatewayProcess:
     """One `mcp-gateway serve` on a free port; its output goes to a log file in `workdir`."""
 
-    def __init__(self, workdir: Path, name: str, env: dict[str, str],
-                 role: str = "all") -> None:
+    def __init__(self, workdir: Path, name: str, env: dict[str, str], role: str = "all") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
@@ -33,7 +32,10 @@ class GatewayProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--role", role],
-            env=base, stdout=self._log, stderr=subprocess.STDOUT)
+            env=base,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, timeout_s: float = 30.0) -> GatewayProcess:
         deadline = time.monotonic() + timeout_s

@@ -71,8 +71,9 @@ class _Link:
 class TcpProxy:
     """``127.0.0.1:<port>`` → ``target_host:target_port``, with faults on demand."""
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1",
-                 port: int | None = None) -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         self.target = (target_host, target_port)
         self.port = port or free_port()
         self.mode = "forward"
@@ -83,8 +84,9 @@ class TcpProxy:
         self.trapped = False  # the trap went off
         self._server: asyncio.Server | None = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="tcp-proxy", daemon=True
+        )
 
     # control (from any thread) -----------------------------------------------------------
 
@@ -135,8 +137,9 @@ class TcpProxy:
 
     async def _listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port,
-                                                      reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._accept, "127.0.0.1", self.port, reuse_address=True
+            )
 
     async def _unlisten(self) -> None:
         if self._server is not None:
@@ -183,8 +186,10 @@ class TcpProxy:
             except OSError:
                 return
             self.relayed += 1
-            link.tasks = [asyncio.create_task(self._pump(reader, link.target, link, True)),
-                          asyncio.create_task(self._pump(target_reader, writer, link, False))]
+            link.tasks = [
+                asyncio.create_task(self._pump(reader, link.target, link, True)),
+                asyncio.create_task(self._pump(target_reader, writer, link, False)),
+            ]
             await asyncio.gather(*link.tasks, return_exceptions=True)
         finally:
             if link in self._links:
@@ -199,8 +204,13 @@ class TcpProxy:
             while await reader.read(_CHUNK):
                 pass
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    link: _Link, outbound: bool) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        outbound: bool,
+    ) -> None:
         try:
             while True:
                 await link.flowing.wait()

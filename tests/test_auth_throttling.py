@@ -33,8 +33,12 @@ TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
 
 
 def throttling_env(**extra: str) -> dict[str, str]:
-    return {"MCPGW_AUTH_FAILURE_LIMIT": str(LIMIT), "MCPGW_AUTH_FAILURE_WINDOW_S": str(WINDOW_S),
-            "MCPGW_TRUST_FORWARDED": "true", **extra}
+    return {
+        "MCPGW_AUTH_FAILURE_LIMIT": str(LIMIT),
+        "MCPGW_AUTH_FAILURE_WINDOW_S": str(WINDOW_S),
+        "MCPGW_TRUST_FORWARDED": "true",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -57,22 +61,30 @@ class LookupSpy:
         service.find_key = find_key  # type: ignore[method-assign]
 
 
-async def post(client: TestClient, address: str, key: str | None,
-               url: str = CALL) -> tuple[int, dict[str, str], Any]:
-    headers = {"X-Forwarded-For": f"198.51.100.1, {address}",
-               "Accept": "application/json, text/event-stream",
-               "MCP-Protocol-Version": "2025-11-25"}
+async def post(
+    client: TestClient, address: str, key: str | None, url: str = CALL
+) -> tuple[int, dict[str, str], Any]:
+    headers = {
+        "X-Forwarded-For": f"198.51.100.1, {address}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    async with client.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 1,
-                                                         "method": "ping"}) as resp:
+    async with client.post(
+        url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    ) as resp:
         return resp.status, dict(resp.headers), await resp.json(content_type=None)
 
 
 async def enable(api: Api) -> str:
     config_id = await api.integration_with_config("crm", TOOLS)
-    _, body = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]})
+    _, body = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]},
+    )
     return body["apiKey"]
 
 
@@ -84,13 +96,15 @@ def throttled(status: int, headers: dict[str, str], body: Any) -> bool:
     return True
 
 
-async def test_a_flood_of_bad_keys_is_throttled_without_lookups(client: TestClient,
-                                                                api: Api) -> None:
+async def test_a_flood_of_bad_keys_is_throttled_without_lookups(
+    client: TestClient, api: Api
+) -> None:
     good_key = await enable(api)
     spy = LookupSpy(client)
     flooder, bystander = new_address(), new_address()
-    throttled_before = REGISTRY.get_sample_value("mcpgw_auth_failures_total",
-                                                 {"reason": "throttled"}) or 0
+    throttled_before = (
+        REGISTRY.get_sample_value("mcpgw_auth_failures_total", {"reason": "throttled"}) or 0
+    )
 
     for _ in range(LIMIT):  # distinct, well-formed, unknown keys: each costs one lookup
         status, _, body = await post(client, flooder, keys.mint().raw)
@@ -99,8 +113,10 @@ async def test_a_flood_of_bad_keys_is_throttled_without_lookups(client: TestClie
     for _ in range(20):
         assert throttled(*await post(client, flooder, keys.mint().raw))
     assert spy.calls == LIMIT  # no lookup at all once throttled
-    assert (REGISTRY.get_sample_value("mcpgw_auth_failures_total", {"reason": "throttled"})
-            == throttled_before + 20)
+    assert (
+        REGISTRY.get_sample_value("mcpgw_auth_failures_total", {"reason": "throttled"})
+        == throttled_before + 20
+    )
 
     # Other addresses are not affected, with good keys or bad ones.
     status, _, _ = await post(client, bystander, good_key)
@@ -115,8 +131,9 @@ async def test_a_flood_of_bad_keys_is_throttled_without_lookups(client: TestClie
     assert status == 200
 
 
-async def test_malformed_and_revoked_keys_count_missing_ones_do_not(client: TestClient,
-                                                                    api: Api) -> None:
+async def test_malformed_and_revoked_keys_count_missing_ones_do_not(
+    client: TestClient, api: Api
+) -> None:
     good_key = await enable(api)
     address = new_address()
     for _ in range(LIMIT * 2):  # no key at all: clients probe like this; never counted
@@ -142,19 +159,22 @@ async def test_successful_requests_never_reset_the_count(client: TestClient, api
 
 
 @pytest.fixture
-async def two_replicas(aiohttp_client: Any, tmp_path: Path, pg_database_url: str
-                       ) -> AsyncIterator[tuple[TestClient, TestClient]]:
+async def two_replicas(
+    aiohttp_client: Any, tmp_path: Path, pg_database_url: str
+) -> AsyncIterator[tuple[TestClient, TestClient]]:
     """Two gateway replicas of one deployment: one Postgres database, one Redis."""
     apps = []
     for name in ("a", "b"):
-        settings = make_settings(tmp_path / name, pg_database_url,
-                                 **throttling_env(MCPGW_REDIS_URL=REDIS_URL))
+        settings = make_settings(
+            tmp_path / name, pg_database_url, **throttling_env(MCPGW_REDIS_URL=REDIS_URL)
+        )
         apps.append(await aiohttp_client(build_app(settings, "gateway")))
     yield apps[0], apps[1]
 
 
 async def test_failures_add_up_across_replicas_on_one_redis(
-        two_replicas: tuple[TestClient, TestClient]) -> None:
+    two_replicas: tuple[TestClient, TestClient],
+) -> None:
     a, b = two_replicas
     spy_a, spy_b = LookupSpy(a), LookupSpy(b)
     address = new_address()
@@ -176,6 +196,7 @@ async def test_failures_add_up_across_replicas_on_one_redis(
 
 
 # --- the throttle on its own ------------------------------------------------------------------
+
 
 class FakeRequest:
     def __init__(self, remote: str | None, forwarded: list[str] | None = None) -> None:
@@ -200,8 +221,11 @@ def test_client_address_and_throttle_key() -> None:
     assert client_address(alone, trust_forwarded=True) == "192.0.2.7"  # type: ignore[arg-type]
     assert throttle_key("192.0.2.7") == "192.0.2.7"
     # One IPv6 host usually owns a /64: all of it shares one budget.
-    assert throttle_key("2001:db8:1:2:aaaa::1") == throttle_key("2001:db8:1:2:ffff::9") \
+    assert (
+        throttle_key("2001:db8:1:2:aaaa::1")
+        == throttle_key("2001:db8:1:2:ffff::9")
         == "2001:db8:1:2::/64"
+    )
     assert throttle_key("2001:db8:1:3::1") != throttle_key("2001:db8:1:2::1")
     assert throttle_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert throttle_key(None) == "unknown"
@@ -238,7 +262,8 @@ async def test_lockout_lasts_a_window_from_the_limit_and_memory_is_bounded() -> 
 
 
 async def test_redis_unreachable_falls_back_to_local_counts(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     client = redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     try:
         throttle = AuthFailureThrottle(3, 10.0, client, timeout_s=0.5)
@@ -274,12 +299,23 @@ def test_the_variables_are_validated(tmp_path: Path) -> None:
     defaults = load_settings(base)
     assert (defaults.auth_failure_limit, defaults.auth_failure_window_s) == (20, 10.0)
     assert defaults.trust_forwarded is False and defaults.log_format is None
-    given = load_settings({**base, "MCPGW_AUTH_FAILURE_LIMIT": "0", "MCPGW_TRUST_FORWARDED": "TRUE",
-                           "MCPGW_AUTH_FAILURE_WINDOW_S": "2.5", "MCPGW_LOG_FORMAT": "Text"})
+    given = load_settings(
+        {
+            **base,
+            "MCPGW_AUTH_FAILURE_LIMIT": "0",
+            "MCPGW_TRUST_FORWARDED": "TRUE",
+            "MCPGW_AUTH_FAILURE_WINDOW_S": "2.5",
+            "MCPGW_LOG_FORMAT": "Text",
+        }
+    )
     assert (given.auth_failure_limit, given.auth_failure_window_s) == (0, 2.5)
     assert given.trust_forwarded is True and given.log_format == "text"
-    bad = {"MCPGW_AUTH_FAILURE_LIMIT": "-1", "MCPGW_AUTH_FAILURE_WINDOW_S": "0",
-           "MCPGW_TRUST_FORWARDED": "maybe", "MCPGW_LOG_FORMAT": "xml"}
+    bad = {
+        "MCPGW_AUTH_FAILURE_LIMIT": "-1",
+        "MCPGW_AUTH_FAILURE_WINDOW_S": "0",
+        "MCPGW_TRUST_FORWARDED": "maybe",
+        "MCPGW_LOG_FORMAT": "xml",
+    }
     with pytest.raises(ConfigError) as error:
         load_settings({**base, **bad})
     for name in bad:

@@ -28,11 +28,13 @@ def variables_the_service_reads() -> set[str]:
 
 def interpolate(value: str) -> str:
     """Compose's ${VAR:-default} and ${VAR:?error} with sample values, as an operator sets."""
+
     def one(match: re.Match[str]) -> str:
         name, op, rest = match.group(1), match.group(2), match.group(3)
         if op == ":-":
             return rest
         return f"sample-{name.lower()}-" + "x" * 32
+
     return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])([^}]*)\}", one, str(value))
 
 
@@ -49,8 +51,9 @@ def test_services_and_dependencies(compose: dict[str, Any]) -> None:
         assert services["nginx"]["depends_on"][name]["condition"] == "service_healthy"
 
 
-def test_gateway_environment_is_what_the_service_reads(compose: dict[str, Any],
-                                                       tmp_path: Path) -> None:
+def test_gateway_environment_is_what_the_service_reads(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
     known = variables_the_service_reads()
     envs = [compose["services"][name]["environment"] for name in GATEWAYS]
     for env in envs:
@@ -77,8 +80,7 @@ def test_gateway_health_check_and_port_match_the_command(compose: dict[str, Any]
         assert f"127.0.0.1:{port}/readyz" in check
 
 
-def test_nginx_balances_both_replicas_and_keeps_sse_unbuffered(
-        compose: dict[str, Any]) -> None:
+def test_nginx_balances_both_replicas_and_keeps_sse_unbuffered(compose: dict[str, Any]) -> None:
     nginx = compose["services"]["nginx"]
     mount = next(v for v in nginx["volumes"] if "nginx.conf" in v)
     conf = (ROOT / mount.split(":")[0]).read_text()
@@ -86,8 +88,12 @@ def test_nginx_balances_both_replicas_and_keeps_sse_unbuffered(
     gateway_port = command[command.index("--port") + 1]
     for name in GATEWAYS:
         assert f"server {name}:{gateway_port}" in conf
-    for directive in ("proxy_buffering off;", "proxy_cache off;", "proxy_http_version 1.1;",
-                      'proxy_set_header Connection "";'):
+    for directive in (
+        "proxy_buffering off;",
+        "proxy_cache off;",
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+    ):
         assert directive in conf
     assert re.search(r"client_max_body_size\s+1m;", conf)
     assert any(str(p).endswith(":80") for p in nginx["ports"])

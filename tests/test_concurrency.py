@@ -33,13 +33,15 @@ async def _live_key_ids(store: Store) -> list[str]:
         return [k.key_id for k in await session.live_keys(TENANT, INTEGRATION)]
 
 
-async def test_concurrent_first_enables_mint_exactly_one_key(client: TestClient,
-                                                             api: Api) -> None:
+async def test_concurrent_first_enables_mint_exactly_one_key(client: TestClient, api: Api) -> None:
     config_id = await api.integration_with_config(INTEGRATION)
 
-    results = await asyncio.gather(*(
-        api.call("PATCH", f"/{INTEGRATION}/mcp", json={"enabled": True, "configId": config_id})
-        for _ in range(10)))
+    results = await asyncio.gather(
+        *(
+            api.call("PATCH", f"/{INTEGRATION}/mcp", json={"enabled": True, "configId": config_id})
+            for _ in range(10)
+        )
+    )
 
     assert [status for status, _ in results] == [200] * 10, results
     minted = [body["apiKey"] for _, body in results if body["apiKey"] is not None]
@@ -57,16 +59,19 @@ async def test_concurrent_first_enables_mint_exactly_one_key(client: TestClient,
     assert final["apiKeyId"] in key_ids and final["apiKey"] is None
 
 
-async def test_concurrent_rotations_leave_exactly_one_live_key(client: TestClient,
-                                                               api: Api) -> None:
+async def test_concurrent_rotations_leave_exactly_one_live_key(
+    client: TestClient, api: Api
+) -> None:
     config_id = await api.integration_with_config(INTEGRATION)
-    _, enabled = await api.call("PATCH", f"/{INTEGRATION}/mcp", 200,
-                                json={"enabled": True, "configId": config_id})
+    _, enabled = await api.call(
+        "PATCH", f"/{INTEGRATION}/mcp", 200, json={"enabled": True, "configId": config_id}
+    )
     first_key = enabled["apiKey"]
     assert first_key is not None
 
-    results = await asyncio.gather(*(
-        api.call("POST", f"/{INTEGRATION}/mcp:rotateKey") for _ in range(16)))
+    results = await asyncio.gather(
+        *(api.call("POST", f"/{INTEGRATION}/mcp:rotateKey") for _ in range(16))
+    )
 
     assert [status for status, _ in results] == [200] * 16, results
     raw_keys = [body["apiKey"] for _, body in results]
@@ -92,19 +97,24 @@ async def test_concurrent_rotations_leave_exactly_one_live_key(client: TestClien
     assert winners == live
     # The surviving key is the one the last rotation returned.
     assert final["keyPrefix"] == next(
-        body["keyPrefix"] for _, body in results if body["apiKeyId"] == live[0])
+        body["keyPrefix"] for _, body in results if body["apiKeyId"] == live[0]
+    )
 
 
-async def test_rotations_racing_enables_still_leave_one_live_key(client: TestClient,
-                                                                 api: Api) -> None:
+async def test_rotations_racing_enables_still_leave_one_live_key(
+    client: TestClient, api: Api
+) -> None:
     config_id = await api.integration_with_config(INTEGRATION)
     calls = []
     for n in range(12):
         if n % 2:
             calls.append(api.call("POST", f"/{INTEGRATION}/mcp:rotateKey"))
         else:
-            calls.append(api.call("PATCH", f"/{INTEGRATION}/mcp",
-                                  json={"enabled": True, "configId": config_id}))
+            calls.append(
+                api.call(
+                    "PATCH", f"/{INTEGRATION}/mcp", json={"enabled": True, "configId": config_id}
+                )
+            )
     results = await asyncio.gather(*calls)
     assert {status for status, _ in results} == {200}, results
     live = await _live_key_ids(client.app[STORE])
@@ -123,25 +133,35 @@ async def replicas(database_url: str) -> AsyncIterator[tuple[SettingsService, Se
     try:
         await stores[0].migrate()
         assert await stores[1].migrate() == []
-        yield (SettingsService(stores[0], LocalChangeFeed(), _no_catalog),
-               SettingsService(stores[1], LocalChangeFeed(), _no_catalog))
+        yield (
+            SettingsService(stores[0], LocalChangeFeed(), _no_catalog),
+            SettingsService(stores[1], LocalChangeFeed(), _no_catalog),
+        )
     finally:
         for store in stores:
             await store.close()
 
 
 async def test_two_replicas_racing_rotations_leave_exactly_one_live_key(
-        replicas: tuple[SettingsService, SettingsService]) -> None:
+    replicas: tuple[SettingsService, SettingsService],
+) -> None:
     one, two = replicas
     await one.put_integration("alice", TENANT, INTEGRATION, "CRM")
-    config = await one.create_config("alice", TENANT, INTEGRATION, None, {},
-                                     [{"name": "search", "inputSchema": {"type": "object"}}])
-    await two.patch_settings("bob", TENANT, INTEGRATION,
-                             SettingsPatch(enabled=True, config_id=config.config_id))
+    config = await one.create_config(
+        "alice",
+        TENANT,
+        INTEGRATION,
+        None,
+        {},
+        [{"name": "search", "inputSchema": {"type": "object"}}],
+    )
+    await two.patch_settings(
+        "bob", TENANT, INTEGRATION, SettingsPatch(enabled=True, config_id=config.config_id)
+    )
 
-    results = await asyncio.gather(*(
-        (one if n % 2 else two).rotate_key(f"actor-{n}", TENANT, INTEGRATION)
-        for n in range(16)))
+    results = await asyncio.gather(
+        *((one if n % 2 else two).rotate_key(f"actor-{n}", TENANT, INTEGRATION) for n in range(16))
+    )
 
     raw_keys = [raw for _, raw in results]
     assert len(set(raw_keys)) == 16
@@ -150,8 +170,9 @@ async def test_two_replicas_racing_rotations_leave_exactly_one_live_key(
     settings_one = await one.get_settings(TENANT, INTEGRATION)
     settings_two = await two.get_settings(TENANT, INTEGRATION)
     assert settings_one.api_key_id == settings_two.api_key_id == live_one[0]
-    live_raw = [raw for raw in raw_keys
-                if (b := await two.find_key(hash_key(raw))) and b.revoked_at is None]
+    live_raw = [
+        raw for raw in raw_keys if (b := await two.find_key(hash_key(raw))) and b.revoked_at is None
+    ]
     assert len(live_raw) == 1
     assert settings_one.key_prefix == live_raw[0][:12]
     # Every rotation is in the audit trail, each naming the key it minted.
@@ -162,16 +183,26 @@ async def test_two_replicas_racing_rotations_leave_exactly_one_live_key(
 
 
 async def test_two_replicas_racing_first_enables_mint_one_key(
-        replicas: tuple[SettingsService, SettingsService]) -> None:
+    replicas: tuple[SettingsService, SettingsService],
+) -> None:
     one, two = replicas
     await one.put_integration("alice", TENANT, INTEGRATION, "CRM")
-    config = await two.create_config("alice", TENANT, INTEGRATION, None, {},
-                                     [{"name": "search", "inputSchema": {"type": "object"}}])
+    config = await two.create_config(
+        "alice",
+        TENANT,
+        INTEGRATION,
+        None,
+        {},
+        [{"name": "search", "inputSchema": {"type": "object"}}],
+    )
     patch = SettingsPatch(enabled=True, config_id=config.config_id)
 
-    results = await asyncio.gather(*(
-        (one if n % 2 else two).patch_settings(f"actor-{n}", TENANT, INTEGRATION, patch)
-        for n in range(10)))
+    results = await asyncio.gather(
+        *(
+            (one if n % 2 else two).patch_settings(f"actor-{n}", TENANT, INTEGRATION, patch)
+            for n in range(10)
+        )
+    )
 
     minted = [raw for _, raw in results if raw is not None]
     assert len(minted) == 1

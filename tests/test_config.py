@@ -32,8 +32,14 @@ def _cli_env(**env: str) -> dict[str, str]:
 
 
 def _run(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], env=_cli_env(**env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [CLI, *args],
+        env=_cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # defaults ------------------------------------------------------------------------------------
@@ -61,51 +67,88 @@ def test_defaults_follow_the_contract(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_explicit_values_are_used(tmp_path: Path) -> None:
-    settings = load_settings({
-        "MCPGW_DATA_DIR": str(tmp_path), "MCPGW_DATABASE_URL": "postgresql://db.internal/gw",
-        "MCPGW_REDIS_URL": "redis://cache:6379/0", "MCPGW_PUBLIC_URL": "https://gw.example.com/",
-        "MCPGW_JWT_SECRET": SECRET, "MCPGW_SESSION_SECRET": "session-" + SECRET,
-        "MCPGW_SECRET_KEY": "key-" + SECRET, "MCPGW_RATE_LIMIT_RPS": "2.5",
-        "MCPGW_RATE_LIMIT_BURST": "5", "MCPGW_REQUEST_LIMIT_RPS": "7",
-        "MCPGW_REQUEST_LIMIT_BURST": "9", "MCPGW_RATE_LIMIT_FAILURE_MODE": "closed",
-        "MCPGW_UPSTREAM_TIMEOUT_S": "1.5", "MCPGW_MAX_BODY_BYTES": "4096",
-        "MCPGW_JWT_JWKS_URL": "https://idp.example.com/jwks", "MCPGW_JWT_AUDIENCE": "gw",
-        "MCPGW_JWT_ISSUER": "https://idp.example.com/"})
+    settings = load_settings(
+        {
+            "MCPGW_DATA_DIR": str(tmp_path),
+            "MCPGW_DATABASE_URL": "postgresql://db.internal/gw",
+            "MCPGW_REDIS_URL": "redis://cache:6379/0",
+            "MCPGW_PUBLIC_URL": "https://gw.example.com/",
+            "MCPGW_JWT_SECRET": SECRET,
+            "MCPGW_SESSION_SECRET": "session-" + SECRET,
+            "MCPGW_SECRET_KEY": "key-" + SECRET,
+            "MCPGW_RATE_LIMIT_RPS": "2.5",
+            "MCPGW_RATE_LIMIT_BURST": "5",
+            "MCPGW_REQUEST_LIMIT_RPS": "7",
+            "MCPGW_REQUEST_LIMIT_BURST": "9",
+            "MCPGW_RATE_LIMIT_FAILURE_MODE": "closed",
+            "MCPGW_UPSTREAM_TIMEOUT_S": "1.5",
+            "MCPGW_MAX_BODY_BYTES": "4096",
+            "MCPGW_JWT_JWKS_URL": "https://idp.example.com/jwks",
+            "MCPGW_JWT_AUDIENCE": "gw",
+            "MCPGW_JWT_ISSUER": "https://idp.example.com/",
+        }
+    )
     assert settings.database_url == "postgresql://db.internal/gw" and settings.uses_postgres
     assert settings.redis_url == "redis://cache:6379/0"
     assert settings.public_url == "https://gw.example.com"
     assert settings.allowed_origins == frozenset({"https://gw.example.com"})
     assert (settings.jwt_secret, settings.session_secret, settings.secret_key) == (
-        SECRET, "session-" + SECRET, "key-" + SECRET)
+        SECRET,
+        "session-" + SECRET,
+        "key-" + SECRET,
+    )
     assert (settings.rate_limit_rps, settings.rate_limit_burst) == (2.5, 5)
     assert (settings.request_limit_rps, settings.request_limit_burst) == (7, 9)
     assert settings.rate_limit_failure_mode == "closed"
     assert (settings.upstream_timeout_s, settings.max_body_bytes) == (1.5, 4096)
     assert (settings.jwt_jwks_url, settings.jwt_audience, settings.jwt_issuer) == (
-        "https://idp.example.com/jwks", "gw", "https://idp.example.com/")
+        "https://idp.example.com/jwks",
+        "gw",
+        "https://idp.example.com/",
+    )
     # Given secrets are not written to disk.
     assert not (tmp_path / "secrets").exists() or not any((tmp_path / "secrets").iterdir())
 
 
 def test_allowed_origins_list_is_parsed(tmp_path: Path) -> None:
-    settings = load_settings({"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": SECRET,
-                              "MCPGW_ALLOWED_ORIGINS": "https://a.example, http://b.example:8080/"})
+    settings = load_settings(
+        {
+            "MCPGW_DATA_DIR": str(tmp_path),
+            "MCPGW_JWT_SECRET": SECRET,
+            "MCPGW_ALLOWED_ORIGINS": "https://a.example, http://b.example:8080/",
+        }
+    )
     assert settings.allowed_origins == frozenset({"https://a.example", "http://b.example:8080"})
 
 
 # validation ----------------------------------------------------------------------------------
 def test_every_bad_value_is_reported_at_once_with_its_variable(tmp_path: Path) -> None:
-    env = {"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": "too-short",
-           "MCPGW_RATE_LIMIT_RPS": "abc", "MCPGW_MAX_BODY_BYTES": "-1",
-           "MCPGW_RATE_LIMIT_FAILURE_MODE": "maybe", "MCPGW_PUBLIC_URL": "ftp://x",
-           "MCPGW_DATABASE_URL": "mysql://x", "MCPGW_RATE_LIMIT_BURST": "1.5",
-           "MCPGW_UPSTREAM_TIMEOUT_S": "nan", "MCPGW_REDIS_URL": "http://cache"}
+    env = {
+        "MCPGW_DATA_DIR": str(tmp_path),
+        "MCPGW_JWT_SECRET": "too-short",
+        "MCPGW_RATE_LIMIT_RPS": "abc",
+        "MCPGW_MAX_BODY_BYTES": "-1",
+        "MCPGW_RATE_LIMIT_FAILURE_MODE": "maybe",
+        "MCPGW_PUBLIC_URL": "ftp://x",
+        "MCPGW_DATABASE_URL": "mysql://x",
+        "MCPGW_RATE_LIMIT_BURST": "1.5",
+        "MCPGW_UPSTREAM_TIMEOUT_S": "nan",
+        "MCPGW_REDIS_URL": "http://cache",
+    }
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     problems = caught.value.problems
-    expected = ("MCPGW_RATE_LIMIT_RPS", "MCPGW_MAX_BODY_BYTES", "MCPGW_RATE_LIMIT_FAILURE_MODE",
-                "MCPGW_PUBLIC_URL", "MCPGW_DATABASE_URL", "MCPGW_RATE_LIMIT_BURST",
-                "MCPGW_UPSTREAM_TIMEOUT_S", "MCPGW_REDIS_URL", "MCPGW_JWT_SECRET")
+    expected = (
+        "MCPGW_RATE_LIMIT_RPS",
+        "MCPGW_MAX_BODY_BYTES",
+        "MCPGW_RATE_LIMIT_FAILURE_MODE",
+        "MCPGW_PUBLIC_URL",
+        "MCPGW_DATABASE_URL",
+        "MCPGW_RATE_LIMIT_BURST",
+        "MCPGW_UPSTREAM_TIMEOUT_S",
+        "MCPGW_REDIS_URL",
+        "MCPGW_JWT_SECRET",
+    )
     for name in expected:
         assert sum(p.startswith(name) for p in problems) == 1, (name, problems)
     assert len(problems) == len(expected)
@@ -117,18 +160,21 @@ def test_every_bad_value_is_reported_at_once_with_its_variable(tmp_path: Path) -
     assert not (tmp_path / "secrets").exists()
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("MCPGW_RATE_LIMIT_RPS", "0"),
-    ("MCPGW_RATE_LIMIT_RPS", "inf"),
-    ("MCPGW_REQUEST_LIMIT_BURST", "ten"),
-    ("MCPGW_MAX_BODY_BYTES", "0"),
-    ("MCPGW_UPSTREAM_TIMEOUT_S", "-3"),
-    ("MCPGW_PUBLIC_URL", "gw.example.com"),
-    ("MCPGW_PUBLIC_URL", "http://"),
-    ("MCPGW_JWT_JWKS_URL", "file:///etc/jwks.json"),
-    ("MCPGW_ALLOWED_ORIGINS", "gw.example.com"),
-    ("MCPGW_RATE_LIMIT_FAILURE_MODE", "sometimes"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MCPGW_RATE_LIMIT_RPS", "0"),
+        ("MCPGW_RATE_LIMIT_RPS", "inf"),
+        ("MCPGW_REQUEST_LIMIT_BURST", "ten"),
+        ("MCPGW_MAX_BODY_BYTES", "0"),
+        ("MCPGW_UPSTREAM_TIMEOUT_S", "-3"),
+        ("MCPGW_PUBLIC_URL", "gw.example.com"),
+        ("MCPGW_PUBLIC_URL", "http://"),
+        ("MCPGW_JWT_JWKS_URL", "file:///etc/jwks.json"),
+        ("MCPGW_ALLOWED_ORIGINS", "gw.example.com"),
+        ("MCPGW_RATE_LIMIT_FAILURE_MODE", "sometimes"),
+    ],
+)
 def test_a_single_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": SECRET, name: value})
@@ -136,19 +182,21 @@ def test_a_single_bad_value_names_its_variable(tmp_path: Path, name: str, value:
     assert caught.value.problems[0].startswith(name)
 
 
-@pytest.mark.parametrize("url", [
-    "mysql://admin:hunter2-pw@db.internal/gw",
-    "postgresql:/admin:hunter2-pw@db.internal/gw",
-    "postgresql//admin:hunter2-pw@db.internal/gw",
-    "admin:hunter2-pw@db.internal",
-    "mysql://admin:hunter2-pw@db.internal:notaport/gw",
-    "mysql://admin:hunter2%40pw@db.internal/gw",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://admin:hunter2-pw@db.internal/gw",
+        "postgresql:/admin:hunter2-pw@db.internal/gw",
+        "postgresql//admin:hunter2-pw@db.internal/gw",
+        "admin:hunter2-pw@db.internal",
+        "mysql://admin:hunter2-pw@db.internal:notaport/gw",
+        "mysql://admin:hunter2%40pw@db.internal/gw",
+    ],
+)
 @pytest.mark.parametrize("variable", ["MCPGW_DATABASE_URL", "MCPGW_REDIS_URL"])
 def test_passwords_in_urls_are_never_echoed(tmp_path: Path, variable: str, url: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings({"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": SECRET,
-                       variable: url})
+        load_settings({"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": SECRET, variable: url})
     message = str(caught.value)
     assert variable in message
     assert "hunter2" not in message
@@ -160,7 +208,10 @@ def test_generated_secrets_are_stable_across_loads_and_private(tmp_path: Path) -
     env = {"MCPGW_DATA_DIR": str(tmp_path / "data")}
     first, second = load_settings(env), load_settings(env)
     assert (first.jwt_secret, first.session_secret, first.secret_key) == (
-        second.jwt_secret, second.session_secret, second.secret_key)
+        second.jwt_secret,
+        second.session_secret,
+        second.secret_key,
+    )
     secrets_dir = tmp_path / "data" / "secrets"
     assert stat.S_IMODE(secrets_dir.stat().st_mode) & 0o077 == 0
     for name in SECRET_FILES:
@@ -191,9 +242,16 @@ print(json.dumps([s.jwt_secret, s.session_secret, s.secret_key]), flush=True)
 @pytest.mark.slow  # starts the CLI
 def test_racing_processes_generate_each_secret_exactly_once(tmp_path: Path) -> None:
     data_dir = str(tmp_path / "shared-data")
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, data_dir], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, data_dir],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     try:
         # Barrier: every process has imported everything before any of them loads settings.
         for proc in procs:
@@ -211,8 +269,11 @@ def test_racing_processes_generate_each_secret_exactly_once(tmp_path: Path) -> N
     seen = {out.strip() for out, _ in outputs}
     assert len(seen) == 1, seen
     on_disk = load_settings({"MCPGW_DATA_DIR": data_dir})
-    assert json.loads(seen.pop()) == [on_disk.jwt_secret, on_disk.session_secret,
-                                      on_disk.secret_key]
+    assert json.loads(seen.pop()) == [
+        on_disk.jwt_secret,
+        on_disk.session_secret,
+        on_disk.secret_key,
+    ]
 
 
 def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
@@ -226,8 +287,14 @@ def test_an_unusable_data_dir_is_a_config_error(tmp_path: Path) -> None:
 # command line --------------------------------------------------------------------------------
 @pytest.mark.slow  # starts the CLI
 def test_serve_with_a_bad_value_exits_2_with_a_clear_message(tmp_path: Path) -> None:
-    result = _run("serve", "--port", "0", MCPGW_DATA_DIR=str(tmp_path),
-                  MCPGW_RATE_LIMIT_RPS="abc", MCPGW_DATABASE_URL="mysql://u:hunter2@db/x")
+    result = _run(
+        "serve",
+        "--port",
+        "0",
+        MCPGW_DATA_DIR=str(tmp_path),
+        MCPGW_RATE_LIMIT_RPS="abc",
+        MCPGW_DATABASE_URL="mysql://u:hunter2@db/x",
+    )
     assert result.returncode == 2
     assert "MCPGW_RATE_LIMIT_RPS" in result.stderr
     assert "MCPGW_DATABASE_URL" in result.stderr
@@ -240,8 +307,11 @@ def test_serve_with_a_bad_value_exits_2_with_a_clear_message(tmp_path: Path) -> 
 def test_a_jwks_without_an_audience_refuses_to_start(tmp_path: Path) -> None:
     # An IdP signs every application's tokens with one JWKS: with no audience to check, a
     # token it issued for another application would open the settings API.
-    env = {"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_JWT_SECRET": SECRET,
-           "MCPGW_JWT_JWKS_URL": "https://idp.example.com/jwks"}
+    env = {
+        "MCPGW_DATA_DIR": str(tmp_path),
+        "MCPGW_JWT_SECRET": SECRET,
+        "MCPGW_JWT_JWKS_URL": "https://idp.example.com/jwks",
+    }
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert len(caught.value.problems) == 1
@@ -255,8 +325,9 @@ def test_a_jwks_without_an_audience_refuses_to_start(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # starts the CLI
-@pytest.mark.parametrize("args", [["serve", "--port", "http"], ["serve", "--workers", "0"],
-                                  ["token"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "args", [["serve", "--port", "http"], ["serve", "--workers", "0"], ["token"], ["frobnicate"]]
+)
 def test_bad_arguments_exit_2_with_usage(tmp_path: Path, args: list[str]) -> None:
     result = _run(*args, MCPGW_DATA_DIR=str(tmp_path), MCPGW_JWT_SECRET=SECRET)
     assert result.returncode == 2
@@ -266,8 +337,15 @@ def test_bad_arguments_exit_2_with_usage(tmp_path: Path, args: list[str]) -> Non
 
 @pytest.mark.slow  # starts the CLI
 def test_workers_above_one_without_redis_refuses_to_start(tmp_path: Path) -> None:
-    result = _run("serve", "--workers", "2", "--port", "0", MCPGW_DATA_DIR=str(tmp_path),
-                  MCPGW_JWT_SECRET=SECRET)
+    result = _run(
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        "0",
+        MCPGW_DATA_DIR=str(tmp_path),
+        MCPGW_JWT_SECRET=SECRET,
+    )
     assert result.returncode == 2
     assert "--workers" in result.stderr and "MCPGW_REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
@@ -295,19 +373,33 @@ async def test_token_is_accepted_with_the_data_dirs_generated_secret(tmp_path: P
 
 @pytest.mark.slow  # starts the CLI
 def test_token_options_are_honoured(tmp_path: Path) -> None:
-    result = _run("token", "--tenant", "*", "--ttl", "120", "--subject", "ops@example.com",
-                  MCPGW_DATA_DIR=str(tmp_path), MCPGW_JWT_SECRET=SECRET,
-                  MCPGW_JWT_AUDIENCE="gw", MCPGW_JWT_ISSUER="https://issuer.example")
+    result = _run(
+        "token",
+        "--tenant",
+        "*",
+        "--ttl",
+        "120",
+        "--subject",
+        "ops@example.com",
+        MCPGW_DATA_DIR=str(tmp_path),
+        MCPGW_JWT_SECRET=SECRET,
+        MCPGW_JWT_AUDIENCE="gw",
+        MCPGW_JWT_ISSUER="https://issuer.example",
+    )
     assert result.returncode == 0, result.stderr
-    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"], audience="gw",
-                        issuer="https://issuer.example")
+    claims = jwt.decode(
+        result.stdout.strip(),
+        SECRET,
+        algorithms=["HS256"],
+        audience="gw",
+        issuer="https://issuer.example",
+    )
     assert claims["tenants"] == ["*"] and claims["sub"] == "ops@example.com"
     assert 110 <= claims["exp"] - claims["iat"] <= 120
 
 
 def _status(url: str, token: str) -> int:
-    request = urllib.request.Request(
-        url, headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=2) as resp:
             return resp.status
@@ -321,14 +413,17 @@ def test_serve_and_token_agree_on_the_generated_secret(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
-        server = subprocess.Popen([CLI, "serve", "--port", str(port)],
-                                  env=_cli_env(MCPGW_DATA_DIR=data_dir,
-                                               MCPGW_LOG_LEVEL="WARNING"),
-                                  stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [CLI, "serve", "--port", str(port)],
+            env=_cli_env(MCPGW_DATA_DIR=data_dir, MCPGW_LOG_LEVEL="WARNING"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         token = _run("token", "--tenant", "acme", MCPGW_DATA_DIR=data_dir).stdout.strip()
-        stranger = _run("token", "--tenant", "acme",
-                        MCPGW_DATA_DIR=str(tmp_path / "elsewhere")).stdout.strip()
+        stranger = _run(
+            "token", "--tenant", "acme", MCPGW_DATA_DIR=str(tmp_path / "elsewhere")
+        ).stdout.strip()
         url = f"http://127.0.0.1:{port}/v1/tenants/acme/integrations"
         deadline = time.monotonic() + 30
         while True:

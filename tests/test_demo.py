@@ -34,16 +34,21 @@ TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
 class Demo:
     """One `mcp-gateway demo` process; `values` holds its `name: value` lines."""
 
-    def __init__(self, tmp_path: Path, data_dir: Path, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, data_dir: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
         base.update({"MCPGW_DATA_DIR": str(data_dir), **(env or {})})
         self.stderr_path = tmp_path / f"demo-{self.port}.err"
         self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen([CLI, "demo", "--port", str(self.port), *extra],
-                                     env=base, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [CLI, "demo", "--port", str(self.port), *extra],
+            env=base,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -60,8 +65,7 @@ class Demo:
             try:
                 line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"demo not ready in {timeout_s} s:\n{self.output()}"
-                                     ) from None
+                raise AssertionError(f"demo not ready in {timeout_s} s:\n{self.output()}") from None
             if line is None:
                 raise AssertionError(f"demo exited {self.proc.wait()}:\n{self.output()}")
             self.lines.append(line)
@@ -74,14 +78,14 @@ class Demo:
 
     def value(self, name: str) -> str:
         prefix = f"{name}: "
-        found = [line[len(prefix):] for line in self.lines if line.startswith(prefix)]
+        found = [line[len(prefix) :] for line in self.lines if line.startswith(prefix)]
         assert len(found) == 1, (name, self.text)
         return found[0]
 
     def snippet(self, heading_start: str) -> Any:
         """The JSON printed after the line starting with `heading_start`."""
         index = next(i for i, line in enumerate(self.lines) if line.startswith(heading_start))
-        rest = "\n".join(self.lines[index + 1:])
+        rest = "\n".join(self.lines[index + 1 :])
         value, _ = json.JSONDecoder().raw_decode(rest)
         return value
 
@@ -98,8 +102,7 @@ class Demo:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-                raise AssertionError(f"demo did not stop on {sig.name}:\n{self.output()}"
-                                     ) from None
+                raise AssertionError(f"demo did not stop on {sig.name}:\n{self.output()}") from None
         while self._queue.get(timeout=5) is not None:  # the rest of stdout
             pass
         self._stderr.close()
@@ -122,14 +125,16 @@ def demo(tmp_path: Path, data_dir: Path) -> Iterator[Demo]:
 
 async def sdk_session(url: str, key: str, mode: str) -> tuple[httpx2.AsyncClient, Client]:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    return http, Client(streamable_http_client(url, http_client=http), mode=mode,
-                        read_timeout_seconds=10)
+    return http, Client(
+        streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
+    )
 
 
 def run_curl(line: str) -> dict[str, Any]:
     assert line.startswith("curl ") and "\n" not in line
-    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=15,
-                          check=False)
+    done = subprocess.run(
+        ["bash", "-c", line], capture_output=True, text=True, timeout=15, check=False
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -152,9 +157,18 @@ async def test_printed_key_works_with_the_sdk_on_both_urls(demo: Demo, mode: str
         assert all(t.output_schema for t in listed.tools)
         found = await client.call_tool("search_contacts", {"query": "lovelace"})
         assert not found.is_error
-        assert found.structured_content == {"contacts": [{
-            "id": "c_001", "name": "Ada Lovelace", "email": "ada@analytical-engines.example",
-            "company": "Analytical Engines Ltd", "title": "Head of Research"}], "total": 1}
+        assert found.structured_content == {
+            "contacts": [
+                {
+                    "id": "c_001",
+                    "name": "Ada Lovelace",
+                    "email": "ada@analytical-engines.example",
+                    "company": "Analytical Engines Ltd",
+                    "title": "Head of Research",
+                }
+            ],
+            "total": 1,
+        }
         note = await client.call_tool("create_note", {"contactId": "c_001", "body": "hi"})
         assert not note.is_error, note
         contact = await client.call_tool("get_contact", {"contactId": "c_001"})
@@ -176,27 +190,40 @@ def test_printed_curl_token_and_client_configs_work(demo: Demo) -> None:
     result = answer["result"]
     assert result["isError"] is False
     assert [c["name"] for c in result["structuredContent"]["contacts"]] == [
-        "Ada Lovelace", "Adam Smith"]  # from the example upstream, not the simulator
+        "Ada Lovelace",
+        "Adam Smith",
+    ]  # from the example upstream, not the simulator
 
-    assert demo.snippet("Cursor") == {"mcpServers": {"crm-demo": {
-        "url": call_url, "headers": {"Authorization": f"Bearer {key}"}}}}
-    assert demo.snippet("Claude Desktop") == {"mcpServers": {"crm-demo": {
-        "command": "npx",
-        "args": ["-y", "mcp-remote", call_url, "--header", "Authorization:${AUTH_HEADER}"],
-        "env": {"AUTH_HEADER": f"Bearer {key}"}}}}
+    assert demo.snippet("Cursor") == {
+        "mcpServers": {"crm-demo": {"url": call_url, "headers": {"Authorization": f"Bearer {key}"}}}
+    }
+    assert demo.snippet("Claude Desktop") == {
+        "mcpServers": {
+            "crm-demo": {
+                "command": "npx",
+                "args": ["-y", "mcp-remote", call_url, "--header", "Authorization:${AUTH_HEADER}"],
+                "env": {"AUTH_HEADER": f"Bearer {key}"},
+            }
+        }
+    }
 
     token = demo.value("settings-API token")
     settings_api = demo.value("settings API")
-    done = subprocess.run(["curl", "-s", "-H", f"Authorization: Bearer {token}",
-                           f"{settings_api}/crm/mcp"], capture_output=True, text=True,
-                          timeout=15, check=False)
+    done = subprocess.run(
+        ["curl", "-s", "-H", f"Authorization: Bearer {token}", f"{settings_api}/crm/mcp"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
     settings = json.loads(done.stdout)
     assert settings["enabled"] is True and settings["exposedToolIds"] == TOOLS
     assert settings["keyPrefix"] == key[:12]
 
 
 def test_sigint_stops_cleanly_and_a_second_run_reuses_the_data_dir(
-        tmp_path: Path, data_dir: Path) -> None:
+    tmp_path: Path, data_dir: Path
+) -> None:
     first = Demo(tmp_path, data_dir).wait_ready()
     try:
         old_key = first.value("API key")
@@ -228,15 +255,20 @@ def test_sigint_stops_cleanly_and_a_second_run_reuses_the_data_dir(
 def test_fixed_upstream_port_and_public_url(tmp_path: Path, data_dir: Path) -> None:
     upstream_port = free_port()
     for run in range(2):  # the second run re-reads the same upstream URL's catalog
-        demo = Demo(tmp_path, data_dir, "--upstream-port", str(upstream_port),
-                    env={"MCPGW_PUBLIC_URL": "https://mcp.example.com/"}).wait_ready()
+        demo = Demo(
+            tmp_path,
+            data_dir,
+            "--upstream-port",
+            str(upstream_port),
+            env={"MCPGW_PUBLIC_URL": "https://mcp.example.com/"},
+        ).wait_ready()
         try:
             assert f"http://127.0.0.1:{upstream_port}/mcp" in demo.lines[1]
             call_url = demo.value("callUrl")
-            assert call_url == ("https://mcp.example.com/v1/tenants/demo/integrations/crm/"
-                                "mcp:call")
-            local = curl_line(demo).replace("https://mcp.example.com",
-                                            f"http://127.0.0.1:{demo.port}")
+            assert call_url == ("https://mcp.example.com/v1/tenants/demo/integrations/crm/mcp:call")
+            local = curl_line(demo).replace(
+                "https://mcp.example.com", f"http://127.0.0.1:{demo.port}"
+            )
             assert run_curl(local)["result"]["isError"] is False, run
         finally:
             assert demo.stop() == 0
@@ -247,9 +279,14 @@ def test_busy_port_fails_with_a_message(tmp_path: Path, data_dir: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([CLI, "demo", "--port", str(port)], capture_output=True,
-                              text=True, timeout=30, check=False,
-                              env={**os.environ, "MCPGW_DATA_DIR": str(data_dir)})
+        done = subprocess.run(
+            [CLI, "demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env={**os.environ, "MCPGW_DATA_DIR": str(data_dir)},
+        )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr

@@ -22,9 +22,15 @@ from settings_api.jwt_auth import issue_token
 pytestmark = pytest.mark.slow
 
 TOOLS = [
-    {"name": "search_contacts", "description": "Search the CRM",
-     "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}},
-                     "required": ["query"]}},
+    {
+        "name": "search_contacts",
+        "description": "Search the CRM",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+    },
     {"name": "delete_contact", "inputSchema": {"type": "object"}},  # not exposed
 ]
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
@@ -51,14 +57,24 @@ async def setup_integration(base: str, upstream_url: str) -> dict[str, Any]:
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.put(api, json={"name": "CRM"}) as r:
             assert r.status == 201
-        async with http.post(f"{api}/configs", json={
+        async with http.post(
+            f"{api}/configs",
+            json={
                 "upstreamUrl": upstream_url,
-                "upstreamHeaders": {"Authorization": "Bearer upstream-secret"}}) as r:
+                "upstreamHeaders": {"Authorization": "Bearer upstream-secret"},
+            },
+        ) as r:
             config = await r.json()
             assert r.status == 201, config
-        async with http.patch(f"{api}/mcp", json={
-                "enabled": True, "configId": config["configId"],
-                "exposedToolIds": ["search_contacts"], "description": "CRM tools"}) as r:
+        async with http.patch(
+            f"{api}/mcp",
+            json={
+                "enabled": True,
+                "configId": config["configId"],
+                "exposedToolIds": ["search_contacts"],
+                "description": "CRM tools",
+            },
+        ) as r:
             settings = await r.json()
             assert r.status == 200, settings
     return settings
@@ -66,17 +82,20 @@ async def setup_integration(base: str, upstream_url: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_sdk_client_on_both_urls_and_the_upstream_sees_only_call_url(
-        gateway: Any, mode: str) -> None:
+    gateway: Any, mode: str
+) -> None:
     proc, stub, upstream_url = gateway
     settings = await setup_integration(proc.url, upstream_url)
     base = f"{proc.url}/v1/tenants/acme/integrations/crm"
     calls_before = stub.calls["tools/call"]
 
     for url, reaches_upstream in ((f"{base}/mcp:test", False), (f"{base}/mcp:call", True)):
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {settings['apiKey']}"},
-                                  timeout=10)
-        client = Client(streamable_http_client(url, http_client=http), mode=mode,
-                        read_timeout_seconds=10)
+        http = httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {settings['apiKey']}"}, timeout=10
+        )
+        client = Client(
+            streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
+        )
         async with http, client:
             assert client.protocol_version == EXPECTED_VERSION[mode]
             assert client.server_info is not None and client.server_info.name == "CRM"
@@ -95,15 +114,35 @@ async def test_sdk_client_on_both_urls_and_the_upstream_sees_only_call_url(
 
 
 async def test_simulated_results_are_identical_across_restarts_and_hash_seeds(
-        tmp_path: Path, aiohttp_server: Any) -> None:
-    stub = StubUpstream(tools=[{**TOOLS[0], "outputSchema": {
-        "type": "object", "required": ["contacts"],
-        "properties": {"contacts": {"type": "array", "minItems": 2, "items": {
-            "type": "object", "required": ["id", "name", "email", "createdAt"],
-            "properties": {"id": {"type": "string", "format": "uuid"},
-                           "name": {"type": "string"},
-                           "email": {"type": "string", "format": "email"},
-                           "createdAt": {"type": "string", "format": "date-time"}}}}}}}])
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    stub = StubUpstream(
+        tools=[
+            {
+                **TOOLS[0],
+                "outputSchema": {
+                    "type": "object",
+                    "required": ["contacts"],
+                    "properties": {
+                        "contacts": {
+                            "type": "array",
+                            "minItems": 2,
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "name", "email", "createdAt"],
+                                "properties": {
+                                    "id": {"type": "string", "format": "uuid"},
+                                    "name": {"type": "string"},
+                                    "email": {"type": "string", "format": "email"},
+                                    "createdAt": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                        }
+                    },
+                },
+            }
+        ]
+    )
     upstream = await aiohttp_server(stub.app())
     env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET}
     bodies = []
@@ -113,19 +152,34 @@ async def test_simulated_results_are_identical_across_restarts_and_hash_seeds(
         proc.wait_ready()
         try:
             if key is None:
-                key = (await setup_integration(proc.url, str(upstream.make_url("/mcp"))))[
-                    "apiKey"]
+                key = (await setup_integration(proc.url, str(upstream.make_url("/mcp"))))["apiKey"]
             url = f"{proc.url}/v1/tenants/acme/integrations/crm/mcp:test"
-            modern = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientCapabilities": {}}
-            async with aiohttp.ClientSession() as http, http.post(url, json={
-                    "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                    "params": {"name": "search_contacts", "arguments": {"query": "ada"},
-                               "_meta": modern}},
-                    headers={"Authorization": f"Bearer {key}",
-                             "MCP-Protocol-Version": "2026-07-28",
-                             "Mcp-Method": "tools/call", "Mcp-Name": "search_contacts"}
-                    ) as resp:
+            modern = {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "tools/call",
+                        "params": {
+                            "name": "search_contacts",
+                            "arguments": {"query": "ada"},
+                            "_meta": modern,
+                        },
+                    },
+                    headers={
+                        "Authorization": f"Bearer {key}",
+                        "MCP-Protocol-Version": "2026-07-28",
+                        "Mcp-Method": "tools/call",
+                        "Mcp-Name": "search_contacts",
+                    },
+                ) as resp,
+            ):
                 bodies.append((resp.status, await resp.read()))
         finally:
             proc.stop()

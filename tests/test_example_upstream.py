@@ -26,8 +26,9 @@ class Wire:
         self.client = client
         self.session: str | None = None
 
-    async def post(self, body: Any, *, headers: dict[str, str] | None = None,
-                   session: bool = True) -> tuple[int, dict[str, str], Any]:
+    async def post(
+        self, body: Any, *, headers: dict[str, str] | None = None, session: bool = True
+    ) -> tuple[int, dict[str, str], Any]:
         sent = {"Accept": ACCEPT, "Content-Type": "application/json", **(headers or {})}
         if session and self.session:
             sent["Mcp-Session-Id"] = self.session
@@ -37,10 +38,19 @@ class Wire:
             return resp.status, dict(resp.headers), (json.loads(text) if text else None)
 
     async def initialize(self, version: str = "2025-11-25") -> dict[str, Any]:
-        status, headers, body = await self.post({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": version, "capabilities": {},
-                       "clientInfo": {"name": "test", "version": "1"}}}, session=False)
+        status, headers, body = await self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": version,
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            },
+            session=False,
+        )
         assert status == 200, body
         self.session = headers["Mcp-Session-Id"]
         status, _, _ = await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -48,8 +58,9 @@ class Wire:
         return body["result"]
 
     async def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        status, _, body = await self.post({"jsonrpc": "2.0", "id": 1, "method": method,
-                                           "params": params or {}})
+        status, _, body = await self.post(
+            {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+        )
         assert status == 200, body
         return body
 
@@ -66,15 +77,21 @@ async def wire(aiohttp_client: Any) -> Wire:
 def test_catalog_is_valid_for_the_gateway() -> None:
     tools, errors = normalize_tools(TOOLS)
     assert errors == []
-    assert [t["name"] for t in tools] == ["search_contacts", "get_contact", "create_note",
-                                          "list_deals"]
+    assert [t["name"] for t in tools] == [
+        "search_contacts",
+        "get_contact",
+        "create_note",
+        "list_deals",
+    ]
     for tool in TOOLS:
         Draft202012Validator.check_schema(tool["outputSchema"])
         assert tool["description"] and tool["title"]
 
 
-@pytest.mark.parametrize(("asked", "answered"), [
-    ("2025-06-18", "2025-06-18"), ("2025-03-26", "2025-03-26"), ("2099-01-01", "2025-11-25")])
+@pytest.mark.parametrize(
+    ("asked", "answered"),
+    [("2025-06-18", "2025-06-18"), ("2025-03-26", "2025-03-26"), ("2099-01-01", "2025-11-25")],
+)
 async def test_initialize_negotiates_the_version(wire: Wire, asked: str, answered: str) -> None:
     result = await wire.initialize(asked)
     assert result["protocolVersion"] == answered
@@ -107,10 +124,13 @@ async def test_every_tool_answers_within_its_output_schema(wire: Wire) -> None:
     assert [t["name"] for t in listed["tools"]] == [t["name"] for t in TOOLS]
     assert "nextCursor" not in listed
     schemas = {t["name"]: t["outputSchema"] for t in listed["tools"]}
-    calls = [("search_contacts", {"query": "orbital", "limit": 1}),
-             ("get_contact", {"contactId": "c_002"}),
-             ("create_note", {"contactId": "c_002", "body": " Sent the contract. "}),
-             ("list_deals", {}), ("list_deals", {"stage": "proposal", "minAmount": 50000})]
+    calls = [
+        ("search_contacts", {"query": "orbital", "limit": 1}),
+        ("get_contact", {"contactId": "c_002"}),
+        ("create_note", {"contactId": "c_002", "body": " Sent the contract. "}),
+        ("list_deals", {}),
+        ("list_deals", {"stage": "proposal", "minAmount": 50000}),
+    ]
     results = {}
     for name, arguments in calls:
         result = await wire.call(name, arguments)
@@ -131,7 +151,8 @@ async def test_every_tool_answers_within_its_output_schema(wire: Wire) -> None:
     everything = results["list_deals", "{}"]
     assert everything["totalAmount"] == sum(d["amount"] for d in everything["deals"])
     assert [d["amount"] for d in everything["deals"]] == sorted(
-        (d["amount"] for d in everything["deals"]), reverse=True)
+        (d["amount"] for d in everything["deals"]), reverse=True
+    )
 
 
 async def test_bad_calls(wire: Wire) -> None:
@@ -159,8 +180,9 @@ async def test_transport_refusals(wire: Wire) -> None:
     assert (await wire.post(listing, headers={"Accept": "text/html"}))[0] == 406
     status, _, body = await wire.post(b"{not json")
     assert status == 400 and body["error"]["code"] == -32700
-    status, _, body = await wire.post(b'{"jsonrpc": "2.0", "id": 1, "method": "x", "p": "'
-                                      + b"x" * MAX_BODY_BYTES + b'"}')
+    status, _, body = await wire.post(
+        b'{"jsonrpc": "2.0", "id": 1, "method": "x", "p": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    )
     assert status == 413
     status, _, body = await wire.post({"jsonrpc": "1.0", "id": 1, "method": "ping"})
     assert body["error"]["code"] == -32600
@@ -170,10 +192,14 @@ async def test_transport_refusals(wire: Wire) -> None:
 
 async def test_sse_only_client_gets_one_event(wire: Wire) -> None:
     await wire.initialize()
-    headers = {"Accept": "text/event-stream", "Content-Type": "application/json",
-               "Mcp-Session-Id": wire.session or ""}
-    async with wire.client.post("/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "ping"},
-                                headers=headers) as resp:
+    headers = {
+        "Accept": "text/event-stream",
+        "Content-Type": "application/json",
+        "Mcp-Session-Id": wire.session or "",
+    }
+    async with wire.client.post(
+        "/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "ping"}, headers=headers
+    ) as resp:
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         text = await resp.text()
     assert text.startswith("event: message\ndata: ")
@@ -181,11 +207,16 @@ async def test_sse_only_client_gets_one_event(wire: Wire) -> None:
 
 
 async def test_batches_only_on_2025_03_26(wire: Wire) -> None:
-    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"},
-             {"jsonrpc": "2.0", "method": "notifications/cancelled",
-              "params": {"requestId": 0}},
-             {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-              "params": {"name": "get_contact", "arguments": {"contactId": "c_001"}}}]
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 0}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "get_contact", "arguments": {"contactId": "c_001"}},
+        },
+    ]
     await wire.initialize("2025-11-25")
     assert (await wire.post(batch))[0] == 400
     await wire.initialize("2025-03-26")
@@ -199,8 +230,11 @@ async def test_batches_only_on_2025_03_26(wire: Wire) -> None:
 async def test_official_sdk_client(aiohttp_server: Any) -> None:
     server = await aiohttp_server(ExampleUpstream().app())
     http = httpx2.AsyncClient(timeout=10)
-    client = Client(streamable_http_client(str(server.make_url("/mcp")), http_client=http),
-                    mode="legacy", read_timeout_seconds=10)
+    client = Client(
+        streamable_http_client(str(server.make_url("/mcp")), http_client=http),
+        mode="legacy",
+        read_timeout_seconds=10,
+    )
     async with http, client:
         assert client.server_info is not None and client.server_info.name == "example-crm"
         tools = (await client.list_tools()).tools

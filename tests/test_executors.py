@@ -125,9 +125,7 @@ def proxy(pool: UpstreamPool) -> ProxyExecutor:
     return ProxyExecutor(pool)
 
 
-async def call_error(
-    executor: ProxyExecutor, view: IntegrationView, **kwargs: Any
-) -> McpError:
+async def call_error(executor: ProxyExecutor, view: IntegrationView, **kwargs: Any) -> McpError:
     with pytest.raises(McpError) as info:
         await executor.call_tool(make_ctx(view, **kwargs), TOOL, {"q": "x"}, None)
     return info.value
@@ -264,9 +262,7 @@ async def test_expired_session_is_reinitialized_and_the_call_retried(aiohttp_ser
     assert stub.received_headers[-1]["Mcp-Session-Id"] == new
 
 
-async def test_concurrent_calls_on_an_expired_session_share_one_reinitialize(
-    aiohttp_server, proxy
-):
+async def test_concurrent_calls_on_an_expired_session_share_one_reinitialize(aiohttp_server, proxy):
     stub = StubUpstream(tools=TOOLS)
     url = await serve(aiohttp_server, stub)
     view = make_view(url)
@@ -309,9 +305,7 @@ async def test_upstream_down_is_connect_quickly(proxy):
     assert error.data == {"upstream": "connect"}
 
 
-async def test_a_header_the_gateway_cannot_send_is_refused_before_connecting(
-    aiohttp_server, proxy
-):
+async def test_a_header_the_gateway_cannot_send_is_refused_before_connecting(aiohttp_server, proxy):
     # Stored before the schema refused it, or a control character HTTP cannot carry.
     stub = StubUpstream(tools=TOOLS)
     url = await serve(aiohttp_server, stub)
@@ -430,9 +424,7 @@ async def test_sse_body_limit_counts_the_whole_stream(aiohttp_server, http):
     pool = UpstreamPool(http, timeout_s=5.0, max_body_bytes=4096)
     ctx = make_ctx(make_view(url))
     try:
-        assert await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, None) == echo(
-            {"q": "a"}
-        )
+        assert await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, None) == echo({"q": "a"})
         with pytest.raises(McpError) as info:  # 200 notifications first: too much
             await ProxyExecutor(pool).call_tool(ctx, TOOL, {"q": "a"}, {"progressToken": 1})
     finally:
@@ -691,13 +683,13 @@ async def test_a_session_evicted_while_in_use_is_ended_after_its_call(aiohttp_se
     pool = UpstreamPool(http, timeout_s=5.0, max_sessions=1)
     proxy = ProxyExecutor(pool)
     try:
-        call = asyncio.create_task(proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "a"},
-                                                   None))
+        call = asyncio.create_task(
+            proxy.call_tool(make_ctx(make_view(url)), TOOL, {"q": "a"}, None)
+        )
         await until(lambda: stub.calls["tools/call"] == 1)
         (old,) = stub.sessions
         stub.mode = "ok"
-        await proxy.call_tool(make_ctx(make_view(url, config_id="cfg-2")), TOOL, {"q": "b"},
-                              None)
+        await proxy.call_tool(make_ctx(make_view(url, config_id="cfg-2")), TOOL, {"q": "b"}, None)
         assert len(pool) == 1
         assert stub.calls["DELETE"] == 0  # the evicted session still serves a call
 
@@ -794,11 +786,16 @@ async def test_close_is_bounded_when_the_upstream_hangs(http):
 
 SIM_TOOL = {
     "name": "get_price",
-    "inputSchema": {"type": "object", "properties": {"sku": {"type": "string"}},
-                    "required": ["sku"]},
-    "outputSchema": {"type": "object", "required": ["sku", "price"],
-                     "properties": {"sku": {"type": "string"},
-                                    "price": {"type": "number", "minimum": 0}}},
+    "inputSchema": {
+        "type": "object",
+        "properties": {"sku": {"type": "string"}},
+        "required": ["sku"],
+    },
+    "outputSchema": {
+        "type": "object",
+        "required": ["sku", "price"],
+        "properties": {"sku": {"type": "string"}, "price": {"type": "number", "minimum": 0}},
+    },
 }
 
 
@@ -821,27 +818,41 @@ async def test_simulator_results_are_deterministic_and_schema_valid():
     assert first.get("isError") is not True
     jsonschema.validate(first["structuredContent"], SIM_TOOL["outputSchema"])
     assert json.loads(first["content"][0]["text"]) == first["structuredContent"]
-    seeded = await executor.call_tool(make_ctx(sim_view(), seed="s2", endpoint=Endpoint.TEST),
-                                      SIM_TOOL, {"sku": "A-1"}, None)
+    seeded = await executor.call_tool(
+        make_ctx(sim_view(), seed="s2", endpoint=Endpoint.TEST), SIM_TOOL, {"sku": "A-1"}, None
+    )
     assert seeded != first
 
 
 async def test_simulator_reports_bad_arguments_as_an_error_result():
     result = await SimulatorExecutor().call_tool(
-        make_ctx(sim_view(), endpoint=Endpoint.TEST), SIM_TOOL, {"sku": 5}, None)
+        make_ctx(sim_view(), endpoint=Endpoint.TEST), SIM_TOOL, {"sku": 5}, None
+    )
     assert result["isError"] is True
     assert "sku" in result["content"][0]["text"]
 
 
 async def test_fixture_rules_script_results_errors_and_latency():
-    body = {"rules": [
-        {"match": {"sku": "BOOM"}, "error": {"code": -32603, "message": "scripted failure"}},
-        {"match": {"sku": "SLOW"}, "latencyMs": 1000,
-         "result": {"content": [{"type": "text", "text": "slow"}],
-                    "structuredContent": {"sku": "SLOW", "price": 2}}},
-        {"match": {}, "result": {"content": [{"type": "text", "text": "default"}],
-                                 "structuredContent": {"sku": "any", "price": 1.5}}},
-    ]}
+    body = {
+        "rules": [
+            {"match": {"sku": "BOOM"}, "error": {"code": -32603, "message": "scripted failure"}},
+            {
+                "match": {"sku": "SLOW"},
+                "latencyMs": 1000,
+                "result": {
+                    "content": [{"type": "text", "text": "slow"}],
+                    "structuredContent": {"sku": "SLOW", "price": 2},
+                },
+            },
+            {
+                "match": {},
+                "result": {
+                    "content": [{"type": "text", "text": "default"}],
+                    "structuredContent": {"sku": "any", "price": 1.5},
+                },
+            },
+        ]
+    }
     executor = SimulatorExecutor()
     ctx = make_ctx(sim_view(body, version=3), endpoint=Endpoint.TEST)
     with pytest.raises(McpError) as raised:
@@ -875,26 +886,46 @@ async def test_simulator_never_reaches_the_upstream(aiohttp_server):
 async def test_upstream_cookies_are_never_sent_back(aiohttp_server, client, api) -> None:
     """The gateway's HTTP client keeps no cookies: upstreams of different tenants may share a
     host, so a cookie one of them set must not ride along on any later call."""
-    stub = StubUpstream(tools=[{"name": "search", "inputSchema": {"type": "object"}}],
-                        set_cookie="upstream_session=tenant-a-secret; Path=/")
+    stub = StubUpstream(
+        tools=[{"name": "search", "inputSchema": {"type": "object"}}],
+        set_cookie="upstream_session=tenant-a-secret; Path=/",
+    )
     server = await aiohttp_server(stub.app())
     # A host name, not an address: cookie jars refuse cookies from bare IP addresses.
     url = f"http://localhost:{server.port}/mcp"
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
     _, config = await api.call("POST", "/crm/configs", 201, json={"upstreamUrl": url})
-    _, settings = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config["configId"], "exposedToolIds": ["search"]})
+    _, settings = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config["configId"], "exposedToolIds": ["search"]},
+    )
     modern = "2026-07-28"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "search", "arguments": {},
-                       "_meta": {"io.modelcontextprotocol/protocolVersion": modern,
-                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
-    headers = {"Authorization": f"Bearer {settings['apiKey']}", "MCP-Protocol-Version": modern,
-               "Mcp-Method": "tools/call", "Mcp-Name": "search",
-               "Accept": "application/json, text/event-stream"}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "search",
+            "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": modern,
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    headers = {
+        "Authorization": f"Bearer {settings['apiKey']}",
+        "MCP-Protocol-Version": modern,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "search",
+        "Accept": "application/json, text/event-stream",
+    }
     for _ in range(2):
-        async with client.post("/v1/tenants/acme/integrations/crm/mcp:call", json=body,
-                               headers=headers) as resp:
+        async with client.post(
+            "/v1/tenants/acme/integrations/crm/mcp:call", json=body, headers=headers
+        ) as resp:
             assert resp.status == 200
             assert "result" in await resp.json()
     assert stub.calls["tools/call"] == 2

@@ -29,15 +29,20 @@ from polling import until
 
 pytestmark = pytest.mark.slow
 
-LIMITS = {"MCPGW_RATE_LIMIT_BURST": "1000", "MCPGW_RATE_LIMIT_RPS": "1000",
-          "MCPGW_REQUEST_LIMIT_BURST": "1000", "MCPGW_REQUEST_LIMIT_RPS": "1000"}
+LIMITS = {
+    "MCPGW_RATE_LIMIT_BURST": "1000",
+    "MCPGW_RATE_LIMIT_RPS": "1000",
+    "MCPGW_REQUEST_LIMIT_BURST": "1000",
+    "MCPGW_REQUEST_LIMIT_RPS": "1000",
+}
 
 
 class RawRequest:
     """One HTTP/1.1 POST on a socket of its own, which the test closes when it likes."""
 
-    def __init__(self, client: Client, key: str, session: str, body: dict[str, Any],
-                 accept: str) -> None:
+    def __init__(
+        self, client: Client, key: str, session: str, body: dict[str, Any], accept: str
+    ) -> None:
         self.client, self.key, self.session = client, key, session
         self.body, self.accept = json.dumps(body).encode(), accept
         self.reader: asyncio.StreamReader | None = None
@@ -47,10 +52,12 @@ class RawRequest:
         url = self.client.api.split("://", 1)[1]
         host, _, path = url.partition("/")
         self.reader, self.writer = await asyncio.open_connection(*host.split(":"))
-        head = (f"POST /{path}/mcp:call HTTP/1.1\r\nHost: {host}\r\n"
-                f"Authorization: Bearer {self.key}\r\nMCP-Protocol-Version: {LEGACY}\r\n"
-                f"Mcp-Session-Id: {self.session}\r\nAccept: {self.accept}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n")
+        head = (
+            f"POST /{path}/mcp:call HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {self.key}\r\nMCP-Protocol-Version: {LEGACY}\r\n"
+            f"Mcp-Session-Id: {self.session}\r\nAccept: {self.accept}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
+        )
         self.writer.write(head.encode() + self.body)
         await self.writer.drain()
 
@@ -90,14 +97,14 @@ async def fds_back_to(pid: int, baseline: int, timeout_s: float = 3.0) -> None:
         raise AssertionError(f"open fds {fd_count(pid)} > baseline {baseline}") from None
 
 
-async def test_client_gone_mid_request_cancels_the_upstream_call(tmp_path,
-                                                                 aiohttp_server) -> None:
+async def test_client_gone_mid_request_cancels_the_upstream_call(tmp_path, aiohttp_server) -> None:
     slow = StubUpstream(tools=TOOLS, mode="slow", delay_s=20, fail_on={"tools/call"})
     healthy = StubUpstream(tools=TOOLS)
     slow_url = str((await aiohttp_server(slow.app())).make_url("/mcp"))
     healthy_url = str((await aiohttp_server(healthy.app())).make_url("/mcp"))
-    proc = await start_gateway(tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}",
-                               MCPGW_UPSTREAM_TIMEOUT_S="30", **LIMITS)
+    proc = await start_gateway(
+        tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}", MCPGW_UPSTREAM_TIMEOUT_S="30", **LIMITS
+    )
     pid = proc.proc.pid
     try:
         async with http_session() as http:
@@ -109,8 +116,10 @@ async def test_client_gone_mid_request_cancels_the_upstream_call(tmp_path,
             async def abandon(count: int) -> float:
                 """`count` slow calls at once, each abandoned once the upstream has it."""
                 before_calls, before_gone = slow.calls["tools/call"], slow.disconnects
-                requests = [RawRequest(gw, key, session, call_body(), "application/json")
-                            for _ in range(count)]
+                requests = [
+                    RawRequest(gw, key, session, call_body(), "application/json")
+                    for _ in range(count)
+                ]
                 await asyncio.gather(*(request.send() for request in requests))
 
                 async def upstream_has_them() -> bool:
@@ -146,12 +155,12 @@ async def test_client_gone_mid_request_cancels_the_upstream_call(tmp_path,
         assert await stop_gateway(proc) == 0, log_of(proc)
 
 
-async def test_client_gone_mid_stream_cancels_the_upstream_stream(tmp_path,
-                                                                  aiohttp_server) -> None:
+async def test_client_gone_mid_stream_cancels_the_upstream_stream(tmp_path, aiohttp_server) -> None:
     stub = StubUpstream(tools=TOOLS, sse=True, progress_steps=6, progress_delay_s=0.5)
     url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
-    proc = await start_gateway(tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}",
-                               MCPGW_UPSTREAM_TIMEOUT_S="30", **LIMITS)
+    proc = await start_gateway(
+        tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}", MCPGW_UPSTREAM_TIMEOUT_S="30", **LIMITS
+    )
     pid = proc.proc.pid
     try:
         async with http_session() as http:
@@ -160,8 +169,9 @@ async def test_client_gone_mid_stream_cancels_the_upstream_stream(tmp_path,
             session = await gw.initialize(key)
 
             async def streamed(token: str) -> RawRequest:
-                request = RawRequest(gw, key, session, call_body({"progressToken": token}),
-                                     "text/event-stream")
+                request = RawRequest(
+                    gw, key, session, call_body({"progressToken": token}), "text/event-stream"
+                )
                 await request.send()
                 event = await request.first_event("notifications/progress")
                 assert event["params"]["progressToken"] == token
@@ -191,11 +201,15 @@ async def test_client_gone_mid_stream_cancels_the_upstream_stream(tmp_path,
             # A stream read to the end still gets every progress event, then the result.
             stub.progress_delay_s = 0.01
             headers = {**gw.headers(key, session), "Accept": "text/event-stream"}
-            async with http.post(f"{gw.api}/mcp:call", json=call_body({"progressToken": "end"}),
-                                 headers=headers) as r:
+            async with http.post(
+                f"{gw.api}/mcp:call", json=call_body({"progressToken": "end"}), headers=headers
+            ) as r:
                 assert r.status == 200 and r.content_type == "text/event-stream"
-                events = [json.loads(line[5:]) for line in (await r.text()).splitlines()
-                          if line.startswith("data:") and line[5:].strip()]
+                events = [
+                    json.loads(line[5:])
+                    for line in (await r.text()).splitlines()
+                    if line.startswith("data:") and line[5:].strip()
+                ]
             progress = [e for e in events if e.get("method") == "notifications/progress"]
             assert [e["params"]["progress"] for e in progress] == [1, 2, 3, 4, 5, 6]
             assert events[-1]["result"]["isError"] is False, events[-1]

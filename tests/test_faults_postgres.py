@@ -63,16 +63,19 @@ def assert_no_server_errors(log: str) -> None:
 
 def assert_pool_retries_logged_in_one_line(log: str) -> None:
     """asyncpg's warning for each retry of its connection floor: the reason, one line."""
-    retries = [json.loads(line) for line in log.splitlines()
-               if '"logger":"asyncpg.pool"' in line]
+    retries = [json.loads(line) for line in log.splitlines() if '"logger":"asyncpg.pool"' in line]
     assert retries, log
     for record in retries:
         assert record["level"] == "WARNING" and "exc" not in record, record
         # Whichever context started the retry task (often a request's), its lines belong to
         # no request.
         assert "request_id" not in record, record
-        assert record["error"].split(":")[0] in ("ConnectionRefusedError", "TimeoutError",
-                                                 "ConnectionResetError", "OSError"), record
+        assert record["error"].split(":")[0] in (
+            "ConnectionRefusedError",
+            "TimeoutError",
+            "ConnectionResetError",
+            "OSError",
+        ), record
 
 
 async def timed(coro: Any) -> tuple[float, Any]:
@@ -106,18 +109,31 @@ async def assert_warm_key_works(gw: Client, key: str, session: str) -> None:
 
 async def assert_outage_answers(gw: Client, cold: Client, cold_key: str) -> None:
     # Cold key: 503 (the store is needed to know it), not 500 or a hang.
-    took, (status, headers, body) = await timed(cold.mcp(cold_key, {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "cold", "version": "1"}}}))
+    took, (status, headers, body) = await timed(
+        cold.mcp(
+            cold_key,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "cold", "version": "1"},
+                },
+            },
+        )
+    )
     assert_unavailable(status, headers, body)
     assert took < BOUND_S, took
     # Settings API: reads and writes, several at once.
-    calls = [gw.raw_settings("GET"), gw.raw_settings("GET", "/mcp"),
-             gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"}),
-             Client(gw.http, gw.proc, integration="other").raw_settings(
-                 "PUT", json={"name": "Other"}),
-             gw.raw_settings("POST", "/mcp:rotateKey")]
+    calls = [
+        gw.raw_settings("GET"),
+        gw.raw_settings("GET", "/mcp"),
+        gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"}),
+        Client(gw.http, gw.proc, integration="other").raw_settings("PUT", json={"name": "Other"}),
+        gw.raw_settings("POST", "/mcp:rotateKey"),
+    ]
     started = time.monotonic()
     answers = await asyncio.gather(*calls)
     took = time.monotonic() - started
@@ -129,8 +145,9 @@ async def assert_outage_answers(gw: Client, cold: Client, cold_key: str) -> None
     assert took < BOUND_S
 
 
-async def assert_recovered(gw: Client, cold: Client, key: str, cold_key: str,
-                           database_url: str) -> None:
+async def assert_recovered(
+    gw: Client, cold: Client, key: str, cold_key: str, database_url: str
+) -> None:
     # The very first request after the outage works: the pool replaces dead connections.
     settings = await gw.settings("GET", "/mcp")
     assert settings["description"] == "committed before the outage"
@@ -146,8 +163,9 @@ async def assert_recovered(gw: Client, cold: Client, key: str, cold_key: str,
     rows = await query(database_url, "SELECT action, details::text AS d FROM audit_events")
     assert rows and not any("during the outage" in row["d"] for row in rows)
     assert "mcp.key_rotated" not in [row["action"] for row in rows]
-    rows = await query(database_url, "SELECT description FROM mcp_settings "
-                                     "WHERE integration_id = 'crm'")
+    rows = await query(
+        database_url, "SELECT description FROM mcp_settings WHERE integration_id = 'crm'"
+    )
     assert rows[0]["description"] == "committed before the outage"
     # And writes work again.
     await gw.settings("PATCH", "/mcp", json={"description": "after the outage"})
@@ -156,8 +174,12 @@ async def assert_recovered(gw: Client, cold: Client, key: str, cold_key: str,
 
 async def test_postgres_refused_mid_transaction_then_back(tmp_path) -> None:
     with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
-        proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
-                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S))
+        proc = await start_gateway(
+            tmp_path,
+            "pg",
+            via_port(database_url, proxy.port),
+            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+        )
         try:
             async with http_session() as http:
                 gw, cold = Client(http, proc), Client(http, proc, integration="cold")
@@ -165,8 +187,9 @@ async def test_postgres_refused_mid_transaction_then_back(tmp_path) -> None:
 
                 # Postgres stops in the middle of a write: its COMMIT never arrives.
                 proxy.refuse_before(b"COMMIT")
-                took, answer = await timed(gw.raw_settings(
-                    "PATCH", "/mcp", json={"description": "during the outage"}))
+                took, answer = await timed(
+                    gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"})
+                )
                 assert proxy.trapped and proxy.mode == "refuse"
                 assert_unavailable(*answer)
                 assert took < BOUND_S
@@ -184,8 +207,12 @@ async def test_postgres_refused_mid_transaction_then_back(tmp_path) -> None:
 
 async def test_postgres_blackholed_stays_bounded_then_back(tmp_path) -> None:
     with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
-        proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
-                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S))
+        proc = await start_gateway(
+            tmp_path,
+            "pg",
+            via_port(database_url, proxy.port),
+            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+        )
         try:
             async with http_session() as http:
                 gw, cold = Client(http, proc), Client(http, proc, integration="cold")
@@ -193,8 +220,9 @@ async def test_postgres_blackholed_stays_bounded_then_back(tmp_path) -> None:
 
                 # The pool's open connections freeze mid-stream; new ones are never answered.
                 proxy.blackhole(drop_existing=False)
-                took, answer = await timed(gw.raw_settings(
-                    "PATCH", "/mcp", json={"description": "during the outage"}))
+                took, answer = await timed(
+                    gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"})
+                )
                 assert_unavailable(*answer)
                 assert took < BOUND_S, took
 
@@ -216,16 +244,20 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
     expire after the degraded TTL (1 s) instead of 30 s."""
     redis_server = RedisServer(tmp_path).start()
     with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
-        proc = await start_gateway(tmp_path, "pg", via_port(database_url, proxy.port),
-                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
-                                   MCPGW_REDIS_URL=redis_server.url,
-                                   # Far above what the loop below can send: on a fast
-                                   # machine it sent more than 1000 requests a second, and
-                                   # the local buckets rightly refused some (a 429 here).
-                                   MCPGW_RATE_LIMIT_BURST="1000000",
-                                   MCPGW_RATE_LIMIT_RPS="1000000",
-                                   MCPGW_REQUEST_LIMIT_BURST="1000000",
-                                   MCPGW_REQUEST_LIMIT_RPS="1000000")
+        proc = await start_gateway(
+            tmp_path,
+            "pg",
+            via_port(database_url, proxy.port),
+            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+            MCPGW_REDIS_URL=redis_server.url,
+            # Far above what the loop below can send: on a fast
+            # machine it sent more than 1000 requests a second, and
+            # the local buckets rightly refused some (a 429 here).
+            MCPGW_RATE_LIMIT_BURST="1000000",
+            MCPGW_RATE_LIMIT_RPS="1000000",
+            MCPGW_REQUEST_LIMIT_BURST="1000000",
+            MCPGW_REQUEST_LIMIT_RPS="1000000",
+        )
         try:
             async with http_session() as http:
                 gw, cold = Client(http, proc), Client(http, proc, integration="cold")
@@ -239,8 +271,7 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
                     elapsed, (status, _, body) = await timed(gw.list_tools(key, session))
                     assert status == 200 and len(body["result"]["tools"]) == 2, (status, body)
                     took.append(elapsed)
-                    elapsed, (status, _, body) = await timed(
-                        gw.call_tool(key, session, url="test"))
+                    elapsed, (status, _, body) = await timed(gw.call_tool(key, session, url="test"))
                     assert status == 200, (status, body)
                     took.append(elapsed)
                 # The store is retried now and then, not on every request. A request that
@@ -249,8 +280,9 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
                 slow = [t for t in took if t > 0.9 * STORE_TIMEOUT_S]
                 assert len(took) > 20 and len(slow) <= 4, (len(took), slow)
                 assert max(took) < BOUND_S
-                status, headers, body = await cold.mcp(cold_key, {
-                    "jsonrpc": "2.0", "id": 1, "method": "ping"})
+                status, headers, body = await cold.mcp(
+                    cold_key, {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+                )
                 assert_unavailable(status, headers, body)
 
                 proxy.forward()
@@ -264,13 +296,15 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
 
 def test_only_outage_errors_lose_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
     pool_log = logging.getLogger("asyncpg.pool")
-    for exc in (ConnectionRefusedError(111, "Connection refused"), TimeoutError(),
-                ValueError("a bug in the pool")):
+    for exc in (
+        ConnectionRefusedError(111, "Connection refused"),
+        TimeoutError(),
+        ValueError("a bug in the pool"),
+    ):
         try:
             raise exc
         except Exception:
-            pool_log.warning("Failed to restore the pool connection floor; retrying",
-                             exc_info=True)
+            pool_log.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
     refused, timed_out, bug = caplog.records[-3:]
     assert refused.exc_info is None
     assert refused.fields == {"error": "ConnectionRefusedError: [Errno 111] Connection refused"}
@@ -293,8 +327,7 @@ def test_pool_lines_belong_to_no_request(fmt: str) -> None:
         try:
             raise ConnectionRefusedError(111, "Connection refused")
         except ConnectionRefusedError:
-            pool_log.warning("Failed to restore the pool connection floor; retrying",
-                             exc_info=True)
+            pool_log.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
         other.warning("something in the request")
     finally:
         REQUEST_ID_VAR.reset(token)
@@ -312,8 +345,9 @@ async def test_a_dropped_database_is_an_outage_not_a_crash(tmp_path) -> None:
     # The server answers, but refuses every new connection (the database is gone): readiness
     # and the settings API say 503, as for a server that is down, never 500.
     with fresh_database() as (name, database_url):
-        proc = await start_gateway(tmp_path, "dropped", database_url,
-                                   MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S))
+        proc = await start_gateway(
+            tmp_path, "dropped", database_url, MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S)
+        )
         try:
             async with http_session() as http:
                 gw = Client(http, proc)
@@ -333,11 +367,17 @@ async def test_a_dropped_database_is_an_outage_not_a_crash(tmp_path) -> None:
 def test_serve_names_a_missing_database_in_one_line(tmp_path) -> None:
     with fresh_database() as (name, database_url):
         missing = database_url.replace(name, name + "_missing")
-        done = subprocess.run([CLI, "serve", "--port", "0"],
-                              env={**gateway_env(tmp_path, "missing", missing),
-                                   "PATH": os.environ.get("PATH", "")},
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [CLI, "serve", "--port", "0"],
+            env={**gateway_env(tmp_path, "missing", missing), "PATH": os.environ.get("PATH", "")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.returncode == 1, done.stderr
-    assert done.stderr.strip() == (f'mcp-gateway: cannot connect to Postgres: '
-                                   f'InvalidCatalogNameError: database "{name}_missing" does '
-                                   'not exist'), done.stderr
+    assert done.stderr.strip() == (
+        f"mcp-gateway: cannot connect to Postgres: "
+        f'InvalidCatalogNameError: database "{name}_missing" does '
+        "not exist"
+    ), done.stderr

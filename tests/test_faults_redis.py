@@ -34,9 +34,13 @@ SUBSCRIBED = "listening for changes on mcpgw:changes"
 
 async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_path) -> None:
     server = RedisServer(tmp_path).start()
-    env = {"MCPGW_REDIS_URL": server.url, "MCPGW_RATE_LIMIT_FAILURE_MODE": "open",
-           "MCPGW_RATE_LIMIT_BURST": "5", "MCPGW_RATE_LIMIT_RPS": "0.5",
-           "MCPGW_STORE_TIMEOUT_S": "1"}
+    env = {
+        "MCPGW_REDIS_URL": server.url,
+        "MCPGW_RATE_LIMIT_FAILURE_MODE": "open",
+        "MCPGW_RATE_LIMIT_BURST": "5",
+        "MCPGW_RATE_LIMIT_RPS": "0.5",
+        "MCPGW_STORE_TIMEOUT_S": "1",
+    }
     with fresh_database() as (_, database_url):
         a_proc = await start_gateway(tmp_path, "a", database_url, **env)
         b_proc = await start_gateway(tmp_path, "b", database_url, **env)
@@ -47,8 +51,10 @@ async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_pat
                 traffic_b = Client(http, b_proc, integration="traffic")
                 traffic_key = await traffic_a.enable()
                 key1 = await a.enable()
-                sessions = {id(traffic_a): await traffic_a.initialize(traffic_key),
-                            id(traffic_b): await traffic_b.initialize(traffic_key)}
+                sessions = {
+                    id(traffic_a): await traffic_a.initialize(traffic_key),
+                    id(traffic_b): await traffic_b.initialize(traffic_key),
+                }
                 crm_session = await b.initialize(key1)
                 assert (await b.list_tools(key1, crm_session))[0] == 200  # b has key1 warm
 
@@ -60,7 +66,8 @@ async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_pat
                     while not stop.is_set():
                         for client in (traffic_a, traffic_b):
                             status, _, body = await client.list_tools(
-                                traffic_key, sessions[id(client)])
+                                traffic_key, sessions[id(client)]
+                            )
                             statuses.append(status)
                             assert status == 200, (status, body)
                         await asyncio.sleep(0.02)
@@ -76,8 +83,10 @@ async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_pat
                 assert body["checks"]["store"] == "ok"
 
                 # The local bucket still limits: a burst of tools/call past the burst of 5.
-                burst = [(await traffic_a.call_tool(traffic_key, sessions[id(traffic_a)],
-                                                    url="test")) for _ in range(8)]
+                burst = [
+                    (await traffic_a.call_tool(traffic_key, sessions[id(traffic_a)], url="test"))
+                    for _ in range(8)
+                ]
                 assert [s for s, _, _ in burst] == [200] * 5 + [429] * 3, burst
                 assert int(burst[-1][1]["Retry-After"]) >= 1
 
@@ -146,10 +155,14 @@ async def test_redis_outage_fail_open_serves_limits_locally_and_recovers(tmp_pat
 async def test_redis_outage_fail_closed_answers_503_and_recovers(tmp_path) -> None:
     server = RedisServer(tmp_path).start()
     with fresh_database() as (_, database_url):
-        proc = await start_gateway(tmp_path, "closed", database_url,
-                                   MCPGW_REDIS_URL=server.url,
-                                   MCPGW_RATE_LIMIT_FAILURE_MODE="closed",
-                                   MCPGW_STORE_TIMEOUT_S="1")
+        proc = await start_gateway(
+            tmp_path,
+            "closed",
+            database_url,
+            MCPGW_REDIS_URL=server.url,
+            MCPGW_RATE_LIMIT_FAILURE_MODE="closed",
+            MCPGW_STORE_TIMEOUT_S="1",
+        )
         try:
             async with http_session() as http:
                 gw = Client(http, proc)

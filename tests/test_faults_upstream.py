@@ -31,19 +31,26 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 1.0
 CALL: dict[str, Any] = {"fail_on": {"tools/call"}}
-LIMITS = {"MCPGW_RATE_LIMIT_BURST": "1000", "MCPGW_RATE_LIMIT_RPS": "1000",
-          "MCPGW_REQUEST_LIMIT_BURST": "1000", "MCPGW_REQUEST_LIMIT_RPS": "1000"}
+LIMITS = {
+    "MCPGW_RATE_LIMIT_BURST": "1000",
+    "MCPGW_RATE_LIMIT_RPS": "1000",
+    "MCPGW_REQUEST_LIMIT_BURST": "1000",
+    "MCPGW_REQUEST_LIMIT_RPS": "1000",
+}
 
 
-async def call(client: Client, key: str, session: str,
-               meta: dict[str, Any] | None = None) -> tuple[float, int, Any]:
+async def call(
+    client: Client, key: str, session: str, meta: dict[str, Any] | None = None
+) -> tuple[float, int, Any]:
     params: dict[str, Any] = {"name": "search_contacts", "arguments": {"query": "ada"}}
     if meta:
         params["_meta"] = meta
     started = time.monotonic()
-    async with client.http.post(f"{client.api}/mcp:call", json={
-            "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params},
-            headers={**client.headers(key, session), "Accept": "application/json"}) as r:
+    async with client.http.post(
+        f"{client.api}/mcp:call",
+        json={"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params},
+        headers={**client.headers(key, session), "Accept": "application/json"},
+    ) as r:
         body = await r.json()
         return time.monotonic() - started, r.status, body
 
@@ -66,26 +73,38 @@ async def test_upstream_faults_are_bounded_json_rpc_errors(tmp_path, aiohttp_ser
         "stalled": StubUpstream(tools=TOOLS, sse=True, progress_delay_s=10),
         "healthy": StubUpstream(tools=TOOLS),
     }
-    urls = {name: str((await aiohttp_server(stub.app())).make_url("/mcp"))
-            for name, stub in stubs.items()}
+    urls = {
+        name: str((await aiohttp_server(stub.app())).make_url("/mcp"))
+        for name, stub in stubs.items()
+    }
     urls["down"] = closed_url()  # nothing listens there
-    expected = {"slow": "timeout", "down": "connect", "reset": "connect",
-                "garbage": "invalid-response", "http500": "http-status",
-                "stalled": "timeout"}
-    proc = await start_gateway(tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}",
-                               MCPGW_UPSTREAM_TIMEOUT_S=str(TIMEOUT_S), **LIMITS)
+    expected = {
+        "slow": "timeout",
+        "down": "connect",
+        "reset": "connect",
+        "garbage": "invalid-response",
+        "http500": "http-status",
+        "stalled": "timeout",
+    }
+    proc = await start_gateway(
+        tmp_path,
+        "gw",
+        f"sqlite:///{tmp_path / 'gw.db'}",
+        MCPGW_UPSTREAM_TIMEOUT_S=str(TIMEOUT_S),
+        **LIMITS,
+    )
     try:
         async with http_session() as http:
             clients = {name: Client(http, proc, integration=name) for name in urls}
             keys = {name: await client.enable(urls[name]) for name, client in clients.items()}
-            sessions = {name: await client.initialize(keys[name])
-                        for name, client in clients.items()}
+            sessions = {
+                name: await client.initialize(keys[name]) for name, client in clients.items()
+            }
 
             async def fault(name: str) -> None:
                 meta = {"progressToken": "p1"} if name == "stalled" else None
                 for _ in range(2):  # the second call finds the pooled session in that state
-                    took, status, body = await call(clients[name], keys[name],
-                                                    sessions[name], meta)
+                    took, status, body = await call(clients[name], keys[name], sessions[name], meta)
                     error = assert_upstream_error(status, body, expected[name])
                     # Cut at the timeout, long before the upstreams' 10 s.
                     assert took < TIMEOUT_S + 2.0, (name, took)
@@ -100,8 +119,7 @@ async def test_upstream_faults_are_bounded_json_rpc_errors(tmp_path, aiohttp_ser
             assert time.monotonic() - started < 2 * TIMEOUT_S + 1.0
 
             # The gateway was not wedged by any of it.
-            _, status, body = await call(clients["healthy"], keys["healthy"],
-                                         sessions["healthy"])
+            _, status, body = await call(clients["healthy"], keys["healthy"], sessions["healthy"])
             assert status == 200 and body["result"]["isError"] is False, body
             assert stubs["healthy"].calls["tools/call"] == 1
         text = log_of(proc)
@@ -113,8 +131,9 @@ async def test_upstream_faults_are_bounded_json_rpc_errors(tmp_path, aiohttp_ser
 async def test_huge_upstream_answers_keep_memory_bounded(tmp_path, aiohttp_server) -> None:
     stub = StubUpstream(tools=TOOLS, mode="huge", **CALL)
     url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
-    proc = await start_gateway(tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}",
-                               MCPGW_UPSTREAM_TIMEOUT_S="5", **LIMITS)
+    proc = await start_gateway(
+        tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}", MCPGW_UPSTREAM_TIMEOUT_S="5", **LIMITS
+    )
     try:
         async with http_session() as http:
             client = Client(http, proc)

@@ -17,9 +17,11 @@ from settings_api.problems import StoreUnavailable
 from settings_api.service import SettingsPatch, SettingsService
 from settings_api.store import create_store
 
-TOOLS = [{"name": "alpha", "inputSchema": {"type": "object"}},
-         {"name": "beta", "inputSchema": {"type": "object"}},
-         {"name": "gamma", "inputSchema": {"type": "object"}}]
+TOOLS = [
+    {"name": "alpha", "inputSchema": {"type": "object"}},
+    {"name": "beta", "inputSchema": {"type": "object"}},
+    {"name": "gamma", "inputSchema": {"type": "object"}},
+]
 
 
 class CountingService(SettingsService):
@@ -60,8 +62,12 @@ async def enabled_integration(service: SettingsService, integration: str = "crm"
     """Create an enabled integration exposing beta then alpha; return its raw key."""
     await service.put_integration("t", "acme", integration, "CRM")
     config = await service.create_config("t", "acme", integration, None, {}, TOOLS)
-    _, raw = await service.patch_settings("t", "acme", integration, SettingsPatch(
-        enabled=True, config_id=config.config_id, exposed_tool_ids=["beta", "alpha"]))
+    _, raw = await service.patch_settings(
+        "t",
+        "acme",
+        integration,
+        SettingsPatch(enabled=True, config_id=config.config_id, exposed_tool_ids=["beta", "alpha"]),
+    )
     assert raw is not None
     return raw
 
@@ -84,12 +90,18 @@ async def test_concurrent_misses_load_once(service: CountingService) -> None:
     assert service.key_loads == 1
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (None, "missing"), ("", "missing"), ("Bearer xyz", "malformed"),
-    ("mcpk_" + "A" * 38, "malformed"),
-])
-async def test_bad_keys_are_refused_before_any_lookup(service: CountingService, raw: Any,
-                                                      reason: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "missing"),
+        ("", "missing"),
+        ("Bearer xyz", "malformed"),
+        ("mcpk_" + "A" * 38, "malformed"),
+    ],
+)
+async def test_bad_keys_are_refused_before_any_lookup(
+    service: CountingService, raw: Any, reason: str
+) -> None:
     cache = GatewayCache(service)
     with pytest.raises(AuthFailure) as failure:
         await cache.authenticate(raw)
@@ -116,8 +128,7 @@ async def test_rotation_change_refuses_the_old_key_at_once(service: CountingServ
     assert (await cache.authenticate(new_raw)).integration_id == "crm"
 
 
-async def test_a_load_that_an_invalidation_overtook_is_not_cached(
-        service: CountingService) -> None:
+async def test_a_load_that_an_invalidation_overtook_is_not_cached(service: CountingService) -> None:
     raw = await enabled_integration(service)
     cache = GatewayCache(service, ttl_s=3600)
     loading = asyncio.create_task(cache.authenticate(raw))
@@ -128,8 +139,7 @@ async def test_a_load_that_an_invalidation_overtook_is_not_cached(
     assert service.key_loads == 2, "the entry read before the change must not be kept"
 
 
-async def test_integration_view_exposes_tools_in_settings_order(
-        service: CountingService) -> None:
+async def test_integration_view_exposes_tools_in_settings_order(service: CountingService) -> None:
     await enabled_integration(service)
     cache = GatewayCache(service)
     view = await cache.integration("acme", "crm")
@@ -160,7 +170,8 @@ async def test_entries_expire_on_their_ttl(service: CountingService) -> None:
 
 
 async def test_without_a_subscription_entries_live_only_the_degraded_ttl(
-        service: CountingService) -> None:
+    service: CountingService,
+) -> None:
     raw = await enabled_integration(service)
     cache = GatewayCache(service, ttl_s=3600, degraded_ttl_s=0.05)
     cache.subscribed = False
@@ -204,5 +215,6 @@ async def test_key_use_is_batched_and_recorded(service: CountingService) -> None
     await service.record_key_use(used)
     async with service.store.reader() as session:
         row = await session._conn.fetchrow(
-            "SELECT last_used_at FROM api_keys WHERE key_id = $1", entry.key_id)
+            "SELECT last_used_at FROM api_keys WHERE key_id = $1", entry.key_id
+        )
     assert row["last_used_at"] == used[entry.key_id]

@@ -34,9 +34,16 @@ pytestmark = pytest.mark.backends("sqlite")
 async def key(api: Api) -> str:
     """The API key of acme/crm, enabled, exposing both tools of its inline config."""
     config_id = await api.integration_with_config("crm")
-    _, settings = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config_id,
-        "exposedToolIds": ["search_contacts", "create_contact"]})
+    _, settings = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={
+            "enabled": True,
+            "configId": config_id,
+            "exposedToolIds": ["search_contacts", "create_contact"],
+        },
+    )
     return str(settings["apiKey"])
 
 
@@ -52,23 +59,43 @@ def nested_bytes(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
-async def post(client: TestClient, key: str, body: Any = None, *, raw: bytes | None = None,
-               endpoint: str = "call", headers: dict[str, str] | None = None
-               ) -> tuple[int, Any]:
+async def post(
+    client: TestClient,
+    key: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    endpoint: str = "call",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     data = raw if raw is not None else json.dumps(body).encode()
-    sent = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream", **(headers or {})}
+    sent = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        **(headers or {}),
+    }
     async with client.post(MCP + endpoint, data=data, headers=sent) as resp:
         text = await resp.text()
         return resp.status, json.loads(text) if text else None
 
 
-def modern_call(arguments: Any, name: str = "search_contacts") -> tuple[dict[str, Any],
-                                                                        dict[str, str]]:
-    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": name, "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
-                  "io.modelcontextprotocol/clientCapabilities": {}}}}
+def modern_call(
+    arguments: Any, name: str = "search_contacts"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": name,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
     headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name}
     return message, headers
 
@@ -95,7 +122,8 @@ def test_depth_counts_arrays_and_objects_and_has_a_fast_path() -> None:
 # --- MCP endpoints -----------------------------------------------------------------------------
 @pytest.mark.parametrize("protocol", [None, LEGACY, MODERN])
 async def test_mcp_nesting_past_64_levels_is_400_parse_error(
-        client: TestClient, key: str, protocol: str | None) -> None:
+    client: TestClient, key: str, protocol: str | None
+) -> None:
     headers = {"MCP-Protocol-Version": protocol} if protocol else {}
     for depth in (MAX_JSON_DEPTH + 1, 900, 5000, 100_000):
         status, body = await post(client, key, raw=nested_bytes(depth), headers=headers)
@@ -120,6 +148,7 @@ async def test_mcp_nesting_of_64_levels_is_served(client: TestClient, key: str) 
 async def test_mcp_batches_hold_at_most_50_messages(client: TestClient, key: str) -> None:
     def batch(size: int) -> list[dict[str, Any]]:
         return [{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in range(size)]
+
     headers = {"MCP-Protocol-Version": LEGACY}
     status, body = await post(client, key, batch(MAX_BATCH_MESSAGES), headers=headers)
     assert status == 200 and [a["id"] for a in body] == list(range(MAX_BATCH_MESSAGES))
@@ -158,48 +187,85 @@ async def test_tool_arguments_size_limit(client: TestClient, key: str) -> None:
 
 
 async def test_tool_arguments_limits_in_the_legacy_era_and_in_batches(
-        client: TestClient, key: str) -> None:
-    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-            "params": {"name": "search_contacts", "arguments": {"a": nested(40)}}}
-    async with client.post(MCP + "test", json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "1"}}},
-            headers={"Authorization": f"Bearer {key}"}) as resp:
+    client: TestClient, key: str
+) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "search_contacts", "arguments": {"a": nested(40)}},
+    }
+    async with client.post(
+        MCP + "test",
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    ) as resp:
         session = resp.headers["Mcp-Session-Id"]
-    status, body = await post(client, key, call, endpoint="test", headers={
-        "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": session})
+    status, body = await post(
+        client,
+        key,
+        call,
+        endpoint="test",
+        headers={"MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": session},
+    )
     assert status == 200  # legacy eras answer invalid params with 200
     rpc_error(body, -32602)
-    async with client.post(MCP + "test", json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": LEGACY, "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "1"}}},
-            headers={"Authorization": f"Bearer {key}"}) as resp:
+    async with client.post(
+        MCP + "test",
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LEGACY,
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    ) as resp:
         session = resp.headers["Mcp-Session-Id"]
-    status, body = await post(client, key, [call, {"jsonrpc": "2.0", "id": 10, "method": "ping"}],
-                              endpoint="test",
-                              headers={"MCP-Protocol-Version": LEGACY, "Mcp-Session-Id": session})
+    status, body = await post(
+        client,
+        key,
+        [call, {"jsonrpc": "2.0", "id": 10, "method": "ping"}],
+        endpoint="test",
+        headers={"MCP-Protocol-Version": LEGACY, "Mcp-Session-Id": session},
+    )
     assert status == 200
     rpc_error(body[0], -32602)
     assert body[1] == {"jsonrpc": "2.0", "id": 10, "result": {}}
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping"}',  # found by tests/test_mcp_fuzz.py
-    b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\\udfff"}}',
-    b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"a\\uDBFFb"}}',
-])
-async def test_lone_surrogates_are_a_parse_error_not_a_500(client: TestClient, key: str,
-                                                          raw: bytes) -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"jsonrpc":"2.0","id":"\\ud800","method":"ping"}',  # found by tests/test_mcp_fuzz.py
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\\udfff"}}',
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"a\\uDBFFb"}}',
+    ],
+)
+async def test_lone_surrogates_are_a_parse_error_not_a_500(
+    client: TestClient, key: str, raw: bytes
+) -> None:
     status, body = await post(client, key, raw=raw)
     assert status == 400
     error = rpc_error(body, -32700)
     assert body["id"] is None
     assert "lone surrogate" in error["data"]
     # A surrogate pair is one character, and fine.
-    status, body = await post(client, key,
-                              raw=b'{"jsonrpc":"2.0","id":"\\ud83d\\ude00","method":"ping"}')
+    status, body = await post(
+        client, key, raw=b'{"jsonrpc":"2.0","id":"\\ud83d\\ude00","method":"ping"}'
+    )
     assert (status, body) == (200, {"jsonrpc": "2.0", "id": "\U0001f600", "result": {}})
 
 
@@ -212,8 +278,11 @@ async def test_mcp_body_over_the_limit_is_413(client: TestClient, key: str) -> N
 # --- settings API ------------------------------------------------------------------------------
 async def test_rest_nesting_past_64_levels_is_a_400_problem(api: Api) -> None:
     headers = {**api.headers, "Content-Type": "application/json"}
-    for raw in (json.dumps({"name": "x", "junk": nested(MAX_JSON_DEPTH)}).encode(),
-                nested_bytes(5000), nested_bytes(100_000)):
+    for raw in (
+        json.dumps({"name": "x", "junk": nested(MAX_JSON_DEPTH)}).encode(),
+        nested_bytes(5000),
+        nested_bytes(100_000),
+    ):
         async with api.client.put(api.base + "/crm", data=raw, headers=headers) as resp:
             problem = await resp.json()
             assert resp.status == 400
@@ -230,8 +299,9 @@ async def test_rest_nesting_past_64_levels_is_a_400_problem(api: Api) -> None:
 
 async def test_rest_body_over_the_limit_is_413(api: Api) -> None:
     headers = {**api.headers, "Content-Type": "application/json"}
-    async with api.client.put(api.base + "/crm", data=b" " * (1_048_576 + 1),
-                              headers=headers) as resp:
+    async with api.client.put(
+        api.base + "/crm", data=b" " * (1_048_576 + 1), headers=headers
+    ) as resp:
         problem = await resp.json()
         assert resp.status == 413
     assert problem["type"].endswith("/payload-too-large")
@@ -251,7 +321,8 @@ async def raw_exchange(client: TestClient, request: bytes) -> bytes:
 
 @pytest.mark.parametrize("case", ["long-header", "long-request-line", "too-many-headers"])
 async def test_oversized_headers_are_a_plain_400_and_the_server_stays_up(
-        client: TestClient, key: str, case: str) -> None:
+    client: TestClient, key: str, case: str
+) -> None:
     path = (MCP + "call").encode()
     head = b"POST " + path + b" HTTP/1.1\r\nHost: gw.test\r\n"
     if case == "long-header":
@@ -272,11 +343,17 @@ async def test_oversized_headers_are_a_plain_400_and_the_server_stays_up(
     assert (status, body["result"]) == (200, {})
 
 
-@pytest.mark.parametrize("text", ["123456789012345678901234567890", "-9223372036854775809",
-                                  "18446744073709551616", '{"id": 99999999999999999999}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "123456789012345678901234567890",
+        "-9223372036854775809",
+        "18446744073709551616",
+        '{"id": 99999999999999999999}',
+    ],
+)
 def test_fast_json_never_turns_big_integers_into_floats(text: str) -> None:
     """orjson reads integers past 64 bits as floats; those bodies must take the slow path,
     which keeps them exact (an id or argument is echoed as sent)."""
     assert fast_loads(text.encode()) is NOT_PARSED
-    assert fast_loads(b'{"n": 184467440737095516, "s": "x"}') == {
-        "n": 184467440737095516, "s": "x"}
+    assert fast_loads(b'{"n": 184467440737095516, "s": "x"}') == {"n": 184467440737095516, "s": "x"}

@@ -440,7 +440,9 @@ async def test_jwks_server_hangs_is_bounded(
     app.router.add_get("/jwks.json", stall)
     server = await aiohttp_server(app, host="127.0.0.1")
     verifier = JwtVerifier(
-        secret=None, jwks_url=str(server.make_url("/jwks.json")), jwks_timeout_s=0.3,
+        secret=None,
+        jwks_url=str(server.make_url("/jwks.json")),
+        jwks_timeout_s=0.3,
         audience=AUD,
     )
     start = time.monotonic()
@@ -532,8 +534,7 @@ async def test_token_never_in_error_message_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = int(time.time())
-    down = JwtVerifier(secret=None, jwks_url=closed_url("/j"),
-                       audience=AUD)
+    down = JwtVerifier(secret=None, jwks_url=closed_url("/j"), audience=AUD)
     cases: list[tuple[JwtVerifier, str]] = [
         (JwtVerifier(secret=SECRET), _hs(_claims(exp=now - 600))),
         (JwtVerifier(secret=SECRET), _hs(_claims(), secret=OTHER_SECRET)),
@@ -542,8 +543,10 @@ async def test_token_never_in_error_message_or_logs(
         (JwtVerifier(secret=SECRET, audience="a"), _hs(_claims(aud="b"))),
         (JwtVerifier(secret=SECRET), _alg_none_tokens()[0]),
         (JwtVerifier(secret=SECRET), "garbage.garbage.garbage"),
-        (JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD),
-         _rs256(rsa_key, _claims(), "zz")),
+        (
+            JwtVerifier(secret=None, jwks_url=jwks_server.url, audience=AUD),
+            _rs256(rsa_key, _claims(), "zz"),
+        ),
         (down, _rs256(rsa_key, _claims())),
     ]
     caplog.set_level(logging.DEBUG)

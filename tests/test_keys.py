@@ -54,8 +54,9 @@ def test_key_prefix_is_the_first_twelve_characters() -> None:
 
 def test_key_id_is_a_uuid_and_not_derived_from_the_secret() -> None:
     key = mint()
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
-                        key.key_id)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", key.key_id
+    )
     assert key.raw[5:] not in key.key_id
 
 
@@ -82,7 +83,7 @@ def test_every_single_character_change_is_rejected_by_the_checksum_or_shape() ->
         for replacement in {BASE62[(BASE62.find(raw[position]) + 1) % 62], "_", "-"}:
             if replacement == raw[position]:
                 continue
-            changed = raw[:position] + replacement + raw[position + 1:]
+            changed = raw[:position] + replacement + raw[position + 1 :]
             with pytest.raises(InvalidKeyFormat):
                 check_format(changed)
 
@@ -102,20 +103,23 @@ def test_a_hand_built_key_with_a_valid_checksum_passes() -> None:
     check_format("mcpk_" + random_part + _base62_crc32(random_part))
 
 
-@pytest.mark.parametrize("raw", [
-    "",
-    "mcpk_",
-    "mcpk",
-    "Bearer mcpk_" + "a" * 38,
-    "MCPK_" + "a" * 38,
-    "mcpx_" + "a" * 38,
-    "mcpk_" + "a" * 37,
-    "mcpk_" + "a" * 39,
-    "mcpk_" + "a" * 37 + "!",
-    "mcpk_" + "a" * 37 + " ",
-    "mcpk_" + "é" * 38,
-    " mcpk_" + "a" * 37,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "mcpk_",
+        "mcpk",
+        "Bearer mcpk_" + "a" * 38,
+        "MCPK_" + "a" * 38,
+        "mcpx_" + "a" * 38,
+        "mcpk_" + "a" * 37,
+        "mcpk_" + "a" * 39,
+        "mcpk_" + "a" * 37 + "!",
+        "mcpk_" + "a" * 37 + " ",
+        "mcpk_" + "é" * 38,
+        " mcpk_" + "a" * 37,
+    ],
+)
 def test_malformed_strings_are_rejected(raw: str) -> None:
     with pytest.raises(InvalidKeyFormat):
         check_format(raw)
@@ -125,7 +129,7 @@ def test_transposed_characters_are_rejected() -> None:
     raw = mint().raw
     body = raw[5:37]
     swap = next(i for i in range(len(body) - 1) if body[i] != body[i + 1])
-    swapped = body[:swap] + body[swap + 1] + body[swap] + body[swap + 2:]
+    swapped = body[:swap] + body[swap + 1] + body[swap] + body[swap + 2 :]
     with pytest.raises(InvalidKeyFormat):
         check_format("mcpk_" + swapped + raw[37:])
 

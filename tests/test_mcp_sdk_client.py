@@ -31,15 +31,17 @@ async def base_url(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[tuple[s
 
 async def connect(url: str, mode: str) -> tuple[Client, httpx2.AsyncClient]:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
-    client = Client(streamable_http_client(url, http_client=http), mode=mode,
-                    read_timeout_seconds=10)
+    client = Client(
+        streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
+    )
     return client, http
 
 
 @pytest.mark.parametrize("endpoint", [Endpoint.CALL, Endpoint.TEST])
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_sdk_client_lists_and_calls_tools(base_url: tuple[str, Any], mode: str,
-                                                endpoint: Endpoint) -> None:
+async def test_sdk_client_lists_and_calls_tools(
+    base_url: tuple[str, Any], mode: str, endpoint: Endpoint
+) -> None:
     prefix, app = base_url
     client, http = await connect(prefix + endpoint.value, mode)
     async with http, client:
@@ -68,23 +70,26 @@ async def test_sdk_client_lists_and_calls_tools(base_url: tuple[str, Any], mode:
 
     executor: FakeExecutor = app[GATEWAY].executors[endpoint]
     other: FakeExecutor = app[GATEWAY].executors[
-        Endpoint.TEST if endpoint is Endpoint.CALL else Endpoint.CALL]
+        Endpoint.TEST if endpoint is Endpoint.CALL else Endpoint.CALL
+    ]
     assert [call["tool"] for call in executor.calls] == [
-        "search_contacts", "contact_stats", "regional_lookup"]
-    assert {call["era"] for call in executor.calls} == {
-        "modern" if mode == "auto" else "legacy"}
+        "search_contacts",
+        "contact_stats",
+        "regional_lookup",
+    ]
+    assert {call["era"] for call in executor.calls} == {"modern" if mode == "auto" else "legacy"}
     assert other.calls == []
     # x-mcp-header: the modern client mirrored `region` (non-ASCII, so base64-wrapped) and the
     # gateway checked it against the body; legacy clients send no such headers.
     assert executor.calls[2]["region_header"] == (
-        "=?base64?WsO8cmljaA==?=" if mode == "auto" else None)
+        "=?base64?WsO8cmljaA==?=" if mode == "auto" else None
+    )
     if mode == "legacy":  # the client ended its session on the way out
         assert len(app[GATEWAY].limiter.ended) == 1
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_sdk_client_receives_streamed_progress(base_url: tuple[str, Any],
-                                                     mode: str) -> None:
+async def test_sdk_client_receives_streamed_progress(base_url: tuple[str, Any], mode: str) -> None:
     prefix, _ = base_url
     client, http = await connect(prefix + "call", mode)
     progress: list[float] = []
@@ -93,7 +98,8 @@ async def test_sdk_client_receives_streamed_progress(base_url: tuple[str, Any],
         progress.append(value)
 
     async with http, client:
-        result = await client.call_tool("search_contacts", {"progress": True},
-                                        progress_callback=on_progress)
+        result = await client.call_tool(
+            "search_contacts", {"progress": True}, progress_callback=on_progress
+        )
     assert not result.is_error
     assert progress == [1, 2]

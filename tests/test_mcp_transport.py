@@ -59,13 +59,13 @@ async def mcp(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     return await aiohttp_client(build_mcp_app(tmp_path))
 
 
-
-
 # --- the pipeline, in order -------------------------------------------------------------------
 
+
 async def test_origin_not_allowed_is_403_before_anything_else(mcp: TestClient) -> None:
-    resp, body = await modern(mcp, "tools/list", headers={"Origin": "http://evil.test"},
-                              drop=("Authorization",))
+    resp, body = await modern(
+        mcp, "tools/list", headers={"Origin": "http://evil.test"}, drop=("Authorization",)
+    )
     await problem_of(resp, body, 403, "forbidden")
     assert "evil.test" in body["detail"]
     assert limiter_of(mcp).calls == []
@@ -83,19 +83,35 @@ async def test_wildcard_origin_allows_any(aiohttp_client: Any, tmp_path: Path) -
     assert resp.status == 200, body
 
 
-@pytest.mark.parametrize(("headers", "reason", "challenge"), [
-    ({}, "missing", 'Bearer realm="mcp-gateway"'),
-    ({"Authorization": "Basic dXNlcjpwYXNz"}, "malformed",
-     'Bearer realm="mcp-gateway", error="invalid_request"'),
-    ({"Authorization": "Bearer not-a-key"}, "malformed",
-     'Bearer realm="mcp-gateway", error="invalid_token"'),
-    ({"Authorization": "Bearer mcpk_unknown"}, "unknown",
-     'Bearer realm="mcp-gateway", error="invalid_token"'),
-    ({"X-API-Key": "mcpk_unknown"}, "unknown",
-     'Bearer realm="mcp-gateway", error="invalid_token"'),
-])
+@pytest.mark.parametrize(
+    ("headers", "reason", "challenge"),
+    [
+        ({}, "missing", 'Bearer realm="mcp-gateway"'),
+        (
+            {"Authorization": "Basic dXNlcjpwYXNz"},
+            "malformed",
+            'Bearer realm="mcp-gateway", error="invalid_request"',
+        ),
+        (
+            {"Authorization": "Bearer not-a-key"},
+            "malformed",
+            'Bearer realm="mcp-gateway", error="invalid_token"',
+        ),
+        (
+            {"Authorization": "Bearer mcpk_unknown"},
+            "unknown",
+            'Bearer realm="mcp-gateway", error="invalid_token"',
+        ),
+        (
+            {"X-API-Key": "mcpk_unknown"},
+            "unknown",
+            'Bearer realm="mcp-gateway", error="invalid_token"',
+        ),
+    ],
+)
 async def test_bad_or_missing_key_is_401_with_challenge(
-        mcp: TestClient, headers: dict[str, str], reason: str, challenge: str) -> None:
+    mcp: TestClient, headers: dict[str, str], reason: str, challenge: str
+) -> None:
     message = modern_message("tools/list")
     sent = {**modern_headers(message), **headers}
     if "Authorization" not in headers:
@@ -117,8 +133,9 @@ async def test_key_in_query_string_is_ignored(mcp: TestClient) -> None:
 
 
 async def test_x_api_key_header_is_accepted(mcp: TestClient) -> None:
-    resp, body = await modern(mcp, "tools/list", headers={"X-API-Key": KEY},
-                              drop=("Authorization",))
+    resp, body = await modern(
+        mcp, "tools/list", headers={"X-API-Key": KEY}, drop=("Authorization",)
+    )
     assert resp.status == 200, body
 
 
@@ -129,19 +146,20 @@ async def test_key_of_another_integration_is_403(mcp: TestClient) -> None:
 
 
 async def test_disabled_integration_is_403_mcp_disabled(mcp: TestClient) -> None:
-    resp, body = await modern(mcp, "tools/list", key=OFF_KEY,
-                              url=f"/v1/tenants/{TENANT}/integrations/off/mcp:call")
+    resp, body = await modern(
+        mcp, "tools/list", key=OFF_KEY, url=f"/v1/tenants/{TENANT}/integrations/off/mcp:call"
+    )
     await problem_of(resp, body, 403, "mcp-disabled")
 
 
 async def test_missing_integration_is_404(mcp: TestClient) -> None:
-    resp, body = await modern(mcp, "tools/list", key=GHOST_KEY,
-                              url=f"/v1/tenants/{TENANT}/integrations/ghost/mcp:test")
+    resp, body = await modern(
+        mcp, "tools/list", key=GHOST_KEY, url=f"/v1/tenants/{TENANT}/integrations/ghost/mcp:test"
+    )
     await problem_of(resp, body, 404, "not-found")
 
 
-async def test_rate_limited_is_429_with_retry_after_and_ratelimit_headers(
-        mcp: TestClient) -> None:
+async def test_rate_limited_is_429_with_retry_after_and_ratelimit_headers(mcp: TestClient) -> None:
     limiter_of(mcp).refuse = True
     resp, body = await modern(mcp, "tools/call", {"name": "search_contacts", "arguments": {}})
     await problem_of(resp, body, 429, "too-many-requests")
@@ -175,8 +193,9 @@ async def test_ratelimit_headers_on_transport_errors(mcp: TestClient) -> None:
 
 
 async def test_body_too_large_is_413_after_the_limiter(mcp: TestClient) -> None:
-    big = modern_message("tools/call", {"name": "search_contacts",
-                                        "arguments": {"query": "x" * MAX_BODY}})
+    big = modern_message(
+        "tools/call", {"name": "search_contacts", "arguments": {"query": "x" * MAX_BODY}}
+    )
     resp, body = await send(mcp, big, modern_headers(big))
     await problem_of(resp, body, 413, "payload-too-large")
     assert_rate_headers(resp)
@@ -191,8 +210,9 @@ async def test_chunked_body_too_large_is_413(mcp: TestClient) -> None:
         for _ in range(4):
             yield b" " * (MAX_BODY // 2)
 
-    async with mcp.post(CALL, data=chunks(), headers={**auth(),
-                                                      "Content-Type": "application/json"}) as resp:
+    async with mcp.post(
+        CALL, data=chunks(), headers={**auth(), "Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 413
 
 
@@ -205,10 +225,13 @@ async def test_wrong_media_type_is_415(mcp: TestClient) -> None:
 
 # --- modern (2026-07-28) ------------------------------------------------------------------------
 
+
 def assert_modern_result(result: dict[str, Any], *, cacheable: bool) -> None:
     assert result["resultType"] == "complete"
-    assert result["_meta"]["io.modelcontextprotocol/serverInfo"] == {"name": "CRM",
-                                                                      "version": __version__}
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"] == {
+        "name": "CRM",
+        "version": __version__,
+    }
     if cacheable:
         assert result["cacheScope"] == "private"
         assert isinstance(result["ttlMs"], int) and result["ttlMs"] > 0
@@ -228,9 +251,14 @@ async def test_discover(mcp: TestClient) -> None:
     assert "Mcp-Session-Id" not in resp.headers
 
 
-@pytest.mark.parametrize(("method", "field"), [
-    ("resources/list", "resources"), ("resources/templates/list", "resourceTemplates"),
-    ("prompts/list", "prompts")])
+@pytest.mark.parametrize(
+    ("method", "field"),
+    [
+        ("resources/list", "resources"),
+        ("resources/templates/list", "resourceTemplates"),
+        ("prompts/list", "prompts"),
+    ],
+)
 async def test_empty_lists(mcp: TestClient, method: str, field: str) -> None:
     resp, body = await modern(mcp, method)
     assert resp.status == 200
@@ -253,14 +281,18 @@ async def test_tools_call_result_carries_modern_fields(mcp: TestClient) -> None:
     assert_modern_result(body["result"], cacheable=False)
 
 
-@pytest.mark.parametrize(("headers", "drop"), [
-    ({"Mcp-Method": "tools/call"}, ()),
-    ({}, ("Mcp-Method",)),
-    ({"MCP-Protocol-Version": "2025-11-25"}, ()),
-    ({}, ("MCP-Protocol-Version",)),
-])
+@pytest.mark.parametrize(
+    ("headers", "drop"),
+    [
+        ({"Mcp-Method": "tools/call"}, ()),
+        ({}, ("Mcp-Method",)),
+        ({"MCP-Protocol-Version": "2025-11-25"}, ()),
+        ({}, ("MCP-Protocol-Version",)),
+    ],
+)
 async def test_routing_header_mismatch_or_missing_is_400_32020(
-        mcp: TestClient, headers: dict[str, str], drop: tuple[str, ...]) -> None:
+    mcp: TestClient, headers: dict[str, str], drop: tuple[str, ...]
+) -> None:
     resp, body = await modern(mcp, "tools/list", headers=headers, drop=drop)
     assert resp.status == 400
     assert error_of(body, -32020)["message"].startswith("Header mismatch")
@@ -280,19 +312,24 @@ async def test_mcp_name_must_match_params_name(mcp: TestClient) -> None:
 
 async def test_mcp_name_base64_sentinel_is_decoded(mcp: TestClient) -> None:
     params = {"name": "search_contacts", "arguments": {}}
-    resp, body = await modern(mcp, "tools/call", params,
-                              headers={"Mcp-Name": b64_sentinel("search_contacts")})
+    resp, body = await modern(
+        mcp, "tools/call", params, headers={"Mcp-Name": b64_sentinel("search_contacts")}
+    )
     assert resp.status == 200, body
-    resp, body = await modern(mcp, "tools/call", params,
-                              headers={"Mcp-Name": "=?base64?not base64!?="})
+    resp, body = await modern(
+        mcp, "tools/call", params, headers={"Mcp-Name": "=?base64?not base64!?="}
+    )
     assert resp.status == 400
     error_of(body, -32020)
 
 
 async def test_duplicate_routing_header_is_400_32020(mcp: TestClient) -> None:
     message = modern_message("tools/list")
-    headers = [*modern_headers(message).items(), ("Mcp-Method", "tools/list"),
-               ("Content-Type", "application/json")]
+    headers = [
+        *modern_headers(message).items(),
+        ("Mcp-Method", "tools/list"),
+        ("Content-Type", "application/json"),
+    ]
     async with mcp.post(CALL, data=json.dumps(message), headers=headers) as resp:
         assert resp.status == 400
         error_of(await resp.json(), -32020)
@@ -303,19 +340,27 @@ async def test_mcp_param_headers_are_checked_against_arguments(mcp: TestClient) 
     ok = {"Mcp-Param-Region": "eu-west1", "Mcp-Param-Shard": "7"}
     resp, body = await modern(mcp, "tools/call", params, headers=ok)
     assert resp.status == 200, body
-    resp, body = await modern(mcp, "tools/call",
-                              {"name": "regional_lookup", "arguments": {"region": "Zürich"}},
-                              headers={"Mcp-Param-Region": b64_sentinel("Zürich")})
+    resp, body = await modern(
+        mcp,
+        "tools/call",
+        {"name": "regional_lookup", "arguments": {"region": "Zürich"}},
+        headers={"Mcp-Param-Region": b64_sentinel("Zürich")},
+    )
     assert resp.status == 200, body
-    for bad in ({"Mcp-Param-Region": "us-east1", "Mcp-Param-Shard": "7"},  # differs
-                {"Mcp-Param-Shard": "7"},  # missing for a present argument
-                {**ok, "Mcp-Param-Shard": "8"}):
+    for bad in (
+        {"Mcp-Param-Region": "us-east1", "Mcp-Param-Shard": "7"},  # differs
+        {"Mcp-Param-Shard": "7"},  # missing for a present argument
+        {**ok, "Mcp-Param-Shard": "8"},
+    ):
         resp, body = await modern(mcp, "tools/call", params, headers=bad)
         assert resp.status == 400, bad
         error_of(body, -32020)
-    resp, body = await modern(mcp, "tools/call",  # a header for an absent argument
-                              {"name": "regional_lookup", "arguments": {"region": "eu"}},
-                              headers={"Mcp-Param-Region": "eu", "Mcp-Param-Shard": "1"})
+    resp, body = await modern(
+        mcp,
+        "tools/call",  # a header for an absent argument
+        {"name": "regional_lookup", "arguments": {"region": "eu"}},
+        headers={"Mcp-Param-Region": "eu", "Mcp-Param-Shard": "1"},
+    )
     assert resp.status == 400
     error_of(body, -32020)
 
@@ -331,8 +376,9 @@ async def test_unsupported_version_is_400_32022_listing_supported(mcp: TestClien
 
 async def test_modern_header_without_meta_is_400(mcp: TestClient) -> None:
     message = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
-    resp, body = await send(mcp, message, {**auth(), "MCP-Protocol-Version": MODERN,
-                                           "Mcp-Method": "tools/list"})
+    resp, body = await send(
+        mcp, message, {**auth(), "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/list"}
+    )
     assert resp.status == 400
     error_of(body, -32602)
     message = modern_message("tools/list")
@@ -344,8 +390,12 @@ async def test_modern_header_without_meta_is_400(mcp: TestClient) -> None:
 
 @pytest.mark.parametrize("method", ["initialize", "ping", "resources/read", "no/such"])
 async def test_unknown_method_is_404_32601(mcp: TestClient, method: str) -> None:
-    resp, body = await modern(mcp, method, {"uri": "file:///x"} if "read" in method else None,
-                              headers={"Mcp-Name": "file:///x"})
+    resp, body = await modern(
+        mcp,
+        method,
+        {"uri": "file:///x"} if "read" in method else None,
+        headers={"Mcp-Name": "file:///x"},
+    )
     assert resp.status == 404
     error_of(body, -32601)
     assert body["id"] == 1
@@ -353,8 +403,9 @@ async def test_unknown_method_is_404_32601(mcp: TestClient, method: str) -> None
 
 async def test_modern_batch_is_400_32600(mcp: TestClient) -> None:
     message = modern_message("tools/list")
-    resp, body = await send(mcp, [message, modern_message("tools/list", id=2)],
-                            modern_headers(message))
+    resp, body = await send(
+        mcp, [message, modern_message("tools/list", id=2)], modern_headers(message)
+    )
     assert resp.status == 400
     error_of(body, -32600)
     assert body["id"] is None
@@ -368,8 +419,15 @@ async def test_modern_ignores_session_ids(mcp: TestClient) -> None:
 
 
 async def test_unknown_fields_are_ignored(mcp: TestClient) -> None:
-    message = modern_message("tools/call", {"name": "search_contacts", "arguments": {"q": 1},
-                                            "futureField": {"x": 1}, "ctx": "not a context"})
+    message = modern_message(
+        "tools/call",
+        {
+            "name": "search_contacts",
+            "arguments": {"q": 1},
+            "futureField": {"x": 1},
+            "ctx": "not a context",
+        },
+    )
     message["futureTopLevel"] = True
     resp, body = await send(mcp, message, modern_headers(message))
     assert resp.status == 200, body
@@ -378,21 +436,38 @@ async def test_unknown_fields_are_ignored(mcp: TestClient) -> None:
 
 # --- legacy (2025-11-25, 2025-06-18, 2025-03-26) ------------------------------------------------
 
-@pytest.mark.parametrize(("offered", "answered"), [
-    ("2025-06-18", "2025-06-18"), ("2025-03-26", "2025-03-26"), ("2025-11-25", "2025-11-25"),
-    ("2099-01-01", "2025-11-25"), ("2024-11-05", "2025-11-25")])
-async def test_initialize_negotiates_without_error(mcp: TestClient, offered: str,
-                                                   answered: str) -> None:
-    resp, body = await legacy(mcp, "initialize", {"protocolVersion": offered,
-                                                  "capabilities": {},
-                                                  "clientInfo": {"name": "t", "version": "1"}},
-                              version=None)
+
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-11-25", "2025-11-25"),
+        ("2099-01-01", "2025-11-25"),
+        ("2024-11-05", "2025-11-25"),
+    ],
+)
+async def test_initialize_negotiates_without_error(
+    mcp: TestClient, offered: str, answered: str
+) -> None:
+    resp, body = await legacy(
+        mcp,
+        "initialize",
+        {
+            "protocolVersion": offered,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+        version=None,
+    )
     assert resp.status == 200, body
     result = body["result"]
-    assert result == {"protocolVersion": answered,
-                      "capabilities": {"tools": {"listChanged": False}},
-                      "serverInfo": {"name": "CRM", "version": __version__},
-                      "instructions": "Use crm for customer data."}
+    assert result == {
+        "protocolVersion": answered,
+        "capabilities": {"tools": {"listChanged": False}},
+        "serverInfo": {"name": "CRM", "version": __version__},
+        "instructions": "Use crm for customer data.",
+    }
     session = resp.headers["Mcp-Session-Id"]
     assert session.isascii() and session.isprintable() and " " not in session
     info = SessionCodec(mcp.app[SETTINGS].session_secret).verify(session, "id-crm")
@@ -419,10 +494,12 @@ async def test_forged_expired_or_foreign_session_is_404(mcp: TestClient) -> None
     payload, _, mac = session.rpartition(".")
     forged = f"{payload}.{mac[:-2]}{'AA' if mac[-2:] != 'AA' else 'BB'}"
     secret = mcp.app[SETTINGS].session_secret
-    expired = SessionCodec(secret, clock=lambda: time.time() - 2 * 86400).mint("id-crm",
-                                                                               "2025-11-25")
-    foreign = await open_session(mcp, key=OTHER_KEY,
-                                 url=f"/v1/tenants/{TENANT}/integrations/billing/mcp:call")
+    expired = SessionCodec(secret, clock=lambda: time.time() - 2 * 86400).mint(
+        "id-crm", "2025-11-25"
+    )
+    foreign = await open_session(
+        mcp, key=OTHER_KEY, url=f"/v1/tenants/{TENANT}/integrations/billing/mcp:call"
+    )
     other_secret = SessionCodec("another-secret").mint("id-crm", "2025-11-25")
     for bad in (forged, expired, foreign, other_secret, "garbage"):
         resp, body = await legacy(mcp, "tools/list", session=bad)
@@ -454,12 +531,14 @@ async def test_notifications_are_202(mcp: TestClient) -> None:
     for headers in ({"session": session}, {}):
         resp, body = await legacy(mcp, "notifications/initialized", id=None, **headers)
         assert resp.status == 202 and body == ""
-        resp, body = await legacy(mcp, "notifications/cancelled",
-                                  {"requestId": 1, "reason": "x"}, id=None, **headers)
+        resp, body = await legacy(
+            mcp, "notifications/cancelled", {"requestId": 1, "reason": "x"}, id=None, **headers
+        )
         assert resp.status == 202 and body == ""
     # a client's JSON-RPC response: nothing awaits it
-    resp, body = await send(mcp, {"jsonrpc": "2.0", "id": 9, "result": {}},
-                            {**auth(), "Mcp-Session-Id": session})
+    resp, body = await send(
+        mcp, {"jsonrpc": "2.0", "id": 9, "result": {}}, {**auth(), "Mcp-Session-Id": session}
+    )
     assert resp.status == 202
 
 
@@ -472,12 +551,18 @@ async def test_ping(mcp: TestClient) -> None:
 
 async def test_batch_works_on_2025_03_26_only(mcp: TestClient) -> None:
     session = await open_session(mcp, "2025-03-26")
-    batch = [{"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-             {"jsonrpc": "2.0", "method": "notifications/initialized"},
-             {"jsonrpc": "2.0", "id": "b", "method": "tools/call",
-              "params": {"name": "search_contacts", "arguments": {"query": "ann"}}},
-             {"jsonrpc": "2.0", "id": 3, "method": "ping"},
-             {"jsonrpc": "1.0", "id": 4, "method": "ping"}]
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": "b",
+            "method": "tools/call",
+            "params": {"name": "search_contacts", "arguments": {"query": "ann"}},
+        },
+        {"jsonrpc": "2.0", "id": 3, "method": "ping"},
+        {"jsonrpc": "1.0", "id": 4, "method": "ping"},
+    ]
     headers = {**auth(), "Mcp-Session-Id": session}  # no MCP-Protocol-Version: 2025-03-26
     resp, body = await send(mcp, batch, headers)
     assert resp.status == 200, body
@@ -488,8 +573,13 @@ async def test_batch_works_on_2025_03_26_only(mcp: TestClient) -> None:
     error_of(body[3], -32600)
     # The POST was counted when it started, then every other member: the tools/call in both
     # buckets.
-    assert [c["tools_call"] for c in limiter_of(mcp).calls[-5:]] == [False, False, True, False,
-                                                                     False]
+    assert [c["tools_call"] for c in limiter_of(mcp).calls[-5:]] == [
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
     resp, body = await send(mcp, batch[1:2], headers)
     assert resp.status == 202 and body == ""
     resp, body = await send(mcp, batch, {**headers, "MCP-Protocol-Version": "2025-03-26"})
@@ -506,22 +596,27 @@ async def test_batch_rules(mcp: TestClient) -> None:
     error_of(body, -32600)
     resp, body = await send(mcp, [{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}], auth())
     assert resp.status == 400  # needs a session
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-03-26"}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-03-26"},
+    }
     resp, body = await send(mcp, [init], auth())
     assert resp.status == 400
     error_of(body, -32600)
 
 
-async def test_header_absent_means_the_sessions_version_else_2025_03_26(
-        mcp: TestClient) -> None:
+async def test_header_absent_means_the_sessions_version_else_2025_03_26(mcp: TestClient) -> None:
     session = await open_session(mcp, "2025-06-18")
-    resp, body = await legacy(mcp, "tools/call", {"name": "search_contacts"}, session=session,
-                              version=None)
+    resp, body = await legacy(
+        mcp, "tools/call", {"name": "search_contacts"}, session=session, version=None
+    )
     assert resp.status == 200, body
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["version"] == "2025-06-18"
-    resp, body = await legacy(mcp, "tools/call", {"name": "search_contacts"}, session=session,
-                              version="2025-06-18")
+    resp, body = await legacy(
+        mcp, "tools/call", {"name": "search_contacts"}, session=session, version="2025-06-18"
+    )
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["version"] == "2025-06-18"
     assert executor_of(mcp, Endpoint.CALL).calls[-1]["session_id"] == session
     # Without a session, no header means 2025-03-26: the only version with batches.
@@ -545,14 +640,16 @@ async def test_legacy_unknown_method_is_32601(mcp: TestClient) -> None:
 
 # --- both eras --------------------------------------------------------------------------------
 
+
 async def test_tools_list_paginates_with_opaque_cursors(mcp: TestClient) -> None:
     url = f"/v1/tenants/{TENANT}/integrations/big/mcp:test"
     names: list[str] = []
     cursor = None
     pages = 0
     while True:
-        resp, body = await modern(mcp, "tools/list", {"cursor": cursor} if cursor else None,
-                                  url=url, key=BIG_KEY)
+        resp, body = await modern(
+            mcp, "tools/list", {"cursor": cursor} if cursor else None, url=url, key=BIG_KEY
+        )
         assert resp.status == 200, body
         names += [tool["name"] for tool in body["result"]["tools"]]
         pages += 1
@@ -573,18 +670,24 @@ async def test_legacy_tools_list_paginates(mcp: TestClient) -> None:
     session = await open_session(mcp, key=BIG_KEY, url=url)
     resp, body = await legacy(mcp, "tools/list", session=session, key=BIG_KEY, url=url)
     assert len(body["result"]["tools"]) == 100
-    resp, body = await legacy(mcp, "tools/list", {"cursor": body["result"]["nextCursor"]},
-                              session=session, key=BIG_KEY, url=url)
+    resp, body = await legacy(
+        mcp,
+        "tools/list",
+        {"cursor": body["result"]["nextCursor"]},
+        session=session,
+        key=BIG_KEY,
+        url=url,
+    )
     assert body["result"]["tools"][0]["name"] == "tool_100"
-    resp, body = await legacy(mcp, "tools/list", {"cursor": "nope"}, session=session,
-                              key=BIG_KEY, url=url)
+    resp, body = await legacy(
+        mcp, "tools/list", {"cursor": "nope"}, session=session, key=BIG_KEY, url=url
+    )
     assert resp.status == 200
     error_of(body, -32602)
 
 
 @pytest.mark.parametrize("name", ["no_such_tool", HIDDEN_TOOL])
-async def test_unknown_tool_is_32602_identically_on_both_urls(mcp: TestClient,
-                                                              name: str) -> None:
+async def test_unknown_tool_is_32602_identically_on_both_urls(mcp: TestClient, name: str) -> None:
     answers = []
     for url in (CALL, TEST):
         resp, body = await modern(mcp, "tools/call", {"name": name, "arguments": {}}, url=url)
@@ -600,9 +703,13 @@ async def test_unknown_tool_is_32602_identically_on_both_urls(mcp: TestClient,
 
 
 async def test_tools_call_goes_to_the_endpoints_executor(mcp: TestClient) -> None:
-    _, body = await modern(mcp, "tools/call", {"name": "search_contacts",
-                                               "arguments": {"query": "ann"}}, url=TEST,
-                           headers={"X-Simulator-Seed": "42"})
+    _, body = await modern(
+        mcp,
+        "tools/call",
+        {"name": "search_contacts", "arguments": {"query": "ann"}},
+        url=TEST,
+        headers={"X-Simulator-Seed": "42"},
+    )
     assert body["result"]["content"][0]["text"] == 'test:search_contacts:{"query": "ann"}'
     call = executor_of(mcp, Endpoint.TEST).calls[-1]
     assert call["seed"] == "42" and call["era"] == "modern" and call["version"] == MODERN
@@ -610,11 +717,16 @@ async def test_tools_call_goes_to_the_endpoints_executor(mcp: TestClient) -> Non
     assert executor_of(mcp, Endpoint.CALL).calls == []
 
 
-@pytest.mark.parametrize("params", [
-    {"arguments": {}}, {"name": 5}, {"name": "search_contacts", "arguments": [1]},
-    {"name": "search_contacts", "arguments": "x"}])
-async def test_tools_call_invalid_params_is_32602(mcp: TestClient,
-                                                  params: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"arguments": {}},
+        {"name": 5},
+        {"name": "search_contacts", "arguments": [1]},
+        {"name": "search_contacts", "arguments": "x"},
+    ],
+)
+async def test_tools_call_invalid_params_is_32602(mcp: TestClient, params: dict[str, Any]) -> None:
     resp, body = await legacy(mcp, "tools/call", params, session=await open_session(mcp))
     error_of(body, -32602)
     message = modern_message("tools/call", params)
@@ -624,14 +736,19 @@ async def test_tools_call_invalid_params_is_32602(mcp: TestClient,
 
 
 async def test_tools_call_arguments_default_to_empty(mcp: TestClient) -> None:
-    _, body = await legacy(mcp, "tools/call", {"name": "search_contacts", "arguments": None},
-                           session=await open_session(mcp))
+    _, body = await legacy(
+        mcp,
+        "tools/call",
+        {"name": "search_contacts", "arguments": None},
+        session=await open_session(mcp),
+    )
     assert body["result"]["content"][0]["text"] == "call:search_contacts:{}"
 
 
 async def test_tool_call_error_becomes_its_jsonrpc_error(mcp: TestClient) -> None:
-    resp, body = await modern(mcp, "tools/call", {"name": "search_contacts",
-                                                  "arguments": {"fail": True}})
+    resp, body = await modern(
+        mcp, "tools/call", {"name": "search_contacts", "arguments": {"fail": True}}
+    )
     assert resp.status == 200
     error = error_of(body, -32603)
     assert error["message"] == "Upstream MCP server timed out after 3 s"
@@ -647,12 +764,20 @@ async def test_parse_error_is_400_32700_with_null_id(mcp: TestClient, raw: bytes
         assert body["id"] is None
 
 
-@pytest.mark.parametrize("message", [
-    "a string", 42, None, {"jsonrpc": "1.0", "id": 1, "method": "ping"},
-    {"jsonrpc": "2.0", "id": None, "method": "ping"}, {"jsonrpc": "2.0", "id": 1.5,
-                                                       "method": "ping"},
-    {"jsonrpc": "2.0", "id": 1}, {"jsonrpc": "2.0", "id": 1, "method": 7},
-    {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": "x"}])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "a string",
+        42,
+        None,
+        {"jsonrpc": "1.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "id": None, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 1.5, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 1},
+        {"jsonrpc": "2.0", "id": 1, "method": 7},
+        {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": "x"},
+    ],
+)
 async def test_invalid_request_is_400_32600(mcp: TestClient, message: Any) -> None:
     resp, body = await send(mcp, message, auth())
     assert resp.status == 400, body
@@ -674,9 +799,12 @@ async def test_sse_only_accept_gets_one_sse_event(mcp: TestClient) -> None:
 
 async def test_json_when_both_accepted_or_no_accept(mcp: TestClient) -> None:
     for accept in ("application/json, text/event-stream", "*/*", None):
-        resp, _ = await modern(mcp, "tools/list",
-                               headers={"Accept": accept} if accept else None,
-                               drop=() if accept else ("Accept",))
+        resp, _ = await modern(
+            mcp,
+            "tools/list",
+            headers={"Accept": accept} if accept else None,
+            drop=() if accept else ("Accept",),
+        )
         assert resp.content_type == "application/json", accept
 
 
@@ -692,8 +820,11 @@ def sse_messages(text: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("era", ["modern", "legacy"])
 async def test_progress_is_streamed_as_sse(mcp: TestClient, era: str) -> None:
-    params = {"name": "search_contacts", "arguments": {"progress": True},
-              "_meta": {"progressToken": "tok-1"}}
+    params = {
+        "name": "search_contacts",
+        "arguments": {"progress": True},
+        "_meta": {"progressToken": "tok-1"},
+    }
     if era == "modern":
         resp, body = await modern(mcp, "tools/call", params)
     else:
@@ -710,20 +841,27 @@ async def test_progress_is_streamed_as_sse(mcp: TestClient, era: str) -> None:
 
 
 async def test_progress_without_sse_accept_is_plain_json(mcp: TestClient) -> None:
-    params = {"name": "search_contacts", "arguments": {"progress": True},
-              "_meta": {"progressToken": "tok-1"}}
+    params = {
+        "name": "search_contacts",
+        "arguments": {"progress": True},
+        "_meta": {"progressToken": "tok-1"},
+    }
     resp, body = await modern(mcp, "tools/call", params, headers={"Accept": "application/json"})
     assert resp.content_type == "application/json"
     assert body["result"]["content"]
 
 
 async def test_client_disconnect_cancels_a_streaming_call(mcp: TestClient) -> None:
-    message = modern_message("tools/call", {"name": "search_contacts",
-                                            "arguments": {"hang": True},
-                                            "_meta": {"progressToken": 5}})
+    message = modern_message(
+        "tools/call",
+        {"name": "search_contacts", "arguments": {"hang": True}, "_meta": {"progressToken": 5}},
+    )
     executor = executor_of(mcp, Endpoint.CALL)
-    resp = await mcp.post(CALL, data=json.dumps(message),
-                          headers={**modern_headers(message), "Content-Type": "application/json"})
+    resp = await mcp.post(
+        CALL,
+        data=json.dumps(message),
+        headers={**modern_headers(message), "Content-Type": "application/json"},
+    )
     assert resp.content_type == "text/event-stream"
     first = await resp.content.readuntil(b"\n\n")
     assert b"notifications/progress" in first
@@ -741,23 +879,29 @@ async def test_get_is_405_with_allow(mcp: TestClient) -> None:
             assert resp.status == 405 and resp.headers["Allow"] == "POST, DELETE"
 
 
-@pytest.mark.parametrize("path", [
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/oauth-authorization-server/v1/tenants/acme/integrations/crm/mcp:call",
-    "/.well-known/oauth-protected-resource",
-    "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/crm/mcp:test",
-    "/.well-known/openid-configuration",
-    "/.well-known/openid-configuration/extra"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/v1/tenants/acme/integrations/crm/mcp:call",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/crm/mcp:test",
+        "/.well-known/openid-configuration",
+        "/.well-known/openid-configuration/extra",
+    ],
+)
 async def test_oauth_discovery_is_404(mcp: TestClient, path: str) -> None:
     async with mcp.get(path) as resp:
         await problem_of(resp, await resp.json(content_type=None), 404)
 
 
 async def test_unexpected_executor_error_is_32603_without_details(
-        mcp: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    mcp: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.ERROR)
-    resp, body = await modern(mcp, "tools/call", {"name": "search_contacts",
-                                                  "arguments": {"explode": True}})
+    resp, body = await modern(
+        mcp, "tools/call", {"name": "search_contacts", "arguments": {"explode": True}}
+    )
     assert resp.status == 200 and resp.content_type == "application/json"
     error = error_of(body, -32603)
     assert body["id"] == 1

@@ -34,23 +34,33 @@ from settings_api.config import Settings
 
 MODERN = "2026-07-28"
 FAMILIES = (
-    "mcpgw_http_requests_total", "mcpgw_http_request_duration_seconds_bucket",
-    "mcpgw_http_requests_in_flight", "mcpgw_rate_limited_total", "mcpgw_rate_limiter_degraded",
-    "mcpgw_auth_failures_total", "mcpgw_upstream_request_duration_seconds_bucket",
-    "mcpgw_upstream_errors_total", "mcpgw_cache_hits_total", "mcpgw_cache_misses_total",
-    "mcpgw_invalidation_lag_seconds_bucket", "mcpgw_build_info",
+    "mcpgw_http_requests_total",
+    "mcpgw_http_request_duration_seconds_bucket",
+    "mcpgw_http_requests_in_flight",
+    "mcpgw_rate_limited_total",
+    "mcpgw_rate_limiter_degraded",
+    "mcpgw_auth_failures_total",
+    "mcpgw_upstream_request_duration_seconds_bucket",
+    "mcpgw_upstream_errors_total",
+    "mcpgw_cache_hits_total",
+    "mcpgw_cache_misses_total",
+    "mcpgw_invalidation_lag_seconds_bucket",
+    "mcpgw_build_info",
 )
 UPSTREAM_SECRET = "Bearer upstream-secret-metrics-XYZ"
-TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}},
-         {"name": "create_contact", "inputSchema": {"type": "object"}}]
+TOOLS = [
+    {"name": "search_contacts", "inputSchema": {"type": "object"}},
+    {"name": "create_contact", "inputSchema": {"type": "object"}},
+]
 BURST = 6
 
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     # A small all-requests bucket, so a 429 is a few requests away.
-    return make_settings(tmp_path, database_url, MCPGW_REQUEST_LIMIT_BURST=str(BURST),
-                         MCPGW_REQUEST_LIMIT_RPS="0.01")
+    return make_settings(
+        tmp_path, database_url, MCPGW_REQUEST_LIMIT_BURST=str(BURST), MCPGW_REQUEST_LIMIT_RPS="0.01"
+    )
 
 
 def value(name: str, **labels: str) -> float:
@@ -63,27 +73,40 @@ def requests_total(**labels: str) -> float:
     for metric in REGISTRY.collect():
         for sample in metric.samples:
             if sample.name == "mcpgw_http_requests_total" and all(
-                    sample.labels.get(k) == v for k, v in labels.items()):
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
                 total += sample.value
     return total
 
 
-def modern(method: str, key: str, params: dict[str, Any] | None = None
-           ) -> tuple[dict[str, Any], dict[str, str]]:
+def modern(
+    method: str, key: str, params: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     params = dict(params or {})
-    params["_meta"] = {"io.modelcontextprotocol/protocolVersion": MODERN,
-                       "io.modelcontextprotocol/clientCapabilities": {},
-                       "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}
+    params["_meta"] = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+    }
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    headers = {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": MODERN,
-               "Mcp-Method": method, "Accept": "application/json, text/event-stream"}
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+        "Accept": "application/json, text/event-stream",
+    }
     if method == "tools/call":
         headers["Mcp-Name"] = params["name"]
     return body, headers
 
 
-async def mcp(client: TestClient, method: str, key: str, params: dict[str, Any] | None = None,
-              url: str = "/v1/tenants/acme/integrations/crm/mcp:call") -> tuple[int, Any]:
+async def mcp(
+    client: TestClient,
+    method: str,
+    key: str,
+    params: dict[str, Any] | None = None,
+    url: str = "/v1/tenants/acme/integrations/crm/mcp:call",
+) -> tuple[int, Any]:
     body, headers = modern(method, key, params)
     async with client.post(url, json=body, headers=headers) as resp:
         return resp.status, await resp.json(content_type=None)
@@ -102,14 +125,23 @@ async def enabled_key(api: Api, upstream_url: str | None = None) -> str:
     if upstream_url:
         config.update(upstreamUrl=upstream_url, upstreamHeaders={"Authorization": UPSTREAM_SECRET})
     _, created = await api.call("POST", "/crm/configs", 201, json=config)
-    _, settings = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": created["configId"], "exposedToolIds": ["search_contacts"]})
+    _, settings = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={
+            "enabled": True,
+            "configId": created["configId"],
+            "exposedToolIds": ["search_contacts"],
+        },
+    )
     return settings["apiKey"]
 
 
 @pytest.mark.parametrize("role", ["all", "gateway", "settings"])
-async def test_every_role_serves_every_family(aiohttp_client: Any, tmp_path: Path,
-                                              role: str) -> None:
+async def test_every_role_serves_every_family(
+    aiohttp_client: Any, tmp_path: Path, role: str
+) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
     client = await aiohttp_client(build_app(settings, role))
     async with client.get("/healthz") as resp:
@@ -117,32 +149,62 @@ async def test_every_role_serves_every_family(aiohttp_client: Any, tmp_path: Pat
     text = await scrape(client)
     for family in FAMILIES:
         assert f"\n{family}" in text, family
-    assert ('mcpgw_http_requests_total{endpoint="other",http_method="GET",outcome="ok",'
-            'route="healthz",rpc_method="-"}') in text
+    assert (
+        'mcpgw_http_requests_total{endpoint="other",http_method="GET",outcome="ok",'
+        'route="healthz",rpc_method="-"}'
+    ) in text
     # OpenMetrics when the scraper asks for it.
-    async with client.get("/metrics",
-                          headers={"Accept": "application/openmetrics-text"}) as resp:
+    async with client.get("/metrics", headers={"Accept": "application/openmetrics-text"}) as resp:
         assert resp.content_type == "application/openmetrics-text"
         assert (await resp.text()).rstrip().endswith("# EOF")
 
 
 async def test_counters_move_and_no_secret_is_exposed(
-        client: TestClient, api: Api, aiohttp_server: Any, token: Callable[..., str]) -> None:
+    client: TestClient, api: Api, aiohttp_server: Any, token: Callable[..., str]
+) -> None:
     stub = StubUpstream(tools=TOOLS, mode="http-500")
     upstream_url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
 
-    settings_ok = value("mcpgw_http_requests_total", endpoint="settings", http_method="PUT",
-                        route="putIntegration", rpc_method="-", outcome="ok")
+    settings_ok = value(
+        "mcpgw_http_requests_total",
+        endpoint="settings",
+        http_method="PUT",
+        route="putIntegration",
+        rpc_method="-",
+        outcome="ok",
+    )
     key = await enabled_key(api, upstream_url)
-    assert value("mcpgw_http_requests_total", endpoint="settings", http_method="PUT",
-                 route="putIntegration", rpc_method="-", outcome="ok") == settings_ok + 1
-    assert value("mcpgw_http_request_duration_seconds_count", endpoint="settings",
-                 http_method="PATCH", route="patchMcpSettings", rpc_method="-",
-                 outcome="ok") >= 1
+    assert (
+        value(
+            "mcpgw_http_requests_total",
+            endpoint="settings",
+            http_method="PUT",
+            route="putIntegration",
+            rpc_method="-",
+            outcome="ok",
+        )
+        == settings_ok + 1
+    )
+    assert (
+        value(
+            "mcpgw_http_request_duration_seconds_count",
+            endpoint="settings",
+            http_method="PATCH",
+            route="patchMcpSettings",
+            rpc_method="-",
+            outcome="ok",
+        )
+        >= 1
+    )
 
     # tools/list twice: the second is answered from the caches.
-    labels = {"endpoint": "call", "http_method": "POST", "route": "mcp",
-              "rpc_method": "tools/list", "outcome": "ok"}
+    labels = {
+        "endpoint": "call",
+        "http_method": "POST",
+        "route": "mcp",
+        "rpc_method": "tools/list",
+        "outcome": "ok",
+    }
     before = value("mcpgw_http_requests_total", **labels)
     key_hits = value("mcpgw_cache_hits_total", cache="key")
     view_hits = value("mcpgw_cache_hits_total", cache="integration")
@@ -167,25 +229,36 @@ async def test_counters_move_and_no_secret_is_exposed(
     # An upstream failure: the stub answers HTTP 500.
     errors = value("mcpgw_upstream_errors_total", reason="http-status")
     calls = value("mcpgw_upstream_request_duration_seconds_count", outcome="error")
-    status, body = await mcp(client, "tools/call", key,
-                             {"name": "search_contacts", "arguments": {}})
+    status, body = await mcp(
+        client, "tools/call", key, {"name": "search_contacts", "arguments": {}}
+    )
     assert status == 200 and body["error"]["data"]["upstream"] == "http-status"
     assert value("mcpgw_upstream_errors_total", reason="http-status") == errors + 1
     assert value("mcpgw_upstream_request_duration_seconds_count", outcome="error") == calls + 1
 
     # 429: the key's all-requests bucket (BURST) runs out.
     limited = value("mcpgw_rate_limited_total", endpoint="test")
-    statuses = [(await mcp(client, "tools/list", key,
-                           url="/v1/tenants/acme/integrations/crm/mcp:test"))[0]
-                for _ in range(BURST)]
+    statuses = [
+        (await mcp(client, "tools/list", key, url="/v1/tenants/acme/integrations/crm/mcp:test"))[0]
+        for _ in range(BURST)
+    ]
     assert 429 in statuses
     assert value("mcpgw_rate_limited_total", endpoint="test") == limited + statuses.count(429)
     assert requests_total(endpoint="test", outcome="rate_limited") >= statuses.count(429)
 
     # Nothing identifying or secret in the scrape.
     text = await scrape(client)
-    for secret in (key, key[:12], token("acme"), UPSTREAM_SECRET, "upstream-secret-metrics",
-                   "acme", "crm", "search_contacts", upstream_url):
+    for secret in (
+        key,
+        key[:12],
+        token("acme"),
+        UPSTREAM_SECRET,
+        "upstream-secret-metrics",
+        "acme",
+        "crm",
+        "search_contacts",
+        upstream_url,
+    ):
         assert secret not in text, secret
 
 
@@ -194,16 +267,28 @@ async def test_unknown_json_rpc_methods_share_one_label(client: TestClient, api:
     method = f"x/{uuid.uuid4().hex}"
     status, _ = await mcp(client, method, key)
     assert status == 404
-    assert value("mcpgw_http_requests_total", endpoint="call", http_method="POST",
-                 route="mcp", rpc_method="other", outcome="not_found") >= 1
+    assert (
+        value(
+            "mcpgw_http_requests_total",
+            endpoint="call",
+            http_method="POST",
+            route="mcp",
+            rpc_method="other",
+            outcome="not_found",
+        )
+        >= 1
+    )
     assert method not in await scrape(client)
 
 
 async def test_in_flight_gauge_counts_requests_being_handled(client: TestClient) -> None:
     # The scrape itself is in flight while it renders.
     text = await scrape(client)
-    line = next(x for x in text.splitlines()
-                if x.startswith('mcpgw_http_requests_in_flight{endpoint="other"}'))
+    line = next(
+        x
+        for x in text.splitlines()
+        if x.startswith('mcpgw_http_requests_in_flight{endpoint="other"}')
+    )
     assert float(line.split()[-1]) >= 1
 
 
@@ -215,8 +300,9 @@ class FlakyPrimary:
     def __init__(self) -> None:
         self.down = True
 
-    async def check(self, key_id: str, *, tools_call: bool,
-                    session_id: str | None = None) -> Decision:
+    async def check(
+        self, key_id: str, *, tools_call: bool, session_id: str | None = None
+    ) -> Decision:
         if self.down:
             raise ConnectionRefusedError("redis is down")
         return Decision(allowed=True, limit=10, remaining=9, reset_s=0.1, retry_after_s=0)
@@ -228,8 +314,13 @@ class FlakyPrimary:
 async def test_limiter_degraded_gauge_follows_failover() -> None:
     primary = FlakyPrimary()
     now = [0.0]
-    limiter = FailoverLimiter(primary, LocalLimiter(limits()), "open",  # type: ignore[arg-type]
-                              retry_interval_s=1.0, clock=lambda: now[0])
+    limiter = FailoverLimiter(
+        primary,
+        LocalLimiter(limits()),
+        "open",  # type: ignore[arg-type]
+        retry_interval_s=1.0,
+        clock=lambda: now[0],
+    )
     await limiter.check("k", tools_call=False)
     assert value("mcpgw_rate_limiter_degraded") == 1
     primary.down = False
@@ -241,7 +332,9 @@ async def test_limiter_degraded_gauge_follows_failover() -> None:
 def test_change_messages_carry_their_publication_time() -> None:
     change = Change("acme", "crm", ("k1",))
     assert decode_message(encode(change, published_at_ms=1_764_000_000_123)) == (
-        change, 1_764_000_000.123)
+        change,
+        1_764_000_000.123,
+    )
     sent = json.loads(encode(change))
     assert abs(sent["at"] / 1000 - time.time()) < 5
     # Messages of older versions (no "at") still apply, without a lag measurement.
@@ -283,8 +376,9 @@ def test_request_histogram_buckets_are_cumulative_and_inclusive() -> None:
     """The request families: a value on a bucket's bound counts in that bucket ("le"),
     buckets are cumulative, and the count and sum agree with what was observed."""
     labels = ("other", "GET", "histogram-test", "-", "ok")
-    names = dict(zip(("endpoint", "http_method", "route", "rpc_method", "outcome"), labels,
-                     strict=True))
+    names = dict(
+        zip(("endpoint", "http_method", "route", "rpc_method", "outcome"), labels, strict=True)
+    )
     for seconds in (0.001, 0.0011, 0.0025, 40.0):
         metrics.observe_request(labels, seconds)
 

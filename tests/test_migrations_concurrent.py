@@ -31,9 +31,14 @@ DEADLINE_S = 30.0
 
 def _env(tmp_path: Path, database_url: str, name: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
-    env.update({"MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
-                "MCPGW_DATABASE_URL": database_url, "MCPGW_JWT_SECRET": JWT_SECRET,
-                "MCPGW_LOG_LEVEL": "WARNING"})
+    env.update(
+        {
+            "MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
+            "MCPGW_DATABASE_URL": database_url,
+            "MCPGW_JWT_SECRET": JWT_SECRET,
+            "MCPGW_LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -42,8 +47,10 @@ def _applied_versions(database_url: str) -> list[int]:
     if database_url.startswith("sqlite:///"):
         conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
         try:
-            return [row[0] for row in
-                    conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+            return [
+                row[0]
+                for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+            ]
         finally:
             conn.close()
 
@@ -72,10 +79,18 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
 
 
 def test_two_migrate_processes_started_together_apply_each_version_once(
-        tmp_path: Path, fresh_database_url: str) -> None:
-    procs = [subprocess.Popen([CLI, "migrate"], env=_env(tmp_path, fresh_database_url, name),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("a", "b")]
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    procs = [
+        subprocess.Popen(
+            [CLI, "migrate"],
+            env=_env(tmp_path, fresh_database_url, name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     outputs = [proc.communicate(timeout=DEADLINE_S) for proc in procs]
 
     assert [proc.returncode for proc in procs] == [0, 0], outputs
@@ -87,15 +102,22 @@ def test_two_migrate_processes_started_together_apply_each_version_once(
     assert _applied_versions(fresh_database_url) == shipped
 
     # A third run later is a no-op.
-    again = subprocess.run([CLI, "migrate"], env=_env(tmp_path, fresh_database_url, "c"),
-                           capture_output=True, text=True, timeout=DEADLINE_S, check=False)
+    again = subprocess.run(
+        [CLI, "migrate"],
+        env=_env(tmp_path, fresh_database_url, "c"),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     assert "database is up to date" in again.stdout
     assert _applied_versions(fresh_database_url) == shipped
 
 
 def test_two_serve_processes_started_together_on_a_fresh_database_both_become_ready(
-        tmp_path: Path, fresh_database_url: str) -> None:
+    tmp_path: Path, fresh_database_url: str
+) -> None:
     ports = [free_port(), free_port()]
     while ports[1] == ports[0]:
         ports[1] = free_port()
@@ -104,10 +126,14 @@ def test_two_serve_processes_started_together_on_a_fresh_database_both_become_re
     try:
         for n, port in enumerate(ports):
             with logs[n].open("w") as log:
-                procs.append(subprocess.Popen(
-                    [CLI, "serve", "--port", str(port)],
-                    env=_env(tmp_path, fresh_database_url, str(n)),
-                    stdout=log, stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(
+                        [CLI, "serve", "--port", str(port)],
+                        env=_env(tmp_path, fresh_database_url, str(n)),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
         pending = dict(enumerate(ports))
         ready: dict[int, dict[str, object]] = {}
@@ -115,7 +141,8 @@ def test_two_serve_processes_started_together_on_a_fresh_database_both_become_re
         while pending and time.monotonic() < deadline:
             for n, port in list(pending.items()):
                 assert procs[n].poll() is None, (
-                    f"serve #{n} exited with {procs[n].returncode}: {logs[n].read_text()}")
+                    f"serve #{n} exited with {procs[n].returncode}: {logs[n].read_text()}"
+                )
                 try:
                     status, body = _get(f"http://127.0.0.1:{port}/readyz")
                 except (OSError, ValueError):
@@ -145,12 +172,19 @@ def test_two_serve_processes_started_together_on_a_fresh_database_both_become_re
 
 
 @pytest.mark.parametrize("command", [["migrate"], ["serve", "--port", "0"]])
-def test_an_unusable_sqlite_file_fails_fast_with_a_message(tmp_path: Path,
-                                                          command: list[str]) -> None:
+def test_an_unusable_sqlite_file_fails_fast_with_a_message(
+    tmp_path: Path, command: list[str]
+) -> None:
     bad = tmp_path / "not-a-database.db"
     bad.write_bytes(b"this is not an SQLite database\n" * 200)
-    result = subprocess.run([CLI, *command], env=_env(tmp_path, f"sqlite:///{bad}", "bad"),
-                            capture_output=True, text=True, timeout=DEADLINE_S, check=False)
+    result = subprocess.run(
+        [CLI, *command],
+        env=_env(tmp_path, f"sqlite:///{bad}", "bad"),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     assert "cannot open SQLite database" in result.stderr
     assert "Traceback" not in result.stderr

@@ -43,20 +43,36 @@ def echo_upstream(kind: str) -> web.Application:
             return web.Response(status=500, text=f"denied for {echoed}")
         if kind == "rpc-error" or message.get("method") == "initialize":
             if kind == "rpc-error":
-                return web.json_response({"jsonrpc": "2.0", "id": message.get("id"),
-                                          "error": {"code": -32001, "message": echoed}})
-            return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": {
-                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                "serverInfo": {"name": "echo", "version": "1"}}})
+                return web.json_response(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": message.get("id"),
+                        "error": {"code": -32001, "message": echoed},
+                    }
+                )
+            return web.json_response(
+                {
+                    "jsonrpc": "2.0",
+                    "id": message["id"],
+                    "result": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "echo", "version": "1"},
+                    },
+                }
+            )
         if "id" not in message:
             return web.Response(status=202)
         # kind == "bad-schema": a tool whose schema embeds the header values
-        tools = [{"name": "leaky", "inputSchema": {"type": "object", "properties": echoed}},
-                 {"name": echoed.replace(" ", "_")[:100] + "!"}]
+        tools = [
+            {"name": "leaky", "inputSchema": {"type": "object", "properties": echoed}},
+            {"name": echoed.replace(" ", "_")[:100] + "!"},
+        ]
         if kind == "bad-type":
             tools = [{"name": "leaky", "inputSchema": {"type": echoed}}]
-        return web.json_response({"jsonrpc": "2.0", "id": message["id"],
-                                  "result": {"tools": tools}})
+        return web.json_response(
+            {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}}
+        )
 
     app = web.Application()
     app.router.add_post("/mcp", handle)
@@ -71,10 +87,18 @@ class Recorder:
         self.headers = {"Authorization": f"Bearer {token}"}
         self.bodies: list[tuple[str, str]] = []
 
-    async def call(self, method: str, path: str, expect: int, *,
-                   headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
-        async with self.client.request(method, path, headers=headers or self.headers,
-                                       **kwargs) as resp:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        expect: int,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        async with self.client.request(
+            method, path, headers=headers or self.headers, **kwargs
+        ) as resp:
             text = await resp.text()
             assert resp.status == expect, (method, path, resp.status, text)
         self.bodies.append((f"{method} {path}", text))
@@ -82,8 +106,11 @@ class Recorder:
 
 
 async def test_secrets_never_reach_logs_or_later_responses(
-        client: TestClient, token: Callable[..., str], aiohttp_server: Any,
-        caplog: pytest.LogCaptureFixture) -> None:
+    client: TestClient,
+    token: Callable[..., str],
+    aiohttp_server: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="aiohttp.access")
     good_jwt = token("acme", subject="alice")
@@ -92,25 +119,48 @@ async def test_secrets_never_reach_logs_or_later_responses(
     stub_url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
 
     await api.call("PUT", BASE + "/crm", 201, json={"name": "CRM"})
-    config = await api.call("POST", BASE + "/crm/configs", 201,
-                            json={"upstreamUrl": stub_url, "upstreamHeaders": HEADERS})
+    config = await api.call(
+        "POST",
+        BASE + "/crm/configs",
+        201,
+        json={"upstreamUrl": stub_url, "upstreamHeaders": HEADERS},
+    )
     assert stub.calls["tools/list"] == 2
     await api.call("POST", BASE + f"/crm/configs/{config['configId']}:syncTools", 200)
 
     # Upstreams that echo the secret headers back, in every way a catalog read can fail.
     for kind in ("http-500", "rpc-error", "bad-schema", "bad-type"):
         url = str((await aiohttp_server(echo_upstream(kind))).make_url("/mcp"))
-        await api.call("POST", BASE + "/crm/configs", 502,
-                       json={"upstreamUrl": url, "upstreamHeaders": HEADERS})
+        await api.call(
+            "POST",
+            BASE + "/crm/configs",
+            502,
+            json={"upstreamUrl": url, "upstreamHeaders": HEADERS},
+        )
     # A header value that fails validation is not echoed either.
-    await api.call("POST", BASE + "/crm/configs", 422, json={
-        "upstreamUrl": stub_url, "upstreamHeaders": {"X-Bad": UPSTREAM_KEY + "\r\nX: y"}})
+    await api.call(
+        "POST",
+        BASE + "/crm/configs",
+        422,
+        json={"upstreamUrl": stub_url, "upstreamHeaders": {"X-Bad": UPSTREAM_KEY + "\r\nX: y"}},
+    )
     # Wrong headers: the stub answers 401, we answer 502.
-    await api.call("POST", BASE + "/crm/configs", 502, json={
-        "upstreamUrl": stub_url, "upstreamHeaders": {"Authorization": UPSTREAM_AUTH + "-wrong"}})
+    await api.call(
+        "POST",
+        BASE + "/crm/configs",
+        502,
+        json={
+            "upstreamUrl": stub_url,
+            "upstreamHeaders": {"Authorization": UPSTREAM_AUTH + "-wrong"},
+        },
+    )
 
-    enabled = await api.call("PATCH", BASE + "/crm/mcp", 200, json={
-        "enabled": True, "configId": config["configId"], "exposedToolIds": ["tool_0"]})
+    enabled = await api.call(
+        "PATCH",
+        BASE + "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config["configId"], "exposedToolIds": ["tool_0"]},
+    )
     first_key = enabled["apiKey"]
     minted_at = len(api.bodies)
     rotated = await api.call("POST", BASE + "/crm/mcp:rotateKey", 200)
@@ -121,16 +171,26 @@ async def test_secrets_never_reach_logs_or_later_responses(
     bad = bad_jwts()
     for bad_token in bad:
         await api.call("GET", BASE, 401, headers={"Authorization": f"Bearer {bad_token}"})
-        await api.call("PATCH", BASE + "/crm/mcp", 401, json={"enabled": False},
-                       headers={"Authorization": f"Bearer {bad_token}"})
+        await api.call(
+            "PATCH",
+            BASE + "/crm/mcp",
+            401,
+            json={"enabled": False},
+            headers={"Authorization": f"Bearer {bad_token}"},
+        )
     await api.call("GET", BASE, 403, headers={"Authorization": f"Bearer {token('other')}"})
     # A key is not a settings-API credential.
     await api.call("GET", BASE, 401, headers={"Authorization": f"Bearer {second_key}"})
     await api.call("GET", BASE + "/crm", 200, headers={"X-API-Key": second_key, **api.headers})
 
-    reads = [("GET", BASE + "/crm/mcp"), ("GET", BASE + "/crm/configs"),
-             ("GET", BASE + f"/crm/configs/{config['configId']}"), ("GET", BASE),
-             ("GET", "/v1/tenants/acme/audit"), ("GET", "/openapi.json")]
+    reads = [
+        ("GET", BASE + "/crm/mcp"),
+        ("GET", BASE + "/crm/configs"),
+        ("GET", BASE + f"/crm/configs/{config['configId']}"),
+        ("GET", BASE),
+        ("GET", "/v1/tenants/acme/audit"),
+        ("GET", "/openapi.json"),
+    ]
     for method, path in reads:
         await api.call(method, path, 200)
 

@@ -19,8 +19,16 @@ from settings_api.schemas import COMPONENTS
 
 # Response objects whose every member must be documented (Tool stays open: upstream tools carry
 # fields of their own; AuditEvent.details is free-form by design).
-STRICT = ("Integration", "Config", "McpSettings", "AuditEvent", "Problem", "IntegrationPage",
-          "ConfigPage", "AuditEventPage")
+STRICT = (
+    "Integration",
+    "Config",
+    "McpSettings",
+    "AuditEvent",
+    "Problem",
+    "IntegrationPage",
+    "ConfigPage",
+    "AuditEventPage",
+)
 
 
 async def fetch_document(client: TestClient) -> dict[str, Any]:
@@ -51,8 +59,11 @@ async def test_document_lists_every_route_with_its_method(client: TestClient) ->
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     served = {(r.method, r.path) for r in ROUTES}
     assert documented == served
-    live = {(r.method, r.resource.canonical) for r in client.app.router.routes()
-            if r.resource is not None and r.name and r.name.startswith("settings.")}
+    live = {
+        (r.method, r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None and r.name and r.name.startswith("settings.")
+    }
     assert live == documented  # what the app really routes, not just the table
     operation_ids = set()
     for route in ROUTES:
@@ -72,11 +83,16 @@ async def test_document_lists_every_route_with_its_method(client: TestClient) ->
 
 
 async def test_request_bodies_are_the_schemas_the_handlers_validate_with(
-        client: TestClient) -> None:
+    client: TestClient,
+) -> None:
     doc = await fetch_document(client)
     with_body = [r for r in ROUTES if r.body]
     assert {r.operation_id for r in with_body} == {
-        "putIntegration", "createConfig", "patchMcpSettings", "putSimulatorFixture"}
+        "putIntegration",
+        "createConfig",
+        "patchMcpSettings",
+        "putSimulatorFixture",
+    }
     for route in with_body:
         body = doc["paths"][route.path][route.method.lower()]["requestBody"]
         ref = body["content"]["application/json"]["schema"]["$ref"]
@@ -96,14 +112,23 @@ class Checker:
         self.components = strict_components(doc)
         self.seen: set[tuple[str, int]] = set()
 
-    async def check(self, method: str, template: str, status: int, at: dict[str, str], *,
-                    headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    async def check(
+        self,
+        method: str,
+        template: str,
+        status: int,
+        at: dict[str, str],
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Request `template` with path parameters `at`; validate the answer; return its body."""
         path = template
         for name, value in at.items():
             path = path.replace("{" + name + "}", value)
-        async with self.client.request(method, path, headers=self.headers if headers is None
-                                       else headers, **kwargs) as resp:
+        async with self.client.request(
+            method, path, headers=self.headers if headers is None else headers, **kwargs
+        ) as resp:
             text = await resp.text()
             assert resp.status == status, (method, path, resp.status, text)
             content_type = resp.content_type
@@ -125,7 +150,8 @@ class Checker:
 
 
 async def test_live_responses_validate_against_the_document(
-        client: TestClient, auth: Callable[..., dict[str, str]], aiohttp_server: Any) -> None:
+    client: TestClient, auth: Callable[..., dict[str, str]], aiohttp_server: Any
+) -> None:
     doc = await fetch_document(client)
     c = Checker(client, doc, auth("acme"))
     base = "/v1/tenants/{tenant}/integrations"
@@ -145,31 +171,63 @@ async def test_live_responses_validate_against_the_document(
 
     stub = StubUpstream(tools=make_tools(3), page_size=2)
     url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
-    inline = await c.check("POST", one + "/configs", 201, p, json={"tools": [
-        {"name": "search_contacts", "inputSchema": {"type": "object"}}]})
-    synced = await c.check("POST", one + "/configs", 201, p, json={
-        "upstreamUrl": url, "upstreamHeaders": {"Authorization": "Bearer x-1234"}})
+    inline = await c.check(
+        "POST",
+        one + "/configs",
+        201,
+        p,
+        json={"tools": [{"name": "search_contacts", "inputSchema": {"type": "object"}}]},
+    )
+    synced = await c.check(
+        "POST",
+        one + "/configs",
+        201,
+        p,
+        json={"upstreamUrl": url, "upstreamHeaders": {"Authorization": "Bearer x-1234"}},
+    )
     await c.check("POST", one + "/configs", 502, p, json={"upstreamUrl": closed_url()})
     await c.check("POST", one + "/configs", 422, p, json={"tools": "x"})
     await c.check("GET", one + "/configs", 200, p)
     cp = {**p, "config_id": synced["configId"]}
     await c.check("GET", one + "/configs/{config_id}", 200, cp)
     await c.check("POST", one + "/configs/{config_id}:syncTools", 200, cp)
-    await c.check("POST", one + "/configs/{config_id}:syncTools", 409,
-                  {**p, "config_id": inline["configId"]})
+    await c.check(
+        "POST", one + "/configs/{config_id}:syncTools", 409, {**p, "config_id": inline["configId"]}
+    )
     await c.check("GET", one + "/configs/{config_id}", 404, {**p, "config_id": "nope"})
 
     await c.check("GET", one + "/mcp", 200, p)
-    enabled = await c.check("PATCH", one + "/mcp", 200, p, json={
-        "enabled": True, "configId": synced["configId"], "exposedToolIds": ["tool_0"],
-        "description": "CRM tools"})
+    enabled = await c.check(
+        "PATCH",
+        one + "/mcp",
+        200,
+        p,
+        json={
+            "enabled": True,
+            "configId": synced["configId"],
+            "exposedToolIds": ["tool_0"],
+            "description": "CRM tools",
+        },
+    )
     assert enabled["apiKey"]
     await c.check("PATCH", one + "/mcp", 422, p, json={"exposedToolIds": ["nope"]})
     await c.check("PATCH", one + "/mcp", 422, p, json={"enabled": "yes", "x": 1})
-    await c.check("PATCH", one + "/mcp", 400, p, data=b"{",
-                  headers={**c.headers, "Content-Type": "application/json"})
-    await c.check("PATCH", one + "/mcp", 415, p, data=b"{}",
-                  headers={**c.headers, "Content-Type": "text/plain"})
+    await c.check(
+        "PATCH",
+        one + "/mcp",
+        400,
+        p,
+        data=b"{",
+        headers={**c.headers, "Content-Type": "application/json"},
+    )
+    await c.check(
+        "PATCH",
+        one + "/mcp",
+        415,
+        p,
+        data=b"{}",
+        headers={**c.headers, "Content-Type": "text/plain"},
+    )
     await c.check("POST", one + "/mcp:rotateKey", 200, p)
 
     events = await c.check("GET", audit, 200, p, params={"limit": "2"})

@@ -64,8 +64,9 @@ def counting_client(wire: Wire, **options: Any) -> Redis:
     `connection_class` hook)."""
 
     class CountingConnection(Connection):
-        async def send_packed_command(self, command: bytes | str | Iterable[bytes],
-                                      check_health: bool = True) -> None:
+        async def send_packed_command(
+            self, command: bytes | str | Iterable[bytes], check_health: bool = True
+        ) -> None:
             if isinstance(command, str):
                 command = command.encode()
             chunks = [command] if isinstance(command, bytes) else list(command)
@@ -101,15 +102,19 @@ Factory = Callable[..., LocalLimiter | RedisLimiter]
 
 
 @pytest.fixture(params=["local", "redis"])
-async def make(request: pytest.FixtureRequest, redis_client: Redis,
-               prefix: str) -> AsyncIterator[Factory]:
+async def make(
+    request: pytest.FixtureRequest, redis_client: Redis, prefix: str
+) -> AsyncIterator[Factory]:
     """Builds a limiter of the parametrized backend: make(call=(rate, burst), req=(rate, burst))."""
     made: list[LocalLimiter | RedisLimiter] = []
 
     def factory(call: Spec = (SLOW, 100), req: Spec = (SLOW, 100)) -> LocalLimiter | RedisLimiter:
         lim = limits(call, req)
-        limiter = (LocalLimiter(lim) if request.param == "local"
-                   else RedisLimiter(redis_client, lim, prefix=prefix))
+        limiter = (
+            LocalLimiter(lim)
+            if request.param == "local"
+            else RedisLimiter(redis_client, lim, prefix=prefix)
+        )
         made.append(limiter)
         return limiter
 
@@ -170,8 +175,7 @@ async def test_refused_request_charges_no_bucket(make: Factory) -> None:
     limiter = make(call=(SLOW, 1), req=(SLOW, 3))
     assert (await limiter.check("a", tools_call=True)).allowed
     assert not any(d.allowed for d in await run(limiter, 3, "a", tools_call=True))
-    assert [d.allowed for d in await run(limiter, 3, "a", tools_call=False)] == [True, True,
-                                                                                 False]
+    assert [d.allowed for d in await run(limiter, 3, "a", tools_call=False)] == [True, True, False]
     # The request bucket refuses a tools/call: the call bucket keeps its tokens.
     limiter = make(call=(SLOW, 2), req=(20.0, 1))
     assert (await limiter.check("b", tools_call=False)).allowed  # request bucket now empty
@@ -224,25 +228,32 @@ async def test_ended_session_denied_until_expiry(make: Factory) -> None:
     for key, session in (("k1", "sess-b"), ("k2", "sess-a"), ("k1", "sess-old")):
         assert not await limiter.session_ended(key, session)
     # A lookup charges nothing; a check beside it is answered as without it.
-    decision, ended = await asyncio.gather(limiter.check("k1", tools_call=False),
-                                           limiter.session_ended("k1", "sess-a"))
+    decision, ended = await asyncio.gather(
+        limiter.check("k1", tools_call=False), limiter.session_ended("k1", "sess-a")
+    )
     assert ended and decision.allowed and decision.remaining == 99
     await asyncio.sleep(0.35)
     assert not await limiter.session_ended("k1", "sess-a")
 
 
-async def test_check_many_answers_each_charge_in_order_as_separate_checks(
-        make: Factory) -> None:
+async def test_check_many_answers_each_charge_in_order_as_separate_checks(make: Factory) -> None:
     """A JSON-RPC batch's members: each charge is its own check, so the ones past a bucket's
     tokens are refused and the rest still served; CALL leaves the request bucket alone."""
     limiter = make(call=(SLOW, 3), req=(SLOW, 6))
-    decisions = await limiter.check_many("k1", [Charge.CALL, Charge.BOTH, Charge.REQUEST,
-                                                Charge.BOTH, Charge.BOTH, Charge.REQUEST])
+    decisions = await limiter.check_many(
+        "k1", [Charge.CALL, Charge.BOTH, Charge.REQUEST, Charge.BOTH, Charge.BOTH, Charge.REQUEST]
+    )
     assert [d.allowed for d in decisions] == [True, True, True, True, False, True]
     # CALL: call bucket 2; BOTH: call 1, request 5; REQUEST: request 4; BOTH: call 0,
     # request 3; refused BOTH charges nothing; REQUEST: request 2.
-    assert [(d.limit, d.remaining) for d in decisions] == [(3, 2), (3, 1), (6, 4), (3, 0),
-                                                           (3, 0), (6, 2)]
+    assert [(d.limit, d.remaining) for d in decisions] == [
+        (3, 2),
+        (3, 1),
+        (6, 4),
+        (3, 0),
+        (3, 0),
+        (6, 2),
+    ]
     assert decisions[4].retry_after_s > 0
     assert await limiter.check_many("k1", []) == []
     after = await limiter.check("k1", tools_call=False)
@@ -267,8 +278,11 @@ async def test_failover_check_many_falls_back_or_refuses() -> None:
     open_limiter = FailoverLimiter(primary, local, "open")  # type: ignore[arg-type]
     decisions = await open_limiter.check_many("k", [Charge.CALL, Charge.CALL])
     assert [d.allowed for d in decisions] == [True, False]
-    closed = FailoverLimiter(FlakyPrimary(), LocalLimiter(limits()),  # type: ignore[arg-type]
-                             "closed")
+    closed = FailoverLimiter(
+        FlakyPrimary(),
+        LocalLimiter(limits()),  # type: ignore[arg-type]
+        "closed",
+    )
     with pytest.raises(LimiterUnavailable):
         await closed.check_many("k", [Charge.REQUEST])
 
@@ -294,11 +308,15 @@ async def test_decide_reference_matches_lua(redis_client: Redis, prefix: str) ->
             got = await limiter.check(key, tools_call=charge is Charge.BOTH)
         else:
             [got] = await limiter.check_many(key, [charge])
-        buckets = ([(req, req_tokens)] if charge is not Charge.CALL else []) + \
-            ([(call, call_tokens)] if charge is not Charge.REQUEST else [])
+        buckets = ([(req, req_tokens)] if charge is not Charge.CALL else []) + (
+            [(call, call_tokens)] if charge is not Charge.REQUEST else []
+        )
         want, _ = decide(buckets)
-        assert (got.allowed, got.limit, got.remaining) == (want.allowed, want.limit,
-                                                          want.remaining), case
+        assert (got.allowed, got.limit, got.remaining) == (
+            want.allowed,
+            want.limit,
+            want.remaining,
+        ), case
         assert abs(got.reset_s - want.reset_s) <= 0.05, case
         assert abs(got.retry_after_s - want.retry_after_s) <= 0.05, case
 
@@ -337,7 +355,7 @@ async def test_redis_key_layout_and_idle_expiry(redis_client: Redis, prefix: str
 
 def _hash_tag(key: str) -> str:
     start = key.index("{")
-    return key[start + 1:key.index("}", start)]
+    return key[start + 1 : key.index("}", start)]
 
 
 async def test_replicas_share_one_exact_bucket(prefix: str) -> None:
@@ -363,8 +381,7 @@ async def test_concurrent_checks_are_coalesced(wire: tuple[Redis, Wire], prefix:
     limiter = RedisLimiter(client, limits(call=(SLOW, 50), req=(SLOW, 1000)), prefix=prefix)
     await limiter.check("warm-up", tools_call=False)  # connection and script in place
     writes, calls = counts.writes, counts.script_calls
-    decisions = await asyncio.gather(*[limiter.check("hot", tools_call=True)
-                                       for _ in range(200)])
+    decisions = await asyncio.gather(*[limiter.check("hot", tools_call=True) for _ in range(200)])
     allowed = [d for d in decisions if d.allowed]
     assert len(allowed) == 50
     assert sorted(d.remaining for d in allowed) == list(range(50))  # each check exact
@@ -374,19 +391,29 @@ async def test_concurrent_checks_are_coalesced(wire: tuple[Redis, Wire], prefix:
 
 
 async def test_a_tick_makes_one_script_call_per_key_with_sequential_answers(
-        wire: tuple[Redis, Wire], redis_client: Redis, prefix: str) -> None:
+    wire: tuple[Redis, Wire], redis_client: Redis, prefix: str
+) -> None:
     """Checks and session lookups of several keys and kinds in one tick answer exactly as the
     same made one at a time."""
     client, counts = wire
     spec = limits(call=(SLOW, 3), req=(SLOW, 5))
-    checks = [("a", True, None), ("b", False, "s1"), ("a", False, "gone"), ("a", True, "live"),
-              ("b", True, None), ("a", True, "gone"), ("a", False, None), ("a", True, None),
-              ("a", False, "live"), ("b", False, "s1"), ("a", False, None)]
+    checks = [
+        ("a", True, None),
+        ("b", False, "s1"),
+        ("a", False, "gone"),
+        ("a", True, "live"),
+        ("b", True, None),
+        ("a", True, "gone"),
+        ("a", False, None),
+        ("a", True, None),
+        ("a", False, "live"),
+        ("b", False, "s1"),
+        ("a", False, None),
+    ]
     expires_at = time.time() + 60
 
     def summary(answers: Sequence[Decision | bool]) -> list[tuple[bool, int, int] | bool]:
-        return [a if isinstance(a, bool) else (a.allowed, a.limit, a.remaining)
-                for a in answers]
+        return [a if isinstance(a, bool) else (a.allowed, a.limit, a.remaining) for a in answers]
 
     together = RedisLimiter(client, spec, prefix=prefix + "-together")
     await together.end_session("a", "gone", expires_at)
@@ -408,28 +435,33 @@ async def test_a_tick_makes_one_script_call_per_key_with_sequential_answers(
             want.append(await alone.session_ended(k, s))
     assert summary(got) == summary(want)
     assert not all(d.allowed for d in got if isinstance(d, Decision))  # refusals compared too
-    assert [e for e in got if isinstance(e, bool)] == [s == "gone" for _, _, s in checks
-                                                       if s is not None]
+    assert [e for e in got if isinstance(e, bool)] == [
+        s == "gone" for _, _, s in checks if s is not None
+    ]
 
 
 async def test_a_session_lookup_beside_a_check_shares_its_script_call(
-        wire: tuple[Redis, Wire], prefix: str) -> None:
+    wire: tuple[Redis, Wire], prefix: str
+) -> None:
     # What the endpoint does for a legacy request: both asked at once, one round trip.
     client, counts = wire
     limiter = RedisLimiter(client, limits(req=(SLOW, 10)), prefix=prefix)
     await limiter.end_session("k", "gone", time.time() + 60)
     writes, calls = counts.writes, counts.script_calls
-    decision, ended = await asyncio.gather(limiter.check("k", tools_call=False),
-                                           limiter.session_ended("k", "gone"))
+    decision, ended = await asyncio.gather(
+        limiter.check("k", tools_call=False), limiter.session_ended("k", "gone")
+    )
     assert ended and (decision.allowed, decision.remaining) == (True, 9)
     assert (counts.writes - writes, counts.script_calls - calls) == (1, 1)
 
 
-async def test_batches_grow_while_round_trips_are_in_flight(wire: tuple[Redis, Wire],
-                                                            prefix: str) -> None:
+async def test_batches_grow_while_round_trips_are_in_flight(
+    wire: tuple[Redis, Wire], prefix: str
+) -> None:
     client, counts = wire
-    limiter = RedisLimiter(client, limits(req=(SLOW, 10_000)), prefix=prefix,
-                           max_inflight=1, max_batch=64)
+    limiter = RedisLimiter(
+        client, limits(req=(SLOW, 10_000)), prefix=prefix, max_inflight=1, max_batch=64
+    )
     await limiter.check("warm-up", tools_call=False)
     writes = counts.writes
 
@@ -445,7 +477,8 @@ async def test_batches_grow_while_round_trips_are_in_flight(wire: tuple[Redis, W
 
 
 async def test_checks_wait_for_a_free_pipeline_and_go_out_together(
-        wire: tuple[Redis, Wire], prefix: str) -> None:
+    wire: tuple[Redis, Wire], prefix: str
+) -> None:
     # With `max_inflight` pipelines on the wire, new checks wait: 20 checks queued behind one
     # in flight go out together in the next round trip.
     client, counts = wire
@@ -455,14 +488,12 @@ async def test_checks_wait_for_a_free_pipeline_and_go_out_together(
     first = asyncio.create_task(limiter.check("k", tools_call=False))
     await asyncio.sleep(0)
     await asyncio.sleep(0)  # the check is queued, then its pipeline launched
-    rest = [asyncio.create_task(limiter.check(f"k{i % 3}", tools_call=False))
-            for i in range(20)]
+    rest = [asyncio.create_task(limiter.check(f"k{i % 3}", tools_call=False)) for i in range(20)]
     assert all(d.allowed for d in await asyncio.gather(first, *rest))
     assert counts.writes - writes == 2
 
 
-async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis,
-                                                          prefix: str) -> None:
+async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis, prefix: str) -> None:
     limiter = RedisLimiter(redis_client, limits(req=(SLOW, 3)), prefix=prefix)
     tasks = [asyncio.create_task(limiter.check("k", tools_call=False)) for _ in range(4)]
     await asyncio.sleep(0)
@@ -473,8 +504,9 @@ async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis,
     assert [isinstance(d, Decision) and d.allowed for d in results[1:]] == [True, True, False]
 
 
-async def test_noscript_reload_single_and_pipelined(wire: tuple[Redis, Wire], redis_client: Redis,
-                                                    prefix: str) -> None:
+async def test_noscript_reload_single_and_pipelined(
+    wire: tuple[Redis, Wire], redis_client: Redis, prefix: str
+) -> None:
     client, counts = wire
     limiter = RedisLimiter(client, limits(req=(SLOW, 25)), prefix=prefix)
     assert (await limiter.check("k", tools_call=False)).remaining == 24
@@ -485,8 +517,7 @@ async def test_noscript_reload_single_and_pipelined(wire: tuple[Redis, Wire], re
     assert counts.writes - trips == 2
     await redis_client.script_flush()
     trips = counts.writes
-    decisions = await asyncio.gather(*[limiter.check("k", tools_call=False)
-                                       for _ in range(30)])
+    decisions = await asyncio.gather(*[limiter.check("k", tools_call=False) for _ in range(30)])
     assert sum(d.allowed for d in decisions) == 23  # nothing charged twice, nothing lost
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(23))
     assert counts.writes - trips == 2
@@ -496,21 +527,28 @@ async def test_noscript_reload_single_and_pipelined(wire: tuple[Redis, Wire], re
 
 
 def dead_client() -> Redis:
-    return Redis.from_url("redis://127.0.0.1:1/0", socket_timeout=0.2,
-                          socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    return Redis.from_url(
+        "redis://127.0.0.1:1/0",
+        socket_timeout=0.2,
+        socket_connect_timeout=0.2,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 async def test_failover_open_limits_locally_and_warns_once(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     client = dead_client()
     lim = limits(call=(SLOW, 3))
-    limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.5), LocalLimiter(lim),
-                              "open", retry_interval_s=0.0)  # try Redis on every request
+    limiter = FailoverLimiter(
+        RedisLimiter(client, lim, timeout_s=0.5), LocalLimiter(lim), "open", retry_interval_s=0.0
+    )  # try Redis on every request
     try:
         with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
             decisions = await run(limiter, 4, tools_call=True)
-            decisions += await asyncio.gather(*[limiter.check("k2", tools_call=True)
-                                                for _ in range(5)])
+            decisions += await asyncio.gather(
+                *[limiter.check("k2", tools_call=True) for _ in range(5)]
+            )
             await limiter.end_session("k1", "s1", time.time() + 60)  # no exception
         assert [d.allowed for d in decisions[:4]] == [True, True, True, False]
         assert sum(d.allowed for d in decisions[4:]) == 3
@@ -527,8 +565,7 @@ async def test_failover_open_limits_locally_and_warns_once(
 async def test_failover_closed_raises_limiter_unavailable() -> None:
     client = dead_client()
     lim = limits()
-    limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.5), LocalLimiter(lim),
-                              "closed")
+    limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.5), LocalLimiter(lim), "closed")
     try:
         with pytest.raises(LimiterUnavailable):
             await limiter.check("k1", tools_call=True)
@@ -569,8 +606,7 @@ async def test_failover_bounds_a_silent_redis_by_the_timeout(mode: str) -> None:
     async with silent_server() as port:
         client = Redis.from_url(f"redis://127.0.0.1:{port}/0", retry=Retry(NoBackoff(), 0))
         lim = limits()
-        limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.2), LocalLimiter(lim),
-                                  mode)
+        limiter = FailoverLimiter(RedisLimiter(client, lim, timeout_s=0.2), LocalLimiter(lim), mode)
         try:
             started = time.monotonic()
             if mode == "open":
@@ -616,8 +652,13 @@ class FlakyPrimary:
 async def test_failover_leaves_redis_alone_then_recovers() -> None:
     primary = FlakyPrimary()
     now = [100.0]
-    limiter = FailoverLimiter(primary, LocalLimiter(limits()), "open",  # type: ignore[arg-type]
-                              retry_interval_s=1.0, clock=lambda: now[0])
+    limiter = FailoverLimiter(
+        primary,
+        LocalLimiter(limits()),
+        "open",  # type: ignore[arg-type]
+        retry_interval_s=1.0,
+        clock=lambda: now[0],
+    )
     assert (await limiter.check("k", tools_call=True)).limit == 100  # local answer
     for _ in range(5):
         await limiter.check("k", tools_call=True)
@@ -633,8 +674,13 @@ async def test_failover_leaves_redis_alone_then_recovers() -> None:
 
 async def test_local_memory_stays_bounded() -> None:
     now = [1000.0]
-    limiter = LocalLimiter(limits(call=(10.0, 5), req=(10.0, 5)), max_keys=10_000,
-                           max_sessions=1_000, sweep_interval_s=5.0, clock=lambda: now[0])
+    limiter = LocalLimiter(
+        limits(call=(10.0, 5), req=(10.0, 5)),
+        max_keys=10_000,
+        max_sessions=1_000,
+        sweep_interval_s=5.0,
+        clock=lambda: now[0],
+    )
     for i in range(100_000):
         limiter.check_now(f"key-{i}", tools_call=i % 2 == 0)
     assert limiter.bucket_count == 10_000
@@ -676,8 +722,15 @@ async def test_create_limiter(redis_client: Redis) -> None:
 
 
 def test_bucket_spec_validation() -> None:
-    for rate, burst in ((0, 1), (-1, 1), (float("inf"), 1), (float("nan"), 1), (1, 0),
-                        (1, 1.5), (1, True)):
+    for rate, burst in (
+        (0, 1),
+        (-1, 1),
+        (float("inf"), 1),
+        (float("nan"), 1),
+        (1, 0),
+        (1, 1.5),
+        (1, True),
+    ):
         with pytest.raises(ValueError):
             BucketSpec(rate, burst)  # type: ignore[arg-type]
 
@@ -693,7 +746,8 @@ async def _kill_connections(admin: Redis, name: str) -> int:
 
 
 async def test_a_pooled_connection_the_server_closed_is_reconnected(
-        redis_client: Redis, prefix: str) -> None:
+    redis_client: Redis, prefix: str
+) -> None:
     # Redis closes idle clients (its `timeout`) and drops them on restart: with the client the
     # gateway makes, the next check still reaches Redis (redis-py's pool reconnects a
     # connection that has hit EOF) instead of failing over.
@@ -715,17 +769,19 @@ class ClosedTransportConnection(Connection):
     """Writes fail as they do on uvloop once the server has closed the connection: redis-py
     disconnects and passes uvloop's RuntimeError on as it is."""
 
-    async def send_packed_command(self, command: bytes | str | Iterable[bytes],
-                                  check_health: bool = True) -> None:
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
         await self.disconnect()
-        raise RuntimeError("unable to perform operation on <TCPTransport closed=True "
-                           "reading=False 0x7f0000000000>; the handler is closed")
+        raise RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True "
+            "reading=False 0x7f0000000000>; the handler is closed"
+        )
 
 
 @pytest.mark.parametrize("mode", ["open", "closed"])
 async def test_a_write_to_a_closed_transport_is_a_lost_connection(mode: str) -> None:
-    client = new_client(connection_class=ClosedTransportConnection,
-                        retry=Retry(NoBackoff(), 0))
+    client = new_client(connection_class=ClosedTransportConnection, retry=Retry(NoBackoff(), 0))
     lim = limits(req=(SLOW, 2))
     try:
         with pytest.raises(RedisConnectionError):  # not a RuntimeError: a 500 upstream

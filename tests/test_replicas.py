@@ -20,22 +20,33 @@ pytestmark = pytest.mark.slow
 
 SESSION_SECRET = "replica-session-secret-" + "s" * 20
 TOOLS = [
-    {"name": "search_contacts", "inputSchema": {"type": "object",
-                                                "properties": {"query": {"type": "string"}}}},
+    {
+        "name": "search_contacts",
+        "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    },
     {"name": "create_contact", "inputSchema": {"type": "object"}},
 ]
-
 
 
 def start_replicas(tmp_path: Path, database_url: str, **env: str) -> list[GatewayProcess]:
     replicas = []
     for name in ("a", "b"):
-        replicas.append(GatewayProcess(tmp_path, name, {
-            "MCPGW_DATABASE_URL": database_url, "MCPGW_REDIS_URL": REDIS_URL,
-            "MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
-            "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_SESSION_SECRET": SESSION_SECRET,
-            "MCPGW_SECRET_KEY": "replica-secret-key-" + "k" * 20,
-            "MCPGW_PUBLIC_URL": "http://gateway.test", **env}))
+        replicas.append(
+            GatewayProcess(
+                tmp_path,
+                name,
+                {
+                    "MCPGW_DATABASE_URL": database_url,
+                    "MCPGW_REDIS_URL": REDIS_URL,
+                    "MCPGW_DATA_DIR": str(tmp_path / f"data-{name}"),
+                    "MCPGW_JWT_SECRET": JWT_SECRET,
+                    "MCPGW_SESSION_SECRET": SESSION_SECRET,
+                    "MCPGW_SECRET_KEY": "replica-secret-key-" + "k" * 20,
+                    "MCPGW_PUBLIC_URL": "http://gateway.test",
+                    **env,
+                },
+            )
+        )
     for replica in replicas:
         replica.wait_ready()
     return replicas
@@ -46,9 +57,15 @@ async def enable(replica: Client, upstream_url: str | None = None) -> str:
     await replica.settings("PUT", json={"name": "CRM"})
     body: dict[str, Any] = {"upstreamUrl": upstream_url} if upstream_url else {"tools": TOOLS}
     config = await replica.settings("POST", "/configs", json=body)
-    settings = await replica.settings("PATCH", "/mcp", json={
-        "enabled": True, "configId": config["configId"],
-        "exposedToolIds": ["search_contacts", "create_contact"]})
+    settings = await replica.settings(
+        "PATCH",
+        "/mcp",
+        json={
+            "enabled": True,
+            "configId": config["configId"],
+            "exposedToolIds": ["search_contacts", "create_contact"],
+        },
+    )
     return settings["apiKey"]
 
 
@@ -97,7 +114,8 @@ async def test_disabling_reaches_every_replica(tmp_path, fresh_pg_url, http) -> 
 
 
 async def test_legacy_session_works_on_any_replica_and_ends_everywhere(
-        tmp_path, fresh_pg_url, http) -> None:
+    tmp_path, fresh_pg_url, http
+) -> None:
     procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
@@ -114,8 +132,9 @@ async def test_legacy_session_works_on_any_replica_and_ends_everywhere(
 
 
 async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, fresh_pg_url, http) -> None:
-    procs = start_replicas(tmp_path, fresh_pg_url, MCPGW_REQUEST_LIMIT_BURST="12",
-                           MCPGW_REQUEST_LIMIT_RPS="0.01")
+    procs = start_replicas(
+        tmp_path, fresh_pg_url, MCPGW_REQUEST_LIMIT_BURST="12", MCPGW_REQUEST_LIMIT_RPS="0.01"
+    )
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a)
@@ -133,15 +152,20 @@ async def test_rate_limit_is_one_bucket_across_replicas(tmp_path, fresh_pg_url, 
 
 
 async def test_call_url_proxies_and_test_url_never_reaches_upstream(
-        tmp_path, fresh_pg_url, http, aiohttp_server) -> None:
+    tmp_path, fresh_pg_url, http, aiohttp_server
+) -> None:
     stub = StubUpstream(tools=TOOLS)
     upstream = await aiohttp_server(stub.app())
     procs = start_replicas(tmp_path, fresh_pg_url)
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a, str(upstream.make_url("/mcp")))
-        call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                "params": {"name": "search_contacts", "arguments": {"query": "ada"}}}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "search_contacts", "arguments": {"query": "ada"}},
+        }
         before = stub.calls["tools/call"]
         session = await b.initialize(key, url="test")
         status, _, body = await b.mcp(key, call, url="test", session=session)
@@ -161,13 +185,26 @@ async def test_fixture_change_reaches_every_replica(tmp_path, fresh_pg_url, http
     try:
         a, b = (Client(http, p) for p in procs)
         key = await enable(a)
-        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": "search_contacts", "arguments": {"query": "ada"}}}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "tools/call",
+            "params": {"name": "search_contacts", "arguments": {"query": "ada"}},
+        }
         session = await b.initialize(key, url="test")
         _, _, generated = await b.mcp(key, call, url="test", session=session)
-        await a.settings("PUT", "/mcp/simulator/fixtures/search_contacts", json={"rules": [
-            {"match": {"query": "ada"},
-             "result": {"content": [{"type": "text", "text": "scripted on a"}]}}]})
+        await a.settings(
+            "PUT",
+            "/mcp/simulator/fixtures/search_contacts",
+            json={
+                "rules": [
+                    {
+                        "match": {"query": "ada"},
+                        "result": {"content": [{"type": "text", "text": "scripted on a"}]},
+                    }
+                ]
+            },
+        )
 
         async def scripted_on_b() -> bool:
             _, _, body = await b.mcp(key, call, url="test", session=session)

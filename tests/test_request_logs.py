@@ -32,8 +32,10 @@ from settings_api import keys
 CALL = "/v1/tenants/acme/integrations/crm/mcp:call"
 UPSTREAM_SECRET = "Bearer upstream-secret-logs-XYZ"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
-MCP_HEADERS = {"Accept": "application/json, text/event-stream",
-               "MCP-Protocol-Version": "2025-11-25"}
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
 
 
 class Lines:
@@ -78,16 +80,31 @@ async def call(client: TestClient, method: str, path: str, **kwargs: Any) -> Any
 
 
 async def test_one_json_line_per_request_with_its_fields(
-        client: TestClient, api: Api, lines: Lines, aiohttp_server: Any,
-        token: Callable[..., str]) -> None:
+    client: TestClient, api: Api, lines: Lines, aiohttp_server: Any, token: Callable[..., str]
+) -> None:
     stub = StubUpstream(tools=TOOLS, mode="http-500")
     upstream_url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    _, config = await api.call("POST", "/crm/configs", 201, json={
-        "tools": TOOLS, "upstreamUrl": upstream_url,
-        "upstreamHeaders": {"Authorization": UPSTREAM_SECRET}})
-    _, settings = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config["configId"], "exposedToolIds": ["search_contacts"]})
+    _, config = await api.call(
+        "POST",
+        "/crm/configs",
+        201,
+        json={
+            "tools": TOOLS,
+            "upstreamUrl": upstream_url,
+            "upstreamHeaders": {"Authorization": UPSTREAM_SECRET},
+        },
+    )
+    _, settings = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={
+            "enabled": True,
+            "configId": config["configId"],
+            "exposedToolIds": ["search_contacts"],
+        },
+    )
     key = settings["apiKey"]
     jwt = token("acme")
     bad_key = keys.mint().raw
@@ -95,27 +112,66 @@ async def test_one_json_line_per_request_with_its_fields(
 
     sent: list[tuple[int, str | None]] = []
     # Settings: a given request id is kept; the query string is never logged.
-    sent.append((await call(client, "GET", "/v1/tenants/acme/integrations?limit=5&x=qs-secret",
-                            headers={"Authorization": f"Bearer {jwt}",
-                                     "X-Request-Id": "given-id.1"}))[:2])
+    sent.append(
+        (
+            await call(
+                client,
+                "GET",
+                "/v1/tenants/acme/integrations?limit=5&x=qs-secret",
+                headers={"Authorization": f"Bearer {jwt}", "X-Request-Id": "given-id.1"},
+            )
+        )[:2]
+    )
     # MCP: initialize, then a tools/call that fails upstream (logged with the request id).
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "1"}}}
-    async with client.post(CALL, json=init, headers={**MCP_HEADERS,
-                                                     "Authorization": f"Bearer {key}"}) as resp:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    async with client.post(
+        CALL, json=init, headers={**MCP_HEADERS, "Authorization": f"Bearer {key}"}
+    ) as resp:
         assert resp.status == 200
         session = resp.headers["Mcp-Session-Id"]
         sent.append((resp.status, resp.headers["X-Request-Id"]))
-    sent.append((await call(client, "POST", CALL, json={
-        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
-        "params": {"name": "search_contacts", "arguments": {}}},
-        headers={**MCP_HEADERS, "Authorization": f"Bearer {key}", "Mcp-Session-Id": session,
-                 "X-Request-Id": "bad id with spaces"}))[:2])
+    sent.append(
+        (
+            await call(
+                client,
+                "POST",
+                CALL,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "search_contacts", "arguments": {}},
+                },
+                headers={
+                    **MCP_HEADERS,
+                    "Authorization": f"Bearer {key}",
+                    "Mcp-Session-Id": session,
+                    "X-Request-Id": "bad id with spaces",
+                },
+            )
+        )[:2]
+    )
     # A 401 (unknown key, sent as X-API-Key), and an unmatched path.
-    sent.append((await call(client, "POST", CALL, json={"jsonrpc": "2.0", "id": 3,
-                                                        "method": "ping"},
-                            headers={**MCP_HEADERS, "X-API-Key": bad_key}))[:2])
+    sent.append(
+        (
+            await call(
+                client,
+                "POST",
+                CALL,
+                json={"jsonrpc": "2.0", "id": 3, "method": "ping"},
+                headers={**MCP_HEADERS, "X-API-Key": bad_key},
+            )
+        )[:2]
+    )
     sent.append((await call(client, "GET", "/nowhere?token=" + jwt))[:2])
 
     logged = lines.access()[start:]
@@ -128,10 +184,21 @@ async def test_one_json_line_per_request_with_its_fields(
     listing, initialize, tools_call, unauthorized, unmatched = logged
     assert listing["request_id"] == "given-id.1"
     assert listing | {"duration_ms": 0, "ts": "", "client": ""} == {
-        "ts": "", "level": "INFO", "logger": ACCESS_LOGGER, "msg": "request",
-        "request_id": "given-id.1", "method": "GET", "path": "/v1/tenants/acme/integrations",
-        "status": 200, "duration_ms": 0, "endpoint": "settings", "route": "listIntegrations",
-        "outcome": "ok", "client": "", "tenant": "acme"}
+        "ts": "",
+        "level": "INFO",
+        "logger": ACCESS_LOGGER,
+        "msg": "request",
+        "request_id": "given-id.1",
+        "method": "GET",
+        "path": "/v1/tenants/acme/integrations",
+        "status": 200,
+        "duration_ms": 0,
+        "endpoint": "settings",
+        "route": "listIntegrations",
+        "outcome": "ok",
+        "client": "",
+        "tenant": "acme",
+    }
     assert initialize["endpoint"] == "call" and initialize["rpc_method"] == "initialize"
     assert (initialize["tenant"], initialize["integration"]) == ("acme", "crm")
     assert tools_call["rpc_method"] == "tools/call"
@@ -148,10 +215,17 @@ async def test_one_json_line_per_request_with_its_fields(
 
     # No secret anywhere, at DEBUG, in any logger's line. aiohttp's own access log (which
     # logs query strings) runs only under the test server: `serve` turns it off (below).
-    ours = "\n".join(json.dumps(line) for line in lines.all()
-                     if line["logger"] != "aiohttp.access")
-    for secret in (key, bad_key, jwt, jwt.split(".")[2], UPSTREAM_SECRET,
-                   "upstream-secret-logs", "qs-secret", JWT_SECRET):
+    ours = "\n".join(json.dumps(line) for line in lines.all() if line["logger"] != "aiohttp.access")
+    for secret in (
+        key,
+        bad_key,
+        jwt,
+        jwt.split(".")[2],
+        UPSTREAM_SECRET,
+        "upstream-secret-logs",
+        "qs-secret",
+        JWT_SECRET,
+    ):
         assert secret not in ours, secret
 
 
@@ -162,16 +236,16 @@ def record(msg: str, *args: Any, exc: bool = False, **fields: Any) -> logging.Lo
             raise ValueError("boom")
         except ValueError:
             exc_info = sys.exc_info()
-    rec = logging.LogRecord("mcp_gateway.test", logging.WARNING, __file__, 1, msg, args,
-                            exc_info)
+    rec = logging.LogRecord("mcp_gateway.test", logging.WARNING, __file__, 1, msg, args, exc_info)
     if fields:
         rec.fields = fields
     return rec
 
 
 def test_json_lines_are_single_lines_with_exceptions_and_fields() -> None:
-    line = JsonFormatter().format(record("hello %s", "world\nforged line", exc=True,
-                                         path="/a\nb\udcff"))
+    line = JsonFormatter().format(
+        record("hello %s", "world\nforged line", exc=True, path="/a\nb\udcff")
+    )
     assert "\n" not in line
     doc = json.loads(line)
     assert doc["msg"] == "hello world\nforged line" and doc["level"] == "WARNING"
@@ -238,8 +312,13 @@ def test_request_lines_go_through_logging() -> None:
         root.setLevel(saved[1])
     doc = json.loads(line)
     assert doc.pop("ts").endswith("Z")
-    assert doc == {"level": "INFO", "logger": ACCESS_LOGGER, "msg": "request",
-                   "request_id": "req-1", **fields}
+    assert doc == {
+        "level": "INFO",
+        "logger": ACCESS_LOGGER,
+        "msg": "request",
+        "request_id": "req-1",
+        **fields,
+    }
     [record] = capture.records
     assert record.getMessage() == "request" and record.__dict__["fields"] == fields
 
@@ -266,7 +345,10 @@ def test_buffered_handler_writes_in_batches() -> None:
         assert sink.getvalue() == b""  # held in the buffer
         logger.warning("third")
         assert [json.loads(x)["msg"] for x in sink.getvalue().splitlines()] == [
-            "first", "second", "third"]
+            "first",
+            "second",
+            "third",
+        ]
     finally:
         logger.removeHandler(handler)
         handler.close()
@@ -311,13 +393,20 @@ def test_static_fields_go_on_every_line(fmt: str) -> None:
 
 @pytest.mark.slow  # starts a gateway process
 def test_serve_writes_json_lines_and_no_aiohttp_access_log(tmp_path: Path) -> None:
-    proc = GatewayProcess(tmp_path, "serve", {
-        "MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET,
-        "MCPGW_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"})
+    proc = GatewayProcess(
+        tmp_path,
+        "serve",
+        {
+            "MCPGW_DATA_DIR": str(tmp_path / "data"),
+            "MCPGW_JWT_SECRET": JWT_SECRET,
+            "MCPGW_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        },
+    )
     try:
         proc.wait_ready()
-        request = urllib.request.Request(proc.url + "/healthz?probe=1",
-                                         headers={"X-Request-Id": "serve-check-1"})
+        request = urllib.request.Request(
+            proc.url + "/healthz?probe=1", headers={"X-Request-Id": "serve-check-1"}
+        )
         with urllib.request.urlopen(request, timeout=5) as resp:
             assert resp.headers["X-Request-Id"] == "serve-check-1"
     finally:

@@ -50,24 +50,36 @@ def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
     return not_a_server_error(ctx, response, case)
 
 
-CHECKS = [no_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
-TOOLS = [{"name": "create_contact", "inputSchema": {"type": "object"},
-          "outputSchema": {"type": "object", "properties": {"id": {"type": "string"}}}},
-         {"name": "search_contacts", "inputSchema": {"type": "object"}}]
+CHECKS = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+TOOLS = [
+    {
+        "name": "create_contact",
+        "inputSchema": {"type": "object"},
+        "outputSchema": {"type": "object", "properties": {"id": {"type": "string"}}},
+    },
+    {"name": "search_contacts", "inputSchema": {"type": "object"}},
+]
 
 
 class LiveServer:
     """The app on a free port of 127.0.0.1, served by a thread's own event loop."""
 
     def __init__(self, tmp: Path) -> None:
-        self.settings = make_settings(tmp, f"sqlite:///{tmp / 'schemathesis.db'}",
-                                      MCPGW_REQUEST_LIMIT_BURST="100000",
-                                      MCPGW_REQUEST_LIMIT_RPS="100000",
-                                      # Hundreds of examples on one token: reach the
-                                      # operations, not the settings API's rate limit.
-                                      MCPGW_SETTINGS_RATE_LIMIT_BURST="100000",
-                                      MCPGW_SETTINGS_RATE_LIMIT_RPS="100000")
+        self.settings = make_settings(
+            tmp,
+            f"sqlite:///{tmp / 'schemathesis.db'}",
+            MCPGW_REQUEST_LIMIT_BURST="100000",
+            MCPGW_REQUEST_LIMIT_RPS="100000",
+            # Hundreds of examples on one token: reach the
+            # operations, not the settings API's rate limit.
+            MCPGW_SETTINGS_RATE_LIMIT_BURST="100000",
+            MCPGW_SETTINGS_RATE_LIMIT_RPS="100000",
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner: Any = None
@@ -120,19 +132,40 @@ def seed(url: str) -> None:
         for integration in ("crm", "scratch"):
             answer = http.put(f"{base}/{integration}", json={"name": integration}, timeout=10)
             assert answer.status_code in (200, 201), answer.text
-        if http.get(f"{base}/crm/configs/{IDS.get('config_id', 'none')}",
-                    timeout=10).status_code != 200:
-            answer = http.post(f"{base}/crm/configs", timeout=10, json={
-                "tools": TOOLS, "upstreamUrl": closed_url(),
-                "upstreamHeaders": {"Authorization": "Bearer schemathesis-upstream-secret"}})
+        if (
+            http.get(f"{base}/crm/configs/{IDS.get('config_id', 'none')}", timeout=10).status_code
+            != 200
+        ):
+            answer = http.post(
+                f"{base}/crm/configs",
+                timeout=10,
+                json={
+                    "tools": TOOLS,
+                    "upstreamUrl": closed_url(),
+                    "upstreamHeaders": {"Authorization": "Bearer schemathesis-upstream-secret"},
+                },
+            )
             assert answer.status_code == 201, answer.text
             IDS["config_id"] = answer.json()["configId"]
-        answer = http.patch(f"{base}/crm/mcp", timeout=10, json={
-            "enabled": True, "configId": IDS["config_id"], "exposedToolIds": ["create_contact"]})
+        answer = http.patch(
+            f"{base}/crm/mcp",
+            timeout=10,
+            json={
+                "enabled": True,
+                "configId": IDS["config_id"],
+                "exposedToolIds": ["create_contact"],
+            },
+        )
         assert answer.status_code == 200, answer.text
-        answer = http.put(f"{base}/crm/mcp/simulator/fixtures/create_contact", timeout=10,
-                          json={"rules": [{"match": {}, "result": {
-                              "content": [], "structuredContent": {"id": "c-1"}}}]})
+        answer = http.put(
+            f"{base}/crm/mcp/simulator/fixtures/create_contact",
+            timeout=10,
+            json={
+                "rules": [
+                    {"match": {}, "result": {"content": [], "structuredContent": {"id": "c-1"}}}
+                ]
+            },
+        )
         assert answer.status_code in (200, 201), answer.text
 
 
@@ -144,17 +177,21 @@ def api_schema(live: LiveServer) -> Any:
 
 def test_the_live_document_lists_every_route(api_schema: Any) -> None:
     served = {(r.method, r.path) for r in ROUTES}
-    found = {(operation.method.upper(), operation.path)
-             for result in api_schema.get_all_operations()
-             if (operation := result.ok()) is not None}
+    found = {
+        (operation.method.upper(), operation.path)
+        for result in api_schema.get_all_operations()
+        if (operation := result.ok()) is not None
+    }
     assert found == served
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                         ids=lambda mode: mode.value)
+@pytest.mark.parametrize(
+    "mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda mode: mode.value
+)
 @pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.operation_id)
 def test_settings_api_conforms_to_its_openapi_document(
-        api_schema: Any, live: LiveServer, route: Route, mode: GenerationMode) -> None:
+    api_schema: Any, live: LiveServer, route: Route, mode: GenerationMode
+) -> None:
     operation = api_schema[route.path][route.method]
     # Half the examples use the ids that exist, so operations reach their success paths too
     # (tenant acme is the only one the JWT grants).
@@ -162,11 +199,17 @@ def test_settings_api_conforms_to_its_openapi_document(
     known = {name: IDS[name] for name in re.findall(r"\{(\w+)\}", route.path)}
     if route.method == "DELETE" and route.path.endswith("{integration}"):
         known["integration"] = "scratch"
-    cases = st.one_of(operation.as_strategy(mode),
-                      operation.as_strategy(mode, path_parameters=known))
+    cases = st.one_of(
+        operation.as_strategy(mode), operation.as_strategy(mode, path_parameters=known)
+    )
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases)
     def run(case: Any) -> None:
         case.call_and_validate(base_url=live.url, headers=HEADERS, checks=CHECKS)

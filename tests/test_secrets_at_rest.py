@@ -47,8 +47,12 @@ MODERN = "2026-07-28"
 # --- the box ----------------------------------------------------------------------------------
 def test_keys_are_a_comma_separated_list_of_long_secrets() -> None:
     assert parse_keys(f" {NEW_KEY} , {OLD_KEY}") == [NEW_KEY, OLD_KEY]
-    for bad, phrase in (("", "no key"), (" , ", "no key"), (f"{NEW_KEY},,{OLD_KEY}", "empty"),
-                        (f"{NEW_KEY},short", "key 2 is shorter")):
+    for bad, phrase in (
+        ("", "no key"),
+        (" , ", "no key"),
+        (f"{NEW_KEY},,{OLD_KEY}", "empty"),
+        (f"{NEW_KEY},short", "key 2 is shorter"),
+    ):
         with pytest.raises(SecretKeyError, match=phrase):
             parse_keys(bad)
     assert MIN_KEY_CHARS == 32
@@ -59,8 +63,9 @@ def test_a_bad_secret_key_is_a_startup_error_naming_the_variable(tmp_path: Path)
         load_settings({"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_SECRET_KEY": "too-short"})
     assert any(p.startswith("MCPGW_SECRET_KEY: key 1 is shorter") for p in caught.value.problems)
     assert "too-short" not in str(caught.value)  # a secret is never echoed
-    settings = load_settings({"MCPGW_DATA_DIR": str(tmp_path),
-                              "MCPGW_SECRET_KEY": f"{NEW_KEY},{OLD_KEY}"})
+    settings = load_settings(
+        {"MCPGW_DATA_DIR": str(tmp_path), "MCPGW_SECRET_KEY": f"{NEW_KEY},{OLD_KEY}"}
+    )
     assert SecretBox.from_setting(settings.secret_key).key_count == 2
 
 
@@ -128,32 +133,43 @@ def test_reseal_rotates_to_the_first_key_and_leaves_current_rows_alone() -> None
 async def raw_headers(database_url: str, config_id: str) -> str:
     """configs.upstream_headers exactly as the database holds it (raw SQL, no store code)."""
     if database_url.startswith("sqlite:///"):
+
         def read() -> str:
             with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-                row = conn.execute("SELECT upstream_headers FROM configs WHERE config_id = ?",
-                                   (config_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT upstream_headers FROM configs WHERE config_id = ?", (config_id,)
+                ).fetchone()
             return str(row[0])
+
         return await asyncio.to_thread(read)
     conn = await asyncpg.connect(database_url)
     try:
-        return str(await conn.fetchval(
-            "SELECT upstream_headers FROM configs WHERE config_id = $1", config_id))
+        return str(
+            await conn.fetchval(
+                "SELECT upstream_headers FROM configs WHERE config_id = $1", config_id
+            )
+        )
     finally:
         await conn.close()
 
 
 async def write_raw_headers(database_url: str, config_id: str, stored: str) -> None:
     if database_url.startswith("sqlite:///"):
+
         def write() -> None:
             with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-                conn.execute("UPDATE configs SET upstream_headers = ? WHERE config_id = ?",
-                             (stored, config_id))
+                conn.execute(
+                    "UPDATE configs SET upstream_headers = ? WHERE config_id = ?",
+                    (stored, config_id),
+                )
+
         await asyncio.to_thread(write)
         return
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("UPDATE configs SET upstream_headers = $1 WHERE config_id = $2",
-                           stored, config_id)
+        await conn.execute(
+            "UPDATE configs SET upstream_headers = $1 WHERE config_id = $2", stored, config_id
+        )
     finally:
         await conn.close()
 
@@ -177,22 +193,44 @@ class Gateway:
         """An enabled integration whose config reads its catalog from `url` with HEADERS;
         returns (config id, API key)."""
         await self.api.call("PUT", f"/{integration}", 201, json={"name": integration})
-        _, config = await self.api.call("POST", f"/{integration}/configs", 201, json={
-            "upstreamUrl": url, "upstreamHeaders": HEADERS})
+        _, config = await self.api.call(
+            "POST",
+            f"/{integration}/configs",
+            201,
+            json={"upstreamUrl": url, "upstreamHeaders": HEADERS},
+        )
         assert config["upstreamHeaderNames"] == ["Authorization", "X-Team"]
-        _, mcp = await self.api.call("PATCH", f"/{integration}/mcp", 200, json={
-            "enabled": True, "configId": config["configId"], "exposedToolIds": ["tool_0"]})
+        _, mcp = await self.api.call(
+            "PATCH",
+            f"/{integration}/mcp",
+            200,
+            json={"enabled": True, "configId": config["configId"], "exposedToolIds": ["tool_0"]},
+        )
         return config["configId"], mcp["apiKey"]
 
-    async def call_tool(self, key: str, integration: str = "crm",
-                        endpoint: str = "call") -> tuple[int, dict[str, Any]]:
-        message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-            "name": "tool_0", "arguments": {"q": "x"},
-            "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
-                      "io.modelcontextprotocol/clientCapabilities": {}}}}
-        headers = {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": MODERN,
-                   "Mcp-Method": "tools/call", "Mcp-Name": "tool_0",
-                   "Accept": "application/json, text/event-stream"}
+    async def call_tool(
+        self, key: str, integration: str = "crm", endpoint: str = "call"
+    ) -> tuple[int, dict[str, Any]]:
+        message = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {
+                "name": "tool_0",
+                "arguments": {"q": "x"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": MODERN,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        }
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": "tool_0",
+            "Accept": "application/json, text/event-stream",
+        }
         url = f"/v1/tenants/acme/integrations/{integration}/mcp:{endpoint}"
         async with self.client.post(url, json=message, headers=headers) as resp:
             return resp.status, await resp.json()
@@ -201,14 +239,17 @@ class Gateway:
 @pytest.fixture
 def gateway(aiohttp_client: Any, tmp_path: Path, database_url: str) -> Any:
     """`await gateway(key)` → a live app on the parametrized database with that secret key."""
+
     async def make(secret_key: str) -> Gateway:
         settings = make_settings(tmp_path, database_url, MCPGW_SECRET_KEY=secret_key)
         return Gateway(await aiohttp_client(build_app(settings)))
+
     return make
 
 
 async def test_the_database_never_holds_a_header_value_in_clear(
-        gateway: Any, database_url: str, upstream: tuple[StubUpstream, str]) -> None:
+    gateway: Any, database_url: str, upstream: tuple[StubUpstream, str]
+) -> None:
     stub, url = upstream
     gw = await gateway(NEW_KEY)
     config_id, key = await gw.setup(url)  # the catalog read used the decrypted-at-write values
@@ -230,7 +271,8 @@ async def test_the_database_never_holds_a_header_value_in_clear(
 
 
 async def test_a_key_that_does_not_fit_fails_calls_clearly_and_keeps_the_api_readable(
-        gateway: Any, upstream: tuple[StubUpstream, str]) -> None:
+    gateway: Any, upstream: tuple[StubUpstream, str]
+) -> None:
     stub, url = upstream
     config_id, key = await (await gateway(OLD_KEY)).setup(url)
     calls_before = len(stub.calls)
@@ -255,8 +297,9 @@ async def test_a_key_that_does_not_fit_fails_calls_clearly_and_keeps_the_api_rea
     assert status == 200 and "result" in body, body
 
     # A sync needs them: a 500 problem that says why (not a bare internal error).
-    async with wrong.client.post(f"{wrong.api.base}/crm/configs/{config_id}:syncTools",
-                                 headers=wrong.api.headers) as resp:
+    async with wrong.client.post(
+        f"{wrong.api.base}/crm/configs/{config_id}:syncTools", headers=wrong.api.headers
+    ) as resp:
         problem = await resp.json()
         assert resp.status == 500
         assert resp.content_type == "application/problem+json"
@@ -265,8 +308,9 @@ async def test_a_key_that_does_not_fit_fails_calls_clearly_and_keeps_the_api_rea
     assert UPSTREAM_SECRET not in json.dumps(problem)
 
 
-async def test_rotation_with_two_keys(gateway: Any, database_url: str,
-                                      upstream: tuple[StubUpstream, str]) -> None:
+async def test_rotation_with_two_keys(
+    gateway: Any, database_url: str, upstream: tuple[StubUpstream, str]
+) -> None:
     _, url = upstream
     old_config, old_key = await (await gateway(OLD_KEY)).setup(url, "crm")
 
@@ -278,8 +322,10 @@ async def test_rotation_with_two_keys(gateway: Any, database_url: str,
     new_stored = await raw_headers(database_url, new_config)
     assert json.loads(new_stored)["v"] == 1
     assert open_headers(new_stored, SecretBox([NEW_KEY])).error is None
-    assert open_headers(await raw_headers(database_url, old_config),
-                        SecretBox([NEW_KEY])).error is not None
+    assert (
+        open_headers(await raw_headers(database_url, old_config), SecretBox([NEW_KEY])).error
+        is not None
+    )
 
     # Step 2: re-encrypt everything with the first key.
     store = create_store(database_url, secrets=SecretBox([NEW_KEY, OLD_KEY]))
@@ -301,7 +347,8 @@ async def test_rotation_with_two_keys(gateway: Any, database_url: str,
 
 
 async def test_plaintext_rows_from_before_keep_working_and_get_encrypted(
-        gateway: Any, database_url: str, upstream: tuple[StubUpstream, str]) -> None:
+    gateway: Any, database_url: str, upstream: tuple[StubUpstream, str]
+) -> None:
     _, url = upstream
     gw = await gateway(NEW_KEY)
     config_id, key = await gw.setup(url)
@@ -330,15 +377,23 @@ async def test_plaintext_rows_from_before_keep_working_and_get_encrypted(
 # --- the command ------------------------------------------------------------------------------
 def _cli(tmp_path: Path, database_url: str, secret_key: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
-    env.update({"MCPGW_DATA_DIR": str(tmp_path / "cli-data"), "MCPGW_DATABASE_URL": database_url,
-                "MCPGW_JWT_SECRET": JWT_SECRET, "MCPGW_SECRET_KEY": secret_key})
-    return subprocess.run([CLI, "rotate-secrets"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    env.update(
+        {
+            "MCPGW_DATA_DIR": str(tmp_path / "cli-data"),
+            "MCPGW_DATABASE_URL": database_url,
+            "MCPGW_JWT_SECRET": JWT_SECRET,
+            "MCPGW_SECRET_KEY": secret_key,
+        }
+    )
+    return subprocess.run(
+        [CLI, "rotate-secrets"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.mark.slow  # starts the CLI
-async def test_rotate_secrets_command(gateway: Any, database_url: str, tmp_path: Path,
-                                      upstream: tuple[StubUpstream, str]) -> None:
+async def test_rotate_secrets_command(
+    gateway: Any, database_url: str, tmp_path: Path, upstream: tuple[StubUpstream, str]
+) -> None:
     _, url = upstream
     old_config, _ = await (await gateway(OLD_KEY)).setup(url, "crm")
     plain_config, _ = await (await gateway(OLD_KEY)).setup(url, "billing")
@@ -355,8 +410,7 @@ async def test_rotate_secrets_command(gateway: Any, database_url: str, tmp_path:
             assert secret not in text
     only_new = SecretBox([NEW_KEY])
     for config_id in (old_config, plain_config):
-        assert open_headers(await raw_headers(database_url, config_id),
-                            only_new).values == HEADERS
+        assert open_headers(await raw_headers(database_url, config_id), only_new).values == HEADERS
 
     done = await asyncio.to_thread(_cli, tmp_path, database_url, f"{NEW_KEY},{OTHER_KEY}")
     assert done.returncode == 0, done.stderr

@@ -18,14 +18,28 @@ from settings_api import keys
 from settings_api.routes import SERVICE
 
 INLINE_TOOLS = [
-    {"name": "search_contacts", "description": "Find contacts",
-     "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    {
+        "name": "search_contacts",
+        "description": "Find contacts",
+        "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}},
+    },
     {"name": "create_contact", "inputSchema": {"type": "object"}},
 ]
 CONFIG_KEYS = {"configId", "upstreamUrl", "upstreamHeaderNames", "tools", "createdAt", "syncedAt"}
-SETTINGS_KEYS = {"integrationId", "enabled", "configId", "exposedToolIds", "description",
-                 "apiKeyId", "callUrl", "testUrl", "createdAt", "modifiedAt", "keyPrefix",
-                 "apiKey"}
+SETTINGS_KEYS = {
+    "integrationId",
+    "enabled",
+    "configId",
+    "exposedToolIds",
+    "description",
+    "apiKeyId",
+    "callUrl",
+    "testUrl",
+    "createdAt",
+    "modifiedAt",
+    "keyPrefix",
+    "apiKey",
+}
 
 
 async def serve_stub(aiohttp_server: Any, stub: StubUpstream) -> str:
@@ -95,11 +109,13 @@ async def test_list_integrations_is_empty_for_a_new_tenant(api: Api) -> None:
     assert page == {"items": [], "nextCursor": None}
 
 
-async def test_delete_integration_removes_it_and_revokes_its_key(api: Api,
-                                                                 client: TestClient) -> None:
+async def test_delete_integration_removes_it_and_revokes_its_key(
+    api: Api, client: TestClient
+) -> None:
     config_id = await api.integration_with_config()
-    _, enabled = await api.call("PATCH", "/crm/mcp", 200,
-                                json={"enabled": True, "configId": config_id})
+    _, enabled = await api.call(
+        "PATCH", "/crm/mcp", 200, json={"enabled": True, "configId": config_id}
+    )
     raw_key = enabled["apiKey"]
     service = client.app[SERVICE]
     live = await service.find_key(keys.hash_key(raw_key))
@@ -160,17 +176,26 @@ async def test_config_needs_tools_or_an_upstream(api: Api) -> None:
 
 
 async def test_config_from_upstream_reads_every_page_and_sends_the_headers(
-        api: Api, aiohttp_server: Any) -> None:
+    api: Api, aiohttp_server: Any
+) -> None:
     secret = "Bearer upstream-token-0123456789"
-    stub = StubUpstream(tools=make_tools(7), page_size=3,
-                        require_headers={"Authorization": secret, "X-Team": "blue-team-secret"})
+    stub = StubUpstream(
+        tools=make_tools(7),
+        page_size=3,
+        require_headers={"Authorization": secret, "X-Team": "blue-team-secret"},
+    )
     url = await serve_stub(aiohttp_server, stub)
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
 
     before = int(time.time() * 1000)
-    async with api.client.post(api.base + "/crm/configs", headers=api.headers, json={
+    async with api.client.post(
+        api.base + "/crm/configs",
+        headers=api.headers,
+        json={
             "upstreamUrl": url,
-            "upstreamHeaders": {"Authorization": secret, "X-Team": "blue-team-secret"}}) as resp:
+            "upstreamHeaders": {"Authorization": secret, "X-Team": "blue-team-secret"},
+        },
+    ) as resp:
         raw = await resp.text()
         assert resp.status == 201, raw
     config = json.loads(raw)
@@ -210,8 +235,9 @@ async def test_inline_tools_win_over_the_upstream(api: Api, aiohttp_server: Any)
     stub = StubUpstream(tools=make_tools(3))
     url = await serve_stub(aiohttp_server, stub)
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    _, config = await api.call("POST", "/crm/configs", 201,
-                               json={"upstreamUrl": url, "tools": INLINE_TOOLS})
+    _, config = await api.call(
+        "POST", "/crm/configs", 201, json={"upstreamUrl": url, "tools": INLINE_TOOLS}
+    )
     assert [t["name"] for t in config["tools"]] == ["search_contacts", "create_contact"]
     assert config["upstreamUrl"] == url
     assert sum(stub.calls.values()) == 0
@@ -272,21 +298,27 @@ async def test_upstream_invalid_catalog_is_a_502_problem(api: Api, aiohttp_serve
     await _assert_upstream_problem(api, url)
 
 
-async def test_upstream_numbers_out_of_range_are_a_502_problem(api: Api,
-                                                               aiohttp_server: Any) -> None:
+async def test_upstream_numbers_out_of_range_are_a_502_problem(
+    api: Api, aiohttp_server: Any
+) -> None:
     # 1e999 is valid JSON syntax but no double: it would come back out as "Infinity".
     async def handle(request: web.Request) -> web.Response:
         message = await request.json()
         if "id" not in message:
             return web.Response(status=202)
         if message["method"] == "initialize":
-            result = ('{"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, '
-                      '"serverInfo": {"name": "x", "version": "1"}}')
+            result = (
+                '{"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, '
+                '"serverInfo": {"name": "x", "version": "1"}}'
+            )
         else:
-            result = ('{"tools": [{"name": "t", "inputSchema": '
-                      '{"type": "object", "maximum": 1e999}}]}')
-        return web.Response(text=f'{{"jsonrpc": "2.0", "id": {message["id"]}, '
-                                 f'"result": {result}}}', content_type="application/json")
+            result = (
+                '{"tools": [{"name": "t", "inputSchema": {"type": "object", "maximum": 1e999}}]}'
+            )
+        return web.Response(
+            text=f'{{"jsonrpc": "2.0", "id": {message["id"]}, "result": {result}}}',
+            content_type="application/json",
+        )
 
     app = web.Application()
     app.router.add_post("/mcp", handle)
@@ -296,8 +328,9 @@ async def test_upstream_numbers_out_of_range_are_a_502_problem(api: Api,
 
 
 @pytest.mark.slow  # waits out the upstream timeout
-async def test_slow_upstream_is_a_502_problem_within_the_timeout(api: Api,
-                                                                  aiohttp_server: Any) -> None:
+async def test_slow_upstream_is_a_502_problem_within_the_timeout(
+    api: Api, aiohttp_server: Any
+) -> None:
     # The settings fixture sets MCPGW_UPSTREAM_TIMEOUT_S=3.
     stub = StubUpstream(tools=make_tools(1), mode="slow", delay_s=8)
     url = await serve_stub(aiohttp_server, stub)
@@ -309,7 +342,8 @@ async def test_slow_upstream_is_a_502_problem_within_the_timeout(api: Api,
 
 
 async def test_config_for_unknown_integration_never_reaches_the_upstream(
-        api: Api, aiohttp_server: Any) -> None:
+    api: Api, aiohttp_server: Any
+) -> None:
     stub = StubUpstream(tools=make_tools(1))
     url = await serve_stub(aiohttp_server, stub)
     await api.call("POST", "/nope/configs", 404, json={"upstreamUrl": url})
@@ -317,12 +351,17 @@ async def test_config_for_unknown_integration_never_reaches_the_upstream(
 
 
 async def test_sync_tools_rereads_the_upstream_catalog(api: Api, aiohttp_server: Any) -> None:
-    stub = StubUpstream(tools=make_tools(2), page_size=1,
-                        require_headers={"X-Api-Token": "sync-secret-1234"})
+    stub = StubUpstream(
+        tools=make_tools(2), page_size=1, require_headers={"X-Api-Token": "sync-secret-1234"}
+    )
     url = await serve_stub(aiohttp_server, stub)
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    _, config = await api.call("POST", "/crm/configs", 201, json={
-        "upstreamUrl": url, "upstreamHeaders": {"X-Api-Token": "sync-secret-1234"}})
+    _, config = await api.call(
+        "POST",
+        "/crm/configs",
+        201,
+        json={"upstreamUrl": url, "upstreamHeaders": {"X-Api-Token": "sync-secret-1234"}},
+    )
     assert [t["name"] for t in config["tools"]] == ["tool_0", "tool_1"]
 
     stub.tools = make_tools(3, prefix="fresh")
@@ -356,8 +395,7 @@ async def test_list_and_get_configs(api: Api) -> None:
     first = await api.integration_with_config()
     ids = [first]
     for i in range(2):
-        _, config = await api.call("POST", "/crm/configs", 201,
-                                   json={"tools": [{"name": f"t{i}"}]})
+        _, config = await api.call("POST", "/crm/configs", 201, json={"tools": [{"name": f"t{i}"}]})
         ids.append(config["configId"])
     await api.call("PUT", "/other", 201, json={"name": "Other"})
     _, foreign = await api.call("POST", "/other/configs", 201, json={"tools": [{"name": "x"}]})
@@ -408,8 +446,10 @@ async def test_patch_keeps_absent_and_null_fields(api: Api) -> None:
     assert s["description"] == "Use for contacts"
 
     expected = {k: v for k, v in s.items() if k != "modifiedAt"}
-    for body in ({}, {"enabled": None, "configId": None, "exposedToolIds": None,
-                      "description": None}):
+    for body in (
+        {},
+        {"enabled": None, "configId": None, "exposedToolIds": None, "description": None},
+    ):
         _, kept = await api.call("PATCH", "/crm/mcp", 200, json=body)
         assert {k: v for k, v in kept.items() if k != "modifiedAt"} == expected
     _, read = await api.call("GET", "/crm/mcp", 200)
@@ -423,7 +463,7 @@ async def test_patch_keeps_absent_and_null_fields(api: Api) -> None:
 
 async def test_description_round_trips(api: Api) -> None:
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    text = "Use these tools for the CRM.\nÜnïcødé, emoji 😀 and \"quotes\" survive."
+    text = 'Use these tools for the CRM.\nÜnïcødé, emoji 😀 and "quotes" survive.'
     _, s = await api.call("PATCH", "/crm/mcp", 200, json={"description": text})
     assert s["description"] == text
     _, read = await api.call("GET", "/crm/mcp", 200)
@@ -443,9 +483,15 @@ async def test_patch_config_id_must_belong_to_this_integration(api: Api) -> None
 
 async def test_patch_unknown_exposed_tools_are_listed(api: Api) -> None:
     config_id = await api.integration_with_config()
-    _, problem = await api.call("PATCH", "/crm/mcp", 422, json={
-        "configId": config_id,
-        "exposedToolIds": ["search_contacts", "drop_database", "send_spam"]})
+    _, problem = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        422,
+        json={
+            "configId": config_id,
+            "exposedToolIds": ["search_contacts", "drop_database", "send_spam"],
+        },
+    )
     assert problem["type"].endswith("/validation-failed")
     fields = {e["field"]: e["message"] for e in problem["errors"]}
     assert set(fields) == {"exposedToolIds"}
@@ -459,22 +505,29 @@ async def test_patch_unknown_exposed_tools_are_listed(api: Api) -> None:
 
 async def test_exposed_tools_need_a_bound_config(api: Api) -> None:
     await api.integration_with_config()
-    _, problem = await api.call("PATCH", "/crm/mcp", 422,
-                                json={"exposedToolIds": ["search_contacts"]})
+    _, problem = await api.call(
+        "PATCH", "/crm/mcp", 422, json={"exposedToolIds": ["search_contacts"]}
+    )
     assert [e["field"] for e in problem["errors"]] == ["exposedToolIds"]
 
 
 async def test_rebinding_a_config_checks_the_exposed_tools_against_it(api: Api) -> None:
     first = await api.integration_with_config()
-    _, second = await api.call("POST", "/crm/configs", 201,
-                               json={"tools": [{"name": "other_tool"}]})
-    await api.call("PATCH", "/crm/mcp", 200,
-                   json={"configId": first, "exposedToolIds": ["search_contacts"]})
+    _, second = await api.call(
+        "POST", "/crm/configs", 201, json={"tools": [{"name": "other_tool"}]}
+    )
+    await api.call(
+        "PATCH", "/crm/mcp", 200, json={"configId": first, "exposedToolIds": ["search_contacts"]}
+    )
     _, problem = await api.call("PATCH", "/crm/mcp", 422, json={"configId": second["configId"]})
     assert [e["field"] for e in problem["errors"]] == ["exposedToolIds"]
     assert "search_contacts" in problem["errors"][0]["message"]
-    _, s = await api.call("PATCH", "/crm/mcp", 200, json={
-        "configId": second["configId"], "exposedToolIds": ["other_tool"]})
+    _, s = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"configId": second["configId"], "exposedToolIds": ["other_tool"]},
+    )
     assert (s["configId"], s["exposedToolIds"]) == (second["configId"], ["other_tool"])
 
 
@@ -488,8 +541,12 @@ async def test_enabling_needs_a_bound_config(api: Api) -> None:
 
 async def test_key_lifecycle_enable_disable_reenable(api: Api, client: TestClient) -> None:
     config_id = await api.integration_with_config()
-    _, s = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]})
+    _, s = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]},
+    )
     raw = s["apiKey"]
     assert isinstance(raw, str) and raw.startswith("mcpk_") and len(raw) == 43
     keys.check_format(raw)
@@ -525,11 +582,11 @@ async def test_key_lifecycle_enable_disable_reenable(api: Api, client: TestClien
     assert on["keyPrefix"] == raw[:12]
 
 
-async def test_rotate_key_mints_a_new_key_and_revokes_the_old(api: Api,
-                                                              client: TestClient) -> None:
+async def test_rotate_key_mints_a_new_key_and_revokes_the_old(api: Api, client: TestClient) -> None:
     config_id = await api.integration_with_config()
-    _, first = await api.call("PATCH", "/crm/mcp", 200,
-                              json={"enabled": True, "configId": config_id})
+    _, first = await api.call(
+        "PATCH", "/crm/mcp", 200, json={"enabled": True, "configId": config_id}
+    )
     status, rotated = await api.call("POST", "/crm/mcp:rotateKey")
     assert status == 200, rotated
     assert set(rotated) == SETTINGS_KEYS
@@ -556,8 +613,11 @@ async def test_rotate_key_mints_a_new_key_and_revokes_the_old(api: Api,
 
 # audit ----------------------------------------------------------------------------------------
 async def test_audit_records_every_mutation_newest_first_without_secrets(
-        client: TestClient, auth: Callable[..., dict[str, str]], token: Callable[..., str],
-        aiohttp_server: Any) -> None:
+    client: TestClient,
+    auth: Callable[..., dict[str, str]],
+    token: Callable[..., str],
+    aiohttp_server: Any,
+) -> None:
     jwt_token = token("acme", subject="alice@example.com")
     api = Api(client, {"Authorization": f"Bearer {jwt_token}"})
     header_secret = "Bearer audit-upstream-secret-987"
@@ -566,18 +626,33 @@ async def test_audit_records_every_mutation_newest_first_without_secrets(
 
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
     await api.call("PUT", "/crm", 200, json={"name": "Sales CRM"})
-    _, config = await api.call("POST", "/crm/configs", 201, json={
-        "upstreamUrl": url, "upstreamHeaders": {"Authorization": header_secret}})
+    _, config = await api.call(
+        "POST",
+        "/crm/configs",
+        201,
+        json={"upstreamUrl": url, "upstreamHeaders": {"Authorization": header_secret}},
+    )
     await api.call("POST", f"/crm/configs/{config['configId']}:syncTools", 200)
-    _, enabled = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config["configId"], "exposedToolIds": ["tool_0"]})
+    _, enabled = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config["configId"], "exposedToolIds": ["tool_0"]},
+    )
     _, rotated = await api.call("POST", "/crm/mcp:rotateKey", 200)
     await api.call("DELETE", "/crm", 204)
     # A failed mutation changes nothing and so records nothing.
     await api.call("PATCH", "/nope/mcp", 404, json={"description": "x"})
 
-    expected = ["integration.created", "integration.renamed", "config.created", "config.synced",
-                "mcp.updated", "mcp.key_rotated", "integration.deleted"]
+    expected = [
+        "integration.created",
+        "integration.renamed",
+        "config.created",
+        "config.synced",
+        "mcp.updated",
+        "mcp.key_rotated",
+        "integration.deleted",
+    ]
     async with client.get("/v1/tenants/acme/audit", headers=api.headers) as resp:
         raw = await resp.text()
         assert resp.status == 200, raw
@@ -597,8 +672,13 @@ async def test_audit_records_every_mutation_newest_first_without_secrets(
     assert by_action["integration.deleted"]["revokedKeyIds"] == [rotated["apiKeyId"]]
     assert by_action["config.created"]["upstreamHeaderNames"] == ["Authorization"]
 
-    for secret in (enabled["apiKey"], rotated["apiKey"], "audit-upstream-secret-987", jwt_token,
-                   jwt_token.split(".")[2]):
+    for secret in (
+        enabled["apiKey"],
+        rotated["apiKey"],
+        "audit-upstream-secret-987",
+        jwt_token,
+        jwt_token.split(".")[2],
+    ):
         assert secret not in raw
 
     # Cursor pagination over the same events.
@@ -618,7 +698,8 @@ async def test_audit_is_per_tenant(client: TestClient, auth: Callable[..., dict[
         async with client.get(f"/v1/tenants/{tenant}/audit", headers=auth(tenant)) as resp:
             page = await resp.json()
         assert [(e["action"], e["details"]["name"]) for e in page["items"]] == [
-            ("integration.created", name)]
+            ("integration.created", name)
+        ]
 
 
 # probes ---------------------------------------------------------------------------------------

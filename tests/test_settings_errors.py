@@ -66,8 +66,12 @@ def claims(tenant: str = "acme", **extra: Any) -> dict[str, Any]:
 
 def bad_tokens() -> dict[str, str]:
     now = int(time.time())
-    unsigned = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode()) + "." + b64url(
-        json.dumps(claims()).encode()) + "."
+    unsigned = (
+        b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+        + "."
+        + b64url(json.dumps(claims()).encode())
+        + "."
+    )
     no_exp = claims()
     del no_exp["exp"]
     return {
@@ -89,29 +93,43 @@ def _tampered() -> str:
 
 
 def concrete(path: str, config_id: str) -> str:
-    return (path.replace("{tenant}", "acme").replace("{integration}", "crm")
-            .replace("{config_id}", config_id).replace("{tool_id}", "create_contact"))
+    return (
+        path.replace("{tenant}", "acme")
+        .replace("{integration}", "crm")
+        .replace("{config_id}", config_id)
+        .replace("{tool_id}", "create_contact")
+    )
 
 
-VALID_BODIES = {"IntegrationPut": {"name": "Hijacked"}, "ConfigCreate": {"tools": [{"name": "x"}]},
-                "McpSettingsPatch": {"description": "hijacked", "enabled": False},
-                "SimulatorFixturePut": {"rules": [{"result": {"content": []}}]}}
+VALID_BODIES = {
+    "IntegrationPut": {"name": "Hijacked"},
+    "ConfigCreate": {"tools": [{"name": "x"}]},
+    "McpSettingsPatch": {"description": "hijacked", "enabled": False},
+    "SimulatorFixturePut": {"rules": [{"result": {"content": []}}]},
+}
 
 
 # body and media-type problems -----------------------------------------------------------------
 MALFORMED = {
-    "truncated": b'{"name": ', "single-quotes": b"{'name': 'x'}", "not-utf8": b"\xff\xfe{}",
-    "empty": b"", "trailing-comma": b"[1,]", "nan": b'{"name": NaN}',
-    "infinity": b'{"name": "x", "extra": Infinity}', "minus-infinity": b'{"name": -Infinity}',
-    "float-overflow": b'{"name": 1e999}', "5000-digit-int": b'{"name": 1' + b"0" * 5000 + b"}",
+    "truncated": b'{"name": ',
+    "single-quotes": b"{'name': 'x'}",
+    "not-utf8": b"\xff\xfe{}",
+    "empty": b"",
+    "trailing-comma": b"[1,]",
+    "nan": b'{"name": NaN}',
+    "infinity": b'{"name": "x", "extra": Infinity}',
+    "minus-infinity": b'{"name": -Infinity}',
+    "float-overflow": b'{"name": 1e999}',
+    "5000-digit-int": b'{"name": 1' + b"0" * 5000 + b"}",
     "nested-100k": b"[" * 100_000 + b"]" * 100_000,
     "lone-surrogate": b'{"name": "lone \\ud800 surrogate"}',
 }
 
 
 @pytest.mark.parametrize("raw", list(MALFORMED.values()), ids=list(MALFORMED))
-async def test_malformed_json_is_400(client: TestClient, auth: Callable[..., dict[str, str]],
-                                     raw: bytes) -> None:
+async def test_malformed_json_is_400(
+    client: TestClient, auth: Callable[..., dict[str, str]], raw: bytes
+) -> None:
     headers = {**auth(), "Content-Type": "application/json"}
     async with client.put(BASE + "/crm", data=raw, headers=headers) as resp:
         await problem_of(resp, 400, "malformed-json")
@@ -127,10 +145,12 @@ async def test_non_finite_numbers_never_reach_a_catalog(api: Api) -> None:
     assert page["items"] == []
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml", None])
-async def test_wrong_content_type_is_415(client: TestClient, auth: Callable[..., dict[str, str]],
-                                         content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]
+)
+async def test_wrong_content_type_is_415(
+    client: TestClient, auth: Callable[..., dict[str, str]], content_type: str | None
+) -> None:
     headers = auth()
     if content_type:
         headers["Content-Type"] = content_type
@@ -141,13 +161,15 @@ async def test_wrong_content_type_is_415(client: TestClient, auth: Callable[...,
 
 
 async def test_json_media_types_with_parameters_or_suffix_are_accepted(
-        client: TestClient, auth: Callable[..., dict[str, str]]) -> None:
+    client: TestClient, auth: Callable[..., dict[str, str]]
+) -> None:
     headers = {**auth(), "Content-Type": "application/json; charset=utf-8"}
     async with client.put(BASE + "/crm", data=b'{"name": "CRM"}', headers=headers) as resp:
         assert resp.status == 201
     headers = {**auth(), "Content-Type": "application/merge-patch+json"}
-    async with client.patch(BASE + "/crm/mcp", data=b'{"description": "d"}',
-                            headers=headers) as resp:
+    async with client.patch(
+        BASE + "/crm/mcp", data=b'{"description": "d"}', headers=headers
+    ) as resp:
         assert resp.status == 200
 
 
@@ -157,8 +179,9 @@ async def small_client(aiohttp_client: Any, tmp_path: Path, database_url: str) -
     return await aiohttp_client(build_app(settings))
 
 
-async def test_body_over_the_limit_is_413(small_client: TestClient,
-                                          auth: Callable[..., dict[str, str]]) -> None:
+async def test_body_over_the_limit_is_413(
+    small_client: TestClient, auth: Callable[..., dict[str, str]]
+) -> None:
     big = json.dumps({"name": "x" * 2000}).encode()
     headers = {**auth(), "Content-Type": "application/json"}
     async with small_client.put(BASE + "/crm", data=big, headers=headers) as resp:
@@ -201,31 +224,58 @@ async def test_bad_integration_id_is_422(api: Api, integration: str) -> None:
 
 async def test_config_create_lists_every_bad_field_without_echoing_values(api: Api) -> None:
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    async with api.client.post(api.base + "/crm/configs", headers=api.headers, json={
-            "upstreamUrl": "ftp://nope", "tools": "not-a-list",
-            "upstreamHeaders": {"X-Token": "value-secret-42\r\nInjected: yes",
-                                "Bad Name": "name-secret-43"},
-            "junk": True}) as resp:
+    async with api.client.post(
+        api.base + "/crm/configs",
+        headers=api.headers,
+        json={
+            "upstreamUrl": "ftp://nope",
+            "tools": "not-a-list",
+            "upstreamHeaders": {
+                "X-Token": "value-secret-42\r\nInjected: yes",
+                "Bad Name": "name-secret-43",
+            },
+            "junk": True,
+        },
+    ) as resp:
         text = await resp.text()
         problem = await problem_of(resp, 422, "validation-failed")
-    assert fields_of(problem) == {"upstreamUrl", "tools", "upstreamHeaders",
-                                  "upstreamHeaders.X-Token", "junk"}
+    assert fields_of(problem) == {
+        "upstreamUrl",
+        "tools",
+        "upstreamHeaders",
+        "upstreamHeaders.X-Token",
+        "junk",
+    }
     assert "value-secret-42" not in text and "name-secret-43" not in text
 
-    _, problem = await api.call("POST", "/crm/configs", 422, json={
-        "upstreamHeaders": {"A": 1}, "upstreamUrl": 7})
+    _, problem = await api.call(
+        "POST", "/crm/configs", 422, json={"upstreamHeaders": {"A": 1}, "upstreamUrl": 7}
+    )
     assert fields_of(problem) == {"upstreamHeaders.A", "upstreamUrl"}
 
 
 async def test_inline_tool_problems_are_listed_per_tool(api: Api) -> None:
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
-    _, problem = await api.call("POST", "/crm/configs", 422, json={"tools": [
-        {"name": "ok"}, {"name": "ok"}, {"name": "str", "inputSchema": {"type": "string"}},
-        {"name": "bad-schema", "inputSchema": {"type": "object", "properties": 5}}]})
-    assert fields_of(problem) == {"tools[1].name", "tools[2].inputSchema",
-                                  "tools[3].inputSchema"}
-    _, problem = await api.call("POST", "/crm/configs", 422, json={"tools": [
-        {"name": "has space"}, {"description": "no name"}, "not-an-object"]})
+    _, problem = await api.call(
+        "POST",
+        "/crm/configs",
+        422,
+        json={
+            "tools": [
+                {"name": "ok"},
+                {"name": "ok"},
+                {"name": "str", "inputSchema": {"type": "string"}},
+                {"name": "bad-schema", "inputSchema": {"type": "object", "properties": 5}},
+            ]
+        },
+    )
+    assert fields_of(problem) == {"tools[1].name", "tools[2].inputSchema", "tools[3].inputSchema"}
+    _, problem = await api.call(
+        "POST",
+        "/crm/configs",
+        422,
+        json={"tools": [{"name": "has space"}, {"description": "no name"}, "not-an-object"]},
+    )
     assert fields_of(problem) == {"tools[0].name", "tools[1].name", "tools[2]"}
     _, page = await api.call("GET", "/crm/configs", 200)
     assert page["items"] == []
@@ -233,13 +283,28 @@ async def test_inline_tool_problems_are_listed_per_tool(api: Api) -> None:
 
 async def test_mcp_patch_lists_every_bad_field(api: Api) -> None:
     await api.integration_with_config()
-    _, problem = await api.call("PATCH", "/crm/mcp", 422, json={
-        "enabled": "yes", "configId": 5, "exposedToolIds": "search_contacts", "description": 7,
-        "apiKey": "mcpk_x", "apiKeyId": "y"})
-    assert fields_of(problem) == {"enabled", "configId", "exposedToolIds", "description",
-                                  "apiKey", "apiKeyId"}
-    _, problem = await api.call("PATCH", "/crm/mcp", 422, json={
-        "exposedToolIds": ["a", "a", 3]})
+    _, problem = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        422,
+        json={
+            "enabled": "yes",
+            "configId": 5,
+            "exposedToolIds": "search_contacts",
+            "description": 7,
+            "apiKey": "mcpk_x",
+            "apiKeyId": "y",
+        },
+    )
+    assert fields_of(problem) == {
+        "enabled",
+        "configId",
+        "exposedToolIds",
+        "description",
+        "apiKey",
+        "apiKeyId",
+    }
+    _, problem = await api.call("PATCH", "/crm/mcp", 422, json={"exposedToolIds": ["a", "a", 3]})
     assert fields_of(problem) == {"exposedToolIds", "exposedToolIds[2]"}
     _, problem = await api.call("PATCH", "/crm/mcp", 422, json={"description": "d" * 5000})
     assert fields_of(problem) == {"description"}
@@ -252,40 +317,75 @@ async def test_nul_characters_are_refused_on_both_backends(api: Api) -> None:
         ("PUT", "/crm", {"name": "a\u0000b"}, 422, {"name"}),
         ("PATCH", "/crm/mcp", {"description": "a\u0000b"}, 422, {"description"}),
         ("PATCH", "/crm/mcp", {"configId": "a\u0000b"}, 422, {"configId"}),
-        ("PATCH", "/crm/mcp", {"configId": config_id, "exposedToolIds": ["a\u0000"]}, 422,
-         {"exposedToolIds"}),
-        ("POST", "/crm/configs", {"upstreamUrl": "http://x\u0000y", "tools": []}, 422,
-         {"upstreamUrl"}),
+        (
+            "PATCH",
+            "/crm/mcp",
+            {"configId": config_id, "exposedToolIds": ["a\u0000"]},
+            422,
+            {"exposedToolIds"},
+        ),
+        (
+            "POST",
+            "/crm/configs",
+            {"upstreamUrl": "http://x\u0000y", "tools": []},
+            422,
+            {"upstreamUrl"},
+        ),
     ]
     for method, path, body, status, fields in cases:
         _, problem = await api.call(method, path, status, json=body)
         assert fields_of(problem) == fields, (path, body)
-    for method, path in (("GET", "/crm/configs/a%00b"), ("POST", "/crm/configs/a%00b:syncTools"),
-                         ("GET", "/a%00b"), ("GET", "/a%00b/mcp"), ("DELETE", "/a%00b"),
-                         ("GET", "/a%00b/configs"), ("POST", "/a%00b/mcp:rotateKey")):
+    for method, path in (
+        ("GET", "/crm/configs/a%00b"),
+        ("POST", "/crm/configs/a%00b:syncTools"),
+        ("GET", "/a%00b"),
+        ("GET", "/a%00b/mcp"),
+        ("DELETE", "/a%00b"),
+        ("GET", "/a%00b/configs"),
+        ("POST", "/a%00b/mcp:rotateKey"),
+    ):
         await api.call(method, path, 404)
     _, integration = await api.call("GET", "/crm", 200)
     assert integration["name"] == "CRM"
     # Tool text may contain anything JSON allows: it is stored as JSON.
-    _, config = await api.call("POST", "/crm/configs", 201, json={
-        "tools": [{"name": "t", "description": "nul\u0000inside"}]})
+    _, config = await api.call(
+        "POST",
+        "/crm/configs",
+        201,
+        json={"tools": [{"name": "t", "description": "nul\u0000inside"}]},
+    )
     assert config["tools"][0]["description"] == "nul\u0000inside"
 
 
-async def test_trailing_newlines_do_not_slip_through_patterns(api: Api,
-                                                               aiohttp_server: Any) -> None:
+async def test_trailing_newlines_do_not_slip_through_patterns(
+    api: Api, aiohttp_server: Any
+) -> None:
     # Python's "$" also matches before a final "\n"; the API's patterns must not.
     config_id = await api.integration_with_config()
     _, problem = await api.call("PUT", "/new%0A", 422, json={"name": "x"})
     assert fields_of(problem) == {"integration"}
     await api.call("GET", "/crm%0A", 404)
     await api.call("GET", f"/crm/configs/{config_id}%0A", 404)
-    cases = [({"upstreamUrl": "http://up.test/mcp", "tools": [],
-               "upstreamHeaders": {"X-A": "value\n"}}, {"upstreamHeaders.X-A"}),
-             ({"upstreamUrl": "http://up.test/mcp", "tools": [],
-               "upstreamHeaders": {"X-B\n": "value"}}, {"upstreamHeaders"}),
-             ({"upstreamUrl": "http://up.test/mcp\n", "tools": []}, {"upstreamUrl"}),
-             ({"tools": [{"name": "tool\n"}]}, {"tools[0].name"})]
+    cases = [
+        (
+            {
+                "upstreamUrl": "http://up.test/mcp",
+                "tools": [],
+                "upstreamHeaders": {"X-A": "value\n"},
+            },
+            {"upstreamHeaders.X-A"},
+        ),
+        (
+            {
+                "upstreamUrl": "http://up.test/mcp",
+                "tools": [],
+                "upstreamHeaders": {"X-B\n": "value"},
+            },
+            {"upstreamHeaders"},
+        ),
+        ({"upstreamUrl": "http://up.test/mcp\n", "tools": []}, {"upstreamUrl"}),
+        ({"tools": [{"name": "tool\n"}]}, {"tools[0].name"}),
+    ]
     for body, fields in cases:
         _, problem = await api.call("POST", "/crm/configs", 422, json=body)
         assert fields_of(problem) == fields, body
@@ -296,15 +396,21 @@ async def test_trailing_newlines_do_not_slip_through_patterns(api: Api,
 
 
 # unknown resources and routes -----------------------------------------------------------------
-async def test_unknown_integration_and_config_are_404(client: TestClient,
-                                                      auth: Callable[..., dict[str, str]]) -> None:
+async def test_unknown_integration_and_config_are_404(
+    client: TestClient, auth: Callable[..., dict[str, str]]
+) -> None:
     api = Api(client, auth())
     config_id = await api.integration_with_config()
     cases = [
-        ("GET", "/nope", None), ("DELETE", "/nope", None), ("GET", "/nope/mcp", None),
-        ("PATCH", "/nope/mcp", {"description": "x"}), ("POST", "/nope/mcp:rotateKey", None),
-        ("GET", "/nope/configs", None), ("POST", "/nope/configs", {"tools": []}),
-        ("GET", f"/nope/configs/{config_id}", None), ("GET", "/crm/configs/missing", None),
+        ("GET", "/nope", None),
+        ("DELETE", "/nope", None),
+        ("GET", "/nope/mcp", None),
+        ("PATCH", "/nope/mcp", {"description": "x"}),
+        ("POST", "/nope/mcp:rotateKey", None),
+        ("GET", "/nope/configs", None),
+        ("POST", "/nope/configs", {"tools": []}),
+        ("GET", f"/nope/configs/{config_id}", None),
+        ("GET", "/crm/configs/missing", None),
         ("POST", "/crm/configs/missing:syncTools", None),
         ("POST", f"/nope/configs/{config_id}:syncTools", None),
     ]
@@ -320,9 +426,14 @@ async def test_unknown_path_is_a_404_problem(client: TestClient) -> None:
 
 
 async def test_wrong_method_is_a_405_problem_with_allow(
-        client: TestClient, auth: Callable[..., dict[str, str]]) -> None:
-    cases = [("POST", BASE, {"GET"}), ("POST", BASE + "/crm", {"GET", "PUT", "DELETE"}),
-             ("PUT", BASE + "/crm/mcp", {"GET", "PATCH"}), ("DELETE", "/healthz", {"GET"})]
+    client: TestClient, auth: Callable[..., dict[str, str]]
+) -> None:
+    cases = [
+        ("POST", BASE, {"GET"}),
+        ("POST", BASE + "/crm", {"GET", "PUT", "DELETE"}),
+        ("PUT", BASE + "/crm/mcp", {"GET", "PATCH"}),
+        ("DELETE", "/healthz", {"GET"}),
+    ]
     for method, path, allowed in cases:
         async with client.request(method, path, headers=auth(), json={}) as resp:
             await problem_of(resp, 405, "method-not-allowed")
@@ -332,28 +443,35 @@ async def test_wrong_method_is_a_405_problem_with_allow(
 
 # authentication and tenant isolation ----------------------------------------------------------
 async def test_missing_credentials_are_401_with_bearer_challenge(client: TestClient) -> None:
-    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "},
-                    {"Authorization": "Bearer"}, {"X-API-Key": "x"}):
+    for headers in (
+        {},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer"},
+        {"X-API-Key": "x"},
+    ):
         async with client.get(BASE, headers=headers) as resp:
             await problem_of(resp, 401, "unauthorized")
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 async def test_invalid_tokens_are_401_on_every_route(
-        aiohttp_client: Any, tmp_path: Path, database_url: str,
-        auth: Callable[..., dict[str, str]]) -> None:
+    aiohttp_client: Any, tmp_path: Path, database_url: str, auth: Callable[..., dict[str, str]]
+) -> None:
     # Dozens of bad tokens from one address: the failed-auth throttle (its own tests in
     # test_settings_rate_limit.py) is off, so every route's own answer shows.
-    client = await aiohttp_client(build_app(make_settings(
-        tmp_path, database_url, MCPGW_AUTH_FAILURE_LIMIT="0")))
+    client = await aiohttp_client(
+        build_app(make_settings(tmp_path, database_url, MCPGW_AUTH_FAILURE_LIMIT="0"))
+    )
     api = Api(client, auth("acme"))
     config_id = await api.integration_with_config()
     for name, bad in bad_tokens().items():
         for route in ROUTES:
             path = concrete(route.path, config_id)
             body = VALID_BODIES.get(route.body or "")
-            async with client.request(route.method, path, json=body,
-                                      headers={"Authorization": f"Bearer {bad}"}) as resp:
+            async with client.request(
+                route.method, path, json=body, headers={"Authorization": f"Bearer {bad}"}
+            ) as resp:
                 problem = await problem_of(resp, 401, "unauthorized")
                 challenge = resp.headers["WWW-Authenticate"]
             assert challenge.startswith("Bearer"), (name, challenge)
@@ -363,10 +481,15 @@ async def test_invalid_tokens_are_401_on_every_route(
 
 
 async def test_other_tenants_token_is_403_on_every_route(
-        client: TestClient, api: Api, auth: Callable[..., dict[str, str]]) -> None:
+    client: TestClient, api: Api, auth: Callable[..., dict[str, str]]
+) -> None:
     config_id = await api.integration_with_config()
-    _, enabled = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]})
+    _, enabled = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]},
+    )
     before = await _snapshot(api, config_id)
     routes_seen = set()
     for route in ROUTES:
@@ -381,8 +504,9 @@ async def test_other_tenants_token_is_403_on_every_route(
     assert await _snapshot(api, config_id) == before
 
 
-async def test_other_tenant_sees_none_of_acmes_data(client: TestClient, api: Api,
-                                                    auth: Callable[..., dict[str, str]]) -> None:
+async def test_other_tenant_sees_none_of_acmes_data(
+    client: TestClient, api: Api, auth: Callable[..., dict[str, str]]
+) -> None:
     config_id = await api.integration_with_config()
     other = Api(client, auth("other"), tenant="other")
     _, page = await other.call("GET", "", 200)
@@ -411,8 +535,11 @@ async def test_token_granting_several_or_all_tenants(client: TestClient) -> None
         token = jwt.encode({**base, **grant}, JWT_SECRET, "HS256")
         async with client.get(BASE, headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 200, grant
-    for grant in ({"tenants": ["other"], "tenant": "another"}, {"tenants": ["acme-corp"]},
-                  {"tenants": ["ACME"]}):
+    for grant in (
+        {"tenants": ["other"], "tenant": "another"},
+        {"tenants": ["acme-corp"]},
+        {"tenants": ["ACME"]},
+    ):
         token = jwt.encode({**base, **grant}, JWT_SECRET, "HS256")
         async with client.get(BASE, headers={"Authorization": f"Bearer {token}"}) as resp:
             await problem_of(resp, 403, "forbidden")
@@ -445,18 +572,28 @@ async def test_bad_limit_and_cursor_are_422(client: TestClient, api: Api, path: 
             problem = await problem_of(resp, 422, "validation-failed")
         assert fields_of(problem) == {"limit"}, limit
     wrong_kind = encode_cursor(5) if "audit" not in path else encode_cursor("crm")
-    for cursor in ("%%%", "bm90LWpzb24", wrong_kind, encode_cursor(True), "W10",
-                   encode_cursor(2**70), encode_cursor(-1), encode_cursor("a\u0000"),
-                   encode_cursor(1.5), base64.urlsafe_b64encode(b"[" * 5000).decode(),
-                   base64.urlsafe_b64encode(b'["a", NaN]').decode()):
+    for cursor in (
+        "%%%",
+        "bm90LWpzb24",
+        wrong_kind,
+        encode_cursor(True),
+        "W10",
+        encode_cursor(2**70),
+        encode_cursor(-1),
+        encode_cursor("a\u0000"),
+        encode_cursor(1.5),
+        base64.urlsafe_b64encode(b"[" * 5000).decode(),
+        base64.urlsafe_b64encode(b'["a", NaN]').decode(),
+    ):
         async with client.get(path, params={"cursor": cursor}, headers=api.headers) as resp:
             problem = await problem_of(resp, 422, "validation-failed")
         assert fields_of(problem) == {"cursor"}, cursor
 
 
 # request ids ----------------------------------------------------------------------------------
-async def test_request_id_is_echoed_or_generated(client: TestClient,
-                                                 auth: Callable[..., dict[str, str]]) -> None:
+async def test_request_id_is_echoed_or_generated(
+    client: TestClient, auth: Callable[..., dict[str, str]]
+) -> None:
     async with client.get(BASE + "/nope", headers={**auth(), "X-Request-Id": "req-123.abc"}) as r:
         problem = await problem_of(r, 404)
         assert r.headers["X-Request-Id"] == "req-123.abc"
@@ -480,8 +617,8 @@ async def test_request_id_is_echoed_or_generated(client: TestClient,
 
 # failures inside the service ------------------------------------------------------------------
 async def test_unexpected_exception_is_a_500_problem_without_details(
-        client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     async def boom(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("boom-secret")
 
@@ -500,8 +637,9 @@ async def test_unexpected_exception_is_a_500_problem_without_details(
         assert resp.status == 200
 
 
-async def test_store_failure_is_503_with_retry_after(client: TestClient, api: Api,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_store_failure_is_503_with_retry_after(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await api.call("PUT", "/crm", 201, json={"name": "CRM"})
 
     async def down(*_args: Any, **_kwargs: Any) -> Any:
@@ -509,9 +647,11 @@ async def test_store_failure_is_503_with_retry_after(client: TestClient, api: Ap
 
     monkeypatch.setattr(StoreSession, "get_integration", down)
     monkeypatch.setattr(StoreSession, "list_audit", down)
-    for method, path, body in (("GET", BASE + "/crm", None), ("PUT", BASE + "/crm",
-                                                              {"name": "x"}),
-                               ("GET", "/v1/tenants/acme/audit", None)):
+    for method, path, body in (
+        ("GET", BASE + "/crm", None),
+        ("PUT", BASE + "/crm", {"name": "x"}),
+        ("GET", "/v1/tenants/acme/audit", None),
+    ):
         async with client.request(method, path, json=body, headers=api.headers) as resp:
             text = await resp.text()
             await problem_of(resp, 503, "store-unavailable")

@@ -28,15 +28,19 @@ class Worker:
     def __init__(self, directory: Path, index: int, clock: Clock) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter("demo_calls", "calls", ("endpoint",), registry=self.registry)
-        self.latency = Histogram("demo_latency_seconds", "latency", buckets=(0.1, 1.0),
-                                 registry=self.registry)
+        self.latency = Histogram(
+            "demo_latency_seconds", "latency", buckets=(0.1, 1.0), registry=self.registry
+        )
         self.in_flight = Gauge("demo_in_flight", "in flight", registry=self.registry)
         self.shared = SharedMetrics(directory, index, registry=self.registry, clock=clock)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def scrape(worker: Worker, accept: str | None = None) -> str:
@@ -45,7 +49,8 @@ async def scrape(worker: Worker, accept: str | None = None) -> str:
 
 
 async def test_counters_and_histograms_are_summed_and_gauges_kept_per_worker(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     clock = Clock()
     first, second = Worker(tmp_path, 0, clock), Worker(tmp_path, 1, clock)
     first.calls.labels("test").inc(3)
@@ -130,8 +135,7 @@ async def test_openmetrics_scrapes_are_merged_too(tmp_path: Path) -> None:
     body, content_type = await first.shared.render("application/openmetrics-text")
     assert content_type.startswith("application/openmetrics-text")
     families = {f.name: f for f in om_families(body.decode())}
-    assert [s.value for s in families["demo_calls"].samples
-            if s.name == "demo_calls_total"] == [4]
+    assert [s.value for s in families["demo_calls"].samples if s.name == "demo_calls_total"] == [4]
 
 
 async def test_an_unreadable_snapshot_is_skipped(tmp_path: Path) -> None:

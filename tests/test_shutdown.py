@@ -37,8 +37,9 @@ GRACE_S = 1.0
 async def probe(url: str) -> int | str:
     """GET /readyz on a new connection: its status, or "refused" once the listener is gone."""
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                         timeout=aiohttp.ClientTimeout(total=2)) as http:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=2)
+        ) as http:
             async with http.get(url + "/readyz") as r:
                 return r.status
     except aiohttp.ClientConnectionError:
@@ -50,28 +51,46 @@ async def wait_exit(proc, timeout_s: float) -> int:
 
 
 async def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
-        tmp_path, aiohttp_server) -> None:
+    tmp_path, aiohttp_server
+) -> None:
     stub = StubUpstream(tools=TOOLS, mode="slow", delay_s=1.5, fail_on={"tools/call"})
     upstream_url = str((await aiohttp_server(stub.app())).make_url("/mcp"))
     redis_server = RedisServer(tmp_path).start()
     with fresh_database() as (_, database_url):
-        proc = await start_gateway(tmp_path, "gw", database_url, MCPGW_REDIS_URL=redis_server.url,
-                                   MCPGW_SHUTDOWN_GRACE_S=str(GRACE_S),
-                                   MCPGW_UPSTREAM_TIMEOUT_S="10")
+        proc = await start_gateway(
+            tmp_path,
+            "gw",
+            database_url,
+            MCPGW_REDIS_URL=redis_server.url,
+            MCPGW_SHUTDOWN_GRACE_S=str(GRACE_S),
+            MCPGW_UPSTREAM_TIMEOUT_S="10",
+        )
         try:
             async with http_session() as http:
                 gw = Client(http, proc)
                 key = await gw.enable(upstream_url)
-                await gw.settings("PUT", "/mcp/simulator/fixtures/search_contacts", json={
-                    "rules": [{"match": {}, "latencyMs": 1500, "result": {
-                        "content": [{"type": "text", "text": "slow but sure"}]}}]})
+                await gw.settings(
+                    "PUT",
+                    "/mcp/simulator/fixtures/search_contacts",
+                    json={
+                        "rules": [
+                            {
+                                "match": {},
+                                "latencyMs": 1500,
+                                "result": {"content": [{"type": "text", "text": "slow but sure"}]},
+                            }
+                        ]
+                    },
+                )
                 test_session = await gw.initialize(key, url="test")
                 call_session = await gw.initialize(key, url="call")
                 assert (await probe(proc.url)) == 200
 
                 started = time.monotonic()
-                in_flight = [asyncio.create_task(gw.call_tool(key, test_session, url="test")),
-                             asyncio.create_task(gw.call_tool(key, call_session, url="call"))]
+                in_flight = [
+                    asyncio.create_task(gw.call_tool(key, test_session, url="test")),
+                    asyncio.create_task(gw.call_tool(key, call_session, url="call")),
+                ]
                 await asyncio.sleep(0.3)  # both are being worked on now
                 assert not any(task.done() for task in in_flight)
                 signalled = time.monotonic()
@@ -121,8 +140,9 @@ async def test_sigterm_drains_readiness_then_finishes_in_flight_requests(
 async def test_second_signal_skips_the_grace(tmp_path) -> None:
     # A grace far longer than the bounds below: a second signal ends the wait at once, and an
     # exit within the bounds cannot be the grace running out on a busy machine.
-    proc = await start_gateway(tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}",
-                               MCPGW_SHUTDOWN_GRACE_S="30")
+    proc = await start_gateway(
+        tmp_path, "gw", f"sqlite:///{tmp_path / 'gw.db'}", MCPGW_SHUTDOWN_GRACE_S="30"
+    )
     try:
         proc.proc.send_signal(signal.SIGTERM)
 

@@ -40,9 +40,13 @@ SEARCH_INPUT = {
     "properties": {
         "query": {"type": "string", "minLength": 1},
         "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-        "filters": {"type": "object", "properties": {
-            "tags": {"type": "array", "items": {"type": "string", "maxLength": 5}},
-            "email": {"type": "string", "format": "email"}}},
+        "filters": {
+            "type": "object",
+            "properties": {
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 5}},
+                "email": {"type": "string", "format": "email"},
+            },
+        },
     },
 }
 
@@ -54,12 +58,14 @@ def tool(output: Any = None, name: str = "search", inputs: Any = None) -> dict[s
     return out
 
 
-def call(t: dict[str, Any], arguments: Any = None, simulator: Simulator | None = None,
-         **kwargs: Any) -> Any:
+def call(
+    t: dict[str, Any], arguments: Any = None, simulator: Simulator | None = None, **kwargs: Any
+) -> Any:
     params = {"tenant": "acme", "integration": "crm", "fixtures_version": 0, "seed": None}
     params.update(kwargs)
-    return (simulator or Simulator()).simulate(t, arguments if arguments is not None else {},
-                                               **params)
+    return (simulator or Simulator()).simulate(
+        t, arguments if arguments is not None else {}, **params
+    )
 
 
 def structured(t: dict[str, Any], arguments: Any = None, **kwargs: Any) -> Any:
@@ -97,29 +103,37 @@ def samples(schema: dict[str, Any], count: int = 30) -> list[Any]:
 
 # ---- argument validation ---------------------------------------------------------------------
 
+
 def test_invalid_arguments_name_every_offending_field() -> None:
-    outcome = call(tool(inputs=SEARCH_INPUT), {"limit": 1000, "extra": True,
-                                               "filters": {"tags": ["ok", "toolong"],
-                                                           "email": "nope"}})
+    outcome = call(
+        tool(inputs=SEARCH_INPUT),
+        {"limit": 1000, "extra": True, "filters": {"tags": ["ok", "toolong"], "email": "nope"}},
+    )
     assert outcome.source == "invalid-arguments"
     assert outcome.result["isError"] is True
     assert outcome.result["content"][0]["text"] == (
         'Invalid arguments for tool "search": extra: is not an allowed property; '
         "filters.email: must be a valid email; filters.tags[1]: must be at most 5 characters "
-        "long; limit: must be at most 100; query: is required")
+        "long; limit: must be at most 100; query: is required"
+    )
 
 
 def test_the_brief_example_message() -> None:
     outcome = call(tool(inputs=SEARCH_INPUT), {"limit": 101})
     assert outcome.result["content"][0]["text"] == (
-        'Invalid arguments for tool "search": limit: must be at most 100; query: is required')
+        'Invalid arguments for tool "search": limit: must be at most 100; query: is required'
+    )
 
 
 def test_argument_errors_never_echo_the_value() -> None:
     secret = "sk-live-DO-NOT-ECHO-123456"
-    schema = {"type": "object", "properties": {
-        "token": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 4},
-        "n": {"type": "integer"}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 4},
+            "n": {"type": "integer"},
+        },
+    }
     text = call(tool(inputs=schema), {"token": secret, "n": secret}).result["content"][0]["text"]
     assert secret not in text
     assert "token: must be at most 4 characters long" in text
@@ -127,24 +141,31 @@ def test_argument_errors_never_echo_the_value() -> None:
     assert "n: must be an integer" in text
 
 
-@pytest.mark.parametrize(("schema", "value", "message"), [
-    ({"type": ["string", "null"]}, 3, "must be a string or null"),
-    ({"enum": ["a", "b"]}, "c", 'must be one of "a", "b"'),
-    ({"const": 5}, 4, "must be 5"),
-    ({"minimum": 1}, 0, "must be at least 1"),
-    ({"exclusiveMinimum": 0}, 0, "must be greater than 0"),
-    ({"exclusiveMaximum": 10}, 10, "must be less than 10"),
-    ({"multipleOf": 5}, 7, "must be a multiple of 5"),
-    ({"minLength": 2}, "a", "must be at least 2 characters long"),
-    ({"type": "array", "minItems": 2}, [1], "must have at least 2 items"),
-    ({"type": "array", "maxItems": 1}, [1, 2], "must have at most 1 item"),
-    ({"type": "array", "uniqueItems": True}, [1, 1], "must not contain duplicate items"),
-    ({"format": "date-time"}, "yesterday", "must be a valid date-time"),
-    ({"format": "uuid"}, "123", "must be a valid uuid"),
-    ({"anyOf": [{"type": "string"}, {"type": "integer"}]}, 1.5, "must be a string or an integer"),
-    ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1, "matches more than one"),
-    ({"not": {"type": "string"}}, "x", "must not match the disallowed schema"),
-])
+@pytest.mark.parametrize(
+    ("schema", "value", "message"),
+    [
+        ({"type": ["string", "null"]}, 3, "must be a string or null"),
+        ({"enum": ["a", "b"]}, "c", 'must be one of "a", "b"'),
+        ({"const": 5}, 4, "must be 5"),
+        ({"minimum": 1}, 0, "must be at least 1"),
+        ({"exclusiveMinimum": 0}, 0, "must be greater than 0"),
+        ({"exclusiveMaximum": 10}, 10, "must be less than 10"),
+        ({"multipleOf": 5}, 7, "must be a multiple of 5"),
+        ({"minLength": 2}, "a", "must be at least 2 characters long"),
+        ({"type": "array", "minItems": 2}, [1], "must have at least 2 items"),
+        ({"type": "array", "maxItems": 1}, [1, 2], "must have at most 1 item"),
+        ({"type": "array", "uniqueItems": True}, [1, 1], "must not contain duplicate items"),
+        ({"format": "date-time"}, "yesterday", "must be a valid date-time"),
+        ({"format": "uuid"}, "123", "must be a valid uuid"),
+        (
+            {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            1.5,
+            "must be a string or an integer",
+        ),
+        ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1, "matches more than one"),
+        ({"not": {"type": "string"}}, "x", "must not match the disallowed schema"),
+    ],
+)
 def test_argument_rule_messages(schema: dict[str, Any], value: Any, message: str) -> None:
     t = tool(inputs={"type": "object", "properties": {"x": schema}})
     text = call(t, {"x": value}).result["content"][0]["text"]
@@ -152,12 +173,18 @@ def test_argument_rule_messages(schema: dict[str, Any], value: Any, message: str
 
 
 def test_valid_arguments_pass_and_decimal_multiples_are_multiples() -> None:
-    schema = {"type": "object", "properties": {"price": {"type": "number", "multipleOf": 0.01},
-                                               "when": {"type": "string", "format": "date"}}}
-    assert call(tool(inputs=schema), {"price": 19.99, "when": "2025-02-28"}).source == \
-        "generated"
-    assert call(tool(inputs=schema), {"when": "2025-02-30"}).result["content"][0]["text"] == \
-        'Invalid arguments for tool "search": when: must be a valid date'
+    schema = {
+        "type": "object",
+        "properties": {
+            "price": {"type": "number", "multipleOf": 0.01},
+            "when": {"type": "string", "format": "date"},
+        },
+    }
+    assert call(tool(inputs=schema), {"price": 19.99, "when": "2025-02-28"}).source == "generated"
+    assert (
+        call(tool(inputs=schema), {"when": "2025-02-30"}).result["content"][0]["text"]
+        == 'Invalid arguments for tool "search": when: must be a valid date'
+    )
 
 
 def test_non_object_arguments_are_reported_at_the_root() -> None:
@@ -186,8 +213,11 @@ def test_remote_refs_are_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the simulator must not touch the network")
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    remote = {"type": "object", "required": ["x"],
-              "properties": {"x": {"$ref": "https://example.com/s.json"}}}
+    remote = {
+        "type": "object",
+        "required": ["x"],
+        "properties": {"x": {"$ref": "https://example.com/s.json"}},
+    }
     outcome = call(tool(inputs=remote), {"x": 1})
     assert outcome.source == "schema-problem"
     outcome = call(tool(output=remote), {})
@@ -196,12 +226,13 @@ def test_remote_refs_are_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- generation: one test per keyword ----------------------------------------------------------
 
+
 def test_type_string_integer_number_boolean_null() -> None:
     assert all(isinstance(v, str) for v in samples({"type": "string"}))
-    assert all(isinstance(v, int) and not isinstance(v, bool)
-               for v in samples({"type": "integer"}))
-    assert all(isinstance(v, int | float) and not isinstance(v, bool)
-               for v in samples({"type": "number"}))
+    assert all(isinstance(v, int) and not isinstance(v, bool) for v in samples({"type": "integer"}))
+    assert all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in samples({"type": "number"})
+    )
     assert {v for v in samples({"type": "boolean"}, 20)} == {True, False}
     assert samples({"type": "null"}, 3) == [None, None, None]
 
@@ -213,27 +244,42 @@ def test_type_unions_produce_each_member() -> None:
 
 
 def test_properties_required_and_additional_properties_false() -> None:
-    schema = {"type": "object", "additionalProperties": False, "required": ["a"],
-              "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["a"],
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+    }
     values = samples(schema, 40)
     assert all("a" in v and set(v) <= {"a", "b"} for v in values)
     assert any("b" in v for v in values) and any("b" not in v for v in values)
 
 
 def test_additional_properties_schema_and_min_properties() -> None:
-    schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 7},
-              "minProperties": 3}
+    schema = {
+        "type": "object",
+        "additionalProperties": {"type": "integer", "minimum": 7},
+        "minProperties": 3,
+    }
     for value in samples(schema):
         assert len(value) >= 3 and all(isinstance(x, int) and x >= 7 for x in value.values())
 
 
 def test_pattern_properties_and_property_names() -> None:
-    schema = {"type": "object", "minProperties": 2, "additionalProperties": False,
-              "patternProperties": {"^x_[a-z]{2}$": {"type": "boolean"}}}
+    schema = {
+        "type": "object",
+        "minProperties": 2,
+        "additionalProperties": False,
+        "patternProperties": {"^x_[a-z]{2}$": {"type": "boolean"}},
+    }
     for value in samples(schema):
         assert len(value) >= 2 and all(re.fullmatch("x_[a-z]{2}", k) for k in value)
-    named = {"type": "object", "minProperties": 1,
-             "propertyNames": {"pattern": "^[A-Z]{3}$"}, "additionalProperties": {"type": "null"}}
+    named = {
+        "type": "object",
+        "minProperties": 1,
+        "propertyNames": {"pattern": "^[A-Z]{3}$"},
+        "additionalProperties": {"type": "null"},
+    }
     for value in samples(named):
         assert all(re.fullmatch("[A-Z]{3}", k) for k in value)
 
@@ -246,15 +292,18 @@ def test_items_min_items_max_items() -> None:
 
 
 def test_prefix_items() -> None:
-    schema = {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}],
-              "items": False, "minItems": 2}
+    schema = {
+        "type": "array",
+        "prefixItems": [{"type": "string"}, {"type": "integer"}],
+        "items": False,
+        "minItems": 2,
+    }
     for value in samples(schema):
         assert len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def test_unique_items() -> None:
-    schema = {"type": "array", "items": {"enum": [1, 2, 3, 4]}, "minItems": 4,
-              "uniqueItems": True}
+    schema = {"type": "array", "items": {"enum": [1, 2, 3, 4]}, "minItems": 4, "uniqueItems": True}
     for value in samples(schema):
         assert sorted(value) == [1, 2, 3, 4]
 
@@ -276,35 +325,46 @@ def test_exclusive_minimum_and_maximum() -> None:
 
 
 def test_multiple_of() -> None:
-    assert all(v % 6 == 0 and 7 <= v <= 40
-               for v in samples({"type": "integer", "minimum": 7, "maximum": 40,
-                                 "multipleOf": 6}))
+    assert all(
+        v % 6 == 0 and 7 <= v <= 40
+        for v in samples({"type": "integer", "minimum": 7, "maximum": 40, "multipleOf": 6})
+    )
     for value in samples({"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01}):
         assert round(value * 100) == pytest.approx(value * 100)
     assert all(v % 3 == 0 for v in samples({"type": "integer", "multipleOf": 1.5}))
 
 
 def test_min_length_max_length() -> None:
-    assert all(len(v) == 50 for v in samples({"type": "string", "minLength": 50,
-                                              "maxLength": 50}))
-    assert all(1 <= len(v) <= 3 for v in samples({"type": "string", "minLength": 1,
-                                                  "maxLength": 3}))
+    assert all(len(v) == 50 for v in samples({"type": "string", "minLength": 50, "maxLength": 50}))
+    assert all(
+        1 <= len(v) <= 3 for v in samples({"type": "string", "minLength": 1, "maxLength": 3})
+    )
 
 
-@pytest.mark.parametrize("pattern", [
-    r"^[a-z]{3,10}$", r"^doc_[0-9a-f]{8}$", r"^\d{3}-\d{4}$", r"^(?:foo|bar)+baz$",
-    r"^[^\s@]+@[^\s@]+\.[a-z]{2,}$", r"\bcat\b", r"^(?=.*\d)[a-z\d]{8}$", r"^(a|b)\1$",
-    r"^[A-Za-z0-9_.\-]{1,128}$", r"^https?://[^\s\x00]+$", r"(?i)^[A-F]{4}$",
-    "^[\u03b1-\u03c9]{2}$",  # Greek letters only: no ASCII member to prefer
-])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^[a-z]{3,10}$",
+        r"^doc_[0-9a-f]{8}$",
+        r"^\d{3}-\d{4}$",
+        r"^(?:foo|bar)+baz$",
+        r"^[^\s@]+@[^\s@]+\.[a-z]{2,}$",
+        r"\bcat\b",
+        r"^(?=.*\d)[a-z\d]{8}$",
+        r"^(a|b)\1$",
+        r"^[A-Za-z0-9_.\-]{1,128}$",
+        r"^https?://[^\s\x00]+$",
+        r"(?i)^[A-F]{4}$",
+        "^[\u03b1-\u03c9]{2}$",  # Greek letters only: no ASCII member to prefer
+    ],
+)
 def test_pattern_values_match(pattern: str) -> None:
     for value in samples({"type": "string", "pattern": pattern}, 20):
         assert re.search(pattern, value)
 
 
 def test_pattern_with_length_bounds() -> None:
-    for value in samples({"type": "string", "pattern": "[a-z]+", "minLength": 20,
-                          "maxLength": 25}):
+    for value in samples({"type": "string", "pattern": "[a-z]+", "minLength": 20, "maxLength": 25}):
         assert 20 <= len(value) <= 25 and re.search("[a-z]+", value)
     # An unanchored pattern is padded to reach minLength.
     for value in samples({"type": "string", "pattern": "abc", "minLength": 12}):
@@ -337,28 +397,49 @@ def test_one_of_matches_exactly_one() -> None:
 def test_any_of_and_all_of() -> None:
     values = samples({"anyOf": [{"type": "string", "maxLength": 3}, {"type": "boolean"}]}, 40)
     assert any(isinstance(v, str) for v in values) and any(isinstance(v, bool) for v in values)
-    schema = {"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}},
-                         "required": ["a"]},
-                        {"properties": {"b": {"const": "x"}}, "required": ["b"]},
-                        {"properties": {"a": {"minimum": 10, "maximum": 12}}}]}
+    schema = {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+            {"properties": {"b": {"const": "x"}}, "required": ["b"]},
+            {"properties": {"a": {"minimum": 10, "maximum": 12}}},
+        ]
+    }
     for value in samples(schema):
         assert value["b"] == "x" and 10 <= value["a"] <= 12
 
 
 def test_refs_and_defs() -> None:
-    output = {"type": "object", "required": ["hit"], "properties": {"hit": {"$ref": "#/$defs/h"}},
-              "$defs": {"h": {"type": "object", "required": ["id"],
-                              "properties": {"id": {"type": "string", "pattern": "^h[0-9]{3}$"}}}}}
+    output = {
+        "type": "object",
+        "required": ["hit"],
+        "properties": {"hit": {"$ref": "#/$defs/h"}},
+        "$defs": {
+            "h": {
+                "type": "object",
+                "required": ["id"],
+                "properties": {"id": {"type": "string", "pattern": "^h[0-9]{3}$"}},
+            }
+        },
+    }
     for index in range(10):
         value = structured(tool(output), {"i": index})
         assert re.fullmatch("h[0-9]{3}", value["hit"]["id"])
 
 
 def test_recursive_ref_is_bounded() -> None:
-    output = {"$ref": "#/$defs/node", "$defs": {"node": {
-        "type": "object", "required": ["name", "children"],
-        "properties": {"name": {"type": "string"},
-                       "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}}
+    output = {
+        "$ref": "#/$defs/node",
+        "$defs": {
+            "node": {
+                "type": "object",
+                "required": ["name", "children"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+                },
+            }
+        },
+    }
 
     def depth(node: dict[str, Any]) -> int:
         return 1 + max((depth(c) for c in node["children"]), default=0)
@@ -370,13 +451,21 @@ def test_recursive_ref_is_bounded() -> None:
 
 
 def test_draft_07_schemas_are_understood() -> None:
-    output = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
-              "required": ["pair", "ref"],
-              "properties": {"pair": {"type": "array", "items": [{"type": "string"},
-                                                                 {"type": "integer"}],
-                                      "additionalItems": False, "minItems": 2},
-                             "ref": {"$ref": "#/definitions/d"}},
-              "definitions": {"d": {"type": "string", "format": "date"}}}
+    output = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "required": ["pair", "ref"],
+        "properties": {
+            "pair": {
+                "type": "array",
+                "items": [{"type": "string"}, {"type": "integer"}],
+                "additionalItems": False,
+                "minItems": 2,
+            },
+            "ref": {"$ref": "#/definitions/d"},
+        },
+        "definitions": {"d": {"type": "string", "format": "date"}},
+    }
     for index in range(10):
         value = structured(tool(output), {"i": index})
         assert isinstance(value["pair"][0], str) and isinstance(value["pair"][1], int)
@@ -384,11 +473,14 @@ def test_draft_07_schemas_are_understood() -> None:
 
 
 def test_if_then_else_and_not() -> None:
-    schema = {"type": "object", "required": ["kind", "n"],
-              "properties": {"kind": {"enum": ["small", "big"]}, "n": {"type": "integer"}},
-              "if": {"properties": {"kind": {"const": "small"}}},
-              "then": {"properties": {"n": {"maximum": 9}}},
-              "else": {"properties": {"n": {"minimum": 1000}}}}
+    schema = {
+        "type": "object",
+        "required": ["kind", "n"],
+        "properties": {"kind": {"enum": ["small", "big"]}, "n": {"type": "integer"}},
+        "if": {"properties": {"kind": {"const": "small"}}},
+        "then": {"properties": {"n": {"maximum": 9}}},
+        "else": {"properties": {"n": {"minimum": 1000}}},
+    }
     for value in samples(schema):
         assert (value["n"] <= 9) if value["kind"] == "small" else (value["n"] >= 1000)
     assert all(v != "x" for v in samples({"enum": ["x", "y"], "not": {"const": "x"}}, 10))
@@ -396,22 +488,29 @@ def test_if_then_else_and_not() -> None:
 
 # ---- unsatisfiable schemas -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("schema", "where"), [
-    (wrap({"type": "string", "minLength": 5, "maxLength": 3}), "/properties/v"),
-    (wrap({"allOf": [{"type": "string"}, {"type": "integer"}]}), "/properties/v"),
-    (wrap({"oneOf": [{"type": "integer"}, {"type": "integer"}]}), "/properties/v/oneOf"),
-    (wrap({"type": "integer", "minimum": 3, "maximum": 2}), "/properties/v"),
-    (wrap({"type": "array", "items": {"enum": [1, 2]}, "minItems": 3, "uniqueItems": True}),
-     "/properties/v"),
-    (wrap({"type": "string", "pattern": "^[A-Z]{2}$", "minLength": 5}), "/properties/v"),
-])
+
+@pytest.mark.parametrize(
+    ("schema", "where"),
+    [
+        (wrap({"type": "string", "minLength": 5, "maxLength": 3}), "/properties/v"),
+        (wrap({"allOf": [{"type": "string"}, {"type": "integer"}]}), "/properties/v"),
+        (wrap({"oneOf": [{"type": "integer"}, {"type": "integer"}]}), "/properties/v/oneOf"),
+        (wrap({"type": "integer", "minimum": 3, "maximum": 2}), "/properties/v"),
+        (
+            wrap({"type": "array", "items": {"enum": [1, 2]}, "minItems": 3, "uniqueItems": True}),
+            "/properties/v",
+        ),
+        (wrap({"type": "string", "pattern": "^[A-Z]{2}$", "minLength": 5}), "/properties/v"),
+    ],
+)
 def test_unsatisfiable_output_schema_is_a_clear_error(schema: dict[str, Any], where: str) -> None:
     outcome = call(tool(schema))
     assert outcome.source == "schema-problem"
     assert outcome.result["isError"] is True and "structuredContent" not in outcome.result
     text = outcome.result["content"][0]["text"]
-    assert text.startswith('The simulator cannot answer tool "search": its outputSchema cannot '
-                           "be satisfied at ")
+    assert text.startswith(
+        'The simulator cannot answer tool "search": its outputSchema cannot be satisfied at '
+    )
     assert where in text
 
 
@@ -425,17 +524,60 @@ def test_output_schema_that_is_not_an_object() -> None:
 
 PEOPLE = {
     "type": "object",
-    "required": ["id", "contactId", "email", "name", "firstName", "lastName", "createdAt",
-                 "updatedAt", "birthDate", "city", "country", "phone", "price", "total",
-                 "currency", "title", "description", "status", "count", "quantity", "website",
-                 "url", "company"],
+    "required": [
+        "id",
+        "contactId",
+        "email",
+        "name",
+        "firstName",
+        "lastName",
+        "createdAt",
+        "updatedAt",
+        "birthDate",
+        "city",
+        "country",
+        "phone",
+        "price",
+        "total",
+        "currency",
+        "title",
+        "description",
+        "status",
+        "count",
+        "quantity",
+        "website",
+        "url",
+        "company",
+    ],
     "properties": {
-        **{key: {"type": "string"} for key in (
-            "id", "contactId", "email", "name", "firstName", "lastName", "createdAt",
-            "updatedAt", "birthDate", "city", "country", "phone", "currency", "title",
-            "description", "status", "website", "url", "company")},
-        "price": {"type": "number"}, "total": {"type": "number"},
-        "count": {"type": "integer"}, "quantity": {"type": "integer"},
+        **{
+            key: {"type": "string"}
+            for key in (
+                "id",
+                "contactId",
+                "email",
+                "name",
+                "firstName",
+                "lastName",
+                "createdAt",
+                "updatedAt",
+                "birthDate",
+                "city",
+                "country",
+                "phone",
+                "currency",
+                "title",
+                "description",
+                "status",
+                "website",
+                "url",
+                "company",
+            )
+        },
+        "price": {"type": "number"},
+        "total": {"type": "number"},
+        "count": {"type": "integer"},
+        "quantity": {"type": "integer"},
     },
 }
 
@@ -466,10 +608,15 @@ def test_values_look_like_what_their_names_say() -> None:
 
 def test_name_hints_yield_to_the_schema() -> None:
     # The name says e-mail / date-time / country, the schema says otherwise: the schema wins.
-    schema = {"type": "object", "required": ["email", "createdAt", "country"], "properties": {
-        "email": {"type": "string", "maxLength": 4},
-        "createdAt": {"type": "integer", "minimum": 1_600_000_000_000},
-        "country": {"type": "string", "pattern": "^[A-Z]{2}$"}}}
+    schema = {
+        "type": "object",
+        "required": ["email", "createdAt", "country"],
+        "properties": {
+            "email": {"type": "string", "maxLength": 4},
+            "createdAt": {"type": "integer", "minimum": 1_600_000_000_000},
+            "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        },
+    }
     codes = {c[2] for c in W.CITIES}
     for index in range(10):
         v = structured(tool(schema), {"i": index})
@@ -491,13 +638,17 @@ def test_text_result_without_output_schema_reads_like_the_tool() -> None:
 # ---- determinism -----------------------------------------------------------------------------
 
 CONTACT = {
-    "type": "object", "required": ["id", "email", "name", "createdAt", "score", "tags"],
-    "properties": {"id": {"type": "string", "format": "uuid"},
-                   "email": {"type": "string", "format": "email"}, "name": {"type": "string"},
-                   "createdAt": {"type": "string", "format": "date-time"},
-                   "score": {"type": "number", "minimum": 0, "maximum": 1},
-                   "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-                   "nickname": {"type": ["string", "null"]}},
+    "type": "object",
+    "required": ["id", "email", "name", "createdAt", "score", "tags"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "email": {"type": "string", "format": "email"},
+        "name": {"type": "string"},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        "nickname": {"type": ["string", "null"]},
+    },
 }
 
 _DETERMINISM_SCRIPT = """
@@ -517,13 +668,21 @@ print("\\n".join(out))
 
 def _run_isolated(hash_seed: str, tools: dict[str, Any]) -> bytes:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", _DETERMINISM_SCRIPT % json.dumps(tools)],
-                          env=env, cwd=ROOT, capture_output=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        [sys.executable, "-c", _DETERMINISM_SCRIPT % json.dumps(tools)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def test_results_are_byte_identical_across_processes_and_hash_seeds() -> None:
-    tools = {"contact": tool(CONTACT, name="get_contact", inputs=SEARCH_INPUT),
-             "text": tool(name="search_contacts", inputs=SEARCH_INPUT)}
+    tools = {
+        "contact": tool(CONTACT, name="get_contact", inputs=SEARCH_INPUT),
+        "text": tool(name="search_contacts", inputs=SEARCH_INPUT),
+    }
     first, second = _run_isolated("1", tools), _run_isolated("2", tools)
     assert first == second and len(first.splitlines()) == 12
     here = []
@@ -546,21 +705,30 @@ def test_same_call_same_bytes_and_answers_are_private_copies() -> None:
 
 def test_different_arguments_mostly_give_different_results() -> None:
     simulator = Simulator()
-    results = {json.dumps(call(tool(CONTACT), {"query": f"q{i}"}, simulator=simulator).result)
-               for i in range(50)}
-    texts = {json.dumps(call(tool(name="list_orders"), {"page": i}, simulator=simulator).result)
-             for i in range(50)}
+    results = {
+        json.dumps(call(tool(CONTACT), {"query": f"q{i}"}, simulator=simulator).result)
+        for i in range(50)
+    }
+    texts = {
+        json.dumps(call(tool(name="list_orders"), {"page": i}, simulator=simulator).result)
+        for i in range(50)
+    }
     assert len(results) >= 48 and len(texts) >= 48
 
 
 def test_seed_tenant_integration_and_fixture_version_change_the_result() -> None:
     base = json.dumps(call(tool(CONTACT), {"q": 1}).result)
     assert json.dumps(call(tool(CONTACT), {"q": 1}, seed=None).result) == base
-    for change in ({"seed": "a"}, {"tenant": "other"}, {"integration": "erp"},
-                   {"fixtures_version": 1}):
+    for change in (
+        {"seed": "a"},
+        {"tenant": "other"},
+        {"integration": "erp"},
+        {"fixtures_version": 1},
+    ):
         assert json.dumps(call(tool(CONTACT), {"q": 1}, **change).result) != base
-    assert json.dumps(call(tool(CONTACT), {"q": 1}, seed="a").result) == \
-        json.dumps(call(tool(CONTACT), {"q": 1}, seed="a").result)
+    assert json.dumps(call(tool(CONTACT), {"q": 1}, seed="a").result) == json.dumps(
+        call(tool(CONTACT), {"q": 1}, seed="a").result
+    )
 
 
 def test_argument_spelling_does_not_matter() -> None:
@@ -568,8 +736,9 @@ def test_argument_spelling_does_not_matter() -> None:
     b = call(tool(CONTACT), {"query": "x", "f": {"a": 2, "b": 1.0}, "limit": 5.0}).result
     assert json.dumps(a) == json.dumps(b)
     t = tool(name="search_contacts")
-    assert json.dumps(call(t, {"b": 1, "a": 2}).result) == \
-        json.dumps(call(t, {"a": 2, "b": 1}).result)
+    assert json.dumps(call(t, {"b": 1, "a": 2}).result) == json.dumps(
+        call(t, {"a": 2, "b": 1}).result
+    )
 
 
 def test_seed_derivation_is_the_documented_sha256() -> None:
@@ -582,11 +751,20 @@ def test_seed_derivation_is_the_documented_sha256() -> None:
 
 
 def test_schema_key_order_changes_key_order_only() -> None:
-    forward = {"type": "object", "required": ["a", "b", "c"],
-               "properties": {"a": {"type": "string"}, "b": {"type": "integer"},
-                              "c": {"type": "string", "format": "email"}}}
-    backward = {"properties": dict(reversed(list(forward["properties"].items()))),
-                "required": ["c", "b", "a"], "type": "object"}
+    forward = {
+        "type": "object",
+        "required": ["a", "b", "c"],
+        "properties": {
+            "a": {"type": "string"},
+            "b": {"type": "integer"},
+            "c": {"type": "string", "format": "email"},
+        },
+    }
+    backward = {
+        "properties": dict(reversed(list(forward["properties"].items()))),
+        "required": ["c", "b", "a"],
+        "type": "object",
+    }
     simulator = Simulator()
     one = call(tool(forward), {"x": 1}, simulator=simulator).result["structuredContent"]
     two = call(tool(backward), {"x": 1}, simulator=simulator).result["structuredContent"]
@@ -604,16 +782,29 @@ def test_adding_a_property_keeps_the_others_values() -> None:
 
 # ---- fixtures ----------------------------------------------------------------------------------
 
-PRICED = tool({"type": "object", "required": ["price"],
-               "properties": {"price": {"type": "number", "minimum": 0}}}, name="quote",
-              inputs={"type": "object", "properties": {"sku": {"type": "string"},
-                                                       "qty": {"type": "integer", "minimum": 1},
-                                                       "opts": {"type": "object"}}})
+PRICED = tool(
+    {
+        "type": "object",
+        "required": ["price"],
+        "properties": {"price": {"type": "number", "minimum": 0}},
+    },
+    name="quote",
+    inputs={
+        "type": "object",
+        "properties": {
+            "sku": {"type": "string"},
+            "qty": {"type": "integer", "minimum": 1},
+            "opts": {"type": "object"},
+        },
+    },
+)
 
 
 def ok_result(price: float = 1.5) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": f"price {price}"}],
-            "structuredContent": {"price": price}}
+    return {
+        "content": [{"type": "text", "text": f"price {price}"}],
+        "structuredContent": {"price": price},
+    }
 
 
 def parsed(body: Any, t: dict[str, Any] = PRICED) -> Fixture:
@@ -626,43 +817,77 @@ def test_fixture_defaults_are_filled_in() -> None:
     fixture = parsed({"rules": [{"result": ok_result()}]})
     rule = fixture.rules[0]
     assert dict(rule.match) == {} and rule.latency_ms == 0 and rule.error is None
-    assert fixture.as_body() == {"rules": [{"match": {}, "result": ok_result(),
-                                            "latencyMs": 0}]}
+    assert fixture.as_body() == {"rules": [{"match": {}, "result": ok_result(), "latencyMs": 0}]}
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ([], [("(body)", "must be an object")]),
-    ({}, [("rules", "is required and must be an array")]),
-    ({"rules": {}}, [("rules", "must be an array")]),
-    ({"rules": [], "extra": 1}, [("extra", "is not a known field")]),
-    ({"rules": [3]}, [("rules[0]", "must be an object")]),
-    ({"rules": [{"match": {}}]}, [("rules[0]", "must have exactly one of result or error")]),
-    ({"rules": [{"result": ok_result(), "error": {"code": 1, "message": "x"}}]},
-     [("rules[0]", "must have exactly one of result or error")]),
-    ({"rules": [{"match": [], "result": ok_result()}]}, [("rules[0].match", "must be an object")]),
-    ({"rules": [{"result": ok_result(), "latencyMs": -1}]},
-     [("rules[0].latencyMs", f"must be between 0 and {MAX_LATENCY_MS}")]),
-    ({"rules": [{"result": ok_result(), "latencyMs": MAX_LATENCY_MS + 1}]},
-     [("rules[0].latencyMs", f"must be between 0 and {MAX_LATENCY_MS}")]),
-    ({"rules": [{"result": ok_result(), "latencyMs": "5"}]},
-     [("rules[0].latencyMs", "must be an integer")]),
-    ({"rules": [{"result": ok_result(), "latencyMs": True}]},
-     [("rules[0].latencyMs", "must be an integer")]),
-    ({"rules": [{"result": ok_result(), "delay": 5}]},
-     [("rules[0].delay", "is not a known field")]),
-    ({"rules": [{"result": {"structuredContent": {"price": 1}}}]},
-     [("rules[0].result.content", "is required and must be an array of content blocks")]),
-    ({"rules": [{"result": {**ok_result(), "content": [{"text": "x"}, {"type": "text"}]}}]},
-     [("rules[0].result.content[0].type", "is required and must be a string"),
-      ("rules[0].result.content[1].text", "is required for a text block and must be a string")]),
-    ({"rules": [{"result": {**ok_result(), "isError": "no"}}]},
-     [("rules[0].result.isError", "must be a boolean")]),
-    ({"rules": [{"result": {**ok_result(), "structured_content": {}}}]},
-     [("rules[0].result.structured_content", "is not a CallToolResult field")]),
-    ({"rules": [{"error": {"code": "x", "message": ""}}]},
-     [("rules[0].error.code", "is required and must be an integer"),
-      ("rules[0].error.message", "is required and must be a non-empty string")]),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ([], [("(body)", "must be an object")]),
+        ({}, [("rules", "is required and must be an array")]),
+        ({"rules": {}}, [("rules", "must be an array")]),
+        ({"rules": [], "extra": 1}, [("extra", "is not a known field")]),
+        ({"rules": [3]}, [("rules[0]", "must be an object")]),
+        ({"rules": [{"match": {}}]}, [("rules[0]", "must have exactly one of result or error")]),
+        (
+            {"rules": [{"result": ok_result(), "error": {"code": 1, "message": "x"}}]},
+            [("rules[0]", "must have exactly one of result or error")],
+        ),
+        (
+            {"rules": [{"match": [], "result": ok_result()}]},
+            [("rules[0].match", "must be an object")],
+        ),
+        (
+            {"rules": [{"result": ok_result(), "latencyMs": -1}]},
+            [("rules[0].latencyMs", f"must be between 0 and {MAX_LATENCY_MS}")],
+        ),
+        (
+            {"rules": [{"result": ok_result(), "latencyMs": MAX_LATENCY_MS + 1}]},
+            [("rules[0].latencyMs", f"must be between 0 and {MAX_LATENCY_MS}")],
+        ),
+        (
+            {"rules": [{"result": ok_result(), "latencyMs": "5"}]},
+            [("rules[0].latencyMs", "must be an integer")],
+        ),
+        (
+            {"rules": [{"result": ok_result(), "latencyMs": True}]},
+            [("rules[0].latencyMs", "must be an integer")],
+        ),
+        (
+            {"rules": [{"result": ok_result(), "delay": 5}]},
+            [("rules[0].delay", "is not a known field")],
+        ),
+        (
+            {"rules": [{"result": {"structuredContent": {"price": 1}}}]},
+            [("rules[0].result.content", "is required and must be an array of content blocks")],
+        ),
+        (
+            {"rules": [{"result": {**ok_result(), "content": [{"text": "x"}, {"type": "text"}]}}]},
+            [
+                ("rules[0].result.content[0].type", "is required and must be a string"),
+                (
+                    "rules[0].result.content[1].text",
+                    "is required for a text block and must be a string",
+                ),
+            ],
+        ),
+        (
+            {"rules": [{"result": {**ok_result(), "isError": "no"}}]},
+            [("rules[0].result.isError", "must be a boolean")],
+        ),
+        (
+            {"rules": [{"result": {**ok_result(), "structured_content": {}}}]},
+            [("rules[0].result.structured_content", "is not a CallToolResult field")],
+        ),
+        (
+            {"rules": [{"error": {"code": "x", "message": ""}}]},
+            [
+                ("rules[0].error.code", "is required and must be an integer"),
+                ("rules[0].error.message", "is required and must be a non-empty string"),
+            ],
+        ),
+    ],
+)
 def test_fixture_parse_errors_name_the_field(body: Any, expected: list[tuple[str, str]]) -> None:
     fixture, problems = parse_fixture(body, PRICED)
     assert fixture is None
@@ -670,18 +895,24 @@ def test_fixture_parse_errors_name_the_field(body: Any, expected: list[tuple[str
 
 
 def test_fixture_structured_content_must_match_the_output_schema() -> None:
-    rules = [{"result": ok_result()}, {"result": ok_result()},
-             {"result": {"content": [], "structuredContent": {"price": -3}}},
-             {"result": {"content": [{"type": "text", "text": "no structure"}]}},
-             {"result": {"content": [], "structuredContent": {}}},
-             {"result": {"content": [{"type": "text", "text": "boom"}], "isError": True}}]
+    rules = [
+        {"result": ok_result()},
+        {"result": ok_result()},
+        {"result": {"content": [], "structuredContent": {"price": -3}}},
+        {"result": {"content": [{"type": "text", "text": "no structure"}]}},
+        {"result": {"content": [], "structuredContent": {}}},
+        {"result": {"content": [{"type": "text", "text": "boom"}], "isError": True}},
+    ]
     fixture, problems = parse_fixture({"rules": rules}, PRICED)
     assert fixture is None
     assert [tuple(p) for p in problems] == [
         ("rules[2].result.structuredContent.price", "must be at least 0"),
-        ("rules[3].result.structuredContent",
-         "is required: the tool declares an outputSchema (or set isError: true)"),
-        ("rules[4].result.structuredContent.price", "is required")]
+        (
+            "rules[3].result.structuredContent",
+            "is required: the tool declares an outputSchema (or set isError: true)",
+        ),
+        ("rules[4].result.structuredContent.price", "is required"),
+    ]
 
 
 def test_fixture_rule_count_is_bounded() -> None:
@@ -692,10 +923,15 @@ def test_fixture_rule_count_is_bounded() -> None:
 
 
 def test_match_is_a_subset_with_deep_equality_per_key() -> None:
-    fixture = parsed({"rules": [
-        {"match": {"sku": "A", "opts": {"gift": True}}, "result": ok_result(1)},
-        {"match": {"qty": 2}, "result": ok_result(2)},
-        {"match": {}, "result": ok_result(3)}]})
+    fixture = parsed(
+        {
+            "rules": [
+                {"match": {"sku": "A", "opts": {"gift": True}}, "result": ok_result(1)},
+                {"match": {"qty": 2}, "result": ok_result(2)},
+                {"match": {}, "result": ok_result(3)},
+            ]
+        }
+    )
 
     def price(arguments: dict[str, Any]) -> Any:
         rule = match_rule(fixture, arguments)
@@ -711,8 +947,14 @@ def test_match_is_a_subset_with_deep_equality_per_key() -> None:
 
 
 def test_first_matching_rule_wins_and_no_match_is_none() -> None:
-    fixture = parsed({"rules": [{"match": {"sku": "A"}, "result": ok_result(1)},
-                                {"match": {"sku": "A"}, "result": ok_result(2)}]})
+    fixture = parsed(
+        {
+            "rules": [
+                {"match": {"sku": "A"}, "result": ok_result(1)},
+                {"match": {"sku": "A"}, "result": ok_result(2)},
+            ]
+        }
+    )
     rule = match_rule(fixture, {"sku": "A"})
     assert rule is fixture.rules[0]
     assert match_rule(fixture, {"sku": "Z"}) is None
@@ -720,18 +962,30 @@ def test_first_matching_rule_wins_and_no_match_is_none() -> None:
 
 
 def test_error_rule_with_latency() -> None:
-    fixture = parsed({"rules": [{"match": {"sku": "X"}, "latencyMs": 250,
-                                 "error": {"code": -32001, "message": "rate limited",
-                                           "data": {"retry": 2}}}]})
+    fixture = parsed(
+        {
+            "rules": [
+                {
+                    "match": {"sku": "X"},
+                    "latencyMs": 250,
+                    "error": {"code": -32001, "message": "rate limited", "data": {"retry": 2}},
+                }
+            ]
+        }
+    )
     outcome = call(PRICED, {"sku": "X"}, fixture=fixture)
     assert outcome.result is None and outcome.latency_ms == 250 and outcome.source == "fixture"
     assert (outcome.error.code, outcome.error.message, outcome.error.data) == (
-        -32001, "rate limited", {"retry": 2})
+        -32001,
+        "rate limited",
+        {"retry": 2},
+    )
 
 
 def test_fixture_results_win_for_valid_calls_and_are_copies() -> None:
-    fixture = parsed({"rules": [{"match": {"sku": "A"}, "result": ok_result(9.5),
-                                 "latencyMs": 30}]})
+    fixture = parsed(
+        {"rules": [{"match": {"sku": "A"}, "result": ok_result(9.5), "latencyMs": 30}]}
+    )
     outcome = call(PRICED, {"sku": "A", "qty": 2}, fixture=fixture)
     assert outcome.result == ok_result(9.5) and outcome.latency_ms == 30
     outcome.result["structuredContent"]["price"] = 0
@@ -740,8 +994,9 @@ def test_fixture_results_win_for_valid_calls_and_are_copies() -> None:
 
 
 def test_partial_and_default_rules_cannot_hide_a_bad_call() -> None:
-    fixture = parsed({"rules": [{"match": {"sku": "A"}, "result": ok_result(1)},
-                                {"result": ok_result(2)}]})
+    fixture = parsed(
+        {"rules": [{"match": {"sku": "A"}, "result": ok_result(1)}, {"result": ok_result(2)}]}
+    )
     outcome = call(PRICED, {"sku": "A", "qty": 0}, fixture=fixture)
     assert outcome.source == "invalid-arguments"
     assert "qty: must be at least 1" in outcome.result["content"][0]["text"]
@@ -758,16 +1013,32 @@ def test_a_rule_naming_every_argument_answers_even_an_invalid_call() -> None:
 
 # ---- purity ----------------------------------------------------------------------------------
 
+
 def test_simulator_is_pure() -> None:
-    code = ("import sys, simulator, simulator.engine; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'gateway', 'settings_api', 'aiohttp', 'asyncpg', 'redis', 'socket'}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, simulator, simulator.engine; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'gateway', 'settings_api', 'aiohttp', 'asyncpg', 'redis', 'socket'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]"
     source = "\n".join(p.read_text() for p in (ROOT / "simulator").glob("*.py"))
-    for forbidden in (r"\bopen\(", r"import socket", r"urllib\.request", r"(?<![`\w.])hash\(",
-                      r"import (gateway|settings_api)", r"from (gateway|settings_api)"):
+    for forbidden in (
+        r"\bopen\(",
+        r"import socket",
+        r"urllib\.request",
+        r"(?<![`\w.])hash\(",
+        r"import (gateway|settings_api)",
+        r"from (gateway|settings_api)",
+    ):
         assert not re.search(forbidden, source), forbidden
 
 
@@ -783,8 +1054,7 @@ def test_a_fixture_applies_even_after_the_call_was_generated_and_cached() -> Non
     simulator = Simulator()
     assert call(PRICED, {"sku": "A"}, simulator=simulator).source == "generated"
     fixture = parsed({"rules": [{"match": {"sku": "A"}, "result": ok_result(4)}]})
-    assert call(PRICED, {"sku": "A"}, simulator=simulator, fixture=fixture).result == \
-        ok_result(4)
+    assert call(PRICED, {"sku": "A"}, simulator=simulator, fixture=fixture).result == ok_result(4)
     assert call(PRICED, {"sku": "A"}, simulator=simulator).source == "generated"
 
 
@@ -793,9 +1063,16 @@ def test_remembered_seeds_match_fresh_ones_and_keep_json_equal_values_together()
     arguments (1 and 1.0, any key order) share a result; NaN is not taken for null."""
     t = tool({"type": "object", "properties": {"n": {"type": "integer"}}}, inputs={})
     warm = Simulator()
-    for arguments in ({"a": 1, "b": [1.0, "x"]}, {"b": [1, "x"], "a": 1.0},
-                      {"a": None}, {"a": float("nan")}, {"big": 2**70}, {"a": None},
-                      {"long": "x" * 2000}, {"long": "x" * 2000}):
+    for arguments in (
+        {"a": 1, "b": [1.0, "x"]},
+        {"b": [1, "x"], "a": 1.0},
+        {"a": None},
+        {"a": float("nan")},
+        {"big": 2**70},
+        {"a": None},
+        {"long": "x" * 2000},
+        {"long": "x" * 2000},
+    ):
         assert call(t, arguments, warm) == call(t, arguments, Simulator())
     assert call(t, {"a": 1, "b": [1.0, "x"]}, warm) == call(t, {"b": [1, "x"], "a": 1.0}, warm)
     assert call(t, {"a": None}, warm) != call(t, {"a": float("nan")}, warm)
@@ -809,8 +1086,13 @@ def test_repeated_calls_of_one_tool_object_answer_as_a_fresh_simulator() -> None
     for t, arguments in ((PRICED, {"sku": "A"}), (PRICED, {"qty": 0}), (tool(CONTACT), {})):
         first = call(t, arguments, warm)
         first.result["content"].append("changed")
-        for change in ({}, {"seed": "a"}, {"tenant": "other"}, {"integration": "erp"},
-                       {"fixtures_version": 1}):
+        for change in (
+            {},
+            {"seed": "a"},
+            {"tenant": "other"},
+            {"integration": "erp"},
+            {"fixtures_version": 1},
+        ):
             again, fresh = call(t, arguments, warm, **change), call(t, arguments, **change)
             assert again == fresh and "changed" not in again.result["content"]
     assert call(PRICED, {"qty": 0}, warm).source == "invalid-arguments"
@@ -819,15 +1101,18 @@ def test_repeated_calls_of_one_tool_object_answer_as_a_fresh_simulator() -> None
     assert call(PRICED, {"sku": "A"}, warm).source == "generated"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", False),
-    ('{"id": 123456789012345678}', False),  # 18 digits: orjson reads it exactly
-    ('{"id": 1234567890123456789}', True),  # 19
-    ('{"id": 12345678901234567890123}', True),
-    ('{"a": "1234567890123456789"}', True),  # in a string: harmless, but the test is cheap
-    ('{"a": 123456789, "b": 0123456789}', False),  # runs apart do not add up
-    ("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩", False),  # not ASCII digits: never a JSON number
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", False),
+        ('{"id": 123456789012345678}', False),  # 18 digits: orjson reads it exactly
+        ('{"id": 1234567890123456789}', True),  # 19
+        ('{"id": 12345678901234567890123}', True),
+        ('{"a": "1234567890123456789"}', True),  # in a string: harmless, but the test is cheap
+        ('{"a": 123456789, "b": 0123456789}', False),  # runs apart do not add up
+        ("٠١٢٣٤٥٦٧٨٩٠١٢٣٤٥٦٧٨٩", False),  # not ASCII digits: never a JSON number
+    ],
+)
 def test_long_integer_runs_are_found_in_text_and_bytes(text: str, expected: bool) -> None:
     assert may_hold_long_integer(text) is expected
     assert may_hold_long_integer(text.encode()) is expected

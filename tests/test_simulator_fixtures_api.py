@@ -14,46 +14,89 @@ from aiohttp.test_utils import TestClient
 PRICE_TOOL = {
     "name": "get_price",
     "description": "Price of a SKU",
-    "inputSchema": {"type": "object", "properties": {"sku": {"type": "string"}},
-                    "required": ["sku"]},
-    "outputSchema": {"type": "object", "required": ["sku", "price", "currency"],
-                     "properties": {"sku": {"type": "string"},
-                                    "price": {"type": "number", "minimum": 0},
-                                    "currency": {"enum": ["EUR", "USD"]}}},
+    "inputSchema": {
+        "type": "object",
+        "properties": {"sku": {"type": "string"}},
+        "required": ["sku"],
+    },
+    "outputSchema": {
+        "type": "object",
+        "required": ["sku", "price", "currency"],
+        "properties": {
+            "sku": {"type": "string"},
+            "price": {"type": "number", "minimum": 0},
+            "currency": {"enum": ["EUR", "USD"]},
+        },
+    },
 }
 OTHER_TOOL = {"name": "ping_crm", "inputSchema": {"type": "object"}}
-FIXTURE = {"rules": [
-    {"match": {"sku": "BOOM"}, "error": {"code": -32001, "message": "warehouse offline"}},
-    {"match": {"sku": "SLOW"}, "latencyMs": 400,
-     "result": {"content": [{"type": "text", "text": "slow"}],
-                "structuredContent": {"sku": "SLOW", "price": 1, "currency": "EUR"}}},
-    {"match": {"sku": "A-1"},
-     "result": {"content": [{"type": "text", "text": "scripted A-1"}],
-                "structuredContent": {"sku": "A-1", "price": 9.5, "currency": "USD"}}},
-]}
+FIXTURE = {
+    "rules": [
+        {"match": {"sku": "BOOM"}, "error": {"code": -32001, "message": "warehouse offline"}},
+        {
+            "match": {"sku": "SLOW"},
+            "latencyMs": 400,
+            "result": {
+                "content": [{"type": "text", "text": "slow"}],
+                "structuredContent": {"sku": "SLOW", "price": 1, "currency": "EUR"},
+            },
+        },
+        {
+            "match": {"sku": "A-1"},
+            "result": {
+                "content": [{"type": "text", "text": "scripted A-1"}],
+                "structuredContent": {"sku": "A-1", "price": 9.5, "currency": "USD"},
+            },
+        },
+    ]
+}
 FIXTURES = "/crm/mcp/simulator/fixtures"
 
 
 @pytest.fixture
 async def key(api: Any) -> str:
     config_id = await api.integration_with_config(tools=[PRICE_TOOL, OTHER_TOOL])
-    _, body = await api.call("PATCH", "/crm/mcp", 200, json={
-        "enabled": True, "configId": config_id, "exposedToolIds": ["get_price", "ping_crm"]})
+    _, body = await api.call(
+        "PATCH",
+        "/crm/mcp",
+        200,
+        json={"enabled": True, "configId": config_id, "exposedToolIds": ["get_price", "ping_crm"]},
+    )
     return body["apiKey"]
 
 
-async def call_tool(client: TestClient, key: str, arguments: dict[str, Any], *,
-                    tool: str = "get_price", seed: str | None = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": "2026-07-28",
-               "Mcp-Method": "tools/call", "Mcp-Name": tool}
+async def call_tool(
+    client: TestClient,
+    key: str,
+    arguments: dict[str, Any],
+    *,
+    tool: str = "get_price",
+    seed: str | None = None,
+) -> tuple[int, Any]:
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": tool,
+    }
     if seed is not None:
         headers["X-Simulator-Seed"] = seed
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": tool, "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {}}}}
-    async with client.post("/v1/tenants/acme/integrations/crm/mcp:test", json=body,
-                           headers=headers) as resp:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": tool,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    async with client.post(
+        "/v1/tenants/acme/integrations/crm/mcp:test", json=body, headers=headers
+    ) as resp:
         return resp.status, await resp.json()
 
 
@@ -70,8 +113,11 @@ async def test_put_get_delete_round_trip_with_versions_and_audit(api: Any, key: 
     await api.call("DELETE", f"{FIXTURES}/get_price", 404)
     async with api.client.get("/v1/tenants/acme/audit", headers=api.headers) as resp:
         actions = [e["action"] for e in (await resp.json())["items"]]
-    assert actions[:3] == ["simulator.fixture_deleted", "simulator.fixture_put",
-                           "simulator.fixture_put"]
+    assert actions[:3] == [
+        "simulator.fixture_deleted",
+        "simulator.fixture_put",
+        "simulator.fixture_put",
+    ]
 
 
 async def test_unknown_tool_is_404(api: Any, key: str) -> None:
@@ -79,25 +125,39 @@ async def test_unknown_tool_is_404(api: Any, key: str) -> None:
     await api.call("PUT", "/nope/mcp/simulator/fixtures/get_price", 404, json=FIXTURE)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"rules": [{"result": {"content": [{"type": "text", "text": "x"}],
-                            "structuredContent": {"sku": "A", "price": -1,
-                                                  "currency": "EUR"}}}]},
-     "rules[0].result.structuredContent.price"),
-    ({"rules": [{"latencyMs": 30001, "result": {"content": []}}]}, "rules[0].latencyMs"),
-    ({"rules": [{"match": {}}]}, "rules[0]"),
-    ({"rules": "all"}, "rules"),
-    ({"rules": [], "extra": 1}, "extra"),
-])
-async def test_bad_fixtures_are_422_naming_the_field(api: Any, key: str, body: Any,
-                                                     field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {
+                "rules": [
+                    {
+                        "result": {
+                            "content": [{"type": "text", "text": "x"}],
+                            "structuredContent": {"sku": "A", "price": -1, "currency": "EUR"},
+                        }
+                    }
+                ]
+            },
+            "rules[0].result.structuredContent.price",
+        ),
+        ({"rules": [{"latencyMs": 30001, "result": {"content": []}}]}, "rules[0].latencyMs"),
+        ({"rules": [{"match": {}}]}, "rules[0]"),
+        ({"rules": "all"}, "rules"),
+        ({"rules": [], "extra": 1}, "extra"),
+    ],
+)
+async def test_bad_fixtures_are_422_naming_the_field(
+    api: Any, key: str, body: Any, field: str
+) -> None:
     _, problem = await api.call("PUT", f"{FIXTURES}/get_price", 422, json=body)
     fields = [e["field"] for e in problem["errors"]]
     assert any(f == field or f.startswith(field) for f in fields), fields
 
 
 async def test_generated_results_are_deterministic_schema_valid_and_seedable(
-        client: TestClient, key: str) -> None:
+    client: TestClient, key: str
+) -> None:
     status, first = await call_tool(client, key, {"sku": "X-9"})
     assert status == 200
     result = first["result"]
@@ -114,7 +174,8 @@ async def test_generated_results_are_deterministic_schema_valid_and_seedable(
 
 
 async def test_invalid_arguments_are_an_error_result_naming_the_field(
-        client: TestClient, key: str) -> None:
+    client: TestClient, key: str
+) -> None:
     status, body = await call_tool(client, key, {"sku": 12, "extra": True})
     assert status == 200
     assert body["result"]["isError"] is True
@@ -122,12 +183,16 @@ async def test_invalid_arguments_are_an_error_result_naming_the_field(
 
 
 async def test_fixtures_script_results_errors_and_non_blocking_latency(
-        api: Any, client: TestClient, key: str) -> None:
+    api: Any, client: TestClient, key: str
+) -> None:
     _, before = await call_tool(client, key, {"sku": "A-1"})
     await api.call("PUT", f"{FIXTURES}/get_price", 201, json=FIXTURE)
     _, scripted = await call_tool(client, key, {"sku": "A-1"})
-    assert scripted["result"]["structuredContent"] == {"sku": "A-1", "price": 9.5,
-                                                       "currency": "USD"}
+    assert scripted["result"]["structuredContent"] == {
+        "sku": "A-1",
+        "price": 9.5,
+        "currency": "USD",
+    }
     _, failed = await call_tool(client, key, {"sku": "BOOM"})
     assert failed["error"]["code"] == -32001
     assert failed["error"]["message"] == "warehouse offline"
@@ -147,17 +212,19 @@ async def test_fixtures_script_results_errors_and_non_blocking_latency(
     assert slow_body["result"]["content"][0]["text"] == "slow"
 
 
-async def test_default_rule_answers_everything_else(api: Any, client: TestClient,
-                                                    key: str) -> None:
-    await api.call("PUT", f"{FIXTURES}/ping_crm", 201, json={"rules": [
-        {"match": {}, "result": {"content": [{"type": "text", "text": "pong"}]}}]})
+async def test_default_rule_answers_everything_else(api: Any, client: TestClient, key: str) -> None:
+    await api.call(
+        "PUT",
+        f"{FIXTURES}/ping_crm",
+        201,
+        json={"rules": [{"match": {}, "result": {"content": [{"type": "text", "text": "pong"}]}}]},
+    )
     for arguments in ({}, {"anything": [1, 2]}):
         _, body = await call_tool(client, key, arguments, tool="ping_crm")
         assert body["result"]["content"] == [{"type": "text", "text": "pong"}]
 
 
-async def test_other_tenant_cannot_see_or_change_fixtures(api: Any, auth: Any,
-                                                          key: str) -> None:
+async def test_other_tenant_cannot_see_or_change_fixtures(api: Any, auth: Any, key: str) -> None:
     await api.call("PUT", f"{FIXTURES}/get_price", 201, json=FIXTURE)
     other = {"Authorization": auth("other")["Authorization"]}
     path = f"{api.base}{FIXTURES}/get_price"

@@ -65,8 +65,14 @@ print(json.dumps(out))
 
 
 def test_catastrophic_patterns_are_refused_instead_of_stopping_the_process() -> None:
-    done = subprocess.run([sys.executable, "-c", _CHILD % (EVIL, VICTIM)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD % (EVIL, VICTIM)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     out = json.loads(done.stdout)
     source, message = out["nested"]
     assert source == "schema-problem"
@@ -83,12 +89,25 @@ def test_catastrophic_patterns_are_refused_instead_of_stopping_the_process() -> 
     assert problem.startswith("cannot be checked against the tool's outputSchema: the pattern")
 
 
-@pytest.mark.parametrize(("pattern", "text"), [
-    ("^[a-z]+$", "hello"), ("^[a-z]+$", "hello\n"), ("^[a-z]+$", "Hello"), ("b", "abc"),
-    (r"^\d{3}-\d{4}$", "555-1234"), (r"^\d{3}-\d{4}$", "555-12345"), (r"\bcat\b", "a cat!"),
-    ("^(?=.*[A-Z])(?=.*\\d).{8,}$", "Passw0rdX"), ("^(?=.*[A-Z])(?=.*\\d).{8,}$", "password"),
-    ("(a)\\1", "xaax"), ("^é+$", "ééé"), (r"^\w+$", "naïve"), ("^$", ""), ("[", "x"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        ("^[a-z]+$", "hello"),
+        ("^[a-z]+$", "hello\n"),
+        ("^[a-z]+$", "Hello"),
+        ("b", "abc"),
+        (r"^\d{3}-\d{4}$", "555-1234"),
+        (r"^\d{3}-\d{4}$", "555-12345"),
+        (r"\bcat\b", "a cat!"),
+        ("^(?=.*[A-Z])(?=.*\\d).{8,}$", "Passw0rdX"),
+        ("^(?=.*[A-Z])(?=.*\\d).{8,}$", "password"),
+        ("(a)\\1", "xaax"),
+        ("^é+$", "ééé"),
+        (r"^\w+$", "naïve"),
+        ("^$", ""),
+        ("[", "x"),
+    ],
+)
 def test_ordinary_patterns_match_as_re_does(pattern: str, text: str) -> None:
     try:
         expected = re.search(pattern, text) is not None
@@ -114,8 +133,10 @@ def test_a_slow_pattern_is_refused_for_the_rest_of_its_call_only() -> None:
 def test_all_of_one_calls_pattern_matches_share_one_time_bound() -> None:
     # Polynomial backtracking just under the per-match timeout, on many property names:
     # without a bound per call, each name would cost the loop again.
-    tool = {"name": "t", "inputSchema": {"type": "object", "patternProperties": {
-        EVIL: {"type": "string"}}}}
+    tool = {
+        "name": "t",
+        "inputSchema": {"type": "object", "patternProperties": {EVIL: {"type": "string"}}},
+    }
     names = {"a" * 15 + f"b{n}": "v" for n in range(200)}  # about 10 ms each
     started = time.monotonic()
     outcome = Simulator().simulate(tool, names, tenant="t", integration="i")
@@ -125,13 +146,17 @@ def test_all_of_one_calls_pattern_matches_share_one_time_bound() -> None:
 
 def test_unevaluated_properties_with_pattern_properties_are_not_checked() -> None:
     # jsonschema matches those patterns with `re` itself, out of the time bound's reach.
-    schema = {"type": "object", "patternProperties": {"^x-": {"type": "string"}},
-              "unevaluatedProperties": False}
+    schema = {
+        "type": "object",
+        "patternProperties": {"^x-": {"type": "string"}},
+        "unevaluatedProperties": False,
+    }
     compiled = compile_schema(schema)
     assert compiled.validator is None
     assert "unevaluatedProperties with patternProperties" in (compiled.problem or "")
-    outcome = Simulator().simulate({"name": "t", "inputSchema": schema}, {"x-a": "1"},
-                                   tenant="t", integration="i")
+    outcome = Simulator().simulate(
+        {"name": "t", "inputSchema": schema}, {"x-a": "1"}, tenant="t", integration="i"
+    )
     assert outcome.source == "schema-problem"
     # Either alone is still checked.
     assert compile_schema({"type": "object", "unevaluatedProperties": False}).validator
@@ -139,20 +164,25 @@ def test_unevaluated_properties_with_pattern_properties_are_not_checked() -> Non
 
 
 def test_pattern_properties_and_patterns_still_validate() -> None:
-    tool = {"name": "t", "inputSchema": {
-        "type": "object", "additionalProperties": False,
-        "patternProperties": {"^x-": {"type": "integer"}},
-        "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}}
+    tool = {
+        "name": "t",
+        "inputSchema": {
+            "type": "object",
+            "additionalProperties": False,
+            "patternProperties": {"^x-": {"type": "integer"}},
+            "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+        },
+    }
     sim = Simulator()
     ok = sim.simulate(tool, {"code": "ABC", "x-n": 1}, tenant="t", integration="i")
     assert ok.source == "generated"
-    bad = sim.simulate(tool, {"code": "abc", "x-n": "one", "y": 1}, tenant="t",
-                       integration="i")
+    bad = sim.simulate(tool, {"code": "abc", "x-n": "one", "y": 1}, tenant="t", integration="i")
     assert bad.source == "invalid-arguments"
     text = bad.result["content"][0]["text"]
     assert "code: must match the pattern ^[A-Z]{3}$" in text
     assert "x-n: must be an integer" in text
     assert "y: is not an allowed property" in text
-    fixture, problems = parse_fixture({"rules": [{"match": {}, "result": {
-        "content": [{"type": "text", "text": "ok"}]}}]}, tool)
+    fixture, problems = parse_fixture(
+        {"rules": [{"match": {}, "result": {"content": [{"type": "text", "text": "ok"}]}}]}, tool
+    )
     assert fixture is not None and problems == []

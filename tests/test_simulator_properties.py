@@ -20,18 +20,59 @@ from simulator.validation import compile_schema
 
 pytestmark = pytest.mark.slow
 
-PROPERTY_NAMES = ("id", "userId", "email", "name", "firstName", "lastName", "createdAt",
-                  "updatedAt", "date", "city", "country", "phone", "price", "amount", "total",
-                  "currency", "title", "description", "status", "count", "quantity", "url",
-                  "website", "tags", "items", "value", "x", "data", "score", "age", "notes")
+PROPERTY_NAMES = (
+    "id",
+    "userId",
+    "email",
+    "name",
+    "firstName",
+    "lastName",
+    "createdAt",
+    "updatedAt",
+    "date",
+    "city",
+    "country",
+    "phone",
+    "price",
+    "amount",
+    "total",
+    "currency",
+    "title",
+    "description",
+    "status",
+    "count",
+    "quantity",
+    "url",
+    "website",
+    "tags",
+    "items",
+    "value",
+    "x",
+    "data",
+    "score",
+    "age",
+    "notes",
+)
 # (pattern, shortest and longest match), for choosing satisfiable length bounds.
-PATTERNS = ((r"^[a-z]{3,10}$", 3, 10), (r"^doc_[0-9a-f]{8}$", 12, 12), (r"^\d{3}-\d{4}$", 8, 8),
-            (r"^[A-Z]{2}$", 2, 2), (r"^(?:foo|bar)+$", 3, 60), (r"[a-z]+", 1, 200),
-            (r"^[\w.-]+@[a-z]+\.(com|org)$", 7, 80), (r"^(?=.*\d)[a-z\d]{8}$", 8, 8),
-            (r"^[^\s]{0,20}$", 0, 20), (r"abc", 3, 200))
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000),
-                    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
-                    st.text(max_size=8))
+PATTERNS = (
+    (r"^[a-z]{3,10}$", 3, 10),
+    (r"^doc_[0-9a-f]{8}$", 12, 12),
+    (r"^\d{3}-\d{4}$", 8, 8),
+    (r"^[A-Z]{2}$", 2, 2),
+    (r"^(?:foo|bar)+$", 3, 60),
+    (r"[a-z]+", 1, 200),
+    (r"^[\w.-]+@[a-z]+\.(com|org)$", 7, 80),
+    (r"^(?=.*\d)[a-z\d]{8}$", 8, 8),
+    (r"^[^\s]{0,20}$", 0, 20),
+    (r"abc", 3, 200),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-1000, 1000),
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
 
 
 @st.composite
@@ -108,17 +149,28 @@ def distinct(values: list[Any]) -> list[Any]:
 
 
 LEAVES = st.one_of(
-    integer_schemas(), number_schemas(), string_schemas(),
-    st.just({"type": "boolean"}), st.just({"type": "null"}), st.just({}),
+    integer_schemas(),
+    number_schemas(),
+    string_schemas(),
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.just({}),
     st.lists(SCALARS, min_size=1, max_size=5).map(lambda v: {"enum": distinct(v)}),
     st.one_of(SCALARS, st.lists(SCALARS, max_size=3)).map(lambda v: {"const": v}),
-    st.lists(st.sampled_from(["string", "integer", "number", "boolean", "null"]), min_size=1,
-             max_size=3, unique=True).map(lambda t: {"type": t}),
+    st.lists(
+        st.sampled_from(["string", "integer", "number", "boolean", "null"]),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ).map(lambda t: {"type": t}),
 )
 # Items for uniqueItems arrays: value spaces large enough for a few distinct items.
-ROOMY = st.one_of(st.just({"type": "string"}), st.just({"type": "integer"}),
-                  st.just({"type": "string", "format": "uuid"}),
-                  st.just({"type": "integer", "minimum": 0, "maximum": 1000}))
+ROOMY = st.one_of(
+    st.just({"type": "string"}),
+    st.just({"type": "integer"}),
+    st.just({"type": "string", "format": "uuid"}),
+    st.just({"type": "integer", "minimum": 0, "maximum": 1000}),
+)
 
 
 @st.composite
@@ -137,9 +189,9 @@ def objects(draw: Any, children: Any) -> dict[str, Any]:
         most = len(names) if extra == "false" else len(names) + 3
         schema["minProperties"] = draw(st.integers(0, most))
     if draw(st.booleans()):
-        schema["maxProperties"] = max(len(schema.get("required", [])),
-                                      schema.get("minProperties", 0)) + draw(
-            st.integers(0, 3))
+        schema["maxProperties"] = max(
+            len(schema.get("required", [])), schema.get("minProperties", 0)
+        ) + draw(st.integers(0, 3))
     return schema
 
 
@@ -170,25 +222,41 @@ def alternatives(draw: Any, children: Any) -> dict[str, Any]:
         return {"anyOf": draw(st.lists(children, min_size=1, max_size=3))}
     if kind == "oneOf":
         # Branches of different types: exactly one can match any value.
-        types = draw(st.lists(st.sampled_from(["string", "integer", "boolean", "null",
-                                               "object", "array"]),
-                              min_size=1, max_size=3, unique=True))
-        return {"oneOf": [{"type": t} if t not in ("string", "integer")
-                          else draw(string_schemas() if t == "string"
-                                    else integer_schemas()) for t in types]}
+        types = draw(
+            st.lists(
+                st.sampled_from(["string", "integer", "boolean", "null", "object", "array"]),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            )
+        )
+        return {
+            "oneOf": [
+                {"type": t}
+                if t not in ("string", "integer")
+                else draw(string_schemas() if t == "string" else integer_schemas())
+                for t in types
+            ]
+        }
     if kind == "allOf-objects":
-        a, b = draw(st.lists(st.sampled_from(PROPERTY_NAMES), min_size=2, max_size=2,
-                             unique=True))
-        return {"allOf": [{"type": "object", "properties": {a: draw(children)},
-                           "required": [a]},
-                          {"properties": {b: draw(children)}, "required": [b]}]}
+        a, b = draw(st.lists(st.sampled_from(PROPERTY_NAMES), min_size=2, max_size=2, unique=True))
+        return {
+            "allOf": [
+                {"type": "object", "properties": {a: draw(children)}, "required": [a]},
+                {"properties": {b: draw(children)}, "required": [b]},
+            ]
+        }
     low = draw(st.integers(-100, 100))
-    return {"allOf": [{"type": "integer", "minimum": low},
-                      {"maximum": low + draw(st.integers(0, 50))}]}
+    return {
+        "allOf": [{"type": "integer", "minimum": low}, {"maximum": low + draw(st.integers(0, 50))}]
+    }
 
 
-NODES = st.recursive(LEAVES, lambda children: st.one_of(
-    objects(children), arrays(children), alternatives(children)), max_leaves=12)
+NODES = st.recursive(
+    LEAVES,
+    lambda children: st.one_of(objects(children), arrays(children), alternatives(children)),
+    max_leaves=12,
+)
 ROOTS = objects(NODES)
 
 
@@ -202,26 +270,38 @@ def output_schemas(draw: Any) -> dict[str, Any]:
         root["properties"][name] = {"$ref": "#/$defs/shared"}
     if draw(st.booleans()):
         root.setdefault("$defs", {})["tree"] = {
-            "type": "object", "required": ["label"],
-            "properties": {"label": {"type": "string"},
-                           "children": {"type": "array", "items": {"$ref": "#/$defs/tree"}}}}
+            "type": "object",
+            "required": ["label"],
+            "properties": {
+                "label": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/tree"}},
+            },
+        }
         root["properties"]["tree"] = {"$ref": "#/$defs/tree"}
     return root
 
 
-ARGUMENTS = st.dictionaries(st.sampled_from(["query", "limit", "page", "id", "q"]),
-                            st.one_of(st.text(max_size=10), st.integers(-5, 500)), max_size=3)
+ARGUMENTS = st.dictionaries(
+    st.sampled_from(["query", "limit", "page", "id", "q"]),
+    st.one_of(st.text(max_size=10), st.integers(-5, 500)),
+    max_size=3,
+)
 
 
 def stock_validator(schema: dict[str, Any]) -> Any:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-@settings(max_examples=400, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(schema=output_schemas(), arguments=ARGUMENTS, seed=st.one_of(st.none(), st.text(max_size=5)))
 def test_every_generated_result_validates_and_repeats_byte_for_byte(
-        schema: dict[str, Any], arguments: dict[str, Any], seed: str | None) -> None:
+    schema: dict[str, Any], arguments: dict[str, Any], seed: str | None
+) -> None:
     tool = {"name": "random_tool", "inputSchema": {"type": "object"}, "outputSchema": schema}
     outcome = Simulator().simulate(tool, arguments, tenant="t", integration="i", seed=seed)
     assert outcome.source == "generated", outcome.result["content"][0]["text"]
@@ -229,22 +309,34 @@ def test_every_generated_result_validates_and_repeats_byte_for_byte(
     stock_validator(schema).validate(value)
     assert compile_schema(schema, output=True).validator.is_valid(value)
     assert json.loads(outcome.result["content"][0]["text"]) == value
-    again = Simulator().simulate(json.loads(json.dumps(tool)), dict(reversed(arguments.items())),
-                                 tenant="t", integration="i", seed=seed)
-    assert json.dumps(again.result, ensure_ascii=False) == json.dumps(outcome.result,
-                                                                      ensure_ascii=False)
+    again = Simulator().simulate(
+        json.loads(json.dumps(tool)),
+        dict(reversed(arguments.items())),
+        tenant="t",
+        integration="i",
+        seed=seed,
+    )
+    assert json.dumps(again.result, ensure_ascii=False) == json.dumps(
+        outcome.result, ensure_ascii=False
+    )
 
 
-JSON_VALUES = st.recursive(SCALARS, lambda children: st.one_of(
-    st.lists(children, max_size=3), st.dictionaries(st.text(max_size=4), children, max_size=3)),
-    max_leaves=8)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
-@settings(max_examples=150, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(schema=ROOTS, arguments=JSON_VALUES)
-def test_any_arguments_get_an_answer_never_an_exception(schema: dict[str, Any],
-                                                        arguments: Any) -> None:
+def test_any_arguments_get_an_answer_never_an_exception(
+    schema: dict[str, Any], arguments: Any
+) -> None:
     tool = {"name": "t", "inputSchema": schema}
     outcome = Simulator().simulate(tool, arguments, tenant="t", integration="i")
     valid = stock_validator(schema).is_valid({} if arguments is None else arguments)
@@ -257,10 +349,10 @@ def test_any_arguments_get_an_answer_never_an_exception(schema: dict[str, Any],
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(pattern=st.sampled_from(PATTERNS), seed=st.binary(min_size=16, max_size=16),
-       data=st.data())
-def test_pattern_strings_match_within_bounds(pattern: tuple[str, int, int], seed: bytes,
-                                             data: Any) -> None:
+@given(pattern=st.sampled_from(PATTERNS), seed=st.binary(min_size=16, max_size=16), data=st.data())
+def test_pattern_strings_match_within_bounds(
+    pattern: tuple[str, int, int], seed: bytes, data: Any
+) -> None:
     regex, shortest, longest = pattern
     low = data.draw(st.integers(0, shortest))
     high = data.draw(st.integers(max(low, shortest), longest))

@@ -47,17 +47,29 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 def _key(tenant: str = "acme", integration: str = "crm", at: int = T0) -> KeyBinding:
     minted = mint()
-    return KeyBinding(minted.key_id, minted.key_hash, minted.key_prefix, tenant, integration,
-                      SCOPE, at, None)
+    return KeyBinding(
+        minted.key_id, minted.key_hash, minted.key_prefix, tenant, integration, SCOPE, at, None
+    )
 
 
-def _config(tenant: str = "acme", integration: str = "crm", *,
-            config_id: str | None = None, headers: dict[str, str] | None = None,
-            tools: list[dict[str, Any]] | None = None) -> Config:
-    return Config(config_id or str(uuid.uuid4()), tenant, integration, "https://up.example/mcp",
-                  headers if headers is not None else {"Authorization": "Bearer s3cret"},
-                  tools if tools is not None else [{"name": "search", "inputSchema": {}}],
-                  T0, None)
+def _config(
+    tenant: str = "acme",
+    integration: str = "crm",
+    *,
+    config_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+) -> Config:
+    return Config(
+        config_id or str(uuid.uuid4()),
+        tenant,
+        integration,
+        "https://up.example/mcp",
+        headers if headers is not None else {"Authorization": "Bearer s3cret"},
+        tools if tools is not None else [{"name": "search", "inputSchema": {}}],
+        T0,
+        None,
+    )
 
 
 async def _integration(store: Store, integration: str = "crm", tenant: str = "acme") -> None:
@@ -67,9 +79,14 @@ async def _integration(store: Store, integration: str = "crm", tenant: str = "ac
 
 # migrations ----------------------------------------------------------------------------------
 async def test_migrations_apply_every_version_once_and_a_second_run_applies_nothing(
-        fresh_database_url: str) -> None:
-    shipped = [version for version, _ in migration_files(
-        "postgres" if fresh_database_url.startswith("postgresql") else "sqlite")]
+    fresh_database_url: str,
+) -> None:
+    shipped = [
+        version
+        for version, _ in migration_files(
+            "postgres" if fresh_database_url.startswith("postgresql") else "sqlite"
+        )
+    ]
     assert shipped and shipped == sorted(shipped)
     store = create_store(fresh_database_url)
     await store.open()
@@ -123,8 +140,7 @@ async def test_integrations_list_in_id_order_with_after_paging_per_tenant(store:
     assert [i.integration_id for i in second] == ["charlie", "delta"]
     assert [i.integration_id for i in third] == ["echo"]
     assert rest == []
-    assert [i.integration_id for i in everything] == ["alpha", "bravo", "charlie", "delta",
-                                                      "echo"]
+    assert [i.integration_id for i in everything] == ["alpha", "bravo", "charlie", "delta", "echo"]
 
 
 async def test_rename_changes_name_and_modified_time_only(store: Store) -> None:
@@ -165,19 +181,29 @@ async def test_delete_integration_cascades_to_configs_and_settings(store: Store)
 # configs -------------------------------------------------------------------------------------
 async def test_config_headers_and_tools_round_trip_exactly(store: Store) -> None:
     await _integration(store)
-    headers = {"Authorization": "Bearer tök€n \"quoted\"", "X-Empty": "", "x-lower": "a\nb"}
+    headers = {"Authorization": 'Bearer tök€n "quoted"', "X-Empty": "", "x-lower": "a\nb"}
     tools = [
-        {"name": "search_contacts", "title": "Search — contacts ✓",
-         "description": "Finds people.\nMultiline.",
-         "inputSchema": {"type": "object",
-                         "properties": {"query": {"type": "string", "maxLength": 200},
-                                        "limit": {"type": "integer", "default": 10},
-                                        "ratio": {"type": "number", "default": 0.25}},
-                         "required": ["query", "limit"]},
-         "annotations": {"readOnlyHint": True, "destructiveHint": False, "extra": None}},
-        {"name": "create_contact", "inputSchema": {"type": "object"},
-         "outputSchema": {"type": "object", "properties": {"id": {"type": "string"}}},
-         "_meta": {"nested": [1, 2.5, [], {}, "x"]}},
+        {
+            "name": "search_contacts",
+            "title": "Search — contacts ✓",
+            "description": "Finds people.\nMultiline.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "maxLength": 200},
+                    "limit": {"type": "integer", "default": 10},
+                    "ratio": {"type": "number", "default": 0.25},
+                },
+                "required": ["query", "limit"],
+            },
+            "annotations": {"readOnlyHint": True, "destructiveHint": False, "extra": None},
+        },
+        {
+            "name": "create_contact",
+            "inputSchema": {"type": "object"},
+            "outputSchema": {"type": "object", "properties": {"id": {"type": "string"}}},
+            "_meta": {"nested": [1, 2.5, [], {}, "x"]},
+        },
         # JSON bodies may carry a lone surrogate escape; it must store and load unchanged.
         {"name": "odd_text", "description": "lone \ud800 surrogate, NUL-free", "inputSchema": {}},
     ]
@@ -196,8 +222,7 @@ async def test_config_headers_and_tools_round_trip_exactly(store: Store) -> None
     assert found.upstream_header_names == ["Authorization", "X-Empty", "x-lower"]
 
 
-async def test_config_url_credentials_round_trip_and_are_never_kept_in_clear(
-        store: Store) -> None:
+async def test_config_url_credentials_round_trip_and_are_never_kept_in_clear(store: Store) -> None:
     await _integration(store)
     url = "https://bot:pa55-word@up.example/mcp?token=t0k3n-value&v=2"
     config = replace(_config(), upstream_url=url)
@@ -223,8 +248,7 @@ async def test_config_without_upstream_and_with_sync_time_round_trips(store: Sto
         assert await session.get_config("acme", "crm", "c-inline") == config
 
 
-async def test_configs_are_scoped_to_their_integration_and_listed_in_id_order(
-        store: Store) -> None:
+async def test_configs_are_scoped_to_their_integration_and_listed_in_id_order(store: Store) -> None:
     await _integration(store, "crm")
     await _integration(store, "billing")
     ids = ["c3", "c1", "c4", "c2"]
@@ -247,8 +271,10 @@ async def test_update_config_tools_replaces_catalog_and_sync_time(store: Store) 
     config = _config()
     async with store.transaction() as tx:
         await tx.insert_config(config)
-    new_tools = [{"name": "a", "inputSchema": {"type": "object"}},
-                 {"name": "b", "inputSchema": {"type": "object"}, "description": "ß"}]
+    new_tools = [
+        {"name": "a", "inputSchema": {"type": "object"}},
+        {"name": "b", "inputSchema": {"type": "object"}, "description": "ß"},
+    ]
     async with store.transaction() as tx:
         await tx.update_config_tools("acme", "crm", config.config_id, new_tools, T0 + 9)
     async with store.reader() as session:
@@ -269,7 +295,8 @@ async def test_config_for_an_unknown_integration_is_refused_by_the_schema(store:
 
 # settings ------------------------------------------------------------------------------------
 async def test_settings_row_is_created_with_the_integration_disabled_and_empty(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     await _integration(store)
     async with store.reader() as session:
         settings = await session.get_settings("acme", "crm")
@@ -286,14 +313,34 @@ async def test_settings_update_round_trips_and_reports_the_bound_key_prefix(stor
         await tx.insert_key(key)
         current = await tx.lock_settings("acme", "crm")
         assert current is not None
-        await tx.update_settings(McpSettings(
-            "acme", "crm", True, config.config_id, ["search", "zeta", "alpha"], "Use wisely ✓",
-            key.key_id, None, current.created_at, T0 + 3))
+        await tx.update_settings(
+            McpSettings(
+                "acme",
+                "crm",
+                True,
+                config.config_id,
+                ["search", "zeta", "alpha"],
+                "Use wisely ✓",
+                key.key_id,
+                None,
+                current.created_at,
+                T0 + 3,
+            )
+        )
     async with store.reader() as session:
         settings = await session.get_settings("acme", "crm")
-    assert settings == McpSettings("acme", "crm", True, config.config_id,
-                                   ["search", "zeta", "alpha"], "Use wisely ✓", key.key_id,
-                                   key.key_prefix, T0, T0 + 3)
+    assert settings == McpSettings(
+        "acme",
+        "crm",
+        True,
+        config.config_id,
+        ["search", "zeta", "alpha"],
+        "Use wisely ✓",
+        key.key_id,
+        key.key_prefix,
+        T0,
+        T0 + 3,
+    )
     assert settings.enabled is True
 
 
@@ -321,7 +368,11 @@ async def test_key_insert_lookup_by_hash_and_revoke(store: Store) -> None:
     assert revoked is not None
     assert revoked.revoked_at == T0 + 7
     assert (revoked.key_id, revoked.tenant_id, revoked.integration_id, revoked.scope) == (
-        key.key_id, "acme", "crm", SCOPE)
+        key.key_id,
+        "acme",
+        "crm",
+        SCOPE,
+    )
 
 
 async def test_revoke_live_keys_touches_only_that_integration(store: Store) -> None:
@@ -367,8 +418,9 @@ async def test_schema_refuses_a_duplicate_key_hash(store: Store) -> None:
     async with store.transaction() as tx:
         await tx.insert_key(key)
         await tx.revoke_live_keys("acme", "crm", T0 + 1)
-    clash = KeyBinding(str(uuid.uuid4()), key.key_hash, key.key_prefix, "acme", "crm", SCOPE,
-                       T0 + 2, None)
+    clash = KeyBinding(
+        str(uuid.uuid4()), key.key_hash, key.key_prefix, "acme", "crm", SCOPE, T0 + 2, None
+    )
     with pytest.raises(StoreConflictError):
         async with store.transaction() as tx:
             await tx.insert_key(clash)
@@ -427,8 +479,15 @@ async def test_a_write_is_visible_to_readers_only_after_commit(store: Store) -> 
 async def test_audit_lists_newest_first_per_tenant_with_before_seq_paging(store: Store) -> None:
     async with store.transaction() as tx:
         for n in range(5):
-            await tx.insert_audit(f"acme-{n}", "acme", "alice", f"action.{n}", "crm", T0 + n,
-                                  {"n": n, "names": ["a", "b"], "nested": {"ok": True}})
+            await tx.insert_audit(
+                f"acme-{n}",
+                "acme",
+                "alice",
+                f"action.{n}",
+                "crm",
+                T0 + n,
+                {"n": n, "names": ["a", "b"], "nested": {"ok": True}},
+            )
             await tx.insert_audit(f"globex-{n}", "globex", "eve", "x", "y", T0, {})
     async with store.reader() as session:
         page1 = await session.list_audit("acme", 2**62, 2)
@@ -441,7 +500,12 @@ async def test_audit_lists_newest_first_per_tenant_with_before_seq_paging(store:
     assert len(page3) == 1 and page4 == []
     newest = events[0]
     assert (newest.tenant_id, newest.actor, newest.action, newest.target, newest.at) == (
-        "acme", "alice", "action.4", "crm", T0 + 4)
+        "acme",
+        "alice",
+        "action.4",
+        "crm",
+        T0 + 4,
+    )
     assert newest.details == {"n": 4, "names": ["a", "b"], "nested": {"ok": True}}
 
 
@@ -465,8 +529,9 @@ async def test_data_survives_close_and_reopen(database_url: str) -> None:
             await tx.insert_integration("acme", "crm", "CRM", T0)
             await tx.insert_config(config)
             await tx.insert_key(key)
-            await tx.insert_audit("e1", "acme", "alice", "integration.created", "crm", T0,
-                                  {"name": "CRM"})
+            await tx.insert_audit(
+                "e1", "acme", "alice", "integration.created", "crm", T0, {"name": "CRM"}
+            )
     finally:
         await first.close()
     if database_url.startswith("sqlite:///"):
@@ -489,8 +554,7 @@ async def test_data_survives_close_and_reopen(database_url: str) -> None:
     assert event.details == {"name": "CRM"}
 
 
-async def test_a_second_store_on_the_same_database_sees_committed_writes(
-        database_url: str) -> None:
+async def test_a_second_store_on_the_same_database_sees_committed_writes(database_url: str) -> None:
     one, two = create_store(database_url), create_store(database_url)
     await one.open()
     await two.open()

@@ -149,7 +149,8 @@ async def test_one_tenants_slow_upstream_does_not_delay_another(
 
 
 async def test_upstream_calls_never_wait_for_a_process_wide_connection_cap(
-    gateway: TestClient, aiohttp_server: Any,
+    gateway: TestClient,
+    aiohttp_server: Any,
 ) -> None:
     # aiohttp's default cap (100 connections in use) was one queue for every tenant: past it,
     # each tenant's call waited for another tenant's slow upstream to answer.

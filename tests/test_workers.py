@@ -50,7 +50,10 @@ class Workers:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [CLI, "serve", "--port", str(self.port), "--workers", str(count)],
-            env={**base, **env}, stdout=self._log, stderr=subprocess.STDOUT)
+            env={**base, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, timeout_s: float = 30.0) -> Workers:
         deadline = time.monotonic() + timeout_s
@@ -101,10 +104,14 @@ class Workers:
 @pytest.fixture
 def env(tmp_path: Path, fresh_pg_url: str) -> dict[str, str]:
     (tmp_path / "tmp").mkdir()  # where the supervisor makes its metrics directory
-    return {"TMPDIR": str(tmp_path / "tmp"),
-            "MCPGW_DATABASE_URL": fresh_pg_url, "MCPGW_REDIS_URL": REDIS_URL,
-            "MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET,
-            "MCPGW_PUBLIC_URL": "http://gateway.test"}
+    return {
+        "TMPDIR": str(tmp_path / "tmp"),
+        "MCPGW_DATABASE_URL": fresh_pg_url,
+        "MCPGW_REDIS_URL": REDIS_URL,
+        "MCPGW_DATA_DIR": str(tmp_path / "data"),
+        "MCPGW_JWT_SECRET": JWT_SECRET,
+        "MCPGW_PUBLIC_URL": "http://gateway.test",
+    }
 
 
 @pytest.fixture
@@ -141,8 +148,9 @@ class Pinned:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
-                                          timeout=aiohttp.ClientTimeout(total=10))
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=10)
+        )
         self.api = f"{base}/v1/tenants/acme/integrations/crm"
         self.auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'acme')}"}
 
@@ -156,18 +164,23 @@ class Pinned:
             assert r.status < 300, (r.status, body)
             return body
 
-    async def mcp(self, key: str, body: Any, session: str | None = None
-                  ) -> tuple[int, dict[str, str], Any]:
-        headers = {"Authorization": f"Bearer {key}", "MCP-Protocol-Version": LEGACY,
-                   "Accept": "application/json, text/event-stream"}
+    async def mcp(
+        self, key: str, body: Any, session: str | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "MCP-Protocol-Version": LEGACY,
+            "Accept": "application/json, text/event-stream",
+        }
         if session:
             headers["Mcp-Session-Id"] = session
         async with self.http.post(f"{self.api}/mcp:test", json=body, headers=headers) as r:
             return r.status, dict(r.headers), await r.json(content_type=None)
 
     async def list_tools(self, key: str, session: str) -> int:
-        status, _, _ = await self.mcp(key, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                                      session)
+        status, _, _ = await self.mcp(
+            key, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session
+        )
         return status
 
 
@@ -199,8 +212,11 @@ def test_both_workers_answer_with_their_own_pid(workers: Workers) -> None:
     assert workers.proc.pid not in pids  # the supervisor serves nothing itself
 
     def request_lines_by_worker() -> set[int]:
-        lines = [json.loads(line) for line in workers.log().splitlines()
-                 if line.startswith("{") and '"path":"/healthz"' in line]
+        lines = [
+            json.loads(line)
+            for line in workers.log().splitlines()
+            if line.startswith("{") and '"path":"/healthz"' in line
+        ]
         return {line["worker"] for line in lines}
 
     deadline = time.monotonic() + 5  # log lines are flushed within 0.2 s
@@ -210,7 +226,8 @@ def test_both_workers_answer_with_their_own_pid(workers: Workers) -> None:
 
 
 async def test_metrics_count_every_workers_requests_whichever_worker_answers(
-        pinned: dict[int, Pinned]) -> None:
+    pinned: dict[int, Pinned],
+) -> None:
     # The fixture's health checks count too: read the totals, then add known numbers.
     (first, second), pids = pinned.values(), list(pinned)
 
@@ -218,8 +235,11 @@ async def test_metrics_count_every_workers_requests_whichever_worker_answers(
         async with client.http.get(client.base + "/metrics") as resp:
             text = await resp.text()
         families = {f.name: f for f in text_string_to_metric_families(text)}
-        total = sum(s.value for s in families["mcpgw_http_requests"].samples
-                    if s.name == "mcpgw_http_requests_total" and s.labels["route"] == "healthz")
+        total = sum(
+            s.value
+            for s in families["mcpgw_http_requests"].samples
+            if s.name == "mcpgw_http_requests_total" and s.labels["route"] == "healthz"
+        )
         workers = {s.labels["worker"] for s in families["mcpgw_build_info"].samples}
         return total, workers
 
@@ -237,18 +257,36 @@ async def test_metrics_count_every_workers_requests_whichever_worker_answers(
 
 
 async def test_rotation_through_one_worker_is_honoured_by_the_other(
-        pinned: dict[int, Pinned]) -> None:
+    pinned: dict[int, Pinned],
+) -> None:
     a, b = pinned.values()
     await a.settings("PUT", json={"name": "CRM"})
     config = await a.settings("POST", "/configs", json={"tools": TOOLS})
-    old_key = (await a.settings("PATCH", "/mcp", json={
-        "enabled": True, "configId": config["configId"],
-        "exposedToolIds": ["search_contacts"]}))["apiKey"]
+    old_key = (
+        await a.settings(
+            "PATCH",
+            "/mcp",
+            json={
+                "enabled": True,
+                "configId": config["configId"],
+                "exposedToolIds": ["search_contacts"],
+            },
+        )
+    )["apiKey"]
 
-    status, headers, _ = await b.mcp(old_key, {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": LEGACY, "capabilities": {},
-                   "clientInfo": {"name": "workers-test", "version": "1"}}})
+    status, headers, _ = await b.mcp(
+        old_key,
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LEGACY,
+                "capabilities": {},
+                "clientInfo": {"name": "workers-test", "version": "1"},
+            },
+        },
+    )
     assert status == 200
     session = headers["Mcp-Session-Id"]
     assert await b.list_tools(old_key, session) == 200  # b's cache now holds the old key
@@ -258,17 +296,27 @@ async def test_rotation_through_one_worker_is_honoured_by_the_other(
     while await b.list_tools(old_key, session) != 401:
         assert time.monotonic() - started < 1.0, "the rotation did not reach the other worker"
         await asyncio.sleep(0.01)
-    status, headers, _ = await b.mcp(new_key, {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": LEGACY, "capabilities": {},
-                   "clientInfo": {"name": "workers-test", "version": "1"}}})
+    status, headers, _ = await b.mcp(
+        new_key,
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LEGACY,
+                "capabilities": {},
+                "clientInfo": {"name": "workers-test", "version": "1"},
+            },
+        },
+    )
     assert status == 200
     assert await b.list_tools(new_key, headers["Mcp-Session-Id"]) == 200
     assert {await a.pid(), await b.pid()} == set(pinned), "a client changed worker"
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(
-        workers: Workers, tmp_path: Path) -> None:
+    workers: Workers, tmp_path: Path
+) -> None:
     first = workers.pids()
     assert len(first) == 2
     victim = min(first)
@@ -303,10 +351,14 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(
 
 def test_workers_without_redis_refuse_to_start(tmp_path: Path, env: dict[str, str]) -> None:
     env = {k: v for k, v in env.items() if k != "MCPGW_REDIS_URL"}
-    done = subprocess.run([CLI, "serve", "--port", str(free_port()), "--workers", "2"],
-                          env={**{k: v for k, v in os.environ.items()
-                                  if not k.startswith("MCPGW_")}, **env},
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        [CLI, "serve", "--port", str(free_port()), "--workers", "2"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2
     assert "--workers > 1 needs MCPGW_REDIS_URL" in done.stderr
 
@@ -316,9 +368,14 @@ def test_busy_port_fails_at_once(tmp_path: Path, env: dict[str, str]) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([CLI, "serve", "--port", str(port), "--workers", "2"],
-                              env={**os.environ, **env}, capture_output=True, text=True,
-                              timeout=30, check=False)
+        done = subprocess.run(
+            [CLI, "serve", "--port", str(port), "--workers", "2"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
@@ -332,8 +389,9 @@ class _FakeProc:
 
 
 def test_restart_budget_is_bounded_per_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    supervisor = Supervisor(host="127.0.0.1", port=1, role="all", count=1, max_restarts=2,
-                            window_s=60)
+    supervisor = Supervisor(
+        host="127.0.0.1", port=1, role="all", count=1, max_restarts=2, window_s=60
+    )
     spawned: list[int] = []
     monkeypatch.setattr(supervisor, "_spawn", spawned.append)
     clock = [1000.0]
@@ -356,8 +414,9 @@ def test_db_pool_size_is_validated(tmp_path: Path, raw: str) -> None:
     assert any(p.startswith("MCPGW_DB_POOL_SIZE=") for p in error.value.problems)
 
 
-async def test_db_pool_size_bounds_each_process_pool(tmp_path: Path, pg_database_url: str,
-                                                     aiohttp_client: Any) -> None:
+async def test_db_pool_size_bounds_each_process_pool(
+    tmp_path: Path, pg_database_url: str, aiohttp_client: Any
+) -> None:
     assert load_settings({"MCPGW_DATA_DIR": str(tmp_path)}).db_pool_size == 10
     settings = make_settings(tmp_path, pg_database_url, MCPGW_DB_POOL_SIZE="3")
     client = await aiohttp_client(build_app(settings))
@@ -381,15 +440,18 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, env: dict[st
 def test_a_serving_process_freezes_start_up_and_collects_young_objects_less_often() -> None:
     # `serve` and every worker run this start-up hook. Run in a process of its own: freezing
     # would keep this test process's objects out of the collector for good.
-    code = ("import asyncio, gc, sys\n"
-            "from gateway.server import YOUNG_COLLECTION_THRESHOLD, tune_collector\n"
-            "before = gc.get_threshold()\n"
-            "asyncio.run(tune_collector(None))\n"
-            "after = gc.get_threshold()\n"
-            "print(before[0], after[0], YOUNG_COLLECTION_THRESHOLD,"
-            " before[1:] == after[1:], gc.get_freeze_count() > 0)\n")
-    out = subprocess.run([sys.executable, "-c", code],
-                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    code = (
+        "import asyncio, gc, sys\n"
+        "from gateway.server import YOUNG_COLLECTION_THRESHOLD, tune_collector\n"
+        "before = gc.get_threshold()\n"
+        "asyncio.run(tune_collector(None))\n"
+        "after = gc.get_threshold()\n"
+        "print(before[0], after[0], YOUNG_COLLECTION_THRESHOLD,"
+        " before[1:] == after[1:], gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
     # The interpreter's own young threshold differs by version (700 up to 3.12, 2000 in 3.13).
     before, after, tuned = (int(value) for value in out[:3])
     assert before < tuned and after == tuned, out

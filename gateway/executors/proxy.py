@@ -53,8 +53,13 @@ class ProxyExecutor:
     tenant whose upstream is slow holds up no one but itself.
     """
 
-    def __init__(self, pool: UpstreamPool, *, timeout_s: float | None = None,
-                 max_inflight: int = DEFAULT_MAX_INFLIGHT) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        *,
+        timeout_s: float | None = None,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ) -> None:
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.pool = pool
@@ -157,9 +162,7 @@ class ProxyExecutor:
             # The upstream's own answer, relayed as is, except for echoed secrets.
             metrics.upstream_failed("jsonrpc-error")
             secrets = _secrets_of(ctx)
-            raise McpError(
-                code, scrub(message, secrets), scrub_json(error.get("data"), secrets)
-            )
+            raise McpError(code, scrub(message, secrets), scrub_json(error.get("data"), secrets))
         result = response.get("result")
         if not isinstance(result, dict):
             raise self._invalid(ctx, tool, "its result is not a JSON object")
@@ -183,9 +186,7 @@ class ProxyExecutor:
             message = f"Upstream MCP server timed out after {self.pool.timeout_s:g} s"
         elif reason == "http-status" and exc.status is not None:
             data = {"upstream": reason, "status": exc.status}
-            return self._failure(
-                ctx, tool, f"Upstream MCP server answered HTTP {exc.status}", data
-            )
+            return self._failure(ctx, tool, f"Upstream MCP server answered HTTP {exc.status}", data)
         elif reason == "too-large":
             message = (
                 f"Upstream MCP server response exceeds the {self.pool.max_body_bytes} byte limit"

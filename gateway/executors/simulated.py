@@ -41,19 +41,27 @@ class SimulatorExecutor:
         # tenant -> (its lane, calls in or waiting for it); dropped when the last one leaves
         self._lanes: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
-    async def call_tool(self, ctx: RequestContext, tool: Mapping[str, Any],
-                        arguments: dict[str, Any],
-                        meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def call_tool(
+        self,
+        ctx: RequestContext,
+        tool: Mapping[str, Any],
+        arguments: dict[str, Any],
+        meta: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
         view = ctx.integration
         identity: dict[str, Any] = {
-            "tenant": view.tenant_id, "integration": view.integration_id,
-            "fixtures_version": view.fixtures_version, "seed": ctx.simulator_seed,
-            "fixture": view.fixtures.get(str(tool.get("name")))}
+            "tenant": view.tenant_id,
+            "integration": view.integration_id,
+            "fixtures_version": view.fixtures_version,
+            "seed": ctx.simulator_seed,
+            "fixture": view.fixtures.get(str(tool.get("name"))),
+        }
         outcome = self.simulator.remembered(tool, arguments, **identity)
         if outcome is None:
             async with self._lane(view.tenant_id):
                 outcome = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, partial(self.simulator.simulate, tool, arguments, **identity))
+                    self._pool, partial(self.simulator.simulate, tool, arguments, **identity)
+                )
         if outcome.latency_ms > 0:
             # A sleep, not work: other requests keep being served meanwhile.
             await asyncio.sleep(min(outcome.latency_ms, MAX_LATENCY_MS) / 1000)

@@ -31,7 +31,8 @@ import orjson
 
 ACCESS_LOGGER = "mcp_gateway.access"
 REQUEST_ID_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "mcpgw_request_id", default=None)
+    "mcpgw_request_id", default=None
+)
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -56,8 +57,13 @@ class JsonFormatter(logging.Formatter):
         return f"{whole}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = _head(self.formatTime(record), record.levelname, record.name,
-                    record.getMessage(), _request_id_of(record))
+        doc = _head(
+            self.formatTime(record),
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            _request_id_of(record),
+        )
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             doc.update(fields)
@@ -82,8 +88,7 @@ def _request_id_of(record: logging.LogRecord) -> str | None:
     return REQUEST_ID_VAR.get() if own is _UNSET else own  # type: ignore[no-any-return]
 
 
-def _head(ts: str, level: str, logger: str, msg: str, request_id: str | None
-          ) -> dict[str, Any]:
+def _head(ts: str, level: str, logger: str, msg: str, request_id: str | None) -> dict[str, Any]:
     doc: dict[str, Any] = {"ts": ts, "level": level, "logger": logger, "msg": msg}
     if request_id is not None:
         doc["request_id"] = request_id
@@ -116,8 +121,7 @@ class TextFormatter(logging.Formatter):
         if request_id is not None and "request_id" not in fields:
             fields = {"request_id": request_id, **fields}
         if fields:
-            extra = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items()
-                             if v is not None)
+            extra = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None)
             head, newline, tail = text.partition("\n")  # keep a traceback below the line
             text = f"{head} {extra}{newline}{tail}"
         return text
@@ -126,8 +130,7 @@ class TextFormatter(logging.Formatter):
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
         # Quote when needed; escapes (as JSON does) keep a hostile path on one line.
-        return value if value.isprintable() and " " not in value and value else \
-            json.dumps(value)
+        return value if value.isprintable() and " " not in value and value else json.dumps(value)
     return str(value)
 
 
@@ -143,8 +146,16 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     of one system call per line."""
 
     def __init__(self, interval_s: float = 0.2) -> None:
-        super().__init__(open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8",
-                              errors="backslashreplace", closefd=False))
+        super().__init__(
+            open(
+                sys.stderr.fileno(),
+                "w",
+                buffering=1 << 16,
+                encoding="utf-8",
+                errors="backslashreplace",
+                closefd=False,
+            )
+        )
         self._interval_s = interval_s
         self._stop = threading.Event()
         threading.Thread(target=self._flusher, name="mcpgw-log-flush", daemon=True).start()
@@ -168,8 +179,9 @@ class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def configure_logging(level: str, fmt: str, stream: TextIO | None = None, *,
-                      static: Mapping[str, Any] | None = None) -> logging.Handler:
+def configure_logging(
+    level: str, fmt: str, stream: TextIO | None = None, *, static: Mapping[str, Any] | None = None
+) -> logging.Handler:
     """Route every record of the process to `stream` (default: buffered stderr) in `fmt`
     ("json" | "text"), replacing the root logger's handlers; `static` fields go on every
     line (a worker's index). Returns the handler."""

@@ -28,8 +28,22 @@ from settings_api import __version__
 # `*_created` series double the scrape for no use here.
 disable_created_metrics()
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0, 30.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 ENDPOINTS = ("call", "test", "settings", "other")
@@ -37,44 +51,92 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 # JSON-RPC methods that get their own label value; anything else is "other". "batch": a
 # JSON-RPC batch; "invalid": unparsable body; "none": no body read (refused before that) or a
 # message without a method; "-": not an MCP endpoint.
-RPC_METHODS = frozenset({
-    "initialize", "ping", "server/discover", "tools/list", "tools/call", "resources/list",
-    "resources/templates/list", "resources/read", "prompts/list", "prompts/get",
-    "completion/complete", "logging/setLevel", "notifications/initialized",
-    "notifications/cancelled", "notifications/progress", "notifications/roots/list_changed",
-})
-AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown", "revoked", "wrong-integration",
-                        "disabled", "throttled", "other")
-UPSTREAM_ERROR_REASONS = ("connect", "timeout", "http-status", "invalid-response", "too-large",
-                          "jsonrpc-error", "busy", "none", "other")
+RPC_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+    }
+)
+AUTH_FAILURE_REASONS = (
+    "missing",
+    "malformed",
+    "unknown",
+    "revoked",
+    "wrong-integration",
+    "disabled",
+    "throttled",
+    "other",
+)
+UPSTREAM_ERROR_REASONS = (
+    "connect",
+    "timeout",
+    "http-status",
+    "invalid-response",
+    "too-large",
+    "jsonrpc-error",
+    "busy",
+    "none",
+    "other",
+)
 CACHES = ("key", "integration")
 
 _REQUEST_LABELS = ("endpoint", "http_method", "route", "rpc_method", "outcome")
-REQUESTS = Counter("mcpgw_http_requests", "HTTP requests answered, by endpoint "
-                   "(call|test|settings|other), route, JSON-RPC method (MCP endpoints) and "
-                   "outcome", _REQUEST_LABELS)
+REQUESTS = Counter(
+    "mcpgw_http_requests",
+    "HTTP requests answered, by endpoint "
+    "(call|test|settings|other), route, JSON-RPC method (MCP endpoints) and "
+    "outcome",
+    _REQUEST_LABELS,
+)
 REQUEST_DURATION = Histogram(
-    "mcpgw_http_request_duration_seconds", "Time from the request's arrival to its answer "
-    "(the whole stream for SSE)", _REQUEST_LABELS, buckets=LATENCY_BUCKETS)
+    "mcpgw_http_request_duration_seconds",
+    "Time from the request's arrival to its answer (the whole stream for SSE)",
+    _REQUEST_LABELS,
+    buckets=LATENCY_BUCKETS,
+)
 IN_FLIGHT = Gauge("mcpgw_http_requests_in_flight", "Requests being handled", ("endpoint",))
-RATE_LIMITED = Counter("mcpgw_rate_limited", "Requests refused by the per-key rate limit (429)",
-                       ("endpoint",))
-LIMITER_DEGRADED = Gauge("mcpgw_rate_limiter_degraded",
-                         "1 while the rate limiter cannot reach Redis and fails over")
-AUTH_FAILURES = Counter("mcpgw_auth_failures", "MCP requests refused at authentication, by "
-                        "reason", ("reason",))
+RATE_LIMITED = Counter(
+    "mcpgw_rate_limited", "Requests refused by the per-key rate limit (429)", ("endpoint",)
+)
+LIMITER_DEGRADED = Gauge(
+    "mcpgw_rate_limiter_degraded", "1 while the rate limiter cannot reach Redis and fails over"
+)
+AUTH_FAILURES = Counter(
+    "mcpgw_auth_failures", "MCP requests refused at authentication, by reason", ("reason",)
+)
 UPSTREAM_DURATION = Histogram(
-    "mcpgw_upstream_request_duration_seconds", "callUrl tools/call round trips to the "
-    "upstream MCP server (handshake and retry included)", ("outcome",), buckets=LATENCY_BUCKETS)
-UPSTREAM_ERRORS = Counter("mcpgw_upstream_errors", "Failed upstream tools/call, by reason",
-                          ("reason",))
-CACHE_HITS = Counter("mcpgw_cache_hits", "Gateway cache lookups answered from memory",
-                     ("cache",))
-CACHE_MISSES = Counter("mcpgw_cache_misses", "Gateway cache lookups that went to the store",
-                       ("cache",))
+    "mcpgw_upstream_request_duration_seconds",
+    "callUrl tools/call round trips to the upstream MCP server (handshake and retry included)",
+    ("outcome",),
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_ERRORS = Counter(
+    "mcpgw_upstream_errors", "Failed upstream tools/call, by reason", ("reason",)
+)
+CACHE_HITS = Counter("mcpgw_cache_hits", "Gateway cache lookups answered from memory", ("cache",))
+CACHE_MISSES = Counter(
+    "mcpgw_cache_misses", "Gateway cache lookups that went to the store", ("cache",)
+)
 INVALIDATION_LAG = Histogram(
-    "mcpgw_invalidation_lag_seconds", "From a change's publication to its application on this "
-    "replica (wall clocks of two hosts: skew adds up)", buckets=LAG_BUCKETS)
+    "mcpgw_invalidation_lag_seconds",
+    "From a change's publication to its application on this "
+    "replica (wall clocks of two hosts: skew adds up)",
+    buckets=LAG_BUCKETS,
+)
 BUILD_INFO = Gauge("mcpgw_build_info", "The running version", ("version",))
 BUILD_INFO.labels(__version__).set(1)
 
@@ -96,8 +158,10 @@ def observe_request(labels: tuple[str, str, str, str, str], seconds: float) -> N
     """Count one answered request with these labels and observe its duration."""
     series = _REQUEST_SERIES.get(labels)
     if series is None:
-        series = _REQUEST_SERIES[labels] = (REQUESTS.labels(*labels),
-                                            REQUEST_DURATION.labels(*labels))
+        series = _REQUEST_SERIES[labels] = (
+            REQUESTS.labels(*labels),
+            REQUEST_DURATION.labels(*labels),
+        )
     series[0].inc()
     series[1].observe(seconds)
 

@@ -72,8 +72,14 @@ def outcome_for(status: int) -> str:
     return _OUTCOMES.get(status) or ("client_error" if status < 500 else "error")
 
 
-_OUTCOMES = {401: "auth_failed", 403: "forbidden", 404: "not_found", 429: "rate_limited",
-             CLIENT_CLOSED: "cancelled", 503: "unavailable"}
+_OUTCOMES = {
+    401: "auth_failed",
+    403: "forbidden",
+    404: "not_found",
+    429: "rate_limited",
+    CLIENT_CLOSED: "cancelled",
+    503: "unavailable",
+}
 
 
 def classify(route: AbstractRoute) -> tuple[str, str]:
@@ -143,8 +149,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             REQUEST_ID_VAR.reset(token)
 
 
-def _record(request: web.Request, request_id: str, endpoint: str, route: str, status: int,
-            elapsed: float) -> None:
+def _record(
+    request: web.Request, request_id: str, endpoint: str, route: str, status: int, elapsed: float
+) -> None:
     rpc_method = request[RPC_METHOD]
     mcp = endpoint in _MCP_ENDPOINTS
     if not mcp:
@@ -156,17 +163,29 @@ def _record(request: web.Request, request_id: str, endpoint: str, route: str, st
     outcome = request[OUTCOME] or outcome_for(status)
     method = request.method
     metrics.observe_request(
-        (endpoint, method if method in metrics.HTTP_METHODS else "other", route, rpc_label,
-         outcome), elapsed)
+        (
+            endpoint,
+            method if method in metrics.HTTP_METHODS else "other",
+            route,
+            rpc_label,
+            outcome,
+        ),
+        elapsed,
+    )
     if outcome == "rate_limited":
         metrics.RATE_LIMITED_BY_ENDPOINT[endpoint].inc()
     if not access_log.isEnabledFor(logging.INFO):
         return
     fields: dict[str, object] = {
-        "request_id": request_id, "method": method[:16],
-        "path": request.path[:MAX_LOGGED_PATH], "status": status,
-        "duration_ms": round(elapsed * 1000, 2), "endpoint": endpoint,
-        "route": route, "outcome": outcome, "client": _client(request),
+        "request_id": request_id,
+        "method": method[:16],
+        "path": request.path[:MAX_LOGGED_PATH],
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 2),
+        "endpoint": endpoint,
+        "route": route,
+        "outcome": outcome,
+        "client": _client(request),
     }
     if endpoint != "other":
         match_info = request.match_info
@@ -174,8 +193,9 @@ def _record(request: web.Request, request_id: str, endpoint: str, route: str, st
         if mcp or "integration" in match_info:
             fields["integration"] = match_info.get("integration")
         if mcp:
-            fields["rpc_method"] = (rpc_method[:MAX_LOGGED_RPC_METHOD]
-                                    if rpc_method is not None else None)
+            fields["rpc_method"] = (
+                rpc_method[:MAX_LOGGED_RPC_METHOD] if rpc_method is not None else None
+            )
     access_log.info("request", extra={"fields": fields})
 
 

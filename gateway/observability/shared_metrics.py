@@ -49,9 +49,14 @@ WORKER_LABEL = "worker"
 class SharedMetrics:
     """One worker's side: writes its snapshots and answers scrapes with the merge."""
 
-    def __init__(self, directory: Path, index: int, *,
-                 registry: CollectorRegistry = REGISTRY,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        index: int,
+        *,
+        registry: CollectorRegistry = REGISTRY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.directory = directory
         self.index = index
         self.path = directory / f"worker-{index}-{os.getpid()}.json"
@@ -61,11 +66,19 @@ class SharedMetrics:
 
     def snapshot(self, *, final: bool = False) -> bytes:
         """This worker's registry now, as the bytes of its snapshot file."""
-        families = [[m.name, m.documentation, m.type, m.unit,
-                     [[s.name, s.labels, s.value] for s in m.samples]]
-                    for m in self._registry.collect()]
-        return json.dumps({"worker": self.index, "at": self._clock(), "final": final,
-                           "families": families}).encode()
+        families = [
+            [
+                m.name,
+                m.documentation,
+                m.type,
+                m.unit,
+                [[s.name, s.labels, s.value] for s in m.samples],
+            ]
+            for m in self._registry.collect()
+        ]
+        return json.dumps(
+            {"worker": self.index, "at": self._clock(), "final": final, "families": families}
+        ).encode()
 
     async def publish(self, *, final: bool = False) -> None:
         data = self.snapshot(final=final)
@@ -111,8 +124,10 @@ class Merged:
         families: dict[str, Metric] = {}
         sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]]] = {}
         for snapshot in self._snapshots:
-            live = not snapshot.get("final") and \
-                self._now - float(snapshot.get("at", 0)) <= STALE_AFTER_S
+            live = (
+                not snapshot.get("final")
+                and self._now - float(snapshot.get("at", 0)) <= STALE_AFTER_S
+            )
             worker = str(snapshot.get("worker"))
             for name, documentation, typ, unit, samples in snapshot["families"]:
                 summed = typ in SUMMED_TYPES
@@ -124,8 +139,7 @@ class Merged:
                     sums[name] = {}
                 if not summed:
                     for sample_name, labels, value in samples:
-                        family.add_sample(sample_name, {**labels, WORKER_LABEL: worker},
-                                          value)
+                        family.add_sample(sample_name, {**labels, WORKER_LABEL: worker}, value)
                     continue
                 totals = sums[name]
                 for sample_name, labels, value in samples:

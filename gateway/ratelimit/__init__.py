@@ -39,9 +39,14 @@ __all__ = [
 ]
 
 
-def create_limiter(limits: Limits, redis_client: Redis | None, *, failure_mode: str = "open",
-                   prefix: str = "mcpgw", timeout_s: float = 0.5
-                   ) -> LocalLimiter | FailoverLimiter:
+def create_limiter(
+    limits: Limits,
+    redis_client: Redis | None,
+    *,
+    failure_mode: str = "open",
+    prefix: str = "mcpgw",
+    timeout_s: float = 0.5,
+) -> LocalLimiter | FailoverLimiter:
     """`LocalLimiter(limits)` without a client; with one, `FailoverLimiter(RedisLimiter,
     LocalLimiter, failure_mode)`, each Redis round trip bounded by `timeout_s`. The client
     stays the caller's to close."""

@@ -83,11 +83,19 @@ def throttle_key(address: str | None) -> str:
 class AuthFailureThrottle:
     """Counts failed authentications per client address; answers whether one is throttled."""
 
-    def __init__(self, limit: int, window_s: float, redis: Redis | None = None, *,
-                 key_prefix: str = "mcpgw:af:", timeout_s: float = 0.5,
-                 max_entries: int = DEFAULT_MAX_ENTRIES, warn_interval_s: float = 30.0,
-                 retry_interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window_s: float,
+        redis: Redis | None = None,
+        *,
+        key_prefix: str = "mcpgw:af:",
+        timeout_s: float = 0.5,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        warn_interval_s: float = 30.0,
+        retry_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
         self.limit = limit
@@ -140,7 +148,8 @@ class AuthFailureThrottle:
                 async with asyncio.timeout(self._timeout_s):
                     count, ttl_ms = await self._script(
                         keys=[self._prefix + key],
-                        args=[max(1, round(self.window_s * 1000)), self.limit])
+                        args=[max(1, round(self.window_s * 1000)), self.limit],
+                    )
             except REDIS_FAILURES as exc:
                 self._redis_down_until = self._clock() + self._retry_interval_s
                 self._warn(exc)
@@ -165,12 +174,15 @@ class AuthFailureThrottle:
         now = self._clock()
         if now - self._last_warning >= self._warn_interval_s:
             self._last_warning = now
-            log.warning("failed-auth throttle: Redis unavailable (%s); counting per replica",
-                        type(exc).__name__)
+            log.warning(
+                "failed-auth throttle: Redis unavailable (%s); counting per replica",
+                type(exc).__name__,
+            )
 
 
-def _bound(entries: dict[str, V], max_entries: int, now: float,
-           expiry: Callable[[V], float]) -> None:
+def _bound(
+    entries: dict[str, V], max_entries: int, now: float, expiry: Callable[[V], float]
+) -> None:
     """Keep `entries` within `max_entries`: past it, drop the expired ones, then the oldest
     down to 90% (so the scan is paid once per many inserts, not on each)."""
     if len(entries) <= max_entries:

@@ -82,9 +82,11 @@ class Limits:
 
 
 # Which buckets a check of each charge touches: (request bucket, call bucket).
-TOUCHES: dict[Charge, tuple[bool, bool]] = {Charge.REQUEST: (True, False),
-                                            Charge.BOTH: (True, True),
-                                            Charge.CALL: (False, True)}
+TOUCHES: dict[Charge, tuple[bool, bool]] = {
+    Charge.REQUEST: (True, False),
+    Charge.BOTH: (True, True),
+    Charge.CALL: (False, True),
+}
 
 
 def decide(buckets: Sequence[tuple[BucketSpec, float]]) -> tuple[Decision, list[float]]:
@@ -109,8 +111,13 @@ def decide(buckets: Sequence[tuple[BucketSpec, float]]) -> tuple[Decision, list[
         if not chosen or left < remaining or (left == remaining and reset > reset_ms):
             chosen = True
             limit, remaining, reset_ms = spec.burst, left, reset
-    decision = Decision(allowed=allowed, limit=limit, remaining=remaining,
-                        reset_s=reset_ms / 1000, retry_after_s=retry_ms / 1000)
+    decision = Decision(
+        allowed=allowed,
+        limit=limit,
+        remaining=remaining,
+        reset_s=reset_ms / 1000,
+        retry_after_s=retry_ms / 1000,
+    )
     return decision, after
 
 

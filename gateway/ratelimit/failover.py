@@ -34,9 +34,16 @@ class FailoverLimiter:
     """`RateLimiter` and `SessionDenylist`: `primary` (Redis) with `fallback` (local) per the
     failure `mode`."""
 
-    def __init__(self, primary: RedisLimiter, fallback: LocalLimiter, mode: str = "open", *,
-                 retry_interval_s: float = 1.0, warn_interval_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        primary: RedisLimiter,
+        fallback: LocalLimiter,
+        mode: str = "open",
+        *,
+        retry_interval_s: float = 1.0,
+        warn_interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if mode not in FAILURE_MODES:
             raise ValueError(f"failure mode must be 'open' or 'closed', not {mode!r}")
         self.primary = primary
@@ -124,10 +131,14 @@ class FailoverLimiter:
         metrics.limiter_degraded(True)
         if now - self._last_warning >= self._warn_interval_s:
             self._last_warning = now
-            action = ("limiting per replica from local buckets" if self.mode == "open"
-                      else "refusing requests (failure mode closed)")
-            log.warning("rate limiter: Redis unavailable (%s: %s); %s",
-                        type(exc).__name__, exc, action)
+            action = (
+                "limiting per replica from local buckets"
+                if self.mode == "open"
+                else "refusing requests (failure mode closed)"
+            )
+            log.warning(
+                "rate limiter: Redis unavailable (%s: %s); %s", type(exc).__name__, exc, action
+            )
         if self.mode == "closed":
             raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
 

@@ -29,10 +29,16 @@ _REQ_TK, _REQ_AT, _CALL_TK, _CALL_AT, _FULL_AT = range(5)
 class LocalLimiter:
     """`RateLimiter` and `SessionDenylist` in-process (bucket time from `time.monotonic`)."""
 
-    def __init__(self, limits: Limits, *, max_keys: int = 65_536, max_sessions: int = 65_536,
-                 sweep_interval_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        max_keys: int = 65_536,
+        max_sessions: int = 65_536,
+        sweep_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         if max_keys < 1 or max_sessions < 1:
             raise ValueError("max_keys and max_sessions must be at least 1")
         self.limits = limits
@@ -80,11 +86,13 @@ class LocalLimiter:
         request, call = TOUCHES[charge]
         buckets = []
         if request:
-            buckets.append((limits.request, limits.request.refill(state[_REQ_TK],
-                                                                  now - state[_REQ_AT])))
+            buckets.append(
+                (limits.request, limits.request.refill(state[_REQ_TK], now - state[_REQ_AT]))
+            )
         if call:
-            buckets.append((limits.call, limits.call.refill(state[_CALL_TK],
-                                                            now - state[_CALL_AT])))
+            buckets.append(
+                (limits.call, limits.call.refill(state[_CALL_TK], now - state[_CALL_AT]))
+            )
         decision, after = decide(buckets)
         if decision.allowed:
             if request:

@@ -141,10 +141,14 @@ def limiter_client(url: str, *, connect_timeout_s: float, **options: Any) -> Red
       the check that reconnects a pooled connection the server closed (Redis' `timeout`, a
       restart), and the next round trip fails instead.
     """
-    return Redis.from_url(url, socket_timeout=None, socket_connect_timeout=connect_timeout_s,
-                          retry=Retry(NoBackoff(), 0),
-                          maint_notifications_config=MaintNotificationsConfig(enabled=False),
-                          **options)
+    return Redis.from_url(
+        url,
+        socket_timeout=None,
+        socket_connect_timeout=connect_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+        **options,
+    )
 
 
 class RedisLimiter:
@@ -155,8 +159,16 @@ class RedisLimiter:
     not close it.
     """
 
-    def __init__(self, client: Redis, limits: Limits, *, prefix: str = "mcpgw",
-                 timeout_s: float = 0.5, max_batch: int = 512, max_inflight: int = 2) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        limits: Limits,
+        *,
+        prefix: str = "mcpgw",
+        timeout_s: float = 0.5,
+        max_batch: int = 512,
+        max_inflight: int = 2,
+    ) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
         self.client = client
@@ -167,8 +179,12 @@ class RedisLimiter:
         self._max_inflight = max_inflight
         self._script: AsyncScript = client.register_script(SCRIPT)
         req, call = limits.request, limits.call
-        self._argv = (repr(float(req.rate_per_s)), str(req.burst), repr(float(call.rate_per_s)),
-                      str(call.burst))
+        self._argv = (
+            repr(float(req.rate_per_s)),
+            str(req.burst),
+            repr(float(call.rate_per_s)),
+            str(call.burst),
+        )
         self._pending: list[_Check] = []
         self._scheduled = False
         self._inflight = 0
@@ -248,8 +264,8 @@ class RedisLimiter:
     def _launch(self) -> None:
         self._scheduled = False
         while self._pending and self._inflight < self._max_inflight:
-            batch = self._pending[:self._max_batch]
-            del self._pending[:self._max_batch]
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
             self._inflight += 1
             task = asyncio.get_running_loop().create_task(self._flush(batch))
             self._tasks.add(task)
@@ -268,8 +284,9 @@ class RedisLimiter:
             groups.setdefault(check.key_id, []).append(check)
         try:
             async with asyncio.timeout(self.timeout_s):
-                replies = await self._run([self._script_call(key_id, checks)
-                                           for key_id, checks in groups.items()])
+                replies = await self._run(
+                    [self._script_call(key_id, checks) for key_id, checks in groups.items()]
+                )
         except asyncio.CancelledError:  # from outside (shutdown): so are the checks
             for check in batch:
                 check.future.cancel()
@@ -291,8 +308,11 @@ class RedisLimiter:
                 if index < len(lines):
                     future.set_result(lines[index])
                 else:
-                    future.set_exception(reply if isinstance(reply, Exception) else
-                                         ResponseError(f"unexpected limiter reply {reply!r}"))
+                    future.set_exception(
+                        reply
+                        if isinstance(reply, Exception)
+                        else ResponseError(f"unexpected limiter reply {reply!r}")
+                    )
 
     async def _run(self, calls: list[_Call]) -> list[Any]:
         """Each script call's reply (or its error reply), in one round trip; after NOSCRIPT a
@@ -330,5 +350,10 @@ def _fail(batch: list[_Check], exc: BaseException) -> None:
 
 def _decision(line: bytes) -> Decision:
     allowed, limit, remaining, reset_ms, retry_ms = line.split()
-    return Decision(allowed=allowed == b"1", limit=int(limit), remaining=int(remaining),
-                    reset_s=int(reset_ms) / 1000, retry_after_s=int(retry_ms) / 1000)
+    return Decision(
+        allowed=allowed == b"1",
+        limit=int(limit),
+        remaining=int(remaining),
+        reset_s=int(reset_ms) / 1000,
+        retry_after_s=int(retry_ms) / 1000,
+    )

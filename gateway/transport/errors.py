@@ -44,8 +44,9 @@ class McpError(Exception):
     session); it applies to the transport's own checks: an error raised by a method or an
     executor is one member of a JSON-RPC answer and always gets its era's status."""
 
-    def __init__(self, code: int, message: str, data: Any = None,
-                 http_status: int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, data: Any = None, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -57,8 +58,7 @@ class McpError(Exception):
         return error_response(request_id, self.code, self.message, self.data)
 
 
-def error_response(request_id: Any, code: int, message: str,
-                   data: Any = None) -> dict[str, Any]:
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
     """A JSON-RPC error response object (`request_id` None when it could not be read; `data`
     omitted when None)."""
     error: dict[str, Any] = {"code": code, "message": message}
@@ -69,9 +69,12 @@ def error_response(request_id: Any, code: int, message: str,
 
 def rate_limited_response(request_id: Any, retry_after_s: int) -> dict[str, Any]:
     """The answer of a batch member refused by the rate limit (it was not run)."""
-    return error_response(request_id, RATE_LIMITED, f"Rate limit exceeded: this message was "
-                          f"not run; retry in {retry_after_s} s",
-                          {"retryAfterSeconds": retry_after_s})
+    return error_response(
+        request_id,
+        RATE_LIMITED,
+        f"Rate limit exceeded: this message was not run; retry in {retry_after_s} s",
+        {"retryAfterSeconds": retry_after_s},
+    )
 
 
 def status_of(response: dict[str, Any], era: Era) -> int:

@@ -26,8 +26,11 @@ PARAM_HEADER_PREFIX = "Mcp-Param-"
 X_MCP_HEADER = "x-mcp-header"
 
 # Which body field `Mcp-Name` mirrors, per method.
-NAME_FIELDS: Mapping[str, str] = {"tools/call": "name", "prompts/get": "name",
-                                  "resources/read": "uri"}
+NAME_FIELDS: Mapping[str, str] = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+}
 
 _SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
 _HEADER_SAFE = re.compile(r"[\t\x20-\x7e]*")
@@ -37,9 +40,21 @@ _HEADER_TYPES = frozenset({"string", "integer", "boolean"})
 
 # JSON Schema 2020-12 keywords whose values are schemas. Only a chain of `properties` keeps a
 # property "statically reachable"; any other applicator leaves the chain.
-_ONE_SCHEMA = frozenset({"items", "contains", "additionalProperties", "propertyNames", "not",
-                         "if", "then", "else", "unevaluatedItems", "unevaluatedProperties",
-                         "contentSchema"})
+_ONE_SCHEMA = frozenset(
+    {
+        "items",
+        "contains",
+        "additionalProperties",
+        "propertyNames",
+        "not",
+        "if",
+        "then",
+        "else",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "contentSchema",
+    }
+)
 _SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
 _SCHEMA_MAPS = frozenset({"patternProperties", "dependentSchemas", "$defs", "definitions"})
 
@@ -52,8 +67,11 @@ def decode_value(value: str) -> str | None:
     """A header value with the base64 sentinel removed; None when the sentinel is corrupt or
     the plain value carries characters a header value cannot."""
     if "=?" not in value:  # the usual plain value: no sentinel to look for
-        return value if value.isascii() and (value.isprintable() or
-                                             _HEADER_SAFE.fullmatch(value)) else None
+        return (
+            value
+            if value.isascii() and (value.isprintable() or _HEADER_SAFE.fullmatch(value))
+            else None
+        )
     match = _SENTINEL.fullmatch(value)
     if match is None:
         return value if _HEADER_SAFE.fullmatch(value) else None
@@ -76,22 +94,27 @@ def _single(headers: CIMultiDictProxy[str], name: str) -> str | None:
     return values[0] if values else None
 
 
-def check_routing_headers(headers: CIMultiDictProxy[str], message: Mapping[str, Any],
-                          version: Any) -> None:
+def check_routing_headers(
+    headers: CIMultiDictProxy[str], message: Mapping[str, Any], version: Any
+) -> None:
     """`MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` against a modern request body."""
     header_version = _single(headers, PROTOCOL_VERSION_HEADER)
     if header_version is None:
         raise HeaderMismatch(f"the {PROTOCOL_VERSION_HEADER} header is required")
     if header_version != version:
-        raise HeaderMismatch(f"the {PROTOCOL_VERSION_HEADER} header ({header_version!r}) does "
-                             f"not match params._meta's protocol version ({version!r})")
+        raise HeaderMismatch(
+            f"the {PROTOCOL_VERSION_HEADER} header ({header_version!r}) does "
+            f"not match params._meta's protocol version ({version!r})"
+        )
     method = message["method"]
     header_method = _single(headers, METHOD_HEADER)
     if header_method is None:
         raise HeaderMismatch(f"the {METHOD_HEADER} header is required")
     if header_method != method:
-        raise HeaderMismatch(f"the {METHOD_HEADER} header ({_short(header_method)!r}) does not "
-                             f"match the body's method ({_short(method)!r})")
+        raise HeaderMismatch(
+            f"the {METHOD_HEADER} header ({_short(header_method)!r}) does not "
+            f"match the body's method ({_short(method)!r})"
+        )
     field = NAME_FIELDS.get(method)
     if field is None:
         return
@@ -106,8 +129,10 @@ def check_routing_headers(headers: CIMultiDictProxy[str], message: Mapping[str, 
     if decoded is None:
         raise HeaderMismatch(f"the {NAME_HEADER} header is malformed")
     if decoded != body_name:
-        raise HeaderMismatch(f"the {NAME_HEADER} header ({_short(decoded)!r}) does not match "
-                             f"params.{field} ({_short(body_name)!r})")
+        raise HeaderMismatch(
+            f"the {NAME_HEADER} header ({_short(decoded)!r}) does not match "
+            f"params.{field} ({_short(body_name)!r})"
+        )
 
 
 # --- Mcp-Param-* (x-mcp-header) --------------------------------------------------------------
@@ -137,8 +162,13 @@ def _annotations(root: Any) -> tuple[Annotation, ...] | None:
         if X_MCP_HEADER not in schema:
             continue
         token, kind = schema[X_MCP_HEADER], schema.get("type")
-        if (not path or not isinstance(token, str) or not _TOKEN.fullmatch(token)
-                or kind not in _HEADER_TYPES or token.lower() in seen):
+        if (
+            not path
+            or not isinstance(token, str)
+            or not _TOKEN.fullmatch(token)
+            or kind not in _HEADER_TYPES
+            or token.lower() in seen
+        ):
             return None
         seen.add(token.lower())
         found.append((path, token, kind))
@@ -155,8 +185,10 @@ def _schema_positions(root: Any) -> Iterator[tuple[tuple[str, ...] | None, dict[
         yield path, node
         for keyword, value in node.items():
             if keyword == "properties" and isinstance(value, dict):
-                stack.extend(((*path, name) if path is not None else None, sub)
-                             for name, sub in value.items())
+                stack.extend(
+                    ((*path, name) if path is not None else None, sub)
+                    for name, sub in value.items()
+                )
             elif keyword in _ONE_SCHEMA:
                 stack.append((None, value))
             elif keyword in _SCHEMA_LISTS and isinstance(value, list):
@@ -165,8 +197,9 @@ def _schema_positions(root: Any) -> Iterator[tuple[tuple[str, ...] | None, dict[
                 stack.extend((None, sub) for sub in value.values())
 
 
-def check_param_headers(headers: CIMultiDictProxy[str], tool: Mapping[str, Any],
-                        arguments: Any) -> None:
+def check_param_headers(
+    headers: CIMultiDictProxy[str], tool: Mapping[str, Any], arguments: Any
+) -> None:
     """Each `Mcp-Param-*` header of a `tools/call` against the argument it mirrors: present
     together (and equal after decoding) or absent together."""
     annotations = header_annotations(tool.get("inputSchema"))
@@ -181,8 +214,7 @@ def check_param_headers(headers: CIMultiDictProxy[str], tool: Mapping[str, Any],
         where = ".".join(path)
         if value is None:
             if raw is not None:
-                raise HeaderMismatch(f"the {name} header is present but argument {where!r} "
-                                     "is not")
+                raise HeaderMismatch(f"the {name} header is present but argument {where!r} is not")
             continue
         rendered = _render(value)
         if raw is None:
@@ -219,8 +251,12 @@ def _render(value: Any) -> str | None:
 
 
 def _same(kind: str, value: Any, rendered: str, decoded: str) -> bool:
-    if (kind == "integer" and not isinstance(value, bool) and isinstance(value, int | float)
-            and _INTEGER.fullmatch(decoded)):
+    if (
+        kind == "integer"
+        and not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and _INTEGER.fullmatch(decoded)
+    ):
         # Integers compare as numbers: "42" matches 42 and 42.0.
         if isinstance(value, float) and not value.is_integer():
             return False
@@ -233,6 +269,7 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 # --- Accept ---------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=256)  # clients send a handful of distinct Accept values
 def accepted_types(accept: str | None) -> tuple[bool, bool]:

@@ -78,6 +78,7 @@ DISCONNECT_POLL_S = 0.25
 
 # --- parsing (before the limiter) -----------------------------------------------------------
 
+
 @dataclass(slots=True)  # not frozen: see gateway.context.Decision
 class Inbound:
     """A POST body, parsed once."""
@@ -114,14 +115,18 @@ def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
     except UnicodeDecodeError:
         return Inbound(parse_error="the body is not UTF-8")
     except ValueError as exc:
-        reason = (f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-                  if isinstance(exc, json.JSONDecodeError) else str(exc))
+        reason = (
+            f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else str(exc)
+        )
         return Inbound(parse_error=f"the body is not valid JSON: {reason}")
     if too_deep(body, raw=raw):  # gateway/transport/limits.py
         return Inbound(parse_error=depth_reason())
     if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
-        return Inbound(parse_error="the body is not valid JSON: a string is not valid Unicode "
-                                   "(lone surrogate)")
+        return Inbound(
+            parse_error="the body is not valid JSON: a string is not valid Unicode (lone surrogate)"
+        )
     return Inbound(body=body, choice=detect_era(headers, body))
 
 
@@ -177,8 +182,9 @@ class Exchange:
 
 async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
     if inbound.parse_error is not None:
-        return _reply(x, error_response(None, PARSE_ERROR, "Parse error", inbound.parse_error),
-                      Era.LEGACY)
+        return _reply(
+            x, error_response(None, PARSE_ERROR, "Parse error", inbound.parse_error), Era.LEGACY
+        )
     body, choice = inbound.body, inbound.choice
     assert choice is not None
     try:
@@ -207,8 +213,11 @@ async def answer_delete(x: Exchange, sessions: SessionDenylist) -> web.StreamRes
 async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamResponse:
     _check_structure(message)
     if "method" not in message:
-        raise McpError(INVALID_REQUEST, "Invalid request",
-                       "clients send no JSON-RPC responses in protocol 2026-07-28")
+        raise McpError(
+            INVALID_REQUEST,
+            "Invalid request",
+            "clients send no JSON-RPC responses in protocol 2026-07-28",
+        )
     version = choice.version
     if not choice.in_meta:  # the header says modern; the body carries no version
         if version not in MODERN_VERSIONS:
@@ -261,13 +270,19 @@ async def _legacy(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
 
 async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.StreamResponse:
     if choice.era is Era.MODERN:
-        raise McpError(INVALID_REQUEST, "Invalid request",
-                       "JSON-RPC batches are not part of protocol 2026-07-28")
+        raise McpError(
+            INVALID_REQUEST,
+            "Invalid request",
+            "JSON-RPC batches are not part of protocol 2026-07-28",
+        )
     if not batch:
         raise McpError(INVALID_REQUEST, "Invalid request", "the batch is empty")
     if len(batch) > MAX_BATCH_MESSAGES:
-        raise McpError(INVALID_REQUEST, "Invalid request",
-                       f"a batch holds at most {MAX_BATCH_MESSAGES} messages")
+        raise McpError(
+            INVALID_REQUEST,
+            "Invalid request",
+            f"a batch holds at most {MAX_BATCH_MESSAGES} messages",
+        )
     requests = [m for m in batch if isinstance(m, dict) and isinstance(m.get("method"), str)]
     if any(m["method"] == "initialize" for m in requests):
         raise McpError(INVALID_REQUEST, "Invalid request", "initialize cannot be part of a batch")
@@ -275,8 +290,11 @@ async def _batch(x: Exchange, batch: list[Any], choice: EraChoice) -> web.Stream
     session_id, session_version = _session(x, required=needs_session)
     version = _version(choice, session_version)
     if version != DEFAULT_LEGACY_VERSION:
-        raise McpError(INVALID_REQUEST, "Invalid request",
-                       f"JSON-RPC batches are not part of protocol {version}")
+        raise McpError(
+            INVALID_REQUEST,
+            "Invalid request",
+            f"JSON-RPC batches are not part of protocol {version}",
+        )
     refused = await _charge_members(x, batch)
     answers = await dispatch_batch(batch, _context(x, Era.LEGACY, version, session_id), refused)
     if not answers:
@@ -324,8 +342,9 @@ def _check_structure(message: Any) -> None:
         raise McpError(INVALID_REQUEST, "Invalid request", reason)
 
 
-def _check_param_headers(x: Exchange, headers: CIMultiDictProxy[str],
-                         params: dict[str, Any]) -> None:
+def _check_param_headers(
+    x: Exchange, headers: CIMultiDictProxy[str], params: dict[str, Any]
+) -> None:
     name = params.get("name")
     tool = x.integration.tools_by_name.get(name) if isinstance(name, str) else None
     if tool is None:
@@ -337,13 +356,19 @@ def _check_param_headers(x: Exchange, headers: CIMultiDictProxy[str],
 
 
 def _unsupported(version: Any) -> McpError:
-    return McpError(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
-                    {"supported": list(SUPPORTED_VERSIONS), "requested": version})
+    return McpError(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {"supported": list(SUPPORTED_VERSIONS), "requested": version},
+    )
 
 
 def _missing_meta() -> McpError:
-    return McpError(INVALID_PARAMS, "params._meta must carry the request's "
-                    f"{PROTOCOL_VERSION_META!r} and {CLIENT_CAPABILITIES_META!r}")
+    return McpError(
+        INVALID_PARAMS,
+        "params._meta must carry the request's "
+        f"{PROTOCOL_VERSION_META!r} and {CLIENT_CAPABILITIES_META!r}",
+    )
 
 
 def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
@@ -352,13 +377,19 @@ def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
     raw = x.request.headers.get(SESSION_HEADER)
     if raw is None:
         if required:
-            raise McpError(INVALID_REQUEST, f"Bad Request: the {SESSION_HEADER} header is "
-                           "required (send initialize first)", http_status=400)
+            raise McpError(
+                INVALID_REQUEST,
+                f"Bad Request: the {SESSION_HEADER} header is required (send initialize first)",
+                http_status=400,
+            )
         return None, None
     info = x.sessions.verify(raw, x.key.key_id)
     if info is None or x.session_ended:
-        raise McpError(INVALID_REQUEST, "Session not found: send initialize to start a new one",
-                       http_status=404)
+        raise McpError(
+            INVALID_REQUEST,
+            "Session not found: send initialize to start a new one",
+            http_status=404,
+        )
     return raw, info.protocol_version
 
 
@@ -369,21 +400,31 @@ def _version(choice: EraChoice, session_version: str | None) -> str:
     if session_version is None:
         return choice.version  # type: ignore[no-any-return]
     if choice.header is not None and choice.header != session_version:
-        raise McpError(INVALID_REQUEST, f"Bad Request: the {PROTOCOL_VERSION_HEADER} header "
-                       f"({choice.header}) does not match the session's protocol version "
-                       f"({session_version})", http_status=400)
+        raise McpError(
+            INVALID_REQUEST,
+            f"Bad Request: the {PROTOCOL_VERSION_HEADER} header "
+            f"({choice.header}) does not match the session's protocol version "
+            f"({session_version})",
+            http_status=400,
+        )
     return session_version
 
 
 def _context(x: Exchange, era: Era, version: str, session_id: str | None) -> RequestContext:
-    return RequestContext(key=x.key, integration=x.integration, endpoint=x.endpoint,
-                          executor=x.executor, era=era, protocol_version=version,
-                          request=x.request, session_id=session_id,
-                          simulator_seed=x.request.headers.get(SIMULATOR_SEED_HEADER))
+    return RequestContext(
+        key=x.key,
+        integration=x.integration,
+        endpoint=x.endpoint,
+        executor=x.executor,
+        era=era,
+        protocol_version=version,
+        request=x.request,
+        session_id=session_id,
+        simulator_seed=x.request.headers.get(SIMULATOR_SEED_HEADER),
+    )
 
 
-async def _respond(x: Exchange, message: dict[str, Any], ctx: RequestContext
-                   ) -> web.StreamResponse:
+async def _respond(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> web.StreamResponse:
     _, sse_ok = accepted_types(x.request.headers.get("Accept"))
     if sse_ok and message["method"] == "tools/call" and _progress_token(message) is not None:
         return await _stream(x, message, ctx)
@@ -398,8 +439,7 @@ def _progress_token(message: dict[str, Any]) -> Any:
     return meta.get("progressToken") if isinstance(meta, dict) else None
 
 
-async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext
-                  ) -> web.StreamResponse:
+async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> web.StreamResponse:
     """A tools/call whose client wants progress: its notifications go out as SSE events as
     they arrive, then its response. The stream opens with the first notification, so a call
     that sends none is answered like any other. A client that goes away cancels the call."""
@@ -414,8 +454,10 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext
         data = sse.event(_dumps(notification))
         async with writing:
             if stream is None:
-                stream = web.StreamResponse(status=200, headers={
-                    **x.headers, **sse.SSE_HEADERS, "Content-Type": sse.SSE_CONTENT_TYPE})
+                stream = web.StreamResponse(
+                    status=200,
+                    headers={**x.headers, **sse.SSE_HEADERS, "Content-Type": sse.SSE_CONTENT_TYPE},
+                )
                 await stream.prepare(request)
             await stream.write(data)
 
@@ -425,8 +467,11 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext
         while not (await asyncio.wait((work,), timeout=DISCONNECT_POLL_S))[0]:
             transport = request.transport
             if transport is None or transport.is_closing():
-                log.info("client went away; cancelling tools/call (integration %s/%s)",
-                         ctx.integration.tenant_id, ctx.integration.integration_id)
+                log.info(
+                    "client went away; cancelling tools/call (integration %s/%s)",
+                    ctx.integration.tenant_id,
+                    ctx.integration.integration_id,
+                )
                 work.cancel()
                 await asyncio.wait((work,))
                 return stream or web.Response(status=499, reason="Client Closed Request")
@@ -442,30 +487,46 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext
             await stream.write(sse.event(_encode(answer)))
             await stream.write_eof()
     except ConnectionError:
-        log.info("client went away before the tools/call response (integration %s/%s)",
-                 ctx.integration.tenant_id, ctx.integration.integration_id)
+        log.info(
+            "client went away before the tools/call response (integration %s/%s)",
+            ctx.integration.tenant_id,
+            ctx.integration.integration_id,
+        )
     return stream
 
 
 # --- encoding ---------------------------------------------------------------------------------
 
-def _reply(x: Exchange, answer: dict[str, Any] | list[dict[str, Any]], era: Era, *,
-           status: int | None = None, extra: Mapping[str, str] | None = None) -> web.Response:
+
+def _reply(
+    x: Exchange,
+    answer: dict[str, Any] | list[dict[str, Any]],
+    era: Era,
+    *,
+    status: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> web.Response:
     """A JSON answer, or one SSE event for a client that accepts only text/event-stream
     (HTTP errors always carry JSON: clients read error bodies as JSON)."""
     if status is None:
         status = status_of(answer, era) if isinstance(answer, dict) else 200
     headers = {**x.headers, **extra} if extra else dict(x.headers)
-    body = _encode_bytes(answer) if isinstance(answer, dict) else \
-        b"[" + b",".join(map(_encode_bytes, answer)) + b"]"
+    body = (
+        _encode_bytes(answer)
+        if isinstance(answer, dict)
+        else b"[" + b",".join(map(_encode_bytes, answer)) + b"]"
+    )
     if status == 200:
         json_ok, sse_ok = accepted_types(x.request.headers.get("Accept"))
         if sse_ok and not json_ok:
             headers.update(sse.SSE_HEADERS)
-            return web.Response(status=200, body=sse.event(body.decode()), headers=headers,
-                                content_type=sse.SSE_CONTENT_TYPE)
-    return web.Response(status=status, body=body, headers=headers,
-                        content_type="application/json")
+            return web.Response(
+                status=200,
+                body=sse.event(body.decode()),
+                headers=headers,
+                content_type=sse.SSE_CONTENT_TYPE,
+            )
+    return web.Response(status=status, body=body, headers=headers, content_type="application/json")
 
 
 def _accepted(x: Exchange) -> web.Response:
@@ -495,5 +556,8 @@ def _encode(answer: dict[str, Any]) -> str:
             _dumps(request_id)
         except (TypeError, ValueError):
             request_id = None  # the id itself cannot be written back
-        return _dumps(error_response(request_id, INTERNAL_ERROR,
-                                     "Internal error: the result could not be serialized"))
+        return _dumps(
+            error_response(
+                request_id, INTERNAL_ERROR, "Internal error: the result could not be serialized"
+            )
+        )

@@ -20,8 +20,15 @@ import orjson
 from gateway.transport.errors import INVALID_PARAMS, McpError
 from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
 
-__all__ = ["MAX_BATCH_MESSAGES", "MAX_JSON_DEPTH", "MAX_TOOL_ARGUMENTS_BYTES",
-           "MAX_TOOL_ARGUMENTS_DEPTH", "check_tool_arguments", "depth_reason", "too_deep"]
+__all__ = [
+    "MAX_BATCH_MESSAGES",
+    "MAX_JSON_DEPTH",
+    "MAX_TOOL_ARGUMENTS_BYTES",
+    "MAX_TOOL_ARGUMENTS_DEPTH",
+    "check_tool_arguments",
+    "depth_reason",
+    "too_deep",
+]
 
 MAX_BATCH_MESSAGES = 50
 MAX_TOOL_ARGUMENTS_DEPTH = 32
@@ -32,18 +39,27 @@ def _json_size(value: Any) -> int:
     try:
         return len(orjson.dumps(value))
     except TypeError:  # what orjson refuses (big ints, lone surrogates): measure it slowly
-        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-                   .encode("utf-8", "surrogatepass"))
+        return len(
+            json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8", "surrogatepass"
+            )
+        )
 
 
 def check_tool_arguments(arguments: dict[str, Any]) -> None:
     """Raise -32602 when `tools/call` arguments exceed the depth or size bound."""
     if too_deep(arguments, MAX_TOOL_ARGUMENTS_DEPTH):
-        raise McpError(INVALID_PARAMS, "Invalid params: params.arguments nests arrays and "
-                       f"objects more than {MAX_TOOL_ARGUMENTS_DEPTH} levels deep",
-                       {"limit": MAX_TOOL_ARGUMENTS_DEPTH})
+        raise McpError(
+            INVALID_PARAMS,
+            "Invalid params: params.arguments nests arrays and "
+            f"objects more than {MAX_TOOL_ARGUMENTS_DEPTH} levels deep",
+            {"limit": MAX_TOOL_ARGUMENTS_DEPTH},
+        )
     size = _json_size(arguments)
     if size > MAX_TOOL_ARGUMENTS_BYTES:
-        raise McpError(INVALID_PARAMS, "Invalid params: params.arguments is larger than "
-                       f"{MAX_TOOL_ARGUMENTS_BYTES} bytes as JSON",
-                       {"limit": MAX_TOOL_ARGUMENTS_BYTES})
+        raise McpError(
+            INVALID_PARAMS,
+            "Invalid params: params.arguments is larger than "
+            f"{MAX_TOOL_ARGUMENTS_BYTES} bytes as JSON",
+            {"limit": MAX_TOOL_ARGUMENTS_BYTES},
+        )

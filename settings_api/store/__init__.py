@@ -20,8 +20,13 @@ from settings_api.store.models import (
 )
 
 
-def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 10,
-                 secrets: SecretBox | None = None) -> Store:
+def create_store(
+    database_url: str,
+    *,
+    timeout_s: float = 5.0,
+    pool_size: int = 10,
+    secrets: SecretBox | None = None,
+) -> Store:
     """The backend for a `postgresql://` or `sqlite:///` URL (not yet opened). `secrets`
     encrypts upstream header values at rest; without it configs with header values cannot be
     written (and encrypted ones read back without their values)."""
@@ -41,8 +46,18 @@ def create_store(database_url: str, *, timeout_s: float = 5.0, pool_size: int = 
 
 
 __all__ = [
-    "AuditEvent", "Config", "Integration", "KeyBinding", "McpSettings", "RotationReport",
-    "SimulatorFixture", "Store",
-    "StoreConflictError", "StoreDataError", "StoreError", "StoreSession",
-    "StoreUnavailableError", "create_store",
+    "AuditEvent",
+    "Config",
+    "Integration",
+    "KeyBinding",
+    "McpSettings",
+    "RotationReport",
+    "SimulatorFixture",
+    "Store",
+    "StoreConflictError",
+    "StoreDataError",
+    "StoreError",
+    "StoreSession",
+    "StoreUnavailableError",
+    "create_store",
 ]

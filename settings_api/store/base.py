@@ -66,38 +66,78 @@ class Connection(Protocol):
 
 
 def _integration(row: Row) -> Integration:
-    return Integration(row["tenant_id"], row["integration_id"], row["name"], row["created_at"],
-                       row["modified_at"])
+    return Integration(
+        row["tenant_id"], row["integration_id"], row["name"], row["created_at"], row["modified_at"]
+    )
 
 
 def _config(row: Row, secrets: SecretBox | None) -> Config:
     headers = open_headers(row["upstream_headers"], secrets)
     url, url_error = open_url(row["upstream_url"], row["upstream_url_sealed"], secrets)
-    return Config(row["config_id"], row["tenant_id"], row["integration_id"], url,
-                  headers.values, json.loads(row["tools"]), row["created_at"], row["synced_at"],
-                  headers.error or url_error)
+    return Config(
+        row["config_id"],
+        row["tenant_id"],
+        row["integration_id"],
+        url,
+        headers.values,
+        json.loads(row["tools"]),
+        row["created_at"],
+        row["synced_at"],
+        headers.error or url_error,
+    )
 
 
 def _settings(row: Row) -> McpSettings:
-    return McpSettings(row["tenant_id"], row["integration_id"], bool(row["enabled"]),
-                       row["config_id"], json.loads(row["exposed_tool_ids"]), row["description"],
-                       row["api_key_id"], row["key_prefix"], row["created_at"], row["modified_at"],
-                       row["fixtures_version"])
+    return McpSettings(
+        row["tenant_id"],
+        row["integration_id"],
+        bool(row["enabled"]),
+        row["config_id"],
+        json.loads(row["exposed_tool_ids"]),
+        row["description"],
+        row["api_key_id"],
+        row["key_prefix"],
+        row["created_at"],
+        row["modified_at"],
+        row["fixtures_version"],
+    )
 
 
 def _fixture(row: Row) -> SimulatorFixture:
-    return SimulatorFixture(row["tenant_id"], row["integration_id"], row["tool_id"],
-                            json.loads(row["rules"]), row["created_at"], row["modified_at"])
+    return SimulatorFixture(
+        row["tenant_id"],
+        row["integration_id"],
+        row["tool_id"],
+        json.loads(row["rules"]),
+        row["created_at"],
+        row["modified_at"],
+    )
 
 
 def _key(row: Row) -> KeyBinding:
-    return KeyBinding(row["key_id"], row["key_hash"], row["key_prefix"], row["tenant_id"],
-                      row["integration_id"], row["scope"], row["created_at"], row["revoked_at"])
+    return KeyBinding(
+        row["key_id"],
+        row["key_hash"],
+        row["key_prefix"],
+        row["tenant_id"],
+        row["integration_id"],
+        row["scope"],
+        row["created_at"],
+        row["revoked_at"],
+    )
 
 
 def _audit(row: Row) -> AuditEvent:
-    return AuditEvent(row["seq"], row["event_id"], row["tenant_id"], row["actor"], row["action"],
-                      row["target"], row["at"], json.loads(row["details"]))
+    return AuditEvent(
+        row["seq"],
+        row["event_id"],
+        row["tenant_id"],
+        row["actor"],
+        row["action"],
+        row["target"],
+        row["at"],
+        json.loads(row["details"]),
+    )
 
 
 def _dump(value: Any) -> str:
@@ -113,8 +153,9 @@ class StoreSession:
     written and decrypted when it is read (settings_api/secrets_box.py): the only place that
     sees both forms."""
 
-    def __init__(self, conn: Connection, lock_clause: str,
-                 secrets: SecretBox | None = None) -> None:
+    def __init__(
+        self, conn: Connection, lock_clause: str, secrets: SecretBox | None = None
+    ) -> None:
         self._conn = conn
         self._lock = lock_clause
         self._secrets = secrets
@@ -123,8 +164,9 @@ class StoreSession:
         await self._conn.fetchrow(q.PING)
 
     # integrations
-    async def get_integration(self, tenant: str, integration: str, *,
-                              for_update: bool = False) -> Integration | None:
+    async def get_integration(
+        self, tenant: str, integration: str, *, for_update: bool = False
+    ) -> Integration | None:
         sql = q.GET_INTEGRATION.format(lock=self._lock if for_update else "")
         row = await self._conn.fetchrow(sql, tenant, integration)
         return _integration(row) if row else None
@@ -150,21 +192,31 @@ class StoreSession:
     async def insert_config(self, config: Config) -> None:
         shown_url, sealed_url = seal_url(config.upstream_url, self._secrets)
         await self._conn.execute(
-            q.INSERT_CONFIG, config.config_id, config.tenant_id, config.integration_id,
-            shown_url, seal_headers(config.upstream_headers, self._secrets),
-            _dump(config.tools), config.created_at, config.synced_at, sealed_url)
+            q.INSERT_CONFIG,
+            config.config_id,
+            config.tenant_id,
+            config.integration_id,
+            shown_url,
+            seal_headers(config.upstream_headers, self._secrets),
+            _dump(config.tools),
+            config.created_at,
+            config.synced_at,
+            sealed_url,
+        )
 
     async def get_config(self, tenant: str, integration: str, config_id: str) -> Config | None:
         row = await self._conn.fetchrow(q.GET_CONFIG, tenant, integration, config_id)
         return _config(row, self._secrets) if row else None
 
-    async def list_configs(self, tenant: str, integration: str, after: str,
-                           limit: int) -> list[Config]:
+    async def list_configs(
+        self, tenant: str, integration: str, after: str, limit: int
+    ) -> list[Config]:
         rows = await self._conn.fetch(q.LIST_CONFIGS, tenant, integration, after, limit)
         return [_config(r, self._secrets) for r in rows]
 
-    async def reseal_config_headers(self, after: str, limit: int,
-                                    report: RotationReport) -> str | None:
+    async def reseal_config_headers(
+        self, after: str, limit: int, report: RotationReport
+    ) -> str | None:
         """Re-encrypt the header values and URL credentials of up to `limit` configs (every
         tenant) whose id sorts after `after` with the first key, rows locked; returns the last
         id seen (None: done)."""
@@ -176,15 +228,15 @@ class StoreSession:
             stored, outcome = reseal_headers(row["upstream_headers"], self._secrets)
             if stored is not None:
                 await self._conn.execute(q.UPDATE_CONFIG_HEADERS, row["config_id"], stored)
-            url, url_outcome = reseal_url(row["upstream_url"], row["upstream_url_sealed"],
-                                          self._secrets)
+            url, url_outcome = reseal_url(
+                row["upstream_url"], row["upstream_url_sealed"], self._secrets
+            )
             if url is not None:
                 await self._conn.execute(q.UPDATE_CONFIG_URL, row["config_id"], *url)
             report.count(worst(outcome, url_outcome), row["config_id"])
         return rows[-1]["config_id"] if len(rows) == limit else None
 
-    async def redact_audit_urls(self, after: int, limit: int,
-                                report: RotationReport) -> int | None:
+    async def redact_audit_urls(self, after: int, limit: int, report: RotationReport) -> int | None:
         """Redact the upstream URL of up to `limit` config.created events (every tenant) after
         seq `after`, recorded before URLs were redacted; returns the last seq seen (None: done)."""
         rows = await self._conn.fetch(q.LOCK_CONFIG_AUDIT.format(lock=self._lock), after, limit)
@@ -197,10 +249,17 @@ class StoreSession:
                 report.audit_redacted += 1
         return rows[-1]["seq"] if len(rows) == limit else None
 
-    async def update_config_tools(self, tenant: str, integration: str, config_id: str,
-                                  tools: list[dict[str, Any]], synced_at: int) -> None:
-        await self._conn.execute(q.UPDATE_CONFIG_TOOLS, tenant, integration, config_id,
-                                 _dump(tools), synced_at)
+    async def update_config_tools(
+        self,
+        tenant: str,
+        integration: str,
+        config_id: str,
+        tools: list[dict[str, Any]],
+        synced_at: int,
+    ) -> None:
+        await self._conn.execute(
+            q.UPDATE_CONFIG_TOOLS, tenant, integration, config_id, _dump(tools), synced_at
+        )
 
     # MCP settings and keys
     async def get_settings(self, tenant: str, integration: str) -> McpSettings | None:
@@ -216,13 +275,28 @@ class StoreSession:
 
     async def update_settings(self, s: McpSettings) -> None:
         await self._conn.execute(
-            q.UPDATE_SETTINGS, s.tenant_id, s.integration_id, s.enabled, s.config_id,
-            _dump(s.exposed_tool_ids), s.description, s.api_key_id, s.modified_at)
+            q.UPDATE_SETTINGS,
+            s.tenant_id,
+            s.integration_id,
+            s.enabled,
+            s.config_id,
+            _dump(s.exposed_tool_ids),
+            s.description,
+            s.api_key_id,
+            s.modified_at,
+        )
 
     async def insert_key(self, key: KeyBinding) -> None:
         await self._conn.execute(
-            q.INSERT_KEY, key.key_id, key.key_hash, key.key_prefix, key.tenant_id,
-            key.integration_id, key.scope, key.created_at)
+            q.INSERT_KEY,
+            key.key_id,
+            key.key_hash,
+            key.key_prefix,
+            key.tenant_id,
+            key.integration_id,
+            key.scope,
+            key.created_at,
+        )
 
     async def revoke_live_keys(self, tenant: str, integration: str, now: int) -> int:
         return await self._conn.execute(q.REVOKE_LIVE_KEYS, tenant, integration, now)
@@ -238,16 +312,18 @@ class StoreSession:
         return _key(row) if row else None
 
     # simulator fixtures
-    async def get_fixture(self, tenant: str, integration: str,
-                          tool: str) -> SimulatorFixture | None:
+    async def get_fixture(
+        self, tenant: str, integration: str, tool: str
+    ) -> SimulatorFixture | None:
         row = await self._conn.fetchrow(q.GET_FIXTURE, tenant, integration, tool)
         return _fixture(row) if row else None
 
     async def list_fixtures(self, tenant: str, integration: str) -> list[SimulatorFixture]:
         return [_fixture(r) for r in await self._conn.fetch(q.LIST_FIXTURES, tenant, integration)]
 
-    async def put_fixture(self, tenant: str, integration: str, tool: str,
-                          rules: list[dict[str, Any]], now: int) -> None:
+    async def put_fixture(
+        self, tenant: str, integration: str, tool: str, rules: list[dict[str, Any]], now: int
+    ) -> None:
         await self._conn.execute(q.UPSERT_FIXTURE, tenant, integration, tool, _dump(rules), now)
 
     async def delete_fixture(self, tenant: str, integration: str, tool: str) -> bool:
@@ -257,10 +333,19 @@ class StoreSession:
         await self._conn.execute(q.BUMP_FIXTURES_VERSION, tenant, integration)
 
     # audit
-    async def insert_audit(self, event_id: str, tenant: str, actor: str, action: str,
-                           target: str, at: int, details: dict[str, Any]) -> None:
-        await self._conn.execute(q.INSERT_AUDIT, event_id, tenant, actor, action, target, at,
-                                 _dump(details))
+    async def insert_audit(
+        self,
+        event_id: str,
+        tenant: str,
+        actor: str,
+        action: str,
+        target: str,
+        at: int,
+        details: dict[str, Any],
+    ) -> None:
+        await self._conn.execute(
+            q.INSERT_AUDIT, event_id, tenant, actor, action, target, at, _dump(details)
+        )
 
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:
         rows = await self._conn.fetch(q.LIST_AUDIT, tenant, before_seq, limit)

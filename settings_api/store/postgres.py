@@ -23,9 +23,14 @@ from settings_api.store.base import (
 # Any number works as long as every replica uses the same one.
 _MIGRATION_LOCK_ID = 0x6D6370677731  # "mcpgw1"
 
-_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                asyncpg.TooManyConnectionsError)
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
 # While connecting, any refusal by the server (a database that does not exist, a wrong
 # password, no connections left) also means the store is unavailable, not a bug.
 _CANNOT_CONNECT = (*_UNAVAILABLE, asyncpg.PostgresError)
@@ -96,8 +101,9 @@ class PostgresStore(Store):
 
     dialect = "postgres"
 
-    def __init__(self, dsn: str, *, timeout_s: float = 5.0, min_size: int = 1,
-                 max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, *, timeout_s: float = 5.0, min_size: int = 1, max_size: int = 10
+    ) -> None:
         self._dsn = dsn
         self._timeout = timeout_s
         self._min_size = min_size
@@ -107,8 +113,12 @@ class PostgresStore(Store):
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size,
-                timeout=self._timeout, command_timeout=self._timeout)
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._timeout,
+                command_timeout=self._timeout,
+            )
         except _CANNOT_CONNECT as exc:
             raise StoreUnavailableError(f"cannot connect to Postgres: {_why(exc)}") from exc
 
@@ -158,13 +168,15 @@ class PostgresStore(Store):
             try:
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
                 rows = await conn.fetch("SELECT version FROM schema_migrations")
                 for version, sql in pending_migrations({r["version"] for r in rows}, self.dialect):
                     async with conn.transaction():
                         await conn.execute(sql)
                         await conn.execute(
-                            "INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                            "INSERT INTO schema_migrations (version) VALUES ($1)", version
+                        )
                     applied_now.append(version)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)

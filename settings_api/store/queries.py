@@ -24,8 +24,10 @@ UPDATE integrations SET name = $3, modified_at = $4 WHERE tenant_id = $1 AND int
 """
 DELETE_INTEGRATION = "DELETE FROM integrations WHERE tenant_id = $1 AND integration_id = $2"
 
-CONFIG_COLUMNS = ("config_id, tenant_id, integration_id, upstream_url, upstream_headers, tools, "
-                  "created_at, synced_at, upstream_url_sealed")
+CONFIG_COLUMNS = (
+    "config_id, tenant_id, integration_id, upstream_url, upstream_headers, tools, "
+    "created_at, synced_at, upstream_url_sealed"
+)
 INSERT_CONFIG = f"""
 INSERT INTO configs ({CONFIG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
@@ -80,8 +82,9 @@ UPDATE mcp_settings SET enabled = $3, config_id = $4, exposed_tool_ids = $5, des
 WHERE tenant_id = $1 AND integration_id = $2
 """
 
-KEY_COLUMNS = ("key_id, key_hash, key_prefix, tenant_id, integration_id, scope, created_at, "
-               "revoked_at")
+KEY_COLUMNS = (
+    "key_id, key_hash, key_prefix, tenant_id, integration_id, scope, created_at, revoked_at"
+)
 INSERT_KEY = f"""
 INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
 """

@@ -200,7 +200,8 @@ class SqliteStore(Store):
         async with self._write() as conn:
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+            )
             async with conn.execute("SELECT version FROM schema_migrations") as cursor:
                 applied = {row[0] for row in await cursor.fetchall()}
             for version, sql in pending_migrations(applied, self.dialect):
