@@ -493,6 +493,50 @@ async def test_checks_wait_for_a_free_pipeline_and_go_out_together(
     assert counts.writes - writes == 2
 
 
+async def test_a_second_pipeline_flies_only_once_enough_checks_wait(prefix: str) -> None:
+    # With a pipeline on the wire, a few new checks wait for it (a round trip costs more than
+    # a check in it); `overlap_min` waiting checks go out at once in a second pipeline. The
+    # connections here hold every write until the test opens the gate.
+    gate, started = asyncio.Event(), [0]
+
+    class GatedConnection(Connection):
+        async def send_packed_command(
+            self, command: bytes | str | Iterable[bytes], check_health: bool = True
+        ) -> None:
+            started[0] += 1
+            await gate.wait()
+            await super().send_packed_command(command, check_health)
+
+    client = new_client(connection_class=GatedConnection)
+    gate.set()  # two pooled connections, connected, before any write is held
+    warm = RedisLimiter(client, limits(req=(SLOW, 10_000)), prefix=prefix, overlap_min=1)
+    await asyncio.gather(*[warm.check(f"w{i}", tools_call=False) for i in range(40)])
+
+    async def settle() -> None:
+        await asyncio.sleep(0.05)  # every launch that will happen has happened by now
+
+    try:
+        for waiting, pipelines in ((3, 1), (8, 2)):
+            gate.clear()
+            started[0] = 0
+            limiter = RedisLimiter(
+                client, limits(req=(SLOW, 10_000)), prefix=prefix, max_inflight=2, overlap_min=8
+            )
+            first = asyncio.create_task(limiter.check("k", tools_call=False))
+            await settle()
+            assert started[0] == 1  # the first check's pipeline is on the wire
+            rest = [
+                asyncio.create_task(limiter.check("k", tools_call=False)) for _ in range(waiting)
+            ]
+            await settle()
+            assert started[0] == pipelines, (waiting, started[0])
+            gate.set()
+            assert all(d.allowed for d in await asyncio.gather(first, *rest))
+    finally:
+        gate.set()
+        await client.aclose()
+
+
 async def test_cancelled_check_does_not_disturb_its_batch(redis_client: Redis, prefix: str) -> None:
     limiter = RedisLimiter(redis_client, limits(req=(SLOW, 3)), prefix=prefix)
     tasks = [asyncio.create_task(limiter.check("k", tools_call=False)) for _ in range(4)]

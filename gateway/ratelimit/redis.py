@@ -16,8 +16,9 @@ Coalescing: checks and session lookups are queued, and once per event-loop tick 
 grouped by key: one EVALSHA per key answers that key's checks in arrival order, each exactly as
 its own call at the same instant would (Redis runs a script atomically, so no other replica's
 check lands between them). The EVALSHAs of all keys go out as one redis-py pipeline without
-MULTI (one round trip). While `max_inflight` pipelines are on the wire, new checks wait and
-join the next one, so batches grow with load instead of round trips. On NOSCRIPT (script
+MULTI (one round trip). While a pipeline is on the wire, new checks wait and join the next one
+unless `overlap_min` of them are waiting (and never more than `max_inflight` pipelines fly),
+so batches grow with load instead of round trips. On NOSCRIPT (script
 cache flushed, failover to a fresh server) the script is loaded again and only the affected
 calls are re-sent; a NOSCRIPT reply means the script did not run, so nothing is charged twice.
 """
@@ -168,6 +169,7 @@ class RedisLimiter:
         timeout_s: float = 0.5,
         max_batch: int = 512,
         max_inflight: int = 2,
+        overlap_min: int = 8,
     ) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
@@ -177,6 +179,7 @@ class RedisLimiter:
         self.timeout_s = timeout_s
         self._max_batch = max_batch
         self._max_inflight = max_inflight
+        self._overlap_min = overlap_min
         self._script: AsyncScript = client.register_script(SCRIPT)
         req, call = limits.request, limits.call
         self._argv = (
@@ -264,6 +267,10 @@ class RedisLimiter:
     def _launch(self) -> None:
         self._scheduled = False
         while self._pending and self._inflight < self._max_inflight:
+            if self._inflight and len(self._pending) < self._overlap_min:
+                # A pipeline is on the wire: a few checks wait for it and join the next one
+                # (a round trip costs far more CPU than a check in it); many go at once.
+                break
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             self._inflight += 1
