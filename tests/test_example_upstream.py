@@ -13,7 +13,9 @@ from jsonschema import Draft202012Validator
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from gateway.context import LEGACY_VERSIONS
 from gateway.example_upstream import MAX_BODY_BYTES, TOOLS, ExampleUpstream
+from gateway.example_upstream.sessions import Sessions
 from settings_api.tools import normalize_tools
 
 ACCEPT = "application/json, text/event-stream"
@@ -116,6 +118,41 @@ async def test_sessions_are_required_and_end_with_delete(wire: Wire) -> None:
         assert resp.status == 400
     async with wire.client.get("/mcp") as resp:
         assert resp.status == 405 and resp.headers["Allow"] == "POST, DELETE"
+
+
+def test_sessions_drop_the_least_recently_used_past_the_cap() -> None:
+    sessions = Sessions(max_sessions=2)
+    first, second = sessions.start("2025-11-25"), sessions.start("2025-03-26")
+    assert sessions.touch(first) == "2025-11-25"  # `second` is now the least recently used
+    third = sessions.start("2025-06-18")
+    assert len(sessions) == 2 and sessions.touch(second) is None
+    assert sessions.touch(first) == "2025-11-25" and sessions.touch(third) == "2025-06-18"
+    sessions.end(first)
+    sessions.end(first)  # ending twice is harmless
+    assert sessions.touch(first) is None and len(sessions) == 1
+
+
+def test_idle_sessions_expire_and_use_restarts_the_idle_time() -> None:
+    now = [0.0]
+    sessions = Sessions(idle_s=60.0, clock=lambda: now[0])
+    kept, idle = sessions.start("2025-11-25"), sessions.start("2025-11-25")
+    now[0] = 50.0
+    assert sessions.touch(kept) == "2025-11-25"
+    now[0] = 100.0  # `idle` was last seen 100 s ago, `kept` 50 s ago
+    assert sessions.touch(idle) is None
+    assert sessions.touch(kept) == "2025-11-25"
+    now[0] = 161.0
+    assert sessions.touch(kept) is None and len(sessions) == 0
+
+
+async def test_versions_are_the_gateways_legacy_ones(wire: Wire) -> None:
+    for version in LEGACY_VERSIONS:
+        assert (await wire.initialize(version))["protocolVersion"] == version
+    status, _, body = await wire.post(
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={"MCP-Protocol-Version": "2026-07-28"},  # modern: not this server's era
+    )
+    assert status == 400 and body["error"]["code"] == -32600
 
 
 async def test_every_tool_answers_within_its_output_schema(wire: Wire) -> None:
