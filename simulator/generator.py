@@ -25,9 +25,12 @@ Draft202012Validator and its format checker):
 So this module is our own: valid 800/800 on the keyword schemas and on thousands of random
 schemas in tests/test_simulator_properties.py; a private `random.Random` per node derived from
 the call's seed; plausible values by property name (`simulator.hints`). Whole calls:
-bench/simulator_bench.py. The walk is here; strings (simulator/strings.py), numbers
-(simulator/numeric.py) and the merging of schemas that must hold together
-(simulator/merging.py) have their own modules.
+bench/simulator_bench.py. The walk is here: `$ref`, allOf, oneOf/anyOf, if/then/else, not,
+const/enum, then the type. Objects (simulator/objects.py), arrays (simulator/arrays.py),
+strings (simulator/strings.py) and numbers (simulator/numeric.py) have their own modules, as
+do the merging of schemas that must hold together (simulator/merging.py), `$ref` resolution
+and sub-schema checks (simulator/subschemas.py), and the limits of one instance
+(simulator/instance_limits.py).
 
 The generator aims at validity, and the engine proves it: every instance is validated
 against the output schema before it is returned, other attempts use derived seeds, and a
@@ -41,59 +44,25 @@ changes key order.
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
-from urllib.parse import unquote
 
-from simulator import hints, regex
-from simulator import words as W
-from simulator.budget import OverBudget, spend
-from simulator.canonical import Seeded, canonical_json
+from simulator.arrays import array_value
+from simulator.budget import spend
+from simulator.canonical import Seeded
 from simulator.generation_errors import GenerationError, TooLarge, over_budget
 from simulator.hints import NO_HINT, Hint
+from simulator.instance_limits import MAX_DEPTH, Tally
 from simulator.merging import PATTERNS, as_list, merge
 from simulator.numeric import integer_value, number_value
-from simulator.patterns import search
+from simulator.objects import object_value
 from simulator.strings import string_value
+from simulator.subschemas import SubSchemas, constrains
 
 __all__ = ["GenerationError", "Generator", "TooLarge", "merge", "over_budget"]
 
-SHALLOW_DEPTH = 8  # deeper than this, only required properties and minimal arrays
-SHALLOW_REFS = 3  # ...and likewise after this many `$ref` expansions on one path
-MAX_DEPTH = 64  # a path longer than this is a recursion that never ends
-# What one answer may cost: a schema asking for more is reported, not served slowly.
-MAX_NODES = 10_000  # values generated for one instance
-MAX_ITEMS = 1_000  # minItems / minProperties (minLength: simulator/strings.py)
-# ...and the answer's size (simulator.engine.DEFAULT_MAX_RESULT_BYTES unless configured),
-# counted as values are made so that a too large schema stops early, with the same verdict
-# every time: the count depends on the generated values alone.
 NULL_CHANCE = 0.15
-OPTIONAL_CHANCE = 0.8
-ITEM_ATTEMPTS = 12  # tries for a distinct item under uniqueItems
 NOT_ATTEMPTS = 6
 
-_ANNOTATIONS = frozenset(
-    {
-        "title",
-        "description",
-        "$comment",
-        "examples",
-        "default",
-        "deprecated",
-        "readOnly",
-        "writeOnly",
-        "$id",
-        "$schema",
-        "$anchor",
-        "$dynamicAnchor",
-        "$defs",
-        "definitions",
-        "contentEncoding",
-        "contentMediaType",
-        "contentSchema",
-        "$vocabulary",
-    }
-)
 _OBJECT_KEYS = (
     "properties",
     "required",
@@ -133,116 +102,23 @@ _NUMERIC_HINTS = frozenset(
 )
 
 
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
-
-
-def _constraints(schema: dict[str, Any]) -> bool:
-    return any(key not in _ANNOTATIONS for key in schema)
-
-
 def _copy(value: Any) -> Any:
     return json.loads(json.dumps(value)) if isinstance(value, dict | list) else value
 
 
 class Generator:
-    """Generates instances of one root schema. The schema is owned (a private copy) and never
-    changed, so its sub-schemas can be looked up by identity."""
+    """Generates instances of one root schema, owned (a private copy) and never changed."""
 
     def __init__(self, root: Any, validator: Any) -> None:
         self.root = root
-        self.validator = validator
-        self._anchors: dict[str, Any] = {}
-        self._own: set[int] = set()  # ids of the root's own sub-schemas (membership only)
-        self._validators: dict[int, Any] = {}
-        self._local = threading.local()  # per-thread node budget of the current generate()
-        self._index(root)
-
-    def _index(self, node: Any) -> None:
-        stack = [node]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                self._own.add(id(item))
-                anchor = item.get("$anchor")
-                if isinstance(anchor, str):
-                    self._anchors.setdefault(anchor, item)
-                stack.extend(item.values())
-            elif isinstance(item, list):
-                stack.extend(item)
-
-    # ---- public --------------------------------------------------------------------------
+        self.schemas = SubSchemas(root, validator)
+        self.tally = Tally()  # per-thread count of the current generate()
 
     def generate(self, seeded: Seeded, max_bytes: int | None = None) -> Any:
         """One instance (not yet validated: the caller checks it against the schema) whose
         JSON, written twice as a CallToolResult does, fits in `max_bytes`."""
-        self._local.nodes = 0
-        self._local.bytes = 0
-        self._local.max_bytes = max_bytes
+        self.tally.start(max_bytes)
         return self.value(self.root, seeded, "", 0, 0, NO_HINT, "", None)
-
-    def _spend_bytes(self, size: int, ptr: str) -> None:
-        """Count `size` more bytes of the instance's JSON (a lower bound of what is written)."""
-        local = self._local
-        local.bytes += size
-        # Twice: a result carries its structuredContent and the same JSON as text.
-        if local.max_bytes is not None and 2 * local.bytes > local.max_bytes:
-            raise TooLarge(ptr, over_budget(local.max_bytes))
-
-    # ---- helpers -------------------------------------------------------------------------
-
-    def is_valid(self, schema: Any, value: Any) -> bool:
-        """`value` satisfies `schema` (a sub-schema, with $refs resolved against the root)."""
-        if schema is True or schema == {}:
-            return True
-        if schema is False:
-            return False
-        key = id(schema)
-        validator = self._validators.get(key) if key in self._own else None
-        if validator is None:
-            validator = self.validator.evolve(schema=schema)
-            if key in self._own:
-                self._validators[key] = validator
-        try:
-            return bool(validator.is_valid(value))
-        except OverBudget:  # the call's budget is spent: nothing else may try again
-            raise
-        except Exception:  # an unresolvable $ref, a regex the engine rejects: not a match
-            return False
-
-    def resolve(self, ref: Any, pointer: str) -> tuple[Any, str]:
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            raise GenerationError(pointer, f"$ref {ref!r} is not a local reference (#...)")
-        fragment = unquote(ref[1:])
-        if fragment and not fragment.startswith("/"):
-            if fragment in self._anchors:
-                return self._anchors[fragment], f"/$anchor:{fragment}"
-            raise GenerationError(pointer, f"$ref {ref!r}: no such $anchor")
-        node = self.root
-        for part in fragment.split("/")[1:]:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                raise GenerationError(pointer, f"$ref {ref!r} points at nothing")
-        return node, fragment
-
-    def deref(self, schema: Any, pointer: str) -> tuple[Any, str]:
-        for _ in range(MAX_DEPTH):
-            if not (isinstance(schema, dict) and "$ref" in schema):
-                return schema, pointer
-            target, target_pointer = self.resolve(schema["$ref"], pointer)
-            rest = {k: v for k, v in schema.items() if k != "$ref"}
-            if _constraints(rest):
-                if not isinstance(target, dict):
-                    return ({"allOf": [target, rest]} if target is not True else rest), pointer
-                return merge(target, rest), target_pointer
-            schema, pointer = target, target_pointer
-        raise GenerationError(pointer, "$ref chain does not end")
-
-    # ---- the walk ------------------------------------------------------------------------
 
     def value(
         self,
@@ -255,12 +131,11 @@ class Generator:
         name: str,
         who: Seeded | None,
     ) -> Any:
+        """A value for `schema` (at `ptr` in the root), drawn from `s`; `hint`, `name` and `who`
+        (the enclosing object's persona) make it plausible."""
         if depth > MAX_DEPTH:
             raise GenerationError(ptr, "nested too deeply (a recursive $ref that never ends?)")
-        self._local.nodes += 1
-        if self._local.nodes > MAX_NODES:
-            raise TooLarge(ptr, f"asks for more than {MAX_NODES} values in one result")
-        self._spend_bytes(1, ptr)  # a separator, a digit, a bracket: at least one byte
+        self.tally.count_value(ptr)
         spend()  # every attempt of the call draws on the same step budget as its validation
         if schema is True:
             schema = {}
@@ -273,12 +148,12 @@ class Generator:
             if "$dynamicRef" in schema and "$ref" not in schema:
                 schema = {**schema, "$ref": schema["$dynamicRef"]}
                 del schema["$dynamicRef"]
-            schema, ptr = self.deref(schema, ptr)
+            schema, ptr = self.schemas.deref(schema, ptr)
             return self.value(schema, s, ptr, depth, refs + 1, hint, name, who)
         if "allOf" in schema:
             merged = {k: v for k, v in schema.items() if k != "allOf"}
             for index, member in enumerate(schema["allOf"]):
-                member, _ = self.deref(member, f"{ptr}/allOf/{index}")
+                member, _ = self.schemas.deref(member, f"{ptr}/allOf/{index}")
                 if member is False:
                     raise GenerationError(f"{ptr}/allOf/{index}", "false: no value is allowed")
                 if isinstance(member, dict):
@@ -302,7 +177,7 @@ class Generator:
                     name,
                     who,
                 )
-                if not self.is_valid(schema["not"], candidate):
+                if not self.schemas.is_valid(schema["not"], candidate):
                     return candidate
             raise GenerationError(f"{ptr}/not", "every generated value matches `not`")
         if "const" in schema:
@@ -314,7 +189,7 @@ class Generator:
     def _constant(self, value: Any, ptr: str) -> Any:
         """A copy of a schema's `const` or `enum` value, counted by its JSON size."""
         if isinstance(value, dict | list | str):
-            self._spend_bytes(len(json.dumps(value, ensure_ascii=False)), ptr)
+            self.tally.spend_bytes(len(json.dumps(value, ensure_ascii=False)), ptr)
         return _copy(value)
 
     def _enum(self, schema: dict[str, Any], s: Seeded, ptr: str) -> Any:
@@ -322,11 +197,11 @@ class Generator:
         if not values:
             raise GenerationError(ptr, "enum/const leave no allowed value")
         rest = {k: v for k, v in schema.items() if k != "enum"}
-        if not _constraints(rest):
+        if not constrains(rest):
             return self._constant(s.rng.choice(values), ptr)
         s.rng.shuffle(values)
         for value in values:
-            if self.is_valid(rest, value):
+            if self.schemas.is_valid(rest, value):
                 return self._constant(value, ptr)
         raise GenerationError(ptr, "no enum value satisfies the other keywords")
 
@@ -353,7 +228,7 @@ class Generator:
         problem = "no alternative can be generated"
         for index in order:
             branch_ptr = f"{ptr}/{key}/{index}"
-            branch, branch_ptr = self.deref(branches[index], branch_ptr)
+            branch, branch_ptr = self.schemas.deref(branches[index], branch_ptr)
             if branch is False:
                 continue
             candidate = merge(base, branch) if isinstance(branch, dict) else base
@@ -376,7 +251,7 @@ class Generator:
                     break
                 if key == "anyOf":
                     return value
-                if sum(1 for b in branches if self.is_valid(b, value)) == 1:
+                if sum(1 for b in branches if self.schemas.is_valid(b, value)) == 1:
                     return value
                 problem = "generated values match more than one alternative"
         raise GenerationError(f"{ptr}/{key}", problem)
@@ -414,7 +289,7 @@ class Generator:
                 raise
             except GenerationError:
                 continue
-            if self.is_valid(condition, value) == wanted:
+            if self.schemas.is_valid(condition, value) == wanted:
                 return value
         raise GenerationError(f"{ptr}/if", "neither the then nor the else branch can be met")
 
@@ -467,12 +342,12 @@ class Generator:
         who: Seeded | None,
     ) -> Any:
         if kind == "object":
-            return self._object(schema, s, ptr, depth, refs, name)
+            return object_value(self, schema, s, ptr, depth, refs, name)
         if kind == "array":
-            return self._array(schema, s, ptr, depth, refs, name)
+            return array_value(self, schema, s, ptr, depth, refs, name)
         if kind == "string":
             text = string_value(schema, s, ptr, hint, who)
-            self._spend_bytes(len(text) + 1, ptr)
+            self.tally.spend_bytes(len(text) + 1, ptr)
             return text
         if kind == "integer":
             return integer_value(schema, s, ptr, hint)
@@ -482,197 +357,9 @@ class Generator:
             return s.rng.random() < 0.5
         raise GenerationError(ptr, f"unknown type {kind!r}")
 
-    # ---- objects ---------------------------------------------------------------------------
-
-    def _property_schema(self, schema: dict[str, Any], key: str) -> Any:
-        found = []
-        properties = schema.get("properties") or {}
-        if key in properties:
-            found.append(properties[key])
-        for pattern, sub in (schema.get("patternProperties") or {}).items():
-            if search(pattern, key):
-                found.append(sub)
-        if not found:
-            extra = schema.get("additionalProperties", True)
-            found.append({} if extra is True else extra)
-        return found[0] if len(found) == 1 else {"allOf": found}
-
-    def _object(
-        self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int, name: str
-    ) -> dict[str, Any]:
-        shallow = depth > SHALLOW_DEPTH or refs >= SHALLOW_REFS
-        properties = schema.get("properties") or {}
-        required = [k for k in schema.get("required") or () if isinstance(k, str)]
-        extra_allowed = schema.get("additionalProperties", True) is not False or bool(
-            schema.get("patternProperties")
-        )
-        min_count = schema.get("minProperties", 0)
-        max_count = schema.get("maxProperties")
-        if min_count > MAX_ITEMS:
-            raise TooLarge(
-                ptr, f"minProperties above {MAX_ITEMS} is more than the simulator generates"
-            )
-        chosen = [
-            k
-            for k in properties
-            if k in required
-            or (
-                not shallow
-                and properties[k] is not False
-                and s.child(f"?{k}").unit() < OPTIONAL_CHANCE
-            )
-        ]
-        chosen += [k for k in required if k not in chosen]
-        dependent = schema.get("dependentRequired") or {}
-        grew = True
-        while grew:
-            grew = False
-            for trigger, names in dependent.items():
-                if trigger in chosen:
-                    for dep in names:
-                        if dep not in chosen:
-                            chosen.append(dep)
-                            grew = True
-        if max_count is not None and len(chosen) > max_count:
-            keep = [k for k in chosen if k in required]
-            chosen = keep + [k for k in chosen if k not in keep][: max(0, max_count - len(keep))]
-        for key in properties:
-            if len(chosen) >= min_count:
-                break
-            if key not in chosen and properties[key] is not False:
-                chosen.append(key)
-        index = 0
-        while len(chosen) < min_count and extra_allowed and index < min_count + 16:
-            key = self._extra_key(schema, s.child(f"+{index}"), ptr, depth, refs, index)
-            index += 1
-            if key not in chosen:
-                chosen.append(key)
-        who = s.child("persona")
-        out: dict[str, Any] = {}
-        for key in chosen:
-            sub = self._property_schema(schema, key)
-            sub_ptr = f"{ptr}/properties/{_escape(key)}"
-            self._spend_bytes(len(key) + 3, sub_ptr)  # "key":
-            try:
-                out[key] = self.value(
-                    sub,
-                    s.child(key),
-                    sub_ptr,
-                    depth,
-                    refs,
-                    hints.hint_for(key, name or None),
-                    key,
-                    who,
-                )
-            except TooLarge:
-                raise
-            except GenerationError:
-                if key in required or len(chosen) <= min_count:
-                    raise
-        return out
-
-    def _extra_key(
-        self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int, index: int
-    ) -> str:
-        names = schema.get("propertyNames")
-        patterns = list(schema.get("patternProperties") or {})
-        if schema.get("additionalProperties", True) is False and patterns:
-            key = regex.generate(patterns[index % len(patterns)], s)
-            if key is not None:
-                return key
-        if isinstance(names, dict) and _constraints(names):
-            value = self.value(
-                merge({"type": "string"}, names),
-                s,
-                f"{ptr}/propertyNames",
-                depth,
-                refs,
-                NO_HINT,
-                "",
-                None,
-            )
-            if isinstance(value, str):
-                return value
-        return f"{s.rng.choice(W.WORDS)}_{index + 1}"
-
-    # ---- arrays ----------------------------------------------------------------------------
-
-    def _array(
-        self, schema: dict[str, Any], s: Seeded, ptr: str, depth: int, refs: int, name: str
-    ) -> list[Any]:
-        shallow = depth > SHALLOW_DEPTH or refs >= SHALLOW_REFS
-        prefix = schema.get("prefixItems") or []
-        items = schema.get("items", True)
-        if isinstance(items, list):  # draft-07 and older: tuple validation
-            prefix, items = items, schema.get("additionalItems", True)
-        min_count = schema.get("minItems", 0)
-        max_count = schema.get("maxItems")
-        if items is False:
-            max_count = len(prefix) if max_count is None else min(max_count, len(prefix))
-        contains = schema.get("contains")
-        min_contains = schema.get("minContains", 1) if contains is not None else 0
-        low = max(min_count, min_contains)
-        if shallow:
-            count = low
-        else:
-            natural = max(low, len(prefix) if items is False else max(1, len(prefix)))
-            high = natural + (0 if items is False and prefix else 2)
-            # Never above the cap unless the schema itself asks for more: whether a schema
-            # can be served must not depend on the call's seed.
-            high = min(high, max(natural, MAX_ITEMS))
-            if max_count is not None:
-                high = min(high, max_count)
-                natural = min(natural, high)
-            count = s.rng.randint(natural, max(natural, high))
-        if max_count is not None and count > max_count:
-            raise GenerationError(ptr, "minItems/minContains exceed maxItems")
-        if count > MAX_ITEMS:
-            raise TooLarge(
-                ptr,
-                f"more than {MAX_ITEMS} items in one array is more than the simulator generates",
-            )
-        unique = schema.get("uniqueItems") is True
-        item_name = hints.singular(name) if name else ""
-        item_hint = hints.item_hint(name) if name else NO_HINT
-        out: list[Any] = []
-        seen: set[str] = set()
-        contained = 0
-        for index in range(count):
-            sub: Any = prefix[index] if index < len(prefix) else items
-            sub_ptr = f"{ptr}/prefixItems/{index}" if index < len(prefix) else f"{ptr}/items"
-            if contains is not None and index >= len(prefix) and contained < min_contains:
-                sub = merge(
-                    sub if isinstance(sub, dict) else {},
-                    contains if isinstance(contains, dict) else {},
-                )
-                contained += 1
-            value = None
-            for attempt in range(ITEM_ATTEMPTS if unique else 1):
-                value = self.value(
-                    sub,
-                    s.child(index if not attempt else f"{index}.{attempt}"),
-                    sub_ptr,
-                    depth,
-                    refs,
-                    item_hint,
-                    item_name,
-                    None,
-                )
-                if not unique or canonical_json(value) not in seen:
-                    break
-            else:
-                if index >= min_count:
-                    break
-                raise GenerationError(ptr, "uniqueItems: not enough distinct items")
-            if unique:
-                seen.add(canonical_json(value))
-            out.append(value)
-        return out
-
-    # ---- strings ---------------------------------------------------------------------------
-
 
 def _infer(schema: dict[str, Any], hint: Hint) -> list[str]:
+    """The type a schema without `type` asks for: by its keywords, else by the name's hint."""
     for keys, kind in (
         (_OBJECT_KEYS, "object"),
         (_ARRAY_KEYS, "array"),
