@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import Api, make_settings
+from mcp_helpers import modern_headers, modern_message
 from mcp_stub import StubUpstream
 from polling import until
 
@@ -30,7 +31,6 @@ from gateway.state import GATEWAY
 from settings_api.config import ConfigError, load_settings
 from settings_api.http import HTTP_CLIENT
 
-MODERN = "2026-07-28"
 MAX_INFLIGHT = 4
 SLOW_S = 2.5
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
@@ -77,26 +77,12 @@ async def enabled_key(api: Api, integration: str, upstream_url: str) -> str:
 async def call_tool(
     client: TestClient, tenant: str, integration: str, key: str
 ) -> tuple[float, int, Any]:
-    params = {
-        "name": "search_contacts",
-        "arguments": {},
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "search_contacts",
-        "Accept": "application/json, text/event-stream",
-    }
+    message = modern_message("tools/call", {"name": "search_contacts", "arguments": {}})
+    headers = modern_headers(message, key)
     started = time.monotonic()
     async with client.post(
         f"/v1/tenants/{tenant}/integrations/{integration}/mcp:call",
-        json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params},
+        json=message,
         headers=headers,
     ) as resp:
         body = await resp.json(content_type=None)

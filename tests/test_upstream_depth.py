@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import Api, make_settings
+from mcp_helpers import modern_headers, modern_message
 from mcp_stub import StubUpstream
 
 from gateway.server import build_app
 from settings_api.json_codec import dumps_bytes
 from settings_api.tools import normalize_tools
 
-MODERN = "2026-07-28"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
 ENV = {"MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}  # the stubs are on 127.0.0.1
 
@@ -70,23 +70,9 @@ async def upstream(aiohttp_server: Any, stub: StubUpstream) -> str:
 
 
 async def call_tool(client: TestClient, key: str) -> tuple[int, Any]:
-    params = {
-        "name": "search_contacts",
-        "arguments": {},
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "MCP-Protocol-Version": MODERN,
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": "search_contacts",
-        "Accept": "application/json, text/event-stream",
-    }
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    message = modern_message("tools/call", {"name": "search_contacts", "arguments": {}})
+    headers = modern_headers(message, key)
+    body = message
     async with client.post(
         "/v1/tenants/acme/integrations/crm/mcp:call", json=body, headers=headers
     ) as resp:
