@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET, Api, make_settings
+from mcp_helpers import modern_headers, modern_message
 from mcp_stub import StubUpstream, make_tools
 
 from gateway.server import build_app
@@ -41,7 +42,6 @@ OTHER_KEY = "unrelated-secret-key-" + "u" * 40
 UPSTREAM_SECRET = "Bearer upstream-token-7f3a9c51e2"
 TEAM_SECRET = "team-value-c0ffee-4242"
 HEADERS = {"Authorization": UPSTREAM_SECRET, "X-Team": TEAM_SECRET}
-MODERN = "2026-07-28"
 
 
 # --- the box ----------------------------------------------------------------------------------
@@ -211,26 +211,8 @@ class Gateway:
     async def call_tool(
         self, key: str, integration: str = "crm", endpoint: str = "call"
     ) -> tuple[int, dict[str, Any]]:
-        message = {
-            "jsonrpc": "2.0",
-            "id": 7,
-            "method": "tools/call",
-            "params": {
-                "name": "tool_0",
-                "arguments": {"q": "x"},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": MODERN,
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
-            },
-        }
-        headers = {
-            "Authorization": f"Bearer {key}",
-            "MCP-Protocol-Version": MODERN,
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": "tool_0",
-            "Accept": "application/json, text/event-stream",
-        }
+        message = modern_message("tools/call", {"name": "tool_0", "arguments": {"q": "x"}}, id=7)
+        headers = modern_headers(message, key)
         url = f"/v1/tenants/acme/integrations/{integration}/mcp:{endpoint}"
         async with self.client.post(url, json=message, headers=headers) as resp:
             return resp.status, await resp.json()

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET, Api, make_settings
 from log_texts import log_texts
+from mcp_helpers import modern_headers, modern_message
 from mcp_stub import StubUpstream, make_tools
 
 from gateway.server import build_app
@@ -35,7 +36,6 @@ BASIC = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
 OLD_KEY = "old-secret-key-" + "o" * 40
 NEW_KEY = "new-secret-key-" + "n" * 40
 OTHER_KEY = "unrelated-secret-key-" + "u" * 40
-MODERN = "2026-07-28"
 TOOLS = [{"name": "tool_0", "inputSchema": {"type": "object"}}]
 
 
@@ -163,26 +163,8 @@ class Gateway:
         return created, mcp["apiKey"]
 
     async def call_tool(self, key: str) -> dict[str, Any]:
-        message = {
-            "jsonrpc": "2.0",
-            "id": 7,
-            "method": "tools/call",
-            "params": {
-                "name": "tool_0",
-                "arguments": {"q": "x"},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": MODERN,
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
-            },
-        }
-        headers = {
-            "Authorization": f"Bearer {key}",
-            "MCP-Protocol-Version": MODERN,
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": "tool_0",
-            "Accept": "application/json, text/event-stream",
-        }
+        message = modern_message("tools/call", {"name": "tool_0", "arguments": {"q": "x"}}, id=7)
+        headers = modern_headers(message, key)
         url = "/v1/tenants/acme/integrations/crm/mcp:call"
         async with self.client.post(url, json=message, headers=headers) as resp:
             assert resp.status == 200
