@@ -343,7 +343,8 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(
         assert time.monotonic() - started < 1.5, workers.log()
         time.sleep(0.02)
     assert workers.stop() == 0, workers.log()
-    assert time.monotonic() - started < 15
+    # Grace (2 s) + in-flight requests (at most 10 s) + a little; the log says what waited.
+    assert time.monotonic() - started < 15, workers.log()
     assert not [pid for pid in current if alive(pid)], "orphan workers"
     assert "Traceback" not in workers.log()
     assert not metrics_dir.exists()
