@@ -21,15 +21,9 @@ from typing import Any, cast
 
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
-from gateway.context import (
-    LATEST_LEGACY_VERSION,
-    LEGACY_VERSIONS,
-    SUPPORTED_VERSIONS,
-    Era,
-    RequestContext,
-)
-from gateway.transport.era import SERVER_INFO_META
-from gateway.transport.errors import (
+from gateway.context import RequestContext
+from gateway.transport.limits import check_tool_arguments
+from mcp_core.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -37,7 +31,13 @@ from gateway.transport.errors import (
     error_response,
     rate_limited_response,
 )
-from gateway.transport.limits import check_tool_arguments
+from mcp_core.versions import (
+    LATEST_LEGACY_VERSION,
+    LEGACY_VERSIONS,
+    SERVER_INFO_META,
+    SUPPORTED_VERSIONS,
+    Era,
+)
 from settings_api import __version__
 from settings_api.http import REQUEST_ID
 

@@ -1,5 +1,5 @@
-"""Egress policy for tenant-chosen upstream URLs: which addresses the gateway connects to, and
-which tenant headers it sends there.
+"""Egress policy for tenant-chosen upstream URLs: which addresses the gateway connects to (the
+tenant headers it sends there are mcp_core.headers.refused_header's job).
 
 Tenants choose ``upstreamUrl``; unchecked, it would let one make the gateway reach its own
 loopback services, the private network or a cloud metadata endpoint, and map them from the
@@ -28,13 +28,11 @@ from aiohttp.resolver import DefaultResolver
 
 __all__ = [
     "NOT_ALLOWED_MESSAGE",
-    "REFUSED_HEADER_NAMES",
     "REFUSED_NETWORKS",
     "EgressPolicy",
     "EgressRefused",
     "EgressResolver",
     "parse_networks",
-    "refused_header",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -89,24 +87,6 @@ REFUSED_NETWORKS: tuple[tuple[Network, str], ...] = tuple(
 _NAT64 = IPv6Network("64:ff9b::/96")
 _SIX_TO_FOUR = IPv6Network("2002::/16")
 
-# Header names a tenant may not set on upstream requests: the connection's and the message's
-# framing belong to the gateway (a tenant Host, Content-Length or Transfer-Encoding is a
-# request-smuggling primitive). Content-Type, Accept and the MCP headers are not refused: the
-# transport sets them last, over whatever a tenant gave.
-REFUSED_HEADER_NAMES = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
-_REFUSED_HEADER_PREFIX = "proxy-"
-
 
 class EgressRefused(OSError):
     """The policy refuses every address of this host; an ``OSError`` so that the HTTP client
@@ -130,12 +110,6 @@ def parse_networks(text: str) -> tuple[Network, ...]:
         except ValueError as exc:
             raise ValueError(f"{item!r} is not a CIDR network ({exc})") from None
     return tuple(networks)
-
-
-def refused_header(name: str) -> bool:
-    """Whether a tenant-supplied header name is one the gateway never sends for a tenant."""
-    lower = name.lower()
-    return lower in REFUSED_HEADER_NAMES or lower.startswith(_REFUSED_HEADER_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from gateway.transport.limits import (
     MAX_TOOL_ARGUMENTS_BYTES,
     MAX_TOOL_ARGUMENTS_DEPTH,
 )
+from mcp_core.json_codec import NOT_PARSED, fast_loads
+from mcp_core.json_limits import too_deep
 from settings_api.http import SETTINGS
-from settings_api.json_codec import NOT_PARSED, fast_loads
-from settings_api.json_limits import too_deep
 
 MODERN = "2026-07-28"
 LEGACY = "2025-03-26"

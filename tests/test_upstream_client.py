@@ -14,10 +14,9 @@ from aiohttp.test_utils import TestServer
 from mcp_stub import StubUpstream, make_tools
 from net import closed_url
 
+from mcp_core.sse import SseEvent, SseParser
 from settings_api.upstream import (
     LATEST_PROTOCOL_VERSION,
-    SseEvent,
-    SseParser,
     UpstreamError,
     UpstreamSession,
     fetch_tool_catalog,

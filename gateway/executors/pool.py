@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from mcp_core.errors import METHOD_NOT_FOUND
 from settings_api.upstream import MessageHandler, UpstreamError, UpstreamSession
 
 __all__ = [
@@ -38,7 +39,6 @@ DEFAULT_UPSTREAM_TIMEOUT_S = 30.0
 DEFAULT_RELAY_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CLOSE_TIMEOUT_S = 2.0
 DEFAULT_MAX_SESSIONS = 1024
-_METHOD_NOT_FOUND = -32601
 
 PoolKey = tuple[str | None, str, str]
 
@@ -304,7 +304,7 @@ async def _answer_server_request(session: UpstreamSession, request: dict[str, An
         reply["result"] = {}
     else:
         reply["error"] = {
-            "code": _METHOD_NOT_FOUND,
+            "code": METHOD_NOT_FOUND,
             "message": "Method not supported by the gateway",
         }
     try:

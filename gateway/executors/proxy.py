@@ -21,7 +21,7 @@ from typing import Any
 from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
 from gateway.observability import metrics
-from gateway.transport.errors import INTERNAL_ERROR, McpError
+from mcp_core.errors import INTERNAL_ERROR, McpError
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import MessageHandler, UpstreamError
 from settings_api.upstream.redaction import scrub, scrub_json, secret_pieces

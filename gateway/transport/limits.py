@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from gateway.transport.errors import INVALID_PARAMS, McpError
-from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
+from mcp_core.errors import INVALID_PARAMS, McpError
+from mcp_core.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
 
 __all__ = [
     "MAX_BATCH_MESSAGES",

@@ -7,7 +7,6 @@ the one HTTP client :func:`create_upstream_client` makes. Modules:
 - ``client``: that HTTP client (aiohttp), and the URL requests go to;
 - ``exchange``: one JSON-RPC exchange: the request's headers (the tenant-header policy), the
   POST, the answer read as JSON or SSE within size and depth bounds;
-- ``sse``: the server-sent events parser;
 - ``session``: an MCP session: initialize, the session id, tools/list, DELETE;
 - ``catalog``: a whole catalog read within one deadline;
 - ``errors``: :class:`UpstreamError` and its reasons; ``redaction``: secrets scrubbed from
@@ -35,7 +34,6 @@ from settings_api.upstream.session import (
     SUPPORTED_PROTOCOL_VERSIONS,
     UpstreamSession,
 )
-from settings_api.upstream.sse import SseEvent, SseParser
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -45,8 +43,6 @@ __all__ = [
     "UPSTREAM_ERROR_REASONS",
     "MessageHandler",
     "RpcReply",
-    "SseEvent",
-    "SseParser",
     "UpstreamError",
     "UpstreamSession",
     "create_upstream_client",

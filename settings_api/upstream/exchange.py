@@ -18,11 +18,11 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from settings_api.egress import refused_header
-from settings_api.json_codec import NOT_PARSED, dumps_bytes, fast_loads
-from settings_api.json_limits import depth_reason, too_deep
+from mcp_core.headers import refused_header
+from mcp_core.json_codec import NOT_PARSED, dumps_bytes, fast_loads
+from mcp_core.json_limits import depth_reason, too_deep
+from mcp_core.sse import SseEvent, SseParser
 from settings_api.upstream.errors import UpstreamError, connect_error, quote, too_large
-from settings_api.upstream.sse import SseEvent, SseParser
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -69,7 +69,7 @@ def mcp_headers(
     """Request headers for an MCP request: the tenant's headers, then the transport's own.
 
     This is the tenant-header policy of every upstream request: framing and hop-by-hop names
-    (Host, Content-Length, ...: :func:`settings_api.egress.refused_header`) are dropped, a name
+    (Host, Content-Length, ...: :func:`mcp_core.headers.refused_header`) are dropped, a name
     or value holding a control character is refused (``not-allowed``: it could inject a header),
     and the transport headers are set last (case-insensitively) so that a tenant's header set
     cannot break the protocol by overriding Accept, Content-Type or the session id.

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from mcp_core.headers import refused_header
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.changes import Change
-from settings_api.egress import refused_header
 from settings_api.problems import (
     Conflict,
     FieldError,
