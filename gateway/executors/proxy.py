@@ -22,10 +22,9 @@ from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
 from gateway.observability import metrics
 from mcp_core.errors import INTERNAL_ERROR, McpError
+from mcp_core.redaction import scrub, scrub_json, upstream_secrets
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.upstream import MessageHandler, UpstreamError
-from settings_api.upstream.redaction import scrub, scrub_json, secret_pieces
-from settings_api.upstream_url import secret_values
 
 __all__ = [
     "DEFAULT_MAX_INFLIGHT",
@@ -251,6 +250,4 @@ def _upstream_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _secrets_of(ctx: RequestContext) -> list[str]:
     """What to scrub from upstream text relayed to the client (only failures need it)."""
-    view = ctx.integration
-    url_secrets = secret_values(view.upstream_url) if view.upstream_url else []
-    return secret_pieces([*view.upstream_headers.values(), *url_secrets])
+    return upstream_secrets(ctx.integration.upstream_url, ctx.integration.upstream_headers)

@@ -9,7 +9,7 @@ the one HTTP client :func:`create_upstream_client` makes. Modules:
   POST, the answer read as JSON or SSE within size and depth bounds;
 - ``session``: an MCP session: initialize, the session id, tools/list, DELETE;
 - ``catalog``: a whole catalog read within one deadline;
-- ``errors``: :class:`UpstreamError` and its reasons; ``redaction``: secrets scrubbed from
+- ``errors``: :class:`UpstreamError` and its reasons (secrets scrubbed from
   upstream text passed on.
 
 Tenant header values and URL credentials are secrets: their values never go into exception
