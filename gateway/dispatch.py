@@ -31,6 +31,7 @@ from mcp_core.errors import (
     error_response,
     rate_limited_response,
 )
+from mcp_core.version import __version__
 from mcp_core.versions import (
     LATEST_LEGACY_VERSION,
     LEGACY_VERSIONS,
@@ -38,7 +39,6 @@ from mcp_core.versions import (
     SUPPORTED_VERSIONS,
     Era,
 )
-from settings_api import __version__
 from settings_api.http import REQUEST_ID
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from mcp_core.client import UpstreamError, fetch_tool_catalog
 from settings_api.changes import ChangeFeed, LocalChangeFeed
-from settings_api.egress import EgressPolicy, EgressRefused
+from settings_api.egress import EgressPolicy, EgressRefused, create_upstream_client
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
 from settings_api.jwt_auth import JwtVerifier, TokenError
 from settings_api.openapi import openapi_handler
@@ -28,7 +29,6 @@ from settings_api.schemas import ID_PATTERN
 from settings_api.secrets_box import SecretBox
 from settings_api.service import SettingsService
 from settings_api.store import Store, create_store
-from settings_api.upstream import UpstreamError, create_upstream_client, fetch_tool_catalog
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 CHANGES: web.AppKey[ChangeFeed] = web.AppKey("changes", object)  # type: ignore[arg-type]

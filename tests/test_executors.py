@@ -23,9 +23,9 @@ from polling import until
 
 from gateway.context import Endpoint, IntegrationView, KeyEntry, RequestContext
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
+from mcp_core.client import UNREACHABLE_MESSAGE
 from mcp_core.errors import McpError
 from mcp_core.versions import Era
-from settings_api.upstream import UNREACHABLE_MESSAGE
 from simulator import parse_fixture
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]

@@ -20,10 +20,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
+from mcp_core.client import HttpClient, MessageHandler, UpstreamError, UpstreamSession
 from mcp_core.errors import METHOD_NOT_FOUND
-from settings_api.upstream import MessageHandler, UpstreamError, UpstreamSession
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
@@ -70,7 +68,7 @@ class UpstreamPool:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         *,
         timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
         max_body_bytes: int = DEFAULT_RELAY_MAX_BODY_BYTES,

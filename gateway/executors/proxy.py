@@ -21,10 +21,10 @@ from typing import Any
 from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
 from gateway.observability import metrics
+from mcp_core.client import MessageHandler, UpstreamError
 from mcp_core.errors import INTERNAL_ERROR, McpError
 from mcp_core.redaction import scrub, scrub_json, upstream_secrets
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
-from settings_api.upstream import MessageHandler, UpstreamError
 
 __all__ = [
     "DEFAULT_MAX_INFLIGHT",

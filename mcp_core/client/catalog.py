@@ -10,10 +10,11 @@ from typing import Any
 
 import aiohttp
 
+from mcp_core.client.errors import UpstreamError, connect_error
+from mcp_core.client.exchange import DEFAULT_MAX_BODY_BYTES
+from mcp_core.client.http_client import HttpClient
+from mcp_core.client.session import UpstreamSession
 from mcp_core.redaction import scrub, upstream_secrets
-from settings_api.upstream.errors import UpstreamError, connect_error
-from settings_api.upstream.exchange import DEFAULT_MAX_BODY_BYTES
-from settings_api.upstream.session import UpstreamSession
 
 __all__ = ["fetch_tool_catalog"]
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 async def fetch_tool_catalog(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     url: str,
     headers: Mapping[str, str],
     *,
