@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_LEGACY_VERSION",
     "LATEST_LEGACY_VERSION",
     "LEGACY_VERSIONS",
+    "META_PREFIX",
     "MODERN_VERSIONS",
     "PROTOCOL_VERSION_META",
     "SERVER_INFO_META",
@@ -32,9 +33,12 @@ DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
 # tools/list and tools/call are the same in every version; it asks for the first.
 CLIENT_VERSIONS: tuple[str, ...] = LEGACY_VERSIONS
 
-PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
-CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
-SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
+# `_meta` keys under this prefix describe one modern-era exchange (its version, the client's
+# capabilities, the server's info): they belong to the hop they arrived on.
+META_PREFIX = "io.modelcontextprotocol/"
+PROTOCOL_VERSION_META = f"{META_PREFIX}protocolVersion"
+CLIENT_CAPABILITIES_META = f"{META_PREFIX}clientCapabilities"
+SERVER_INFO_META = f"{META_PREFIX}serverInfo"
 
 
 class Era(enum.StrEnum):

@@ -66,7 +66,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     """The one HTTP client of every upstream request, both planes' (catalog reads, callUrl's
     calls): kept-alive connections, the egress policy, no cookies
-    (settings_api/upstream/client.py)."""
+    (settings_api/egress.py over mcp_core/client/http_client.py)."""
     settings = app[SETTINGS]
     async with create_upstream_client(
         allowed_networks=settings.upstream_allowed_networks, timeout_s=settings.upstream_timeout_s

@@ -1,4 +1,4 @@
-"""Tests for settings_api.upstream: reading an upstream MCP server's tool catalog."""
+"""Tests for mcp_core.client: reading an upstream MCP server's tool catalog."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one HTTP client of every upstream request (settings_api/upstream/client.py): an aiohttp
+"""The one HTTP client of every upstream request (mcp_core/client/http_client.py): an aiohttp
 ``ClientSession`` made by ``create_upstream_client``, against real in-process servers (aiohttp's,
 and plain asyncio ones for answers an HTTP server would never send).
 

@@ -29,6 +29,7 @@ from mcp_core.errors import (
     error_response,
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
+from mcp_core.messages import is_request_id, valid_id_or_none
 from mcp_core.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, LEGACY_VERSIONS
 
 __all__ = ["MAX_BODY_BYTES", "ExampleUpstream"]
@@ -145,13 +146,9 @@ class ExampleUpstream:
         if method is None and ("result" in message or "error" in message):
             return None  # a response to a request of ours: we never send any
         msg_id = message.get("id")
-        if not isinstance(method, str) or (
-            "id" in message and (isinstance(msg_id, bool) or not isinstance(msg_id, str | int))
-        ):
+        if not isinstance(method, str) or ("id" in message and not is_request_id(msg_id)):
             return error_response(
-                msg_id if isinstance(msg_id, str | int) else None,
-                INVALID_REQUEST,
-                "Invalid Request: bad method or id",
+                valid_id_or_none(message), INVALID_REQUEST, "Invalid Request: bad method or id"
             )
         params = message.get("params", {})
         if not isinstance(params, dict):

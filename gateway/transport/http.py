@@ -31,7 +31,7 @@ from gateway.context import (
     SessionDenylist,
     ToolExecutor,
 )
-from gateway.dispatch import dispatch_batch, dispatch_one, structure_error, valid_id_or_none
+from gateway.dispatch import dispatch_batch, dispatch_one
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
@@ -57,6 +57,7 @@ from mcp_core.errors import (
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads
+from mcp_core.messages import structure_error, valid_id_or_none
 from mcp_core.versions import (
     CLIENT_CAPABILITIES_META,
     DEFAULT_LEGACY_VERSION,
