@@ -15,12 +15,11 @@ from conftest import Api
 
 from gateway.transport.limits import (
     MAX_BATCH_MESSAGES,
-    MAX_JSON_DEPTH,
     MAX_TOOL_ARGUMENTS_BYTES,
     MAX_TOOL_ARGUMENTS_DEPTH,
 )
 from mcp_core.json_codec import NOT_PARSED, fast_loads
-from mcp_core.json_limits import too_deep
+from mcp_core.json_limits import MAX_JSON_DEPTH, too_deep
 from settings_api.http import SETTINGS
 
 MODERN = "2026-07-28"

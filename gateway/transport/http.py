@@ -42,7 +42,7 @@ from gateway.transport.headers import (
     check_param_headers,
     check_routing_headers,
 )
-from gateway.transport.limits import MAX_BATCH_MESSAGES, depth_reason, too_deep
+from gateway.transport.limits import MAX_BATCH_MESSAGES
 from mcp_core import sse
 from mcp_core.errors import (
     HEADER_MISMATCH,
@@ -57,6 +57,7 @@ from mcp_core.errors import (
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads
+from mcp_core.json_limits import depth_reason, too_deep
 from mcp_core.messages import structure_error, valid_id_or_none
 from mcp_core.versions import (
     CLIENT_CAPABILITIES_META,
