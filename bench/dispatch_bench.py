@@ -19,8 +19,9 @@ import uvloop
 from aiohttp.test_utils import make_mocked_request
 from jsonrpcserver import Result, Success, async_dispatch
 
-from gateway.context import Endpoint, Era, IntegrationView, KeyEntry, RequestContext
+from gateway.context import Endpoint, IntegrationView, KeyEntry, RequestContext
 from gateway.dispatch import dispatch_one, lean_validator
+from mcp_core.versions import Era
 
 TOOLS: tuple[dict[str, Any], ...] = tuple(
     {"name": f"tool_{i}", "inputSchema": {"type": "object"}} for i in range(3)

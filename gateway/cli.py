@@ -18,7 +18,7 @@ from gateway.server import (
     tune_collector,
     use_fast_event_loop,
 )
-from settings_api import __version__
+from mcp_core.version import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
 from settings_api.store import StoreError, create_store

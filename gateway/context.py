@@ -14,23 +14,13 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from mcp_core.versions import Era
 from simulator import Fixture
-
-MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
-LEGACY_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
-SUPPORTED_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + LEGACY_VERSIONS
-LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
-DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
 
 
 class Endpoint(enum.StrEnum):
     CALL = "call"  # callUrl: tools/call proxied to the upstream
     TEST = "test"  # testUrl: tools/call answered by the simulator
-
-
-class Era(enum.StrEnum):
-    MODERN = "modern"
-    LEGACY = "legacy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +88,7 @@ class ToolExecutor(Protocol):
         arguments: dict[str, Any],
         meta: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        """Return a CallToolResult object, or raise `gateway.transport.errors.McpError`."""
+        """Return a CallToolResult object, or raise `mcp_core.errors.McpError`."""
         ...
 
 

@@ -33,6 +33,8 @@ from aiohttp import web
 
 from gateway.example_upstream import ExampleUpstream
 from gateway.server import bind_socket, build_app, use_fast_event_loop
+from mcp_core.headers import METHOD_HEADER, NAME_HEADER, PROTOCOL_VERSION_HEADER
+from mcp_core.versions import CLIENT_CAPABILITIES_META, MODERN_VERSIONS, PROTOCOL_VERSION_META
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
 from settings_api.store import StoreError
@@ -58,7 +60,7 @@ DEMO_TENANT = "demo"
 DEMO_INTEGRATION = "crm"
 CLIENT_NAME = "crm-demo"  # the server's name in the client configurations
 TOKEN_TTL_S = 3600
-MODERN_VERSION = "2026-07-28"
+MODERN_VERSION = MODERN_VERSIONS[0]
 SHUTDOWN_TIMEOUT_S = 5.0
 DESCRIPTION = (
     "Example CRM served by mcp-gateway demo: search contacts, read one, add notes, list deals."
@@ -141,8 +143,8 @@ def curl_command(
             "name": tool,
             "arguments": dict(arguments or {"query": "ada"}),
             "_meta": {
-                "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-                "io.modelcontextprotocol/clientCapabilities": {},
+                PROTOCOL_VERSION_META: MODERN_VERSION,
+                CLIENT_CAPABILITIES_META: {},
             },
         },
     }
@@ -155,11 +157,11 @@ def curl_command(
         "-H",
         "Content-Type: application/json",
         "-H",
-        f"MCP-Protocol-Version: {MODERN_VERSION}",
+        f"{PROTOCOL_VERSION_HEADER}: {MODERN_VERSION}",
         "-H",
-        "Mcp-Method: tools/call",
+        f"{METHOD_HEADER}: tools/call",
         "-H",
-        f"Mcp-Name: {tool}",
+        f"{NAME_HEADER}: {tool}",
         "-d",
         json.dumps(body, separators=(",", ":")),
     ]

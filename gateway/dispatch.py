@@ -21,15 +21,9 @@ from typing import Any, cast
 
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
-from gateway.context import (
-    LATEST_LEGACY_VERSION,
-    LEGACY_VERSIONS,
-    SUPPORTED_VERSIONS,
-    Era,
-    RequestContext,
-)
-from gateway.transport.era import SERVER_INFO_META
-from gateway.transport.errors import (
+from gateway.context import RequestContext
+from gateway.transport.limits import check_tool_arguments
+from mcp_core.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -37,8 +31,15 @@ from gateway.transport.errors import (
     error_response,
     rate_limited_response,
 )
-from gateway.transport.limits import check_tool_arguments
-from settings_api import __version__
+from mcp_core.messages import structure_error, valid_id_or_none
+from mcp_core.version import __version__
+from mcp_core.versions import (
+    LATEST_LEGACY_VERSION,
+    LEGACY_VERSIONS,
+    SERVER_INFO_META,
+    SUPPORTED_VERSIONS,
+    Era,
+)
 from settings_api.http import REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -61,33 +62,9 @@ class InvalidMessage(ValueError):
 # --- structural validation (jsonrpcserver's `validator=` hook) -------------------------------
 
 
-def is_request_id(value: Any) -> bool:
-    """MCP ids are strings or integers (never null, never a float)."""
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-
-
-def structure_error(message: Any) -> str | None:
-    """Why `message` is not a JSON-RPC 2.0 request, notification or response; None if it is."""
-    if not isinstance(message, dict):
-        return "a JSON-RPC message must be an object"
-    if message.get("jsonrpc") != "2.0":
-        return 'the "jsonrpc" member must be "2.0"'
-    if "method" not in message:
-        if "id" in message and ("result" in message) != ("error" in message):
-            return None  # a response (the client answering us)
-        return 'a JSON-RPC request needs a "method"'
-    if not isinstance(message["method"], str):
-        return 'the "method" member must be a string'
-    if "id" in message and not is_request_id(message["id"]):
-        return 'the "id" member must be a string or an integer'
-    params = message.get("params")
-    if params is not None and not isinstance(params, dict | list):
-        return 'the "params" member must be an object'
-    return None
-
-
 def lean_validator(deserialized: Any) -> Any:
-    """jsonrpcserver's `validator=` hook: the structural check above, for a message or batch."""
+    """jsonrpcserver's `validator=` hook: mcp_core.messages' structural check, for a message
+    or batch."""
     messages = deserialized if isinstance(deserialized, list) else [deserialized]
     if not messages:
         raise InvalidMessage("an empty batch")
@@ -96,13 +73,6 @@ def lean_validator(deserialized: Any) -> Any:
         if reason is not None:
             raise InvalidMessage(reason)
     return deserialized
-
-
-def valid_id_or_none(message: Any) -> Any:
-    """The message's id when it is a usable one (for error answers), else None."""
-    if isinstance(message, dict) and is_request_id(message.get("id")):
-        return message["id"]
-    return None
 
 
 # --- the methods ----------------------------------------------------------------------------

@@ -43,7 +43,6 @@ from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from gateway.transport.http import (
-    SESSION_HEADER,
     Exchange,
     Inbound,
     answer_delete,
@@ -51,6 +50,7 @@ from gateway.transport.http import (
     parse,
     set_rate_headers,
 )
+from mcp_core.headers import SESSION_ID_HEADER
 from settings_api.http import REQUEST_ID, SETTINGS, client_address, problem_response
 from settings_api.problems import (
     AuthThrottled,
@@ -121,7 +121,7 @@ async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
                 key,
                 headers,
                 tools_call=False,
-                session_id=request.headers.get(SESSION_HEADER),
+                session_id=request.headers.get(SESSION_ID_HEADER),
             )
             raw = await _read_in_time(request, limit, settings.body_timeout_s)
             inbound = _parse(request, raw, media_ok)
@@ -173,7 +173,7 @@ async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamRespons
         state = request.app[GATEWAY]
         key, view = await _authenticate(request, state)
         decision, ended = await _admit(
-            state, key, headers, tools_call=False, session_id=request.headers.get(SESSION_HEADER)
+            state, key, headers, tools_call=False, session_id=request.headers.get(SESSION_ID_HEADER)
         )
         exchange = Exchange(
             request=request,

@@ -61,7 +61,7 @@ from gateway.observability.shared_metrics import (
     shared_metrics_ctx,
 )
 from gateway.server import bind_socket, build_app, tune_collector, use_fast_event_loop
-from settings_api import __version__
+from mcp_core.version import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.store import StoreError, create_store
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from mcp_core.client import UpstreamError, fetch_tool_catalog
 from settings_api.changes import ChangeFeed, LocalChangeFeed
-from settings_api.egress import EgressPolicy, EgressRefused
+from settings_api.egress import EgressPolicy, EgressRefused, create_upstream_client
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
 from settings_api.jwt_auth import JwtVerifier, TokenError
 from settings_api.openapi import openapi_handler
@@ -28,7 +29,6 @@ from settings_api.schemas import ID_PATTERN
 from settings_api.secrets_box import SecretBox
 from settings_api.service import SettingsService
 from settings_api.store import Store, create_store
-from settings_api.upstream import UpstreamError, create_upstream_client, fetch_tool_catalog
 
 STORE: web.AppKey[Store] = web.AppKey("store", Store)
 CHANGES: web.AppKey[ChangeFeed] = web.AppKey("changes", object)  # type: ignore[arg-type]
@@ -66,7 +66,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     """The one HTTP client of every upstream request, both planes' (catalog reads, callUrl's
     calls): kept-alive connections, the egress policy, no cookies
-    (settings_api/upstream/client.py)."""
+    (settings_api/egress.py over mcp_core/client/http_client.py)."""
     settings = app[SETTINGS]
     async with create_upstream_client(
         allowed_networks=settings.upstream_allowed_networks, timeout_s=settings.upstream_timeout_s

@@ -1,5 +1,5 @@
-"""Egress policy for tenant-chosen upstream URLs: which addresses the gateway connects to, and
-which tenant headers it sends there.
+"""Egress policy for tenant-chosen upstream URLs: which addresses the gateway connects to (the
+tenant headers it sends there are mcp_core.headers.refused_header's job).
 
 Tenants choose ``upstreamUrl``; unchecked, it would let one make the gateway reach its own
 loopback services, the private network or a cloud metadata endpoint, and map them from the
@@ -8,6 +8,10 @@ client's connector, :meth:`EgressPolicy.connector`: names through :class:`Egress
 address dialled through :meth:`EgressPolicy.socket_factory`), so odd spellings
 (``0x7f000001``, ``127.1``) and DNS rebinding cannot slip through. The operator opens specific
 ranges with ``MCPGW_UPSTREAM_ALLOWED_NETWORKS``.
+
+:func:`create_upstream_client` makes the one HTTP client of every upstream request, both
+planes' (catalog reads, callUrl's calls): mcp_core.client's session over this policy's
+connector.
 """
 
 from __future__ import annotations
@@ -22,19 +26,21 @@ from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import TCPConnector
+from aiohttp import ClientSession, TCPConnector
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from mcp_core.client.errors import AddressRefused
+from mcp_core.client.http_client import create_http_client
+
 __all__ = [
     "NOT_ALLOWED_MESSAGE",
-    "REFUSED_HEADER_NAMES",
     "REFUSED_NETWORKS",
     "EgressPolicy",
     "EgressRefused",
     "EgressResolver",
+    "create_upstream_client",
     "parse_networks",
-    "refused_header",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -89,32 +95,13 @@ REFUSED_NETWORKS: tuple[tuple[Network, str], ...] = tuple(
 _NAT64 = IPv6Network("64:ff9b::/96")
 _SIX_TO_FOUR = IPv6Network("2002::/16")
 
-# Header names a tenant may not set on upstream requests: the connection's and the message's
-# framing belong to the gateway (a tenant Host, Content-Length or Transfer-Encoding is a
-# request-smuggling primitive). Content-Type, Accept and the MCP headers are not refused: the
-# transport sets them last, over whatever a tenant gave.
-REFUSED_HEADER_NAMES = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
-_REFUSED_HEADER_PREFIX = "proxy-"
 
-
-class EgressRefused(OSError):
-    """The policy refuses every address of this host; an ``OSError`` so that the HTTP client
-    treats it as a connection failure (aiohttp wraps it, ``os_error`` keeps it)."""
+class EgressRefused(AddressRefused):
+    """The policy refuses every address of this host (the upstream client answers
+    ``not-allowed`` with :data:`NOT_ALLOWED_MESSAGE`; ``reason``, the range, goes to the log)."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(NOT_ALLOWED_MESSAGE)
-        self.reason = reason  # for the gateway's log: which refused range matched
+        super().__init__(NOT_ALLOWED_MESSAGE, reason)
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
@@ -130,12 +117,6 @@ def parse_networks(text: str) -> tuple[Network, ...]:
         except ValueError as exc:
             raise ValueError(f"{item!r} is not a CIDR network ({exc})") from None
     return tuple(networks)
-
-
-def refused_header(name: str) -> bool:
-    """Whether a tenant-supplied header name is one the gateway never sends for a tenant."""
-    lower = name.lower()
-    return lower in REFUSED_HEADER_NAMES or lower.startswith(_REFUSED_HEADER_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +195,20 @@ class EgressPolicy:
 
     def _opened(self, ip: IPAddress) -> bool:
         return any(ip.version == network.version and ip in network for network in self.allowed)
+
+
+def create_upstream_client(
+    *,
+    allowed_networks: Iterable[Network] = (),
+    timeout_s: float,
+    ssl_context: SSLContext | None = None,
+) -> ClientSession:
+    """The client for every upstream request, made inside the running loop: it connects only
+    where the policy allows and verifies TLS with the system's certificates, or with
+    ``ssl_context`` (tests); ``timeout_s`` bounds each request."""
+    policy = EgressPolicy(tuple(allowed_networks))
+    connector = policy.connector(ssl=ssl_context if ssl_context is not None else True)
+    return create_http_client(connector, timeout_s=timeout_s)
 
 
 class EgressResolver(AbstractResolver):

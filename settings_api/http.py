@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from mcp_core.json_limits import depth_reason, too_deep
 from settings_api.config import Settings
-from settings_api.json_limits import depth_reason, too_deep
 from settings_api.problems import (
     PROBLEM_CONTENT_TYPE,
     FieldError,
@@ -122,7 +122,7 @@ async def read_json(request: web.Request) -> Any:
         ) from None
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-        if too_deep(body, raw=raw):  # settings_api/json_limits.py
+        if too_deep(body, raw=raw):  # mcp_core/json_limits.py
             raise MalformedJson(depth_reason())
         # "\ud800" escapes parse into lone surrogates, which no store or client can encode.
         json.dumps(body, ensure_ascii=False).encode("utf-8")

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from settings_api import __version__
+from mcp_core.version import __version__
 from settings_api.problems import PROBLEM_CONTENT_TYPE
 from settings_api.routes import ROUTES
 from settings_api.schemas import COMPONENTS, page_of, ref

@@ -54,7 +54,7 @@ def integration_json(i: Integration) -> dict[str, Any]:
 
 def config_json(c: Config) -> dict[str, Any]:
     # upstream header values are write-only: only their names are ever shown; so are the URL's
-    # password and query values (settings_api/upstream_url.py).
+    # password and query values (mcp_core/redaction.py).
     return {
         "configId": c.config_id,
         "upstreamUrl": c.shown_url,

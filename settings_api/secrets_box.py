@@ -14,7 +14,7 @@ What the store keeps in ``configs.upstream_headers`` (JSON text):
   rest. It is still read, and ``mcp-gateway rotate-secrets`` encrypts it. The two cannot be
   confused: a plain object's values are all strings, an envelope's ``v`` is a number.
 
-What it keeps of an upstream URL with secrets in it (settings_api/upstream_url.py: a password,
+What it keeps of an upstream URL with secrets in it (mcp_core/redaction.py: a password,
 query values): ``configs.upstream_url`` holds the redacted form (what the API shows), and
 ``configs.upstream_url_sealed`` the Fernet token of the whole URL (what the clients connect
 to). A URL without secrets is kept as it is, with no token; so is a URL stored before
@@ -34,7 +34,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from settings_api.upstream_url import has_secrets, redact
+from mcp_core.redaction import has_secrets, redact
 
 ENVELOPE_VERSION = 1
 MIN_KEY_CHARS = 32

@@ -8,7 +8,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
+from mcp_core.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
 from settings_api.problems import FieldError
 from simulator.canonical import finite_json
 

@@ -14,19 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 _HASH_SEP = b"\x00"
-# orjson reads an integer beyond 64 bits as a float, silently (42 digits of an id would lose
-# all but 17). A JSON text with a run of 19 ASCII digits anywhere (strings included: a cheap,
-# conservative test) may hold one. Found by mapping every digit to "0" and looking for 19 of
-# them: several times faster than a regular expression, which tries every position.
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_RUN = b"0" * 19
-
-
-def may_hold_long_integer(text: bytes | str) -> bool:
-    """Whether JSON `text` has a run of 19 digits: an integer orjson could misread, so it
-    must be read with the standard library."""
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    return len(data) >= len(_LONG_RUN) and _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
 
 
 def normalize(value: Any) -> Any:

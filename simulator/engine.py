@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from mcp_core.json_codec import may_hold_long_integer
 from simulator import budget
 from simulator.budget import OverBudget
 from simulator.canonical import (
@@ -31,7 +32,6 @@ from simulator.canonical import (
     canonical_json,
     derive_seed,
     fingerprint,
-    may_hold_long_integer,
     ordered_json,
     result_json,
 )

@@ -30,9 +30,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.server import build_app
 from settings_api.config import Settings, load_settings
-from settings_api.egress import parse_networks
+from settings_api.egress import create_upstream_client, parse_networks
 from settings_api.jwt_auth import issue_token
-from settings_api.upstream import create_upstream_client
 
 ADMIN_DSN = os.environ.get(
     "MCPGW_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -28,7 +28,7 @@ from gateway.context import (
 from gateway.endpoint import setup_mcp_routes
 from gateway.observability.middleware import edge_middleware
 from gateway.state import GATEWAY, AuthFailure, GatewayState
-from gateway.transport.errors import McpError
+from mcp_core.errors import McpError
 from settings_api.http import SETTINGS
 
 TENANT = "acme"

@@ -23,16 +23,10 @@ from mcp_stub import StubUpstream, make_tools
 from net import closed_url
 
 from gateway.server import build_app
+from mcp_core.client import UNREACHABLE_MESSAGE, UpstreamError, fetch_tool_catalog, mcp_headers
 from settings_api.config import ConfigError, load_settings
-from settings_api.egress import EgressPolicy, parse_networks
+from settings_api.egress import EgressPolicy, create_upstream_client, parse_networks
 from settings_api.jwt_auth import issue_token
-from settings_api.upstream import (
-    UNREACHABLE_MESSAGE,
-    UpstreamError,
-    create_upstream_client,
-    fetch_tool_catalog,
-    mcp_headers,
-)
 
 BASE = "/v1/tenants/acme/integrations"
 MODERN = "2026-07-28"

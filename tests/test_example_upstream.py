@@ -13,9 +13,9 @@ from jsonschema import Draft202012Validator
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gateway.context import LEGACY_VERSIONS
 from gateway.example_upstream import MAX_BODY_BYTES, TOOLS, ExampleUpstream
 from gateway.example_upstream.sessions import Sessions
+from mcp_core.versions import LEGACY_VERSIONS
 from settings_api.tools import normalize_tools
 
 ACCEPT = "application/json, text/event-stream"

@@ -21,16 +21,11 @@ from mcp_stub import StubUpstream, make_tools
 from net import closed_url
 from polling import until
 
-from gateway.context import (
-    Endpoint,
-    Era,
-    IntegrationView,
-    KeyEntry,
-    RequestContext,
-)
+from gateway.context import Endpoint, IntegrationView, KeyEntry, RequestContext
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
-from gateway.transport.errors import McpError
-from settings_api.upstream import UNREACHABLE_MESSAGE
+from mcp_core.client import UNREACHABLE_MESSAGE
+from mcp_core.errors import McpError
+from mcp_core.versions import Era
 from simulator import parse_fixture
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]

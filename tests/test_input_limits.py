@@ -15,13 +15,12 @@ from conftest import Api
 
 from gateway.transport.limits import (
     MAX_BATCH_MESSAGES,
-    MAX_JSON_DEPTH,
     MAX_TOOL_ARGUMENTS_BYTES,
     MAX_TOOL_ARGUMENTS_DEPTH,
 )
+from mcp_core.json_codec import NOT_PARSED, fast_loads
+from mcp_core.json_limits import MAX_JSON_DEPTH, too_deep
 from settings_api.http import SETTINGS
-from settings_api.json_codec import NOT_PARSED, fast_loads
-from settings_api.json_limits import too_deep
 
 MODERN = "2026-07-28"
 LEGACY = "2025-03-26"

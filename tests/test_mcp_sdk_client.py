@@ -17,7 +17,7 @@ from mcp_helpers import KEY, TOOLS, FakeExecutor, build_mcp_app
 
 from gateway.context import Endpoint
 from gateway.state import GATEWAY
-from settings_api import __version__
+from mcp_core.version import __version__
 
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 

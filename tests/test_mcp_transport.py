@@ -50,7 +50,7 @@ from gateway.context import (
     Endpoint,
 )
 from gateway.sessions import SessionCodec
-from settings_api import __version__
+from mcp_core.version import __version__
 from settings_api.http import SETTINGS
 
 

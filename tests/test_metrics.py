@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -22,12 +23,16 @@ from conftest import REDIS_URL, Api, make_settings
 from mcp_stub import StubUpstream
 from prometheus_client import REGISTRY
 
+import gateway.executors.pool
+import gateway.executors.proxy
+import mcp_core.client
 from gateway.context import Decision
 from gateway.invalidation import RedisChangeFeed, decode, decode_message, encode
 from gateway.observability import metrics
 from gateway.ratelimit import FailoverLimiter, LocalLimiter
 from gateway.ratelimit.buckets import BucketSpec, Limits
 from gateway.server import build_app
+from mcp_core.client import UPSTREAM_ERROR_REASONS as CLIENT_ERROR_REASONS
 from settings_api import keys
 from settings_api.changes import Change
 from settings_api.config import Settings
@@ -392,3 +397,31 @@ def test_request_histogram_buckets_are_cumulative_and_inclusive() -> None:
     assert value("mcpgw_http_request_duration_seconds_count", **names) == 4
     assert value("mcpgw_http_request_duration_seconds_sum", **names) == pytest.approx(40.0046)
     assert value("mcpgw_http_requests_total", **names) == 4
+
+
+def _reasons_in(path: Path, pattern: str) -> set[str]:
+    return set(re.findall(pattern, path.read_text()))
+
+
+def test_every_upstream_error_reason_has_its_own_label() -> None:
+    """Each reason an upstream call can fail with (the client's list, every reason spelled where
+    an UpstreamError is raised, the proxy's own refusals) moves its own series, never `other`."""
+    raised = r'UpstreamError\(\s*"([a-z-]+)"'
+    client_files = sorted(Path(mcp_core.client.__file__).parent.glob("*.py"))
+    spelled: set[str] = set()
+    for path in [*client_files, Path(gateway.executors.pool.__file__)]:
+        spelled |= _reasons_in(path, raised)
+    assert spelled, "the pattern no longer finds where UpstreamErrors are raised"
+    assert spelled <= set(CLIENT_ERROR_REASONS)
+    proxy = Path(gateway.executors.proxy.__file__)
+    proxy_reasons = _reasons_in(proxy, r'"upstream": "([a-z-]+)"') | _reasons_in(
+        proxy, r'upstream_failed\("([a-z-]+)"\)'
+    )
+    assert {"busy", "none", "secrets-unreadable"} <= proxy_reasons
+    for reason in sorted({*CLIENT_ERROR_REASONS, *proxy_reasons}):
+        assert reason in metrics.UPSTREAM_ERROR_REASONS, reason
+        before = value("mcpgw_upstream_errors_total", reason=reason)
+        other = value("mcpgw_upstream_errors_total", reason="other")
+        metrics.upstream_failed(reason)
+        assert value("mcpgw_upstream_errors_total", reason=reason) == before + 1
+        assert value("mcpgw_upstream_errors_total", reason="other") == other

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from mcp_core.json_codec import may_hold_long_integer
 from simulator import (
     MAX_LATENCY_MS,
     MAX_RULES,
@@ -27,7 +28,6 @@ from simulator import (
     parse_fixture,
 )
 from simulator import words as W
-from simulator.canonical import may_hold_long_integer
 from simulator.formats import CHECKS, is_date_time
 from simulator.regex import generate as regex_generate
 from simulator.validation import compile_schema

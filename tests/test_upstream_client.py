@@ -1,4 +1,4 @@
-"""Tests for settings_api.upstream: reading an upstream MCP server's tool catalog."""
+"""Tests for mcp_core.client: reading an upstream MCP server's tool catalog."""
 
 from __future__ import annotations
 
@@ -14,14 +14,9 @@ from aiohttp.test_utils import TestServer
 from mcp_stub import StubUpstream, make_tools
 from net import closed_url
 
-from settings_api.upstream import (
-    LATEST_PROTOCOL_VERSION,
-    SseEvent,
-    SseParser,
-    UpstreamError,
-    UpstreamSession,
-    fetch_tool_catalog,
-)
+from mcp_core.client import UpstreamError, UpstreamSession, fetch_tool_catalog
+from mcp_core.sse import SseEvent, SseParser
+from mcp_core.versions import CLIENT_VERSIONS
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 SECRET = "sk-live-0123456789abcdef-TOPSECRET"
@@ -78,7 +73,7 @@ async def test_handshake_headers_and_session_lifecycle(aiohttp_server, http):
         "tools/list",
     ]
     init = stub.received_messages[0]
-    assert init["params"]["protocolVersion"] == LATEST_PROTOCOL_VERSION
+    assert init["params"]["protocolVersion"] == CLIENT_VERSIONS[0]
     assert init["params"]["capabilities"] == {}
     assert init["params"]["clientInfo"]["name"] == "mcp-gateway"
     assert "id" not in stub.received_messages[1]
@@ -93,7 +88,7 @@ async def test_handshake_headers_and_session_lifecycle(aiohttp_server, http):
         assert headers["Content-Type"] == "application/json"
     for headers in later:
         assert headers["Mcp-Session-Id"] == session_id
-        assert headers["MCP-Protocol-Version"] == LATEST_PROTOCOL_VERSION
+        assert headers["MCP-Protocol-Version"] == CLIENT_VERSIONS[0]
     # DELETE ended the session at the end.
     assert stub.calls["DELETE"] == 1
     assert stub.sessions == set()

@@ -23,7 +23,7 @@ from mcp_helpers import modern_headers, modern_message
 from mcp_stub import StubUpstream
 
 from gateway.server import build_app
-from settings_api.json_codec import dumps_bytes
+from mcp_core.json_codec import dumps_bytes
 from settings_api.tools import normalize_tools
 
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]

@@ -1,4 +1,4 @@
-"""The one HTTP client of every upstream request (settings_api/upstream/client.py): an aiohttp
+"""The one HTTP client of every upstream request (mcp_core/client/http_client.py): an aiohttp
 ``ClientSession`` made by ``create_upstream_client``, against real in-process servers (aiohttp's,
 and plain asyncio ones for answers an HTTP server would never send).
 
@@ -57,17 +57,16 @@ from mcp_stub import StubUpstream, make_tools
 from multidict import CIMultiDict, CIMultiDictProxy
 from net import closed_url
 
-from settings_api.egress import parse_networks
-from settings_api.upstream import (
+from mcp_core.client import (
     UNREACHABLE_MESSAGE,
     UpstreamError,
     UpstreamSession,
-    create_upstream_client,
     fetch_tool_catalog,
     mcp_headers,
     post_message,
 )
-from settings_api.upstream.client import MAX_HEAD_LINE_BYTES, USER_AGENT
+from mcp_core.client.http_client import MAX_HEAD_LINE_BYTES, USER_AGENT
+from settings_api.egress import create_upstream_client, parse_networks
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -24,10 +24,10 @@ from mcp_helpers import modern_headers, modern_message
 from mcp_stub import StubUpstream, make_tools
 
 from gateway.server import build_app
+from mcp_core.redaction import redact, secret_values
 from settings_api.jwt_auth import issue_token
 from settings_api.secrets_box import SecretBox, reseal_url, seal_url, worst
 from settings_api.store import create_store
-from settings_api.upstream_url import redact, secret_values
 
 PASSWORD = "pass-8d2f71"
 API_KEY = "SECRET-4c1e9a"

@@ -2,7 +2,7 @@
 and the JSON-RPC methods ``initialize``, ``ping``, ``tools/list`` and ``tools/call``.
 
 The protocol facts (versions, header names, error codes, the error type and SSE framing) are
-the gateway's own, so the two sides of the demo cannot drift apart.
+mcp_core's, the gateway's own, so the two sides of the demo cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,21 +15,22 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.context import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, LEGACY_VERSIONS
 from gateway.example_upstream.catalog import INSTRUCTIONS, TOOLS
 from gateway.example_upstream.crm import Crm
 from gateway.example_upstream.sessions import Sessions
-from gateway.transport import sse
-from gateway.transport.era import PROTOCOL_VERSION_HEADER
-from gateway.transport.errors import (
+from mcp_core import sse
+from mcp_core.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    SESSION_NOT_FOUND,
     McpError,
     error_response,
 )
-from gateway.transport.http import SESSION_HEADER
+from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
+from mcp_core.messages import is_request_id, valid_id_or_none
+from mcp_core.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, LEGACY_VERSIONS
 
 __all__ = ["MAX_BODY_BYTES", "ExampleUpstream"]
 
@@ -37,9 +38,6 @@ SERVER_INFO = {"name": "example-crm", "title": "Example CRM", "version": "1.0.0"
 MAX_BODY_BYTES = 1024 * 1024
 PAGE_SIZE = 50
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-# An unknown session's code, as the TypeScript MCP SDK's server answers it (the gateway and the
-# Python SDK answer -32600).
-SESSION_NOT_FOUND = -32001
 # The only protocol version with JSON-RPC batches (also the legacy era's default).
 BATCH_VERSION = DEFAULT_LEGACY_VERSION
 
@@ -148,13 +146,9 @@ class ExampleUpstream:
         if method is None and ("result" in message or "error" in message):
             return None  # a response to a request of ours: we never send any
         msg_id = message.get("id")
-        if not isinstance(method, str) or (
-            "id" in message and (isinstance(msg_id, bool) or not isinstance(msg_id, str | int))
-        ):
+        if not isinstance(method, str) or ("id" in message and not is_request_id(msg_id)):
             return error_response(
-                msg_id if isinstance(msg_id, str | int) else None,
-                INVALID_REQUEST,
-                "Invalid Request: bad method or id",
+                valid_id_or_none(message), INVALID_REQUEST, "Invalid Request: bad method or id"
             )
         params = message.get("params", {})
         if not isinstance(params, dict):
@@ -188,7 +182,7 @@ class ExampleUpstream:
     def _initialize(self, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         asked = params.get("protocolVersion")
         version = asked if asked in LEGACY_VERSIONS else LATEST_LEGACY_VERSION
-        headers[SESSION_HEADER] = self.sessions.start(version)
+        headers[SESSION_ID_HEADER] = self.sessions.start(version)
         return {
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": False}},
@@ -199,12 +193,12 @@ class ExampleUpstream:
     def _session(self, request: web.Request) -> tuple[str, str]:
         """The request's live session id (refreshed) and its protocol version, or the 400 / 404
         refusal."""
-        session_id = request.headers.get(SESSION_HEADER)
+        session_id = request.headers.get(SESSION_ID_HEADER)
         if not session_id:
             raise _refusal(
                 400,
                 INVALID_REQUEST,
-                f"Bad Request: {SESSION_HEADER} header is required (initialize first)",
+                f"Bad Request: {SESSION_ID_HEADER} header is required (initialize first)",
             )
         version = self.sessions.touch(session_id)
         if version is None:

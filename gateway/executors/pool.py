@@ -20,9 +20,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
-from settings_api.upstream import MessageHandler, UpstreamError, UpstreamSession
+from mcp_core.client import HttpClient, MessageHandler, UpstreamError, UpstreamSession
+from mcp_core.errors import METHOD_NOT_FOUND
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
@@ -38,7 +37,6 @@ DEFAULT_UPSTREAM_TIMEOUT_S = 30.0
 DEFAULT_RELAY_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CLOSE_TIMEOUT_S = 2.0
 DEFAULT_MAX_SESSIONS = 1024
-_METHOD_NOT_FOUND = -32601
 
 PoolKey = tuple[str | None, str, str]
 
@@ -70,7 +68,7 @@ class UpstreamPool:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         *,
         timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
         max_body_bytes: int = DEFAULT_RELAY_MAX_BODY_BYTES,
@@ -304,7 +302,7 @@ async def _answer_server_request(session: UpstreamSession, request: dict[str, An
         reply["result"] = {}
     else:
         reply["error"] = {
-            "code": _METHOD_NOT_FOUND,
+            "code": METHOD_NOT_FOUND,
             "message": "Method not supported by the gateway",
         }
     try:

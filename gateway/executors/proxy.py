@@ -1,12 +1,12 @@
 """callUrl executor: `tools/call` proxied to the bound config's upstream MCP server.
 
 The gateway is an MCP client of the upstream (legacy era, Streamable HTTP), built on
-:mod:`settings_api.upstream`, over the sessions of :class:`~gateway.executors.pool.UpstreamPool`.
+:mod:`mcp_core.client`, over the sessions of :class:`~gateway.executors.pool.UpstreamPool`.
 :class:`ProxyExecutor` bounds each call by ``timeout_s`` (handshake and retry included) and
 each integration's calls in flight by ``max_inflight`` (refused at once past it), caps relayed
-bodies (their size, and their nesting through :mod:`settings_api.upstream`), forwards upstream
+bodies (their size, and their nesting through :mod:`mcp_core.client`), forwards upstream
 progress/log notifications to the client when it can receive them, and maps every failure to a
-:class:`~gateway.transport.errors.McpError`. Upstream header values are secrets: they never appear
+:class:`~mcp_core.errors.McpError`. Upstream header values are secrets: they never appear
 in errors or logs (and are scrubbed from upstream text we relay).
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
 from gateway.observability import metrics
-from gateway.transport.errors import INTERNAL_ERROR, McpError
+from mcp_core.client import MessageHandler, UpstreamError
+from mcp_core.errors import INTERNAL_ERROR, McpError
+from mcp_core.redaction import scrub, scrub_json, upstream_secrets
+from mcp_core.versions import META_PREFIX
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
-from settings_api.upstream import MessageHandler, UpstreamError
-from settings_api.upstream.redaction import scrub, scrub_json, secret_pieces
-from settings_api.upstream_url import secret_values
 
 __all__ = [
     "DEFAULT_MAX_INFLIGHT",
@@ -38,9 +38,6 @@ logger = logging.getLogger(__name__)
 
 # Server notifications relayed to the client (when it accepted SSE); others are dropped.
 FORWARDED_NOTIFICATIONS = frozenset({"notifications/progress", "notifications/message"})
-# `_meta` keys under this prefix describe the client <-> gateway exchange (modern era:
-# protocol version, client info, ...), not the gateway <-> upstream one: not passed on.
-_GATEWAY_META_PREFIX = "io.modelcontextprotocol/"
 
 
 class ProxyExecutor:
@@ -240,17 +237,17 @@ class _Forwarder:
 
 
 def _upstream_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    # The transport's keys describe the client <-> gateway exchange, not the gateway <->
+    # upstream one: not passed on.
     if not isinstance(meta, Mapping):
         return None
     return {
         key: value
         for key, value in meta.items()
-        if not (isinstance(key, str) and key.startswith(_GATEWAY_META_PREFIX))
+        if not (isinstance(key, str) and key.startswith(META_PREFIX))
     }
 
 
 def _secrets_of(ctx: RequestContext) -> list[str]:
     """What to scrub from upstream text relayed to the client (only failures need it)."""
-    view = ctx.integration
-    url_secrets = secret_values(view.upstream_url) if view.upstream_url else []
-    return secret_pieces([*view.upstream_headers.values(), *url_secrets])
+    return upstream_secrets(ctx.integration.upstream_url, ctx.integration.upstream_headers)

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from gateway.context import RequestContext
-from gateway.transport.errors import McpError
+from mcp_core.errors import McpError
 from simulator import MAX_LATENCY_MS, Simulator
 
 # The work is Python holding the GIL: more threads would not finish it sooner, two let a cheap

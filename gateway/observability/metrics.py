@@ -23,7 +23,8 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
-from settings_api import __version__
+from mcp_core.client.errors import UPSTREAM_ERROR_REASONS as CLIENT_ERROR_REASONS
+from mcp_core.version import __version__
 
 # `*_created` series double the scrape for no use here.
 disable_created_metrics()
@@ -81,15 +82,13 @@ AUTH_FAILURE_REASONS = (
     "throttled",
     "other",
 )
+# Every reason the upstream client raises, then the proxy's own refusals (its bulkhead full, no
+# upstream configured, header values that cannot be decrypted).
 UPSTREAM_ERROR_REASONS = (
-    "connect",
-    "timeout",
-    "http-status",
-    "invalid-response",
-    "too-large",
-    "jsonrpc-error",
+    *CLIENT_ERROR_REASONS,
     "busy",
     "none",
+    "secrets-unreadable",
     "other",
 )
 CACHES = ("key", "integration")

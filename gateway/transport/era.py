@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.context import DEFAULT_LEGACY_VERSION, LEGACY_VERSIONS, Era
-
-PROTOCOL_VERSION_HEADER = "MCP-Protocol-Version"
-PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
-CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
-SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
+from mcp_core.headers import PROTOCOL_VERSION_HEADER
+from mcp_core.versions import (
+    DEFAULT_LEGACY_VERSION,
+    LEGACY_VERSIONS,
+    PROTOCOL_VERSION_META,
+    Era,
+)
 
 MISSING: Any = object()
 

@@ -18,12 +18,13 @@ from typing import Any
 
 from multidict import CIMultiDictProxy
 
-from gateway.transport.era import PROTOCOL_VERSION_HEADER
-
-METHOD_HEADER = "Mcp-Method"
-NAME_HEADER = "Mcp-Name"
-PARAM_HEADER_PREFIX = "Mcp-Param-"
-X_MCP_HEADER = "x-mcp-header"
+from mcp_core.headers import (
+    METHOD_HEADER,
+    NAME_HEADER,
+    PARAM_HEADER_PREFIX,
+    PROTOCOL_VERSION_HEADER,
+    X_MCP_HEADER,
+)
 
 # Which body field `Mcp-Name` mirrors, per method.
 NAME_FIELDS: Mapping[str, str] = {

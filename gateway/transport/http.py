@@ -22,31 +22,29 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from gateway.context import (
-    DEFAULT_LEGACY_VERSION,
-    MODERN_VERSIONS,
-    SUPPORTED_VERSIONS,
     Charge,
     Decision,
     Endpoint,
-    Era,
     IntegrationView,
     KeyEntry,
     RequestContext,
     SessionDenylist,
     ToolExecutor,
 )
-from gateway.dispatch import dispatch_batch, dispatch_one, structure_error, valid_id_or_none
+from gateway.dispatch import dispatch_batch, dispatch_one
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
-from gateway.transport import sse
-from gateway.transport.era import (
-    CLIENT_CAPABILITIES_META,
-    PROTOCOL_VERSION_HEADER,
-    PROTOCOL_VERSION_META,
-    EraChoice,
-)
+from gateway.transport.era import EraChoice
 from gateway.transport.era import detect as detect_era
-from gateway.transport.errors import (
+from gateway.transport.headers import (
+    HeaderMismatch,
+    accepted_types,
+    check_param_headers,
+    check_routing_headers,
+)
+from gateway.transport.limits import MAX_BATCH_MESSAGES
+from mcp_core import sse
+from mcp_core.errors import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -57,19 +55,22 @@ from gateway.transport.errors import (
     error_response,
     status_of,
 )
-from gateway.transport.headers import (
-    HeaderMismatch,
-    accepted_types,
-    check_param_headers,
-    check_routing_headers,
+from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
+from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads
+from mcp_core.json_limits import depth_reason, too_deep
+from mcp_core.messages import structure_error, valid_id_or_none
+from mcp_core.versions import (
+    CLIENT_CAPABILITIES_META,
+    DEFAULT_LEGACY_VERSION,
+    MODERN_VERSIONS,
+    PROTOCOL_VERSION_META,
+    SUPPORTED_VERSIONS,
+    Era,
 )
-from gateway.transport.limits import MAX_BATCH_MESSAGES, depth_reason, too_deep
-from settings_api.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads
 from settings_api.problems import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
 
-SESSION_HEADER = "Mcp-Session-Id"
 SIMULATOR_SEED_HEADER = "X-Simulator-Seed"
 # How often a streaming tools/call looks for a vanished client (aiohttp does not cancel
 # handlers on disconnect unless the server runs with handler_cancellation=True).
@@ -100,7 +101,7 @@ class Inbound:
             return None
         if isinstance(self.body, dict) and self.body.get("method") == "initialize":
             return None  # initialize starts a session; an old id on it is ignored
-        return headers.get(SESSION_HEADER)
+        return headers.get(SESSION_ID_HEADER)
 
 
 def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
@@ -200,9 +201,9 @@ async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
 
 async def answer_delete(x: Exchange, sessions: SessionDenylist) -> web.StreamResponse:
     """End a legacy session: later requests with its id get 404 on every replica."""
-    raw = x.request.headers.get(SESSION_HEADER)
+    raw = x.request.headers.get(SESSION_ID_HEADER)
     if raw is None:
-        raise BadRequest(f"send the {SESSION_HEADER} of the session to end")
+        raise BadRequest(f"send the {SESSION_ID_HEADER} of the session to end")
     info = x.sessions.verify(raw, x.key.key_id)
     if info is None or x.session_ended:
         raise NotFound("no such session (it ended, expired, or belongs to another key)")
@@ -259,7 +260,7 @@ async def _legacy(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
         extra: dict[str, str] = {}
         result = answer.get("result")
         if isinstance(result, dict):
-            extra[SESSION_HEADER] = x.sessions.mint(x.key.key_id, result["protocolVersion"])
+            extra[SESSION_ID_HEADER] = x.sessions.mint(x.key.key_id, result["protocolVersion"])
         return _reply(x, answer, Era.LEGACY, extra=extra)
     session_id, session_version = _session(x, required=not notification and method != "ping")
     version = _version(choice, session_version)
@@ -374,12 +375,12 @@ def _missing_meta() -> McpError:
 def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
     """The request's valid legacy session id and the version it negotiated; 400 when required
     and missing, 404 when unknown, forged, another key's, expired or ended."""
-    raw = x.request.headers.get(SESSION_HEADER)
+    raw = x.request.headers.get(SESSION_ID_HEADER)
     if raw is None:
         if required:
             raise McpError(
                 INVALID_REQUEST,
-                f"Bad Request: the {SESSION_HEADER} header is required (send initialize first)",
+                f"Bad Request: the {SESSION_ID_HEADER} header is required (send initialize first)",
                 http_status=400,
             )
         return None, None

@@ -3,7 +3,7 @@
 The body size (`MCPGW_MAX_BODY_BYTES`, 413) is checked by the endpoint while reading; these
 bound the shape of what was read, each answered with its own JSON-RPC error:
 
-- nesting deeper than `MAX_JSON_DEPTH` (64) levels → -32700, HTTP 400;
+- nesting deeper than `MAX_JSON_DEPTH` (64, mcp_core.json_limits) levels → -32700, HTTP 400;
 - a batch of more than `MAX_BATCH_MESSAGES` (50) messages → -32600, HTTP 400;
 - `tools/call` arguments nested deeper than `MAX_TOOL_ARGUMENTS_DEPTH` (32) levels, or larger
   than `MAX_TOOL_ARGUMENTS_BYTES` (512 KiB) as JSON → -32602 (HTTP 400 in the modern era, 200
@@ -17,17 +17,14 @@ from typing import Any
 
 import orjson
 
-from gateway.transport.errors import INVALID_PARAMS, McpError
-from settings_api.json_limits import MAX_JSON_DEPTH, depth_reason, too_deep
+from mcp_core.errors import INVALID_PARAMS, McpError
+from mcp_core.json_limits import too_deep
 
 __all__ = [
     "MAX_BATCH_MESSAGES",
-    "MAX_JSON_DEPTH",
     "MAX_TOOL_ARGUMENTS_BYTES",
     "MAX_TOOL_ARGUMENTS_DEPTH",
     "check_tool_arguments",
-    "depth_reason",
-    "too_deep",
 ]
 
 MAX_BATCH_MESSAGES = 50

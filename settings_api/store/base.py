@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
+from mcp_core.redaction import has_secrets, redact
 from settings_api.secrets_box import (
     SecretBox,
     open_headers,
@@ -34,7 +35,6 @@ from settings_api.store.models import (
     McpSettings,
     SimulatorFixture,
 )
-from settings_api.upstream_url import has_secrets, redact
 
 Row = Mapping[str, Any]
 

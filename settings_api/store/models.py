@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from settings_api.upstream_url import redact_optional
+from mcp_core.redaction import redact_optional
 
 
 @dataclass(frozen=True, slots=True)

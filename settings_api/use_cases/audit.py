@@ -6,8 +6,8 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from mcp_core.redaction import has_secrets, redact
 from settings_api.store import AuditEvent, Store, StoreSession
-from settings_api.upstream_url import has_secrets, redact
 from settings_api.use_cases.store_access import now_ms, translated
 
 

@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
+from mcp_core.headers import refused_header
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 from settings_api.changes import Change
-from settings_api.egress import refused_header
 from settings_api.problems import (
     Conflict,
     FieldError,
@@ -23,7 +24,6 @@ from settings_api.problems import (
 )
 from settings_api.store import Config, Store
 from settings_api.tools import normalize_tools
-from settings_api.upstream_url import problem as url_problem
 from settings_api.use_cases import audit
 from settings_api.use_cases.integrations import Integrations
 from settings_api.use_cases.publishing import ChangePublisher
@@ -74,7 +74,7 @@ class Configs:
     ) -> Config:
         """Create a config with inline tools, or with the catalog read from the upstream."""
         await self.integrations.get(tenant, integration)  # 404 before any upstream traffic
-        if upstream_url is not None and (why := url_problem(upstream_url)) is not None:
+        if upstream_url is not None and (why := _url_problem(upstream_url)) is not None:
             raise ValidationFailed([FieldError("upstreamUrl", why)])
         refused = [
             FieldError(f"upstreamHeaders.{name}", "is set by the gateway, not by a config")
@@ -191,3 +191,16 @@ class Configs:
                 + "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
             )
         return tools
+
+
+def _url_problem(url: str) -> str | None:
+    """Why the clients could not connect to `url` (None: they can try). Built from the rule,
+    never from the URL, which may hold credentials."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError when it is not a number from 0 to 65535
+    except ValueError:
+        return "is not a URL the gateway can connect to (check the host and port)"
+    if not parts.hostname:
+        return "has no host"
+    return None

@@ -4,7 +4,6 @@ later request carries, tools/list's pages, and the closing DELETE."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import re
 from collections.abc import Mapping
@@ -14,32 +13,26 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from settings_api.upstream.client import request_url
-from settings_api.upstream.errors import UpstreamError, quote
-from settings_api.upstream.exchange import (
+from mcp_core.client.errors import UpstreamError, quote
+from mcp_core.client.exchange import (
     DEFAULT_MAX_BODY_BYTES,
-    SESSION_ID_HEADER,
     MessageHandler,
     RpcReply,
     mcp_headers,
     post_message,
     result_of,
 )
+from mcp_core.client.http_client import HttpClient, request_url
+from mcp_core.headers import SESSION_ID_HEADER
+from mcp_core.version import __version__
+from mcp_core.versions import CLIENT_VERSIONS
 
-__all__ = ["LATEST_PROTOCOL_VERSION", "SUPPORTED_PROTOCOL_VERSIONS", "UpstreamSession"]
+__all__ = ["UpstreamSession"]
 
 logger = logging.getLogger(__name__)
 
-LATEST_PROTOCOL_VERSION = "2025-11-25"
-# The legacy-era versions this client can speak; tools/list is the same in all of them.
-SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
 # Session ids must be visible ASCII (MCP transports spec); anything else could smuggle headers.
 _SESSION_ID_RE = re.compile(r"[\x21-\x7e]+")
-
-try:
-    _CLIENT_VERSION = importlib.metadata.version("mcp-gateway")
-except importlib.metadata.PackageNotFoundError:  # running from a source tree without install
-    _CLIENT_VERSION = "0.0.0"
 
 
 class UpstreamSession:
@@ -51,7 +44,7 @@ class UpstreamSession:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: HttpClient,
         url: str,
         headers: Mapping[str, str],
         *,
@@ -134,9 +127,9 @@ class UpstreamSession:
             "id": self.new_id(),
             "method": "initialize",
             "params": {
-                "protocolVersion": LATEST_PROTOCOL_VERSION,
+                "protocolVersion": CLIENT_VERSIONS[0],
                 "capabilities": {},
-                "clientInfo": {"name": "mcp-gateway", "version": _CLIENT_VERSION},
+                "clientInfo": {"name": "mcp-gateway", "version": __version__},
             },
         }
         reply = await self.send(message)
@@ -146,7 +139,7 @@ class UpstreamSession:
         version = result.get("protocolVersion")
         if not isinstance(version, str):
             raise UpstreamError("invalid-response", "upstream initialize result lacks a version")
-        if version not in SUPPORTED_PROTOCOL_VERSIONS:
+        if version not in CLIENT_VERSIONS:
             raise UpstreamError(
                 "invalid-response", f"upstream chose unsupported protocol version {quote(version)}"
             )

@@ -1,4 +1,4 @@
-"""Bounds on the shape of JSON, shared by both planes: client bodies and upstream answers.
+"""Bounds on the shape of JSON: what clients send and what upstream servers answer.
 
 Python's json parser only gives up at its recursion limit (about 1000 levels, as a
 RecursionError), orjson's encoder at 255 (falling back to the standard library's, which

@@ -2,25 +2,29 @@
 
 The control plane reads an upstream's tool catalog with :func:`fetch_tool_catalog`; the data
 plane proxies ``tools/call`` over :class:`UpstreamSession`. Both send every request through
-the one HTTP client :func:`create_upstream_client` makes. Modules:
+the one HTTP client they are given (an :class:`HttpClient`: the application's aiohttp session,
+settings_api.egress.create_upstream_client). Modules:
 
-- ``client``: that HTTP client (aiohttp), and the URL requests go to;
+- ``http_client``: what the client needs of that HTTP client, the session settings it is made
+  with (:func:`create_http_client`), and the URL requests go to;
 - ``exchange``: one JSON-RPC exchange: the request's headers (the tenant-header policy), the
   POST, the answer read as JSON or SSE within size and depth bounds;
-- ``sse``: the server-sent events parser;
 - ``session``: an MCP session: initialize, the session id, tools/list, DELETE;
 - ``catalog``: a whole catalog read within one deadline;
-- ``errors``: :class:`UpstreamError` and its reasons; ``redaction``: secrets scrubbed from
-  upstream text passed on.
+- ``errors``: :class:`UpstreamError` and its reasons.
 
 Tenant header values and URL credentials are secrets: their values never go into exception
-messages or logs.
+messages or logs, and are scrubbed from upstream text passed on (mcp_core.redaction).
 """
 
-from settings_api.upstream.catalog import fetch_tool_catalog
-from settings_api.upstream.client import create_upstream_client
-from settings_api.upstream.errors import UNREACHABLE_MESSAGE, UPSTREAM_ERROR_REASONS, UpstreamError
-from settings_api.upstream.exchange import (
+from mcp_core.client.catalog import fetch_tool_catalog
+from mcp_core.client.errors import (
+    UNREACHABLE_MESSAGE,
+    UPSTREAM_ERROR_REASONS,
+    AddressRefused,
+    UpstreamError,
+)
+from mcp_core.client.exchange import (
     DEFAULT_MAX_BODY_BYTES,
     MessageHandler,
     RpcReply,
@@ -30,26 +34,20 @@ from settings_api.upstream.exchange import (
     read_rpc_response,
     result_of,
 )
-from settings_api.upstream.session import (
-    LATEST_PROTOCOL_VERSION,
-    SUPPORTED_PROTOCOL_VERSIONS,
-    UpstreamSession,
-)
-from settings_api.upstream.sse import SseEvent, SseParser
+from mcp_core.client.http_client import HttpClient, create_http_client
+from mcp_core.client.session import UpstreamSession
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
-    "LATEST_PROTOCOL_VERSION",
-    "SUPPORTED_PROTOCOL_VERSIONS",
     "UNREACHABLE_MESSAGE",
     "UPSTREAM_ERROR_REASONS",
+    "AddressRefused",
+    "HttpClient",
     "MessageHandler",
     "RpcReply",
-    "SseEvent",
-    "SseParser",
     "UpstreamError",
     "UpstreamSession",
-    "create_upstream_client",
+    "create_http_client",
     "fetch_tool_catalog",
     "mcp_headers",
     "post_message",

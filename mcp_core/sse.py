@@ -1,15 +1,29 @@
-"""Server-sent events (``text/event-stream``) as an upstream streams them: an incremental
-parser for the WHATWG rules, fed with the body's bytes as they arrive."""
+"""Server-sent events (``text/event-stream``) as MCP's Streamable HTTP uses them: framing one
+JSON-RPC message per event (the server side, no resumption), and an incremental parser for the
+WHATWG rules fed with a body's bytes as they arrive (the client side)."""
 
 from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["SseEvent", "SseParser"]
+__all__ = ["SSE_CONTENT_TYPE", "SSE_HEADERS", "SseEvent", "SseParser", "event"]
 
-_LINE_END_RE = re.compile(r"\r\n|\r|\n")
+SSE_CONTENT_TYPE = "text/event-stream"
+# no-cache: never replay a stream; X-Accel-Buffering: proxies (nginx) must not hold events back.
+SSE_HEADERS: Mapping[str, str] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# SSE ends lines at CR, LF or CRLF only (not at U+2028 and friends, which JSON may carry raw).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def event(data: str, name: str = "message") -> bytes:
+    """One SSE event carrying `data` (a serialized JSON-RPC message). Events carry no `id`:
+    streams are not resumable, so clients have nothing to reconnect with."""
+    lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    return f"event: {name}\n{lines}\n".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +81,7 @@ class SseParser:
             if text.startswith("\n"):
                 pos = 1
         events: list[SseEvent] = []
-        for match in _LINE_END_RE.finditer(text, pos):
+        for match in _LINE_BREAK.finditer(text, pos):
             self._parts.append(text[pos : match.start()])
             line = "".join(self._parts)
             self._parts.clear()

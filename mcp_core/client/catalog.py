@@ -10,11 +10,11 @@ from typing import Any
 
 import aiohttp
 
-from settings_api.upstream.errors import UpstreamError, connect_error
-from settings_api.upstream.exchange import DEFAULT_MAX_BODY_BYTES
-from settings_api.upstream.redaction import scrub, secret_pieces
-from settings_api.upstream.session import UpstreamSession
-from settings_api.upstream_url import secret_values
+from mcp_core.client.errors import UpstreamError, connect_error
+from mcp_core.client.exchange import DEFAULT_MAX_BODY_BYTES
+from mcp_core.client.http_client import HttpClient
+from mcp_core.client.session import UpstreamSession
+from mcp_core.redaction import scrub, upstream_secrets
 
 __all__ = ["fetch_tool_catalog"]
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 async def fetch_tool_catalog(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     url: str,
     headers: Mapping[str, str],
     *,
@@ -60,8 +60,7 @@ async def fetch_tool_catalog(
             logger.debug("upstream session termination skipped: deadline reached")
     if failure is not None:
         error = _as_upstream_error(failure, timeout_s)
-        pieces = secret_pieces([*headers.values(), *secret_values(url)])
-        message = scrub(error.message, pieces)
+        message = scrub(error.message, upstream_secrets(url, headers))
         if message != error.message:
             error = UpstreamError(error.reason, message, status=error.status)
         raise error from failure

@@ -18,16 +18,15 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from settings_api.egress import refused_header
-from settings_api.json_codec import NOT_PARSED, dumps_bytes, fast_loads
-from settings_api.json_limits import depth_reason, too_deep
-from settings_api.upstream.errors import UpstreamError, connect_error, quote, too_large
-from settings_api.upstream.sse import SseEvent, SseParser
+from mcp_core.client.errors import UpstreamError, connect_error, quote, too_large
+from mcp_core.client.http_client import HttpClient
+from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, refused_header
+from mcp_core.json_codec import NOT_PARSED, dumps_bytes, fast_loads
+from mcp_core.json_limits import depth_reason, too_deep
+from mcp_core.sse import SSE_CONTENT_TYPE, SseEvent, SseParser
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
-    "PROTOCOL_VERSION_HEADER",
-    "SESSION_ID_HEADER",
     "MessageHandler",
     "RpcReply",
     "mcp_headers",
@@ -38,9 +37,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-SESSION_ID_HEADER = "Mcp-Session-Id"
-PROTOCOL_VERSION_HEADER = "MCP-Protocol-Version"
-_ACCEPT = "application/json, text/event-stream"
+_ACCEPT = f"application/json, {SSE_CONTENT_TYPE}"
 # What aiohttp refuses to send in a header (every control character but tab): refused here
 # before any connection is made, with an error that says so.
 _FORBIDDEN_HEADER_CHARS_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -69,7 +66,7 @@ def mcp_headers(
     """Request headers for an MCP request: the tenant's headers, then the transport's own.
 
     This is the tenant-header policy of every upstream request: framing and hop-by-hop names
-    (Host, Content-Length, ...: :func:`settings_api.egress.refused_header`) are dropped, a name
+    (Host, Content-Length, ...: :func:`mcp_core.headers.refused_header`) are dropped, a name
     or value holding a control character is refused (``not-allowed``: it could inject a header),
     and the transport headers are set last (case-insensitively) so that a tenant's header set
     cannot break the protocol by overriding Accept, Content-Type or the session id.
@@ -130,7 +127,7 @@ async def read_rpc_response(
         if not _is_response_to(message, request_id):
             raise UpstreamError("invalid-response", "upstream answer is not a JSON-RPC response")
         return message
-    if content_type == "text/event-stream":
+    if content_type == SSE_CONTENT_TYPE:
         return await _read_sse_response(response, request_id, max_body_bytes, on_message)
     raise UpstreamError(
         "invalid-response", f"upstream answered with unexpected content type {quote(content_type)}"
@@ -181,7 +178,7 @@ async def _handle_sse_event(
 
 
 async def post_message(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     url: str | URL,
     message: Mapping[str, Any],
     headers: Mapping[str, str],

@@ -1,5 +1,5 @@
-"""JSON-RPC errors of the MCP data plane: the codes, the one error type (`McpError`), its wire
-form, and the HTTP status each answer gets.
+"""JSON-RPC errors of MCP: the codes, the one error type (`McpError`), its wire form, and the
+HTTP status each answer gets.
 
 Transport checks, methods and executors raise `McpError` (meaning); this module decides what it
 looks like on the wire, per protocol era: the modern transport (2026-07-28) gives protocol
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.context import Era
+from mcp_core.versions import Era
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -21,6 +21,9 @@ INTERNAL_ERROR = -32603
 HEADER_MISMATCH = -32020
 MISSING_REQUIRED_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_PROTOCOL_VERSION = -32022
+# An unknown session, as the TypeScript MCP SDK's server answers it (the gateway and the Python
+# SDK answer INVALID_REQUEST; the example upstream answers this).
+SESSION_NOT_FOUND = -32001
 # A batch member past the key's rate limit (the whole POST past it is a 429 problem instead);
 # an implementation-defined server error, "429" in its last digits.
 RATE_LIMITED = -32029

@@ -1,5 +1,6 @@
 """What can go wrong when talking to an upstream MCP server, as one error type with a stable
-reason, and the messages a tenant may see."""
+reason (:data:`UPSTREAM_ERROR_REASONS`, also the metrics' labels), and the messages a tenant
+may see."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import re
 
 import aiohttp
 
-from settings_api.egress import NOT_ALLOWED_MESSAGE, EgressRefused
-
 __all__ = [
     "UNREACHABLE_MESSAGE",
     "UPSTREAM_ERROR_REASONS",
+    "AddressRefused",
     "UpstreamError",
     "connect_error",
     "quote",
@@ -41,6 +41,17 @@ _MAX_QUOTED_CHARS = 200
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+class AddressRefused(OSError):
+    """A connector's refusal to connect to an address on policy (settings_api/egress.py): an
+    ``OSError``, so that the HTTP client treats it as a connection failure (aiohttp wraps it,
+    ``os_error`` keeps it). `message` is what a tenant may see, `reason` what the log says."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
 class UpstreamError(Exception):
     """The upstream MCP server could not be read; `reason` is a short stable slug.
 
@@ -63,11 +74,11 @@ class UpstreamError(Exception):
 
 def connect_error(exc: BaseException) -> UpstreamError:
     """A failure to connect or to get an HTTP answer, as a tenant may see it: ``not-allowed``
-    for the egress policy's refusal, else ``connect`` with the neutral message."""
+    for a policy's refusal (:class:`AddressRefused`), else ``connect`` with the neutral message."""
     cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    if isinstance(cause, EgressRefused):
+    if isinstance(cause, AddressRefused):
         logger.info("upstream address refused by the egress policy: %s", cause.reason)
-        return UpstreamError("not-allowed", NOT_ALLOWED_MESSAGE)
+        return UpstreamError("not-allowed", cause.message)
     # Only exception types (and OS error text) go to the log: aiohttp messages can embed the
     # URL, which may carry credentials of its own.
     detail = type(exc).__name__
