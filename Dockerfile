@@ -2,6 +2,7 @@
 FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY mcp_core ./mcp_core
 COPY gateway ./gateway
 COPY settings_api ./settings_api
 COPY simulator ./simulator
