@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from settings_api.problems import ServiceUnavailable
 from simulator import Fixture
 
 MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
@@ -21,6 +22,7 @@ LEGACY_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
 SUPPORTED_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + LEGACY_VERSIONS
 LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
 DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
+LIMITER_RETRY_AFTER_S = 2  # the Retry-After of a 503 while the limiter's Redis is unreachable
 
 
 class Endpoint(enum.StrEnum):
@@ -116,8 +118,15 @@ class Decision:
     retry_after_s: float  # 0 when allowed
 
 
-class LimiterUnavailable(Exception):
-    """Redis is unreachable and the failure mode is `closed`."""
+class LimiterUnavailable(ServiceUnavailable):
+    """Redis is unreachable and the failure mode is `closed`: the request is refused with this
+    503, on the MCP endpoints and the settings API alike (no layer converts it)."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "the rate limiter is unreachable; try again",
+            retry_after_s=LIMITER_RETRY_AFTER_S,
+        )
 
 
 class Charge(enum.StrEnum):

@@ -19,6 +19,7 @@ from typing import Any
 from multidict import CIMultiDictProxy
 
 from gateway.transport.era import PROTOCOL_VERSION_HEADER
+from gateway.transport.errors import HEADER_MISMATCH, McpError
 
 METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
@@ -59,8 +60,12 @@ _SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
 _SCHEMA_MAPS = frozenset({"patternProperties", "dependentSchemas", "$defs", "definitions"})
 
 
-class HeaderMismatch(ValueError):
-    """A header disagrees with the body, is missing where required, or is malformed."""
+class HeaderMismatch(McpError):
+    """A header disagrees with the body, is missing where required, or is malformed: the
+    request's answer (-32020; 400 in the modern era)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(HEADER_MISMATCH, f"Header mismatch: {reason}")
 
 
 def decode_value(value: str) -> str | None:

@@ -47,7 +47,6 @@ from gateway.transport.era import (
 )
 from gateway.transport.era import detect as detect_era
 from gateway.transport.errors import (
-    HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -58,7 +57,6 @@ from gateway.transport.errors import (
     status_of,
 )
 from gateway.transport.headers import (
-    HeaderMismatch,
     accepted_types,
     check_param_headers,
     check_routing_headers,
@@ -232,10 +230,7 @@ async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
     if CLIENT_CAPABILITIES_META not in message["params"]["_meta"]:
         raise _missing_meta()
     headers = x.request.headers
-    try:
-        check_routing_headers(headers, message, version)
-    except HeaderMismatch as exc:
-        raise McpError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+    check_routing_headers(headers, message, version)
     if not isinstance(version, str):
         raise McpError(INVALID_PARAMS, f"params._meta[{PROTOCOL_VERSION_META!r}] must be a string")
     if version not in MODERN_VERSIONS:
@@ -349,10 +344,7 @@ def _check_param_headers(
     tool = x.integration.tools_by_name.get(name) if isinstance(name, str) else None
     if tool is None:
         return  # unknown tool: the method answers -32602
-    try:
-        check_param_headers(headers, tool, params.get("arguments"))
-    except HeaderMismatch as exc:
-        raise McpError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+    check_param_headers(headers, tool, params.get("arguments"))
 
 
 def _unsupported(version: Any) -> McpError:
