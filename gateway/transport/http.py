@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from gateway.context import (
     Era,
     IntegrationView,
     KeyEntry,
+    RateLimiter,
     RequestContext,
     SessionDenylist,
     ToolExecutor,
@@ -157,10 +158,6 @@ def _lone_surrogate(body: Any) -> bool:
 
 # --- answering --------------------------------------------------------------------------------
 
-# Charges more messages of the request's key (a batch's members): one decision per charge, in
-# order; raises the endpoint's problem when the limiter is unreachable and fails closed.
-Admit = Callable[[Sequence[Charge]], Awaitable[list[Decision]]]
-
 
 @dataclass(slots=True, kw_only=True)
 class Exchange:
@@ -174,7 +171,7 @@ class Exchange:
     sessions: SessionCodec
     decision: Decision
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
-    admit: Admit | None = None  # None: batch members are not charged one by one
+    limiter: RateLimiter  # charges a batch's members (LimiterUnavailable: the 503 problem)
     session_ended: bool = False  # the legacy session named by the request was ended (DELETE)
 
 
@@ -301,8 +298,6 @@ async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
     """Charge every member to the key's buckets, in order, like that many POSTs (the first
     one's request was counted when the POST started): the index of each refused member with
     its retry delay in whole seconds. The rate-limit headers show the state after the batch."""
-    if x.admit is None:
-        return {}
     charges: list[Charge] = []
     members: list[int] = []
     for index, message in enumerate(batch):
@@ -313,7 +308,7 @@ async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
         members.append(index)
     if not charges:
         return {}
-    decisions = await x.admit(charges)
+    decisions = await x.limiter.check_many(x.key.key_id, charges)
     shown = x.decision
     refused: dict[int, int] = {}
     for index, decision in zip(members, decisions, strict=True):
