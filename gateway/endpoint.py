@@ -100,6 +100,7 @@ class _Caller:
     """A request past origin and auth: its key and integration, and the limiter's verdict."""
 
     request: web.Request
+    endpoint: Endpoint
     state: GatewayState
     key: KeyEntry
     integration: IntegrationView
@@ -136,15 +137,15 @@ class _Caller:
         self.decision = decision
         set_rate_headers(self.headers, decision)
 
-    def exchange(self, endpoint: Endpoint) -> Exchange:
+    def exchange(self) -> Exchange:
         """What the transport needs, once the request is admitted."""
         assert self.decision is not None
         return Exchange(
             request=self.request,
             key=self.key,
             integration=self.integration,
-            endpoint=endpoint,
-            executor=self.state.executors[endpoint],
+            endpoint=self.endpoint,
+            executor=self.state.executors[self.endpoint],
             sessions=self.request.app[SESSIONS],
             decision=self.decision,
             headers=self.headers,
@@ -153,7 +154,7 @@ class _Caller:
         )
 
 
-Answer = Callable[[_Caller, Endpoint], Awaitable[web.StreamResponse]]
+Answer = Callable[[_Caller], Awaitable[web.StreamResponse]]
 
 
 async def _serve(request: web.Request, endpoint: Endpoint, answer: Answer) -> web.StreamResponse:
@@ -162,15 +163,16 @@ async def _serve(request: web.Request, endpoint: Endpoint, answer: Answer) -> we
     headers = _base_headers(request)
     try:
         _check_origin(request)
-        caller = await _authenticate(request, headers)
-        return await answer(caller, endpoint)
+        state = request.app[GATEWAY]
+        key, view = await _authenticate(request, state)
+        return await answer(_Caller(request, endpoint, state, key, view, headers))
     except RequestTimeout as problem:
         return await answer_and_close(_problem(problem, request, headers), request)
     except Problem as problem:
         return _problem(problem, request, headers)
 
 
-async def _post(caller: _Caller, endpoint: Endpoint) -> web.StreamResponse:
+async def _post(caller: _Caller) -> web.StreamResponse:
     """Request limit, body, size and media type, `tools/call` limit, then the transport."""
     request = caller.request
     settings = request.app[SETTINGS]
@@ -185,7 +187,7 @@ async def _post(caller: _Caller, endpoint: Endpoint) -> web.StreamResponse:
     body.refuse_if_unusable()
     if body.counted and inbound.tools_call:
         await caller.admit_call()
-    return await answer_post(caller.exchange(endpoint), inbound)
+    return await answer_post(caller.exchange(), inbound)
 
 
 def _parse(request: web.Request, raw: bytes | None) -> Inbound:
@@ -194,10 +196,10 @@ def _parse(request: web.Request, raw: bytes | None) -> Inbound:
     return inbound
 
 
-async def _delete(caller: _Caller, endpoint: Endpoint) -> web.StreamResponse:
+async def _delete(caller: _Caller) -> web.StreamResponse:
     """End a legacy session (counted like a POST, without a body)."""
     await caller.count_start()
-    return await answer_delete(caller.exchange(endpoint), caller.state.sessions)
+    return await answer_delete(caller.exchange(), caller.state.sessions)
 
 
 async def _get(request: web.Request) -> web.StreamResponse:
@@ -244,24 +246,21 @@ def _check_origin(request: web.Request) -> None:
         raise Forbidden(f"origin {origin!r} is not allowed to call this endpoint")
 
 
-async def _authenticate(request: web.Request, headers: dict[str, str]) -> _Caller:
+async def _authenticate(
+    request: web.Request, state: GatewayState
+) -> tuple[KeyEntry, IntegrationView]:
     """The failed-auth throttle (no lookup for a throttled address), then `_authorize`. A
     malformed, unknown or revoked key counts against the client's address; every refusal is
     counted by reason."""
-    state = request.app[GATEWAY]
     throttle = state.auth_throttle
     if throttle is not None:
         wait = throttle.retry_after(_client_address(request))
         if wait is not None:
             metrics.auth_failed("throttled")
             note_outcome(request, "auth_throttled")
-            retry_after = max(1, math.ceil(wait))
-            raise AuthThrottled(
-                f"too many failed authentications from this address; retry in {retry_after} s",
-                retry_after_s=retry_after,
-            )
+            raise AuthThrottled(wait)
     try:
-        key, view = await _authorize(request, state)
+        return await _authorize(request, state)
     except Unauthorized as problem:
         reason = problem.extensions.get("reason", "other")
         metrics.auth_failed(reason)
@@ -274,7 +273,6 @@ async def _authenticate(request: web.Request, headers: dict[str, str]) -> _Calle
     except Forbidden:  # bound to another integration (or without the mcp:invoke scope)
         metrics.auth_failed("wrong-integration")
         raise
-    return _Caller(request, state, key, view, headers)
 
 
 def _client_address(request: web.Request) -> str | None:
