@@ -1,8 +1,9 @@
 """Types the data plane's stages share: what auth resolved, what the limiter decided, and the
 seam behind which `tools/call` runs (upstream proxy on callUrl, simulator on testUrl).
 
-Stages: auth (gateway/endpoint.py, gateway/cache.py) → limit (gateway/ratelimit/) → transport
-and dispatch (gateway/transport/, gateway/dispatch.py) → executor (gateway/executors/).
+Stages, run by gateway/endpoint.py: auth (gateway/cache.py decides the key) → limit
+(gateway/ratelimit/) and body (gateway/request_body.py) → transport and dispatch
+(gateway/transport/, gateway/dispatch.py) → executor (gateway/executors/).
 """
 
 from __future__ import annotations
