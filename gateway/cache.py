@@ -136,7 +136,9 @@ class GatewayCache:
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
         if not raw_key:
             raise AuthFailure(
-                "missing", "send the API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+                "missing",
+                "send the integration's API key as 'Authorization: Bearer <key>' "
+                "or 'X-API-Key: <key>'",
             )
         # The cheap part of the format check first: hashing needs ASCII, and a client's
         # non-ASCII "key" must be a counted 401 like any other malformed one, not a 500.

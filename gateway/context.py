@@ -1,8 +1,9 @@
 """Types the data plane's stages share: what auth resolved, what the limiter decided, and the
 seam behind which `tools/call` runs (upstream proxy on callUrl, simulator on testUrl).
 
-Stages: auth (gateway/endpoint.py, gateway/cache.py) → limit (gateway/ratelimit/) → transport
-and dispatch (gateway/transport/, gateway/dispatch.py) → executor (gateway/executors/).
+Stages, run by gateway/endpoint.py: auth (gateway/cache.py decides the key) → limit
+(gateway/ratelimit/) and body (gateway/request_body.py) → transport and dispatch
+(gateway/transport/, gateway/dispatch.py) → executor (gateway/executors/).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from mcp_core.versions import Era
+from settings_api.problems import ServiceUnavailable
 from simulator import Fixture
+
+LIMITER_RETRY_AFTER_S = 2  # the Retry-After of a 503 while the limiter's Redis is unreachable
 
 
 class Endpoint(enum.StrEnum):
@@ -106,8 +110,15 @@ class Decision:
     retry_after_s: float  # 0 when allowed
 
 
-class LimiterUnavailable(Exception):
-    """Redis is unreachable and the failure mode is `closed`."""
+class LimiterUnavailable(ServiceUnavailable):
+    """Redis is unreachable and the failure mode is `closed`: the request is refused with this
+    503, on the MCP endpoints and the settings API alike (no layer converts it)."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "the rate limiter is unreachable; try again",
+            retry_after_s=LIMITER_RETRY_AFTER_S,
+        )
 
 
 class Charge(enum.StrEnum):

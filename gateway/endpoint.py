@@ -16,30 +16,26 @@ is still charged to its key and holds its connection no longer than the body dea
 the whole body came with the headers (the usual small POST) it is parsed first and both
 buckets are asked in one check, which gives the same answers in one round trip. Every answer
 given after the limiter ran carries `RateLimit-Limit/-Remaining/-Reset`.
+
+Every stage refuses by raising a `Problem`; `_serve` turns it into the answer, once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from aiohttp import web
 
-from gateway.context import (
-    Charge,
-    Decision,
-    Endpoint,
-    IntegrationView,
-    KeyEntry,
-    LimiterUnavailable,
-)
+from gateway.context import Charge, Decision, Endpoint, IntegrationView, KeyEntry
 from gateway.observability import metrics
 from gateway.observability.middleware import note_outcome, note_rpc_method
 from gateway.ratelimit.auth_failures import COUNTED_REASONS
 from gateway.ratelimit.buckets import tighter
+from gateway.request_body import answer_and_close, read_body
 from gateway.sessions import SessionCodec
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from gateway.transport.http import (
@@ -58,20 +54,16 @@ from settings_api.problems import (
     McpDisabled,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     Problem,
     RequestTimeout,
-    ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
-    UnsupportedMediaType,
 )
 
 MCP_PATH = "/v1/tenants/{tenant}/integrations/{integration}/mcp:"
 SESSIONS: web.AppKey[SessionCodec] = web.AppKey("mcp_sessions", SessionCodec)
 REQUIRED_SCOPE = "mcp:invoke"
 ALLOWED_METHODS = "POST, DELETE"
-LIMITER_RETRY_AFTER_S = 2
 # No OAuth here: MCP clients probing for an authorization server must learn there is none.
 WELL_KNOWN_PREFIXES = (
     "/.well-known/oauth-authorization-server",
@@ -91,8 +83,8 @@ def setup_mcp_routes(app: web.Application) -> None:
         # One resource per URL, not one per method: aiohttp matches the path once per
         # resource, and the routes for other methods would each cost the hot POST a match.
         resource = app.router.add_resource(path, name=f"mcp.{endpoint.value}")
-        resource.add_route("POST", partial(_post, endpoint=endpoint))
-        resource.add_route("DELETE", partial(_delete, endpoint=endpoint))
+        resource.add_route("POST", partial(_serve, endpoint=endpoint, answer=_post))
+        resource.add_route("DELETE", partial(_serve, endpoint=endpoint, answer=_delete))
         resource.add_route("GET", _get)
         resource.add_route("HEAD", _get)
     for prefix in WELL_KNOWN_PREFIXES:
@@ -103,97 +95,111 @@ async def _start_sessions(app: web.Application) -> None:
     app[SESSIONS] = SessionCodec(app[SETTINGS].session_secret)
 
 
-async def _post(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-    headers = _base_headers(request)
-    try:
-        _check_origin(request)
-        app = request.app
-        state = app[GATEWAY]
-        key, view = await _authenticate(request, state)
-        settings = app[SETTINGS]
-        limit = settings.max_body_bytes
-        media_ok = request.content_type == "application/json"
-        raw = _arrived_body(request, limit)
-        if raw is _NOT_YET:
-            # Counted now: the body may arrive slowly, or never.
-            decision, ended = await _admit(
-                state,
-                key,
-                headers,
-                tools_call=False,
-                session_id=request.headers.get(SESSION_ID_HEADER),
-            )
-            raw = await _read_in_time(request, limit, settings.body_timeout_s)
-            inbound = _parse(request, raw, media_ok)
-            if inbound.tools_call:
-                decision = await _admit_call(state, key, headers, decision)
+@dataclass(slots=True)
+class _Caller:
+    """A request past origin and auth: its key and integration, and the limiter's verdict."""
+
+    request: web.Request
+    endpoint: Endpoint
+    state: GatewayState
+    key: KeyEntry
+    integration: IntegrationView
+    headers: dict[str, str]  # on every answer: X-Request-Id, then RateLimit-* once counted
+    decision: Decision | None = None
+    session_ended: bool = False  # the legacy session the request names was ended (DELETE)
+
+    async def admit(self, *, tools_call: bool, session_id: str | None) -> None:
+        """Count the request and, for a legacy session, ask whether it was ended (both at once:
+        on Redis they share a round trip). 429 past the limit."""
+        check = self.state.limiter.check(self.key.key_id, tools_call=tools_call)
+        if session_id is None:
+            decision = await check
         else:
-            inbound = _parse(request, raw, media_ok)
-            decision, ended = await _admit(
-                state,
-                key,
-                headers,
-                tools_call=inbound.tools_call,
-                session_id=inbound.session_id(request.headers),
+            decision, self.session_ended = await asyncio.gather(
+                check, self.state.sessions.session_ended(self.key.key_id, session_id)
             )
-        if raw is None:
-            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
-        if not media_ok:
-            raise UnsupportedMediaType("send the JSON-RPC message as application/json")
-        exchange = Exchange(
-            request=request,
-            key=key,
-            integration=view,
-            endpoint=endpoint,
-            executor=state.executors[endpoint],
-            sessions=app[SESSIONS],
-            decision=decision,
-            headers=headers,
-            admit=partial(_admit_members, state, key),
-            session_ended=ended,
+        self._show(decision)
+        _refuse_if_limited(decision)
+
+    async def count_start(self) -> None:
+        """Count the request before its body is read (its session taken from the header)."""
+        await self.admit(tools_call=False, session_id=self.request.headers.get(SESSION_ID_HEADER))
+
+    async def admit_call(self) -> None:
+        """Charge the `tools/call` bucket of a request counted when it started."""
+        assert self.decision is not None
+        [decision] = await self.state.limiter.check_many(self.key.key_id, (Charge.CALL,))
+        self._show(tighter(self.decision, decision))
+        _refuse_if_limited(decision)
+
+    def _show(self, decision: Decision) -> None:
+        """The limiter's figures, on every answer from here on."""
+        self.decision = decision
+        set_rate_headers(self.headers, decision)
+
+    def exchange(self) -> Exchange:
+        """What the transport needs, once the request is admitted."""
+        assert self.decision is not None
+        return Exchange(
+            request=self.request,
+            key=self.key,
+            integration=self.integration,
+            endpoint=self.endpoint,
+            executor=self.state.executors[self.endpoint],
+            sessions=self.request.app[SESSIONS],
+            decision=self.decision,
+            headers=self.headers,
+            limiter=self.state.limiter,
+            session_ended=self.session_ended,
         )
-        return await answer_post(exchange, inbound)
-    except RequestTimeout as problem:
-        return await _answer_and_close(_problem(problem, request, headers), request)
-    except Problem as problem:
-        return _problem(problem, request, headers)
 
 
-def _parse(request: web.Request, raw: bytes | None, media_ok: bool) -> Inbound:
-    inbound = parse(raw, request.headers) if raw is not None and media_ok else Inbound()
-    note_rpc_method(request, inbound.body, inbound.parse_error is not None)
-    return inbound
+Answer = Callable[[_Caller], Awaitable[web.StreamResponse]]
 
 
-async def _delete(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-    """End a legacy session (checked like a POST, without a body)."""
+async def _serve(request: web.Request, endpoint: Endpoint, answer: Answer) -> web.StreamResponse:
+    """The checks POST and DELETE share (origin, throttle, key, binding, integration), then
+    `answer`; whatever stage refuses, its problem becomes the answer here."""
     headers = _base_headers(request)
     try:
         _check_origin(request)
         state = request.app[GATEWAY]
         key, view = await _authenticate(request, state)
-        decision, ended = await _admit(
-            state, key, headers, tools_call=False, session_id=request.headers.get(SESSION_ID_HEADER)
-        )
-        exchange = Exchange(
-            request=request,
-            key=key,
-            integration=view,
-            endpoint=endpoint,
-            executor=state.executors[endpoint],
-            sessions=request.app[SESSIONS],
-            decision=decision,
-            headers=headers,
-            session_ended=ended,
-        )
-        try:
-            return await answer_delete(exchange, state.sessions)
-        except LimiterUnavailable:
-            raise ServiceUnavailable(
-                "the session store is unreachable; try again", retry_after_s=LIMITER_RETRY_AFTER_S
-            ) from None
+        return await answer(_Caller(request, endpoint, state, key, view, headers))
+    except RequestTimeout as problem:
+        return await answer_and_close(_problem(problem, request, headers), request)
     except Problem as problem:
         return _problem(problem, request, headers)
+
+
+async def _post(caller: _Caller) -> web.StreamResponse:
+    """Request limit, body, size and media type, `tools/call` limit, then the transport."""
+    request = caller.request
+    settings = request.app[SETTINGS]
+    body = await read_body(
+        request, settings.max_body_bytes, settings.body_timeout_s, caller.count_start
+    )
+    inbound = _parse(request, body.json)
+    if not body.counted:  # the body came with the headers: both buckets in one check
+        await caller.admit(
+            tools_call=inbound.tools_call, session_id=inbound.session_id(request.headers)
+        )
+    body.refuse_if_unusable()
+    if body.counted and inbound.tools_call:
+        await caller.admit_call()
+    return await answer_post(caller.exchange(), inbound)
+
+
+def _parse(request: web.Request, raw: bytes | None) -> Inbound:
+    inbound = parse(raw, request.headers) if raw is not None else Inbound()
+    note_rpc_method(request, inbound.body, inbound.parse_error is not None)
+    return inbound
+
+
+async def _delete(caller: _Caller) -> web.StreamResponse:
+    """End a legacy session (counted like a POST, without a body)."""
+    await caller.count_start()
+    return await answer_delete(caller.exchange(), caller.state.sessions)
 
 
 async def _get(request: web.Request) -> web.StreamResponse:
@@ -240,26 +246,6 @@ def _check_origin(request: web.Request) -> None:
         raise Forbidden(f"origin {origin!r} is not allowed to call this endpoint")
 
 
-def _presented_key(request: web.Request) -> str | None:
-    """The key from `Authorization: Bearer` or `X-API-Key` (never the query string); "" when
-    credentials were sent in an unusable form."""
-    authorization = request.headers.get("Authorization")
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    api_key = request.headers.get("X-API-Key", "").strip()
-    if api_key:
-        return api_key
-    return "" if authorization is not None or "X-API-Key" in request.headers else None
-
-
-def _unauthorized(detail: str, reason: str, error: str | None = "invalid_token") -> Unauthorized:
-    problem = Unauthorized(detail, error=error)
-    problem.extensions["reason"] = reason
-    return problem
-
-
 async def _authenticate(
     request: web.Request, state: GatewayState
 ) -> tuple[KeyEntry, IntegrationView]:
@@ -272,11 +258,7 @@ async def _authenticate(
         if wait is not None:
             metrics.auth_failed("throttled")
             note_outcome(request, "auth_throttled")
-            retry_after = max(1, math.ceil(wait))
-            raise AuthThrottled(
-                f"too many failed authentications from this address; retry in {retry_after} s",
-                retry_after_s=retry_after,
-            )
+            raise AuthThrottled(wait)
     try:
         return await _authorize(request, state)
     except Unauthorized as problem:
@@ -298,27 +280,14 @@ def _client_address(request: web.Request) -> str | None:
 
 
 async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntry, IntegrationView]:
-    raw = _presented_key(request)
-    if raw is None:
-        raise _unauthorized(
-            "send the integration's API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-            "missing",
-            error=None,
-        )
-    if not raw:
-        raise _unauthorized(
-            "the API key must be sent as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-            "malformed",
-            error="invalid_request",
-        )
+    """The live key (the resolver decides missing, malformed, unknown and revoked), bound to
+    this integration, which exists and has MCP enabled."""
     try:
-        key = await state.resolver.authenticate(raw)
+        key = await state.resolver.authenticate(_presented_key(request))
     except AuthFailure as failure:
-        raise _unauthorized(str(failure), failure.reason) from None
-    if isinstance(key, AuthFailure):  # a resolver may also return the failure
-        raise _unauthorized(str(key), key.reason)
-    if key.revoked:
-        raise _unauthorized("the API key was revoked", "revoked")
+        # RFC 6750: an error code only when credentials were sent.
+        error = None if failure.reason == "missing" else "invalid_token"
+        raise _unauthorized(str(failure), failure.reason, error) from None
     tenant = request.match_info["tenant"]
     integration = request.match_info["integration"]
     if REQUIRED_SCOPE not in key.scope.split():
@@ -335,56 +304,31 @@ async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntr
     return key, view
 
 
-async def _admit(
-    state: GatewayState,
-    key: KeyEntry,
-    headers: dict[str, str],
-    *,
-    tools_call: bool,
-    session_id: str | None,
-) -> tuple[Decision, bool]:
-    """Ask the limiter and, for a legacy session, whether it was ended (both at once: on Redis
-    they share a round trip). The limiter's figures go on every answer from here on
-    (`headers` is updated)."""
-    check = state.limiter.check(key.key_id, tools_call=tools_call)
-    try:
-        if session_id is None:
-            decision, ended = await check, False
-        else:
-            decision, ended = await asyncio.gather(
-                check, state.sessions.session_ended(key.key_id, session_id)
-            )
-    except LimiterUnavailable:
-        raise _limiter_down() from None
-    set_rate_headers(headers, decision)
-    _refuse_if_limited(decision)
-    return decision, ended
-
-
-async def _admit_call(
-    state: GatewayState, key: KeyEntry, headers: dict[str, str], counted: Decision
-) -> Decision:
-    """Charge the `tools/call` bucket for a request already `counted` when it started."""
-    [decision] = await _admit_members(state, key, (Charge.CALL,))
-    set_rate_headers(headers, tighter(counted, decision))
-    _refuse_if_limited(decision)
-    return tighter(counted, decision)
-
-
-async def _admit_members(
-    state: GatewayState, key: KeyEntry, charges: Sequence[Charge]
-) -> list[Decision]:
-    """More charges of one request's key (a batch's members, in order)."""
-    try:
-        return await state.limiter.check_many(key.key_id, charges)
-    except LimiterUnavailable:
-        raise _limiter_down() from None
-
-
-def _limiter_down() -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "the rate limiter is unreachable; try again", retry_after_s=LIMITER_RETRY_AFTER_S
+def _presented_key(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key` (never the query string); None when
+    no credentials were sent. Credentials in another form are refused here: that is the
+    request's syntax (RFC 6750 `invalid_request`), not a judgement of the key."""
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    api_key = request.headers.get("X-API-Key", "").strip()
+    if api_key:
+        return api_key
+    if authorization is None and "X-API-Key" not in request.headers:
+        return None
+    raise _unauthorized(
+        "the API key must be sent as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+        "malformed",
+        "invalid_request",
     )
+
+
+def _unauthorized(detail: str, reason: str, error: str | None) -> Unauthorized:
+    problem = Unauthorized(detail, error=error)
+    problem.extensions["reason"] = reason
+    return problem
 
 
 def _refuse_if_limited(decision: Decision) -> None:
@@ -393,59 +337,6 @@ def _refuse_if_limited(decision: Decision) -> None:
         raise TooManyRequests(
             f"rate limit exceeded; retry in {retry_after} s", retry_after_s=retry_after
         )
-
-
-_NOT_YET: Any = object()  # `_arrived_body`: the body is still arriving
-
-
-def _arrived_body(request: web.Request, limit: int) -> bytes | None:
-    """`_read_bounded`'s answer when the whole body is already here (the usual small POST),
-    without a coroutine or a read loop; else `_NOT_YET`."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    content = request.content
-    if not content.is_eof():
-        return _NOT_YET
-    raw = content.read_nowait()
-    return None if len(raw) > limit else raw
-
-
-async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The rest of a body still arriving (after `_arrived_body`), or None when it exceeds
-    `limit` (never more than limit+1 bytes read)."""
-    content = request.content
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-
-
-async def _read_in_time(request: web.Request, limit: int, timeout_s: float) -> bytes | None:
-    """`_read_bounded` within `timeout_s`, else 408."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await _read_bounded(request, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
-
-
-async def _answer_and_close(response: web.Response, request: web.Request) -> web.Response:
-    """Send `response`, then close the connection: the rest of an unread body may still come,
-    so it cannot carry another request, and aiohttp would otherwise keep it open for its
-    lingering time (10 s) reading what comes."""
-    response.force_close()  # `Connection: close`
-    await response.prepare(request)
-    await response.write_eof()
-    transport = request.transport
-    if transport is not None:
-        transport.close()  # once the answer is flushed
-    return response
 
 
 def _problem(problem: Problem, request: web.Request, headers: dict[str, str]) -> web.Response:

@@ -15,20 +15,18 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.context import Decision, LimiterUnavailable, RateLimiter
+from gateway.context import Decision, RateLimiter
 from gateway.ratelimit import BucketSpec, Limits, create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
 from gateway.state import LIMITER_REDIS, REDIS, deployment_tag
 from settings_api.config import Settings
 from settings_api.http import SETTINGS
-from settings_api.problems import ServiceUnavailable
 from settings_api.rate_limit import AUTH_FAILURES, TOKEN_LIMITER
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 PREFIX = "mcpgw:settings"
-LIMITER_RETRY_AFTER_S = 2
 LIMITER_TIMEOUT_S = 0.5
 
 
@@ -39,12 +37,8 @@ class SettingsTokenLimiter:
         self.limiter = limiter
 
     async def check(self, key: str) -> Decision:
-        try:
-            return await self.limiter.check(key, tools_call=False)
-        except LimiterUnavailable:
-            raise ServiceUnavailable(
-                "the rate limiter is unreachable; try again", retry_after_s=LIMITER_RETRY_AFTER_S
-            ) from None
+        """The token's request bucket (`LimiterUnavailable`, a 503, when Redis is down)."""
+        return await self.limiter.check(key, tools_call=False)
 
     async def close(self) -> None:
         await self.limiter.close()

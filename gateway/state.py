@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 
 class AuthFailure(Exception):
-    """The presented key is not usable; `reason` is one of missing, malformed, unknown, revoked."""
+    """The presented key is not usable; `reason` is one of missing, malformed, unknown, revoked
+    (the endpoint answers 401 with it; nothing else decides these)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -36,7 +37,8 @@ class Resolver(Protocol):
     """Key and integration lookups, answered from the per-replica cache when warm."""
 
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
-        """The live key `raw_key` names, or `AuthFailure` (format checked before any lookup)."""
+        """The live key `raw_key` names (never a revoked one), or `AuthFailure`: missing (None
+        or empty), malformed (format checked before any lookup), unknown or revoked."""
         ...
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:

@@ -7,6 +7,7 @@ and JSON-RPC codes, so there is one place that decides what an error looks like.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -140,9 +141,17 @@ class TooManyRequests(Problem):
 
 
 class AuthThrottled(TooManyRequests):
-    """Too many failed authentications from one client address (answered before any lookup)."""
+    """Too many failed authentications from one client address (answered before any lookup),
+    which may try again in `wait_s`."""
 
     slug, title = "auth-throttled", "Too many failed authentications"
+
+    def __init__(self, wait_s: float) -> None:
+        retry_after = max(1, math.ceil(wait_s))
+        super().__init__(
+            f"too many failed authentications from this address; retry in {retry_after} s",
+            retry_after_s=retry_after,
+        )
 
 
 class UpstreamFailed(Problem):

@@ -73,11 +73,7 @@ def refuse_if_throttled(request: web.Request) -> None:
         return
     wait = throttle.retry_after(_address(request))
     if wait is not None:
-        retry_after = max(1, math.ceil(wait))
-        raise AuthThrottled(
-            f"too many failed authentications from this address; retry in {retry_after} s",
-            retry_after_s=retry_after,
-        )
+        raise AuthThrottled(wait)
 
 
 async def count_failure(request: web.Request) -> None:

@@ -28,6 +28,8 @@ log = logging.getLogger("gateway.ratelimit")
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
 
 FAILURE_MODES = ("open", "closed")
+# The 503's detail when ending a session fails (None below: the limiter's own detail).
+SESSION_STORE_DOWN = "the session store is unreachable; try again"
 
 
 class FailoverLimiter:
@@ -95,11 +97,11 @@ class FailoverLimiter:
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         # Always locally too: this replica keeps denying it even if Redis is lost later.
         self.fallback.end_session_now(key_id, session_id, expires_at_s)
-        if self._use_primary():
+        if self._use_primary(SESSION_STORE_DOWN):
             try:
                 await self.primary.end_session(key_id, session_id, expires_at_s)
             except REDIS_FAILURES as exc:
-                self._failed(exc)
+                self._failed(exc, SESSION_STORE_DOWN)
             else:
                 self._answered()
 
@@ -109,12 +111,12 @@ class FailoverLimiter:
         finally:
             await self.fallback.close()
 
-    def _use_primary(self) -> bool:
+    def _use_primary(self, refusal: str | None = None) -> bool:
         """Whether to ask Redis: not within `retry_interval_s` of a failure (then the fallback
         answers, or `LimiterUnavailable` is raised when the mode is closed)."""
         if self._down_until and self._clock() < self._down_until:
             if self.mode == "closed":
-                raise LimiterUnavailable("rate limiter unavailable (Redis)")
+                raise LimiterUnavailable(refusal)
             return False
         return True
 
@@ -122,7 +124,7 @@ class FailoverLimiter:
         if self._degraded:
             self._recovered()
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, refusal: str | None = None) -> None:
         """Note the failure (Redis left alone a while, a warning at most so often); raise
         `LimiterUnavailable` when the mode is closed."""
         now = self._clock()
@@ -140,7 +142,7 @@ class FailoverLimiter:
                 "rate limiter: Redis unavailable (%s: %s); %s", type(exc).__name__, exc, action
             )
         if self.mode == "closed":
-            raise LimiterUnavailable("rate limiter unavailable (Redis)") from exc
+            raise LimiterUnavailable(refusal) from exc
 
     def _recovered(self) -> None:
         self._degraded = False

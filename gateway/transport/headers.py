@@ -18,6 +18,7 @@ from typing import Any
 
 from multidict import CIMultiDictProxy
 
+from mcp_core.errors import HEADER_MISMATCH, McpError
 from mcp_core.headers import (
     METHOD_HEADER,
     NAME_HEADER,
@@ -60,8 +61,12 @@ _SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
 _SCHEMA_MAPS = frozenset({"patternProperties", "dependentSchemas", "$defs", "definitions"})
 
 
-class HeaderMismatch(ValueError):
-    """A header disagrees with the body, is missing where required, or is malformed."""
+class HeaderMismatch(McpError):
+    """A header disagrees with the body, is missing where required, or is malformed: the
+    request's answer (-32020; 400 in the modern era)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(HEADER_MISMATCH, f"Header mismatch: {reason}")
 
 
 def decode_value(value: str) -> str | None:

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.context import (
     Endpoint,
     IntegrationView,
     KeyEntry,
+    RateLimiter,
     RequestContext,
     SessionDenylist,
     ToolExecutor,
@@ -37,7 +38,6 @@ from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
 from gateway.transport.era import detect as detect_era
 from gateway.transport.headers import (
-    HeaderMismatch,
     accepted_types,
     check_param_headers,
     check_routing_headers,
@@ -45,7 +45,6 @@ from gateway.transport.headers import (
 from gateway.transport.limits import MAX_BATCH_MESSAGES
 from mcp_core import sse
 from mcp_core.errors import (
-    HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -160,10 +159,6 @@ def _lone_surrogate(body: Any) -> bool:
 
 # --- answering --------------------------------------------------------------------------------
 
-# Charges more messages of the request's key (a batch's members): one decision per charge, in
-# order; raises the endpoint's problem when the limiter is unreachable and fails closed.
-Admit = Callable[[Sequence[Charge]], Awaitable[list[Decision]]]
-
 
 @dataclass(slots=True, kw_only=True)
 class Exchange:
@@ -177,7 +172,7 @@ class Exchange:
     sessions: SessionCodec
     decision: Decision
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
-    admit: Admit | None = None  # None: batch members are not charged one by one
+    limiter: RateLimiter  # charges a batch's members (LimiterUnavailable: the 503 problem)
     session_ended: bool = False  # the legacy session named by the request was ended (DELETE)
 
 
@@ -233,10 +228,7 @@ async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
     if CLIENT_CAPABILITIES_META not in message["params"]["_meta"]:
         raise _missing_meta()
     headers = x.request.headers
-    try:
-        check_routing_headers(headers, message, version)
-    except HeaderMismatch as exc:
-        raise McpError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+    check_routing_headers(headers, message, version)
     if not isinstance(version, str):
         raise McpError(INVALID_PARAMS, f"params._meta[{PROTOCOL_VERSION_META!r}] must be a string")
     if version not in MODERN_VERSIONS:
@@ -307,8 +299,6 @@ async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
     """Charge every member to the key's buckets, in order, like that many POSTs (the first
     one's request was counted when the POST started): the index of each refused member with
     its retry delay in whole seconds. The rate-limit headers show the state after the batch."""
-    if x.admit is None:
-        return {}
     charges: list[Charge] = []
     members: list[int] = []
     for index, message in enumerate(batch):
@@ -319,7 +309,7 @@ async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
         members.append(index)
     if not charges:
         return {}
-    decisions = await x.admit(charges)
+    decisions = await x.limiter.check_many(x.key.key_id, charges)
     shown = x.decision
     refused: dict[int, int] = {}
     for index, decision in zip(members, decisions, strict=True):
@@ -350,10 +340,7 @@ def _check_param_headers(
     tool = x.integration.tools_by_name.get(name) if isinstance(name, str) else None
     if tool is None:
         return  # unknown tool: the method answers -32602
-    try:
-        check_param_headers(headers, tool, params.get("arguments"))
-    except HeaderMismatch as exc:
-        raise McpError(HEADER_MISMATCH, f"Header mismatch: {exc}") from None
+    check_param_headers(headers, tool, params.get("arguments"))
 
 
 def _unsupported(version: Any) -> McpError:
