@@ -1,4 +1,5 @@
-"""Real `mcp-gateway serve` processes for multi-replica and fault tests (127.0.0.1 only)."""
+"""Real `mcp-gateway serve` processes for multi-replica and fault tests (127.0.0.1 only), and
+what a statement imports in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -14,6 +15,25 @@ from pathlib import Path
 from net import free_port
 
 CLI = str(Path(sys.executable).with_name("mcp-gateway"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def loaded_after(statement: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules under `prefixes` that `statement` loads in a fresh interpreter."""
+    code = (
+        f"import sys; {statement}; "
+        f"print('\\n'.join(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return out.stdout.split()
 
 
 class GatewayProcess:

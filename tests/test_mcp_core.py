@@ -4,30 +4,7 @@ that calls it (each checked in a fresh interpreter, where sys.modules shows what
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def loaded_after(statement: str, prefixes: tuple[str, ...]) -> list[str]:
-    """The modules under `prefixes` that `statement` loads in a fresh interpreter."""
-    code = (
-        f"import sys; {statement}; "
-        f"print('\\n'.join(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    return out.stdout.split()
+from processes import ROOT, loaded_after
 
 
 def test_mcp_core_imports_neither_plane() -> None:
