@@ -11,6 +11,7 @@ falls back to the standard library, and callers keep their exact error handling 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Final
 
 import orjson
@@ -42,6 +43,28 @@ def fast_loads(raw: bytes | str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return NOT_PARSED
+
+
+class NotJson(ValueError):
+    """Python's json accepts it; RFC 8259 (and so every store, client and upstream) does not."""
+
+
+def strict_loads(raw: bytes | str) -> Any:
+    """The standard library's parse, refusing what is not JSON: NaN, Infinity, and numbers no
+    double can hold (1e999 would parse to Infinity and be written on as null). Raises
+    ValueError (NotJson for those), RecursionError past the interpreter's depth."""
+    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _reject_constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotJson("a number is out of range (it is not a finite double)")
+    return value
 
 
 def dumps(value: Any) -> str:

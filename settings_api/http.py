@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by both planes: typed app state, request ids, problem answers, JSON I/O."""
+"""The service's HTTP conventions, set by the settings API and followed by the data plane
+too: typed app state, request ids, problem answers, JSON I/O, the client address."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import binascii
 import itertools
 import json
 import logging
-import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from mcp_core.json_codec import NotJson, strict_loads
 from mcp_core.json_limits import depth_reason, too_deep
 from settings_api.config import Settings
 from settings_api.problems import (
@@ -121,7 +122,7 @@ async def read_json(request: web.Request) -> Any:
             f"the request body did not arrive within {settings.body_timeout_s:g} s"
         ) from None
     try:
-        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        body = strict_loads(raw)
         if too_deep(body, raw=raw):  # mcp_core/json_limits.py
             raise MalformedJson(depth_reason())
         # "\ud800" escapes parse into lone surrogates, which no store or client can encode.
@@ -133,21 +134,6 @@ async def read_json(request: web.Request) -> Any:
     return body
 
 
-class _NotJson(ValueError):
-    """Python's json accepts it; RFC 8259 (or any store and client) does not."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON value")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotJson("a number is out of range")
-    return value
-
-
 def _json_reason(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -157,7 +143,7 @@ def _json_reason(exc: Exception) -> str:
         return "not UTF-8"
     if isinstance(exc, UnicodeEncodeError):
         return "a string is not valid Unicode (lone surrogate)"
-    if isinstance(exc, _NotJson):
+    if isinstance(exc, NotJson):
         return str(exc)
     return "a number is too long"  # int() digit limit
 

@@ -55,7 +55,7 @@ from mcp_core.errors import (
     status_of,
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
-from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads
+from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads, strict_loads
 from mcp_core.json_limits import depth_reason, too_deep
 from mcp_core.messages import structure_error, valid_id_or_none
 from mcp_core.versions import (
@@ -109,7 +109,7 @@ def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
         # orjson accepted it: no NaN, no lone surrogates, nesting already bounded.
         return Inbound(body=body, choice=detect_era(headers, body))
     try:
-        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        body = strict_loads(raw)
     except RecursionError:
         return Inbound(parse_error=depth_reason())
     except UnicodeDecodeError:
@@ -121,26 +121,13 @@ def parse(raw: bytes, headers: Mapping[str, str]) -> Inbound:
             else str(exc)
         )
         return Inbound(parse_error=f"the body is not valid JSON: {reason}")
-    if too_deep(body, raw=raw):  # gateway/transport/limits.py
+    if too_deep(body, raw=raw):
         return Inbound(parse_error=depth_reason())
     if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
         return Inbound(
             parse_error="the body is not valid JSON: a string is not valid Unicode (lone surrogate)"
         )
     return Inbound(body=body, choice=detect_era(headers, body))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite_float(text: str) -> float:
-    # 1e999 is valid JSON syntax but no double: it would parse to Infinity and reach the
-    # upstream as null (orjson refuses it, so only this slower path sees it).
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("a number is out of range (it is not a finite double)")
-    return value
 
 
 # A "\ud800"-style escape parses into a lone surrogate, which no answer, upstream or log line can

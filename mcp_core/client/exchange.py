@@ -8,7 +8,6 @@ None of these functions applies a timeout of its own: callers bound whole operat
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from yarl import URL
 from mcp_core.client.errors import UpstreamError, connect_error, quote, too_large
 from mcp_core.client.http_client import HttpClient
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER, refused_header
-from mcp_core.json_codec import NOT_PARSED, dumps_bytes, fast_loads
+from mcp_core.json_codec import NOT_PARSED, dumps_bytes, fast_loads, strict_loads
 from mcp_core.json_limits import depth_reason, too_deep
 from mcp_core.sse import SSE_CONTENT_TYPE, SseEvent, SseParser
 
@@ -239,7 +238,7 @@ def parse_json(raw: bytes) -> Any:
     value = fast_loads(raw)
     if value is NOT_PARSED:
         try:
-            value = json.loads(raw, parse_constant=_reject_constant)
+            value = strict_loads(raw)
         except RecursionError:
             raise _too_deep() from None
         except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -247,11 +246,6 @@ def parse_json(raw: bytes) -> Any:
     if too_deep(value, raw=raw):
         raise _too_deep()
     return value
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN/Infinity are not JSON; accepting them would poison catalogs we re-serialise later.
-    raise ValueError(f"invalid JSON constant {name}")
 
 
 def _too_deep() -> UpstreamError:
