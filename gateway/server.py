@@ -49,7 +49,7 @@ HTTP_PARSER_LIMITS = {"max_line_size": 8190, "max_field_size": 16384, "max_heade
 # request's containers are freed by reference counting, but the collector counts allocations
 # and only the frees made while its count is above zero: with requests in flight the count
 # still climbs, and at 700 callUrl ran a young collection every 16 requests that found
-# nothing to free, about 8 µs of CPU per request (docs/performance.md).
+# nothing to free (docs/performance.md).
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
