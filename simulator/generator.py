@@ -1,36 +1,15 @@
 """Instances of a JSON Schema, from a seeded stream: valid, deterministic and plausible.
 
-Why not an existing generator (measured here on 2026-11, Python 3.11, 2 cores; the 10-property
-"contact" schema and 16 keyword-focused schemas, 50 seeds each, validity checked with
-Draft202012Validator and its format checker):
+Our own, not an existing generator's (docs/simulator.md says why): valid on every keyword
+schema and on thousands of random schemas in tests/test_simulator_properties.py; a private
+`random.Random` per node derived from the call's seed; plausible values by property name
+(`simulator.hints`). Whole calls: bench/simulator_bench.py.
 
-- jsf 0.11.2: 617 us per instance for the contact schema (403 us for a 3-property search
-  result), valid 452/800 on the keyword schemas: it raises on `exclusiveMinimum` +
-  `exclusiveMaximum` and on `prefixItems`, ignores `allOf`, overlapping `oneOf`, lookaheads,
-  `minLength` together with `pattern`, and `minProperties`. Seeding works only through the
-  process-global `random.seed()` + `Faker.seed()` (shared state across requests and threads),
-  and names are lorem ipsum (`firstName: "odit reprehenderit ipsum"`).
-- hypothesis-jsonschema 0.23.1 (with hypothesis 6.170): raises
-  `AttributeError: 'many' object has no attribute 'more'` on every schema with an object
-  (incompatible with current hypothesis), cannot resolve recursive `$ref`; where it works one
-  seeded draw costs 0.9-4.3 ms (plus 1-18 ms to build the strategy) and the single draw is the
-  shrunk minimum (the same `""`, `null`, `12` for 30 different seeds in 6 of 9 schemas).
-- Regex to string, 15 patterns x 20 seeds: rstr 3.2.2 280/300 matching (seedable per
-  instance); exrex 0.12.0 280/300, global `random` only; hypothesis `from_regex` 280/300,
-  about 200 times slower. None honours minLength/maxLength; all missed the lookahead pattern
-  `^(?=.*\\d)[a-z\\d]{8}$`. Pattern strings therefore come from rstr steered through the
-  `random.Random` it draws from (simulator/regex.py), which adds the length bounds and the
-  lookahead case.
-
-So this module is our own: valid 800/800 on the keyword schemas and on thousands of random
-schemas in tests/test_simulator_properties.py; a private `random.Random` per node derived from
-the call's seed; plausible values by property name (`simulator.hints`). Whole calls:
-bench/simulator_bench.py. The walk is here: `$ref`, allOf, oneOf/anyOf, if/then/else, not,
-const/enum, then the type. Objects (simulator/objects.py), arrays (simulator/arrays.py),
-strings (simulator/strings.py) and numbers (simulator/numeric.py) have their own modules, as
-do the merging of schemas that must hold together (simulator/merging.py), `$ref` resolution
-and sub-schema checks (simulator/subschemas.py), and the limits of one instance
-(simulator/instance_limits.py).
+The walk is here: `$ref`, allOf, oneOf/anyOf, if/then/else, not, const/enum, then the type.
+Objects (simulator/objects.py), arrays (simulator/arrays.py), strings (simulator/strings.py)
+and numbers (simulator/numeric.py) have their own modules, as do the merging of schemas that
+must hold together (simulator/merging.py), `$ref` resolution and sub-schema checks
+(simulator/subschemas.py), and the limits of one instance (simulator/instance_limits.py).
 
 The generator aims at validity, and the engine proves it: every instance is validated
 against the output schema before it is returned, other attempts use derived seeds, and a
