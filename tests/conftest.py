@@ -278,6 +278,10 @@ class Api:
         every tool); return its API key."""
         config_id = await self.integration_with_config(integration, tools)
         exposed = exposed if exposed is not None else [tool["name"] for tool in tools]
+        return await self.enable(config_id, exposed, integration)
+
+    async def enable(self, config_id: str, exposed: list[str], integration: str = "crm") -> str:
+        """Enable the integration's MCP on `config_id`, exposing `exposed`; return the API key."""
         _, body = await self.call(
             "PATCH",
             f"/{integration}/mcp",

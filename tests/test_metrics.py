@@ -125,17 +125,7 @@ async def enabled_key(api: Api, upstream_url: str | None = None) -> str:
     if upstream_url:
         config.update(upstreamUrl=upstream_url, upstreamHeaders={"Authorization": UPSTREAM_SECRET})
     _, created = await api.call("POST", "/crm/configs", 201, json=config)
-    _, settings = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={
-            "enabled": True,
-            "configId": created["configId"],
-            "exposedToolIds": ["search_contacts"],
-        },
-    )
-    return settings["apiKey"]
+    return await api.enable(created["configId"], ["search_contacts"])
 
 
 @pytest.mark.parametrize("role", ["all", "gateway", "settings"])
