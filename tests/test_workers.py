@@ -177,6 +177,24 @@ class Pinned:
         async with self.http.post(f"{self.api}/mcp:test", json=body, headers=headers) as r:
             return r.status, dict(r.headers), await r.json(content_type=None)
 
+    async def initialize(self, key: str) -> str:
+        """A new MCP session's id."""
+        status, headers, _ = await self.mcp(
+            key,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": LEGACY,
+                    "capabilities": {},
+                    "clientInfo": {"name": "workers-test", "version": "1"},
+                },
+            },
+        )
+        assert status == 200
+        return headers["Mcp-Session-Id"]
+
     async def list_tools(self, key: str, session: str) -> int:
         status, _, _ = await self.mcp(
             key, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session
@@ -274,21 +292,7 @@ async def test_rotation_through_one_worker_is_honoured_by_the_other(
         )
     )["apiKey"]
 
-    status, headers, _ = await b.mcp(
-        old_key,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": "workers-test", "version": "1"},
-            },
-        },
-    )
-    assert status == 200
-    session = headers["Mcp-Session-Id"]
+    session = await b.initialize(old_key)
     assert await b.list_tools(old_key, session) == 200  # b's cache now holds the old key
 
     new_key = (await a.settings("POST", "/mcp:rotateKey"))["apiKey"]
@@ -296,21 +300,7 @@ async def test_rotation_through_one_worker_is_honoured_by_the_other(
     while await b.list_tools(old_key, session) != 401:
         assert time.monotonic() - started < 1.0, "the rotation did not reach the other worker"
         await asyncio.sleep(0.01)
-    status, headers, _ = await b.mcp(
-        new_key,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": "workers-test", "version": "1"},
-            },
-        },
-    )
-    assert status == 200
-    assert await b.list_tools(new_key, headers["Mcp-Session-Id"]) == 200
+    assert await b.list_tools(new_key, await b.initialize(new_key)) == 200
     assert {await a.pid(), await b.pid()} == set(pinned), "a client changed worker"
 
 
