@@ -21,7 +21,7 @@ from gateway.server import (
 from mcp_core.version import __version__
 from settings_api.config import ConfigError, Settings, load_settings
 from settings_api.jwt_auth import issue_token
-from settings_api.store import StoreError, create_store
+from settings_api.store import StoreError, apply_migrations
 
 log = logging.getLogger("mcp_gateway")
 
@@ -127,15 +127,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(settings: Settings) -> list[int]:
-    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s)
-    await store.open()
-    try:
-        return await store.migrate()
-    finally:
-        await store.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mcp-gateway` console script."""
     args = _parser().parse_args(argv)
@@ -170,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rotate_secrets(settings)
     if args.command == "migrate":
         try:
-            applied = asyncio.run(_migrate(settings))
+            applied = asyncio.run(
+                apply_migrations(settings.database_url, timeout_s=settings.store_timeout_s)
+            )
         except StoreError as exc:
             print(f"mcp-gateway: {exc}", file=sys.stderr)
             return 1

@@ -4,13 +4,13 @@ upstream HTTP client), MCP routes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from gateway.cache import GatewayCache
+from gateway.cancelling import cancel_and_wait
 from gateway.context import Endpoint
 from gateway.endpoint import setup_mcp_routes
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
@@ -76,11 +76,7 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
         await _record(cache, service)
         await pool.close()
         simulated.close()

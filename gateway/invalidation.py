@@ -33,6 +33,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from gateway.cancelling import cancel_and_wait
 from gateway.observability import metrics
 from settings_api.changes import Change, ChangeUndelivered, FeedUnavailable, Subscriber
 
@@ -157,9 +158,7 @@ class RedisChangeFeed:
     async def aclose(self) -> None:
         """Stop re-sending (shutdown); what is still unconfirmed expires with the caches."""
         if self._resender is not None:
-            self._resender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resender
+            await cancel_and_wait(self._resender)
         if self._pending:
             log.warning("%d change(s) not confirmed by Redis at shutdown", len(self._pending))
 
@@ -216,9 +215,7 @@ class RedisChangeFeed:
                 await self._listen_once()
                 await asyncio.sleep(self._retry_s)
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
+            await cancel_and_wait(beating)
 
     async def _listen_once(self) -> None:
         beat_channel = self._beat_channel.encode()

@@ -63,7 +63,7 @@ from gateway.observability.shared_metrics import (
 from gateway.server import bind_socket, build_app, tune_collector, use_fast_event_loop
 from mcp_core.version import __version__
 from settings_api.config import ConfigError, Settings, load_settings
-from settings_api.store import StoreError, create_store
+from settings_api.store import StoreError, apply_migrations
 
 __all__ = [
     "MAX_RESTARTS",
@@ -87,15 +87,6 @@ _READY = b"ready\n"
 
 
 # --------------------------------------------------------------------------- parent
-
-
-async def _migrate(settings: Settings) -> list[int]:
-    store = create_store(settings.database_url, timeout_s=settings.store_timeout_s, pool_size=1)
-    await store.open()
-    try:
-        return await store.migrate()
-    finally:
-        await store.close()
 
 
 @dataclass(slots=True)
@@ -309,7 +300,9 @@ def run_workers(settings: Settings, *, host: str, port: int, role: str, workers:
         )
         return 2
     try:
-        applied = asyncio.run(_migrate(settings))
+        applied = asyncio.run(
+            apply_migrations(settings.database_url, timeout_s=settings.store_timeout_s)
+        )
     except StoreError as exc:
         print(f"mcp-gateway: {exc}", file=sys.stderr)
         return 1

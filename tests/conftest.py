@@ -267,6 +267,28 @@ class Api:
         _, config = await self.call("POST", f"/{integration}/configs", 201, json={"tools": tools})
         return config["configId"]
 
+    async def enabled_key(
+        self,
+        tools: list[dict[str, Any]],
+        integration: str = "crm",
+        exposed: list[str] | None = None,
+    ) -> str:
+        """An integration with `tools` inline, its MCP enabled exposing `exposed` (default:
+        every tool); return its API key."""
+        config_id = await self.integration_with_config(integration, tools)
+        exposed = exposed if exposed is not None else [tool["name"] for tool in tools]
+        return await self.enable(config_id, exposed, integration)
+
+    async def enable(self, config_id: str, exposed: list[str], integration: str = "crm") -> str:
+        """Enable the integration's MCP on `config_id`, exposing `exposed`; return the API key."""
+        _, body = await self.call(
+            "PATCH",
+            f"/{integration}/mcp",
+            200,
+            json={"enabled": True, "configId": config_id, "exposedToolIds": exposed},
+        )
+        return body["apiKey"]
+
 
 @pytest.fixture
 def api(client: TestClient, auth: Callable[..., dict[str, str]]) -> Api:

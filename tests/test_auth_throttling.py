@@ -78,14 +78,7 @@ async def post(
 
 
 async def enable(api: Api) -> str:
-    config_id = await api.integration_with_config("crm", TOOLS)
-    _, body = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={"enabled": True, "configId": config_id, "exposedToolIds": ["search_contacts"]},
-    )
-    return body["apiKey"]
+    return await api.enabled_key(TOOLS)
 
 
 def throttled(status: int, headers: dict[str, str], body: Any) -> bool:

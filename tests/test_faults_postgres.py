@@ -11,12 +11,16 @@ change is lost, and a change interrupted mid-transaction left nothing behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import os
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +38,7 @@ from faults import (
     stop_gateway,
     via_port,
 )
-from processes import CLI
+from processes import CLI, GatewayProcess
 from tcp_proxy import TcpProxy
 
 import settings_api.store.postgres  # noqa: F401 - installs the asyncpg.pool log filter
@@ -94,6 +98,42 @@ async def setup_integrations(gw: Client, cold: Client) -> tuple[str, str, str]:
     status, _, body = await gw.call_tool(key, session, url="test")
     assert status == 200 and "result" in body, body
     return key, cold_key, session
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A gateway that reaches Postgres through `proxy`, with crm warm and cold enabled."""
+
+    proxy: TcpProxy
+    database_url: str
+    proc: GatewayProcess
+    gw: Client
+    cold: Client
+    key: str
+    cold_key: str
+    session: str
+
+
+@contextlib.asynccontextmanager
+async def gateway_behind_proxy(tmp_path: Path, **env: str) -> AsyncIterator[Outage]:
+    """The gateway on a fresh database behind a fault proxy; at the end it must stop cleanly
+    and its log show no server error."""
+    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
+        proc = await start_gateway(
+            tmp_path,
+            "pg",
+            via_port(database_url, proxy.port),
+            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+            **env,
+        )
+        try:
+            async with http_session() as http:
+                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
+                key, cold_key, session = await setup_integrations(gw, cold)
+                yield Outage(proxy, database_url, proc, gw, cold, key, cold_key, session)
+        finally:
+            assert await stop_gateway(proc) == 0, log_of(proc)
+            assert_no_server_errors(log_of(proc))
 
 
 async def assert_warm_key_works(gw: Client, key: str, session: str) -> None:
@@ -173,69 +213,41 @@ async def assert_recovered(
 
 
 async def test_postgres_refused_mid_transaction_then_back(tmp_path) -> None:
-    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
-        proc = await start_gateway(
-            tmp_path,
-            "pg",
-            via_port(database_url, proxy.port),
-            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+    async with gateway_behind_proxy(tmp_path) as o:
+        # Postgres stops in the middle of a write: its COMMIT never arrives.
+        o.proxy.refuse_before(b"COMMIT")
+        took, answer = await timed(
+            o.gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"})
         )
-        try:
-            async with http_session() as http:
-                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
-                key, cold_key, session = await setup_integrations(gw, cold)
+        assert o.proxy.trapped and o.proxy.mode == "refuse"
+        assert_unavailable(*answer)
+        assert took < BOUND_S
 
-                # Postgres stops in the middle of a write: its COMMIT never arrives.
-                proxy.refuse_before(b"COMMIT")
-                took, answer = await timed(
-                    gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"})
-                )
-                assert proxy.trapped and proxy.mode == "refuse"
-                assert_unavailable(*answer)
-                assert took < BOUND_S
+        await assert_warm_key_works(o.gw, o.key, o.session)
+        await assert_outage_answers(o.gw, o.cold, o.cold_key)
 
-                await assert_warm_key_works(gw, key, session)
-                await assert_outage_answers(gw, cold, cold_key)
-
-                proxy.forward()
-                await assert_recovered(gw, cold, key, cold_key, database_url)
-                assert_pool_retries_logged_in_one_line(log_of(proc))
-        finally:
-            assert await stop_gateway(proc) == 0, log_of(proc)
-            assert_no_server_errors(log_of(proc))
+        o.proxy.forward()
+        await assert_recovered(o.gw, o.cold, o.key, o.cold_key, o.database_url)
+        assert_pool_retries_logged_in_one_line(log_of(o.proc))
 
 
 async def test_postgres_blackholed_stays_bounded_then_back(tmp_path) -> None:
-    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
-        proc = await start_gateway(
-            tmp_path,
-            "pg",
-            via_port(database_url, proxy.port),
-            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
+    async with gateway_behind_proxy(tmp_path) as o:
+        # The pool's open connections freeze mid-stream; new ones are never answered.
+        o.proxy.blackhole(drop_existing=False)
+        took, answer = await timed(
+            o.gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"})
         )
-        try:
-            async with http_session() as http:
-                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
-                key, cold_key, session = await setup_integrations(gw, cold)
+        assert_unavailable(*answer)
+        assert took < BOUND_S, took
 
-                # The pool's open connections freeze mid-stream; new ones are never answered.
-                proxy.blackhole(drop_existing=False)
-                took, answer = await timed(
-                    gw.raw_settings("PATCH", "/mcp", json={"description": "during the outage"})
-                )
-                assert_unavailable(*answer)
-                assert took < BOUND_S, took
+        await assert_warm_key_works(o.gw, o.key, o.session)
+        await assert_outage_answers(o.gw, o.cold, o.cold_key)
+        # Again, now that every connection the gateway opens is blackholed.
+        await assert_outage_answers(o.gw, o.cold, o.cold_key)
 
-                await assert_warm_key_works(gw, key, session)
-                await assert_outage_answers(gw, cold, cold_key)
-                # Again, now that every connection the gateway opens is blackholed.
-                await assert_outage_answers(gw, cold, cold_key)
-
-                proxy.forward()
-                await assert_recovered(gw, cold, key, cold_key, database_url)
-        finally:
-            assert await stop_gateway(proc) == 0, log_of(proc)
-            assert_no_server_errors(log_of(proc))
+        o.proxy.forward()
+        await assert_recovered(o.gw, o.cold, o.key, o.cold_key, o.database_url)
 
 
 async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> None:
@@ -243,12 +255,9 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
     each request waiting out the store timeout. Redis is stopped too, so that the entries
     expire after the degraded TTL (1 s) instead of 30 s."""
     redis_server = RedisServer(tmp_path).start()
-    with fresh_database() as (_, database_url), TcpProxy(PG_PORT) as proxy:
-        proc = await start_gateway(
+    try:
+        async with gateway_behind_proxy(
             tmp_path,
-            "pg",
-            via_port(database_url, proxy.port),
-            MCPGW_STORE_TIMEOUT_S=str(STORE_TIMEOUT_S),
             MCPGW_REDIS_URL=redis_server.url,
             # Far above what the loop below can send: on a fast
             # machine it sent more than 1000 requests a second, and
@@ -257,41 +266,37 @@ async def test_warm_keys_outlive_their_ttl_while_the_store_hangs(tmp_path) -> No
             MCPGW_RATE_LIMIT_RPS="1000000",
             MCPGW_REQUEST_LIMIT_BURST="1000000",
             MCPGW_REQUEST_LIMIT_RPS="1000000",
-        )
-        try:
-            async with http_session() as http:
-                gw, cold = Client(http, proc), Client(http, proc, integration="cold")
-                key, cold_key, session = await setup_integrations(gw, cold)
-                proxy.blackhole(drop_existing=False)
-                redis_server.kill()
-                await asyncio.sleep(1.2)  # past the degraded TTL of every cached entry
-                took = []
-                deadline = time.monotonic() + 3.0
-                while time.monotonic() < deadline:
-                    elapsed, (status, _, body) = await timed(gw.list_tools(key, session))
-                    assert status == 200 and len(body["result"]["tools"]) == 2, (status, body)
-                    took.append(elapsed)
-                    elapsed, (status, _, body) = await timed(gw.call_tool(key, session, url="test"))
-                    assert status == 200, (status, body)
-                    took.append(elapsed)
-                # The store is retried now and then, not on every request. A request that
-                # asked the store waited out its timeout; a loaded machine can slow others a
-                # little, but never by that much.
-                slow = [t for t in took if t > 0.9 * STORE_TIMEOUT_S]
-                assert len(took) > 20 and len(slow) <= 4, (len(took), slow)
-                assert max(took) < BOUND_S
-                status, headers, body = await cold.mcp(
-                    cold_key, {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        ) as o:
+            o.proxy.blackhole(drop_existing=False)
+            redis_server.kill()
+            await asyncio.sleep(1.2)  # past the degraded TTL of every cached entry
+            took = []
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                elapsed, (status, _, body) = await timed(o.gw.list_tools(o.key, o.session))
+                assert status == 200 and len(body["result"]["tools"]) == 2, (status, body)
+                took.append(elapsed)
+                elapsed, (status, _, body) = await timed(
+                    o.gw.call_tool(o.key, o.session, url="test")
                 )
-                assert_unavailable(status, headers, body)
+                assert status == 200, (status, body)
+                took.append(elapsed)
+            # The store is retried now and then, not on every request. A request that
+            # asked the store waited out its timeout; a loaded machine can slow others a
+            # little, but never by that much.
+            slow = [t for t in took if t > 0.9 * STORE_TIMEOUT_S]
+            assert len(took) > 20 and len(slow) <= 4, (len(took), slow)
+            assert max(took) < BOUND_S
+            status, headers, body = await o.cold.mcp(
+                o.cold_key, {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            )
+            assert_unavailable(status, headers, body)
 
-                proxy.forward()
-                redis_server.start()
-                await assert_recovered(gw, cold, key, cold_key, database_url)
-        finally:
-            assert await stop_gateway(proc) == 0, log_of(proc)
-            assert_no_server_errors(log_of(proc))
-            redis_server.stop()
+            o.proxy.forward()
+            redis_server.start()
+            await assert_recovered(o.gw, o.cold, o.key, o.cold_key, o.database_url)
+    finally:
+        redis_server.stop()
 
 
 def test_only_outage_errors_lose_their_traceback(caplog: pytest.LogCaptureFixture) -> None:

@@ -33,17 +33,7 @@ pytestmark = pytest.mark.backends("sqlite")
 async def key(api: Api) -> str:
     """The API key of acme/crm, enabled, exposing both tools of its inline config."""
     config_id = await api.integration_with_config("crm")
-    _, settings = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={
-            "enabled": True,
-            "configId": config_id,
-            "exposedToolIds": ["search_contacts", "create_contact"],
-        },
-    )
-    return str(settings["apiKey"])
+    return await api.enable(config_id, ["search_contacts", "create_contact"])
 
 
 def nested(depth: int, leaf: Any = 0) -> Any:

@@ -11,6 +11,7 @@ import redis.asyncio as redis
 from conftest import REDIS_URL
 from polling import until
 
+from gateway.cancelling import cancel_and_wait
 from gateway.invalidation import RedisChangeFeed, decode, encode
 from settings_api.changes import Change
 
@@ -75,3 +76,30 @@ async def test_resubscribing_after_a_lost_connection_asks_for_a_flush(clients) -
         assert events == ["connected", "lost", "connected"]
     finally:
         task.cancel()
+
+
+async def test_a_task_that_swallows_a_cancel_is_cancelled_again() -> None:
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # as redis-py may, mid-command
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task), 5)
+    assert task.cancelled()
+
+
+async def test_a_feed_heartbeating_without_pause_stops_on_one_cancel(clients) -> None:
+    # redis-py swallowed about half of the cancels that landed in a PUBLISH: a heartbeat loop
+    # that publishes all the time gets its cancel there nearly every round.
+    for _ in range(20):
+        feed = RedisChangeFeed(clients[0], channel=f"test:{uuid.uuid4().hex}", beat_s=0.0)
+        task = asyncio.create_task(feed.run())
+        await asyncio.wait_for(feed.connected.wait(), 2)
+        await asyncio.sleep(0.01)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done, "the heartbeat loop ran on after its cancel"

@@ -109,14 +109,7 @@ class Target:
 
 @pytest.fixture
 async def target(client: TestClient, api: Api) -> Target:
-    config_id = await api.integration_with_config("crm", TOOLS)
-    _, mcp = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={"enabled": True, "configId": config_id, "exposedToolIds": TOOL_NAMES[:2]},
-    )
-    key = mcp["apiKey"]
+    key = await api.enabled_key(TOOLS, exposed=TOOL_NAMES[:2])
     async with client.post(
         "/v1/tenants/acme/integrations/crm/mcp:test",
         json={

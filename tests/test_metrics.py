@@ -20,13 +20,13 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 from conftest import REDIS_URL, Api, make_settings
+from flaky_limiter import FlakyPrimary
 from mcp_stub import StubUpstream
 from prometheus_client import REGISTRY
 
 import gateway.executors.pool
 import gateway.executors.proxy
 import mcp_core.client
-from gateway.context import Decision
 from gateway.invalidation import RedisChangeFeed, decode, decode_message, encode
 from gateway.observability import metrics
 from gateway.ratelimit import FailoverLimiter, LocalLimiter
@@ -130,17 +130,7 @@ async def enabled_key(api: Api, upstream_url: str | None = None) -> str:
     if upstream_url:
         config.update(upstreamUrl=upstream_url, upstreamHeaders={"Authorization": UPSTREAM_SECRET})
     _, created = await api.call("POST", "/crm/configs", 201, json=config)
-    _, settings = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={
-            "enabled": True,
-            "configId": created["configId"],
-            "exposedToolIds": ["search_contacts"],
-        },
-    )
-    return settings["apiKey"]
+    return await api.enable(created["configId"], ["search_contacts"])
 
 
 @pytest.mark.parametrize("role", ["all", "gateway", "settings"])
@@ -299,21 +289,6 @@ async def test_in_flight_gauge_counts_requests_being_handled(client: TestClient)
 
 def limits() -> Limits:
     return Limits(call=BucketSpec(10.0, 10), request=BucketSpec(10.0, 10))
-
-
-class FlakyPrimary:
-    def __init__(self) -> None:
-        self.down = True
-
-    async def check(
-        self, key_id: str, *, tools_call: bool, session_id: str | None = None
-    ) -> Decision:
-        if self.down:
-            raise ConnectionRefusedError("redis is down")
-        return Decision(allowed=True, limit=10, remaining=9, reset_s=0.1, retry_after_s=0)
-
-    async def close(self) -> None:
-        pass
 
 
 async def test_limiter_degraded_gauge_follows_failover() -> None:

@@ -95,17 +95,7 @@ async def test_one_json_line_per_request_with_its_fields(
             "upstreamHeaders": {"Authorization": UPSTREAM_SECRET},
         },
     )
-    _, settings = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={
-            "enabled": True,
-            "configId": config["configId"],
-            "exposedToolIds": ["search_contacts"],
-        },
-    )
-    key = settings["apiKey"]
+    key = await api.enable(config["configId"], ["search_contacts"])
     jwt = token("acme")
     bad_key = keys.mint().raw
     start = len(lines.access())

@@ -523,64 +523,35 @@ def test_output_schema_that_is_not_an_object() -> None:
 
 # ---- plausible values ------------------------------------------------------------------------
 
-PEOPLE = {
-    "type": "object",
-    "required": [
-        "id",
-        "contactId",
-        "email",
-        "name",
-        "firstName",
-        "lastName",
-        "createdAt",
-        "updatedAt",
-        "birthDate",
-        "city",
-        "country",
-        "phone",
-        "price",
-        "total",
-        "currency",
-        "title",
-        "description",
-        "status",
-        "count",
-        "quantity",
-        "website",
-        "url",
-        "company",
-    ],
-    "properties": {
-        **{
-            key: {"type": "string"}
-            for key in (
-                "id",
-                "contactId",
-                "email",
-                "name",
-                "firstName",
-                "lastName",
-                "createdAt",
-                "updatedAt",
-                "birthDate",
-                "city",
-                "country",
-                "phone",
-                "currency",
-                "title",
-                "description",
-                "status",
-                "website",
-                "url",
-                "company",
-            )
-        },
-        "price": {"type": "number"},
-        "total": {"type": "number"},
-        "count": {"type": "integer"},
-        "quantity": {"type": "integer"},
-    },
+_TEXT_FIELDS = (
+    "id",
+    "contactId",
+    "email",
+    "name",
+    "firstName",
+    "lastName",
+    "createdAt",
+    "updatedAt",
+    "birthDate",
+    "city",
+    "country",
+    "phone",
+    "currency",
+    "title",
+    "description",
+    "status",
+    "website",
+    "url",
+    "company",
+)
+_PEOPLE_FIELDS = {
+    **{key: {"type": "string"} for key in _TEXT_FIELDS},
+    "price": {"type": "number"},
+    "total": {"type": "number"},
+    "count": {"type": "integer"},
+    "quantity": {"type": "integer"},
 }
+PEOPLE = {"type": "object", "required": list(_PEOPLE_FIELDS), "properties": _PEOPLE_FIELDS}
 
 
 def test_values_look_like_what_their_names_say() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import Api, make_settings
+from mcp_helpers import modern_headers, modern_message
 
 import simulator.fixtures
 from gateway.server import build_app
@@ -49,14 +50,7 @@ EVIL = "^(a|a)*$"
 
 @pytest.fixture
 async def key(api: Any) -> str:
-    config_id = await api.integration_with_config(tools=[BULK_TOOL])
-    _, body = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={"enabled": True, "configId": config_id, "exposedToolIds": ["import_rows"]},
-    )
-    return body["apiKey"]
+    return await api.enabled_key([BULK_TOOL])
 
 
 async def call_tool(
@@ -66,27 +60,11 @@ async def call_tool(
     tool: str = "import_rows",
     tenant: str = "acme",
 ) -> Any:
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "MCP-Protocol-Version": "2026-07-28",
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": tool,
-    }
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": tool,
-            "arguments": arguments,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-            },
-        },
-    }
+    message = modern_message("tools/call", {"name": tool, "arguments": arguments})
     async with client.post(
-        f"/v1/tenants/{tenant}/integrations/crm/mcp:test", json=body, headers=headers
+        f"/v1/tenants/{tenant}/integrations/crm/mcp:test",
+        json=message,
+        headers=modern_headers(message, key),
     ) as resp:
         assert resp.status == 200
         return (await resp.json())["result"]
@@ -359,14 +337,7 @@ async def test_the_output_budget_is_configured_by_environment(
             "properties": {"blob": {"type": "string", "minLength": 3000}},
         },
     }
-    config_id = await setup.integration_with_config(tools=[tool])
-    _, body = await setup.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={"enabled": True, "configId": config_id, "exposedToolIds": ["dump"]},
-    )
-    result = await call_tool(client, body["apiKey"], {}, tool="dump")
+    result = await call_tool(client, await setup.enabled_key([tool]), {}, tool="dump")
     assert result["isError"] is True
     assert "output budget of 4096 bytes" in result["content"][0]["text"]
 
@@ -509,15 +480,7 @@ async def test_one_tenants_expensive_calls_do_not_hold_every_simulator_thread(
 ) -> None:
     keys = {}
     for tenant, tool in (("acme", DEEP_TOOL), ("umbrella", BULK_TOOL)):
-        api = Api(client, auth(tenant), tenant)
-        config_id = await api.integration_with_config(tools=[tool])
-        _, body = await api.call(
-            "PATCH",
-            "/crm/mcp",
-            200,
-            json={"enabled": True, "configId": config_id, "exposedToolIds": [tool["name"]]},
-        )
-        keys[tenant] = body["apiKey"]
+        keys[tenant] = await Api(client, auth(tenant), tenant).enabled_key([tool])
     hostile = [
         asyncio.create_task(
             call_tool(client, keys["acme"], nested(30, {"n": n}), tool="deep", tenant="acme")

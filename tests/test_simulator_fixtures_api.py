@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from mcp_helpers import TEST, modern_headers, modern_message
 
 PRICE_TOOL = {
     "name": "get_price",
@@ -55,14 +56,7 @@ FIXTURES = "/crm/mcp/simulator/fixtures"
 
 @pytest.fixture
 async def key(api: Any) -> str:
-    config_id = await api.integration_with_config(tools=[PRICE_TOOL, OTHER_TOOL])
-    _, body = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={"enabled": True, "configId": config_id, "exposedToolIds": ["get_price", "ping_crm"]},
-    )
-    return body["apiKey"]
+    return await api.enabled_key([PRICE_TOOL, OTHER_TOOL])
 
 
 async def call_tool(
@@ -73,30 +67,11 @@ async def call_tool(
     tool: str = "get_price",
     seed: str | None = None,
 ) -> tuple[int, Any]:
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "MCP-Protocol-Version": "2026-07-28",
-        "Mcp-Method": "tools/call",
-        "Mcp-Name": tool,
-    }
+    message = modern_message("tools/call", {"name": tool, "arguments": arguments})
+    headers = modern_headers(message, key)
     if seed is not None:
         headers["X-Simulator-Seed"] = seed
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": tool,
-            "arguments": arguments,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-            },
-        },
-    }
-    async with client.post(
-        "/v1/tenants/acme/integrations/crm/mcp:test", json=body, headers=headers
-    ) as resp:
+    async with client.post(TEST, json=message, headers=headers) as resp:
         return resp.status, await resp.json()
 
 

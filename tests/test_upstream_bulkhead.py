@@ -61,17 +61,7 @@ async def enabled_key(api: Api, integration: str, upstream_url: str) -> str:
     _, config = await api.call(
         "POST", f"/{integration}/configs", 201, json={"upstreamUrl": upstream_url}
     )
-    _, settings = await api.call(
-        "PATCH",
-        f"/{integration}/mcp",
-        200,
-        json={
-            "enabled": True,
-            "configId": config["configId"],
-            "exposedToolIds": ["search_contacts"],
-        },
-    )
-    return settings["apiKey"]
+    return await api.enable(config["configId"], ["search_contacts"], integration)
 
 
 async def call_tool(

@@ -99,17 +99,7 @@ async def test_a_tool_result_nested_1000_levels_is_a_json_rpc_error_not_a_500(
     _, config = await api.call(
         "POST", "/crm/configs", 201, json={"upstreamUrl": await upstream(aiohttp_server, stub)}
     )
-    _, settings = await api.call(
-        "PATCH",
-        "/crm/mcp",
-        200,
-        json={
-            "enabled": True,
-            "configId": config["configId"],
-            "exposedToolIds": ["search_contacts"],
-        },
-    )
-    key = settings["apiKey"]
+    key = await api.enable(config["configId"], ["search_contacts"])
     stub.raw_results["tools/call"] = [
         '{"content":[{"type":"text","text":"deep"}],"structuredContent":' + nested(1000) + "}",
         '{"content":[{"type":"text","text":"fine"}],"isError":false}',

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import JWT_SECRET, REDIS_URL, make_settings
+from faults import Client
 from net import free_port
 from processes import CLI
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,11 +32,9 @@ from gateway.server import build_app
 from gateway.workers import Supervisor, _Worker
 from settings_api.app import STORE
 from settings_api.config import ConfigError, load_settings
-from settings_api.jwt_auth import issue_token
 
 pytestmark = pytest.mark.slow
 
-LEGACY = "2025-11-25"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
 
 
@@ -143,45 +142,22 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-class Pinned:
-    """An HTTP client holding one keep-alive connection, hence always the same worker."""
+class Pinned(Client):
+    """A client holding one keep-alive connection, hence always the same worker."""
 
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.http = aiohttp.ClientSession(
+    def __init__(self, workers: Workers) -> None:
+        http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=10)
         )
-        self.api = f"{base}/v1/tenants/acme/integrations/crm"
-        self.auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'acme')}"}
+        super().__init__(http, workers)  # type: ignore[arg-type] # a Client needs only a url
+        self.base = workers.url
 
     async def pid(self) -> int:
         async with self.http.get(self.base + "/healthz") as resp:
             return int((await resp.json())["pid"])
 
-    async def settings(self, method: str, path: str = "", **kw: Any) -> dict[str, Any]:
-        async with self.http.request(method, self.api + path, headers=self.auth, **kw) as r:
-            body = await r.json()
-            assert r.status < 300, (r.status, body)
-            return body
-
-    async def mcp(
-        self, key: str, body: Any, session: str | None = None
-    ) -> tuple[int, dict[str, str], Any]:
-        headers = {
-            "Authorization": f"Bearer {key}",
-            "MCP-Protocol-Version": LEGACY,
-            "Accept": "application/json, text/event-stream",
-        }
-        if session:
-            headers["Mcp-Session-Id"] = session
-        async with self.http.post(f"{self.api}/mcp:test", json=body, headers=headers) as r:
-            return r.status, dict(r.headers), await r.json(content_type=None)
-
-    async def list_tools(self, key: str, session: str) -> int:
-        status, _, _ = await self.mcp(
-            key, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, session
-        )
-        return status
+    async def list_tools_status(self, key: str, session: str) -> int:
+        return (await self.list_tools(key, session, url="test"))[0]
 
 
 @pytest.fixture
@@ -191,7 +167,7 @@ async def pinned(workers: Workers) -> AsyncIterator[dict[int, Pinned]]:
     spare: list[Pinned] = []
     try:
         for _ in range(100):
-            client = Pinned(workers.url)
+            client = Pinned(workers)
             pid = await client.pid()
             if pid in by_pid:
                 spare.append(client)
@@ -260,57 +236,17 @@ async def test_rotation_through_one_worker_is_honoured_by_the_other(
     pinned: dict[int, Pinned],
 ) -> None:
     a, b = pinned.values()
-    await a.settings("PUT", json={"name": "CRM"})
-    config = await a.settings("POST", "/configs", json={"tools": TOOLS})
-    old_key = (
-        await a.settings(
-            "PATCH",
-            "/mcp",
-            json={
-                "enabled": True,
-                "configId": config["configId"],
-                "exposedToolIds": ["search_contacts"],
-            },
-        )
-    )["apiKey"]
+    old_key = await a.enable(tools=TOOLS)
 
-    status, headers, _ = await b.mcp(
-        old_key,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": "workers-test", "version": "1"},
-            },
-        },
-    )
-    assert status == 200
-    session = headers["Mcp-Session-Id"]
-    assert await b.list_tools(old_key, session) == 200  # b's cache now holds the old key
+    session = await b.initialize(old_key, url="test")
+    assert await b.list_tools_status(old_key, session) == 200  # b's cache holds the old key
 
     new_key = (await a.settings("POST", "/mcp:rotateKey"))["apiKey"]
     started = time.monotonic()
-    while await b.list_tools(old_key, session) != 401:
+    while await b.list_tools_status(old_key, session) != 401:
         assert time.monotonic() - started < 1.0, "the rotation did not reach the other worker"
         await asyncio.sleep(0.01)
-    status, headers, _ = await b.mcp(
-        new_key,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": LEGACY,
-                "capabilities": {},
-                "clientInfo": {"name": "workers-test", "version": "1"},
-            },
-        },
-    )
-    assert status == 200
-    assert await b.list_tools(new_key, headers["Mcp-Session-Id"]) == 200
+    assert await b.list_tools_status(new_key, await b.initialize(new_key, url="test")) == 200
     assert {await a.pid(), await b.pid()} == set(pinned), "a client changed worker"
 
 

@@ -45,6 +45,16 @@ def create_store(
     return store
 
 
+async def apply_migrations(database_url: str, *, timeout_s: float) -> list[int]:
+    """Apply the pending migrations over one connection; the versions applied."""
+    store = create_store(database_url, timeout_s=timeout_s, pool_size=1)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
 __all__ = [
     "AuditEvent",
     "Config",
@@ -59,5 +69,6 @@ __all__ = [
     "StoreError",
     "StoreSession",
     "StoreUnavailableError",
+    "apply_migrations",
     "create_store",
 ]
