@@ -49,6 +49,7 @@ from mcp_helpers import (
 from gateway.context import (
     Endpoint,
 )
+from gateway.dispatch import CAPABILITIES, LEGACY_METHODS, MODERN_METHODS
 from gateway.sessions import SessionCodec
 from mcp_core.version import __version__
 from settings_api.http import SETTINGS
@@ -251,19 +252,53 @@ async def test_discover(mcp: TestClient) -> None:
     assert "Mcp-Session-Id" not in resp.headers
 
 
-@pytest.mark.parametrize(
-    ("method", "field"),
-    [
-        ("resources/list", "resources"),
-        ("resources/templates/list", "resourceTemplates"),
-        ("prompts/list", "prompts"),
-    ],
-)
-async def test_empty_lists(mcp: TestClient, method: str, field: str) -> None:
-    resp, body = await modern(mcp, method)
+# The methods each server capability gates (the spec's feature pages): a method is served
+# exactly when its capability is declared.
+GATED_METHODS = {
+    "tools": ("tools/list", "tools/call"),
+    "resources": (
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ),
+    "prompts": ("prompts/list", "prompts/get"),
+    "completions": ("completion/complete",),
+    "logging": ("logging/setLevel",),
+}
+
+
+def test_a_method_is_served_exactly_when_its_capability_is_declared() -> None:
+    for table in (MODERN_METHODS, LEGACY_METHODS):
+        for capability, methods in GATED_METHODS.items():
+            for method in methods:
+                assert (method in table) == (capability in CAPABILITIES), (capability, method)
+
+
+async def test_initialize_and_discover_declare_the_same_capabilities(mcp: TestClient) -> None:
+    _, discovered = await modern(mcp, "server/discover")
+    _, initialized = await legacy(
+        mcp,
+        "initialize",
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+        version=None,
+    )
+    assert discovered["result"]["capabilities"] == initialized["result"]["capabilities"]
+    assert discovered["result"]["capabilities"] == dict(CAPABILITIES)
+
+
+@pytest.mark.parametrize("method", ["resources/list", "resources/templates/list", "prompts/list"])
+@pytest.mark.parametrize("url", [CALL, TEST])
+async def test_undeclared_lists_are_method_not_found_in_both_eras(
+    mcp: TestClient, method: str, url: str
+) -> None:
+    resp, body = await modern(mcp, method, url=url)
+    assert resp.status == 404
+    error_of(body, -32601)
+    resp, body = await legacy(mcp, method, session=await open_session(mcp, url=url), url=url)
     assert resp.status == 200
-    assert body["result"][field] == []
-    assert_modern_result(body["result"], cacheable=True)
+    error_of(body, -32601)
 
 
 async def test_tools_list_is_exactly_the_exposed_tools(mcp: TestClient) -> None:
