@@ -145,6 +145,11 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     result = await ctx.executor.call_tool(ctx, tool, arguments, params.get("_meta"))
     if not isinstance(result, dict):
         raise TypeError(f"executor returned {type(result).__name__}, not a CallToolResult")
+    if "isError" not in result:
+        # Optional in the spec, but clients in typed languages read its absence as undefined:
+        # one shape on both URLs, whatever the upstream or a fixture left out. A copy: the
+        # executor may hand out a cached object.
+        return {**result, "isError": False}
     return result
 
 

@@ -313,6 +313,7 @@ async def test_tools_call_result_carries_modern_fields(mcp: TestClient) -> None:
     resp, body = await modern(mcp, "tools/call", {"name": "contact_stats", "arguments": {}})
     assert resp.status == 200
     assert body["result"]["structuredContent"] == {"count": 3}
+    assert body["result"]["isError"] is False  # the executor left it out
     assert_modern_result(body["result"], cacheable=False)
 
 

@@ -35,6 +35,12 @@ from gateway.state import GATEWAY, GatewayState
 from mcp_core.results import structured_text
 from settings_api.http import SETTINGS
 from settings_api.tools import normalize_tools
+from simulator.fixtures import parse_fixture
+
+SCRIPTED = {
+    "content": [{"type": "text", "text": "no lost deals"}],
+    "structuredContent": {"deals": [], "totalAmount": 0},
+}
 
 
 @pytest.fixture
@@ -44,6 +50,12 @@ async def mcp(
     upstream = await aiohttp_server(ExampleUpstream().app())
     tools, errors = normalize_tools(TOOLS)
     assert errors == []
+    by_name = {t["name"]: t for t in tools}
+    # A tenant's scripted answer that leaves `isError` out, as the spec allows.
+    scripted, problems = parse_fixture(
+        {"rules": [{"match": {"stage": "closed_lost"}, "result": SCRIPTED}]}, by_name["list_deals"]
+    )
+    assert problems == [] and scripted is not None
     resolver = FakeResolver()
     resolver.views[(TENANT, "crm")] = IntegrationView(
         tenant_id=TENANT,
@@ -55,7 +67,8 @@ async def mcp(
         upstream_url=str(upstream.make_url("/mcp")),
         upstream_headers={},
         tools=tuple(tools),
-        tools_by_name={t["name"]: t for t in tools},
+        tools_by_name=by_name,
+        fixtures={"list_deals": scripted},
     )
     pool = UpstreamPool(upstream_http, timeout_s=10.0)
     simulator = SimulatorExecutor()
@@ -115,6 +128,15 @@ async def test_a_successful_call_has_one_shape_on_both_urls(mcp: TestClient) -> 
             text = result["content"][0]["text"]
             assert text == structured_text(result["structuredContent"])
             assert json.loads(text) == result["structuredContent"]
+
+
+async def test_a_scripted_result_without_is_error_gets_it(mcp: TestClient) -> None:
+    params = {"name": "list_deals", "arguments": {"stage": "closed_lost"}}
+    for status, body in await call_both_eras(mcp, TEST, params):
+        assert status == 200
+        result = body["result"]
+        assert result["isError"] is False
+        assert result["structuredContent"] == SCRIPTED["structuredContent"]
 
 
 @pytest.mark.parametrize(

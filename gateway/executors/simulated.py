@@ -67,12 +67,8 @@ class SimulatorExecutor:
             await asyncio.sleep(min(outcome.latency_ms, MAX_LATENCY_MS) / 1000)
         if outcome.error is not None:
             raise McpError(outcome.error.code, outcome.error.message, outcome.error.data)
-        result = outcome.result
-        assert result is not None
-        # A fixture's result is the tenant's script, which may leave `isError` out: on the wire
-        # it is always there, as callUrl's upstreams send it (the outcome is our own copy).
-        result.setdefault("isError", False)
-        return result
+        assert outcome.result is not None
+        return outcome.result
 
     @contextlib.asynccontextmanager
     async def _lane(self, tenant: str) -> AsyncIterator[None]:
