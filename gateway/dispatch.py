@@ -48,6 +48,9 @@ TOOLS_PAGE_SIZE = 100
 # How long clients may cache list and discover results. They depend on the key (cacheScope
 # "private") and change when a tenant edits the settings, so keep it short.
 LIST_TTL_MS = 60_000
+# The one declaration of what is served, the same in `initialize` and `server/discover`. A
+# method of a capability not declared here is not registered either, so it gets -32601 like
+# any unknown method: the spec's answer to a method of an undeclared capability, in both eras.
 CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}}
 _CURSOR_PREFIX = "mcpgw-tools:"
 _MAX_NAME_IN_MESSAGE = 200
@@ -142,14 +145,12 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     result = await ctx.executor.call_tool(ctx, tool, arguments, params.get("_meta"))
     if not isinstance(result, dict):
         raise TypeError(f"executor returned {type(result).__name__}, not a CallToolResult")
+    if "isError" not in result:
+        # Optional in the spec, but clients in typed languages read its absence as undefined:
+        # one shape on both URLs, whatever the upstream or a fixture left out. A copy: the
+        # executor may hand out a cached object.
+        return {**result, "isError": False}
     return result
-
-
-def _empty(field: str) -> Core:
-    async def empty_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        return {field: []}
-
-    return empty_list
 
 
 def _encode_cursor(offset: int) -> str:
@@ -240,9 +241,6 @@ def _table(era: Era, entries: Mapping[str, tuple[Core, bool]]) -> dict[str, Meth
 _SHARED: dict[str, tuple[Core, bool]] = {
     "tools/list": (tools_list, True),
     "tools/call": (tools_call, False),
-    "resources/list": (_empty("resources"), True),
-    "resources/templates/list": (_empty("resourceTemplates"), True),
-    "prompts/list": (_empty("prompts"), True),
 }
 # 2026-07-28 removed initialize and ping; it answers them as unknown methods.
 MODERN_METHODS = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})

@@ -32,7 +32,12 @@ from aiohttp import web
 
 from gateway.context import Charge, Decision, Endpoint, IntegrationView, KeyEntry
 from gateway.observability import metrics
-from gateway.observability.middleware import note_outcome, note_rpc_method
+from gateway.observability.middleware import (
+    NOT_OFFERED,
+    note_outcome,
+    note_reason,
+    note_rpc_method,
+)
 from gateway.ratelimit.auth_failures import COUNTED_REASONS
 from gateway.ratelimit.buckets import tighter
 from gateway.request_body import answer_and_close, read_body
@@ -207,6 +212,8 @@ async def _get(request: web.Request) -> web.StreamResponse:
     headers = _base_headers(request)
     try:
         _check_origin(request)
+        # Legacy clients ask for a server stream as a matter of course: a normal answer.
+        note_outcome(request, NOT_OFFERED)
         raise MethodNotAllowed(
             "this MCP endpoint opens no GET stream; POST JSON-RPC messages",
             headers={"Allow": ALLOWED_METHODS},
@@ -216,6 +223,7 @@ async def _get(request: web.Request) -> web.StreamResponse:
 
 
 async def _no_oauth(request: web.Request) -> web.StreamResponse:
+    note_outcome(request, NOT_OFFERED)  # MCP clients probe for OAuth at every start
     return problem_response(
         NotFound(
             "this server has no OAuth or OpenID metadata: MCP "
@@ -258,20 +266,24 @@ async def _authenticate(
         if wait is not None:
             metrics.auth_failed("throttled")
             note_outcome(request, "auth_throttled")
+            note_reason(request, "throttled")
             raise AuthThrottled(wait)
     try:
         return await _authorize(request, state)
     except Unauthorized as problem:
         reason = problem.extensions.get("reason", "other")
         metrics.auth_failed(reason)
+        note_reason(request, reason)
         if throttle is not None and reason in COUNTED_REASONS:
             await throttle.failed(_client_address(request))
         raise
     except McpDisabled:
         metrics.auth_failed("disabled")
+        note_reason(request, "disabled")
         raise
     except Forbidden:  # bound to another integration (or without the mcp:invoke scope)
         metrics.auth_failed("wrong-integration")
+        note_reason(request, "wrong-integration")
         raise
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from mcp_core.json_codec import may_hold_long_integer
+from mcp_core.results import structured_result, text_only_result
 from simulator import budget
 from simulator.budget import OverBudget
 from simulator.canonical import (
@@ -177,7 +178,7 @@ def _parse(text: str) -> Any:
 
 
 def _error_result(text: str) -> str:
-    return result_json({"content": [{"type": "text", "text": text}], "isError": True})
+    return result_json(text_only_result(text, is_error=True))
 
 
 class Simulator:
@@ -395,7 +396,7 @@ class Simulator:
             )
         if plan.generator is None:
             text = text_result(name, arguments, root)
-            return result_json({"content": [{"type": "text", "text": text}]}), "generated", False
+            return result_json(text_only_result(text)), "generated", False
         validator = plan.output_validator
         assert validator is not None  # set together with the generator
         problem = GenerationError("/", "no attempt produced a valid value")
@@ -427,10 +428,7 @@ class Simulator:
                 problem = GenerationError("/", "has a $ref that is not local")
                 break
             if error is None:
-                text = result_json(value)
-                answer = result_json(
-                    {"content": [{"type": "text", "text": text}], "structuredContent": value}
-                )
+                answer = result_json(structured_result(value))
                 # The generator's running count is a lower bound; this is the exact size.
                 if len(answer.encode("utf-8", "surrogatepass")) > self.max_result_bytes:
                     problem = TooLarge("/", over_budget(self.max_result_bytes))

@@ -49,6 +49,7 @@ from mcp_helpers import (
 from gateway.context import (
     Endpoint,
 )
+from gateway.dispatch import CAPABILITIES, LEGACY_METHODS, MODERN_METHODS
 from gateway.sessions import SessionCodec
 from mcp_core.version import __version__
 from settings_api.http import SETTINGS
@@ -251,19 +252,59 @@ async def test_discover(mcp: TestClient) -> None:
     assert "Mcp-Session-Id" not in resp.headers
 
 
-@pytest.mark.parametrize(
-    ("method", "field"),
-    [
-        ("resources/list", "resources"),
-        ("resources/templates/list", "resourceTemplates"),
-        ("prompts/list", "prompts"),
-    ],
-)
-async def test_empty_lists(mcp: TestClient, method: str, field: str) -> None:
-    resp, body = await modern(mcp, method)
+# The methods each server capability gates (the spec's feature pages): a method is served
+# exactly when its capability is declared.
+GATED_METHODS = {
+    "tools": ("tools/list", "tools/call"),
+    "resources": (
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ),
+    "prompts": ("prompts/list", "prompts/get"),
+    "completions": ("completion/complete",),
+    "logging": ("logging/setLevel",),
+}
+# 2026-07-28 removed it (the level travels in each request's `_meta`): never served there.
+REMOVED_IN_MODERN = frozenset({"logging/setLevel"})
+
+
+@pytest.mark.parametrize("modern_era", [True, False])
+def test_a_method_is_served_exactly_when_its_capability_is_declared(modern_era: bool) -> None:
+    table = MODERN_METHODS if modern_era else LEGACY_METHODS
+    for capability, methods in GATED_METHODS.items():
+        for method in methods:
+            served = capability in CAPABILITIES
+            if modern_era and method in REMOVED_IN_MODERN:
+                served = False
+            assert (method in table) == served, (capability, method)
+
+
+async def test_initialize_and_discover_declare_the_same_capabilities(mcp: TestClient) -> None:
+    _, discovered = await modern(mcp, "server/discover")
+    _, initialized = await legacy(
+        mcp,
+        "initialize",
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+        version=None,
+    )
+    assert discovered["result"]["capabilities"] == initialized["result"]["capabilities"]
+    assert discovered["result"]["capabilities"] == dict(CAPABILITIES)
+
+
+@pytest.mark.parametrize("method", ["resources/list", "resources/templates/list", "prompts/list"])
+@pytest.mark.parametrize("url", [CALL, TEST])
+async def test_undeclared_lists_are_method_not_found_in_both_eras(
+    mcp: TestClient, method: str, url: str
+) -> None:
+    resp, body = await modern(mcp, method, url=url)
+    assert resp.status == 404
+    error_of(body, -32601)
+    resp, body = await legacy(mcp, method, session=await open_session(mcp, url=url), url=url)
     assert resp.status == 200
-    assert body["result"][field] == []
-    assert_modern_result(body["result"], cacheable=True)
+    error_of(body, -32601)
 
 
 async def test_tools_list_is_exactly_the_exposed_tools(mcp: TestClient) -> None:
@@ -278,6 +319,7 @@ async def test_tools_call_result_carries_modern_fields(mcp: TestClient) -> None:
     resp, body = await modern(mcp, "tools/call", {"name": "contact_stats", "arguments": {}})
     assert resp.status == 200
     assert body["result"]["structuredContent"] == {"count": 3}
+    assert body["result"]["isError"] is False  # the executor left it out
     assert_modern_result(body["result"], cacheable=False)
 
 

@@ -276,6 +276,28 @@ async def test_unknown_json_rpc_methods_share_one_label(client: TestClient, api:
     assert method not in await scrape(client)
 
 
+async def test_normal_client_probes_are_counted_as_not_offered(client: TestClient) -> None:
+    """The legacy GET stream and OAuth discovery are refused, but not failures."""
+    for path, status, labels in (
+        (
+            "/v1/tenants/acme/integrations/crm/mcp:call",
+            405,
+            {"endpoint": "call", "route": "mcp", "rpc_method": "none"},
+        ),
+        (
+            "/.well-known/oauth-protected-resource",
+            404,
+            {"endpoint": "other", "route": "well-known", "rpc_method": "-"},
+        ),
+    ):
+        async with client.get(path) as resp:
+            assert resp.status == status
+        counted = value(
+            "mcpgw_http_requests_total", http_method="GET", outcome="not_offered", **labels
+        )
+        assert counted >= 1
+
+
 async def test_in_flight_gauge_counts_requests_being_handled(client: TestClient) -> None:
     # The scrape itself is in flight while it renders.
     text = await scrape(client)

@@ -195,6 +195,7 @@ async def test_one_json_line_per_request_with_its_fields(
     assert tools_call["request_id"] != "bad id with spaces"  # not sane: a new one
     assert len(tools_call["request_id"]) == 32
     assert unauthorized["status"] == 401 and unauthorized["outcome"] == "auth_failed"
+    assert unauthorized["reason"] == "unknown"
     assert unauthorized["rpc_method"] is None  # refused before the body was read
     assert unmatched["endpoint"] == "other" and unmatched["route"] == "unmatched"
     assert unmatched["path"] == "/nowhere"
@@ -217,6 +218,65 @@ async def test_one_json_line_per_request_with_its_fields(
         JWT_SECRET,
     ):
         assert secret not in ours, secret
+
+
+async def test_normal_client_probes_are_quiet_and_a_401_names_its_reason(
+    client: TestClient, api: Api, lines: Lines
+) -> None:
+    """A legacy client's GET for a server stream and an OAuth discovery probe are answered
+    as before but logged at DEBUG as `not_offered`; each refused key's line says why."""
+    await api.call("PUT", "/crm", 201, json={"name": "CRM"})
+    _, config = await api.call("POST", "/crm/configs", 201, json={"tools": TOOLS})
+    _, settings = await api.call(
+        "PATCH", "/crm/mcp", 200, json={"enabled": True, "configId": config["configId"]}
+    )
+    _, rotated = await api.call("POST", "/crm/mcp:rotateKey", 200)
+    assert rotated["apiKey"] != settings["apiKey"]
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    start = len(lines.access())
+
+    probes = [
+        ("GET", CALL, {**MCP_HEADERS, "Authorization": f"Bearer {rotated['apiKey']}"}, 405),
+        ("HEAD", CALL, {}, 405),
+        ("GET", "/.well-known/oauth-protected-resource" + CALL, {}, 404),
+        ("GET", "/.well-known/oauth-authorization-server", {}, 404),
+        ("GET", "/.well-known/openid-configuration", {}, 404),
+    ]
+    for method, path, headers, status in probes:
+        assert (await call(client, method, path, headers=headers))[0] == status
+    refused = [
+        ({}, "missing"),
+        ({"Authorization": "Bearer not-a-key"}, "malformed"),
+        ({"Authorization": f"Bearer {keys.mint().raw}"}, "unknown"),
+        ({"Authorization": f"Bearer {settings['apiKey']}"}, "revoked"),
+    ]
+    for headers, _ in refused:
+        status, _, _ = await call(
+            client, "POST", CALL, json=ping, headers={**MCP_HEADERS, **headers}
+        )
+        assert status == 401
+
+    logged = lines.access()[start:]
+    assert len(logged) == len(probes) + len(refused)
+    for line, (method, path, _, status) in zip(logged, probes, strict=False):
+        assert (line["method"], line["path"], line["status"]) == (method, path, status)
+        assert line["outcome"] == "not_offered" and line["level"] == "DEBUG"
+        assert "reason" not in line
+    for line, (_, reason) in zip(logged[len(probes) :], refused, strict=True):
+        assert line["level"] == "INFO" and line["outcome"] == "auth_failed"
+        assert line["status"] == 401 and line["reason"] == reason
+
+    # At the service's usual INFO level the probes leave no line at all.
+    access = logging.getLogger(ACCESS_LOGGER)
+    saved = access.level
+    access.setLevel(logging.INFO)
+    try:
+        before = len(lines.access())
+        for method, path, headers, _ in probes:
+            await call(client, method, path, headers=headers)
+        assert len(lines.access()) == before
+    finally:
+        access.setLevel(saved)
 
 
 def record(msg: str, *args: Any, exc: bool = False, **fields: Any) -> logging.LogRecord:

@@ -73,7 +73,7 @@ def structured(t: dict[str, Any], arguments: Any = None, **kwargs: Any) -> Any:
     outcome = call(t, arguments, **kwargs)
     assert outcome.source == "generated", outcome.result
     result = outcome.result
-    assert "isError" not in result
+    assert result["isError"] is False
     assert result["content"][0]["type"] == "text"
     assert json.loads(result["content"][0]["text"]) == result["structuredContent"]
     return result["structuredContent"]
@@ -598,7 +598,7 @@ def test_name_hints_yield_to_the_schema() -> None:
 
 def test_text_result_without_output_schema_reads_like_the_tool() -> None:
     text = call(tool(name="search_contacts"), {"query": "acme", "limit": 3}).result
-    assert set(text) == {"content"}
+    assert set(text) == {"content", "isError"} and text["isError"] is False
     body = text["content"][0]["text"]
     assert "search_contacts" in body and 'query="acme"' in body and "limit=3" in body
     assert body.startswith(("Found", "No contacts"))

@@ -18,7 +18,8 @@ legacy protocol era (2025-11-25, 2025-06-18, 2025-03-26), one endpoint at ``/mcp
 Answers are ``application/json``, or one server-sent event for a client that accepts only
 ``text/event-stream``. Every tool has an ``inputSchema`` and an ``outputSchema``; arguments are
 validated (failures are tool results with ``isError: true``), and results carry
-``structuredContent`` plus the same JSON as a text block. Notes created with ``create_note``
+``isError: false``, ``structuredContent`` and the same JSON as a text block, in the shape the
+simulator answers testUrl with (mcp_core/results.py). Notes created with ``create_note``
 live as long as the server.
 
 Modules: `catalog` (the tools' schemas), `data` (the sample records), `crm` (the tools over

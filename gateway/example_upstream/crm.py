@@ -4,7 +4,6 @@ input schema, results as MCP CallToolResult objects."""
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from gateway.example_upstream.catalog import CONTACT_PROPERTIES, TOOLS
 from gateway.example_upstream.data import CONTACTS, DEALS, NOTES
+from mcp_core.results import structured_result, text_only_result
 
 __all__ = ["MAX_NOTES", "Crm", "ToolFailure"]
 
@@ -56,16 +56,12 @@ class Crm:
                 f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
                 for e in errors
             ]
-            return _error_result("Invalid arguments:\n" + "\n".join(lines))
+            return text_only_result("Invalid arguments:\n" + "\n".join(lines), is_error=True)
         try:
             structured = self._tools[name](arguments)
         except ToolFailure as exc:
-            return _error_result(str(exc))
-        return {
-            "content": [{"type": "text", "text": json.dumps(structured)}],
-            "structuredContent": structured,
-            "isError": False,
-        }
+            return text_only_result(str(exc), is_error=True)
+        return structured_result(structured)
 
     def has_tool(self, name: object) -> bool:
         """Whether `name` is one of this CRM's tools."""
@@ -142,7 +138,3 @@ class Crm:
 
 def _summary(contact: dict[str, str]) -> dict[str, str]:
     return {k: contact[k] for k in CONTACT_PROPERTIES}
-
-
-def _error_result(text: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": text}], "isError": True}

@@ -11,7 +11,9 @@ request counter and latency histogram and write one `mcp_gateway.access` line:
      "integration": "crm", "rpc_method": "tools/list"}
 
 `path` never has the query string; no header value is ever logged. The MCP endpoint adds what
-only it knows through `note_rpc_method` and `note_outcome`.
+only it knows through `note_rpc_method`, `note_outcome` and `note_reason` (a refused key's
+`reason` field). Normal client behaviour that is refused (outcome `not_offered`: the GET
+stream, OAuth discovery) is logged at DEBUG, so it does not read as a failure.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 # None) on every request, so reading them never raises.
 RPC_METHOD: web.RequestKey[str | None] = web.RequestKey("mcpgw_rpc_method", object)  # type: ignore[arg-type]
 OUTCOME: web.RequestKey[str | None] = web.RequestKey("mcpgw_outcome", object)  # type: ignore[arg-type]
+# Set only on a refused key (read with .get): most requests never pay for it.
+REASON: web.RequestKey[str] = web.RequestKey("mcpgw_reason", str)
 
 MAX_LOGGED_PATH = 512
 MAX_LOGGED_RPC_METHOD = 100
@@ -45,6 +49,9 @@ _ROUTES: dict[str, tuple[str, str]] = {}
 _UNMATCHED = ("other", "unmatched")
 _MCP_ENDPOINTS = frozenset({"call", "test"})
 _RPC_LABELS = metrics.RPC_METHODS | {"batch", "invalid", "none"}
+# Outcomes of what clients routinely try and are told is not offered: logged at DEBUG.
+NOT_OFFERED = "not_offered"
+_QUIET_OUTCOMES = frozenset({NOT_OFFERED})
 
 
 def note_rpc_method(request: web.Request, body: object, invalid: bool = False) -> None:
@@ -64,6 +71,11 @@ def note_rpc_method(request: web.Request, body: object, invalid: bool = False) -
 def note_outcome(request: web.Request, outcome: str) -> None:
     """Override the outcome the status implies (e.g. `auth_throttled` for that 429)."""
     request[OUTCOME] = outcome
+
+
+def note_reason(request: web.Request, reason: str) -> None:
+    """Why the request's key was refused (`missing`, `revoked`, …): a field of its log line."""
+    request[REASON] = reason
 
 
 def outcome_for(status: int) -> str:
@@ -174,7 +186,8 @@ def _record(
     )
     if outcome == "rate_limited":
         metrics.RATE_LIMITED_BY_ENDPOINT[endpoint].inc()
-    if not access_log.isEnabledFor(logging.INFO):
+    level = logging.DEBUG if outcome in _QUIET_OUTCOMES else logging.INFO
+    if not access_log.isEnabledFor(level):
         return
     fields: dict[str, object] = {
         "request_id": request_id,
@@ -196,7 +209,10 @@ def _record(
             fields["rpc_method"] = (
                 rpc_method[:MAX_LOGGED_RPC_METHOD] if rpc_method is not None else None
             )
-    access_log.info("request", extra={"fields": fields})
+            reason = request.get(REASON)
+            if reason is not None:
+                fields["reason"] = reason
+    access_log.log(level, "request", extra={"fields": fields})
 
 
 def _client(request: web.Request) -> str | None:
