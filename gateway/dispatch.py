@@ -22,6 +22,7 @@ from typing import Any, cast
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
 from gateway.context import RequestContext
+from gateway.session_logging import set_log_level
 from gateway.transport.limits import check_tool_arguments
 from mcp_core.errors import (
     INTERNAL_ERROR,
@@ -48,7 +49,8 @@ TOOLS_PAGE_SIZE = 100
 # How long clients may cache list and discover results. They depend on the key (cacheScope
 # "private") and change when a tenant edits the settings, so keep it short.
 LIST_TTL_MS = 60_000
-CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}}
+# `logging`: upstream log messages are relayed (per era: gateway/transport/log_delivery.py).
+CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}, "logging": {}}
 _CURSOR_PREFIX = "mcpgw-tools:"
 _MAX_NAME_IN_MESSAGE = 200
 # A method: the context positionally, every member of an object `params` by name.
@@ -244,10 +246,16 @@ _SHARED: dict[str, tuple[Core, bool]] = {
     "resources/templates/list": (_empty("resourceTemplates"), True),
     "prompts/list": (_empty("prompts"), True),
 }
-# 2026-07-28 removed initialize and ping; it answers them as unknown methods.
+# 2026-07-28 removed initialize, ping and logging/setLevel; it answers them as unknown methods.
 MODERN_METHODS = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})
 LEGACY_METHODS = _table(
-    Era.LEGACY, {"initialize": (initialize, False), "ping": (ping, False), **_SHARED}
+    Era.LEGACY,
+    {
+        "initialize": (initialize, False),
+        "ping": (ping, False),
+        "logging/setLevel": (set_log_level, False),
+        **_SHARED,
+    },
 )
 
 

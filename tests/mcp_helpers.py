@@ -140,12 +140,13 @@ class FakeResolver:
 
 
 class FakeLimiter:
-    """The limiter and the session denylist (as the real limiters are both)."""
+    """The limiter and the session store (as the real limiters are both)."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.sessions_asked: list[str] = []
         self.ended: dict[str, float] = {}
+        self.log_levels: dict[str, tuple[str, float]] = {}  # session id -> (level, expiry)
         self.refuse = False
         self.unavailable = False
 
@@ -168,6 +169,19 @@ class FakeLimiter:
 
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.ended[session_id] = expires_at_s
+
+    async def session_log_level(self, key_id: str, session_id: str) -> str | None:
+        if self.unavailable:
+            raise LimiterUnavailable("redis is down")
+        found = self.log_levels.get(session_id)
+        return found[0] if found else None
+
+    async def set_session_log_level(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        if self.unavailable:
+            raise LimiterUnavailable("redis is down")
+        self.log_levels[session_id] = (level, expires_at_s)
 
     async def close(self) -> None:
         pass

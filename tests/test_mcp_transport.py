@@ -245,7 +245,7 @@ async def test_discover(mcp: TestClient) -> None:
     assert body["id"] == 1
     result = body["result"]
     assert result["supportedVersions"] == ALL_VERSIONS
-    assert result["capabilities"] == {"tools": {"listChanged": False}}
+    assert result["capabilities"] == {"tools": {"listChanged": False}, "logging": {}}
     assert result["instructions"] == "Use crm for customer data."
     assert_modern_result(result, cacheable=True)
     assert "Mcp-Session-Id" not in resp.headers
@@ -464,7 +464,7 @@ async def test_initialize_negotiates_without_error(
     result = body["result"]
     assert result == {
         "protocolVersion": answered,
-        "capabilities": {"tools": {"listChanged": False}},
+        "capabilities": {"tools": {"listChanged": False}, "logging": {}},
         "serverInfo": {"name": "CRM", "version": __version__},
         "instructions": "Use crm for customer data.",
     }
