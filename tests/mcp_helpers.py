@@ -390,6 +390,16 @@ async def open_session(
     return resp.headers["Mcp-Session-Id"]
 
 
+def sse_messages(text: str) -> list[dict[str, Any]]:
+    events = [block for block in text.split("\n\n") if block.strip()]
+    messages = []
+    for block in events:
+        lines = block.split("\n")
+        assert lines[0] == "event: message"
+        messages.append(json.loads("\n".join(line.removeprefix("data: ") for line in lines[1:])))
+    return messages
+
+
 def error_of(body: Any, code: int) -> dict[str, Any]:
     assert isinstance(body, dict) and "error" in body, body
     assert body["jsonrpc"] == "2.0"

@@ -44,6 +44,7 @@ from mcp_helpers import (
     open_session,
     problem_of,
     send,
+    sse_messages,
 )
 
 from gateway.context import (
@@ -806,16 +807,6 @@ async def test_json_when_both_accepted_or_no_accept(mcp: TestClient) -> None:
             drop=() if accept else ("Accept",),
         )
         assert resp.content_type == "application/json", accept
-
-
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    events = [block for block in text.split("\n\n") if block.strip()]
-    messages = []
-    for block in events:
-        lines = block.split("\n")
-        assert lines[0] == "event: message"
-        messages.append(json.loads("\n".join(line.removeprefix("data: ") for line in lines[1:])))
-    return messages
 
 
 @pytest.mark.parametrize("era", ["modern", "legacy"])
