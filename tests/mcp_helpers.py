@@ -29,6 +29,7 @@ from gateway.endpoint import setup_mcp_routes
 from gateway.observability.middleware import edge_middleware
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from mcp_core.errors import McpError
+from mcp_core.log_levels import LOG_LEVELS
 from settings_api.http import SETTINGS
 
 TENANT = "acme"
@@ -188,7 +189,8 @@ class FakeLimiter:
 
 
 class FakeExecutor:
-    """Echoes its endpoint; `arguments` script the odd behaviours."""
+    """Echoes its endpoint; `arguments` script the odd behaviours (`logs`: a log message at
+    every level, as an upstream would send)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -233,6 +235,11 @@ class FakeExecutor:
                         "method": "notifications/progress",
                         "params": {"progressToken": token, "progress": step, "total": 2},
                     }
+                )
+        if arguments.get("logs") and ctx.notify is not None:
+            for level in LOG_LEVELS:  # the gateway decides which reach the client
+                await ctx.notify(
+                    {"method": "notifications/message", "params": {"level": level, "data": level}}
                 )
         if arguments.get("hang"):
             if ctx.notify is not None:
