@@ -107,11 +107,10 @@ async def test_sdk_client_receives_streamed_progress(base_url: tuple[str, Any], 
     assert progress == [1, 2]
 
 
-@pytest.mark.parametrize("opt_in", [None, "warning"])
-async def test_sdk_client_gets_logs_in_the_modern_era_only_as_asked(
-    base_url: tuple[str, Any], opt_in: str | None
-) -> None:
-    prefix, _ = base_url
+def logging_client(
+    url: str, mode: str, log_level: str | None = None
+) -> tuple[Client, httpx2.AsyncClient, list[str]]:
+    """A client that records the level of each log message it receives."""
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
     logs: list[str] = []
 
@@ -119,12 +118,20 @@ async def test_sdk_client_gets_logs_in_the_modern_era_only_as_asked(
         logs.append(params.level)
 
     client = Client(
-        streamable_http_client(prefix + "call", http_client=http),
-        mode="auto",
+        streamable_http_client(url, http_client=http),
+        mode=mode,
         read_timeout_seconds=10,
         logging_callback=on_log,
-        log_level=opt_in,  # type: ignore[arg-type]
+        log_level=log_level,  # type: ignore[arg-type]
     )
+    return client, http, logs
+
+
+@pytest.mark.parametrize("opt_in", [None, "warning"])
+async def test_sdk_client_gets_logs_in_the_modern_era_only_as_asked(
+    base_url: tuple[str, Any], opt_in: str | None
+) -> None:
+    client, http, logs = logging_client(base_url[0] + "call", "auto", opt_in)
     async with http, client:
         assert client.protocol_version == "2026-07-28"
         result = await client.call_tool("search_contacts", {"logs": True, "progress": True})
@@ -133,19 +140,7 @@ async def test_sdk_client_gets_logs_in_the_modern_era_only_as_asked(
 
 
 async def test_sdk_client_sets_its_legacy_session_log_level(base_url: tuple[str, Any]) -> None:
-    prefix, _ = base_url
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
-    logs: list[str] = []
-
-    async def on_log(params: LoggingMessageNotificationParams) -> None:
-        logs.append(params.level)
-
-    client = Client(
-        streamable_http_client(prefix + "call", http_client=http),
-        mode="legacy",
-        read_timeout_seconds=10,
-        logging_callback=on_log,
-    )
+    client, http, logs = logging_client(base_url[0] + "call", "legacy")
     async with http, client:
         assert client.server_capabilities is not None
         assert client.server_capabilities.logging is not None
