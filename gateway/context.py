@@ -80,6 +80,11 @@ class RequestContext:
     session_id: str | None = None
     simulator_seed: str | None = None
     notify: Notify | None = None
+    # The least severe `notifications/message` level relayed to this client; None: none.
+    log_level: str | None = None
+    # Where `logging/setLevel` keeps the session's level, and when the session expires.
+    session_levels: SessionLogLevels | None = None
+    session_expires_at: float | None = None
 
 
 class ToolExecutor(Protocol):
@@ -153,3 +158,22 @@ class SessionDenylist(Protocol):
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         """Deny `session_id` until `expires_at_s` (Unix seconds)."""
         ...
+
+
+class SessionLogLevels(Protocol):
+    """The `logging/setLevel` level of each legacy session, shared by every replica until the
+    session expires (the signed id cannot carry it: it is minted before the client asks)."""
+
+    async def session_log_level(self, key_id: str, session_id: str) -> str | None:
+        """The level the session set; None when it never sent `logging/setLevel`."""
+        ...
+
+    async def set_session_log_level(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        """Keep `level` for `session_id` until `expires_at_s` (Unix seconds)."""
+        ...
+
+
+class SessionStore(SessionDenylist, SessionLogLevels, Protocol):
+    """What the replicas share about legacy sessions: which ended, and their log levels."""

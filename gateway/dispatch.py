@@ -22,6 +22,7 @@ from typing import Any, cast
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
 from gateway.context import RequestContext
+from gateway.session_logging import set_log_level
 from gateway.transport.limits import check_tool_arguments
 from mcp_core.errors import (
     INTERNAL_ERROR,
@@ -51,7 +52,8 @@ LIST_TTL_MS = 60_000
 # The one declaration of what is served, the same in `initialize` and `server/discover`. A
 # method of a capability not declared here is not registered either, so it gets -32601 like
 # any unknown method: the spec's answer to a method of an undeclared capability, in both eras.
-CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}}
+# `logging`: upstream log messages are relayed (per era: gateway/transport/log_delivery.py).
+CAPABILITIES: Mapping[str, Any] = {"tools": {"listChanged": False}, "logging": {}}
 _CURSOR_PREFIX = "mcpgw-tools:"
 _MAX_NAME_IN_MESSAGE = 200
 # A method: the context positionally, every member of an object `params` by name.
@@ -242,10 +244,16 @@ _SHARED: dict[str, tuple[Core, bool]] = {
     "tools/list": (tools_list, True),
     "tools/call": (tools_call, False),
 }
-# 2026-07-28 removed initialize and ping; it answers them as unknown methods.
+# 2026-07-28 removed initialize, ping and logging/setLevel; it answers them as unknown methods.
 MODERN_METHODS = _table(Era.MODERN, {"server/discover": (discover, True), **_SHARED})
 LEGACY_METHODS = _table(
-    Era.LEGACY, {"initialize": (initialize, False), "ping": (ping, False), **_SHARED}
+    Era.LEGACY,
+    {
+        "initialize": (initialize, False),
+        "ping": (ping, False),
+        "logging/setLevel": (set_log_level, False),
+        **_SHARED,
+    },
 )
 
 

@@ -112,13 +112,21 @@ class _Caller:
     headers: dict[str, str]  # on every answer: X-Request-Id, then RateLimit-* once counted
     decision: Decision | None = None
     session_ended: bool = False  # the legacy session the request names was ended (DELETE)
+    session_log_level: str | None = None  # its logging/setLevel level (read for tools/call)
 
     async def admit(self, *, tools_call: bool, session_id: str | None) -> None:
-        """Count the request and, for a legacy session, ask whether it was ended (both at once:
-        on Redis they share a round trip). 429 past the limit."""
+        """Count the request and, for a legacy session, ask whether it was ended and, for a
+        `tools/call`, its log level (all at once: on Redis they share a round trip). 429 past
+        the limit."""
         check = self.state.limiter.check(self.key.key_id, tools_call=tools_call)
         if session_id is None:
             decision = await check
+        elif tools_call:
+            decision, self.session_ended, self.session_log_level = await asyncio.gather(
+                check,
+                self.state.sessions.session_ended(self.key.key_id, session_id),
+                self.state.sessions.session_log_level(self.key.key_id, session_id),
+            )
         else:
             decision, self.session_ended = await asyncio.gather(
                 check, self.state.sessions.session_ended(self.key.key_id, session_id)
@@ -130,10 +138,17 @@ class _Caller:
         """Count the request before its body is read (its session taken from the header)."""
         await self.admit(tools_call=False, session_id=self.request.headers.get(SESSION_ID_HEADER))
 
-    async def admit_call(self) -> None:
-        """Charge the `tools/call` bucket of a request counted when it started."""
+    async def admit_call(self, session_id: str | None) -> None:
+        """Charge the `tools/call` bucket of a request counted when it started (and read its
+        legacy session's log level in the same round trip)."""
         assert self.decision is not None
-        [decision] = await self.state.limiter.check_many(self.key.key_id, (Charge.CALL,))
+        charge = self.state.limiter.check_many(self.key.key_id, (Charge.CALL,))
+        if session_id is None:
+            [decision] = await charge
+        else:
+            [decision], self.session_log_level = await asyncio.gather(
+                charge, self.state.sessions.session_log_level(self.key.key_id, session_id)
+            )
         self._show(tighter(self.decision, decision))
         _refuse_if_limited(decision)
 
@@ -156,6 +171,8 @@ class _Caller:
             headers=self.headers,
             limiter=self.state.limiter,
             session_ended=self.session_ended,
+            session_levels=self.state.sessions,
+            session_log_level=self.session_log_level,
         )
 
 
@@ -191,7 +208,7 @@ async def _post(caller: _Caller) -> web.StreamResponse:
         )
     body.refuse_if_unusable()
     if body.counted and inbound.tools_call:
-        await caller.admit_call()
+        await caller.admit_call(inbound.session_id(request.headers))
     return await answer_post(caller.exchange(), inbound)
 
 

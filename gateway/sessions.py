@@ -3,7 +3,8 @@
 A session id carries everything needed to check it: the key it was issued to, the protocol
 version negotiated by `initialize`, an expiry and a random nonce, followed by an HMAC-SHA256
 over those fields. Any replica holding the same `MCPGW_SESSION_SECRET` accepts it without
-shared state; only ended sessions (DELETE) need the limiter's denylist, until they expire.
+shared state; only ended sessions (DELETE) and the levels set by `logging/setLevel` need the
+limiter's shared store (gateway/ratelimit/), until the session expires.
 
 Wire form (visible ASCII, as the transport requires): ``<payload>.<mac>``, both base64url
 without padding; the payload is the JSON array ``[1, key_id, version, expires_at, nonce]``.

@@ -16,7 +16,7 @@ from gateway.context import (
     IntegrationView,
     KeyEntry,
     RateLimiter,
-    SessionDenylist,
+    SessionStore,
     ToolExecutor,
 )
 
@@ -50,7 +50,7 @@ class Resolver(Protocol):
 class GatewayState:
     resolver: Resolver
     limiter: RateLimiter
-    sessions: SessionDenylist  # ended legacy sessions
+    sessions: SessionStore  # ended legacy sessions and their log levels
     executors: Mapping[Endpoint, ToolExecutor]
     # Failed-auth throttling per client address; None: no throttling.
     auth_throttle: AuthFailureThrottle | None = None

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_LEGACY_VERSION",
     "LATEST_LEGACY_VERSION",
     "LEGACY_VERSIONS",
+    "LOG_LEVEL_META",
     "META_PREFIX",
     "MODERN_VERSIONS",
     "PROTOCOL_VERSION_META",
@@ -39,6 +40,8 @@ META_PREFIX = "io.modelcontextprotocol/"
 PROTOCOL_VERSION_META = f"{META_PREFIX}protocolVersion"
 CLIENT_CAPABILITIES_META = f"{META_PREFIX}clientCapabilities"
 SERVER_INFO_META = f"{META_PREFIX}serverInfo"
+# A modern request's opt-in to `notifications/message` at or above this level (none without).
+LOG_LEVEL_META = f"{META_PREFIX}logLevel"
 
 
 class Era(enum.StrEnum):

@@ -29,6 +29,7 @@ from gateway.endpoint import setup_mcp_routes
 from gateway.observability.middleware import edge_middleware
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from mcp_core.errors import McpError
+from mcp_core.log_levels import LOG_LEVELS
 from settings_api.http import SETTINGS
 
 TENANT = "acme"
@@ -140,12 +141,13 @@ class FakeResolver:
 
 
 class FakeLimiter:
-    """The limiter and the session denylist (as the real limiters are both)."""
+    """The limiter and the session store (as the real limiters are both)."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.sessions_asked: list[str] = []
         self.ended: dict[str, float] = {}
+        self.log_levels: dict[str, tuple[str, float]] = {}  # session id -> (level, expiry)
         self.refuse = False
         self.unavailable = False
 
@@ -169,12 +171,26 @@ class FakeLimiter:
     async def end_session(self, key_id: str, session_id: str, expires_at_s: float) -> None:
         self.ended[session_id] = expires_at_s
 
+    async def session_log_level(self, key_id: str, session_id: str) -> str | None:
+        if self.unavailable:
+            raise LimiterUnavailable("redis is down")
+        found = self.log_levels.get(session_id)
+        return found[0] if found else None
+
+    async def set_session_log_level(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        if self.unavailable:
+            raise LimiterUnavailable("redis is down")
+        self.log_levels[session_id] = (level, expires_at_s)
+
     async def close(self) -> None:
         pass
 
 
 class FakeExecutor:
-    """Echoes its endpoint; `arguments` script the odd behaviours."""
+    """Echoes its endpoint; `arguments` script the odd behaviours (`logs`: a log message at
+    every level, as an upstream would send)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -219,6 +235,11 @@ class FakeExecutor:
                         "method": "notifications/progress",
                         "params": {"progressToken": token, "progress": step, "total": 2},
                     }
+                )
+        if arguments.get("logs") and ctx.notify is not None:
+            for level in LOG_LEVELS:  # the gateway decides which reach the client
+                await ctx.notify(
+                    {"method": "notifications/message", "params": {"level": level, "data": level}}
                 )
         if arguments.get("hang"):
             if ctx.notify is not None:
@@ -374,6 +395,16 @@ async def open_session(
     )
     assert resp.status == 200, body
     return resp.headers["Mcp-Session-Id"]
+
+
+def sse_messages(text: str) -> list[dict[str, Any]]:
+    events = [block for block in text.split("\n\n") if block.strip()]
+    messages = []
+    for block in events:
+        lines = block.split("\n")
+        assert lines[0] == "event: message"
+        messages.append(json.loads("\n".join(line.removeprefix("data: ") for line in lines[1:])))
+    return messages
 
 
 def error_of(body: Any, code: int) -> dict[str, Any]:

@@ -11,9 +11,11 @@ every request, not notifications; list a notification method to make it fail too
 "reset" drops the connection without an answer; "session-expired" answers 404 as for an unknown
 session. ``expire_sessions()`` forgets every live session (later requests on them get 404).
 
-On SSE, a ``tools/call`` whose ``params._meta`` carries a ``progressToken`` is answered after
-``progress_steps`` ``notifications/progress`` for that token, each sent ``progress_delay_s``
-after the previous one.
+On SSE, every answer starts with one ``notifications/message`` per level in ``log_levels``
+(whatever the client asked: filtering is the gateway's job), and a ``tools/call`` whose
+``params._meta`` carries a ``progressToken`` is answered after ``progress_steps``
+``notifications/progress`` for that token, each sent ``progress_delay_s`` after the previous
+one.
 
 ``raw_results[method]`` answers that method with pre-encoded JSON text as its ``result`` (the
 n-th request gets the n-th text, the last one repeating): JSON nested deeper than the json
@@ -90,6 +92,7 @@ class StubUpstream:
     error_message: str = "stub upstream failure"
     error_data: Any = None  # for mode "jsonrpc-error": sent as error.data when not None
     progress_steps: int = 3  # SSE tools/call with a progressToken: notifications sent first
+    log_levels: tuple[str, ...] = ("info",)  # SSE: one notifications/message per level
     server_version: str | None = None  # force the negotiated protocolVersion
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
     sessions: set[str] = field(default_factory=set)
@@ -310,13 +313,16 @@ class StubUpstream:
             status=200, headers={**headers, "Content-Type": "text/event-stream"}
         )
         await resp.prepare(request)
-        notification = {
-            "jsonrpc": "2.0",
-            "method": "notifications/message",
-            "params": {"level": "info", "data": "working on it"},
-        }
+        logs = [
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/message",
+                "params": {"level": level, "data": "working on it"},
+            }
+            for level in self.log_levels
+        ]
         # A priming event (id + empty data, as the 2025-11-25 transport recommends), a comment,
-        # a server notification, then the response itself spread over several data lines.
+        # server notifications, then the response itself spread over several data lines.
         payload = [raw] if raw is not None else json.dumps(response, indent=1).split("\n")
         progress = [
             f"data: {json.dumps(note)}\n\n" for note in self._progress_notifications(message)
@@ -324,7 +330,7 @@ class StubUpstream:
         chunks = [
             "id: 1\ndata:\n\n",
             ": keep-alive\n\n",
-            f"id: 2\ndata: {json.dumps(notification)}\n\n",
+            *(f"id: 2\ndata: {json.dumps(log)}\n\n" for log in logs),
             *progress,
             "id: 3\r\nevent: message\r\n",
             *(f"data: {line}\r\n" for line in payload),

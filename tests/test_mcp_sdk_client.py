@@ -12,11 +12,13 @@ import httpx2
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.types import LoggingMessageNotificationParams
 from mcp_helpers import KEY, TOOLS, FakeExecutor, build_mcp_app
 
 from gateway.context import Endpoint
 from gateway.state import GATEWAY
+from mcp_core.log_levels import LOG_LEVELS
 from mcp_core.version import __version__
 
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
@@ -103,3 +105,47 @@ async def test_sdk_client_receives_streamed_progress(base_url: tuple[str, Any], 
         )
     assert not result.is_error
     assert progress == [1, 2]
+
+
+def logging_client(
+    url: str, mode: str, log_level: str | None = None
+) -> tuple[Client, httpx2.AsyncClient, list[str]]:
+    """A client that records the level of each log message it receives."""
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    logs: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(params.level)
+
+    client = Client(
+        streamable_http_client(url, http_client=http),
+        mode=mode,
+        read_timeout_seconds=10,
+        logging_callback=on_log,
+        log_level=log_level,  # type: ignore[arg-type]
+    )
+    return client, http, logs
+
+
+@pytest.mark.parametrize("opt_in", [None, "warning"])
+async def test_sdk_client_gets_logs_in_the_modern_era_only_as_asked(
+    base_url: tuple[str, Any], opt_in: str | None
+) -> None:
+    client, http, logs = logging_client(base_url[0] + "call", "auto", opt_in)
+    async with http, client:
+        assert client.protocol_version == "2026-07-28"
+        result = await client.call_tool("search_contacts", {"logs": True, "progress": True})
+    assert not result.is_error
+    assert logs == ([] if opt_in is None else list(LOG_LEVELS[3:]))
+
+
+async def test_sdk_client_sets_its_legacy_session_log_level(base_url: tuple[str, Any]) -> None:
+    client, http, logs = logging_client(base_url[0] + "call", "legacy")
+    async with http, client:
+        assert client.server_capabilities is not None
+        assert client.server_capabilities.logging is not None
+        with pytest.warns(MCPDeprecationWarning):  # deprecated in 2026-07-28, not in 2025
+            await client.set_logging_level("error")
+        result = await client.call_tool("search_contacts", {"logs": True})
+    assert not result.is_error
+    assert logs == ["error", "critical", "alert", "emergency"]

@@ -44,6 +44,7 @@ from mcp_helpers import (
     open_session,
     problem_of,
     send,
+    sse_messages,
 )
 
 from gateway.context import (
@@ -246,7 +247,7 @@ async def test_discover(mcp: TestClient) -> None:
     assert body["id"] == 1
     result = body["result"]
     assert result["supportedVersions"] == ALL_VERSIONS
-    assert result["capabilities"] == {"tools": {"listChanged": False}}
+    assert result["capabilities"] == {"tools": {"listChanged": False}, "logging": {}}
     assert result["instructions"] == "Use crm for customer data."
     assert_modern_result(result, cacheable=True)
     assert "Mcp-Session-Id" not in resp.headers
@@ -506,7 +507,7 @@ async def test_initialize_negotiates_without_error(
     result = body["result"]
     assert result == {
         "protocolVersion": answered,
-        "capabilities": {"tools": {"listChanged": False}},
+        "capabilities": {"tools": {"listChanged": False}, "logging": {}},
         "serverInfo": {"name": "CRM", "version": __version__},
         "instructions": "Use crm for customer data.",
     }
@@ -848,16 +849,6 @@ async def test_json_when_both_accepted_or_no_accept(mcp: TestClient) -> None:
             drop=() if accept else ("Accept",),
         )
         assert resp.content_type == "application/json", accept
-
-
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    events = [block for block in text.split("\n\n") if block.strip()]
-    messages = []
-    for block in events:
-        lines = block.split("\n")
-        assert lines[0] == "event: message"
-        messages.append(json.loads("\n".join(line.removeprefix("data: ") for line in lines[1:])))
-    return messages
 
 
 @pytest.mark.parametrize("era", ["modern", "legacy"])

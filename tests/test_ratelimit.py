@@ -237,6 +237,26 @@ async def test_ended_session_denied_until_expiry(make: Factory) -> None:
     assert not await limiter.session_ended("k1", "sess-a")
 
 
+async def test_session_log_level_kept_per_session_until_expiry(make: Factory) -> None:
+    limiter = make()
+    assert await limiter.session_log_level("k1", "sess-a") is None
+    await limiter.set_session_log_level("k1", "sess-a", "warning", time.time() + 0.3)
+    await limiter.set_session_log_level("k1", "sess-old", "debug", time.time() - 5)  # expired
+    assert await limiter.session_log_level("k1", "sess-a") == "warning"
+    for key, session in (("k1", "sess-b"), ("k2", "sess-a"), ("k1", "sess-old")):
+        assert await limiter.session_log_level(key, session) is None
+    await limiter.set_session_log_level("k1", "sess-a", "error", time.time() + 0.3)
+    # Read beside a check and a denylist lookup: each answered as alone, nothing charged.
+    decision, ended, level = await asyncio.gather(
+        limiter.check("k1", tools_call=True),
+        limiter.session_ended("k1", "sess-a"),
+        limiter.session_log_level("k1", "sess-a"),
+    )
+    assert (decision.allowed, decision.remaining, ended, level) == (True, 99, False, "error")
+    await asyncio.sleep(0.35)
+    assert await limiter.session_log_level("k1", "sess-a") is None
+
+
 async def test_check_many_answers_each_charge_in_order_as_separate_checks(make: Factory) -> None:
     """A JSON-RPC batch's members: each charge is its own check, so the ones past a bucket's
     tokens are refused and the rest still served; CALL leaves the request bucket alone."""
@@ -456,6 +476,24 @@ async def test_a_session_lookup_beside_a_check_shares_its_script_call(
     assert (counts.writes - writes, counts.script_calls - calls) == (1, 1)
 
 
+async def test_a_log_level_lookup_joins_the_same_script_call(
+    wire: tuple[Redis, Wire], prefix: str
+) -> None:
+    # A legacy tools/call: its charge, the denylist and its session's log level, one call.
+    client, counts = wire
+    limiter = RedisLimiter(client, limits(req=(SLOW, 10)), prefix=prefix)
+    await limiter.set_session_log_level("k", "s", "notice", time.time() + 60)
+    writes, calls = counts.writes, counts.script_calls
+    decision, ended, level, none = await asyncio.gather(
+        limiter.check("k", tools_call=True),
+        limiter.session_ended("k", "s"),
+        limiter.session_log_level("k", "s"),
+        limiter.session_log_level("k", "other"),
+    )
+    assert (decision.allowed, ended, level, none) == (True, False, "notice", None)
+    assert (counts.writes - writes, counts.script_calls - calls) == (1, 1)
+
+
 async def test_batches_grow_while_round_trips_are_in_flight(
     wire: tuple[Redis, Wire], prefix: str
 ) -> None:
@@ -602,6 +640,9 @@ async def test_failover_open_limits_locally_and_warns_once(
         assert len(warnings) == 1 and "Redis unavailable" in warnings[0].getMessage()
         # The session ended while Redis was down is denied from the local denylist.
         assert await limiter.session_ended("k1", "s1")
+        # A log level set while Redis is down is this replica's own record meanwhile.
+        await limiter.set_session_log_level("k1", "s2", "error", time.time() + 60)
+        assert await limiter.session_log_level("k1", "s2") == "error"
     finally:
         await limiter.close()
         await client.aclose()
@@ -621,6 +662,10 @@ async def test_failover_closed_raises_limiter_unavailable() -> None:
         assert await limiter.session_ended("k1", "s1")  # ended here: known locally
         with pytest.raises(LimiterUnavailable):
             await limiter.session_ended("k1", "s2")
+        with pytest.raises(LimiterUnavailable):
+            await limiter.set_session_log_level("k1", "s1", "info", time.time() + 60)
+        with pytest.raises(LimiterUnavailable):
+            await limiter.session_log_level("k1", "s1")
     finally:
         await limiter.close()
         await client.aclose()

@@ -1,21 +1,28 @@
 """Per-key rate limiting (docs/mcp-endpoints.md): one interface, backends side by side.
 
 - `RedisLimiter` (redis.py): the token buckets in one atomic Lua script per key on Redis server
-  time, the ended-session denylist beside them, concurrent checks pipelined into one round
-  trip; exact across replicas.
+  time, the ended-session denylist and session log levels beside them, concurrent checks
+  pipelined into one round trip; exact across replicas.
 - `LocalLimiter` (local.py): the same semantics in-process, bounded memory; one process only.
 - `FailoverLimiter` (failover.py): Redis first; on Redis failure the local buckets (`open`) or
   `LimiterUnavailable` (`closed`).
 
-Each is both the `RateLimiter` and the `SessionDenylist`. `create_limiter` picks: Redis with
-failover when a Redis client is given, else local.
+Each is both the `RateLimiter` and the `SessionStore` (ended sessions, sessions' log levels).
+`create_limiter` picks: Redis with failover when a Redis client is given, else local.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.context import Charge, Decision, LimiterUnavailable, RateLimiter, SessionDenylist
+from gateway.context import (
+    Charge,
+    Decision,
+    LimiterUnavailable,
+    RateLimiter,
+    SessionDenylist,
+    SessionStore,
+)
 from gateway.ratelimit.buckets import BucketSpec, Limits
 from gateway.ratelimit.failover import FailoverLimiter
 from gateway.ratelimit.local import LocalLimiter
@@ -35,6 +42,7 @@ __all__ = [
     "RateLimiter",
     "RedisLimiter",
     "SessionDenylist",
+    "SessionStore",
     "create_limiter",
 ]
 

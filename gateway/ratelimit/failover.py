@@ -33,7 +33,7 @@ SESSION_STORE_DOWN = "the session store is unreachable; try again"
 
 
 class FailoverLimiter:
-    """`RateLimiter` and `SessionDenylist`: `primary` (Redis) with `fallback` (local) per the
+    """`RateLimiter` and `SessionStore`: `primary` (Redis) with `fallback` (local) per the
     failure `mode`."""
 
     def __init__(
@@ -100,6 +100,32 @@ class FailoverLimiter:
         if self._use_primary(SESSION_STORE_DOWN):
             try:
                 await self.primary.end_session(key_id, session_id, expires_at_s)
+            except REDIS_FAILURES as exc:
+                self._failed(exc, SESSION_STORE_DOWN)
+            else:
+                self._answered()
+
+    async def session_log_level(self, key_id: str, session_id: str) -> str | None:
+        if self._use_primary():
+            try:
+                level = await self.primary.session_log_level(key_id, session_id)
+            except REDIS_FAILURES as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                if level is not None:
+                    return level
+        # Set here while Redis was down, or Redis is down now: this replica's own record.
+        return self.fallback.session_log_level_now(key_id, session_id)
+
+    async def set_session_log_level(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        # Locally too: this replica keeps the level if Redis is lost later.
+        self.fallback.set_session_log_level_now(key_id, session_id, level, expires_at_s)
+        if self._use_primary(SESSION_STORE_DOWN):
+            try:
+                await self.primary.set_session_log_level(key_id, session_id, level, expires_at_s)
             except REDIS_FAILURES as exc:
                 self._failed(exc, SESSION_STORE_DOWN)
             else:

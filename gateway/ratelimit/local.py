@@ -6,9 +6,9 @@ Used when no Redis is configured (single process only) and as the fallback of
 Memory is bounded: a key's state is dropped once both its buckets are full again (a full bucket
 and a missing one are the same thing), swept at most every `sweep_interval_s`; beyond `max_keys`
 the least recently used key is dropped even if not full (it then starts over with full buckets:
-only ever more lenient, never wrongly refusing). The ended-session denylist keeps entries until
-the session's own expiry; beyond `max_sessions` expired entries are purged first, then the ones
-that expire soonest.
+only ever more lenient, never wrongly refusing). The ended-session denylist and the sessions'
+log levels keep entries until the session's own expiry; beyond `max_sessions` each purges its
+expired entries first, then the ones that expire soonest.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from gateway.context import Charge, Decision
 from gateway.ratelimit.buckets import TOUCHES, Limits, decide, session_digest
@@ -24,6 +25,54 @@ from gateway.ratelimit.buckets import TOUCHES, Limits, decide, session_digest
 # Tokens are as of their stamp (monotonic seconds); `None` = never charged (full).
 # full_at: when both buckets are full again and the entry can go.
 _REQ_TK, _REQ_AT, _CALL_TK, _CALL_AT, _FULL_AT = range(5)
+
+V = TypeVar("V")
+_SessionEntry = tuple[str, str]  # (key_id, session digest)
+
+
+class _UntilExpiry(Generic[V]):
+    """Per-session values kept until the session's expiry (Unix seconds), at most `limit`."""
+
+    def __init__(self, limit: int, wall_clock: Callable[[], float]) -> None:
+        self._limit = limit
+        self._wall_clock = wall_clock
+        self._values: dict[_SessionEntry, tuple[V, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def put(self, entry: _SessionEntry, value: V, expires_at_s: float) -> None:
+        if expires_at_s <= self._wall_clock():
+            return
+        values = self._values
+        values[entry] = (value, expires_at_s)
+        if len(values) > self._limit:
+            self.purge()
+            if len(values) > self._limit:
+                # Drop the soonest-expiring sixteenth at once: amortized O(log n) per insert.
+                count = len(values) - self._limit + max(1, self._limit // 16)
+                for old in heapq.nsmallest(count, values, key=lambda e: values[e][1]):
+                    del values[old]
+
+    def get(self, entry: _SessionEntry) -> V | None:
+        found = self._values.get(entry)
+        if found is None:
+            return None
+        value, expires_at = found
+        if expires_at > self._wall_clock():
+            return value
+        del self._values[entry]
+        return None
+
+    def purge(self) -> None:
+        """Forget the expired entries."""
+        now = self._wall_clock()
+        expired = [entry for entry, (_, at) in self._values.items() if at <= now]
+        for entry in expired:
+            del self._values[entry]
+
+    def clear(self) -> None:
+        self._values.clear()
 
 
 class LocalLimiter:
@@ -50,8 +99,8 @@ class LocalLimiter:
         # Insertion order = least recently used first (an entry is re-inserted on every use).
         self._buckets: dict[str, list] = {}
         self._next_sweep = clock() + sweep_interval_s
-        # (key_id, session digest) -> Unix expiry in seconds
-        self._ended: dict[tuple[str, str], float] = {}
+        self._ended: _UntilExpiry[bool] = _UntilExpiry(max_sessions, wall_clock)
+        self._levels: _UntilExpiry[str] = _UntilExpiry(max_sessions, wall_clock)
 
     @property
     def bucket_count(self) -> int:
@@ -120,7 +169,8 @@ class LocalLimiter:
         full = [key for key, state in self._buckets.items() if state[_FULL_AT] <= now]
         for key in full:
             del self._buckets[key]
-        self._purge_sessions()
+        self._ended.purge()
+        self._levels.purge()
 
     async def session_ended(self, key_id: str, session_id: str) -> bool:
         return self.is_session_ended(key_id, session_id)
@@ -129,36 +179,32 @@ class LocalLimiter:
         self.end_session_now(key_id, session_id, expires_at_s)
 
     def end_session_now(self, key_id: str, session_id: str, expires_at_s: float) -> None:
-        if expires_at_s <= self._wall_clock():
-            return
-        ended = self._ended
-        ended[(key_id, session_digest(session_id))] = expires_at_s
-        if len(ended) > self._max_sessions:
-            self._purge_sessions()
-            if len(ended) > self._max_sessions:
-                # Drop the soonest-expiring sixteenth at once: amortized O(log n) per insert.
-                count = len(ended) - self._max_sessions + max(1, self._max_sessions // 16)
-                for entry in heapq.nsmallest(count, ended, key=ended.__getitem__):
-                    del ended[entry]
+        self._ended.put((key_id, session_digest(session_id)), True, expires_at_s)
 
     def is_session_ended(self, key_id: str, session_id: str) -> bool:
-        if not self._ended:
+        if not self._ended:  # the usual case: no digest to compute
             return False
-        entry = (key_id, session_digest(session_id))
-        expires_at = self._ended.get(entry)
-        if expires_at is None:
-            return False
-        if expires_at > self._wall_clock():
-            return True
-        del self._ended[entry]
-        return False
+        return self._ended.get((key_id, session_digest(session_id))) is not None
 
-    def _purge_sessions(self) -> None:
-        now = self._wall_clock()
-        expired = [entry for entry, expires_at in self._ended.items() if expires_at <= now]
-        for entry in expired:
-            del self._ended[entry]
+    async def session_log_level(self, key_id: str, session_id: str) -> str | None:
+        return self.session_log_level_now(key_id, session_id)
+
+    async def set_session_log_level(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        self.set_session_log_level_now(key_id, session_id, level, expires_at_s)
+
+    def session_log_level_now(self, key_id: str, session_id: str) -> str | None:
+        if not self._levels:
+            return None
+        return self._levels.get((key_id, session_digest(session_id)))
+
+    def set_session_log_level_now(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        self._levels.put((key_id, session_digest(session_id)), level, expires_at_s)
 
     async def close(self) -> None:
         self._buckets.clear()
         self._ended.clear()
+        self._levels.clear()

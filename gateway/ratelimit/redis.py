@@ -1,5 +1,6 @@
-"""Redis limiter: both buckets in one atomic Lua script per key, the ended-session denylist
-beside them, and the checks of one event-loop tick sent as one pipeline.
+"""Redis limiter: both buckets in one atomic Lua script per key, the ended-session denylist and
+the sessions' log levels beside them, and the checks of one event-loop tick sent as one
+pipeline.
 
 Key layout (every key of one call shares the hash tag ``{<key_id>}``, so a script call
 touches a single Redis Cluster slot)::
@@ -8,6 +9,7 @@ touches a single Redis Cluster slot)::
     <prefix>:rl:{<key_id>}:call     hash {tk, ts}                             tools/call bucket
     <prefix>:sess:{<key_id>}:<d>    "1" until the session's expiry (PXAT)     ended session
                                     d = sha256(session id)[:32]
+    <prefix>:loglevel:{<key_id>}:<d> the level of logging/setLevel, until the session's expiry
 
 Bucket hashes carry a PEXPIRE of their time to refill fully: an idle key vanishes exactly when
 it would be full again, which is what a missing key means.
@@ -48,11 +50,12 @@ SCRIPT = """
 -- KEYS[1] request bucket, KEYS[2] tools/call bucket, KEYS[3..] ended-session markers
 -- ARGV[1..4] request rate/s, request burst, call rate/s, call burst
 -- ARGV[5..] one per check: 'p' (request bucket), 'c' (request and tools/call buckets), 'k'
---           (tools/call bucket only), or 's' and the index in KEYS of a session marker ('s3':
---           is that session ended? no bucket touched)
+--           (tools/call bucket only), 's' and the index in KEYS of a session marker ('s3':
+--           is that session ended? no bucket touched), or 'l' and the index of a session's
+--           log-level key ('l4': its level, '' when none)
 -- -> one line per check: 'allowed limit remaining reset_ms retry_after_ms' (the tighter
---    bucket's figures), or '1'/'0' for a session (one bulk string is far cheaper for the
---    Python client to parse than nested arrays)
+--    bucket's figures), '1'/'0' for a session, a level or '' for a log level (one bulk
+--    string is far cheaper for the Python client to parse than nested arrays)
 local EPS = __EPSILON__
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -75,6 +78,8 @@ for c = 5, #ARGV do
   local kind = string.sub(spec, 1, 1)
   if kind == 's' then
     out[#out + 1] = tostring(redis.call('EXISTS', KEYS[tonumber(string.sub(spec, 2))]))
+  elseif kind == 'l' then
+    out[#out + 1] = redis.call('GET', KEYS[tonumber(string.sub(spec, 2))]) or ''
   else
     local first, last = 1, 1
     if kind == 'c' then last = 2 elseif kind == 'k' then first, last = 2, 2 end
@@ -116,9 +121,10 @@ end
 return table.concat(out, '\\n')
 """.replace("__EPSILON__", repr(EPSILON))
 
-# The script's letter for each charge; "s" asks about a session.
+# The script's letter for each charge; "s" asks whether a session ended, "l" for its log level.
 _FLAGS: dict[Charge, str] = {Charge.REQUEST: "p", Charge.BOTH: "c", Charge.CALL: "k"}
 _SESSION = "s"
+_LOG_LEVEL = "l"
 
 _Call = tuple[list[str], list[str]]  # one script call's KEYS and ARGV
 
@@ -126,8 +132,8 @@ _Call = tuple[list[str], list[str]]  # one script call's KEYS and ARGV
 @dataclass(slots=True)
 class _Check:
     key_id: str
-    flag: str  # _FLAGS, or _SESSION
-    session_id: str | None  # for _SESSION
+    flag: str  # _FLAGS, _SESSION or _LOG_LEVEL
+    session_id: str | None  # for _SESSION and _LOG_LEVEL
     future: asyncio.Future[bytes]
 
 
@@ -201,19 +207,25 @@ class RedisLimiter:
     def session_key(self, key_id: str, session_id: str) -> str:
         return f"{self.prefix}:sess:{{{key_id}}}:{session_digest(session_id)}"
 
+    def log_level_key(self, key_id: str, session_id: str) -> str:
+        return f"{self.prefix}:loglevel:{{{key_id}}}:{session_digest(session_id)}"
+
     def _script_call(self, key_id: str, checks: list[_Check]) -> _Call:
         """KEYS and ARGV of one script call answering `checks` (all of `key_id`) in order."""
         keys = list(self.bucket_keys(key_id))
-        sessions: dict[str, int] = {}
+        indexes: dict[str, int] = {}
         specs: list[str] = []
         for check in checks:
             if check.session_id is None:
                 specs.append(check.flag)
                 continue
-            index = sessions.get(check.session_id)
+            name = (self.session_key if check.flag == _SESSION else self.log_level_key)(
+                key_id, check.session_id
+            )
+            index = indexes.get(name)
             if index is None:
-                keys.append(self.session_key(key_id, check.session_id))
-                index = sessions[check.session_id] = len(keys)  # Lua counts from 1
+                keys.append(name)
+                index = indexes[name] = len(keys)  # Lua counts from 1
             specs.append(f"{check.flag}{index}")
         return keys, [*self._argv, *specs]
 
@@ -245,6 +257,23 @@ class RedisLimiter:
         async with asyncio.timeout(self.timeout_s):
             # PXAT in the past is accepted and leaves no key: an expired session needs none.
             await self.client.set(self.session_key(key_id, session_id), b"1", pxat=expires_at_ms)
+
+    # SessionLogLevels ---------------------------------------------------------------------
+
+    async def session_log_level(self, key_id: str, session_id: str) -> str | None:
+        return (await self._queue(key_id, _LOG_LEVEL, session_id)).decode() or None
+
+    async def set_session_log_level(
+        self, key_id: str, session_id: str, level: str, expires_at_s: float
+    ) -> None:
+        expires_at_ms = math.ceil(expires_at_s * 1000)
+        if expires_at_ms <= 0:
+            return
+        async with asyncio.timeout(self.timeout_s):
+            # The key lives exactly as long as the session: no cleanup, nothing outlives it.
+            await self.client.set(
+                self.log_level_key(key_id, session_id), level.encode(), pxat=expires_at_ms
+            )
 
     async def close(self) -> None:
         """Let queued and in-flight checks finish (each is bounded by `timeout_s`)."""

@@ -30,6 +30,7 @@ from gateway.context import (
     RateLimiter,
     RequestContext,
     SessionDenylist,
+    SessionLogLevels,
     ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one
@@ -43,6 +44,11 @@ from gateway.transport.headers import (
     check_routing_headers,
 )
 from gateway.transport.limits import MAX_BATCH_MESSAGES
+from gateway.transport.log_delivery import (
+    LEGACY_DEFAULT_LOG_LEVEL,
+    filtered,
+    requested_log_level,
+)
 from mcp_core import sse
 from mcp_core.errors import (
     INTERNAL_ERROR,
@@ -161,6 +167,9 @@ class Exchange:
     headers: dict[str, str]  # added to every answer (RateLimit-*, X-Request-Id)
     limiter: RateLimiter  # charges a batch's members (LimiterUnavailable: the 503 problem)
     session_ended: bool = False  # the legacy session named by the request was ended (DELETE)
+    session_levels: SessionLogLevels | None = None  # where logging/setLevel keeps levels
+    session_log_level: str | None = None  # the legacy session's level (read for tools/call)
+    session_expires_at: float | None = None  # of the valid legacy session the request names
 
 
 async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
@@ -222,7 +231,9 @@ async def _modern(x: Exchange, message: Any, choice: EraChoice) -> web.StreamRes
         raise _unsupported(version)
     if message["method"] == "tools/call":
         _check_param_headers(x, headers, message["params"])
-    return await _respond(x, message, _context(x, Era.MODERN, version, None))
+    ctx = _context(x, Era.MODERN, version, None)
+    ctx.log_level = requested_log_level(message)
+    return await _respond(x, message, ctx)
 
 
 async def _legacy(x: Exchange, message: Any, choice: EraChoice) -> web.StreamResponse:
@@ -365,6 +376,7 @@ def _session(x: Exchange, *, required: bool) -> tuple[str | None, str | None]:
             "Session not found: send initialize to start a new one",
             http_status=404,
         )
+    x.session_expires_at = info.expires_at
     return raw, info.protocol_version
 
 
@@ -396,16 +408,31 @@ def _context(x: Exchange, era: Era, version: str, session_id: str | None) -> Req
         request=x.request,
         session_id=session_id,
         simulator_seed=x.request.headers.get(SIMULATOR_SEED_HEADER),
+        log_level=(x.session_log_level or LEGACY_DEFAULT_LOG_LEVEL) if era is Era.LEGACY else None,
+        session_levels=x.session_levels,
+        session_expires_at=x.session_expires_at,
     )
 
 
 async def _respond(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> web.StreamResponse:
     _, sse_ok = accepted_types(x.request.headers.get("Accept"))
-    if sse_ok and message["method"] == "tools/call" and _progress_token(message) is not None:
+    if (
+        sse_ok
+        and message["method"] == "tools/call"
+        and (_progress_token(message) is not None or _asked_for_logs(x, ctx))
+    ):
         return await _stream(x, message, ctx)
     answer = await dispatch_one(message, ctx)
     assert answer is not None  # requests (with an id) always get an answer
     return _reply(x, answer, ctx.era)
+
+
+def _asked_for_logs(x: Exchange, ctx: RequestContext) -> bool:
+    """The client asked for log messages: the request's opt-in (modern) or its session's
+    `logging/setLevel` (legacy; the default level alone does not open a stream)."""
+    if ctx.era is Era.MODERN:
+        return ctx.log_level is not None
+    return x.session_log_level is not None
 
 
 def _progress_token(message: dict[str, Any]) -> Any:
@@ -415,9 +442,11 @@ def _progress_token(message: dict[str, Any]) -> Any:
 
 
 async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> web.StreamResponse:
-    """A tools/call whose client wants progress: its notifications go out as SSE events as
-    they arrive, then its response. The stream opens with the first notification, so a call
-    that sends none is answered like any other. A client that goes away cancels the call."""
+    """A tools/call whose client wants progress or logs: its notifications go out as SSE events
+    as they arrive (log messages only as the era's rules allow: gateway/transport/
+    log_delivery.py), then its response. The stream opens with the first notification, so a
+    call that sends none is answered like any other. A client that goes away cancels the
+    call."""
     request = x.request
     stream: web.StreamResponse | None = None
     writing = asyncio.Lock()  # events from concurrent senders must not interleave
@@ -436,7 +465,7 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> 
                 await stream.prepare(request)
             await stream.write(data)
 
-    ctx.notify = notify
+    ctx.notify = filtered(notify, ctx.log_level)
     work = asyncio.ensure_future(dispatch_one(message, ctx))
     try:
         while not (await asyncio.wait((work,), timeout=DISCONNECT_POLL_S))[0]:
