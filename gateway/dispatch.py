@@ -22,6 +22,7 @@ from typing import Any, cast
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
 from gateway.context import RequestContext
+from gateway.protocol_2024 import result_for
 from gateway.transport.limits import check_tool_arguments
 from mcp_core.errors import (
     INTERNAL_ERROR,
@@ -214,7 +215,9 @@ def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Meth
                     {"requestId": request_id},
                 )
             )
-        return Success(_modern_result(ctx, result, cacheable) if modern else result)
+        if modern:
+            return Success(_modern_result(ctx, result, cacheable))
+        return Success(result_for(name, ctx.protocol_version, result))
 
     run.__name__ = run.__qualname__ = f"{era.value}:{name}"
     # jsonrpcserver binds the params to `inspect.signature(method)` on every call, and

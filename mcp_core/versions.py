@@ -1,7 +1,7 @@
 """MCP protocol versions and eras, and the ``_meta`` keys that carry them in the modern era.
 
 The modern era (2026-07-28) is stateless: each message names its version in
-``params._meta``. The legacy era (2025-03-26 … 2025-11-25) negotiates one at ``initialize``
+``params._meta``. The legacy era (2024-11-05 … 2025-11-25) negotiates one at ``initialize``
 and sends it as the ``MCP-Protocol-Version`` header (mcp_core.headers).
 """
 
@@ -17,6 +17,7 @@ __all__ = [
     "LEGACY_VERSIONS",
     "META_PREFIX",
     "MODERN_VERSIONS",
+    "OLDEST_LEGACY_VERSION",
     "PROTOCOL_VERSION_META",
     "SERVER_INFO_META",
     "SUPPORTED_VERSIONS",
@@ -24,10 +25,13 @@ __all__ = [
 ]
 
 MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
-LEGACY_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26")
+LEGACY_VERSIONS: tuple[str, ...] = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 SUPPORTED_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + LEGACY_VERSIONS
 LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
 DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
+# Before structured results, titles and tool annotations: its sessions receive results cut
+# down to its schema (gateway/protocol_2024.py).
+OLDEST_LEGACY_VERSION = LEGACY_VERSIONS[-1]
 
 # What the upstream client (mcp_core.client) offers, newest first: the legacy era only, whose
 # tools/list and tools/call are the same in every version; it asks for the first.

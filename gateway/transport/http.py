@@ -33,6 +33,7 @@ from gateway.context import (
     ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one
+from gateway.protocol_2024 import notification_for
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
@@ -426,6 +427,7 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> 
         nonlocal stream
         if notification.get("jsonrpc") != "2.0":
             notification = {"jsonrpc": "2.0", **notification}
+        notification = notification_for(ctx.protocol_version, notification)
         data = sse.event(_dumps(notification))
         async with writing:
             if stream is None:
