@@ -11,10 +11,13 @@ import enum
 
 __all__ = [
     "CLIENT_CAPABILITIES_META",
+    "CLIENT_INFO_META",
+    "CLIENT_MODERN_VERSION",
     "CLIENT_VERSIONS",
     "DEFAULT_LEGACY_VERSION",
     "LATEST_LEGACY_VERSION",
     "LEGACY_VERSIONS",
+    "LOG_LEVEL_META",
     "META_PREFIX",
     "MODERN_VERSIONS",
     "OLDEST_LEGACY_VERSION",
@@ -33,8 +36,11 @@ DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
 # down to its schema (gateway/protocol_2024.py).
 OLDEST_LEGACY_VERSION = LEGACY_VERSIONS[-1]
 
-# What the upstream client (mcp_core.client) offers, newest first: the legacy era only, whose
-# tools/list and tools/call are the same in every version; it asks for the first.
+# What the upstream client (mcp_core.client) speaks: the modern version, probed with
+# server/discover, and failing that the legacy handshake, which offers the first of
+# CLIENT_VERSIONS and accepts any of them (tools/list and tools/call differ only in fields
+# later versions added).
+CLIENT_MODERN_VERSION = MODERN_VERSIONS[0]
 CLIENT_VERSIONS: tuple[str, ...] = LEGACY_VERSIONS
 
 # `_meta` keys under this prefix describe one modern-era exchange (its version, the client's
@@ -43,6 +49,9 @@ META_PREFIX = "io.modelcontextprotocol/"
 PROTOCOL_VERSION_META = f"{META_PREFIX}protocolVersion"
 CLIENT_CAPABILITIES_META = f"{META_PREFIX}clientCapabilities"
 SERVER_INFO_META = f"{META_PREFIX}serverInfo"
+CLIENT_INFO_META = f"{META_PREFIX}clientInfo"
+# A modern request's opt-in to `notifications/message` at or above this level.
+LOG_LEVEL_META = f"{META_PREFIX}logLevel"
 
 
 class Era(enum.StrEnum):
