@@ -115,11 +115,11 @@ class StubUpstream:
         """Forget every live session, as a server does when they expire or it restarts."""
         self.sessions.clear()
 
-    def app(self) -> web.Application:
-        """The aiohttp application serving the MCP endpoint at ``/mcp``."""
+    def app(self, path: str = "/mcp") -> web.Application:
+        """The aiohttp application serving the MCP endpoint at `path`."""
         app = web.Application()
-        app.router.add_post("/mcp", self._post)
-        app.router.add_delete("/mcp", self._delete)
+        app.router.add_post(path, self._post)
+        app.router.add_delete(path, self._delete)
         app.on_shutdown.append(self._on_shutdown)
         return app
 

@@ -9,8 +9,8 @@ set), used by every concurrent call, in the era the upstream speaks.
   that waited for it (the next call tries again, probing the era again);
 - an upstream answering HTTP 404 for the session (expired, or the server restarted) gets one new
   handshake (shared as well) and the call is retried once; a modern upstream that answers a
-  call with a 4xx that is not a modern error, or refuses its version, has its era probed again
-  and the call is retried once;
+  call as a legacy server would (a 4xx without a modern error, a refused version, an invalid
+  request) has its era probed again and the call is retried once;
 - a config that changes has a new config id, hence new sessions; the pool keeps the
   ``max_sessions`` most recently used and ends the others with ``DELETE`` once their calls are
   done, and :meth:`UpstreamPool.close` ends every live session (best effort, bounded).
@@ -35,7 +35,12 @@ from mcp_core.client import (
     connect,
     legacy_params,
 )
-from mcp_core.errors import METHOD_NOT_FOUND, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_core.errors import (
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    SESSION_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
 from mcp_core.versions import Era
 
 __all__ = [
@@ -54,6 +59,7 @@ DEFAULT_CLOSE_TIMEOUT_S = 2.0
 DEFAULT_MAX_SESSIONS = 1024
 
 PoolKey = tuple[str | None, str, str]
+_LEGACY_REFUSALS = frozenset({UNSUPPORTED_PROTOCOL_VERSION, INVALID_REQUEST, SESSION_NOT_FOUND})
 
 
 class _Entry:
@@ -146,7 +152,7 @@ class UpstreamPool:
                 if not _stale(session, exc):
                     raise
             else:
-                if not _version_refused(session, response):
+                if not _refused_as_legacy(session, response):
                     return response
             # The upstream no longer answers as it did (its session expired, the server
             # restarted, or it was replaced by one of another era): one new handshake, shared
@@ -361,12 +367,15 @@ def _stale(upstream: Upstream, exc: UpstreamError) -> bool:
     return exc.status in (400, 404, 405)
 
 
-def _version_refused(upstream: Upstream, response: Mapping[str, Any]) -> bool:
+def _refused_as_legacy(upstream: Upstream, response: Mapping[str, Any]) -> bool:
+    """Whether a modern upstream's error says it no longer speaks our modern version: it
+    refuses the version, or calls a well-formed request invalid or sessionless, as a legacy
+    server does."""
     error = response.get("error")
     return (
         upstream.era is Era.MODERN
         and isinstance(error, dict)
-        and error.get("code") == UNSUPPORTED_PROTOCOL_VERSION
+        and error.get("code") in _LEGACY_REFUSALS
     )
 
 
