@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from mcp_helpers import (
@@ -79,13 +78,6 @@ UPSTREAM_RESULT = {
 
 
 @pytest.fixture
-async def pool(upstream_http: aiohttp.ClientSession) -> AsyncIterator[UpstreamPool]:
-    pool = UpstreamPool(upstream_http, timeout_s=5.0)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
 async def stub() -> StubUpstream:
     return StubUpstream(
         tools=list(TOOLS), raw_results={"tools/call": [json.dumps(UPSTREAM_RESULT)]}
@@ -97,7 +89,7 @@ async def mcp(
     aiohttp_client: Any,
     aiohttp_server: Any,
     tmp_path: Path,
-    pool: UpstreamPool,
+    upstream_pool: UpstreamPool,
     stub: StubUpstream,
 ) -> AsyncIterator[TestClient]:
     """The data-plane app with the real simulator on testUrl and the real proxy on callUrl,
@@ -115,7 +107,7 @@ async def mcp(
         tools_by_name={t["name"]: t for t in TOOLS},
         upstream_url=str(upstream.make_url("/mcp")),
     )
-    gateway.executors = {Endpoint.CALL: ProxyExecutor(pool), Endpoint.TEST: simulator}
+    gateway.executors = {Endpoint.CALL: ProxyExecutor(upstream_pool), Endpoint.TEST: simulator}
     yield client
     simulator.close()
 

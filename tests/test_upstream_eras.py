@@ -9,7 +9,7 @@ request-metadata header against the body); the legacy-only one is tests/mcp_stub
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +71,8 @@ async def inner(aiohttp_server: ServerFactory, tmp_path: Path) -> Inner:
 
 
 @pytest.fixture
-async def pool(upstream_http: aiohttp.ClientSession) -> AsyncIterator[UpstreamPool]:
-    pool = UpstreamPool(upstream_http, timeout_s=5.0)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-def proxy(pool: UpstreamPool) -> ProxyExecutor:
-    return ProxyExecutor(pool)
+def proxy(upstream_pool: UpstreamPool) -> ProxyExecutor:
+    return ProxyExecutor(upstream_pool)
 
 
 def view_of(url: str, config_id: str = "cfg-1", tools: Any = TOOLS) -> IntegrationView:

@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
-from yarl import URL
 
 from mcp_core.client.errors import UpstreamError, quote
 from mcp_core.client.exchange import (
@@ -22,8 +21,9 @@ from mcp_core.client.exchange import (
     post_message,
     result_of,
 )
-from mcp_core.client.http_client import HttpClient, request_url
+from mcp_core.client.http_client import HttpClient
 from mcp_core.client.listing import list_all_tools
+from mcp_core.client.peer import UpstreamPeer
 from mcp_core.headers import SESSION_ID_HEADER
 from mcp_core.version import __version__
 from mcp_core.versions import CLIENT_VERSIONS, META_PREFIX, Era
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 _SESSION_ID_RE = re.compile(r"[\x21-\x7e]+")
 
 
-class UpstreamSession:
+class UpstreamSession(UpstreamPeer):
     """One MCP session with an upstream over Streamable HTTP (legacy era, 2025-xx).
 
     Tracks the session id and negotiated version so every request after ``initialize`` carries
@@ -53,16 +53,11 @@ class UpstreamSession:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self._http = http
-        self.url = url
+        super().__init__(http, url, headers, max_body_bytes=max_body_bytes)
         self._headers = dict(headers)
-        # Parsed once for the session's life (aiohttp would parse a string on every request).
-        self._target: URL | str = request_url(url, headers)
-        self.max_body_bytes = max_body_bytes
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         self.initialize_result: dict[str, Any] | None = None
-        self._next_id = 0
         self._sent_headers: tuple[tuple[str | None, str | None], CIMultiDict[str]] | None = None
 
     def headers(self) -> CIMultiDict[str]:
@@ -79,11 +74,6 @@ class UpstreamSession:
                 ),
             )
         return self._sent_headers[1]
-
-    def new_id(self) -> int:
-        """A fresh JSON-RPC request id, unique within this session."""
-        self._next_id += 1
-        return self._next_id
 
     async def send(
         self, message: Mapping[str, Any], *, on_message: MessageHandler | None = None

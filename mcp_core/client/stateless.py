@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from multidict import CIMultiDict
-from yarl import URL
 
 from mcp_core.client.errors import UpstreamError
 from mcp_core.client.exchange import (
@@ -20,8 +19,9 @@ from mcp_core.client.exchange import (
     post_message,
     result_of,
 )
-from mcp_core.client.http_client import HttpClient, request_url
+from mcp_core.client.http_client import HttpClient
 from mcp_core.client.listing import list_all_tools
+from mcp_core.client.peer import UpstreamPeer
 from mcp_core.errors import UNSUPPORTED_PROTOCOL_VERSION
 from mcp_core.headers import (
     METHOD_HEADER,
@@ -50,7 +50,7 @@ _TRANSPORT_FAILURES = frozenset({"connect", "timeout", "too-large", "not-allowed
 _EXCHANGE_FIELDS = ("resultType", "ttlMs", "cacheScope")
 
 
-class StatelessUpstream:
+class StatelessUpstream(UpstreamPeer):
     """One upstream at protocol 2026-07-28. Safe for concurrent requests (nothing is shared
     between them but the request id counter)."""
 
@@ -66,20 +66,12 @@ class StatelessUpstream:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self._http = http
-        self.url = url
-        self._target: URL | str = request_url(url, headers)
-        self.max_body_bytes = max_body_bytes
+        super().__init__(http, url, headers, max_body_bytes=max_body_bytes)
         # The request-metadata headers are the transport's: a tenant's copy of one would
         # contradict the body.
         tenant = {k: v for k, v in headers.items() if not _metadata_header(k)}
         self._base = mcp_headers(tenant, protocol_version=self.protocol_version)
         self.discover_result: dict[str, Any] | None = None
-        self._next_id = 0
-
-    def new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id
 
     async def discover(self) -> bool:
         """Whether the upstream speaks our modern version (`server/discover`). False for
