@@ -8,6 +8,7 @@ request-metadata header against the body); the legacy-only one is tests/mcp_stub
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -194,6 +195,24 @@ async def test_the_catalog_of_a_legacy_upstream_is_read_in_a_session(
     assert [t["name"] for t in tools] == ["tool_0", "tool_1", "tool_2"]
     assert stub.probes == 1
     assert stub.calls["initialize"] == 1 and stub.calls["DELETE"] == 1
+
+
+async def test_a_probe_left_unanswered_falls_back_to_the_handshake(
+    aiohttp_server: ServerFactory, upstream_http: aiohttp.ClientSession
+) -> None:
+    @web.middleware
+    async def hang_modern(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.headers.get("MCP-Protocol-Version") == MODERN:
+            await asyncio.sleep(60)  # as some legacy servers treat a request they cannot place
+        return await handler(request)  # type: ignore[no-any-return]
+
+    stub = StubUpstream(tools=make_tools(1))
+    app = stub.app()
+    app.middlewares.append(hang_modern)
+    url = str((await aiohttp_server(app)).make_url("/mcp"))
+    tools = await fetch_tool_catalog(upstream_http, url, {}, timeout_s=2)
+    assert [t["name"] for t in tools] == ["tool_0"]
+    assert stub.calls["initialize"] == 1
 
 
 # --- an upstream that changes era -------------------------------------------------------------

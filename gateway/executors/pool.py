@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_core.client import (
+    PROBE_TIMEOUT_S,
     HttpClient,
     MessageHandler,
     StatelessUpstream,
@@ -238,7 +239,12 @@ class UpstreamPool:
         )
         try:
             async with asyncio.timeout(self.timeout_s):
-                upstream = await connect(modern, session, era=self._eras.get(entry.url))
+                upstream = await connect(
+                    modern,
+                    session,
+                    era=self._eras.get(entry.url),
+                    probe_timeout_s=min(PROBE_TIMEOUT_S, self.timeout_s / 2),
+                )
         except BaseException as exc:
             # The remembered era may be what failed: the next attempt probes again.
             self._eras.pop(entry.url, None)

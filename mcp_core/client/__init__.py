@@ -39,12 +39,13 @@ from mcp_core.client.exchange import (
     result_of,
 )
 from mcp_core.client.http_client import HttpClient, create_http_client
-from mcp_core.client.negotiation import Upstream, connect
+from mcp_core.client.negotiation import PROBE_TIMEOUT_S, Upstream, connect
 from mcp_core.client.session import UpstreamSession, legacy_params
 from mcp_core.client.stateless import StatelessUpstream
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "PROBE_TIMEOUT_S",
     "UNREACHABLE_MESSAGE",
     "UPSTREAM_ERROR_REASONS",
     "AddressRefused",

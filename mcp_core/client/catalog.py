@@ -14,7 +14,7 @@ import aiohttp
 from mcp_core.client.errors import UpstreamError, connect_error
 from mcp_core.client.exchange import DEFAULT_MAX_BODY_BYTES
 from mcp_core.client.http_client import HttpClient
-from mcp_core.client.negotiation import connect
+from mcp_core.client.negotiation import PROBE_TIMEOUT_S, connect
 from mcp_core.client.session import UpstreamSession
 from mcp_core.client.stateless import StatelessUpstream
 from mcp_core.redaction import scrub, upstream_secrets
@@ -50,7 +50,9 @@ async def fetch_tool_catalog(
     failure: Exception | None = None
     try:
         async with asyncio.timeout_at(deadline):
-            connected = await connect(modern, upstream)
+            connected = await connect(
+                modern, upstream, probe_timeout_s=min(PROBE_TIMEOUT_S, timeout_s / 2)
+            )
             tools = await connected.list_tools(max_pages=max_pages)
     except (TimeoutError, UpstreamError, aiohttp.ClientError, OSError) as exc:
         failure = exc
