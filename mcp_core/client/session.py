@@ -1,6 +1,6 @@
 """An MCP client session with one upstream server over Streamable HTTP (the legacy protocol
-era, 2025-xx): the initialize handshake and its negotiated version, the session id every
-later request carries, tools/list's pages, and the closing DELETE."""
+era, 2024-11-05 … 2025-11-25): the initialize handshake and its negotiated version, the
+session id every later request carries, tools/list's pages, and the closing DELETE."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ _SESSION_ID_RE = re.compile(r"[\x21-\x7e]+")
 
 
 class UpstreamSession(UpstreamPeer):
-    """One MCP session with an upstream over Streamable HTTP (legacy era, 2025-xx).
+    """One MCP session with an upstream over Streamable HTTP (legacy era).
 
     Tracks the session id and negotiated version so every request after ``initialize`` carries
     them. Not safe for concurrent requests that race ``initialize``; one session per task.
