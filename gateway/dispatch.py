@@ -22,7 +22,6 @@ from typing import Any, cast
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
 from gateway.context import RequestContext
-from gateway.protocol_2024 import result_for
 from gateway.transport.limits import check_tool_arguments
 from mcp_core.errors import (
     INTERNAL_ERROR,
@@ -33,6 +32,7 @@ from mcp_core.errors import (
     rate_limited_response,
 )
 from mcp_core.messages import structure_error, valid_id_or_none
+from mcp_core.protocol_2024 import result_for
 from mcp_core.version import __version__
 from mcp_core.versions import (
     LATEST_LEGACY_VERSION,

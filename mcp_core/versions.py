@@ -33,7 +33,7 @@ SUPPORTED_VERSIONS: tuple[str, ...] = MODERN_VERSIONS + LEGACY_VERSIONS
 LATEST_LEGACY_VERSION = LEGACY_VERSIONS[0]
 DEFAULT_LEGACY_VERSION = "2025-03-26"  # a request without MCP-Protocol-Version
 # Before structured results, titles and tool annotations: its sessions receive results cut
-# down to its schema (gateway/protocol_2024.py).
+# down to its schema (mcp_core/protocol_2024.py).
 OLDEST_LEGACY_VERSION = LEGACY_VERSIONS[-1]
 
 # What the upstream client (mcp_core.client) speaks: the modern version, probed with

@@ -28,7 +28,7 @@ from mcp_stub import StubUpstream
 
 from gateway.context import Endpoint
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
-from gateway.protocol_2024 import notification_for, result_for
+from mcp_core.protocol_2024 import notification_for, result_for
 from mcp_core.version import __version__
 
 OLD = "2024-11-05"

@@ -18,7 +18,6 @@ from aiohttp import web
 from gateway.example_upstream.catalog import INSTRUCTIONS, TOOLS
 from gateway.example_upstream.crm import Crm
 from gateway.example_upstream.sessions import Sessions
-from gateway.protocol_2024 import result_for
 from mcp_core import sse
 from mcp_core.errors import (
     INVALID_PARAMS,
@@ -31,6 +30,7 @@ from mcp_core.errors import (
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from mcp_core.messages import is_request_id, valid_id_or_none
+from mcp_core.protocol_2024 import result_for
 from mcp_core.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, LEGACY_VERSIONS
 
 __all__ = ["MAX_BODY_BYTES", "ExampleUpstream"]

@@ -33,7 +33,6 @@ from gateway.context import (
     ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one
-from gateway.protocol_2024 import notification_for
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
@@ -59,6 +58,7 @@ from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads, strict_loads
 from mcp_core.json_limits import depth_reason, too_deep
 from mcp_core.messages import structure_error, valid_id_or_none
+from mcp_core.protocol_2024 import notification_for
 from mcp_core.versions import (
     CLIENT_CAPABILITIES_META,
     DEFAULT_LEGACY_VERSION,
