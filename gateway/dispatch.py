@@ -33,6 +33,7 @@ from mcp_core.errors import (
     rate_limited_response,
 )
 from mcp_core.messages import structure_error, valid_id_or_none
+from mcp_core.protocol_2024 import result_for
 from mcp_core.version import __version__
 from mcp_core.versions import (
     LATEST_LEGACY_VERSION,
@@ -217,7 +218,9 @@ def _method(name: str, core: Core, era: Era, *, cacheable: bool = False) -> Meth
                     {"requestId": request_id},
                 )
             )
-        return Success(_modern_result(ctx, result, cacheable) if modern else result)
+        if modern:
+            return Success(_modern_result(ctx, result, cacheable))
+        return Success(result_for(name, ctx.protocol_version, result))
 
     run.__name__ = run.__qualname__ = f"{era.value}:{name}"
     # jsonrpcserver binds the params to `inspect.signature(method)` on every call, and

@@ -3,7 +3,7 @@ HTTP status each answer gets.
 
 Transport checks, methods and executors raise `McpError` (meaning); this module decides what it
 looks like on the wire, per protocol era: the modern transport (2026-07-28) gives protocol
-errors their own HTTP statuses, the legacy transports (2025-03-26 … 2025-11-25) answer JSON-RPC
+errors their own HTTP statuses, the legacy transports (2024-11-05 … 2025-11-25) answer JSON-RPC
 errors with 200 except for messages that are not JSON-RPC at all.
 """
 

@@ -28,6 +28,7 @@ import pytest
 import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
+from gateway.executors import UpstreamPool
 from gateway.server import build_app
 from settings_api.config import Settings, load_settings
 from settings_api.egress import create_upstream_client, parse_networks
@@ -200,6 +201,14 @@ async def upstream_http() -> AsyncIterator[aiohttp.ClientSession]:
     loopback = parse_networks("127.0.0.0/8,::1/128")
     async with create_upstream_client(allowed_networks=loopback, timeout_s=30) as session:
         yield session
+
+
+@pytest.fixture
+async def upstream_pool(upstream_http: aiohttp.ClientSession) -> AsyncIterator[UpstreamPool]:
+    """callUrl's pool of upstreams over the gateway's own upstream client, closed afterwards."""
+    pool = UpstreamPool(upstream_http, timeout_s=5.0)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture

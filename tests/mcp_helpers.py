@@ -41,7 +41,7 @@ BIG_KEY = "mcpk_big_key"  # bound to acme/big (250 tools)
 CALL = f"/v1/tenants/{TENANT}/integrations/crm/mcp:call"
 TEST = f"/v1/tenants/{TENANT}/integrations/crm/mcp:test"
 MODERN = "2026-07-28"
-ALL_VERSIONS = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]
+ALL_VERSIONS = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]
 MAX_BODY = 8192
 
 TOOLS: tuple[dict[str, Any], ...] = (

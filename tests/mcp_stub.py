@@ -1,4 +1,4 @@
-"""A stub upstream MCP server (Streamable HTTP, legacy era) for tests. Not a test module.
+"""A stub upstream MCP server (Streamable HTTP, legacy era only) for tests. Not a test module.
 
 Usage with pytest-aiohttp::
 
@@ -103,6 +103,9 @@ class StubUpstream:
     disconnects: int = 0  # requests abandoned by the client before their answer was complete
     set_cookie: str | None = None  # sent as Set-Cookie on every JSON answer when set
     raw_results: dict[str, list[str]] = field(default_factory=dict)  # method -> result texts
+    # Requests at a protocol version the stub does not speak (the gateway's 2026-07-28 probe),
+    # refused with 400 as a legacy-only server does, before anything else is recorded.
+    probes: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -115,11 +118,11 @@ class StubUpstream:
         """Forget every live session, as a server does when they expire or it restarts."""
         self.sessions.clear()
 
-    def app(self) -> web.Application:
-        """The aiohttp application serving the MCP endpoint at ``/mcp``."""
+    def app(self, path: str = "/mcp") -> web.Application:
+        """The aiohttp application serving the MCP endpoint at `path`."""
         app = web.Application()
-        app.router.add_post("/mcp", self._post)
-        app.router.add_delete("/mcp", self._delete)
+        app.router.add_post(path, self._post)
+        app.router.add_delete(path, self._delete)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -159,6 +162,10 @@ class StubUpstream:
         return web.Response(status=204)
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
+        version = request.headers.get("MCP-Protocol-Version")
+        if version is not None and version not in STUB_PROTOCOL_VERSIONS:
+            self.probes += 1
+            return _rpc_error_response(None, -32600, "unsupported version", status=400)
         self.received_headers.append(dict(request.headers))
         if (denied := self._check_auth(request)) is not None:
             return denied
@@ -178,12 +185,8 @@ class StubUpstream:
         self.received_messages.append(message)
         is_request = "id" in message
 
-        if method != "initialize":
-            if (bad := self._check_session(request)) is not None:
-                return bad
-            version = request.headers.get("MCP-Protocol-Version")
-            if version is not None and version not in STUB_PROTOCOL_VERSIONS:
-                return _rpc_error_response(None, -32600, "unsupported version", status=400)
+        if method != "initialize" and (bad := self._check_session(request)) is not None:
+            return bad
 
         if self._fails(method, is_request):
             failed = await self._failure(request, message)

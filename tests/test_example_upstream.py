@@ -155,6 +155,17 @@ async def test_versions_are_the_gateways_legacy_ones(wire: Wire) -> None:
     assert status == 400 and body["error"]["code"] == -32600
 
 
+async def test_a_2024_11_05_session_gets_that_versions_shapes(wire: Wire) -> None:
+    result = await wire.initialize("2024-11-05")
+    assert result["protocolVersion"] == "2024-11-05"
+    assert set(result["serverInfo"]) == {"name", "version"}  # no title before 2025-06-18
+    listed = (await wire.rpc("tools/list"))["result"]["tools"]
+    assert all(set(tool) <= {"name", "description", "inputSchema"} for tool in listed)
+    called = await wire.call("get_contact", {"contactId": "c_002"})
+    assert "structuredContent" not in called and called["content"][0]["type"] == "text"
+    assert called["isError"] is False
+
+
 async def test_every_tool_answers_within_its_output_schema(wire: Wire) -> None:
     await wire.initialize()
     listed = (await wire.rpc("tools/list"))["result"]

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +109,8 @@ def http(upstream_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
 
 
 @pytest.fixture
-async def pool(http: aiohttp.ClientSession) -> AsyncIterator[UpstreamPool]:
-    pool = UpstreamPool(http, timeout_s=5.0)
-    yield pool
-    await pool.close()
+def pool(upstream_pool: UpstreamPool) -> UpstreamPool:
+    return upstream_pool
 
 
 @pytest.fixture

@@ -477,7 +477,7 @@ async def test_unknown_fields_are_ignored(mcp: TestClient) -> None:
     assert body["result"]["content"][0]["text"] == 'call:search_contacts:{"q": 1}'
 
 
-# --- legacy (2025-11-25, 2025-06-18, 2025-03-26) ------------------------------------------------
+# --- legacy (2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05) --------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -487,7 +487,8 @@ async def test_unknown_fields_are_ignored(mcp: TestClient) -> None:
         ("2025-03-26", "2025-03-26"),
         ("2025-11-25", "2025-11-25"),
         ("2099-01-01", "2025-11-25"),
-        ("2024-11-05", "2025-11-25"),
+        ("2024-11-05", "2024-11-05"),
+        ("2024-10-07", "2025-11-25"),
     ],
 )
 async def test_initialize_negotiates_without_error(
@@ -669,7 +670,7 @@ async def test_header_absent_means_the_sessions_version_else_2025_03_26(mcp: Tes
 
 async def test_unsupported_protocol_header_is_400(mcp: TestClient) -> None:
     session = await open_session(mcp)
-    for version in ("2024-11-05", "1.0", "2099-01-01"):
+    for version in ("2024-10-07", "1.0", "2099-01-01"):
         resp, body = await legacy(mcp, "tools/list", session=session, version=version)
         assert resp.status == 400, version
         assert error_of(body, -32022)["data"]["supported"] == ALL_VERSIONS

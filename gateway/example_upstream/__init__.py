@@ -2,7 +2,8 @@
 
 `mcp-gateway demo` runs it in-process and binds an integration to it, so the gateway's callUrl
 has a real MCP server behind it. It is a complete server of the Streamable HTTP transport in the
-legacy protocol era (2025-11-25, 2025-06-18, 2025-03-26), one endpoint at ``/mcp``:
+legacy protocol era (2025-11-25, 2025-06-18, 2025-03-26, and 2024-11-05 with results cut down
+to that version's schema, as the gateway does), one endpoint at ``/mcp``:
 
 - ``POST`` carries one JSON-RPC message (a batch only on 2025-03-26). ``initialize`` negotiates
   the version (the client's when supported, else the latest) and returns an ``Mcp-Session-Id``;

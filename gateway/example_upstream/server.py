@@ -30,6 +30,7 @@ from mcp_core.errors import (
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from mcp_core.messages import is_request_id, valid_id_or_none
+from mcp_core.protocol_2024 import result_for
 from mcp_core.versions import DEFAULT_LEGACY_VERSION, LATEST_LEGACY_VERSION, LEGACY_VERSIONS
 
 __all__ = ["MAX_BODY_BYTES", "ExampleUpstream"]
@@ -158,15 +159,16 @@ class ExampleUpstream:
                 return error_response(
                     msg_id, INVALID_REQUEST, "initialize must not be part of a batch"
                 )
-            return _result(msg_id, self._initialize(params, headers))
-        if not batch:  # a batch checked the session once
-            self._session(request)
+            answer = self._initialize(params, headers)
+            return _result(msg_id, result_for(method, DEFAULT_LEGACY_VERSION, answer))
+        # A batch checked the session once; batches are 2025-03-26 only.
+        version = BATCH_VERSION if batch else self._session(request)[1]
         if "id" not in message:
             return None  # notifications (notifications/initialized, cancelled, ...)
         if method == "ping":
             return _result(msg_id, {})
         if method == "tools/list":
-            return self._tools_list(msg_id, params)
+            return self._tools_list(msg_id, params, version)
         if method == "tools/call":
             name = params.get("name")
             arguments = params.get("arguments", {})
@@ -174,7 +176,7 @@ class ExampleUpstream:
                 return error_response(msg_id, INVALID_PARAMS, f"Unknown tool: {str(name)[:128]}")
             if not isinstance(arguments, dict):
                 return error_response(msg_id, INVALID_PARAMS, "arguments must be an object")
-            return _result(msg_id, self.crm.call(name, arguments))
+            return _result(msg_id, result_for(method, version, self.crm.call(name, arguments)))
         return error_response(msg_id, METHOD_NOT_FOUND, f"Method not found: {method[:100]}")
 
     # ------------------------------------------------------------------ sessions
@@ -207,7 +209,7 @@ class ExampleUpstream:
 
     # ------------------------------------------------------------------ methods
 
-    def _tools_list(self, msg_id: Any, params: dict[str, Any]) -> dict[str, Any]:
+    def _tools_list(self, msg_id: Any, params: dict[str, Any], version: str) -> dict[str, Any]:
         cursor = params.get("cursor")
         start = 0
         if cursor is not None:
@@ -218,7 +220,7 @@ class ExampleUpstream:
         result: dict[str, Any] = {"tools": copy.deepcopy(TOOLS[start:end])}
         if end < len(TOOLS):
             result["nextCursor"] = str(end)
-        return _result(msg_id, result)
+        return _result(msg_id, result_for("tools/list", version, result))
 
 
 def _refusal(status: int, code: int, message: str) -> McpError:

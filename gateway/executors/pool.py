@@ -1,11 +1,16 @@
-"""The upstream sessions callUrl's calls share: one initialized MCP session per replica and
-(config id, upstream URL, header set), used by every concurrent call.
+"""The upstreams callUrl's calls share: one per replica and (config id, upstream URL, header
+set), used by every concurrent call, in the era the upstream speaks.
 
-- the first calls share one ``initialize`` (+ ``notifications/initialized``): 50 concurrent
-  first calls cause exactly one handshake, and a failed handshake fails every call that waited
-  for it (the next call tries again);
+- the era is probed once per upstream URL and remembered per replica: an upstream that
+  answers ``server/discover`` for 2026-07-28 is called statelessly (no handshake, no session);
+  any other gets one MCP session (legacy era);
+- the first calls share one probe and ``initialize`` (+ ``notifications/initialized``): 50
+  concurrent first calls cause exactly one handshake, and a failed handshake fails every call
+  that waited for it (the next call tries again, probing the era again);
 - an upstream answering HTTP 404 for the session (expired, or the server restarted) gets one new
-  handshake (shared as well) and the call is retried once;
+  handshake (shared as well) and the call is retried once; a modern upstream that answers a
+  call as a legacy server would (a 4xx without a modern error, a refused version, an invalid
+  request) has its era probed again and the call is retried once;
 - a config that changes has a new config id, hence new sessions; the pool keeps the
   ``max_sessions`` most recently used and ends the others with ``DELETE`` once their calls are
   done, and :meth:`UpstreamPool.close` ends every live session (best effort, bounded).
@@ -20,8 +25,24 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_core.client import HttpClient, MessageHandler, UpstreamError, UpstreamSession
-from mcp_core.errors import METHOD_NOT_FOUND
+from mcp_core.client import (
+    PROBE_TIMEOUT_S,
+    HttpClient,
+    MessageHandler,
+    StatelessUpstream,
+    Upstream,
+    UpstreamError,
+    UpstreamSession,
+    connect,
+    legacy_params,
+)
+from mcp_core.errors import (
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    SESSION_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
+from mcp_core.versions import Era
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
@@ -39,10 +60,12 @@ DEFAULT_CLOSE_TIMEOUT_S = 2.0
 DEFAULT_MAX_SESSIONS = 1024
 
 PoolKey = tuple[str | None, str, str]
+_LEGACY_REFUSALS = frozenset({UNSUPPORTED_PROTOCOL_VERSION, INVALID_REQUEST, SESSION_NOT_FOUND})
 
 
 class _Entry:
-    """One pooled upstream: its live session, the handshake in flight, and who is using it."""
+    """One pooled upstream: its live connection (a session, or a stateless modern upstream),
+    the handshake in flight, and who is using it."""
 
     __slots__ = ("dropped", "headers", "inflight", "init_task", "key", "session", "url")
 
@@ -50,14 +73,15 @@ class _Entry:
         self.key = key
         self.url = url
         self.headers = dict(headers)
-        self.session: UpstreamSession | None = None  # initialized and believed live
-        self.init_task: asyncio.Task[UpstreamSession] | None = None
+        self.session: Upstream | None = None  # initialized and believed live
+        self.init_task: asyncio.Task[Upstream] | None = None
         self.inflight = 0
         self.dropped = False  # out of the pool: end the session once the last call is done
 
 
 class UpstreamPool:
-    """Initialized upstream MCP sessions, one per (config id, upstream URL, headers).
+    """Upstreams ready for calls, one per (config id, upstream URL, headers), and the era each
+    upstream URL speaks.
 
     ``http`` is the app's shared client session (connections are reused; never one per call).
     ``timeout_s`` bounds a shared handshake (callers bound their own wait separately),
@@ -85,6 +109,9 @@ class UpstreamPool:
         self.close_timeout_s = close_timeout_s
         self.max_sessions = max_sessions
         self._entries: collections.OrderedDict[PoolKey, _Entry] = collections.OrderedDict()
+        # The era each upstream URL was found to speak (a property of the server, not of a
+        # config), at most max_sessions of them.
+        self._eras: collections.OrderedDict[str, Era] = collections.OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -104,14 +131,16 @@ class UpstreamPool:
         params: Mapping[str, Any] | None = None,
         *,
         on_message: MessageHandler | None = None,
+        request_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Send one JSON-RPC request on the pooled session; return the upstream's JSON-RPC
-        response (a ``result`` or an ``error``, as sent).
+        """Send one JSON-RPC request to the pooled upstream; return its JSON-RPC response (a
+        ``result`` or an ``error``, as sent). ``request_headers``: what a modern upstream must
+        also receive for this request (a ``tools/call``'s ``Mcp-Param-*``).
 
-        Initializes the session if needed, and once more (with one retry of the request) when
-        the upstream answers 404 for it. Failures are :class:`UpstreamError` (a handshake past
-        the pool's ``timeout_s`` is ``timeout``). No deadline of its own otherwise: the caller
-        bounds the whole operation.
+        Probes the era and initializes a session if needed, and once more (with one retry of
+        the request) when the upstream no longer answers as before. Failures are
+        :class:`UpstreamError` (a handshake past the pool's ``timeout_s`` is ``timeout``). No
+        deadline of its own otherwise: the caller bounds the whole operation.
         """
         if self._closed:
             raise UpstreamError("connect", "the gateway is shutting down")
@@ -119,15 +148,19 @@ class UpstreamPool:
         try:
             session = await self._ready(entry)
             try:
-                return await self._send(session, method, params, on_message)
+                response = await self._send(session, method, params, on_message, request_headers)
             except UpstreamError as exc:
-                if exc.reason != "http-status" or exc.status != 404:
+                if not _stale(session, exc):
                     raise
-            # The upstream no longer knows the session (expired, or the server restarted):
-            # one new handshake, shared with the calls that saw the same 404, and one retry.
-            logger.info("upstream session expired (config %s); re-initializing", config_id)
+            else:
+                if not _refused_as_legacy(session, response):
+                    return response
+            # The upstream no longer answers as it did (its session expired, the server
+            # restarted, or it was replaced by one of another era): one new handshake, shared
+            # with the calls that saw the same, and one retry.
+            self._forget(entry, session, config_id)
             session = await self._ready(entry, stale=session)
-            return await self._send(session, method, params, on_message)
+            return await self._send(session, method, params, on_message, request_headers)
         finally:
             self._release(entry)
 
@@ -181,9 +214,7 @@ class UpstreamPool:
                 entry.init_task.cancel()  # nobody waits for it any more
             self._end_session(entry)
 
-    async def _ready(
-        self, entry: _Entry, *, stale: UpstreamSession | None = None
-    ) -> UpstreamSession:
+    async def _ready(self, entry: _Entry, *, stale: Upstream | None = None) -> Upstream:
         """The entry's initialized session; starts (or joins) the handshake when there is none
         or when it is ``stale``."""
         if stale is not None and entry.session is stale:
@@ -199,14 +230,24 @@ class UpstreamPool:
         # handshake other calls are waiting for. The task has its own bound.
         return await asyncio.shield(task)
 
-    async def _initialize(self, entry: _Entry) -> UpstreamSession:
+    async def _initialize(self, entry: _Entry) -> Upstream:
+        modern = StatelessUpstream(
+            self._http, entry.url, entry.headers, max_body_bytes=self.max_body_bytes
+        )
         session = UpstreamSession(
             self._http, entry.url, entry.headers, max_body_bytes=self.max_body_bytes
         )
         try:
             async with asyncio.timeout(self.timeout_s):
-                await session.initialize()
+                upstream = await connect(
+                    modern,
+                    session,
+                    era=self._eras.get(entry.url),
+                    probe_timeout_s=min(PROBE_TIMEOUT_S, self.timeout_s / 2),
+                )
         except BaseException as exc:
+            # The remembered era may be what failed: the next attempt probes again.
+            self._eras.pop(entry.url, None)
             if session.session_id is not None and not self._closed:
                 self._terminate_later(session)  # e.g. notifications/initialized failed
             if isinstance(exc, TimeoutError):  # callers' own deadlines never reach this task
@@ -214,21 +255,49 @@ class UpstreamPool:
                     "timeout", f"upstream did not answer within {self.timeout_s:g} s"
                 ) from None
             raise
-        entry.session = session
+        self._remember(entry.url, upstream.era)
+        entry.session = upstream
         if entry.dropped and entry.inflight == 0:
             self._end_session(entry)
-        return session
+        return upstream
+
+    def _remember(self, url: str, era: Era) -> None:
+        self._eras[url] = era
+        self._eras.move_to_end(url)
+        while len(self._eras) > self.max_sessions:
+            self._eras.popitem(last=False)
+
+    def _forget(self, entry: _Entry, stale: Upstream, config_id: str | None) -> None:
+        """Before a new handshake for an upstream that answered unlike before."""
+        if stale.era is Era.LEGACY:
+            logger.info("upstream session expired (config %s); re-initializing", config_id)
+            return
+        logger.info(
+            "upstream no longer answers protocol %s (config %s); probing its era again",
+            stale.protocol_version,
+            config_id,
+        )
+        self._eras.pop(entry.url, None)
 
     async def _send(
         self,
-        session: UpstreamSession,
+        session: Upstream,
         method: str,
         params: Mapping[str, Any] | None,
         on_message: MessageHandler | None,
+        request_headers: Mapping[str, str] | None,
     ) -> dict[str, Any]:
+        if isinstance(session, StatelessUpstream):
+            return await session.exchange(
+                method,
+                params,
+                on_message=_notifications_only(on_message) if on_message is not None else None,
+                headers=request_headers,
+            )
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": session.new_id(), "method": method}
-        if params is not None:
-            message["params"] = dict(params)
+        legacy = legacy_params(params)
+        if legacy is not None:
+            message["params"] = legacy
 
         async def handle(incoming: dict[str, Any]) -> None:
             if "id" in incoming:
@@ -246,14 +315,14 @@ class UpstreamPool:
         if session is not None:
             self._terminate_later(session)
 
-    def _terminate_later(self, session: UpstreamSession) -> None:
+    def _terminate_later(self, session: Upstream) -> None:
         if session.session_id is None:
             return  # a stateless upstream: nothing to end
         task = asyncio.create_task(self._terminate(session), name="mcpgw-upstream-delete")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _terminate(self, session: UpstreamSession) -> None:
+    async def _terminate(self, session: Upstream) -> None:
         try:
             async with asyncio.timeout(self.close_timeout_s):
                 await session.terminate()
@@ -291,6 +360,40 @@ def _retrieve_exception(task: asyncio.Task[Any]) -> None:
     # Every waiter may have given up; mark the outcome as seen so asyncio does not log it.
     if not task.cancelled():
         task.exception()
+
+
+def _stale(upstream: Upstream, exc: UpstreamError) -> bool:
+    """Whether `exc` says the upstream no longer answers as it did: 404 for a legacy session
+    (expired, or the server restarted); for a modern upstream, a 4xx without a modern error,
+    as a legacy server answers a modern request."""
+    if exc.reason != "http-status":
+        return False
+    if upstream.era is Era.LEGACY:
+        return exc.status == 404
+    return exc.status in (400, 404, 405)
+
+
+def _refused_as_legacy(upstream: Upstream, response: Mapping[str, Any]) -> bool:
+    """Whether a modern upstream's error says it no longer speaks our modern version: it
+    refuses the version, or calls a well-formed request invalid or sessionless, as a legacy
+    server does."""
+    error = response.get("error")
+    return (
+        upstream.era is Era.MODERN
+        and isinstance(error, dict)
+        and error.get("code") in _LEGACY_REFUSALS
+    )
+
+
+def _notifications_only(on_message: MessageHandler) -> MessageHandler:
+    """A 2026-07-28 server sends no requests on a response stream; any that comes is dropped
+    (there is no session to answer it in)."""
+
+    async def handle(message: dict[str, Any]) -> None:
+        if "id" not in message:
+            await on_message(message)
+
+    return handle
 
 
 async def _answer_server_request(session: UpstreamSession, request: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """callUrl executor: `tools/call` proxied to the bound config's upstream MCP server.
 
-The gateway is an MCP client of the upstream (legacy era, Streamable HTTP), built on
-:mod:`mcp_core.client`, over the sessions of :class:`~gateway.executors.pool.UpstreamPool`.
+The gateway is an MCP client of the upstream (Streamable HTTP, 2026-07-28 when the upstream
+speaks it, else the legacy era), built on :mod:`mcp_core.client`, over the upstreams of
+:class:`~gateway.executors.pool.UpstreamPool`.
 :class:`ProxyExecutor` bounds each call by ``timeout_s`` (handshake and retry included) and
 each integration's calls in flight by ``max_inflight`` (refused at once past it), caps relayed
 bodies (their size, and their nesting through :mod:`mcp_core.client`), forwards upstream
@@ -21,10 +22,11 @@ from typing import Any
 from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
 from gateway.observability import metrics
+from gateway.transport.headers import param_headers
 from mcp_core.client import MessageHandler, UpstreamError
 from mcp_core.errors import INTERNAL_ERROR, McpError
 from mcp_core.redaction import scrub, scrub_json, upstream_secrets
-from mcp_core.versions import META_PREFIX
+from mcp_core.versions import LOG_LEVEL_META, META_PREFIX
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 
 __all__ = [
@@ -89,6 +91,8 @@ class ProxyExecutor:
         if upstream_meta:
             params["_meta"] = upstream_meta
         on_message = _Forwarder(ctx.notify) if ctx.notify is not None else None
+        # Sent only to a modern upstream, which checks them against the arguments.
+        request_headers = param_headers(tool, arguments)
         slot = (view.tenant_id, view.integration_id)
         if not self.bulkhead.try_enter(slot):
             limit = self.bulkhead.limit
@@ -102,7 +106,7 @@ class ProxyExecutor:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._exchange(ctx, tool, params, on_message)
+            result = await self._exchange(ctx, tool, params, on_message, request_headers)
             outcome = "ok"
             return result
         except asyncio.CancelledError:
@@ -118,6 +122,7 @@ class ProxyExecutor:
         tool: Mapping[str, Any],
         params: dict[str, Any],
         on_message: MessageHandler | None,
+        request_headers: Mapping[str, str],
     ) -> dict[str, Any]:
         view = ctx.integration
         assert view.upstream_url is not None
@@ -130,6 +135,7 @@ class ProxyExecutor:
                     "tools/call",
                     params,
                     on_message=on_message,
+                    request_headers=request_headers,
                 )
         except TimeoutError:
             raise self._failure(
@@ -238,13 +244,14 @@ class _Forwarder:
 
 def _upstream_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
     # The transport's keys describe the client <-> gateway exchange, not the gateway <->
-    # upstream one: not passed on.
+    # upstream one: not passed on, but for the log opt-in, which a modern upstream honours
+    # (the upstream client leaves it out for a legacy one).
     if not isinstance(meta, Mapping):
         return None
     return {
         key: value
         for key, value in meta.items()
-        if not (isinstance(key, str) and key.startswith(META_PREFIX))
+        if not (isinstance(key, str) and key.startswith(META_PREFIX)) or key == LOG_LEVEL_META
     }
 
 

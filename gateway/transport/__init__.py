@@ -2,7 +2,8 @@
 applies (versions, header names, error codes and `McpError`, SSE framing, the JSON codec) are
 mcp_core's; one concern per module here:
 
-- `era`: which protocol era (modern 2026-07-28, or legacy 2025-*) a POST speaks, at which version
+- `era`: which protocol era (modern 2026-07-28, or legacy 2024-11-05 … 2025-11-25) a POST
+  speaks, at which version
 - `headers`: the modern request-metadata headers (Mcp-Method, Mcp-Name, MCP-Protocol-Version,
   Mcp-Param-*) checked against the body, and `Accept`
 - `limits`: bounds on what one POST may carry

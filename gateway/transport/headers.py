@@ -21,18 +21,13 @@ from multidict import CIMultiDictProxy
 from mcp_core.errors import HEADER_MISMATCH, McpError
 from mcp_core.headers import (
     METHOD_HEADER,
+    NAME_FIELDS,
     NAME_HEADER,
     PARAM_HEADER_PREFIX,
     PROTOCOL_VERSION_HEADER,
     X_MCP_HEADER,
+    encode_value,
 )
-
-# Which body field `Mcp-Name` mirrors, per method.
-NAME_FIELDS: Mapping[str, str] = {
-    "tools/call": "name",
-    "prompts/get": "name",
-    "resources/read": "uri",
-}
 
 _SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
 _HEADER_SAFE = re.compile(r"[\t\x20-\x7e]*")
@@ -232,6 +227,17 @@ def check_param_headers(
             raise HeaderMismatch(f"the {name} header is malformed")
         if rendered is None or not _same(kind, value, rendered, decoded):
             raise HeaderMismatch(f"the {name} header does not match argument {where!r}")
+
+
+def param_headers(tool: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, str]:
+    """The `Mcp-Param-*` headers a modern client sends with a `tools/call` of `tool`: one per
+    annotated argument that is present, encoded as the transport says."""
+    headers: dict[str, str] = {}
+    for path, token, _ in header_annotations(tool.get("inputSchema")) or ():
+        rendered = _render(_value_at(arguments, path))
+        if rendered is not None:
+            headers[PARAM_HEADER_PREFIX + token] = encode_value(rendered)
+    return headers
 
 
 def _value_at(arguments: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -64,6 +64,7 @@ from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
 from mcp_core.json_codec import NOT_PARSED, dumps, dumps_bytes, fast_loads, strict_loads
 from mcp_core.json_limits import depth_reason, too_deep
 from mcp_core.messages import structure_error, valid_id_or_none
+from mcp_core.protocol_2024 import notification_for
 from mcp_core.versions import (
     CLIENT_CAPABILITIES_META,
     DEFAULT_LEGACY_VERSION,
@@ -455,6 +456,7 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> 
         nonlocal stream
         if notification.get("jsonrpc") != "2.0":
             notification = {"jsonrpc": "2.0", **notification}
+        notification = notification_for(ctx.protocol_version, notification)
         data = sse.event(_dumps(notification))
         async with writing:
             if stream is None:

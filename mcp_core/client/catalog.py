@@ -1,5 +1,6 @@
-"""Reading an upstream's tool catalog (the settings API's configs and :syncTools): one MCP
-session opened, every tools/list page read, and the session closed, within one deadline."""
+"""Reading an upstream's tool catalog (the settings API's configs and :syncTools): the era
+probed, every tools/list page read (in an MCP session opened and closed for it, when the
+upstream speaks only the legacy era), within one deadline."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import aiohttp
 from mcp_core.client.errors import UpstreamError, connect_error
 from mcp_core.client.exchange import DEFAULT_MAX_BODY_BYTES
 from mcp_core.client.http_client import HttpClient
+from mcp_core.client.negotiation import PROBE_TIMEOUT_S, connect
 from mcp_core.client.session import UpstreamSession
+from mcp_core.client.stateless import StatelessUpstream
 from mcp_core.redaction import scrub, upstream_secrets
 
 __all__ = ["fetch_tool_catalog"]
@@ -30,8 +33,8 @@ async def fetch_tool_catalog(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_pages: int = 100,
 ) -> list[dict[str, Any]]:
-    """Initialize an MCP session with `url`, list every tool (following nextCursor) and close
-    the session.
+    """List every tool of `url` (following nextCursor): statelessly when it speaks protocol
+    2026-07-28, else in an MCP session opened for it and closed afterwards.
 
     The whole operation, DELETE included, is bounded by ``timeout_s``. Every failure is an
     :class:`UpstreamError`; tools are returned as the upstream sent them, in its order.
@@ -40,14 +43,17 @@ async def fetch_tool_catalog(
         raise ValueError("timeout_s must be positive")
     if max_pages < 1:
         raise ValueError("max_pages must be at least 1")
+    modern = StatelessUpstream(session, url, headers, max_body_bytes=max_body_bytes)
     upstream = UpstreamSession(session, url, headers, max_body_bytes=max_body_bytes)
     deadline = asyncio.get_running_loop().time() + timeout_s
     tools: list[dict[str, Any]] = []
     failure: Exception | None = None
     try:
         async with asyncio.timeout_at(deadline):
-            await upstream.initialize()
-            tools = await upstream.list_tools(max_pages=max_pages)
+            connected = await connect(
+                modern, upstream, probe_timeout_s=min(PROBE_TIMEOUT_S, timeout_s / 2)
+            )
+            tools = await connected.list_tools(max_pages=max_pages)
     except (TimeoutError, UpstreamError, aiohttp.ClientError, OSError) as exc:
         failure = exc
     # Free the upstream session on success and failure alike, but never past the deadline.

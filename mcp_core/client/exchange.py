@@ -184,11 +184,15 @@ async def post_message(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     on_message: MessageHandler | None = None,
+    error_bodies: bool = False,
 ) -> RpcReply:
     """POST one JSON-RPC message and, for a request, read its response (JSON or SSE).
 
     ``headers`` are sent as given (build them with :func:`mcp_headers`). Non-2xx answers raise
-    ``http-status``; connection failures raise ``connect``. Timeouts are the caller's job.
+    ``http-status``, except, with ``error_bodies`` (the 2026-07-28 transport, which answers
+    JSON-RPC errors with 4xx statuses), a 4xx whose body is a JSON-RPC error response to the
+    request: that is the reply. Connection failures raise ``connect``. Timeouts are the
+    caller's job.
     """
     body = dumps_bytes(message)
     method = message.get("method")
@@ -196,6 +200,10 @@ async def post_message(
     try:
         # No redirects: following one could hand the caller's credentials to another origin.
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+            if error_bodies and is_request and 400 <= resp.status < 500:
+                error = await _error_body(resp, message["id"], max_body_bytes)
+                if error is not None:
+                    return RpcReply(resp.status, resp.headers, error)
             if not 200 <= resp.status < 300:
                 what = quote(method) if isinstance(method, str) else "message"
                 raise UpstreamError(
@@ -215,6 +223,20 @@ async def post_message(
     except (aiohttp.ClientError, OSError) as exc:
         # Not chained as the cause: callers must not turn the detail into a tenant's message.
         raise connect_error(exc) from None
+
+
+async def _error_body(
+    response: aiohttp.ClientResponse, request_id: int | str, max_body_bytes: int
+) -> dict[str, Any] | None:
+    """The JSON-RPC error response a 4xx answer carries, or None (no JSON body, or not an
+    error response to the request: the status alone then speaks)."""
+    if response.content_type.lower() != "application/json":
+        return None
+    try:
+        message = await read_rpc_response(response, request_id, max_body_bytes=max_body_bytes)
+    except UpstreamError:
+        return None
+    return message if "error" in message else None
 
 
 def result_of(response: Mapping[str, Any]) -> dict[str, Any]:

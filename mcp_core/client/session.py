@@ -1,6 +1,6 @@
 """An MCP client session with one upstream server over Streamable HTTP (the legacy protocol
-era, 2025-xx): the initialize handshake and its negotiated version, the session id every
-later request carries, tools/list's pages, and the closing DELETE."""
+era, 2024-11-05 … 2025-11-25): the initialize handshake and its negotiated version, the
+session id every later request carries, tools/list's pages, and the closing DELETE."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
-from yarl import URL
 
 from mcp_core.client.errors import UpstreamError, quote
 from mcp_core.client.exchange import (
@@ -22,12 +21,14 @@ from mcp_core.client.exchange import (
     post_message,
     result_of,
 )
-from mcp_core.client.http_client import HttpClient, request_url
+from mcp_core.client.http_client import HttpClient
+from mcp_core.client.listing import list_all_tools
+from mcp_core.client.peer import UpstreamPeer
 from mcp_core.headers import SESSION_ID_HEADER
 from mcp_core.version import __version__
-from mcp_core.versions import CLIENT_VERSIONS
+from mcp_core.versions import CLIENT_VERSIONS, META_PREFIX, Era
 
-__all__ = ["UpstreamSession"]
+__all__ = ["UpstreamSession", "legacy_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,14 @@ logger = logging.getLogger(__name__)
 _SESSION_ID_RE = re.compile(r"[\x21-\x7e]+")
 
 
-class UpstreamSession:
-    """One MCP session with an upstream over Streamable HTTP (legacy era, 2025-xx).
+class UpstreamSession(UpstreamPeer):
+    """One MCP session with an upstream over Streamable HTTP (legacy era).
 
     Tracks the session id and negotiated version so every request after ``initialize`` carries
     them. Not safe for concurrent requests that race ``initialize``; one session per task.
     """
+
+    era = Era.LEGACY
 
     def __init__(
         self,
@@ -50,16 +53,11 @@ class UpstreamSession:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self._http = http
-        self.url = url
+        super().__init__(http, url, headers, max_body_bytes=max_body_bytes)
         self._headers = dict(headers)
-        # Parsed once for the session's life (aiohttp would parse a string on every request).
-        self._target: URL | str = request_url(url, headers)
-        self.max_body_bytes = max_body_bytes
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         self.initialize_result: dict[str, Any] | None = None
-        self._next_id = 0
         self._sent_headers: tuple[tuple[str | None, str | None], CIMultiDict[str]] | None = None
 
     def headers(self) -> CIMultiDict[str]:
@@ -76,11 +74,6 @@ class UpstreamSession:
                 ),
             )
         return self._sent_headers[1]
-
-    def new_id(self) -> int:
-        """A fresh JSON-RPC request id, unique within this session."""
-        self._next_id += 1
-        return self._next_id
 
     async def send(
         self, message: Mapping[str, Any], *, on_message: MessageHandler | None = None
@@ -154,41 +147,7 @@ class UpstreamSession:
 
     async def list_tools(self, *, max_pages: int = 100) -> list[dict[str, Any]]:
         """Every tool of the upstream, following ``nextCursor``, in the upstream's order."""
-        tools: list[dict[str, Any]] = []
-        names: set[str] = set()
-        seen_cursors: set[str] = set()
-        cursor: str | None = None
-        for _ in range(max_pages):
-            result = await self.request(
-                "tools/list", {"cursor": cursor} if cursor is not None else None
-            )
-            page = result.get("tools")
-            if not isinstance(page, list):
-                raise UpstreamError("invalid-response", "upstream tools/list result lacks tools")
-            for tool in page:
-                name = tool.get("name") if isinstance(tool, dict) else None
-                if not isinstance(name, str) or not name:
-                    raise UpstreamError("invalid-response", "upstream tool without a string name")
-                if name in names:
-                    raise UpstreamError(
-                        "invalid-response", f"upstream lists tool {quote(name)} twice"
-                    )
-                names.add(name)
-                tools.append(tool)
-            next_cursor = result.get("nextCursor")
-            # "" is treated as "no more pages": some servers serialise an absent cursor so.
-            if next_cursor is None or next_cursor == "":
-                return tools
-            if not isinstance(next_cursor, str):
-                raise UpstreamError("invalid-response", "upstream nextCursor is not a string")
-            if next_cursor in seen_cursors:
-                # A cursor seen before would make us loop until max_pages for nothing.
-                raise UpstreamError("invalid-response", "upstream repeated a tools/list cursor")
-            seen_cursors.add(next_cursor)
-            cursor = next_cursor
-        raise UpstreamError(
-            "too-many-pages", f"upstream tools/list has more than {max_pages} pages"
-        )
+        return await list_all_tools(self.request, max_pages=max_pages)
 
     async def terminate(self) -> None:
         """End the session with DELETE, best effort (servers may answer 405, or be gone)."""
@@ -201,3 +160,20 @@ class UpstreamSession:
                 pass  # any status is fine: the server may not support explicit termination
         except (aiohttp.ClientError, OSError) as exc:
             logger.debug("upstream session termination failed: %s", type(exc).__name__)
+
+
+def legacy_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`params` for a legacy request: `_meta` keys of the modern exchange (version, client
+    capabilities, log opt-in) mean nothing in a session and are left out."""
+    if params is None:
+        return None
+    meta = params.get("_meta")
+    if not isinstance(meta, Mapping) or not any(
+        isinstance(k, str) and k.startswith(META_PREFIX) for k in meta
+    ):
+        return dict(params)
+    kept = {k: v for k, v in meta.items() if not (isinstance(k, str) and k.startswith(META_PREFIX))}
+    out = {k: v for k, v in params.items() if k != "_meta"}
+    if kept:
+        out["_meta"] = kept
+    return out
