@@ -52,6 +52,7 @@ from mcp_core.errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     McpError,
     error_response,
+    rate_limited_answer,
     status_of,
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
@@ -305,6 +306,30 @@ async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
             refused[index] = max(1, math.ceil(decision.retry_after_s))
     set_rate_headers(x.headers, shown)
     return refused
+
+
+def answer_rate_limited(
+    x: Exchange, inbound: Inbound, retry_after_s: float
+) -> web.StreamResponse | None:
+    """The answer to one JSON-RPC message the rate limit refused, in a form MCP clients hand to
+    the caller while the session goes on (docs/mcp-endpoints.md, "Rate limits"); None for
+    anything else (unparsed, a batch, not a message), which keeps the 429 problem."""
+    message, choice = inbound.body, inbound.choice
+    if (
+        choice is None
+        or not isinstance(message, dict)
+        or not isinstance(message.get("method"), str)
+    ):
+        return None
+    x.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+    if "id" not in message:
+        return _accepted(x)  # a notification: the gateway acts on none, so none is lost
+    answer = rate_limited_answer(message, retry_after_s)
+    answer["id"] = valid_id_or_none(message)
+    # Legacy clients (Python SDK 1.x) tear the session down on any other status than 200;
+    # modern ones read a JSON-RPC error at its HTTP status.
+    status = 429 if choice.era is Era.MODERN and "error" in answer else 200
+    return _reply(x, answer, choice.era, status=status)
 
 
 def set_rate_headers(headers: dict[str, str], decision: Decision) -> None:
