@@ -5,11 +5,13 @@ Each check has its own answer, in this order: `Origin` (403; several `Origin` he
 failed-auth throttle per client address (429 `auth-throttled`, before any key lookup;
 gateway/ratelimit/auth_failures.py) → API key (401 with `WWW-Authenticate`) → key bound to this
 integration (403) → integration exists (404) and has MCP enabled (403 `mcp-disabled`) → request
-rate limit (429 with `Retry-After`; 503 when the limiter is down and fails closed) → body
-arrived within `MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type
-(415) → `tools/call` rate limit (429) → MCP transport and JSON-RPC (gateway/transport/http.py,
+rate limit (503 when the limiter is down and fails closed) → body arrived within
+`MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type (415) →
+`tools/call` rate limit → MCP transport and JSON-RPC (gateway/transport/http.py,
 gateway/dispatch.py; a 2025-03-26 batch's members are charged one by one there, and the ones
-past the limit get a JSON-RPC rate-limit error each).
+past the limit get a JSON-RPC rate-limit error each). A JSON-RPC message past either limit is
+answered by the transport as that request's failure (`answer_rate_limited`: clients survive
+it); anything else past it gets the 429 problem with `Retry-After`.
 
 A request is counted when it starts, before its body is read, so a body that never arrives
 is still charged to its key and holds its connection no longer than the body deadline. When

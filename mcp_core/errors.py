@@ -86,7 +86,7 @@ def rate_limited_response(request_id: Any, retry_after_s: float) -> dict[str, An
     )
 
 
-def rate_limited_answer(message: dict[str, Any], retry_after_s: float) -> dict[str, Any]:
+def rate_limited_answer(message: dict[str, Any], retry_after_s: float, era: Era) -> dict[str, Any]:
     """The answer of a JSON-RPC request refused by the rate limit: for `tools/call` a result
     with `isError: true` (agents hand those to the model, which can wait and retry), for
     anything else the -32029 error."""
@@ -97,15 +97,14 @@ def rate_limited_answer(message: dict[str, Any], retry_after_s: float) -> dict[s
         "Rate limit exceeded: the tool was not run. "
         f"Retry in {data['retryAfterSeconds']} s ({data['retryAfterMs']} ms)."
     )
-    return {
-        "jsonrpc": "2.0",
-        "id": message.get("id"),
-        "result": {
-            "content": [{"type": "text", "text": text}],
-            "isError": True,
-            "_meta": {RATE_LIMIT_META: {"code": RATE_LIMITED, **data}},
-        },
+    result: dict[str, Any] = {
+        "content": [{"type": "text", "text": text}],
+        "isError": True,
+        "_meta": {RATE_LIMIT_META: {"code": RATE_LIMITED, **data}},
     }
+    if era is Era.MODERN:
+        result["resultType"] = "complete"
+    return {"jsonrpc": "2.0", "id": message.get("id"), "result": result}
 
 
 def retry_data(retry_after_s: float) -> dict[str, int]:

@@ -171,6 +171,8 @@ async def test_rate_limited_tools_call_is_an_error_result_with_retry_after_and_r
         "retryAfterSeconds": 1,
     }
     assert body["id"] == 1
+    assert body["result"]["resultType"] == "complete"  # a 2026-07-28 result like any other
+    assert body["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "CRM"
     assert resp.headers["Retry-After"] == "1"
     assert_rate_headers(resp, remaining=0, reset=2)
     assert limiter_of(mcp).calls[-1] == {"key_id": "id-crm", "tools_call": True}

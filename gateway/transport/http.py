@@ -32,7 +32,7 @@ from gateway.context import (
     SessionDenylist,
     ToolExecutor,
 )
-from gateway.dispatch import dispatch_batch, dispatch_one
+from gateway.dispatch import dispatch_batch, dispatch_one, server_info
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
@@ -64,6 +64,7 @@ from mcp_core.versions import (
     DEFAULT_LEGACY_VERSION,
     MODERN_VERSIONS,
     PROTOCOL_VERSION_META,
+    SERVER_INFO_META,
     SUPPORTED_VERSIONS,
     Era,
 )
@@ -324,7 +325,10 @@ def answer_rate_limited(
     x.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     if "id" not in message:
         return _accepted(x)  # a notification: the gateway acts on none, so none is lost
-    answer = rate_limited_answer(message, retry_after_s)
+    answer = rate_limited_answer(message, retry_after_s, choice.era)
+    result = answer.get("result")
+    if result is not None and choice.era is Era.MODERN:  # like every modern result
+        result["_meta"][SERVER_INFO_META] = server_info(_context(x, choice.era, "", None))
     answer["id"] = valid_id_or_none(message)
     # Legacy clients (Python SDK 1.x) tear the session down on any other status than 200;
     # modern ones read a JSON-RPC error at its HTTP status.
