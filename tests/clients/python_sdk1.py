@@ -2,9 +2,12 @@
 virtualenv): per URL, list tools, call one, call until the rate limit answers, wait as told and
 call again, then the same with tools/list. Prints what it saw as one JSON object."""
 
+from __future__ import annotations
+
 import asyncio
 import json
 import sys
+from typing import Any
 
 import httpx
 from mcp import ClientSession
@@ -14,7 +17,7 @@ from mcp.shared.exceptions import McpError
 TOOL, ARGUMENTS, TRIES = "search_contacts", {"query": "ada"}, 40
 
 
-def call_seen(result):
+def call_seen(result: Any) -> dict[str, Any]:
     return {
         "isError": bool(result.isError),
         "text": result.content[0].text if result.content else None,
@@ -22,15 +25,15 @@ def call_seen(result):
     }
 
 
-async def list_seen(session):
+async def list_seen(session: ClientSession) -> dict[str, Any]:
     try:
         return {"tools": [tool.name for tool in (await session.list_tools()).tools]}
     except McpError as exc:
         return {"code": exc.error.code, "message": exc.error.message, "data": exc.error.data}
 
 
-async def run(url, key):
-    seen = {"url": url}
+async def run(url: str, key: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {"url": url}
     http = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
     async with http, streamable_http_client(url, http_client=http) as (read, write, _):
         async with ClientSession(read, write) as session:
@@ -55,7 +58,7 @@ async def run(url, key):
     return seen
 
 
-async def main(key, pause_s, urls):
+async def main(key: str, pause_s: float, urls: list[str]) -> None:
     runs = []
     for index, url in enumerate(urls):
         if index:
