@@ -19,6 +19,8 @@ from typing import Any
 import httpx2
 import pytest
 from client_envs import ClientEnvs, client_envs
+from clients import matrix_steps
+from clients.matrix_steps import ARGUMENTS, TOOL, Seen, each_url, steps
 from conftest import JWT_SECRET
 from crm_integration import TOOLS, setup_integration
 from mcp.client import Client
@@ -42,7 +44,6 @@ LIMITS = {
     "MCPGW_REQUEST_LIMIT_RPS": "4",
 }
 PAUSE_S = 3.0  # between the two URLs: both buckets full again
-TOOL, ARGUMENTS, TRIES = "search_contacts", {"query": "ada"}, 40
 SUBPROCESS_TIMEOUT_S = 60
 EXPECTED_VERSION = {
     "python-sdk2-auto": "2026-07-28",
@@ -76,6 +77,7 @@ async def gateway(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[tuple[st
 async def test_client_lists_calls_meets_the_rate_limit_and_goes_on(
     client: str, gateway: tuple[str, list[str]], envs: ClientEnvs
 ) -> None:
+    assert matrix_steps.RATE_LIMIT_META == RATE_LIMIT_META  # the drivers import no project code
     key, urls = gateway
     if client.startswith("python-sdk2-"):
         runs = await python_sdk2(client.removeprefix("python-sdk2-"), key, urls)
@@ -122,56 +124,31 @@ async def subprocess_runs(command: list[str]) -> list[dict[str, Any]]:
     return runs
 
 
-# --- the Python SDK 2.x, in this process: the drivers' steps ----------------------------------
+# --- the Python SDK 2.x, in this process ------------------------------------------------------
 
 
-async def python_sdk2(mode: str, key: str, urls: list[str]) -> list[dict[str, Any]]:
-    runs = []
-    for index, url in enumerate(urls):
-        if index:
-            await asyncio.sleep(PAUSE_S)
-        runs.append(await python_sdk2_run(mode, key, url))
-    return runs
+async def python_sdk2(mode: str, key: str, urls: list[str]) -> list[Seen]:
+    return await each_url(urls, PAUSE_S, lambda url: python_sdk2_run(mode, key, url))
 
 
-async def python_sdk2_run(mode: str, key: str, url: str) -> dict[str, Any]:
-    seen: dict[str, Any] = {"url": url}
+async def python_sdk2_run(mode: str, key: str, url: str) -> Seen:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
     client = Client(
         streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
     )
-    async with http, client:
-        seen["protocol"] = client.protocol_version
-        seen["list"] = await _list_seen(client)
-        seen["call"] = _call_seen(await client.call_tool(TOOL, ARGUMENTS))
-        for _ in range(TRIES):
-            limited = _call_seen(await client.call_tool(TOOL, ARGUMENTS))
-            if limited["isError"]:
-                break
-        seen["limited_call"] = limited
-        await asyncio.sleep(
-            ((limited["meta"] or {}).get(RATE_LIMIT_META, {})).get("retryAfterMs", 0) / 1000
-        )
-        seen["retried_call"] = _call_seen(await client.call_tool(TOOL, ARGUMENTS))
-        for _ in range(TRIES):
-            limited_list = await _list_seen(client)
-            if "code" in limited_list:
-                break
-        seen["limited_request"] = limited_list
-        await asyncio.sleep(((limited_list.get("data") or {}).get("retryAfterMs") or 0) / 1000)
-        seen["retried_request"] = await _list_seen(client)
-    return seen
 
+    async def call() -> Seen:
+        result: CallToolResult = await client.call_tool(TOOL, ARGUMENTS)
+        text = getattr(result.content[0], "text", None) if result.content else None
+        return {"isError": bool(result.is_error), "text": text, "meta": result.meta}
 
-def _call_seen(result: CallToolResult) -> dict[str, Any]:
-    text = getattr(result.content[0], "text", None) if result.content else None
-    return {"isError": bool(result.is_error), "text": text, "meta": result.meta}
-
-
-async def _list_seen(client: Client) -> dict[str, Any]:
-    try:
-        # Past the client's response cache (2026-07-28 lists carry ttlMs): to the server.
-        listed = await client.list_tools(cache_mode="bypass")
+    async def list_tools() -> Seen:
+        try:
+            # Past the client's response cache (2026-07-28 lists carry ttlMs): to the server.
+            listed = await client.list_tools(cache_mode="bypass")
+        except MCPError as exc:
+            return {"code": exc.error.code, "message": exc.error.message, "data": exc.error.data}
         return {"tools": [tool.name for tool in listed.tools]}
-    except MCPError as exc:
-        return {"code": exc.error.code, "message": exc.error.message, "data": exc.error.data}
+
+    async with http, client:
+        return await steps(client.protocol_version, call, list_tools)
