@@ -86,12 +86,14 @@ def rate_limited_response(request_id: Any, retry_after_s: float) -> dict[str, An
     )
 
 
-def rate_limited_answer(message: dict[str, Any], retry_after_s: float, era: Era) -> dict[str, Any]:
+def rate_limited_answer(
+    method: str, request_id: Any, retry_after_s: float, era: Era
+) -> dict[str, Any]:
     """The answer of a JSON-RPC request refused by the rate limit: for `tools/call` a result
     with `isError: true` (agents hand those to the model, which can wait and retry), for
     anything else the -32029 error."""
-    if message.get("method") != "tools/call":
-        return rate_limited_response(message.get("id"), retry_after_s)
+    if method != "tools/call":
+        return rate_limited_response(request_id, retry_after_s)
     data = retry_data(retry_after_s)
     text = (
         "Rate limit exceeded: the tool was not run. "
@@ -104,7 +106,7 @@ def rate_limited_answer(message: dict[str, Any], retry_after_s: float, era: Era)
     }
     if era is Era.MODERN:
         result["resultType"] = "complete"
-    return {"jsonrpc": "2.0", "id": message.get("id"), "result": result}
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 
 def retry_data(retry_after_s: float) -> dict[str, int]:

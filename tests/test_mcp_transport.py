@@ -51,7 +51,9 @@ from gateway.context import (
     Endpoint,
 )
 from gateway.sessions import SessionCodec
+from mcp_core.errors import RATE_LIMIT_META, rate_limited_answer, retry_data
 from mcp_core.version import __version__
+from mcp_core.versions import Era
 from settings_api.http import SETTINGS
 
 
@@ -227,6 +229,21 @@ async def test_rate_limited_notification_is_accepted_and_non_json_rpc_is_a_429_p
         resp, body = await send(mcp, None, auth(), raw=raw)
         await problem_of(resp, body, 429, "too-many-requests")
         assert resp.headers["Retry-After"] == "1"
+
+
+def test_a_rate_limited_answer_names_the_wait_in_seconds_and_milliseconds() -> None:
+    # Retry-After is whole seconds, at least 1; the milliseconds keep the precision.
+    assert retry_data(0.3) == {"retryAfterMs": 300, "retryAfterSeconds": 1}
+    assert retry_data(1.2001) == {"retryAfterMs": 1201, "retryAfterSeconds": 2}
+    assert retry_data(0) == {"retryAfterMs": 1, "retryAfterSeconds": 1}
+    error = rate_limited_answer("tools/list", 7, 0.3, Era.LEGACY)
+    assert error["id"] == 7 and error["error"]["code"] == -32029
+    assert error["error"]["data"] == {"retryAfterMs": 300, "retryAfterSeconds": 1}
+    legacy = rate_limited_answer("tools/call", "a", 0.3, Era.LEGACY)["result"]
+    assert legacy["isError"] is True and "resultType" not in legacy
+    assert legacy["_meta"][RATE_LIMIT_META]["retryAfterMs"] == 300
+    modern = rate_limited_answer("tools/call", "a", 0.3, Era.MODERN)["result"]
+    assert modern["resultType"] == "complete"
 
 
 async def test_limiter_down_and_failing_closed_is_503_with_retry_after(mcp: TestClient) -> None:

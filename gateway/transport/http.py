@@ -53,6 +53,7 @@ from mcp_core.errors import (
     McpError,
     error_response,
     rate_limited_answer,
+    retry_data,
     status_of,
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
@@ -322,16 +323,17 @@ def answer_rate_limited(
         or not isinstance(message.get("method"), str)
     ):
         return None
-    x.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+    x.headers["Retry-After"] = str(retry_data(retry_after_s)["retryAfterSeconds"])
     if "id" not in message:
         return _accepted(x)  # a notification: the gateway acts on none, so none is lost
-    answer = rate_limited_answer(message, retry_after_s, choice.era)
+    answer = rate_limited_answer(
+        message["method"], valid_id_or_none(message), retry_after_s, choice.era
+    )
     result = answer.get("result")
     if result is not None and choice.era is Era.MODERN:  # like every modern result
         result["_meta"][SERVER_INFO_META] = server_info(_context(x, choice.era, "", None))
-    answer["id"] = valid_id_or_none(message)
-    # Legacy clients (Python SDK 1.x) tear the session down on any other status than 200;
-    # modern ones read a JSON-RPC error at its HTTP status.
+    # Legacy clients (Python SDK 1.x) tear the session down on a 4xx or 5xx (but 404); modern
+    # ones read a JSON-RPC error at its HTTP status.
     status = 429 if choice.era is Era.MODERN and "error" in answer else 200
     return _reply(x, answer, choice.era, status=status)
 
