@@ -5,11 +5,13 @@ Each check has its own answer, in this order: `Origin` (403; several `Origin` he
 failed-auth throttle per client address (429 `auth-throttled`, before any key lookup;
 gateway/ratelimit/auth_failures.py) → API key (401 with `WWW-Authenticate`) → key bound to this
 integration (403) → integration exists (404) and has MCP enabled (403 `mcp-disabled`) → request
-rate limit (429 with `Retry-After`; 503 when the limiter is down and fails closed) → body
-arrived within `MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type
-(415) → `tools/call` rate limit (429) → MCP transport and JSON-RPC (gateway/transport/http.py,
+rate limit (503 when the limiter is down and fails closed) → body arrived within
+`MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type (415) →
+`tools/call` rate limit → MCP transport and JSON-RPC (gateway/transport/http.py,
 gateway/dispatch.py; a 2025-03-26 batch's members are charged one by one there, and the ones
-past the limit get a JSON-RPC rate-limit error each).
+past the limit get a JSON-RPC rate-limit error each). A JSON-RPC message past either limit is
+answered by the transport as that request's failure (`answer_rate_limited`: clients survive
+it); anything else past it gets the 429 problem with `Retry-After`.
 
 A request is counted when it starts, before its body is read, so a body that never arrives
 is still charged to its key and holds its connection no longer than the body deadline. When
@@ -48,6 +50,7 @@ from gateway.transport.http import (
     Inbound,
     answer_delete,
     answer_post,
+    answer_rate_limited,
     parse,
     set_rate_headers,
 )
@@ -113,6 +116,7 @@ class _Caller:
     decision: Decision | None = None
     session_ended: bool = False  # the legacy session the request names was ended (DELETE)
     session_log_level: str | None = None  # its logging/setLevel level (read for tools/call)
+    refused_before_body: RateLimited | None = None  # see count_before_body
 
     async def admit(self, *, tools_call: bool, session_id: str | None) -> None:
         """Count the request and, for a legacy session, ask whether it was ended and, for a
@@ -137,6 +141,19 @@ class _Caller:
     async def count_start(self) -> None:
         """Count the request before its body is read (its session taken from the header)."""
         await self.admit(tools_call=False, session_id=self.request.headers.get(SESSION_ID_HEADER))
+
+    async def count_before_body(self) -> None:
+        """`count_start` for a body still arriving: a refusal waits until the body is parsed,
+        so that a JSON-RPC message gets its answer in JSON-RPC (`refuse_if_refused_before_body`).
+        """
+        try:
+            await self.count_start()
+        except RateLimited as problem:
+            self.refused_before_body = problem
+
+    def refuse_if_refused_before_body(self) -> None:
+        if self.refused_before_body is not None:
+            raise self.refused_before_body
 
     async def admit_call(self, session_id: str | None) -> None:
         """Charge the `tools/call` bucket of a request counted when it started (and read its
@@ -195,20 +212,29 @@ async def _serve(request: web.Request, endpoint: Endpoint, answer: Answer) -> we
 
 
 async def _post(caller: _Caller) -> web.StreamResponse:
-    """Request limit, body, size and media type, `tools/call` limit, then the transport."""
+    """Request limit, body, size and media type, `tools/call` limit, then the transport. A
+    JSON-RPC message past the limit gets its answer from the transport, not the 429 problem."""
     request = caller.request
     settings = request.app[SETTINGS]
     body = await read_body(
-        request, settings.max_body_bytes, settings.body_timeout_s, caller.count_start
+        request, settings.max_body_bytes, settings.body_timeout_s, caller.count_before_body
     )
     inbound = _parse(request, body.json)
-    if not body.counted:  # the body came with the headers: both buckets in one check
-        await caller.admit(
-            tools_call=inbound.tools_call, session_id=inbound.session_id(request.headers)
-        )
-    body.refuse_if_unusable()
-    if body.counted and inbound.tools_call:
-        await caller.admit_call(inbound.session_id(request.headers))
+    try:
+        if not body.counted:  # the body came with the headers: both buckets in one check
+            await caller.admit(
+                tools_call=inbound.tools_call, session_id=inbound.session_id(request.headers)
+            )
+        caller.refuse_if_refused_before_body()
+        body.refuse_if_unusable()
+        if body.counted and inbound.tools_call:
+            await caller.admit_call(inbound.session_id(request.headers))
+    except RateLimited as problem:
+        answer = answer_rate_limited(caller.exchange(), inbound, problem.wait_s)
+        if answer is None:
+            raise
+        note_outcome(request, "rate_limited")
+        return answer
     return await answer_post(caller.exchange(), inbound)
 
 
@@ -360,12 +386,20 @@ def _unauthorized(detail: str, reason: str, error: str | None) -> Unauthorized:
     return problem
 
 
-def _refuse_if_limited(decision: Decision) -> None:
-    if not decision.allowed:
-        retry_after = max(1, math.ceil(decision.retry_after_s))
-        raise TooManyRequests(
+class RateLimited(TooManyRequests):
+    """The key's request or `tools/call` bucket is empty for `wait_s` more seconds."""
+
+    def __init__(self, wait_s: float) -> None:
+        retry_after = max(1, math.ceil(wait_s))
+        super().__init__(
             f"rate limit exceeded; retry in {retry_after} s", retry_after_s=retry_after
         )
+        self.wait_s = wait_s
+
+
+def _refuse_if_limited(decision: Decision) -> None:
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after_s)
 
 
 def _problem(problem: Problem, request: web.Request, headers: dict[str, str]) -> web.Response:

@@ -9,6 +9,7 @@ errors with 200 except for messages that are not JSON-RPC at all.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mcp_core.versions import Era
@@ -24,9 +25,13 @@ UNSUPPORTED_PROTOCOL_VERSION = -32022
 # An unknown session, as the TypeScript MCP SDK's server answers it (the gateway and the Python
 # SDK answer INVALID_REQUEST; the example upstream answers this).
 SESSION_NOT_FOUND = -32001
-# A batch member past the key's rate limit (the whole POST past it is a 429 problem instead);
-# an implementation-defined server error, "429" in its last digits.
+# A request past the key's rate limit (a `tools/call` gets an `isError` result instead, see
+# `rate_limited_answer`); an implementation-defined server error, "429" in its last digits.
 RATE_LIMITED = -32029
+
+# Where a rate-limited `tools/call` result says, machine-readably, how long to wait.
+RATE_LIMIT_META = "io.mcpgateway/rateLimit"
+
 
 _MODERN_STATUS: dict[int, int] = {
     PARSE_ERROR: 400,
@@ -70,14 +75,46 @@ def error_response(request_id: Any, code: int, message: str, data: Any = None) -
     return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
-def rate_limited_response(request_id: Any, retry_after_s: int) -> dict[str, Any]:
-    """The answer of a batch member refused by the rate limit (it was not run)."""
+def rate_limited_response(request_id: Any, retry_after_s: float) -> dict[str, Any]:
+    """The -32029 answer of a request refused by the rate limit (it was not run)."""
+    data = retry_data(retry_after_s)
     return error_response(
         request_id,
         RATE_LIMITED,
-        f"Rate limit exceeded: this message was not run; retry in {retry_after_s} s",
-        {"retryAfterSeconds": retry_after_s},
+        f"Rate limit exceeded: this message was not run; retry in {data['retryAfterSeconds']} s",
+        data,
     )
+
+
+def rate_limited_answer(
+    method: str, request_id: Any, retry_after_s: float, era: Era
+) -> dict[str, Any]:
+    """The answer of a JSON-RPC request refused by the rate limit: for `tools/call` a result
+    with `isError: true` (agents hand those to the model, which can wait and retry), for
+    anything else the -32029 error."""
+    if method != "tools/call":
+        return rate_limited_response(request_id, retry_after_s)
+    data = retry_data(retry_after_s)
+    text = (
+        "Rate limit exceeded: the tool was not run. "
+        f"Retry in {data['retryAfterSeconds']} s ({data['retryAfterMs']} ms)."
+    )
+    result: dict[str, Any] = {
+        "content": [{"type": "text", "text": text}],
+        "isError": True,
+        "_meta": {RATE_LIMIT_META: {"code": RATE_LIMITED, **data}},
+    }
+    if era is Era.MODERN:
+        result["resultType"] = "complete"
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def retry_data(retry_after_s: float) -> dict[str, int]:
+    """How long to wait: whole seconds as in `Retry-After`, and milliseconds (both at least 1)."""
+    return {
+        "retryAfterMs": max(1, math.ceil(retry_after_s * 1000)),
+        "retryAfterSeconds": max(1, math.ceil(retry_after_s)),
+    }
 
 
 def status_of(response: dict[str, Any], era: Era) -> int:

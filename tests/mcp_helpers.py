@@ -28,7 +28,7 @@ from gateway.context import (
 from gateway.endpoint import setup_mcp_routes
 from gateway.observability.middleware import edge_middleware
 from gateway.state import GATEWAY, AuthFailure, GatewayState
-from mcp_core.errors import McpError
+from mcp_core.errors import RATE_LIMIT_META, RATE_LIMITED, McpError
 from mcp_core.log_levels import LOG_LEVELS
 from settings_api.http import SETTINGS
 
@@ -435,3 +435,26 @@ def assert_rate_headers(resp: ClientResponse, remaining: int = 7, reset: int = 1
 
 def b64_sentinel(value: str) -> str:
     return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
+
+
+def rate_limited_data(
+    status: int, headers: Mapping[str, str], body: Any, *, modern: bool = False
+) -> dict[str, Any]:
+    """The wait named by the answer to a rate-limited JSON-RPC request, after checking its form:
+    a `tools/call` gets an `isError` result (200), anything else -32029 (200 legacy, 429
+    modern); `Retry-After` on both."""
+    retry_after = int(headers["Retry-After"])
+    assert retry_after >= 1
+    result = body.get("result")
+    if result is not None:
+        assert status == 200, body
+        assert result["isError"] is True, body
+        assert "Rate limit exceeded" in result["content"][0]["text"]
+        data: dict[str, Any] = result["_meta"][RATE_LIMIT_META]
+        assert data["code"] == RATE_LIMITED
+    else:
+        assert status == (429 if modern else 200), (status, body)
+        data = error_of(body, RATE_LIMITED)["data"]
+    assert data["retryAfterSeconds"] == retry_after
+    assert 1 <= data["retryAfterMs"] <= retry_after * 1000
+    return data

@@ -11,28 +11,15 @@ import aiohttp
 import httpx2
 import pytest
 from conftest import JWT_SECRET
+from crm_integration import TOOLS, setup_integration
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_stub import StubUpstream
 from processes import GatewayProcess
 
-from settings_api.jwt_auth import issue_token
-
 pytestmark = pytest.mark.slow
 
-TOOLS = [
-    {
-        "name": "search_contacts",
-        "description": "Search the CRM",
-        "inputSchema": {
-            "type": "object",
-            "properties": {"query": {"type": "string"}},
-            "required": ["query"],
-        },
-    },
-    {"name": "delete_contact", "inputSchema": {"type": "object"}},  # not exposed
-]
 EXPECTED_VERSION = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 
@@ -49,35 +36,6 @@ async def gateway(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server
         yield proc, stub, str(upstream.make_url("/mcp"))
     finally:
         proc.stop()
-
-
-async def setup_integration(base: str, upstream_url: str) -> dict[str, Any]:
-    api = f"{base}/v1/tenants/acme/integrations/crm"
-    headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'acme')}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.put(api, json={"name": "CRM"}) as r:
-            assert r.status == 201
-        async with http.post(
-            f"{api}/configs",
-            json={
-                "upstreamUrl": upstream_url,
-                "upstreamHeaders": {"Authorization": "Bearer upstream-secret"},
-            },
-        ) as r:
-            config = await r.json()
-            assert r.status == 201, config
-        async with http.patch(
-            f"{api}/mcp",
-            json={
-                "enabled": True,
-                "configId": config["configId"],
-                "exposedToolIds": ["search_contacts"],
-                "description": "CRM tools",
-            },
-        ) as r:
-            settings = await r.json()
-            assert r.status == 200, settings
-    return settings
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -43,6 +43,7 @@ from mcp_helpers import (
     modern_message,
     open_session,
     problem_of,
+    rate_limited_data,
     send,
     sse_messages,
 )
@@ -52,7 +53,9 @@ from gateway.context import (
 )
 from gateway.dispatch import CAPABILITIES, LEGACY_METHODS, MODERN_METHODS
 from gateway.sessions import SessionCodec
+from mcp_core.errors import RATE_LIMIT_META, rate_limited_answer, retry_data
 from mcp_core.version import __version__
+from mcp_core.versions import Era
 from settings_api.http import SETTINGS
 
 
@@ -161,15 +164,88 @@ async def test_missing_integration_is_404(mcp: TestClient) -> None:
     await problem_of(resp, body, 404, "not-found")
 
 
-async def test_rate_limited_is_429_with_retry_after_and_ratelimit_headers(mcp: TestClient) -> None:
+async def test_rate_limited_tools_call_is_an_error_result_with_retry_after_and_ratelimit_headers(
+    mcp: TestClient,
+) -> None:
     limiter_of(mcp).refuse = True
     resp, body = await modern(mcp, "tools/call", {"name": "search_contacts", "arguments": {}})
-    await problem_of(resp, body, 429, "too-many-requests")
+    assert rate_limited_data(resp.status, resp.headers, body) == {
+        "code": -32029,
+        "retryAfterMs": 300,
+        "retryAfterSeconds": 1,
+    }
+    assert body["id"] == 1
+    assert body["result"]["resultType"] == "complete"  # a 2026-07-28 result like any other
+    assert body["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "CRM"
     assert resp.headers["Retry-After"] == "1"
     assert_rate_headers(resp, remaining=0, reset=2)
     assert limiter_of(mcp).calls[-1] == {"key_id": "id-crm", "tools_call": True}
     assert limiter_of(mcp).sessions_asked == []
     assert executor_of(mcp, Endpoint.CALL).calls == []
+
+
+@pytest.mark.parametrize("era", ["modern", "legacy"])
+async def test_rate_limited_request_is_a_json_rpc_error_of_that_request(
+    mcp: TestClient, era: str
+) -> None:
+    session = await open_session(mcp) if era == "legacy" else None
+    limiter_of(mcp).refuse = True
+    if era == "modern":
+        resp, body = await modern(mcp, "tools/list")
+    else:
+        resp, body = await legacy(mcp, "tools/list", session=session, id="list-1")
+    data = rate_limited_data(resp.status, resp.headers, body, modern=era == "modern")
+    assert data == {"retryAfterMs": 300, "retryAfterSeconds": 1}
+    assert body["id"] == (1 if era == "modern" else "list-1")
+    assert resp.content_type == "application/json"
+    assert_rate_headers(resp, remaining=0, reset=2)
+
+
+async def test_rate_limited_legacy_tools_call_is_an_error_result_even_on_sse(
+    mcp: TestClient,
+) -> None:
+    session = await open_session(mcp)
+    limiter_of(mcp).refuse = True
+    resp, text = await legacy(
+        mcp,
+        "tools/call",
+        {"name": "search_contacts", "arguments": {}},
+        session=session,
+        headers={"Accept": "text/event-stream"},
+    )
+    assert resp.content_type == "text/event-stream"
+    body = json.loads(text.split("data: ", 1)[1])
+    rate_limited_data(resp.status, resp.headers, body)
+    assert executor_of(mcp, Endpoint.CALL).calls == []
+
+
+async def test_rate_limited_notification_is_accepted_and_non_json_rpc_is_a_429_problem(
+    mcp: TestClient,
+) -> None:
+    session = await open_session(mcp)
+    limiter_of(mcp).refuse = True
+    resp, _ = await legacy(mcp, "notifications/initialized", session=session, id=None)
+    assert resp.status == 202 and resp.headers["Retry-After"] == "1"
+    assert_rate_headers(resp, remaining=0, reset=2)
+    for raw in (b"{nope", b"[1, 2]", b'"ping"'):
+        resp, body = await send(mcp, None, auth(), raw=raw)
+        await problem_of(resp, body, 429, "too-many-requests")
+        assert resp.headers["Retry-After"] == "1"
+
+
+def test_a_rate_limited_answer_names_the_wait_in_seconds_and_milliseconds() -> None:
+    # Retry-After is whole seconds, at least 1; the milliseconds keep the precision.
+    assert retry_data(0.3) == {"retryAfterMs": 300, "retryAfterSeconds": 1}
+    assert retry_data(1.2001) == {"retryAfterMs": 1201, "retryAfterSeconds": 2}
+    assert retry_data(0) == {"retryAfterMs": 1, "retryAfterSeconds": 1}
+    error = rate_limited_answer("tools/list", 7, 0.3, Era.LEGACY)
+    assert error["id"] == 7 and error["error"]["code"] == -32029
+    assert error["error"]["data"] == {"retryAfterMs": 300, "retryAfterSeconds": 1}
+    legacy = rate_limited_answer("tools/call", "a", 0.3, Era.LEGACY)["result"]
+    assert legacy["isError"] is True and "resultType" not in legacy
+    assert legacy["_meta"][RATE_LIMIT_META]["retryAfterMs"] == 300
+    modern = rate_limited_answer("tools/call", "a", 0.3, Era.MODERN)["result"]
+    assert modern["resultType"] == "complete"
 
 
 async def test_limiter_down_and_failing_closed_is_503_with_retry_after(mcp: TestClient) -> None:

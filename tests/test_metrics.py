@@ -240,6 +240,17 @@ async def test_counters_move_and_no_secret_is_exposed(
     assert 429 in statuses
     assert value("mcpgw_rate_limited_total", endpoint="test") == limited + statuses.count(429)
     assert requests_total(endpoint="test", outcome="rate_limited") >= statuses.count(429)
+    # A refused tools/call is an error result at 200: counted as rate limited all the same.
+    limited = value("mcpgw_rate_limited_total", endpoint="test")
+    status, body = await mcp(
+        client,
+        "tools/call",
+        key,
+        {"name": "search_contacts", "arguments": {}},
+        url="/v1/tenants/acme/integrations/crm/mcp:test",
+    )
+    assert status == 200 and body["result"]["isError"] is True, body
+    assert value("mcpgw_rate_limited_total", endpoint="test") == limited + 1
 
     # Nothing identifying or secret in the scrape.
     text = await scrape(client)

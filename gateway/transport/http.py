@@ -33,7 +33,7 @@ from gateway.context import (
     SessionLogLevels,
     ToolExecutor,
 )
-from gateway.dispatch import dispatch_batch, dispatch_one
+from gateway.dispatch import dispatch_batch, dispatch_one, server_info
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
@@ -58,6 +58,8 @@ from mcp_core.errors import (
     UNSUPPORTED_PROTOCOL_VERSION,
     McpError,
     error_response,
+    rate_limited_answer,
+    retry_data,
     status_of,
 )
 from mcp_core.headers import PROTOCOL_VERSION_HEADER, SESSION_ID_HEADER
@@ -70,6 +72,7 @@ from mcp_core.versions import (
     DEFAULT_LEGACY_VERSION,
     MODERN_VERSIONS,
     PROTOCOL_VERSION_META,
+    SERVER_INFO_META,
     SUPPORTED_VERSIONS,
     Era,
 )
@@ -317,6 +320,34 @@ async def _charge_members(x: Exchange, batch: list[Any]) -> dict[int, int]:
             refused[index] = max(1, math.ceil(decision.retry_after_s))
     set_rate_headers(x.headers, shown)
     return refused
+
+
+def answer_rate_limited(
+    x: Exchange, inbound: Inbound, retry_after_s: float
+) -> web.StreamResponse | None:
+    """The answer to one JSON-RPC message the rate limit refused, in a form MCP clients hand to
+    the caller while the session goes on (docs/mcp-endpoints.md, "Rate limits"); None for
+    anything else (unparsed, a batch, not a message), which keeps the 429 problem."""
+    message, choice = inbound.body, inbound.choice
+    if (
+        choice is None
+        or not isinstance(message, dict)
+        or not isinstance(message.get("method"), str)
+    ):
+        return None
+    x.headers["Retry-After"] = str(retry_data(retry_after_s)["retryAfterSeconds"])
+    if "id" not in message:
+        return _accepted(x)  # a notification: the gateway acts on none, so none is lost
+    answer = rate_limited_answer(
+        message["method"], valid_id_or_none(message), retry_after_s, choice.era
+    )
+    result = answer.get("result")
+    if result is not None and choice.era is Era.MODERN:  # like every modern result
+        result["_meta"][SERVER_INFO_META] = server_info(_context(x, choice.era, "", None))
+    # Legacy clients (Python SDK 1.x) tear the session down on a 4xx or 5xx (but 404); modern
+    # ones read a JSON-RPC error at its HTTP status.
+    status = 429 if choice.era is Era.MODERN and "error" in answer else 200
+    return _reply(x, answer, choice.era, status=status)
 
 
 def set_rate_headers(headers: dict[str, str], decision: Decision) -> None:

@@ -1,0 +1,154 @@
+"""The client matrix: MCP clients people use against a real gateway process, on testUrl and on
+callUrl (bound to a stub upstream). Each lists tools, calls one, meets the rate limit and goes
+on: a `tools/call` past the limit is an `isError` result of that call and a `tools/list` past
+it a -32029 error of that request, both naming the wait, and after the wait the next one
+succeeds on the same session (docs/mcp-endpoints.md, "Rate limits"; docs/clients.md).
+
+Clients: the Python SDK 2.x in this process (auto: 2026-07-28; legacy: the initialize
+handshake), the Python SDK 1.x and the TypeScript SDK in subprocesses, from the cache that
+tests/client_envs.py builds on first use (a clean clone installs them; nothing is skipped)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from client_envs import ClientEnvs, client_envs
+from clients import matrix_steps
+from clients.matrix_steps import ARGUMENTS, TOOL, Seen, each_url, steps
+from conftest import JWT_SECRET
+from crm_integration import TOOLS, setup_integration
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult
+from mcp_stub import StubUpstream
+from processes import GatewayProcess
+
+from mcp_core.errors import RATE_LIMIT_META, RATE_LIMITED
+
+pytestmark = pytest.mark.slow
+
+# Small buckets, so each client meets both limits within a few requests and waits well under a
+# second: tools/call 3 then 2/s; all requests 12 then 4/s (a session's handshake, listing and
+# calls fit in the burst, the listing loop then runs it out).
+LIMITS = {
+    "MCPGW_RATE_LIMIT_BURST": "3",
+    "MCPGW_RATE_LIMIT_RPS": "2",
+    "MCPGW_REQUEST_LIMIT_BURST": "12",
+    "MCPGW_REQUEST_LIMIT_RPS": "4",
+}
+PAUSE_S = 3.0  # between the two URLs: both buckets full again
+SUBPROCESS_TIMEOUT_S = 60
+EXPECTED_VERSION = {
+    "python-sdk2-auto": "2026-07-28",
+    "python-sdk2-legacy": "2025-11-25",
+    "python-sdk1": "2025-11-25",
+    "typescript-sdk": "2025-11-25",
+}
+
+
+@pytest.fixture(scope="module")
+def envs() -> ClientEnvs:
+    return client_envs()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[tuple[str, list[str]]]:
+    """The key and the two URLs (testUrl, callUrl) of an integration on a fresh gateway."""
+    upstream = await aiohttp_server(StubUpstream(tools=TOOLS).app())
+    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **LIMITS}
+    proc = GatewayProcess(tmp_path, "gw", env)
+    proc.wait_ready()
+    try:
+        settings = await setup_integration(proc.url, str(upstream.make_url("/mcp")))
+        base = f"{proc.url}/v1/tenants/acme/integrations/crm/mcp:"
+        yield settings["apiKey"], [base + "test", base + "call"]
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("client", list(EXPECTED_VERSION))
+async def test_client_lists_calls_meets_the_rate_limit_and_goes_on(
+    client: str, gateway: tuple[str, list[str]], envs: ClientEnvs
+) -> None:
+    assert matrix_steps.RATE_LIMIT_META == RATE_LIMIT_META  # the drivers import no project code
+    key, urls = gateway
+    if client.startswith("python-sdk2-"):
+        runs = await python_sdk2(client.removeprefix("python-sdk2-"), key, urls)
+    elif client == "python-sdk1":
+        runs = await subprocess_runs(envs.python_sdk1(key, PAUSE_S, urls))
+    else:
+        runs = await subprocess_runs(envs.typescript_sdk(key, PAUSE_S, urls))
+    assert [run["url"] for run in runs] == urls
+    for run in runs:
+        check_run(run, EXPECTED_VERSION[client])
+
+
+def check_run(run: dict[str, Any], version: str) -> None:
+    """What one client saw on one URL (the drivers' common JSON)."""
+    assert run["protocol"] == version, run
+    assert run["list"] == {"tools": [TOOL]}, run
+    assert run["call"]["isError"] is False and run["call"]["text"], run
+    limited = run["limited_call"]
+    assert limited["isError"] is True, run
+    assert "Rate limit exceeded" in limited["text"], run
+    wait = limited["meta"][RATE_LIMIT_META]
+    assert wait["code"] == RATE_LIMITED and 1 <= wait["retryAfterMs"] <= 1000, run
+    assert run["retried_call"]["isError"] is False, run
+    limited_list = run["limited_request"]
+    assert limited_list.get("code") == RATE_LIMITED, run
+    assert "Rate limit exceeded" in limited_list["message"], run
+    assert 1 <= limited_list["data"]["retryAfterMs"] <= 1000, run
+    assert run["retried_request"] == {"tools": [TOOL]}, run
+
+
+async def subprocess_runs(command: list[str]) -> list[dict[str, Any]]:
+    """Run a driver (this loop keeps serving the stub upstream meanwhile); its JSON runs."""
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), SUBPROCESS_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{command[1]} did not finish in {SUBPROCESS_TIMEOUT_S} s") from None
+    assert proc.returncode == 0, f"{command[1]} exited {proc.returncode}:\n{err.decode()[-4000:]}"
+    runs: list[dict[str, Any]] = json.loads(out.decode().strip().splitlines()[-1])["runs"]
+    return runs
+
+
+# --- the Python SDK 2.x, in this process ------------------------------------------------------
+
+
+async def python_sdk2(mode: str, key: str, urls: list[str]) -> list[Seen]:
+    return await each_url(urls, PAUSE_S, lambda url: python_sdk2_run(mode, key, url))
+
+
+async def python_sdk2_run(mode: str, key: str, url: str) -> Seen:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    client = Client(
+        streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
+    )
+
+    async def call() -> Seen:
+        result: CallToolResult = await client.call_tool(TOOL, ARGUMENTS)
+        text = getattr(result.content[0], "text", None) if result.content else None
+        return {"isError": bool(result.is_error), "text": text, "meta": result.meta}
+
+    async def list_tools() -> Seen:
+        try:
+            # Past the client's response cache (2026-07-28 lists carry ttlMs): to the server.
+            listed = await client.list_tools(cache_mode="bypass")
+        except MCPError as exc:
+            return {"code": exc.error.code, "message": exc.error.message, "data": exc.error.data}
+        return {"tools": [tool.name for tool in listed.tools]}
+
+    async with http, client:
+        return await steps(client.protocol_version, call, list_tools)
