@@ -127,3 +127,24 @@ async def test_progress_and_logs_as_the_client_asked(
     logs = [n["params"]["data"] for n in notes if n["method"] == "notifications/message"]
     assert progress == [1, 2]
     assert logs == ([] if level is None else ["step 1", "step 2"])
+
+
+async def test_a_legacy_sessions_level_reaches_a_modern_upstream_as_its_opt_in(
+    sdk_url: str, upstream_http: aiohttp.ClientSession, upstream_pool: UpstreamPool
+) -> None:
+    tools = await catalog(upstream_http, sdk_url)
+    notes: list[dict[str, Any]] = []
+
+    async def notify(note: dict[str, Any]) -> None:
+        notes.append(note)
+
+    ctx = dataclasses.replace(
+        ctx_for(sdk_url, tools, notify),
+        era=Era.LEGACY,
+        protocol_version="2025-11-25",
+        log_level="info",  # from the session's logging/setLevel
+    )
+    proxy = ProxyExecutor(upstream_pool)
+    await proxy.call_tool(ctx, tools["work"], {"steps": 2}, {"progressToken": "p"})
+    logs = [n["params"]["data"] for n in notes if n["method"] == "notifications/message"]
+    assert logs == ["step 1", "step 2"]

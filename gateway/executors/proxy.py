@@ -26,7 +26,7 @@ from gateway.transport.headers import param_headers
 from mcp_core.client import MessageHandler, UpstreamError
 from mcp_core.errors import INTERNAL_ERROR, McpError
 from mcp_core.redaction import scrub, scrub_json, upstream_secrets
-from mcp_core.versions import LOG_LEVEL_META, META_PREFIX
+from mcp_core.versions import LOG_LEVEL_META, META_PREFIX, Era
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT, Bulkhead
 
 __all__ = [
@@ -88,6 +88,10 @@ class ProxyExecutor:
             )
         params: dict[str, Any] = {"name": tool["name"], "arguments": arguments}
         upstream_meta = _upstream_meta(meta)
+        if ctx.era is Era.LEGACY and ctx.notify is not None and ctx.log_level is not None:
+            # A 2025-era client chose its level with logging/setLevel; a modern upstream sends
+            # logs only to a request that opts in (the relay still filters per session).
+            upstream_meta = {**(upstream_meta or {}), LOG_LEVEL_META: ctx.log_level}
         if upstream_meta:
             params["_meta"] = upstream_meta
         on_message = _Forwarder(ctx.notify) if ctx.notify is not None else None
