@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 from conftest import make_settings
 
 from gateway.context import (
@@ -30,6 +30,7 @@ from gateway.observability.middleware import edge_middleware
 from gateway.state import GATEWAY, AuthFailure, GatewayState
 from mcp_core.errors import RATE_LIMIT_META, RATE_LIMITED, McpError
 from mcp_core.log_levels import LOG_LEVELS
+from mcp_core.versions import Era
 from settings_api.http import SETTINGS
 
 TENANT = "acme"
@@ -256,6 +257,21 @@ class FakeExecutor:
                 raise
         text = f"{self.label}:{tool['name']}:{json.dumps(arguments, sort_keys=True)}"
         return {"content": [{"type": "text", "text": text}], "isError": False}
+
+
+def executor_ctx(view: IntegrationView, **fields: Any) -> RequestContext:
+    """A 2025-11-25 `tools/call` context on callUrl for driving an executor directly (no
+    dispatch); `fields` replace any of its values."""
+    defaults: dict[str, Any] = {
+        "key": KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp:invoke", False),
+        "integration": view,
+        "endpoint": Endpoint.CALL,
+        "executor": FakeExecutor("unused"),
+        "era": Era.LEGACY,
+        "protocol_version": "2025-11-25",
+        "request": make_mocked_request("POST", "/"),
+    }
+    return RequestContext(**{**defaults, **fields})
 
 
 def build_mcp_app(tmp_path: Path, **env: str) -> web.Application:

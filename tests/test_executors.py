@@ -16,7 +16,8 @@ import aiohttp
 import jsonschema
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer, make_mocked_request
+from aiohttp.test_utils import TestServer
+from mcp_helpers import executor_ctx
 from mcp_stub import StubUpstream, make_tools
 from net import closed_url
 from polling import until
@@ -25,7 +26,6 @@ from gateway.context import Endpoint, IntegrationView, KeyEntry, RequestContext
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from mcp_core.client import UNREACHABLE_MESSAGE
 from mcp_core.errors import McpError
-from mcp_core.versions import Era
 from simulator import parse_fixture
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
@@ -74,14 +74,11 @@ def make_ctx(
     seed: str | None = None,
     endpoint: Endpoint = Endpoint.CALL,
 ) -> RequestContext:
-    return RequestContext(
+    return executor_ctx(
+        view,
         key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp", False),
-        integration=view,
         endpoint=endpoint,
         executor=NotDispatched(),
-        era=Era.LEGACY,
-        protocol_version="2025-11-25",
-        request=make_mocked_request("POST", "/"),
         simulator_seed=seed,
         notify=notify,
     )

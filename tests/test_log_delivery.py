@@ -28,6 +28,7 @@ from mcp_helpers import (
     auth,
     build_mcp_app,
     error_of,
+    executor_ctx,
     legacy,
     make_view,
     modern,
@@ -39,7 +40,7 @@ from mcp_helpers import (
 from mcp_stub import StubUpstream
 from redis.asyncio import Redis
 
-from gateway.context import Endpoint, KeyEntry, LimiterUnavailable, RequestContext
+from gateway.context import Endpoint, KeyEntry, LimiterUnavailable
 from gateway.executors.pool import UpstreamPool
 from gateway.executors.proxy import ProxyExecutor
 from gateway.ratelimit import BucketSpec, Limits, LocalLimiter, create_limiter
@@ -49,7 +50,6 @@ from gateway.session_logging import set_log_level
 from gateway.state import GATEWAY
 from mcp_core.errors import INTERNAL_ERROR, McpError
 from mcp_core.log_levels import LOG_LEVELS
-from mcp_core.versions import Era
 
 LIMITS = Limits(call=BucketSpec(1000.0, 1000), request=BucketSpec(1000.0, 1000))
 SESSION_SECRET = "s" * 40
@@ -297,16 +297,13 @@ async def test_set_level_reports_an_unreachable_store_as_32603() -> None:
         async def set_session_log_level(self, *args: Any) -> None:
             raise LimiterUnavailable()
 
-    ctx = RequestContext(
+    ctx = executor_ctx(
+        make_view("crm"),
         key=KeyEntry("k", TENANT, "crm", "mcp:invoke", revoked=False),
-        integration=make_view("crm"),
-        endpoint=Endpoint.CALL,
         executor=FakeExecutor("call"),
-        era=Era.LEGACY,
-        protocol_version="2025-11-25",
         request=make_mocked_request("POST", CALL),
         session_id="sess",
-        session_levels=Down(),  # type: ignore[arg-type]
+        session_levels=Down(),
         session_expires_at=time.time() + 60,
     )
     with pytest.raises(McpError) as info:

@@ -17,12 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer, make_mocked_request
-from mcp_helpers import KEY, TEST, TOOLS, FakeExecutor, build_mcp_app, make_view
+from aiohttp.test_utils import TestServer
+from mcp_helpers import KEY, TEST, TOOLS, FakeExecutor, build_mcp_app, executor_ctx, make_view
 from mcp_stub import StubUpstream, make_tools
 from net import closed_url
 
-from gateway.context import Endpoint, IntegrationView, KeyEntry, RequestContext
+from gateway.context import Endpoint, IntegrationView, RequestContext
 from gateway.executors import ProxyExecutor, UpstreamPool
 from gateway.state import GATEWAY
 from gateway.transport.headers import param_headers
@@ -86,16 +86,7 @@ def view_of(url: str, config_id: str = "cfg-1", tools: Any = TOOLS) -> Integrati
 
 
 def ctx_of(view: IntegrationView, notify: Any = None) -> RequestContext:
-    return RequestContext(
-        key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp:invoke", False),
-        integration=view,
-        endpoint=Endpoint.CALL,
-        executor=FakeExecutor("unused"),
-        era=Era.LEGACY,
-        protocol_version="2025-11-25",
-        request=make_mocked_request("POST", "/"),
-        notify=notify,
-    )
+    return executor_ctx(view, notify=notify)
 
 
 # --- a modern upstream ------------------------------------------------------------------------

@@ -13,14 +13,13 @@ from typing import Annotated, Any
 import aiohttp
 import pytest
 import uvicorn
-from aiohttp.test_utils import make_mocked_request
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_helpers import FakeExecutor, make_view
+from mcp_helpers import executor_ctx, make_view
 from net import free_port
 from polling import until
 from pydantic import Field
 
-from gateway.context import Endpoint, KeyEntry, RequestContext
+from gateway.context import RequestContext
 from gateway.executors import ProxyExecutor, UpstreamPool
 from mcp_core.client import StatelessUpstream, fetch_tool_catalog
 from mcp_core.versions import LOG_LEVEL_META, Era
@@ -71,16 +70,7 @@ def ctx_for(url: str, tools: dict[str, dict[str, Any]], notify: Any = None) -> R
     view = dataclasses.replace(
         make_view("crm", tuple(tools.values())), upstream_url=url, upstream_headers={}
     )
-    return RequestContext(
-        key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp:invoke", False),
-        integration=view,
-        endpoint=Endpoint.CALL,
-        executor=FakeExecutor("unused"),
-        era=Era.MODERN,
-        protocol_version="2026-07-28",
-        request=make_mocked_request("POST", "/"),
-        notify=notify,
-    )
+    return executor_ctx(view, era=Era.MODERN, protocol_version="2026-07-28", notify=notify)
 
 
 async def test_the_sdk_server_is_spoken_to_in_2026_07_28(
