@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx2
@@ -30,11 +30,12 @@ from crm_integration import TOOLS, setup_integration
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, LoggingLevel, LoggingMessageNotificationParams
 from mcp_stub import StubUpstream
 from processes import GatewayProcess
 
 from mcp_core.errors import RATE_LIMIT_META, RATE_LIMITED
+from mcp_core.versions import MODERN_VERSIONS
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +48,7 @@ LIMITS = {
     "MCPGW_REQUEST_LIMIT_BURST": "12",
     "MCPGW_REQUEST_LIMIT_RPS": "4",
 }
+LOGGED = ("debug", "info", "warning")  # by the stub upstream; matrix_steps asks for "warning"
 PAUSE_S = 3.0  # between the two URLs: both buckets full again
 SUBPROCESS_TIMEOUT_S = 60
 EXPECTED_VERSION = {
@@ -54,7 +56,9 @@ EXPECTED_VERSION = {
     "python-sdk2-legacy": "2025-11-25",
     "python-sdk1": "2025-11-25",
     "typescript-sdk": "2025-11-25",
+    "typescript-sdk2": "2026-07-28",  # version negotiation "auto"
 }
+TYPESCRIPT_DRIVERS = {"typescript-sdk": "typescript_sdk.mjs", "typescript-sdk2": "typescript_sdk2.mjs"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,10 @@ async def gateway(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[tuple[st
 async def serving(
     tmp_path: Path, aiohttp_server: Any, limits: dict[str, str]
 ) -> AsyncIterator[tuple[str, list[str]]]:
-    upstream = await aiohttp_server(StubUpstream(tools=TOOLS).app())
+    # Answers in SSE, each led by a log message at each of LOGGED (whatever was asked: the
+    # gateway filters).
+    stub = StubUpstream(tools=TOOLS, sse=True, log_levels=LOGGED)
+    upstream = await aiohttp_server(stub.app())
     env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **limits}
     proc = GatewayProcess(tmp_path, "gw", env)
     proc.wait_ready()
@@ -96,17 +103,24 @@ async def test_client_lists_calls_meets_the_rate_limit_and_goes_on(
     elif client == "python-sdk1":
         runs = await subprocess_runs(envs.python_sdk1(key, PAUSE_S, urls))
     else:
-        runs = await subprocess_runs(envs.typescript_sdk(key, PAUSE_S, urls))
+        driver = TYPESCRIPT_DRIVERS[client]
+        runs = await subprocess_runs(envs.typescript_sdk(driver, key, PAUSE_S, urls))
     assert [run["url"] for run in runs] == urls
-    for run in runs:
-        check_run(run, EXPECTED_VERSION[client])
+    test_run, call_run = runs
+    # The simulator sends no log messages; the upstream's arrive only once asked for, and only
+    # those at or above the level asked.
+    check_run(test_run, EXPECTED_VERSION[client], logged=[])
+    check_run(call_run, EXPECTED_VERSION[client], logged=[matrix_steps.LOG_LEVEL])
 
 
-def check_run(run: dict[str, Any], version: str) -> None:
+def check_run(run: dict[str, Any], version: str, logged: list[str]) -> None:
     """What one client saw on one URL (the drivers' common JSON)."""
     assert run["protocol"] == version, run
     assert run["list"] == {"tools": [TOOL]}, run
     assert run["call"]["isError"] is False and run["call"]["text"], run
+    assert run["logs_unasked"] == [], run
+    assert run["logged_call"]["isError"] is False, run
+    assert run["logs_asked"] == logged, run
     limited = run["limited_call"]
     assert limited["isError"] is True, run
     assert "Rate limit exceeded" in limited["text"], run
@@ -159,25 +173,47 @@ async def python_sdk2(mode: str, key: str, urls: list[str]) -> list[Seen]:
 
 async def python_sdk2_run(mode: str, key: str, url: str) -> Seen:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    client = Client(
-        streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
-    )
+    logs: list[str] = []
 
-    async def call() -> Seen:
-        result: CallToolResult = await client.call_tool(TOOL, ARGUMENTS)
-        text = getattr(result.content[0], "text", None) if result.content else None
-        return {"isError": bool(result.is_error), "text": text, "meta": result.meta}
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(params.level)
 
-    async def list_tools() -> Seen:
-        try:
-            # Past the client's response cache (2026-07-28 lists carry ttlMs): to the server.
-            listed = await client.list_tools(cache_mode="bypass")
-        except MCPError as exc:
-            return {"code": exc.error.code, "message": exc.error.message, "data": exc.error.data}
-        return {"tools": [tool.name for tool in listed.tools]}
+    def connect(log_level: LoggingLevel | None = None) -> Client:
+        return Client(
+            streamable_http_client(url, http_client=http),
+            mode=mode,
+            read_timeout_seconds=10,
+            logging_callback=on_log,
+            log_level=log_level,
+        )
 
-    async with http, client:
-        return await steps(client.protocol_version, call, list_tools)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(http)
+        client = await stack.enter_async_context(connect())
+        # The client that calls: on 2026-07-28 the log opt-in is the client's `log_level`,
+        # stamped on each request's _meta, so asking means a client made with it.
+        calling = [client]
+
+        async def ask_logs(level: str) -> None:
+            if client.protocol_version in MODERN_VERSIONS:
+                calling[0] = await stack.enter_async_context(connect(cast(LoggingLevel, level)))
+            else:
+                await client.set_logging_level(cast(LoggingLevel, level))
+
+        async def call() -> Seen:
+            result: CallToolResult = await calling[0].call_tool(TOOL, ARGUMENTS)
+            text = getattr(result.content[0], "text", None) if result.content else None
+            return {"isError": bool(result.is_error), "text": text, "meta": result.meta}
+
+        async def list_tools() -> Seen:
+            try:
+                # Past the client's response cache (2026-07-28 lists carry ttlMs): to the server.
+                listed = await client.list_tools(cache_mode="bypass")
+            except MCPError as exc:
+                return {"code": exc.error.code, "message": exc.error.message, "data": exc.error.data}
+            return {"tools": [tool.name for tool in listed.tools]}
+
+        return await steps(client.protocol_version, call, list_tools, ask_logs, logs)
 
 
 # --- the official conformance suite -----------------------------------------------------------
