@@ -49,18 +49,23 @@ class ClientEnvs:
             shutil.copyfile(SCRIPTS / name, self.npm_dir / name)
         return [str(self.node), str(self.npm_dir / driver), key, str(pause_s), *urls]
 
-    def conformance(self, url: str, scenario: str) -> list[str]:
-        """The command that runs one server scenario of the official conformance suite."""
-        cli = self.npm_dir / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist"
-        return [
-            str(self.node),
-            str(cli / "index.js"),
-            "server",
-            "--url",
-            url,
-            "--scenario",
-            scenario,
-        ]
+    def conformance(
+        self,
+        package: str,
+        url: str,
+        scenario: str,
+        spec_version: str | None = None,
+        expected_failures: Path | None = None,
+    ) -> list[str]:
+        """The command that runs one server scenario of the official conformance suite
+        `package` (a name in NPM_PACKAGES), at `spec_version` when given."""
+        cli = self.npm_dir / "node_modules" / package / "dist" / "index.js"
+        command = [str(self.node), str(cli), "server", "--url", url, "--scenario", scenario]
+        if spec_version is not None:
+            command += ["--spec-version", spec_version]
+        if expected_failures is not None:
+            command += ["--expected-failures", str(expected_failures)]
+        return command
 
 
 def client_envs() -> ClientEnvs:
