@@ -422,7 +422,8 @@ def test_forms_without_the_session_csrf_token_change_nothing(
 ) -> None:
     sign_in(browser, gateway, jwt_for())
     browser.execute_script(
-        "document.querySelector('form[action$=\"/integrations\"] input[name=csrf]').value = 'forged';"
+        "const create = document.getElementById('new-id').form;"
+        "create.querySelector('input[name=csrf]').value = 'forged';"
         "document.getElementById('new-id').value = 'forged';"
         "document.getElementById('new-name').value = 'Forged';"
     )
