@@ -4,7 +4,6 @@ check, and the service the REST routes use."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -12,14 +11,12 @@ from multidict import MultiDictProxy
 
 from console.session import csrf_token, token_of, valid_csrf
 from settings_api.app import authorize
-from settings_api.http import SETTINGS
+from settings_api.http import read_bounded
 from settings_api.jwt_auth import Principal
 from settings_api.problems import (
     FieldError,
     Forbidden,
     NotFound,
-    PayloadTooLarge,
-    RequestTimeout,
     Unauthorized,
     ValidationFailed,
 )
@@ -76,16 +73,7 @@ async def visit(request: web.Request) -> Visit:
 
 async def read_form(request: web.Request) -> FormData:
     """The request's form, bounded in size (the app's body limit) and time."""
-    settings = request.app[SETTINGS]
-    try:
-        async with asyncio.timeout(settings.body_timeout_s):
-            return await request.post()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"the form exceeds {settings.max_body_bytes} bytes") from exc
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the form did not arrive within {settings.body_timeout_s:g} s"
-        ) from None
+    return await read_bounded(request, request.post)
 
 
 async def visit_form(request: web.Request) -> tuple[Visit, FormData]:

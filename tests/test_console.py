@@ -182,6 +182,19 @@ def bind_upstream(driver: WebDriver, upstream_url: str) -> None:
     wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="bound-config"]'))
 
 
+def new_integration(
+    driver: WebDriver,
+    gateway: GatewayProcess,
+    upstream: UpstreamThread,
+    integration: str,
+    name: str,
+) -> None:
+    """Signed in, a new integration bound to the example upstream, on its page."""
+    sign_in(driver, gateway, jwt_for())
+    create_integration(driver, integration, name)
+    bind_upstream(driver, upstream.url)
+
+
 def call_mcp(url: str, key: str, method: str, params: dict[str, Any] | None = None) -> Any:
     """One modern-era MCP request: (status, JSON body)."""
     message = modern_message(method, params)
@@ -253,9 +266,7 @@ def test_another_tenant_is_refused(browser: WebDriver, gateway: GatewayProcess) 
 def test_integration_from_creation_to_rotation(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    sign_in(browser, gateway, jwt_for())
-    create_integration(browser, "crm", "CRM")
-    bind_upstream(browser, upstream.url)
+    new_integration(browser, gateway, upstream, "crm", "CRM")
 
     call_url = by_testid(browser, "call-url").text
     assert call_url == f"{gateway.url}/v1/tenants/{TENANT}/integrations/crm/mcp:call"
@@ -325,9 +336,7 @@ def test_integration_from_creation_to_rotation(
 def test_rotation_asks_first_and_a_dismissed_dialog_rotates_nothing(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    sign_in(browser, gateway, jwt_for())
-    create_integration(browser, "tickets", "Tickets")
-    bind_upstream(browser, upstream.url)
+    new_integration(browser, gateway, upstream, "tickets", "Tickets")
     key = enable(browser)
     browser.refresh()
     button(browser, "Rotate key").click()
@@ -340,9 +349,7 @@ def test_rotation_asks_first_and_a_dismissed_dialog_rotates_nothing(
 def test_simulator_fixtures_list_add_edit_delete_with_errors_in_place(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    sign_in(browser, gateway, jwt_for())
-    create_integration(browser, "sim", "Simulated CRM")
-    bind_upstream(browser, upstream.url)
+    new_integration(browser, gateway, upstream, "sim", "Simulated CRM")
     for tool in CRM_TOOLS:
         by_label(browser, tool).click()
     click_and_load(browser, button(browser, "Save"))
@@ -397,9 +404,7 @@ def test_simulator_fixtures_list_add_edit_delete_with_errors_in_place(
 def test_audit_lists_the_changes_newest_first(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    sign_in(browser, gateway, jwt_for())
-    create_integration(browser, "audited", "Audited")
-    bind_upstream(browser, upstream.url)
+    new_integration(browser, gateway, upstream, "audited", "Audited")
     enable(browser)
     browser.refresh()
     button(browser, "Rotate key").click()
@@ -436,9 +441,7 @@ def test_forms_without_the_session_csrf_token_change_nothing(
 def test_narrow_screen_and_dark_theme(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    sign_in(browser, gateway, jwt_for())
-    create_integration(browser, "phone", "Phone")
-    bind_upstream(browser, upstream.url)
+    new_integration(browser, gateway, upstream, "phone", "Phone")
     browser.set_window_size(360, 800)
     inner = browser.execute_script("return window.innerWidth")
     overflow = browser.execute_script(
