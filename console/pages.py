@@ -26,7 +26,7 @@ from console.visits import (
 )
 from settings_api.app import authorize
 from settings_api.http import SETTINGS, decode_cursor, encode_cursor
-from settings_api.problems import FieldError, Problem, Unauthorized, ValidationFailed
+from settings_api.problems import FieldError, NotFound, Problem, Unauthorized, ValidationFailed
 from settings_api.routes import mcp_urls
 from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch
@@ -40,6 +40,7 @@ ActionHandler = Callable[[Visit, str, FormData], Awaitable[web.StreamResponse]]
 
 _PAGE_SIZE = 50
 _MAX_CONFIGS_LISTED = 100
+_NOT_REFILLED = frozenset({"csrf", "headerValue"})
 _NOTICES = {
     "saved": "Saved.",
     "bound": "Config bound.",
@@ -211,7 +212,7 @@ async def create_integration(request: web.Request) -> web.StreamResponse:
         try:
             await found.service.get_integration(found.tenant, integration)
             errors["integrationId"] = f"integration {integration!r} exists already"
-        except Problem:
+        except NotFound:
             _, created = await found.service.put_integration(
                 found.actor, found.tenant, integration, name
             )
@@ -300,7 +301,10 @@ def _action(form_name: str) -> Callable[[ActionHandler], PageHandler]:
             except Unauthorized:
                 raise
             except Problem as problem:
-                values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf"}
+                # What the user typed goes back into the form, except secrets.
+                values = {
+                    k: v for k, v in form.items() if isinstance(v, str) and k not in _NOT_REFILLED
+                }
                 return await _integration_page(
                     found,
                     integration,

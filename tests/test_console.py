@@ -156,6 +156,7 @@ def click_and_load(driver: WebDriver, element: WebElement) -> None:
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
     wait(driver).until(expected_conditions.staleness_of(page))
+    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def by_testid(driver: WebDriver, name: str) -> WebElement:
@@ -165,20 +166,20 @@ def by_testid(driver: WebDriver, name: str) -> WebElement:
 def sign_in(driver: WebDriver, gateway: GatewayProcess, jwt: str) -> None:
     driver.get(gateway.url + "/console")
     by_label(driver, "Settings-API token").send_keys(jwt)
-    button(driver, "Sign in").click()
+    click_and_load(driver, button(driver, "Sign in"))
     wait(driver).until(expected_conditions.url_contains(f"/console/tenants/{TENANT}"))
 
 
 def create_integration(driver: WebDriver, integration: str, name: str) -> None:
     by_label(driver, "Integration ID").send_keys(integration)
     by_label(driver, "Name").send_keys(name)
-    button(driver, "Create").click()
+    click_and_load(driver, button(driver, "Create"))
     wait(driver).until(expected_conditions.url_contains(f"/integrations/{integration}"))
 
 
 def bind_upstream(driver: WebDriver, upstream_url: str) -> None:
     by_label(driver, "Upstream URL").send_keys(upstream_url)
-    button(driver, "Create config from upstream").click()
+    click_and_load(driver, button(driver, "Create config from upstream"))
     wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="bound-config"]'))
 
 
@@ -220,7 +221,7 @@ def read_settings(gateway: GatewayProcess, integration: str) -> dict[str, Any]:
 
 
 def enable(driver: WebDriver) -> str:
-    button(driver, "Enable MCP").click()
+    click_and_load(driver, button(driver, "Enable MCP"))
     return (
         wait(driver)
         .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
@@ -238,14 +239,14 @@ def test_sign_in_refuses_a_bad_token_and_lands_a_good_one_on_its_tenant(
     field = by_label(browser, "Settings-API token")
     assert field.get_attribute("type") == "password"
     field.send_keys("not-a-jwt")
-    button(browser, "Sign in").click()
+    click_and_load(browser, button(browser, "Sign in"))
     error = wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=alert]"))
     assert "invalid" in error.text
     assert by_label(browser, "Settings-API token").is_displayed()
 
     wrong = issue_token("another-secret-" + "y" * 40, TENANT)
     by_label(browser, "Settings-API token").send_keys(wrong)
-    button(browser, "Sign in").click()
+    click_and_load(browser, button(browser, "Sign in"))
     assert "invalid" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
 
     sign_in(browser, gateway, jwt_for())
@@ -324,11 +325,11 @@ def test_integration_from_creation_to_rotation(
     browser.get(f"{gateway.url}/console/tenants/{TENANT}")
     row = browser.find_element(By.CSS_SELECTOR, '[data-integration="crm"]')
     assert row.find_element(By.CSS_SELECTOR, '[data-testid="mcp-status"]').text == "enabled"
-    row.find_element(By.LINK_TEXT, "CRM").click()
+    click_and_load(browser, row.find_element(By.LINK_TEXT, "CRM"))
     wait(browser).until(expected_conditions.url_contains("/integrations/crm"))
 
     # disabling keeps the key but refuses it
-    button(browser, "Disable MCP").click()
+    click_and_load(browser, button(browser, "Disable MCP"))
     wait(browser).until(lambda d: button(d, "Enable MCP"))
     assert call_mcp(call_url, new_key, "tools/list")[0] == 403
 
@@ -411,7 +412,7 @@ def test_audit_lists_the_changes_newest_first(
     wait(browser).until(expected_conditions.alert_is_present()).accept()
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))
 
-    browser.find_element(By.LINK_TEXT, "Audit").click()
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Audit"))
     wait(browser).until(expected_conditions.url_contains("/audit"))
     rows = browser.find_elements(By.CSS_SELECTOR, '[data-testid="audit-event"]')
     actions = [r.find_element(By.CSS_SELECTOR, '[data-testid="audit-action"]').text for r in rows]
