@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from gateway.cancelling import cancel_and_wait
 from gateway.observability import metrics
-from gateway.redis_clients import RedisClient
+from gateway.redis_clients import RedisClient, mapped
 from settings_api.changes import Change, ChangeUndelivered, FeedUnavailable, Subscriber
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ class RedisChangeFeed:
         beat_channel = self._beat_channel.encode()
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
+            await mapped(self._client)
             await pubsub.subscribe(self._channel, self._beat_channel)
             # A fresh subscription gets `stale_s` to hear its first heartbeat.
             last_beat = time.monotonic()

@@ -122,6 +122,13 @@ def _client(settings: Settings, options: dict[str, Any], sentinels: list[Sentine
     return master
 
 
+async def mapped(client: RedisClient) -> None:
+    """Cluster: learn the slot map now if not known yet (redis-py's cluster pub/sub picks its
+    node from the map and fails on an empty one); nothing to do otherwise."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+
+
 def ping(client: RedisClient) -> Awaitable[Any]:
     """Readiness: one node answers. In a cluster that is the client's default node (a PING to
     every node would take every replica out of service while one Redis node is down)."""

@@ -16,6 +16,9 @@ from net import free_port
 
 # A node that misses pings this long is failed over (the defaults take 15 s and 30 s).
 NODE_TIMEOUT_MS = 1000
+# A replica that never finished its first sync is not promoted: sync at once (the default
+# waits 5 s for more replicas).
+QUICK_SYNC = ("--repl-diskless-sync-delay", "0")
 
 
 def cluster_port() -> int:
@@ -56,6 +59,12 @@ def _wait(check: object, what: str, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
+def _synced(port: int) -> bool:
+    """A master, or a replica whose link to its master is up (first sync done)."""
+    info = cli(port, "info", "replication")
+    return "role:master" in info or "master_link_status:up" in info
+
+
 class Cluster:
     """Six cluster nodes; `create` makes them 3 masters with 1 replica each."""
 
@@ -73,6 +82,7 @@ class Cluster:
                     str(directory / "nodes.conf"),
                     "--cluster-node-timeout",
                     str(NODE_TIMEOUT_MS),
+                    *QUICK_SYNC,
                     port=cluster_port(),
                 )
             )
@@ -95,22 +105,33 @@ class Cluster:
         )
         for node in self.nodes:
             _wait(lambda n=node: "cluster_state:ok" in cli(n.port, "cluster", "info"), "ok", 30)
+        for node in self.nodes:
+            _wait(lambda n=node: _synced(n.port), "replication", 30)
         return self
 
-    def master_of(self, key: str) -> RedisServer:
-        """The live node that serves `key`'s slot as a master."""
+    def flush_scripts(self) -> None:
+        for node in self.nodes:
+            cli(node.port, "script", "flush")
+
+    def master_of(self, pattern: str) -> RedisServer:
+        """The live master that holds a key matching `pattern`."""
         for node in self.nodes:
             if node.ping() and "role:master" in cli(node.port, "info", "replication"):
-                if key in cli(node.port, "--scan", "--pattern", key):
+                if cli(node.port, "--scan", "--pattern", pattern).strip():
                     return node
-        raise AssertionError(f"no master holds {key}")
+        raise AssertionError(f"no master holds {pattern}")
 
     def wait_promoted(self, dead: RedisServer, timeout_s: float = 20.0) -> None:
-        """Until the cluster serves every slot again without `dead`."""
+        """Until every live node sees every slot served again, none of them by `dead`."""
         live = [node for node in self.nodes if node is not dead]
+        gone = f"127.0.0.1\n{dead.port}\n"
 
         def healed() -> bool:
-            return all("cluster_state:ok" in cli(n.port, "cluster", "info") for n in live)
+            return all(
+                "cluster_state:ok" in cli(n.port, "cluster", "info")
+                and gone not in cli(n.port, "cluster", "slots")
+                for n in live
+            )
 
         _wait(healed, "cluster failover", timeout_s)
 
@@ -126,9 +147,9 @@ class SentinelSet:
         self.name = name
         for directory in ("master", "replica"):
             (workdir / directory).mkdir()
-        self.master = RedisServer(workdir / "master")
+        self.master = RedisServer(workdir / "master", *QUICK_SYNC)
         self.replica = RedisServer(
-            workdir / "replica", "--replicaof", "127.0.0.1", str(self.master.port)
+            workdir / "replica", "--replicaof", "127.0.0.1", str(self.master.port), *QUICK_SYNC
         )
         self.sentinels: list[RedisServer] = []
         for index in range(3):
@@ -149,11 +170,7 @@ class SentinelSet:
     def start(self) -> SentinelSet:
         self.master.start()
         self.replica.start()
-        _wait(
-            lambda: "master_link_status:up" in cli(self.replica.port, "info", "replication"),
-            "replication",
-            30,
-        )
+        _wait(lambda: _synced(self.replica.port), "replication", 30)
         for sentinel in self.sentinels:
             sentinel.start()
         for sentinel in self.sentinels:  # each knows the replica and the other sentinels
