@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -42,7 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.context import Charge, Decision
 from gateway.ratelimit.buckets import EPSILON, Limits, session_digest
-from gateway.redis_clients import RedisClient, limiter_options
+from gateway.redis_clients import RedisClient
 
 # A transcription of gateway.ratelimit.buckets (refill, check, charge, figures); keep in step.
 SCRIPT = """
@@ -135,11 +134,6 @@ class _Check:
     flag: str  # _FLAGS, _SESSION or _LOG_LEVEL
     session_id: str | None  # for _SESSION and _LOG_LEVEL
     future: asyncio.Future[bytes]
-
-
-def limiter_client(url: str, *, connect_timeout_s: float, **options: Any) -> Redis:
-    """A standalone server's client made for `RedisLimiter` (`limiter_options`)."""
-    return Redis.from_url(url, **limiter_options(connect_timeout_s), **options)
 
 
 class RedisLimiter:
