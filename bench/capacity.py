@@ -4,17 +4,21 @@
 
 Starts a private redis-server (so no other client's commands are counted), a fresh Postgres
 database (dropped afterwards), the stub upstream of bench/baseline.py and one `mcp-gateway
-serve` worker, then drives testUrl and callUrl `tools/call` and a settings-API read with wrk at
-each connection count. Per run it reports requests/s, the worker's CPU per request, and from
-the Redis server: commands per request (`INFO stats` total_commands_processed, by command from
-`INFO commandstats`), round trips per request (read system calls of the redis-server process,
+serve` worker, then drives with wrk, at each connection count: testUrl and callUrl
+`tools/call` on one key, testUrl spread over 64 keys, and a settings-API read. Per run: req/s,
+the worker's CPU per request, and from the Redis server per request: EVALSHA calls (from
+`INFO commandstats`), commands run (`INFO stats` total_commands_processed: the commands inside
+scripts count too), round trips (read system calls of the redis-server process,
 /proc/<pid>/io `syscr`: Redis reads a client socket once per readiness event, so a pipeline
-that arrives whole is one), and Redis CPU per request. Postgres: transactions and rows read
-per request in the bench database (`pg_stat_database` xact_commit, tup_returned; a statement
-outside a transaction block is a transaction of its own), in steady state over all MCP runs
-and for the first request of a fresh process (cold cache). The change feed: messages on
-`mcpgw:changes` per settings change (a subscriber counts them), and the idle load of one
-worker (heartbeats). Needs Postgres on 127.0.0.1:5432, redis-server and wrk; about 2 minutes.
+that arrives whole is one) and Redis CPU; the idle load of one worker (heartbeats) is
+subtracted. Postgres, in the bench database (`pg_stat_database`: transactions, where a
+statement outside a transaction block is one, and rows read): per MCP request over all MCP
+runs (steady state); per settings read; after a settings change and a key rotation, what a
+warm worker reads again (the same reads as its 30 s refresh of an active key's cache
+entries); the first request of a fresh process. The change feed: messages on `mcpgw:changes`
+per settings change (a subscriber counts them) and PUBLISH calls. Needs Postgres on
+127.0.0.1:5432, redis-server and wrk; about 4 minutes (Postgres publishes its counters up to
+10 s late, so each Postgres figure waits 11 s).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +157,27 @@ class Postgres:
             return dict(row)
 
         return asyncio.run(read())
+
+    def backend_cpu(self) -> float:
+        """CPU seconds used so far by the server processes serving this database."""
+
+        async def pids() -> list[int]:
+            conn = await asyncpg.connect(ADMIN_DSN, timeout=10)
+            try:
+                rows = await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1", self.database
+                )
+            finally:
+                await conn.close()
+            return [row["pid"] for row in rows]
+
+        total = 0.0
+        for pid in asyncio.run(pids()):
+            try:
+                total += cpu_seconds(pid)
+            except FileNotFoundError:
+                pass
+        return total
 
     def settled(self) -> dict[str, int]:
         time.sleep(PG_STATS_SETTLE_S)
@@ -365,6 +391,7 @@ def main() -> None:
                 steady = pg_delta(pg_before, pg_mid, mcp_requests)
                 print(f"postgres per MCP request, steady: {json.dumps(steady)}", flush=True)
                 settings_requests = 0.0
+                pg_cpu = postgres.backend_cpu()
             for conns in connections:
                 run = measure(
                     redis_server,
@@ -382,26 +409,46 @@ def main() -> None:
                 else:
                     mcp_requests += run.rps * args.duration
                 print(json.dumps(asdict(run)), flush=True)
+        pg_cpu = postgres.backend_cpu() - pg_cpu
         settings_pg = pg_delta(pg_mid, postgres.settled(), settings_requests)
+        settings_pg["backend_cpu_us_per_request"] = pg_cpu * 1e6 / max(1.0, settings_requests)
         print(f"postgres per settings read: {json.dumps(settings_pg)}", flush=True)
 
         feed, key = change_feed(redis_server, api, auth, idle)
         mcp_headers["Authorization"] = f"Bearer {key}"
         print(f"change feed: {json.dumps(feed)}", flush=True)
 
-        # Cold cache: a fresh process, its first request on the key, then a second one.
-        gateway.stop()
-        gateway.start()
-        cold = {}
+        def test_call() -> None:
+            request("POST", targets["testUrl"], call, mcp_headers)
+
+        def rotate() -> None:
+            answer = request("POST", api + "/mcp:rotateKey", {}, auth)
+            mcp_headers["Authorization"] = f"Bearer {answer['apiKey']}"
+
+        def patch_twice() -> None:
+            for exposed in ([], ["echo"]):
+                request("PATCH", api + "/mcp", {"exposedToolIds": exposed}, auth)
+
+        # What a warm worker reads again after a change (the same reads as a TTL refresh),
+        # then a fresh process: its first request, and a second one.
+        cold: dict[str, dict[str, float]] = {}
         before = postgres.settled()
-        for label, target in (
-            ("first testUrl request of a fresh process (cold)", "testUrl"),
-            ("second testUrl request (warm)", "testUrl"),
-            ("first callUrl request, key already cached", "callUrl"),
-        ):
-            request("POST", targets[target], call, mcp_headers)
+        steps: list[tuple[str, Callable[[], None], int]] = [
+            ("two PATCH exposedToolIds (the settings API's own work)", patch_twice, 2),
+            ("first request after that change (integration reloaded)", test_call, 1),
+            ("rotateKey (the settings API's own work)", rotate, 1),
+            ("first request with the new key (key looked up)", test_call, 1),
+            ("restart: first request of a fresh process (cold)", test_call, 1),
+            ("second request of that process (warm)", test_call, 1),
+        ]
+        for label, action, count in steps:
+            if label.startswith("restart"):
+                gateway.stop()
+                gateway.start()
+                before = postgres.settled()
+            action()
             after = postgres.settled()
-            cold[label] = pg_delta(before, after, 1)
+            cold[label] = pg_delta(before, after, count)
             before = after
         print(f"postgres, cold cache: {json.dumps(cold)}", flush=True)
 
@@ -440,6 +487,9 @@ def idle_load(server: RedisServer, seconds: float) -> dict[str, float]:
         "commands_per_s": d["commands"] / d["seconds"],
         "reads_per_s": d["reads"] / d["seconds"],
         "publish_per_s": d["calls"].get("publish", 0) / d["seconds"],
+        **{
+            f"{name}_per_s": n / d["seconds"] for name, n in d["calls"].items() if name != "publish"
+        },
     }
 
 
@@ -547,11 +597,12 @@ def report(
     print(
         "Postgres per settings read: "
         f"{settings_pg['xacts_per_request']:.2f} transactions, "
-        f"{settings_pg['rows_returned_per_request']:.1f} rows returned"
+        f"{settings_pg['rows_returned_per_request']:.1f} rows returned, "
+        f"{settings_pg['backend_cpu_us_per_request']:.0f} µs of Postgres CPU"
     )
     for label, d in cold.items():
         print(
-            f"Postgres, {label}: {d['xacts_per_request']:.0f} transactions, "
+            f"Postgres, {label}: {d['xacts_per_request']:.1f} transactions, "
             f"{d['rows_returned_per_request']:.0f} rows returned, "
             f"{d['rows_fetched_per_request']:.0f} rows fetched"
         )
