@@ -6,6 +6,7 @@ COPY mcp_core ./mcp_core
 COPY gateway ./gateway
 COPY settings_api ./settings_api
 COPY simulator ./simulator
+COPY console ./console
 # A fixed numeric user: Kubernetes verifies runAsNonRoot against it (deploy/kubernetes/).
 RUN pip install --no-cache-dir . && groupadd --system --gid 10001 mcpgw \
     && useradd --system --uid 10001 --gid 10001 --home /var/lib/mcp-gateway mcpgw \
