@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import signal
@@ -44,15 +43,18 @@ import asyncpg
 import redis
 from run import (
     ADMIN_DSN,
-    JWT_SECRET,
-    MODERN,
-    ROOT,
+    MODERN_CALL,
     admin,
     cpu_seconds,
+    enabled_integration,
     free_port,
+    gateway_env,
     lua_script,
+    mcp_call_headers,
     request,
     run_wrk,
+    settings_auth,
+    start_stub_upstream,
     wait_http,
 )
 
@@ -227,16 +229,9 @@ def many_keys(base: str, auth: dict[str, str], upstream: str, count: int) -> lis
     """`count` integrations of tenant bench, each enabled with its own key: (testUrl path, key)."""
     routes = []
     for i in range(count):
-        api = f"{base}/v1/tenants/bench/integrations/many-{i}"
-        request("PUT", api, {"name": f"many {i}"}, auth)
-        config = request("POST", api + "/configs", {"upstreamUrl": upstream}, auth)
-        key = request(
-            "PATCH",
-            api + "/mcp",
-            {"enabled": True, "configId": config["configId"], "exposedToolIds": ["echo"]},
-            auth,
-        )["apiKey"]
-        routes.append((f"/v1/tenants/bench/integrations/many-{i}/mcp:test", key))
+        path = f"/v1/tenants/bench/integrations/many-{i}"
+        key = enabled_integration(base + path, auth, upstream)
+        routes.append((path + "/mcp:test", key))
     return routes
 
 
@@ -292,73 +287,24 @@ def main() -> None:
     gateway: Gateway | None = None
     try:
         stub_port, gw_port = free_port(), free_port()
-        python = sys.executable
-        procs.append(
-            subprocess.Popen(
-                [python, str(ROOT / "bench/baseline.py"), "--port", str(stub_port), "--upstream"]
-            )
+        procs.append(start_stub_upstream(stub_port))
+        env = gateway_env(
+            work,
+            database,
+            redis_server.url,
+            gw_port,
+            SHUTDOWN_GRACE_S="0",
+            SETTINGS_RATE_LIMIT_RPS="1000000",
+            SETTINGS_RATE_LIMIT_BURST="1000000",
         )
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")},
-            "MCPGW_DATA_DIR": str(work / "data"),
-            "MCPGW_DATABASE_URL": f"{ADMIN_DSN.rpartition('/')[0]}/{database}",
-            "MCPGW_REDIS_URL": redis_server.url,
-            "MCPGW_JWT_SECRET": JWT_SECRET,
-            "MCPGW_PUBLIC_URL": f"http://127.0.0.1:{gw_port}",
-            "MCPGW_SHUTDOWN_GRACE_S": "0",
-            # High limits: every request is checked in Redis, none is refused.
-            **{
-                f"MCPGW_{name}": "1000000"
-                for name in (
-                    "RATE_LIMIT_RPS",
-                    "RATE_LIMIT_BURST",
-                    "REQUEST_LIMIT_RPS",
-                    "REQUEST_LIMIT_BURST",
-                    "SETTINGS_RATE_LIMIT_RPS",
-                    "SETTINGS_RATE_LIMIT_BURST",
-                )
-            },
-            "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32",
-        }
         gateway = Gateway(env, gw_port, work / "gateway.log")
         gateway.start()
         wait_http(f"http://127.0.0.1:{stub_port}/mcp")
-        cli = str(Path(python).with_name("mcp-gateway"))
-        token = subprocess.run(
-            [cli, "token", "--tenant", "bench"], env=env, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = settings_auth(env)
         api = f"http://127.0.0.1:{gw_port}/v1/tenants/bench/integrations/crm"
-        request("PUT", api, {"name": "Bench CRM"}, auth)
-        config = request(
-            "POST", api + "/configs", {"upstreamUrl": f"http://127.0.0.1:{stub_port}/mcp"}, auth
-        )
-        key = request(
-            "PATCH",
-            api + "/mcp",
-            {"enabled": True, "configId": config["configId"], "exposedToolIds": ["echo"]},
-            auth,
-        )["apiKey"]
-        call = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {
-                "name": "echo",
-                "arguments": {"text": "hello"},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": MODERN,
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
-            },
-        }
-        mcp_headers = {
-            "Authorization": f"Bearer {key}",
-            "MCP-Protocol-Version": MODERN,
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": "echo",
-            "Accept": "application/json, text/event-stream",
-        }
+        key = enabled_integration(api, auth, f"http://127.0.0.1:{stub_port}/mcp")
+        call = MODERN_CALL
+        mcp_headers = mcp_call_headers(key)
         targets = {"testUrl": f"{api}/mcp:test", "callUrl": f"{api}/mcp:call"}
         scripts = {}
         for name in targets:
