@@ -207,7 +207,7 @@ def test_configmap_is_what_the_service_reads(
     data = configmap_data(docs)
     source = (ROOT / "settings_api" / "config.py").read_text()
     known = set(re.findall(r'"(MCPGW_[A-Z0-9_]+)"', source))
-    unknown = set(data) - known - {"MCPGW_REDIS_MODE"}
+    unknown = set(data) - known
     assert not unknown, f"variables the service never reads: {unknown}"
     assert data["MCPGW_REDIS_MODE"] in REDIS_MODES
     assert not set(data) & SECRET_VARIABLES
@@ -216,6 +216,21 @@ def test_configmap_is_what_the_service_reads(
     env["MCPGW_REDIS_URL"] = "redis://redis:6379/0"
     env["MCPGW_DATA_DIR"] = str(tmp_path / "data")
     load_settings(env)  # every value passes the service's own validation
+    # The other Redis modes, as the ConfigMap's comment and docs/operations.md set them up.
+    commented = re.findall(r"#\s+(MCPGW_[A-Z_]+):", (MANIFESTS / "configmap.yaml").read_text())
+    assert commented == ["MCPGW_REDIS_SENTINEL_MASTER"] and set(commented) <= known
+    sentinels = "redis://sentinel-0:26379,redis://sentinel-1:26379,redis://sentinel-2:26379"
+    sentinel = load_settings(
+        {
+            **env,
+            "MCPGW_REDIS_MODE": "sentinel",
+            "MCPGW_REDIS_SENTINEL_MASTER": "mymaster",
+            "MCPGW_REDIS_URL": sentinels,
+        }
+    )
+    assert sentinel.redis_sentinel_master == "mymaster"
+    seeds = "redis://redis-cluster-0:6379,redis://redis-cluster-1:6379"
+    load_settings({**env, "MCPGW_REDIS_MODE": "cluster", "MCPGW_REDIS_URL": seeds})
     hpa = one(docs, "HorizontalPodAutoscaler")
     # Postgres's default max_connections is 100, a few reserved: the fleet at its largest fits.
     assert hpa["spec"]["maxReplicas"] * int(data["MCPGW_DB_POOL_SIZE"]) <= 90
