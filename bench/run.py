@@ -148,6 +148,87 @@ def median_round(results: list[Result]) -> Result:
     )
 
 
+# The modern (stateless) `tools/call` of the stub's `echo` tool that wrk sends to the gateway.
+MODERN_CALL = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "tools/call",
+    "params": {
+        "name": "echo",
+        "arguments": {"text": "hello"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    },
+}
+
+
+def mcp_call_headers(key: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {key}",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "echo",
+        "Accept": "application/json, text/event-stream",
+    }
+
+
+def settings_auth(env: dict[str, str]) -> dict[str, str]:
+    """The settings API's Authorization header for tenant `bench` (`mcp-gateway token`)."""
+    token = subprocess.run(
+        [str(Path(sys.executable).with_name("mcp-gateway")), "token", "--tenant", "bench"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def enabled_integration(api: str, auth: dict[str, str], upstream: str) -> str:
+    """Create the integration at `api` bound to `upstream`, `echo` exposed; its API key."""
+    request("PUT", api, {"name": api.rpartition("/")[2]}, auth)
+    config = request("POST", api + "/configs", {"upstreamUrl": upstream}, auth)
+    return str(
+        request(
+            "PATCH",
+            api + "/mcp",
+            {"enabled": True, "configId": config["configId"], "exposedToolIds": ["echo"]},
+            auth,
+        )["apiKey"]
+    )
+
+
+def start_stub_upstream(port: int) -> subprocess.Popen[bytes]:
+    """bench/baseline.py as the fast stub upstream MCP server."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bench/baseline.py"), "--port", str(port), "--upstream"]
+    )
+
+
+def gateway_env(
+    work: Path, database: str, redis_url: str, port: int, **extra: str
+) -> dict[str, str]:
+    """The environment of a benchmarked `mcp-gateway serve` on `port` (extra: MCPGW_* more)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")},
+        "MCPGW_DATA_DIR": str(work / "data"),
+        "MCPGW_DATABASE_URL": f"{ADMIN_DSN.rpartition('/')[0]}/{database}",
+        "MCPGW_REDIS_URL": redis_url,
+        "MCPGW_JWT_SECRET": JWT_SECRET,
+        "MCPGW_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # High limits: the Redis limiter runs on every request but never refuses.
+        "MCPGW_RATE_LIMIT_RPS": "1000000",
+        "MCPGW_RATE_LIMIT_BURST": "1000000",
+        "MCPGW_REQUEST_LIMIT_RPS": "1000000",
+        "MCPGW_REQUEST_LIMIT_BURST": "1000000",
+        # The stub upstream listens on loopback, which the egress policy refuses.
+        "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32",
+        **{f"MCPGW_{name}": value for name, value in extra.items()},
+    }
+
+
 def rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
@@ -193,26 +274,8 @@ def main() -> None:
         procs.append(
             subprocess.Popen([python, str(ROOT / "bench/baseline.py"), "--port", str(base_port)])
         )
-        procs.append(
-            subprocess.Popen(
-                [python, str(ROOT / "bench/baseline.py"), "--port", str(stub_port), "--upstream"]
-            )
-        )
-        env = {
-            **os.environ,
-            "MCPGW_DATA_DIR": str(work / "data"),
-            "MCPGW_DATABASE_URL": f"{ADMIN_DSN.rpartition('/')[0]}/{database}",
-            "MCPGW_REDIS_URL": REDIS_URL,
-            "MCPGW_JWT_SECRET": JWT_SECRET,
-            "MCPGW_PUBLIC_URL": f"http://127.0.0.1:{gw_port}",
-            # High limits: the Redis limiter runs on every request but never refuses.
-            "MCPGW_RATE_LIMIT_RPS": "1000000",
-            "MCPGW_RATE_LIMIT_BURST": "1000000",
-            "MCPGW_REQUEST_LIMIT_RPS": "1000000",
-            "MCPGW_REQUEST_LIMIT_BURST": "1000000",
-            # The stub upstream listens on loopback, which the egress policy refuses.
-            "MCPGW_UPSTREAM_ALLOWED_NETWORKS": "127.0.0.1/32",
-        }
+        procs.append(start_stub_upstream(stub_port))
+        env = gateway_env(work, database, REDIS_URL, gw_port)
         gateway = subprocess.Popen(
             [str(Path(python).with_name("mcp-gateway")), "serve", "--port", str(gw_port)],
             env=env,
@@ -224,46 +287,11 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{stub_port}/mcp")
         wait_http(f"http://127.0.0.1:{gw_port}/readyz")
 
-        token = subprocess.run(
-            [str(Path(python).with_name("mcp-gateway")), "token", "--tenant", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = settings_auth(env)
         api = f"http://127.0.0.1:{gw_port}/v1/tenants/bench/integrations/crm"
-        request("PUT", api, {"name": "Bench CRM"}, auth)
-        config = request(
-            "POST", api + "/configs", {"upstreamUrl": f"http://127.0.0.1:{stub_port}/mcp"}, auth
-        )
-        key = request(
-            "PATCH",
-            api + "/mcp",
-            {"enabled": True, "configId": config["configId"], "exposedToolIds": ["echo"]},
-            auth,
-        )["apiKey"]
-
-        call = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {
-                "name": "echo",
-                "arguments": {"text": "hello"},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": MODERN,
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
-            },
-        }
-        mcp_headers = {
-            "Authorization": f"Bearer {key}",
-            "MCP-Protocol-Version": MODERN,
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": "echo",
-            "Accept": "application/json, text/event-stream",
-        }
+        key = enabled_integration(api, auth, f"http://127.0.0.1:{stub_port}/mcp")
+        call = MODERN_CALL
+        mcp_headers = mcp_call_headers(key)
         plain = {
             "jsonrpc": "2.0",
             "id": 1,
