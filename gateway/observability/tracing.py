@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ __all__ = [
     "traced",
     "upstream_span",
 ]
+
+log = logging.getLogger(__name__)
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 DEFAULT_SERVICE_NAME = "mcp-gateway"
@@ -78,7 +81,11 @@ def setup_tracing(app: web.Application) -> None:
 
 async def _tracer_ctx(app: web.Application) -> AsyncIterator[None]:
     global ENABLED, _tracer
+    protocol = _protocol(os.environ)
+    if protocol != "http/protobuf":
+        log.warning("OTLP protocol %r is not supported; exporting over http/protobuf", protocol)
     provider = _provider()
+    log.info("OpenTelemetry traces on: OTLP over HTTP")
     _tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     try:
         yield
@@ -87,6 +94,14 @@ async def _tracer_ctx(app: web.Application) -> AsyncIterator[None]:
         _tracer = None
         # Flushes what is queued; blocking (the exporter's thread), so off the loop.
         await asyncio.to_thread(provider.shutdown)
+
+
+def _protocol(environ: Mapping[str, str]) -> str:
+    return (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
 
 
 def _provider() -> Any:
