@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import JWT_SECRET, Api
 from faults import Client
+from mcp_helpers import MODERN, modern_headers, modern_message, sse_messages
 from mcp_stub import StubUpstream
 from otlp_receiver import CLIENT, ERROR, SERVER, UNSET, OtlpReceiver, ReceivedSpan
 from polling import until
@@ -32,6 +33,7 @@ VERSION = "2025-11-25"
 INFO = {"name": "trace-test", "version": "1"}
 UPSTREAM_SECRET = "Bearer upstream-secret-" + "u" * 16
 ARGUMENT_SECRET = "argument-value-" + "a" * 16
+STREAMED_TOOL_ERROR = '{"content": [{"type": "text", "text": "no"}], "isError": true}'
 TOOLS = [
     {
         "name": "search_contacts",
@@ -70,6 +72,8 @@ class Mcp:
             sent["Mcp-Session-Id"] = self.session
         async with self.http.post(f"{self.base}/mcp:{url}", json=body, headers=sent) as resp:
             text = await resp.text()
+            if resp.content_type == "text/event-stream":
+                return resp.status, dict(resp.headers), sse_messages(text)
             return resp.status, dict(resp.headers), json.loads(text) if text else None
 
     async def call(self, tool: str, arguments: dict[str, Any], **kw: Any) -> Any:
@@ -178,6 +182,30 @@ async def test_spans_of_a_session_on_both_urls(
         )
         assert body["result"]["isError"] is True
 
+        # A call whose progress is streamed (SSE): its answer, a tool error, ends the stream.
+        stub.sse, stub.raw_results["tools/call"] = True, [STREAMED_TOOL_ERROR]
+        _, streamed_trace, _ = streamed = traceparent()
+        body = {
+            "jsonrpc": "2.0",
+            "id": 8,
+            "method": "tools/call",
+            "params": {
+                "name": "search_contacts",
+                "arguments": {"query": "x"},
+                "_meta": {"progressToken": "p-1"},
+            },
+        }
+        status, _, events = await mcp.post(body, traceparent=streamed[0])
+        assert "notifications/progress" in [event.get("method") for event in events]
+        assert events[-1]["result"]["isError"] is True
+
+        # The modern era: no session; the version from `_meta`.
+        _, modern_trace, _ = modern = traceparent()
+        message = modern_message("tools/list", id=9)
+        modern_sent = {**modern_headers(message, key), "traceparent": modern[0]}
+        async with http.post(f"{replica.api}/mcp:test", json=message, headers=modern_sent) as resp:
+            assert resp.status == 200
+
         _, refused_trace, _ = refused = traceparent()
         status, _, _ = await mcp.call("search_contacts", {}, key=bad_key, traceparent=refused[0])
         assert status == 401
@@ -187,7 +215,7 @@ async def test_spans_of_a_session_on_both_urls(
     finally:
         await asyncio.to_thread(proc.stop)
 
-    await until(lambda: len(receiver.spans) >= 9, timeout_s=10)
+    await until(lambda: len(receiver.spans) >= 12, timeout_s=10)
     resources = {tuple(sorted(span.resource.items())) for span in receiver.spans}
     assert len(resources) == 1 and receiver.spans[0].resource["service.name"] == "gw-under-test"
 
@@ -241,6 +269,17 @@ async def test_spans_of_a_session_on_both_urls(
     assert tool_span.attributes["mcpgw.url"] == "test"
     assert (tool_span.status, tool_span.attributes["error.type"]) == (ERROR, "tool_error")
     assert not [s for s in receiver.spans if s.trace_id == tool_error_trace and s.kind == CLIENT]
+    streamed_span = server_span(receiver, streamed_trace)
+    assert (streamed_span.status, streamed_span.attributes["error.type"]) == (ERROR, "tool_error")
+    [streamed_upstream] = [
+        s for s in receiver.spans if s.trace_id == streamed_trace and s.kind == CLIENT
+    ]
+    assert streamed_upstream.attributes["error.type"] == "tool_error"
+    modern_span = server_span(receiver, modern_trace)
+    assert modern_span.name == "tools/list"
+    assert modern_span.attributes["mcp.protocol.version"] == MODERN
+    assert "mcp.session.id" not in modern_span.attributes
+    assert modern_span.attributes["mcpgw.url"] == "test"
     refused_span = server_span(receiver, refused_trace)
     assert (refused_span.status, refused_span.attributes["error.type"]) == (ERROR, "401")
 
