@@ -115,9 +115,23 @@ async def enable(replica: Client, upstream_url: str) -> str:
     return (await replica.settings("PATCH", "/mcp", json=body))["apiKey"]  # type: ignore[no-any-return]
 
 
+def spans_of(receiver: OtlpReceiver, trace_id: str, kind: int) -> list[ReceivedSpan]:
+    return [s for s in receiver.spans if s.trace_id == trace_id and s.kind == kind]
+
+
 def server_span(receiver: OtlpReceiver, trace_id: str) -> ReceivedSpan:
-    [span] = [s for s in receiver.spans if s.trace_id == trace_id and s.kind == SERVER]
+    [span] = spans_of(receiver, trace_id, SERVER)
     return span
+
+
+def client_span(receiver: OtlpReceiver, trace_id: str) -> ReceivedSpan:
+    [span] = spans_of(receiver, trace_id, CLIENT)
+    return span
+
+
+def failure(span: ReceivedSpan) -> tuple[int, Any]:
+    """The span's status and `error.type`."""
+    return span.status, span.attributes.get("error.type")
 
 
 @pytest.mark.slow  # starts a gateway process
@@ -240,7 +254,7 @@ async def test_spans_of_a_session_on_both_urls(
     assert call.attributes["jsonrpc.request.id"] == "7"
     assert call.attributes["mcp.session.id"] == headers["Mcp-Session-Id"]
     assert call.status == UNSET
-    [upstream] = [s for s in receiver.spans if s.trace_id == call_trace and s.kind == CLIENT]
+    upstream = client_span(receiver, call_trace)
     assert upstream.parent_span_id == call.span_id
     assert upstream.name == "tools/call search_contacts"
     assert upstream.attributes["server.address"] == "127.0.0.1"
@@ -257,31 +271,22 @@ async def test_spans_of_a_session_on_both_urls(
     unknown_span = server_span(receiver, unknown_trace)
     assert unknown_span.name == "tools/call"  # an unexposed name never names a span
     assert unknown_span.attributes["gen_ai.tool.name"] == "no_such_tool"
-    assert (unknown_span.status, unknown_span.attributes["error.type"]) == (ERROR, "-32602")
-    assert not [s for s in receiver.spans if s.trace_id == unknown_trace and s.kind == CLIENT]
-    failed_span = server_span(receiver, failed_trace)
-    assert (failed_span.status, failed_span.attributes["error.type"]) == (ERROR, "-32042")
-    [failed_upstream] = [
-        s for s in receiver.spans if s.trace_id == failed_trace and s.kind == CLIENT
-    ]
-    assert (failed_upstream.status, failed_upstream.attributes["error.type"]) == (ERROR, "-32042")
+    assert failure(unknown_span) == (ERROR, "-32602")
+    assert not spans_of(receiver, unknown_trace, CLIENT)
+    assert failure(server_span(receiver, failed_trace)) == (ERROR, "-32042")
+    assert failure(client_span(receiver, failed_trace)) == (ERROR, "-32042")
     tool_span = server_span(receiver, tool_error_trace)
     assert tool_span.attributes["mcpgw.url"] == "test"
-    assert (tool_span.status, tool_span.attributes["error.type"]) == (ERROR, "tool_error")
-    assert not [s for s in receiver.spans if s.trace_id == tool_error_trace and s.kind == CLIENT]
-    streamed_span = server_span(receiver, streamed_trace)
-    assert (streamed_span.status, streamed_span.attributes["error.type"]) == (ERROR, "tool_error")
-    [streamed_upstream] = [
-        s for s in receiver.spans if s.trace_id == streamed_trace and s.kind == CLIENT
-    ]
-    assert streamed_upstream.attributes["error.type"] == "tool_error"
+    assert failure(tool_span) == (ERROR, "tool_error")
+    assert not spans_of(receiver, tool_error_trace, CLIENT)
+    assert failure(server_span(receiver, streamed_trace)) == (ERROR, "tool_error")
+    assert failure(client_span(receiver, streamed_trace)) == (ERROR, "tool_error")
     modern_span = server_span(receiver, modern_trace)
     assert modern_span.name == "tools/list"
     assert modern_span.attributes["mcp.protocol.version"] == MODERN
     assert "mcp.session.id" not in modern_span.attributes
     assert modern_span.attributes["mcpgw.url"] == "test"
-    refused_span = server_span(receiver, refused_trace)
-    assert (refused_span.status, refused_span.attributes["error.type"]) == (ERROR, "401")
+    assert failure(server_span(receiver, refused_trace)) == (ERROR, "401")
 
     # Without a traceparent: a root span.
     [ping] = receiver.named("ping")

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from gateway.context import Notify, RequestContext
@@ -111,7 +112,8 @@ class ProxyExecutor:
         outcome = "error"
         try:
             if tracing.ENABLED:
-                result = await self._traced_exchange(ctx, tool, params, on_message, request_headers)
+                exchange = partial(self._exchange, ctx, tool, params, on_message, request_headers)
+                result = await _traced(tool["name"], view.upstream_url, params, exchange)
             else:
                 result = await self._exchange(ctx, tool, params, on_message, request_headers)
             outcome = "ok"
@@ -122,32 +124,6 @@ class ProxyExecutor:
         finally:
             self.bulkhead.leave(slot)
             metrics.upstream_done(outcome, time.perf_counter() - started)
-
-    async def _traced_exchange(
-        self,
-        ctx: RequestContext,
-        tool: Mapping[str, Any],
-        params: dict[str, Any],
-        on_message: MessageHandler | None,
-        request_headers: Mapping[str, str],
-    ) -> dict[str, Any]:
-        """`_exchange` in a CLIENT span whose trace context the upstream receives, in the
-        request's headers and in `params._meta` (replacing any the client sent: that one
-        named the client's hop, not this one)."""
-        assert ctx.integration.upstream_url is not None
-        with tracing.upstream_span(tool["name"], ctx.integration.upstream_url) as span:
-            trace_headers = span.trace_headers()
-            meta = params.get("_meta")
-            params["_meta"] = {**(meta if isinstance(meta, dict) else {}), **trace_headers}
-            try:
-                result = await self._exchange(
-                    ctx, tool, params, on_message, request_headers, trace_headers
-                )
-            except McpError as exc:
-                span.error(_error_type(exc))
-                raise
-            span.result(result)
-            return result
 
     async def _exchange(
         self,
@@ -288,6 +264,28 @@ def _upstream_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
         for key, value in meta.items()
         if not (isinstance(key, str) and key.startswith(META_PREFIX)) or key == LOG_LEVEL_META
     }
+
+
+async def _traced(
+    tool: str,
+    upstream_url: str,
+    params: dict[str, Any],
+    exchange: Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """`exchange` in a CLIENT span whose trace context the upstream receives, in the request's
+    headers and in `params._meta` (replacing any the client sent: that one named the client's
+    hop, not this one)."""
+    with tracing.upstream_span(tool, upstream_url) as span:
+        trace_headers = span.trace_headers()
+        meta = params.get("_meta")
+        params["_meta"] = {**(meta if isinstance(meta, dict) else {}), **trace_headers}
+        try:
+            result = await exchange(trace_headers)
+        except McpError as exc:
+            span.error(_error_type(exc))
+            raise
+        span.result(result)
+        return result
 
 
 def _error_type(exc: McpError) -> str:

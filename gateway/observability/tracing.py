@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from yarl import URL
 
+from gateway.observability import metrics
 from gateway.observability.middleware import OUTCOME
 from gateway.transport.era import EraChoice
 from mcp_core.headers import SESSION_ID_HEADER
@@ -179,7 +180,7 @@ def note_message(
     if isinstance(method, str):
         method = method[:MAX_NAME_CHARS]
         span.set_attribute("mcp.method.name", method)
-        name = method if method in _KNOWN_METHODS else "other"
+        name = method if method in metrics.RPC_METHODS else "other"
         params = body.get("params")
         tool = params.get("name") if method == "tools/call" and isinstance(params, dict) else None
         if isinstance(tool, str):
@@ -284,23 +285,3 @@ class UpstreamSpan:
 
     def error(self, error_type: str) -> None:
         _fail(self._span, error_type)
-
-
-_KNOWN_METHODS = frozenset(
-    {
-        "initialize",
-        "ping",
-        "server/discover",
-        "tools/list",
-        "tools/call",
-        "logging/setLevel",
-        "notifications/initialized",
-        "notifications/cancelled",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-    }
-)
