@@ -172,7 +172,7 @@ async def test_spans_of_a_session_on_both_urls(
             traceparent=init_parent,
         )
         assert status == 200
-        mcp.session = headers["Mcp-Session-Id"]
+        mcp.session = session_id = headers["Mcp-Session-Id"]
 
         call_parent, call_trace, call_caller = traceparent()
         status, _, body = await mcp.call(
@@ -226,10 +226,17 @@ async def test_spans_of_a_session_on_both_urls(
 
         status, _, _ = await mcp.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert status == 200
+
+        _, ended_trace, _ = ended = traceparent()
+        sent = {"Authorization": f"Bearer {key}", "Mcp-Session-Id": session_id}
+        async with http.delete(
+            f"{replica.api}/mcp:call", headers={**sent, "traceparent": ended[0]}
+        ) as resp:
+            assert resp.status == 204
     finally:
         await asyncio.to_thread(proc.stop)
 
-    await until(lambda: len(receiver.spans) >= 12, timeout_s=10)
+    await until(lambda: len(receiver.spans) >= 13, timeout_s=10)
     resources = {tuple(sorted(span.resource.items())) for span in receiver.spans}
     assert len(resources) == 1 and receiver.spans[0].resource["service.name"] == "gw-under-test"
 
@@ -252,7 +259,7 @@ async def test_spans_of_a_session_on_both_urls(
     assert call.attributes["gen_ai.tool.name"] == "search_contacts"
     assert call.attributes["mcp.method.name"] == "tools/call"
     assert call.attributes["jsonrpc.request.id"] == "7"
-    assert call.attributes["mcp.session.id"] == headers["Mcp-Session-Id"]
+    assert call.attributes["mcp.session.id"] == session_id
     assert call.status == UNSET
     upstream = client_span(receiver, call_trace)
     assert upstream.parent_span_id == call.span_id
@@ -287,6 +294,10 @@ async def test_spans_of_a_session_on_both_urls(
     assert "mcp.session.id" not in modern_span.attributes
     assert modern_span.attributes["mcpgw.url"] == "test"
     assert failure(server_span(receiver, refused_trace)) == (ERROR, "401")
+
+    ended_span = server_span(receiver, ended_trace)
+    assert (ended_span.name, ended_span.attributes["mcp.session.id"]) == ("DELETE", session_id)
+    assert failure(ended_span) == (UNSET, None)
 
     # Without a traceparent: a root span.
     [ping] = receiver.named("ping")
