@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from opentelemetry import trace
@@ -36,6 +36,9 @@ from mcp_core.headers import SESSION_ID_HEADER
 from mcp_core.version import __version__
 from mcp_core.versions import Era
 from settings_api.http import Handler
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
     "ENABLED",
@@ -105,7 +108,7 @@ def _protocol(environ: Mapping[str, str]) -> str:
     ).strip()
 
 
-def _provider() -> Any:
+def _provider() -> TracerProvider:
     """The SDK's TracerProvider with the OTLP/HTTP exporter, both configured from `OTEL_*`
     (imported here: a gateway without tracing never loads the SDK)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
