@@ -33,7 +33,7 @@ from functools import partial
 from aiohttp import web
 
 from gateway.context import Charge, Decision, Endpoint, IntegrationView, KeyEntry
-from gateway.observability import metrics
+from gateway.observability import metrics, tracing
 from gateway.observability.middleware import (
     NOT_OFFERED,
     note_outcome,
@@ -55,7 +55,13 @@ from gateway.transport.http import (
     set_rate_headers,
 )
 from mcp_core.headers import SESSION_ID_HEADER
-from settings_api.http import REQUEST_ID, SETTINGS, client_address, problem_response
+from settings_api.http import (
+    REQUEST_ID,
+    SETTINGS,
+    Handler,
+    client_address,
+    problem_response,
+)
 from settings_api.problems import (
     AuthThrottled,
     Forbidden,
@@ -91,8 +97,15 @@ def setup_mcp_routes(app: web.Application) -> None:
         # One resource per URL, not one per method: aiohttp matches the path once per
         # resource, and the routes for other methods would each cost the hot POST a match.
         resource = app.router.add_resource(path, name=f"mcp.{endpoint.value}")
-        resource.add_route("POST", partial(_serve, endpoint=endpoint, answer=_post))
-        resource.add_route("DELETE", partial(_serve, endpoint=endpoint, answer=_delete))
+        post: Handler = partial(_serve, endpoint=endpoint, answer=_post)
+        delete: Handler = partial(_serve, endpoint=endpoint, answer=_delete)
+        if tracing.ENABLED:  # decided at start-up: untraced requests pay nothing for it
+            post, delete = (
+                tracing.traced(post, endpoint.value),
+                tracing.traced(delete, endpoint.value),
+            )
+        resource.add_route("POST", post)
+        resource.add_route("DELETE", delete)
         resource.add_route("GET", _get)
         resource.add_route("HEAD", _get)
     for prefix in WELL_KNOWN_PREFIXES:
@@ -220,6 +233,10 @@ async def _post(caller: _Caller) -> web.StreamResponse:
         request, settings.max_body_bytes, settings.body_timeout_s, caller.count_before_body
     )
     inbound = _parse(request, body.json)
+    if tracing.ENABLED:
+        tracing.note_message(
+            inbound.body, inbound.choice, request.headers, caller.integration.tools_by_name
+        )
     try:
         if not body.counted:  # the body came with the headers: both buckets in one check
             await caller.admit(

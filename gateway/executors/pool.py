@@ -132,10 +132,12 @@ class UpstreamPool:
         *,
         on_message: MessageHandler | None = None,
         request_headers: Mapping[str, str] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one JSON-RPC request to the pooled upstream; return its JSON-RPC response (a
         ``result`` or an ``error``, as sent). ``request_headers``: what a modern upstream must
-        also receive for this request (a ``tools/call``'s ``Mcp-Param-*``).
+        also receive for this request (a ``tools/call``'s ``Mcp-Param-*``); ``trace_headers``:
+        what an upstream of either era receives (the W3C trace context).
 
         Probes the era and initializes a session if needed, and once more (with one retry of
         the request) when the upstream no longer answers as before. Failures are
@@ -148,7 +150,9 @@ class UpstreamPool:
         try:
             session = await self._ready(entry)
             try:
-                response = await self._send(session, method, params, on_message, request_headers)
+                response = await self._send(
+                    session, method, params, on_message, request_headers, trace_headers
+                )
             except UpstreamError as exc:
                 if not _stale(session, exc):
                     raise
@@ -160,7 +164,9 @@ class UpstreamPool:
             # with the calls that saw the same, and one retry.
             self._forget(entry, session, config_id)
             session = await self._ready(entry, stale=session)
-            return await self._send(session, method, params, on_message, request_headers)
+            return await self._send(
+                session, method, params, on_message, request_headers, trace_headers
+            )
         finally:
             self._release(entry)
 
@@ -286,8 +292,11 @@ class UpstreamPool:
         params: Mapping[str, Any] | None,
         on_message: MessageHandler | None,
         request_headers: Mapping[str, str] | None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         if isinstance(session, StatelessUpstream):
+            if trace_headers:
+                request_headers = {**(request_headers or {}), **trace_headers}
             return await session.exchange(
                 method,
                 params,
@@ -305,7 +314,7 @@ class UpstreamPool:
             elif on_message is not None:
                 await on_message(incoming)
 
-        reply = await session.send(message, on_message=handle)
+        reply = await session.send(message, on_message=handle, headers=trace_headers)
         if reply.message is None:  # pragma: no cover - post_message always reads requests
             raise UpstreamError("invalid-response", "upstream sent no response")
         return reply.message

@@ -17,11 +17,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from gateway.context import Notify, RequestContext
 from gateway.executors.pool import UpstreamPool
-from gateway.observability import metrics
+from gateway.observability import metrics, tracing
 from gateway.transport.headers import param_headers
 from mcp_core.client import MessageHandler, UpstreamError
 from mcp_core.errors import INTERNAL_ERROR, McpError
@@ -110,7 +111,11 @@ class ProxyExecutor:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._exchange(ctx, tool, params, on_message, request_headers)
+            if tracing.ENABLED:
+                exchange = partial(self._exchange, ctx, tool, params, on_message, request_headers)
+                result = await _traced(tool["name"], view.upstream_url, params, exchange)
+            else:
+                result = await self._exchange(ctx, tool, params, on_message, request_headers)
             outcome = "ok"
             return result
         except asyncio.CancelledError:
@@ -127,6 +132,7 @@ class ProxyExecutor:
         params: dict[str, Any],
         on_message: MessageHandler | None,
         request_headers: Mapping[str, str],
+        trace_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         view = ctx.integration
         assert view.upstream_url is not None
@@ -140,6 +146,7 @@ class ProxyExecutor:
                     params,
                     on_message=on_message,
                     request_headers=request_headers,
+                    trace_headers=trace_headers,
                 )
         except TimeoutError:
             raise self._failure(
@@ -257,6 +264,40 @@ def _upstream_meta(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
         for key, value in meta.items()
         if not (isinstance(key, str) and key.startswith(META_PREFIX)) or key == LOG_LEVEL_META
     }
+
+
+async def _traced(
+    tool: str,
+    upstream_url: str,
+    params: dict[str, Any],
+    exchange: Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """`exchange` in a CLIENT span whose trace context the upstream receives, in the request's
+    headers and in `params._meta` (replacing any the client sent: that one named the client's
+    hop, not this one)."""
+    with tracing.upstream_span(tool, upstream_url) as span:
+        trace_headers = span.trace_headers()
+        meta = params.get("_meta")
+        params["_meta"] = {**(meta if isinstance(meta, dict) else {}), **trace_headers}
+        try:
+            result = await exchange(trace_headers)
+        except McpError as exc:
+            span.error(_error_type(exc))
+            raise
+        span.result(result)
+        return result
+
+
+def _error_type(exc: McpError) -> str:
+    """How a failed upstream call is classed in its span: the gateway's reason (`timeout`,
+    `connect`, the HTTP status, …) or the upstream's JSON-RPC error code."""
+    data = exc.data
+    if exc.code == INTERNAL_ERROR and isinstance(data, dict):
+        if data.get("upstream") == "http-status" and "status" in data:
+            return str(data["status"])
+        if isinstance(data.get("upstream"), str):
+            return str(data["upstream"])
+    return str(exc.code)
 
 
 def _secrets_of(ctx: RequestContext) -> list[str]:

@@ -34,6 +34,7 @@ from gateway.context import (
     ToolExecutor,
 )
 from gateway.dispatch import dispatch_batch, dispatch_one, server_info
+from gateway.observability import tracing
 from gateway.ratelimit.buckets import tighter
 from gateway.sessions import SessionCodec
 from gateway.transport.era import EraChoice
@@ -190,8 +191,7 @@ async def answer_post(x: Exchange, inbound: Inbound) -> web.StreamResponse:
             return await _modern(x, body, choice)
         return await _legacy(x, body, choice)
     except McpError as exc:
-        answer = exc.response(valid_id_or_none(body))
-        return _reply(x, answer, choice.era, status=exc.http_status)
+        return _reply(x, exc.response(valid_id_or_none(body)), choice.era, status=exc.http_status)
 
 
 async def answer_delete(x: Exchange, sessions: SessionDenylist) -> web.StreamResponse:
@@ -487,7 +487,7 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> 
         if notification.get("jsonrpc") != "2.0":
             notification = {"jsonrpc": "2.0", **notification}
         notification = notification_for(ctx.protocol_version, notification)
-        data = sse.event(_dumps(notification))
+        data = sse.event(dumps(notification))
         async with writing:
             if stream is None:
                 stream = web.StreamResponse(
@@ -518,6 +518,8 @@ async def _stream(x: Exchange, message: dict[str, Any], ctx: RequestContext) -> 
     assert answer is not None
     if stream is None:
         return _reply(x, answer, ctx.era)
+    if tracing.ENABLED:
+        tracing.note_answer(answer)
     try:
         async with writing:
             await stream.write(sse.event(_encode(answer)))
@@ -544,6 +546,8 @@ def _reply(
 ) -> web.Response:
     """A JSON answer, or one SSE event for a client that accepts only text/event-stream
     (HTTP errors always carry JSON: clients read error bodies as JSON)."""
+    if tracing.ENABLED:
+        tracing.note_answer(answer)
     if status is None:
         status = status_of(answer, era) if isinstance(answer, dict) else 200
     headers = {**x.headers, **extra} if extra else dict(x.headers)
@@ -569,10 +573,6 @@ def _accepted(x: Exchange) -> web.Response:
     return web.Response(status=202, headers=x.headers)
 
 
-def _dumps(value: Any) -> str:
-    return dumps(value)
-
-
 def _encode_bytes(answer: dict[str, Any]) -> bytes:
     """`_encode` as UTF-8 bytes (the usual answer goes out without a decode and re-encode)."""
     try:
@@ -584,15 +584,15 @@ def _encode_bytes(answer: dict[str, Any]) -> bytes:
 def _encode(answer: dict[str, Any]) -> str:
     """A response object as JSON; one that cannot be serialized becomes -32603."""
     try:
-        return _dumps(answer)
+        return dumps(answer)
     except (TypeError, ValueError):
         log.exception("unserializable JSON-RPC response (id %r)", answer.get("id"))
         request_id = answer.get("id")
         try:
-            _dumps(request_id)
+            dumps(request_id)
         except (TypeError, ValueError):
             request_id = None  # the id itself cannot be written back
-        return _dumps(
+        return dumps(
             error_response(
                 request_id, INTERNAL_ERROR, "Internal error: the result could not be serialized"
             )

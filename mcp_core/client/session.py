@@ -76,14 +76,23 @@ class UpstreamSession(UpstreamPeer):
         return self._sent_headers[1]
 
     async def send(
-        self, message: Mapping[str, Any], *, on_message: MessageHandler | None = None
+        self,
+        message: Mapping[str, Any],
+        *,
+        on_message: MessageHandler | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> RpcReply:
-        """POST a prepared JSON-RPC message with this session's headers."""
+        """POST a prepared JSON-RPC message with this session's headers (and `headers`, this
+        request's own, e.g. its trace context)."""
+        sent = self.headers()
+        if headers:
+            sent = sent.copy()
+            sent.update(headers)
         return await post_message(
             self._http,
             self._target,
             message,
-            self.headers(),
+            sent,
             max_body_bytes=self.max_body_bytes,
             on_message=on_message,
         )
