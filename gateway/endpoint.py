@@ -32,7 +32,13 @@ from functools import partial
 
 from aiohttp import web
 
-from gateway.context import Charge, Decision, Endpoint, IntegrationView, KeyEntry
+from gateway.context import MCP_PATH, Charge, Decision, Endpoint, IntegrationView, KeyEntry
+from gateway.oauth.protected_resource import (
+    challenge_url,
+    resource_path,
+    resource_url,
+    setup_protected_resource,
+)
 from gateway.observability import metrics
 from gateway.observability.middleware import (
     NOT_OFFERED,
@@ -56,6 +62,7 @@ from gateway.transport.http import (
 )
 from mcp_core.headers import SESSION_ID_HEADER
 from settings_api.http import REQUEST_ID, SETTINGS, client_address, problem_response
+from settings_api.oauth import tokens
 from settings_api.problems import (
     AuthThrottled,
     Forbidden,
@@ -68,7 +75,6 @@ from settings_api.problems import (
     Unauthorized,
 )
 
-MCP_PATH = "/v1/tenants/{tenant}/integrations/{integration}/mcp:"
 SESSIONS: web.AppKey[SessionCodec] = web.AppKey("mcp_sessions", SessionCodec)
 REQUIRED_SCOPE = "mcp:invoke"
 ALLOWED_METHODS = "POST, DELETE"
@@ -95,6 +101,7 @@ def setup_mcp_routes(app: web.Application) -> None:
         resource.add_route("DELETE", partial(_serve, endpoint=endpoint, answer=_delete))
         resource.add_route("GET", _get)
         resource.add_route("HEAD", _get)
+    setup_protected_resource(app)
     for prefix in WELL_KNOWN_PREFIXES:
         app.router.add_route("*", prefix + "{tail:.*}", _no_oauth)
 
@@ -203,7 +210,7 @@ async def _serve(request: web.Request, endpoint: Endpoint, answer: Answer) -> we
     try:
         _check_origin(request)
         state = request.app[GATEWAY]
-        key, view = await _authenticate(request, state)
+        key, view = await _authenticate(request, state, endpoint)
         return await answer(_Caller(request, endpoint, state, key, view, headers))
     except RequestTimeout as problem:
         return await answer_and_close(_problem(problem, request, headers), request)
@@ -298,7 +305,7 @@ def _check_origin(request: web.Request) -> None:
 
 
 async def _authenticate(
-    request: web.Request, state: GatewayState
+    request: web.Request, state: GatewayState, endpoint: Endpoint
 ) -> tuple[KeyEntry, IntegrationView]:
     """The failed-auth throttle (no lookup for a throttled address), then `_authorize`. A
     malformed, unknown or revoked key counts against the client's address; every refusal is
@@ -312,7 +319,7 @@ async def _authenticate(
             note_reason(request, "throttled")
             raise AuthThrottled(wait)
     try:
-        return await _authorize(request, state)
+        return await _authorize(request, state, endpoint)
     except Unauthorized as problem:
         reason = problem.extensions.get("reason", "other")
         metrics.auth_failed(reason)
@@ -334,15 +341,26 @@ def _client_address(request: web.Request) -> str | None:
     return client_address(request, request.app[SETTINGS].trust_forwarded)
 
 
-async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntry, IntegrationView]:
-    """The live key (the resolver decides missing, malformed, unknown and revoked), bound to
-    this integration, which exists and has MCP enabled."""
+async def _authorize(
+    request: web.Request, state: GatewayState, endpoint: Endpoint
+) -> tuple[KeyEntry, IntegrationView]:
+    """The live key, or the approving key of a live access token issued for this URL (the
+    resolver decides missing, malformed, unknown, revoked, expired and wrong-resource), bound
+    to this integration, which exists and has MCP enabled."""
+    presented = _presented_key(request, endpoint)
     try:
-        key = await state.resolver.authenticate(_presented_key(request))
+        # An access token is told apart before the API-key format check, which would call it
+        # malformed.
+        if presented is not None and tokens.has_access_token_shape(presented):
+            path = resource_path(request, endpoint)
+            resource = resource_url(request.app[SETTINGS].public_url, path)
+            key = await state.resolver.authenticate_token(presented, resource)
+        else:
+            key = await state.resolver.authenticate(presented)
     except AuthFailure as failure:
         # RFC 6750: an error code only when credentials were sent.
         error = None if failure.reason == "missing" else "invalid_token"
-        raise _unauthorized(str(failure), failure.reason, error) from None
+        raise _unauthorized(request, endpoint, str(failure), failure.reason, error) from None
     tenant = request.match_info["tenant"]
     integration = request.match_info["integration"]
     if REQUIRED_SCOPE not in key.scope.split():
@@ -359,9 +377,9 @@ async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntr
     return key, view
 
 
-def _presented_key(request: web.Request) -> str | None:
-    """The key from `Authorization: Bearer` or `X-API-Key` (never the query string); None when
-    no credentials were sent. Credentials in another form are refused here: that is the
+def _presented_key(request: web.Request, endpoint: Endpoint) -> str | None:
+    """The key or access token from `Authorization: Bearer` or `X-API-Key` (never the query
+    string); None when no credentials were sent. Credentials in another form are refused here: that is the
     request's syntax (RFC 6750 `invalid_request`), not a judgement of the key."""
     authorization = request.headers.get("Authorization")
     if authorization:
@@ -374,14 +392,20 @@ def _presented_key(request: web.Request) -> str | None:
     if authorization is None and "X-API-Key" not in request.headers:
         return None
     raise _unauthorized(
+        request,
+        endpoint,
         "the API key must be sent as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
         "malformed",
         "invalid_request",
     )
 
 
-def _unauthorized(detail: str, reason: str, error: str | None) -> Unauthorized:
-    problem = Unauthorized(detail, error=error)
+def _unauthorized(
+    request: web.Request, endpoint: Endpoint, detail: str, reason: str, error: str | None
+) -> Unauthorized:
+    """The 401, its challenge naming this URL's protected resource metadata (RFC 9728), so an
+    OAuth-only client can start the authorization flow."""
+    problem = Unauthorized(detail, error=error, resource_metadata=challenge_url(request, endpoint))
     problem.extensions["reason"] = reason
     return problem
 
