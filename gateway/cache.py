@@ -119,6 +119,27 @@ class _Lru(Generic[T]):
             del self._loading[key]
 
 
+class UseLog:
+    """When each key id (or token hash) was last used since the previous `take`: written to
+    the store in batches, not once per request."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+
+    def note(self, what: str, at: int) -> None:
+        self._used[what] = at
+
+    def take(self) -> dict[str, int]:
+        """Id → last use (epoch ms) since the previous call."""
+        taken, self._used = self._used, {}
+        return taken
+
+    def restore(self, used: dict[str, int]) -> None:
+        """Put back uses that could not be written (newer ones win)."""
+        for what, at in used.items():
+            self._used.setdefault(what, at)
+
+
 class GatewayCache:
     """The data plane's `Resolver`: authenticates keys and serves integration views."""
 
@@ -145,7 +166,8 @@ class GatewayCache:
         self._tokens: _Lru[_TokenEntry | None] = _Lru(max_entries, "token")
         # The change feed says whether invalidations are reaching us.
         self.subscribed = True
-        self._last_used: dict[str, int] = {}
+        self.key_use = UseLog()  # API keys, by key id (a token's use counts for its key)
+        self.token_use = UseLog()  # access tokens, by hash
 
     # Resolver ------------------------------------------------------------------------------
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
@@ -173,7 +195,7 @@ class GatewayCache:
             raise AuthFailure("unknown", "unknown API key")
         if entry.revoked:
             raise AuthFailure("revoked", "this API key was revoked")
-        self._last_used[entry.key_id] = now_ms()
+        self.key_use.note(entry.key_id, now_ms())
         return entry
 
     async def authenticate_token(self, raw_token: str, resource: str) -> KeyEntry:
@@ -196,7 +218,8 @@ class GatewayCache:
             raise AuthFailure(
                 "wrong-resource", "this access token was issued for another MCP endpoint"
             )
-        self._last_used[entry.key.key_id] = now
+        self.key_use.note(entry.key.key_id, now)
+        self.token_use.note(token_hash, now)
         return entry.key
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
@@ -225,16 +248,6 @@ class GatewayCache:
         self._keys.clear()
         self._views.clear()
         self._tokens.clear()
-
-    def take_last_used(self) -> dict[str, int]:
-        """Key id → last use (epoch ms) since the previous call."""
-        taken, self._last_used = self._last_used, {}
-        return taken
-
-    def restore_last_used(self, used: dict[str, int]) -> None:
-        """Put back uses that could not be written (newer ones win)."""
-        for key_id, at in used.items():
-            self._last_used.setdefault(key_id, at)
 
     # internals -----------------------------------------------------------------------------
     def _fresh(self, lru: _Lru[T], key: Any) -> Any:

@@ -98,13 +98,18 @@ async def _flush_last_used(cache: GatewayCache, service: SettingsService) -> Non
 
 
 async def _record(cache: GatewayCache, service: SettingsService) -> None:
-    """Write keys' lastUsedAt in one batch, not once per request."""
-    used = cache.take_last_used()
-    try:
-        await service.record_key_use(used)
-    except Exception as exc:
-        log.warning("could not record key use (%s); will retry", type(exc).__name__)
-        cache.restore_last_used(used)
+    """Write when keys and access tokens were last used, in one batch each, not once per
+    request."""
+    for what, uses, write in (
+        ("key", cache.key_use, service.record_key_use),
+        ("access token", cache.token_use, service.record_token_use),
+    ):
+        used = uses.take()
+        try:
+            await write(used)
+        except Exception as exc:
+            log.warning("could not record %s use (%s); will retry", what, type(exc).__name__)
+            uses.restore(used)
 
 
 def setup_data_plane(app: web.Application) -> None:
