@@ -202,9 +202,7 @@ class GatewayCache:
         token_hash = tokens.hash_token(raw_token)
         entry = self._fresh(self._tokens, token_hash)
         if entry is _MISS:
-            entry = await self._load(
-                self._tokens, token_hash, lambda: self._load_token(token_hash)
-            )
+            entry = await self._load(self._tokens, token_hash, lambda: self._load_token(token_hash))
         if entry is None:
             raise AuthFailure("unknown", "unknown access token")
         if entry.key.revoked:

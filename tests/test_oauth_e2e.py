@@ -1,0 +1,213 @@
+"""OAuth end to end: the official Python SDK 2.x's `OAuthClientProvider`, with no API key and
+no custom header, connects to callUrl and testUrl of a real gateway process in both modes.
+
+The SDK follows the 401 challenge to the protected resource metadata, the authorization
+server metadata, registers itself, and opens the consent page; the "person" here is a
+redirect handler that loads the page, types the integration's API key into `api_key`,
+approves, and hands the redirect's `code`, `state` and `iss` to the SDK's callback. The SDK
+then exchanges the code (PKCE) and lists and calls tools with the access token; callUrl's call
+reaches the stub upstream, testUrl's the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import aiohttp
+import httpx2
+import pytest
+from conftest import JWT_SECRET
+from crm_integration import TOOLS, setup_integration
+from mcp.client import Client
+from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.types import CallToolResult
+from mcp_stub import StubUpstream
+from processes import GatewayProcess
+
+pytestmark = pytest.mark.slow
+
+REDIRECT_URI = "http://127.0.0.1:33418/callback"  # never listened on: the handler reads it
+
+
+@dataclass
+class Gateway:
+    key: str
+    urls: dict[str, str]  # "call" / "test" → the URL
+    upstream: StubUpstream
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Gateway]:
+    stub = StubUpstream(tools=TOOLS)
+    upstream = await aiohttp_server(stub.app())
+    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET}
+    proc = GatewayProcess(tmp_path, "gw", env)
+    proc.wait_ready()
+    try:
+        settings = await setup_integration(proc.url, str(upstream.make_url("/mcp")))
+        yield Gateway(
+            settings["apiKey"], {"call": settings["callUrl"], "test": settings["testUrl"]}, stub
+        )
+    finally:
+        proc.stop()
+
+
+class MemoryStorage:
+    """The SDK's `TokenStorage`, in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+class ConsentForm(HTMLParser):
+    """The consent page's form: its action and method, its fields, and its submit buttons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.method = "get"
+        self.fields: dict[str, str] = {}
+        self.buttons: list[tuple[str, str]] = []  # (name, value) of each submit
+        self.inputs: dict[str, str] = {}  # name → type
+        self._in_form = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and self.action is None:
+            self._in_form = True
+            self.action, self.method = a.get("action", ""), a.get("method", "get").lower()
+        elif self._in_form and tag == "input" and a.get("name"):
+            kind = a.get("type", "text").lower()
+            self.inputs[a["name"]] = kind
+            if kind == "submit":
+                self.buttons.append((a["name"], a.get("value", "")))
+            else:
+                self.fields[a["name"]] = a.get("value", "")
+        elif self._in_form and tag == "button" and a.get("name"):
+            if a.get("type", "submit").lower() == "submit":
+                self.buttons.append((a["name"], a.get("value", "")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+
+
+@dataclass
+class Person:
+    """Approves every authorization request with `key`, the way a person at a browser would."""
+
+    key: str
+    approvals: int = 0
+    pages: list[str] = field(default_factory=list)
+    redirect: dict[str, str] = field(default_factory=dict)
+
+    async def open(self, authorization_url: str) -> None:
+        """The SDK's redirect handler: load the page, fill `api_key`, approve."""
+        # IP-address hosts keep their cookies only in an unsafe jar (a CSRF cookie, if any).
+        jar = aiohttp.CookieJar(unsafe=True)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as browser:
+            async with browser.get(authorization_url) as page:
+                html = await page.text()
+                assert page.status == 200, html
+                assert page.content_type == "text/html"
+            self.pages.append(html)
+            form = ConsentForm()
+            form.feed(html)
+            assert form.action is not None and form.method == "post", html
+            assert form.inputs.get("api_key") == "password", form.inputs
+            data = {**form.fields, "api_key": self.key}
+            [approve] = [b for b in form.buttons if "approve" in (b[1] + b[0]).lower()]
+            data[approve[0]] = approve[1]
+            action = urljoin(authorization_url, form.action)
+            async with browser.post(action, data=data, allow_redirects=False) as answer:
+                assert answer.status in (302, 303), await answer.text()
+                location = answer.headers["Location"]
+        assert location.startswith(REDIRECT_URI + "?"), location
+        assert self.key not in location
+        self.redirect = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        self.approvals += 1
+
+    async def callback(self) -> AuthorizationCodeResult:
+        """The SDK's callback handler: what the redirect carried."""
+        return AuthorizationCodeResult(
+            code=self.redirect["code"],
+            state=self.redirect.get("state"),
+            iss=self.redirect.get("iss"),
+        )
+
+
+def oauth_provider(url: str, person: Person, storage: MemoryStorage) -> OAuthClientProvider:
+    return OAuthClientProvider(
+        server_url=url,
+        client_metadata=OAuthClientMetadata(
+            client_name="OAuth e2e test",
+            redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+        ),
+        storage=storage,
+        redirect_handler=person.open,
+        callback_handler=person.callback,
+    )
+
+
+async def list_and_call(url: str, mode: str, provider: OAuthClientProvider) -> tuple[Any, ...]:
+    """An OAuth-only client (no key, no custom header): protocol, tools, one call."""
+    http = httpx2.AsyncClient(auth=provider, timeout=10)
+    client = Client(
+        streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=10
+    )
+    async with http, client:
+        listed = await client.list_tools()
+        result: CallToolResult = await client.call_tool("search_contacts", {"query": "ada"})
+        return client.protocol_version, [t.name for t in listed.tools], result
+
+
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+async def test_oauth_only_sdk_client_lists_and_calls_on_both_urls(
+    gateway: Gateway, mode: str, version: str
+) -> None:
+    for which in ("test", "call"):
+        url = gateway.urls[which]
+        person, storage = Person(gateway.key), MemoryStorage()
+        before = gateway.upstream.calls["tools/call"]
+        protocol, tools, result = await list_and_call(
+            url, mode, oauth_provider(url, person, storage)
+        )
+        assert protocol == version
+        assert tools == ["search_contacts"]
+        assert not result.is_error and result.content, result
+        # callUrl's call reached the upstream; testUrl's never does.
+        assert gateway.upstream.calls["tools/call"] - before == (1 if which == "call" else 0)
+
+        # One approval, on a page that named the integration; the SDK holds its tokens.
+        assert person.approvals == 1
+        assert "CRM" in person.pages[0]
+        assert storage.tokens is not None and storage.tokens.access_token.startswith("mcpat_")
+        assert storage.tokens.access_token != gateway.key
+        assert person.redirect["iss"] == url.split("/v1/")[0] + "/"
+
+        # A new connection with the stored tokens needs no approval.
+        again = await list_and_call(url, mode, oauth_provider(url, person, storage))
+        assert again[1] == ["search_contacts"] and person.approvals == 1
