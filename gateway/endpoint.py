@@ -3,7 +3,8 @@ request pipeline (docs/mcp-endpoints.md).
 
 Each check has its own answer, in this order: `Origin` (403; several `Origin` headers too) →
 failed-auth throttle per client address (429 `auth-throttled`, before any key lookup;
-gateway/ratelimit/auth_failures.py) → API key (401 with `WWW-Authenticate`) → key bound to this
+gateway/ratelimit/auth_failures.py) → API key or OAuth access token (401 with a
+`WWW-Authenticate` naming the URL's protected resource metadata) → key bound to this
 integration (403) → integration exists (404) and has MCP enabled (403 `mcp-disabled`) → request
 rate limit (503 when the limiter is down and fails closed) → body arrived within
 `MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type (415) →
@@ -379,8 +380,9 @@ async def _authorize(
 
 def _presented_key(request: web.Request, endpoint: Endpoint) -> str | None:
     """The key or access token from `Authorization: Bearer` or `X-API-Key` (never the query
-    string); None when no credentials were sent. Credentials in another form are refused here: that is the
-    request's syntax (RFC 6750 `invalid_request`), not a judgement of the key."""
+    string); None when no credentials were sent. Credentials in another form are refused
+    here: that is the request's syntax (RFC 6750 `invalid_request`), not a judgement of the
+    key."""
     authorization = request.headers.get("Authorization")
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
