@@ -277,8 +277,9 @@ async def _no_oauth(request: web.Request) -> web.StreamResponse:
     note_outcome(request, NOT_OFFERED)  # MCP clients probe for OAuth at every start
     return problem_response(
         NotFound(
-            "this server has no OAuth or OpenID metadata: MCP "
-            "endpoints take the integration's API key"
+            "no metadata here: each MCP endpoint has its own protected resource metadata, at "
+            "/.well-known/oauth-protected-resource/v1/tenants/{tenant}/integrations/"
+            "{integration}/mcp:call (or mcp:test)"
         ),
         request,
     )
