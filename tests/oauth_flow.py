@@ -10,7 +10,12 @@ import secrets
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from aiohttp.test_utils import TestClient
+
+from settings_api.oauth.tokens import hash_token
+from settings_api.routes import SERVICE
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -105,3 +110,84 @@ async def approve(client: Any, authorize_url: str, api_key: str) -> dict[str, st
 def _path_of(client: Any, action: str) -> str:
     # A TestClient takes paths (its server is not at MCPGW_PUBLIC_URL); a session takes URLs.
     return urlsplit(action).path if hasattr(client, "server") else action
+
+
+# The app under test (conftest's MCPGW_PUBLIC_URL) and a client registered with it.
+PUBLIC = "http://gw.test:8080"
+ISSUER = PUBLIC + "/"
+CALL = f"{PUBLIC}/v1/tenants/acme/integrations/crm/mcp:call"
+TEST = f"{PUBLIC}/v1/tenants/acme/integrations/crm/mcp:test"
+REDIRECT = "http://127.0.0.1:33418/callback"
+TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
+
+
+async def register(client: TestClient, **metadata: Any) -> str:
+    body = {"client_name": "Test Client", "redirect_uris": [REDIRECT], **metadata}
+    async with client.post("/oauth/register", json=body) as resp:
+        assert resp.status == 201, await resp.text()
+        return str((await resp.json())["client_id"])
+
+
+def authorize_path(client_id: str, challenge: str, /, **overrides: str | None) -> str:
+    params: dict[str, str | None] = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": "st-123",
+        "resource": CALL,
+        **overrides,
+    }
+    return "/oauth/authorize?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+
+async def token_request(client: TestClient, **form: str) -> tuple[int, dict[str, Any]]:
+    async with client.post("/oauth/token", data=form) as resp:
+        assert resp.headers["Cache-Control"] == "no-store"
+        return resp.status, await resp.json()
+
+
+async def code_for(
+    client: TestClient, client_id: str, api_key: str, resource: str = CALL
+) -> tuple[str, str]:
+    """(code, verifier) of an approved request."""
+    verifier, challenge = pkce_pair()
+    answer = await approve(client, authorize_path(client_id, challenge, resource=resource), api_key)
+    return answer["code"], verifier
+
+
+async def tokens_for(
+    client: TestClient, client_id: str, api_key: str, resource: str = CALL
+) -> dict[str, Any]:
+    code, verifier = await code_for(client, client_id, api_key, resource)
+    status, body = await exchange(client, client_id, code, verifier, resource=resource)
+    assert status == 200, body
+    return body
+
+
+async def exchange(
+    client: TestClient,
+    client_id: str,
+    code: str,
+    verifier: str,
+    redirect: str = REDIRECT,
+    resource: str = CALL,
+) -> tuple[int, dict[str, Any]]:
+    return await token_request(
+        client,
+        grant_type="authorization_code",
+        client_id=client_id,
+        code=code,
+        code_verifier=verifier,
+        redirect_uri=redirect,
+        resource=resource,
+    )
+
+
+async def access_state(client: TestClient, access_token: str) -> str:
+    """'live', 'revoked' or 'unknown', as the data plane's lookup sees the token."""
+    found = await client.app[SERVICE].find_access_token(hash_token(access_token))
+    if found is None:
+        return "unknown"
+    return "revoked" if found.revoked else "live"
