@@ -93,15 +93,18 @@ def redirect_params(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in query.items()}
 
 
-async def approve(client: Any, authorize_url: str, api_key: str) -> dict[str, str]:
-    """Load the consent page at `authorize_url`, fill in `api_key`, approve: the parameters of
-    the redirect back to the client (code, state, iss; or error)."""
+async def approve(
+    client: Any, authorize_url: str, api_key: str, *, post_to: str | None = None
+) -> dict[str, str]:
+    """Load the consent page at `authorize_url`, fill in `api_key`, approve (at `post_to`, by
+    default the form's action): the parameters of the redirect back to the client (code,
+    state, iss; or error)."""
     async with client.get(authorize_url, allow_redirects=False) as page:
         assert page.status == 200, (page.status, await page.text())
         form, _ = parse_page(await page.text())
     assert form is not None
     async with client.post(
-        _path_of(client, form.action), data=form.filled(api_key), allow_redirects=False
+        post_to or _path_of(client, form.action), data=form.filled(api_key), allow_redirects=False
     ) as answer:
         assert answer.status in (302, 303), (answer.status, await answer.text())
         return redirect_params(answer.headers["Location"])
