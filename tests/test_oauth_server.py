@@ -1,7 +1,7 @@
 """The authorization server (docs/mcp-endpoints.md, "OAuth"): metadata, registration, the
 consent page, codes, tokens, refresh rotation, revocation, and the settings API's client list.
 
-Token acceptance on callUrl/testUrl is the resource server's (test_oauth_resource*.py); here a
+Token acceptance on callUrl/testUrl is the resource server's (its own tests); here a
 token's state is read through the service the data plane uses (`find_access_token`)."""
 
 from __future__ import annotations
