@@ -1,2 +1,1 @@
-"""The OAuth endpoints MCP clients talk to: the authorization server (authorization.py, its
-consent page consent.py) and the protected resource metadata of the MCP endpoints."""
+"""The OAuth 2.1 endpoints MCP clients talk to, served with the data plane."""
