@@ -15,6 +15,7 @@ from gateway.context import Endpoint
 from gateway.endpoint import setup_mcp_routes
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.invalidation import RedisChangeFeed
+from gateway.oauth.authorization import setup_authorization_server
 from gateway.ratelimit import BucketSpec, Limits, create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
 from gateway.state import GATEWAY, LIMITER_REDIS, REDIS, GatewayState, deployment_tag
@@ -113,5 +114,7 @@ async def _record(cache: GatewayCache, service: SettingsService) -> None:
 
 
 def setup_data_plane(app: web.Application) -> None:
-    """Add the MCP endpoints (callUrl, testUrl) to `app`."""
+    """Add the MCP endpoints (callUrl, testUrl) and the authorization server that lets OAuth
+    clients in (gateway/oauth/) to `app`."""
     setup_mcp_routes(app)
+    setup_authorization_server(app)

@@ -79,12 +79,9 @@ from settings_api.problems import (
 SESSIONS: web.AppKey[SessionCodec] = web.AppKey("mcp_sessions", SessionCodec)
 REQUIRED_SCOPE = "mcp:invoke"
 ALLOWED_METHODS = "POST, DELETE"
-# No OAuth here: MCP clients probing for an authorization server must learn there is none.
-WELL_KNOWN_PREFIXES = (
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/oauth-protected-resource",
-    "/.well-known/openid-configuration",
-)
+# Protected resource metadata that does not exist; the authorization server's metadata is
+# gateway/oauth/authorization.py's.
+WELL_KNOWN_PREFIXES = ("/.well-known/oauth-protected-resource",)
 
 
 def setup_mcp_routes(app: web.Application) -> None:

@@ -1011,14 +1011,10 @@ async def test_get_is_405_with_allow(mcp: TestClient) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/oauth-authorization-server/v1/tenants/acme/integrations/crm/mcp:call",
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/off/mcp:test",
         "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/ghost/mcp:call",
         "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/crm/mcp:other",
-        "/.well-known/openid-configuration",
-        "/.well-known/openid-configuration/extra",
     ],
 )
 async def test_oauth_discovery_is_404(mcp: TestClient, path: str) -> None:

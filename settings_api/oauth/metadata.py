@@ -39,3 +39,23 @@ def resource_metadata_url(public_url: str, resource_path: str) -> str:
 def endpoint(public_url: str, path: str) -> str:
     """The absolute URL of one of the authorization server's endpoints."""
     return public_url.rstrip("/") + path
+
+
+def authorization_server_metadata(public_url: str) -> dict[str, object]:
+    """The RFC 8414 document (also served as the OpenID configuration clients probe)."""
+    return {
+        "issuer": issuer(public_url),
+        "authorization_endpoint": endpoint(public_url, AUTHORIZE_PATH),
+        "token_endpoint": endpoint(public_url, TOKEN_PATH),
+        "registration_endpoint": endpoint(public_url, REGISTER_PATH),
+        "revocation_endpoint": endpoint(public_url, REVOKE_PATH),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": ["mcp:invoke"],
+        "authorization_response_iss_parameter_supported": True,
+        "client_id_metadata_document_supported": True,
+    }

@@ -1,0 +1,70 @@
+"""The authorization server's state on both store backends: a code is single use even when
+two exchanges race, refresh tokens rotate, rotation ends the grants, the client list reads
+the same (the Postgres runs are `slow`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import Api
+from oauth_flow import (
+    CALL,
+    TOOLS,
+    access_state,
+    approve,
+    authorize_path,
+    exchange,
+    pkce_pair,
+    register,
+    token_request,
+)
+
+from settings_api.oauth.grants import ApprovalRefused
+from settings_api.routes import SERVICE
+
+
+async def test_the_grant_lifecycle(client: TestClient, api: Api) -> None:
+    key = await api.enabled_key(TOOLS)
+    client_id = await register(client, client_name="Both Backends")
+    verifier, challenge = pkce_pair()
+    answer = await approve(client, authorize_path(client_id, challenge), key)
+    # Two exchanges of one code at once: exactly one gets tokens, and the other's replay
+    # revokes them.
+    results = await asyncio.gather(
+        exchange(client, client_id, answer["code"], verifier),
+        exchange(client, client_id, answer["code"], verifier),
+    )
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200, 400]
+    [issued] = [body for status, body in results if status == 200]
+    assert await access_state(client, issued["access_token"]) == "revoked"
+
+    answer = await approve(client, authorize_path(client_id, challenge), key)
+    status, pair = await exchange(client, client_id, answer["code"], verifier)
+    assert status == 200
+    refresh = {"grant_type": "refresh_token", "client_id": client_id}
+    status, rotated = await token_request(client, **refresh, refresh_token=pair["refresh_token"])
+    assert status == 200 and await access_state(client, rotated["access_token"]) == "live"
+    _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
+    assert [(i["clientId"], i["clientName"]) for i in listed["items"]] == [
+        (client_id, "Both Backends")
+    ]
+    await api.call("POST", "/crm/mcp:rotateKey", 200)
+    assert await access_state(client, rotated["access_token"]) == "revoked"
+    status, _ = await token_request(client, **refresh, refresh_token=rotated["refresh_token"])
+    assert status == 400
+    _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
+    assert listed["items"] == []
+
+
+async def test_service_issued_tokens(client: TestClient, api: Api) -> None:
+    """The service method tests and scripts use shares the consent page's checks."""
+    key = await api.enabled_key(TOOLS)
+    other = await api.enabled_key(TOOLS, integration="billing")
+    service = client.app[SERVICE]
+    pair = await service.issue_oauth_tokens(key, "script", CALL)
+    assert await access_state(client, pair.access_token) == "live"
+    with pytest.raises(ApprovalRefused):
+        await service.issue_oauth_tokens(other, "script", CALL)
