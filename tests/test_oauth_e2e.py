@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 import httpx2
@@ -28,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp.types import CallToolResult
 from mcp_stub import StubUpstream
+from oauth_flow import parse_page, redirect_params
 from processes import GatewayProcess
 
 pytestmark = pytest.mark.slow
@@ -78,39 +78,6 @@ class MemoryStorage:
         self.client = client_info
 
 
-class ConsentForm(HTMLParser):
-    """The consent page's form: its action and method, its fields, and its submit buttons."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.method = "get"
-        self.fields: dict[str, str] = {}
-        self.buttons: list[tuple[str, str]] = []  # (name, value) of each submit
-        self.inputs: dict[str, str] = {}  # name → type
-        self._in_form = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form" and self.action is None:
-            self._in_form = True
-            self.action, self.method = a.get("action", ""), a.get("method", "get").lower()
-        elif self._in_form and tag == "input" and a.get("name"):
-            kind = a.get("type", "text").lower()
-            self.inputs[a["name"]] = kind
-            if kind == "submit":
-                self.buttons.append((a["name"], a.get("value", "")))
-            else:
-                self.fields[a["name"]] = a.get("value", "")
-        elif self._in_form and tag == "button" and a.get("name"):
-            if a.get("type", "submit").lower() == "submit":
-                self.buttons.append((a["name"], a.get("value", "")))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._in_form = False
-
-
 @dataclass
 class Person:
     """Approves every authorization request with `key`, the way a person at a browser would."""
@@ -131,20 +98,19 @@ class Person:
                 assert page.status == 200, html
                 assert page.content_type == "text/html"
             self.pages.append(html)
-            form = ConsentForm()
-            form.feed(html)
-            assert form.action is not None and form.method == "post", html
-            assert form.inputs.get("api_key") == "password", form.inputs
-            data = {**form.fields, "api_key": self.key}
-            [approve] = [b for b in form.buttons if "approve" in (b[1] + b[0]).lower()]
-            data[approve[0]] = approve[1]
+            form, scripts = parse_page(html)
+            assert form is not None and form.method.lower() == "post" and scripts == 0, html
+            password = [i for i in form.inputs if i.get("name") == "api_key"]
+            assert password and password[0].get("type") == "password", form.inputs
             action = urljoin(authorization_url, form.action)
-            async with browser.post(action, data=data, allow_redirects=False) as answer:
+            async with browser.post(
+                action, data=form.filled(self.key), allow_redirects=False
+            ) as answer:
                 assert answer.status in (302, 303), await answer.text()
                 location = answer.headers["Location"]
         assert location.startswith(REDIRECT_URI + "?"), location
         assert self.key not in location
-        self.redirect = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        self.redirect = redirect_params(location)
         self.approvals += 1
 
     async def callback(self) -> AuthorizationCodeResult:
@@ -201,9 +167,10 @@ async def test_oauth_only_sdk_client_lists_and_calls_on_both_urls(
         # callUrl's call reached the upstream; testUrl's never does.
         assert gateway.upstream.calls["tools/call"] - before == (1 if which == "call" else 0)
 
-        # One approval, on a page that named the integration; the SDK holds its tokens.
+        # One approval, on a page that named the client and the integration; the SDK holds
+        # its tokens.
         assert person.approvals == 1
-        assert "CRM" in person.pages[0]
+        assert "OAuth e2e test" in person.pages[0] and "crm" in person.pages[0]
         assert storage.tokens is not None and storage.tokens.access_token.startswith("mcpat_")
         assert storage.tokens.access_token != gateway.key
         assert person.redirect["iss"] == url.split("/v1/")[0] + "/"

@@ -1,6 +1,7 @@
 """OAuth access tokens on two gateway replicas (one Postgres, one Redis): whatever ends the
-key that approved a token (rotation, disabling MCP, deleting the integration) ends the token on
-the other replica within about a second, as it does the key (tests/test_replicas.py).
+key that approved a token (rotation, disabling MCP, deleting the integration), and revoking the
+token or its client, ends the token on the other replica within about a second, as it does
+the key (tests/test_replicas.py).
 
 Tokens are minted through the service on the replicas' database; everything else goes through
 the replicas' HTTP APIs. Everything runs on 127.0.0.1, bounded."""
@@ -43,7 +44,7 @@ async def issuer(database_url: str) -> AsyncIterator[SettingsService]:
         await store.close()
 
 
-async def test_what_ends_the_key_ends_its_tokens_on_every_replica(
+async def test_what_ends_a_token_reaches_every_replica(
     tmp_path: Path, fresh_pg_url: str
 ) -> None:
     a_proc, b_proc = await asyncio.gather(
@@ -93,6 +94,17 @@ async def test_what_ends_the_key_ends_its_tokens_on_every_replica(
                 return (await b.list_tools(token, session))[0] == 200
 
             await until(served_on_b, timeout_s=REFUSED_WITHIN_S)
+
+            # Revoking the token (RFC 7009) on a, then the client's tokens (settings API).
+            async with http.post(
+                a_proc.url + "/oauth/revoke", data={"token": token, "client_id": "client-1"}
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+            assert await until(revoked_on_b, timeout_s=REFUSED_WITHIN_S) < REFUSED_WITHIN_S
+            token = await mint(rotated)
+            session = await warm(token)
+            await a.settings("DELETE", "/mcp/oauth/clients/client-1")
+            assert await until(revoked_on_b, timeout_s=REFUSED_WITHIN_S) < REFUSED_WITHIN_S
 
             # Deleting the integration.
             await a.settings("DELETE")
