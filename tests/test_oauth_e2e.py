@@ -10,7 +10,9 @@ reaches the stub upstream, testUrl's the simulator."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,19 +42,31 @@ class Gateway:
     key: str
     urls: dict[str, str]  # "call" / "test" → the URL
     upstream: StubUpstream
+    proc: GatewayProcess
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Gateway]:
+    async with serving(tmp_path, aiohttp_server) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, aiohttp_server: Any, **env: str) -> AsyncIterator[Gateway]:
+    """A gateway process (at its own MCPGW_PUBLIC_URL) with the CRM integration bound to a
+    stub upstream."""
     stub = StubUpstream(tools=TOOLS)
     upstream = await aiohttp_server(stub.app())
-    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET}
+    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **env}
     proc = GatewayProcess(tmp_path, "gw", env)
     proc.wait_ready()
     try:
         settings = await setup_integration(proc.url, str(upstream.make_url("/mcp")))
         yield Gateway(
-            settings["apiKey"], {"call": settings["callUrl"], "test": settings["testUrl"]}, stub
+            settings["apiKey"],
+            {"call": settings["callUrl"], "test": settings["testUrl"]},
+            stub,
+            proc,
         )
     finally:
         proc.stop()
@@ -178,3 +192,32 @@ async def test_oauth_only_sdk_client_lists_and_calls_on_both_urls(
         # A new connection with the stored tokens needs no approval.
         again = await list_and_call(url, mode, oauth_provider(url, person, storage))
         assert again[1] == ["search_contacts"] and person.approvals == 1
+
+        log = gateway.proc.log()
+        assert storage.tokens.access_token not in log and gateway.key not in log
+        assert storage.tokens.refresh_token is not None
+        assert storage.tokens.refresh_token not in log
+        assert person.redirect["code"] not in log
+
+
+async def test_sdk_refreshes_an_expired_access_token_without_asking_again(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with serving(tmp_path, aiohttp_server, MCPGW_OAUTH_ACCESS_TOKEN_TTL_S="1") as gateway:
+        url = gateway.urls["call"]
+        person, storage = Person(gateway.key), MemoryStorage()
+        http = httpx2.AsyncClient(auth=oauth_provider(url, person, storage), timeout=10)
+        client = Client(
+            streamable_http_client(url, http_client=http), mode="auto", read_timeout_seconds=10
+        )
+        async with http, client:
+            await client.list_tools()
+            first = storage.tokens
+            assert first is not None and first.expires_in == 1
+            await asyncio.sleep(1.5)  # the access token expired
+            listed = await client.list_tools(cache_mode="bypass")
+        assert [tool.name for tool in listed.tools] == ["search_contacts"]
+        assert person.approvals == 1  # refreshed (rotating the refresh token), not approved again
+        assert storage.tokens is not None
+        assert storage.tokens.access_token != first.access_token
+        assert storage.tokens.refresh_token != first.refresh_token
