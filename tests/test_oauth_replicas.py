@@ -44,9 +44,7 @@ async def issuer(database_url: str) -> AsyncIterator[SettingsService]:
         await store.close()
 
 
-async def test_what_ends_a_token_reaches_every_replica(
-    tmp_path: Path, fresh_pg_url: str
-) -> None:
+async def test_what_ends_a_token_reaches_every_replica(tmp_path: Path, fresh_pg_url: str) -> None:
     a_proc, b_proc = await asyncio.gather(
         *(
             start_gateway(tmp_path, name, fresh_pg_url, MCPGW_REDIS_URL=REDIS_URL)
