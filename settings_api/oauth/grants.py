@@ -49,6 +49,10 @@ _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 _ID = r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}"
 _RESOURCE_PATH = re.compile(rf"/v1/tenants/({_ID})/integrations/({_ID})/mcp:(call|test)")
+# Tokens are dropped a day after they expire (a few each time tokens are issued): until then
+# the data plane can still say "expired" rather than "unknown".
+EXPIRED_KEPT_MS = 86_400_000
+PRUNE_BATCH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +304,7 @@ class OAuthGrants:
     ) -> TokenPair:
         lifetimes = self.settings.lifetimes
         now = now_ms()
+        await tx.delete_expired_oauth_tokens(now - EXPIRED_KEPT_MS, PRUNE_BATCH)
         access, refresh = new_access_token(), new_refresh_token()
         for raw, kind, ttl_s in (
             (access, "access", lifetimes.access_s),
