@@ -186,6 +186,11 @@ class OAuthGrants:
             raise InvalidGrantError("the authorization code is not valid")
         code_hash = hash_token(code)
         now = now_ms()
+        # A read first: made-up codes never take the store's write lock.
+        async with translated(), self.store.reader() as session:
+            known = await session.get_oauth_code(code_hash)
+        if known is None or known.client_id != client_id:
+            raise InvalidGrantError("the authorization code is not valid")
         async with translated(), self.store.transaction() as tx:
             found = await tx.get_oauth_code(code_hash)
             if found is None or found.client_id != client_id:
@@ -213,6 +218,10 @@ class OAuthGrants:
             raise InvalidGrantError("the refresh token is not valid")
         token_hash = hash_token(refresh_token)
         now = now_ms()
+        async with translated(), self.store.reader() as session:
+            known = await session.get_oauth_token(token_hash)
+        if known is None or known.kind != "refresh" or known.client_id != client_id:
+            raise InvalidGrantError("the refresh token is not valid")
         async with translated(), self.store.transaction() as tx:
             found = await tx.get_oauth_token(token_hash)
             if found is None or found.kind != "refresh" or found.client_id != client_id:
@@ -240,9 +249,13 @@ class OAuthGrants:
             return
         token_hash = hash_token(token)
         now = now_ms()
+        async with translated(), self.store.reader() as session:
+            known = await session.get_oauth_token(token_hash)
+        if known is None or (client_id is not None and known.client_id != client_id):
+            return
         async with translated(), self.store.transaction() as tx:
             found = await tx.get_oauth_token(token_hash)
-            if found is None or (client_id is not None and found.client_id != client_id):
+            if found is None:
                 return
             if found.kind == "refresh":
                 await tx.revoke_oauth_family(found.family_id, now)
