@@ -565,6 +565,11 @@ async def test_settings_api_lists_and_revokes_clients(client: TestClient, api: A
     assert item["clientName"] == "Claude Desktop"
     assert item["redirectHosts"] == ["127.0.0.1:33418"]
     assert item["firstUsedAt"] <= item["lastUsedAt"]
+    # The data plane reports when access tokens were used (batched): the list shows it.
+    used_at = item["lastUsedAt"] + 5000
+    await client.app[SERVICE].record_token_use({hash_token(pair["access_token"]): used_at})
+    _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
+    assert listed["items"][0]["lastUsedAt"] == used_at
     await api.call("DELETE", f"/crm/mcp/oauth/clients/{client_id}", 204)
     assert await access_state(client, pair["access_token"]) == "revoked"
     _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
@@ -21,7 +20,6 @@ from settings_api import keys
 from settings_api.changes import Change
 from settings_api.problems import NotFound
 from settings_api.store import (
-    AccessTokenBinding,
     KeyBinding,
     OAuthClient,
     OAuthClientUse,
@@ -262,20 +260,6 @@ class OAuthGrants:
             else:
                 await tx.revoke_oauth_token(token_hash, now)
         await self.publisher.publish(Change(found.tenant_id, found.integration_id))
-
-    # data plane -------------------------------------------------------------------------------
-    async def find_access_token(self, token_hash: str) -> AccessTokenBinding | None:
-        """The binding of an access token hash (live, expired or revoked)."""
-        async with translated(), self.store.reader() as session:
-            return await session.get_access_token(token_hash)
-
-    async def record_token_use(self, last_used: Mapping[str, int]) -> None:
-        """Store when access tokens were last used (batched by the data plane)."""
-        if not last_used:
-            return
-        async with translated(), self.store.transaction() as tx:
-            for token_hash, used_at in sorted(last_used.items()):
-                await tx.touch_oauth_token(token_hash, used_at)
 
     # settings API -----------------------------------------------------------------------------
     async def list_clients(
