@@ -373,12 +373,14 @@ def _consent(
         "Approve access" if error is None else "Approval failed",
         error=error,
         view=valid.view(),
-        action=metadata.endpoint(server.public_url, metadata.AUTHORIZE_PATH),
+        # Relative: the form goes back to the URL the browser used, behind any proxy or host
+        # name, and never carries the request's query.
+        action=metadata.AUTHORIZE_PATH.rsplit("/", 1)[-1],
         hidden=hidden,
         headers=headers,
     )
     if new:
-        server.csrf.set_cookie(response, nonce, metadata.AUTHORIZE_PATH)
+        server.csrf.set_cookie(response, nonce)
     return response
 
 
