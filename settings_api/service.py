@@ -157,11 +157,11 @@ class SettingsService:
 
     async def find_access_token(self, token_hash: str) -> AccessTokenBinding | None:
         """The binding of an OAuth access token hash (live, expired or revoked)."""
-        return await self.oauth.find_access_token(token_hash)
+        return await self._serving.find_access_token(token_hash)
 
     async def record_token_use(self, last_used: Mapping[str, int]) -> None:
         """Store when access tokens were last used (batched by the data plane)."""
-        await self.oauth.record_token_use(last_used)
+        await self._serving.record_token_use(last_used)
 
     async def issue_oauth_tokens(self, api_key: str, client_id: str, resource: str) -> TokenPair:
         """Access and refresh tokens for `client_id` on `resource` (a callUrl or testUrl),

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from aiohttp.test_utils import TestClient
 
@@ -104,15 +104,12 @@ async def approve(
         form, _ = parse_page(await page.text())
     assert form is not None
     async with client.post(
-        post_to or _path_of(client, form.action), data=form.filled(api_key), allow_redirects=False
+        post_to or urljoin(authorize_url, form.action),
+        data=form.filled(api_key),
+        allow_redirects=False,
     ) as answer:
         assert answer.status in (302, 303), (answer.status, await answer.text())
         return redirect_params(answer.headers["Location"])
-
-
-def _path_of(client: Any, action: str) -> str:
-    # A TestClient takes paths (its server is not at MCPGW_PUBLIC_URL); a session takes URLs.
-    return urlsplit(action).path if hasattr(client, "server") else action
 
 
 # The app under test (conftest's MCPGW_PUBLIC_URL) and a client registered with it.

@@ -565,6 +565,11 @@ async def test_settings_api_lists_and_revokes_clients(client: TestClient, api: A
     assert item["clientName"] == "Claude Desktop"
     assert item["redirectHosts"] == ["127.0.0.1:33418"]
     assert item["firstUsedAt"] <= item["lastUsedAt"]
+    # The data plane reports when access tokens were used (batched): the list shows it.
+    used_at = item["lastUsedAt"] + 5000
+    await client.app[SERVICE].record_token_use({hash_token(pair["access_token"]): used_at})
+    _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
+    assert listed["items"][0]["lastUsedAt"] == used_at
     await api.call("DELETE", f"/crm/mcp/oauth/clients/{client_id}", 204)
     assert await access_state(client, pair["access_token"]) == "revoked"
     _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
@@ -593,3 +598,21 @@ async def test_openapi_describes_the_client_routes(client: TestClient) -> None:
     base = "/v1/tenants/{tenant}/integrations/{integration}/mcp/oauth/clients"
     assert "get" in paths[base]
     assert "delete" in paths[base + "/{client_id}"]
+
+
+async def test_registration_is_rate_limited_per_address(aiohttp_client: Any, tmp_path: Any) -> None:
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 's.db'}",
+        MCPGW_RATE_LIMIT_RPS="0.01",
+        MCPGW_RATE_LIMIT_BURST="3",
+    )
+    client = await aiohttp_client(build_app(settings))
+    body = {"redirect_uris": [REDIRECT]}
+    statuses = []
+    for _ in range(4):
+        async with client.post("/oauth/register", json=body) as resp:
+            statuses.append(resp.status)
+            retry_after = resp.headers.get("Retry-After")
+    assert statuses == [201, 201, 201, 429]
+    assert retry_after is not None and int(retry_after) >= 1

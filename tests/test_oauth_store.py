@@ -21,8 +21,10 @@ from oauth_flow import (
     token_request,
 )
 
+from settings_api.oauth import clients, grants
 from settings_api.oauth.grants import ApprovalRefused
 from settings_api.routes import SERVICE
+from settings_api.use_cases.store_access import now_ms
 
 
 async def test_the_grant_lifecycle(client: TestClient, api: Api) -> None:
@@ -68,3 +70,30 @@ async def test_service_issued_tokens(client: TestClient, api: Api) -> None:
     assert await access_state(client, pair.access_token) == "live"
     with pytest.raises(ApprovalRefused):
         await service.issue_oauth_tokens(other, "script", CALL)
+
+
+async def test_what_nobody_uses_is_dropped(
+    client: TestClient, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle registrations and long-expired tokens do not pile up in the store."""
+    key = await api.enabled_key(TOOLS)
+    idle, used = await register(client), await register(client)
+    verifier, challenge = pkce_pair()
+    answer = await approve(client, authorize_path(used, challenge), key)
+    status, pair = await exchange(client, used, answer["code"], verifier)
+    assert status == 200
+    # Two days later: the access token expired a day ago and more, the idle client never
+    # came back.
+    later = now_ms() + 2 * 86_400_000
+    for module in (clients, grants):
+        monkeypatch.setattr(module, "now_ms", lambda: later)
+    refresh = {"grant_type": "refresh_token", "client_id": used}
+    status, _ = await token_request(client, **refresh, refresh_token=pair["refresh_token"])
+    assert status == 200
+    assert await access_state(client, pair["access_token"]) == "unknown"
+    await register(client)
+    _, challenge = pkce_pair()
+    async with client.get(authorize_path(idle, challenge)) as resp:
+        assert resp.status == 400  # no longer registered
+    async with client.get(authorize_path(used, challenge)) as resp:
+        assert resp.status == 200  # it holds tokens: kept

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -29,6 +30,7 @@ from authlib.oauth2.rfc6749.errors import (
 
 from gateway.oauth.consent import CSRF_FIELD, ConsentView, Csrf, render
 from gateway.observability.middleware import note_outcome, note_reason
+from gateway.ratelimit.auth_failures import throttle_key
 from gateway.state import GATEWAY
 from settings_api.http import HTTP_CLIENT, SETTINGS, client_address
 from settings_api.oauth import metadata
@@ -61,6 +63,8 @@ _CORS = {
 }
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM = "application/x-www-form-urlencoded"
+# The rate limiter's buckets of client registrations, per client address.
+REGISTRATION_BUCKET = "oauth-register:"
 # The authorization request's parameters the consent form carries back.
 _CARRIED = (
     "response_type",
@@ -146,6 +150,23 @@ async def _preflight(request: web.Request) -> web.Response:
 # registration --------------------------------------------------------------------------------
 async def _register(request: web.Request) -> web.Response:
     server = request.app[OAUTH_SERVER]
+    # Registration is open to anyone and writes to the store: each address gets the tools/call
+    # bucket of a key (MCPGW_RATE_LIMIT_RPS / _BURST), shared by every replica through Redis.
+    address = client_address(request, request.app[SETTINGS].trust_forwarded)
+    decision = await request.app[GATEWAY].limiter.check(
+        REGISTRATION_BUCKET + throttle_key(address), tools_call=True
+    )
+    if not decision.allowed:
+        wait = str(max(1, math.ceil(decision.retry_after_s)))
+        refused = _json(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": f"too many registrations from this address; retry in {wait} s",
+            },
+            429,
+        )
+        refused.headers["Retry-After"] = wait
+        return refused
     try:
         if request.content_type != "application/json":
             raise ClientMetadataInvalid("invalid_client_metadata", "send the metadata as JSON")
@@ -352,12 +373,14 @@ def _consent(
         "Approve access" if error is None else "Approval failed",
         error=error,
         view=valid.view(),
-        action=metadata.endpoint(server.public_url, metadata.AUTHORIZE_PATH),
+        # Relative: the form goes back to the URL the browser used, behind any proxy or host
+        # name, and never carries the request's query.
+        action=metadata.AUTHORIZE_PATH.rsplit("/", 1)[-1],
         hidden=hidden,
         headers=headers,
     )
     if new:
-        server.csrf.set_cookie(response, nonce, metadata.AUTHORIZE_PATH)
+        server.csrf.set_cookie(response, nonce)
     return response
 
 

@@ -118,11 +118,12 @@ class Csrf:
             return existing, False
         return secrets.token_urlsafe(24), True
 
-    def set_cookie(self, response: web.StreamResponse, nonce: str, path: str) -> None:
+    def set_cookie(self, response: web.StreamResponse, nonce: str) -> None:
+        # Path "/": the path the browser sees may have a proxy's prefix the gateway cannot know.
         response.set_cookie(
             CSRF_COOKIE,
             nonce,
-            path=path,
+            path="/",
             httponly=True,
             samesite="Strict",
             secure=self._secure,

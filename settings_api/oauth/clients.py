@@ -34,6 +34,10 @@ SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token"})
 REGISTERED = "registered"
 METADATA_DOCUMENT = "metadata_document"
 _LOOPBACK_NAMES = frozenset({"localhost"})
+# A registered client that has no code or token a day after registering is dropped (a few per
+# registration), so an open registration endpoint cannot fill the store.
+IDLE_CLIENT_MS = 86_400_000
+PRUNE_BATCH = 10
 
 
 class ClientMetadataInvalid(Exception):
@@ -199,6 +203,7 @@ class ClientRegistry:
             now_ms(),
         )
         async with translated(), self.store.transaction() as tx:
+            await tx.delete_idle_oauth_clients(client.created_at - IDLE_CLIENT_MS, PRUNE_BATCH)
             await tx.upsert_oauth_client(client)
         return client
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
@@ -21,7 +20,6 @@ from settings_api import keys
 from settings_api.changes import Change
 from settings_api.problems import NotFound
 from settings_api.store import (
-    AccessTokenBinding,
     KeyBinding,
     OAuthClient,
     OAuthClientUse,
@@ -49,6 +47,10 @@ _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 _ID = r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}"
 _RESOURCE_PATH = re.compile(rf"/v1/tenants/({_ID})/integrations/({_ID})/mcp:(call|test)")
+# Tokens are dropped a day after they expire (a few each time tokens are issued): until then
+# the data plane can still say "expired" rather than "unknown".
+EXPIRED_KEPT_MS = 86_400_000
+PRUNE_BATCH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,11 @@ class OAuthGrants:
             raise InvalidGrantError("the authorization code is not valid")
         code_hash = hash_token(code)
         now = now_ms()
+        # A read first: made-up codes never take the store's write lock.
+        async with translated(), self.store.reader() as session:
+            known = await session.get_oauth_code(code_hash)
+        if known is None or known.client_id != client_id:
+            raise InvalidGrantError("the authorization code is not valid")
         async with translated(), self.store.transaction() as tx:
             found = await tx.get_oauth_code(code_hash)
             if found is None or found.client_id != client_id:
@@ -209,6 +216,10 @@ class OAuthGrants:
             raise InvalidGrantError("the refresh token is not valid")
         token_hash = hash_token(refresh_token)
         now = now_ms()
+        async with translated(), self.store.reader() as session:
+            known = await session.get_oauth_token(token_hash)
+        if known is None or known.kind != "refresh" or known.client_id != client_id:
+            raise InvalidGrantError("the refresh token is not valid")
         async with translated(), self.store.transaction() as tx:
             found = await tx.get_oauth_token(token_hash)
             if found is None or found.kind != "refresh" or found.client_id != client_id:
@@ -236,29 +247,19 @@ class OAuthGrants:
             return
         token_hash = hash_token(token)
         now = now_ms()
+        async with translated(), self.store.reader() as session:
+            known = await session.get_oauth_token(token_hash)
+        if known is None or (client_id is not None and known.client_id != client_id):
+            return
         async with translated(), self.store.transaction() as tx:
             found = await tx.get_oauth_token(token_hash)
-            if found is None or (client_id is not None and found.client_id != client_id):
+            if found is None:
                 return
             if found.kind == "refresh":
                 await tx.revoke_oauth_family(found.family_id, now)
             else:
                 await tx.revoke_oauth_token(token_hash, now)
         await self.publisher.publish(Change(found.tenant_id, found.integration_id))
-
-    # data plane -------------------------------------------------------------------------------
-    async def find_access_token(self, token_hash: str) -> AccessTokenBinding | None:
-        """The binding of an access token hash (live, expired or revoked)."""
-        async with translated(), self.store.reader() as session:
-            return await session.get_access_token(token_hash)
-
-    async def record_token_use(self, last_used: Mapping[str, int]) -> None:
-        """Store when access tokens were last used (batched by the data plane)."""
-        if not last_used:
-            return
-        async with translated(), self.store.transaction() as tx:
-            for token_hash, used_at in sorted(last_used.items()):
-                await tx.touch_oauth_token(token_hash, used_at)
 
     # settings API -----------------------------------------------------------------------------
     async def list_clients(
@@ -300,6 +301,7 @@ class OAuthGrants:
     ) -> TokenPair:
         lifetimes = self.settings.lifetimes
         now = now_ms()
+        await tx.delete_expired_oauth_tokens(now - EXPIRED_KEPT_MS, PRUNE_BATCH)
         access, refresh = new_access_token(), new_refresh_token()
         for raw, kind, ttl_s in (
             (access, "access", lifetimes.access_s),

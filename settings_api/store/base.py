@@ -399,6 +399,12 @@ class StoreSession:
     async def delete_expired_oauth_codes(self, now: int) -> int:
         return await self._conn.execute(q.DELETE_EXPIRED_OAUTH_CODES, now)
 
+    async def delete_idle_oauth_clients(self, created_before: int, limit: int) -> int:
+        return await self._conn.execute(q.DELETE_IDLE_OAUTH_CLIENTS, created_before, limit)
+
+    async def delete_expired_oauth_tokens(self, expired_before: int, limit: int) -> int:
+        return await self._conn.execute(q.DELETE_EXPIRED_OAUTH_TOKENS, expired_before, limit)
+
     async def insert_oauth_token(self, token: OAuthToken) -> None:
         await self._conn.execute(
             q.INSERT_OAUTH_TOKEN,

@@ -159,6 +159,23 @@ FROM oauth_codes WHERE code_hash = $1
 # Single use even under concurrent exchanges: only the first UPDATE finds used_at NULL.
 USE_OAUTH_CODE = "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL"
 DELETE_EXPIRED_OAUTH_CODES = "DELETE FROM oauth_codes WHERE expires_at < $1"
+# Registered clients that never got a code or a token by $1 are dropped, $2 at a time: the
+# registration endpoint is open, so what it stores must not pile up.
+DELETE_IDLE_OAUTH_CLIENTS = """
+DELETE FROM oauth_clients WHERE client_id IN (
+    SELECT c.client_id FROM oauth_clients c
+    WHERE c.kind = 'registered' AND c.created_at < $1
+      AND NOT EXISTS (SELECT 1 FROM oauth_codes o WHERE o.client_id = c.client_id)
+      AND NOT EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.client_id = c.client_id)
+    LIMIT $2
+)
+"""
+# Tokens expired before $1 are of no use any more (a refresh token's replay included).
+DELETE_EXPIRED_OAUTH_TOKENS = """
+DELETE FROM oauth_tokens WHERE token_hash IN (
+    SELECT token_hash FROM oauth_tokens WHERE expires_at < $1 LIMIT $2
+)
+"""
 INSERT_OAUTH_TOKEN = """
 INSERT INTO oauth_tokens (token_hash, kind, family_id, client_id, key_id, tenant_id,
                           integration_id, resource, created_at, expires_at)

@@ -11,6 +11,7 @@ CREATE TABLE oauth_clients (
     redirect_uris text   NOT NULL,
     created_at    bigint NOT NULL
 );
+CREATE INDEX oauth_clients_by_age ON oauth_clients (kind, created_at);
 
 CREATE TABLE oauth_codes (
     code_hash      text   PRIMARY KEY,
@@ -47,3 +48,4 @@ CREATE TABLE oauth_tokens (
 );
 CREATE INDEX oauth_tokens_by_client ON oauth_tokens (tenant_id, integration_id, client_id);
 CREATE INDEX oauth_tokens_by_family ON oauth_tokens (family_id);
+CREATE INDEX oauth_tokens_by_expiry ON oauth_tokens (expires_at);
