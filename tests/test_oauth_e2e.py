@@ -21,8 +21,7 @@ from urllib.parse import urljoin
 import aiohttp
 import httpx2
 import pytest
-from conftest import JWT_SECRET
-from crm_integration import TOOLS, setup_integration
+from crm_integration import TOOLS, crm_gateway
 from mcp.client import Client
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -56,20 +55,9 @@ async def serving(tmp_path: Path, aiohttp_server: Any, **env: str) -> AsyncItera
     """A gateway process (at its own MCPGW_PUBLIC_URL) with the CRM integration bound to a
     stub upstream."""
     stub = StubUpstream(tools=TOOLS)
-    upstream = await aiohttp_server(stub.app())
-    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **env}
-    proc = GatewayProcess(tmp_path, "gw", env)
-    proc.wait_ready()
-    try:
-        settings = await setup_integration(proc.url, str(upstream.make_url("/mcp")))
-        yield Gateway(
-            settings["apiKey"],
-            {"call": settings["callUrl"], "test": settings["testUrl"]},
-            stub,
-            proc,
-        )
-    finally:
-        proc.stop()
+    async with crm_gateway(tmp_path, aiohttp_server, stub, **env) as (proc, settings):
+        urls = {"call": settings["callUrl"], "test": settings["testUrl"]}
+        yield Gateway(settings["apiKey"], urls, stub, proc)
 
 
 class MemoryStorage:
