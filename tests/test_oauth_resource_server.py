@@ -72,6 +72,18 @@ async def test_each_integration_url_has_its_protected_resource_metadata(
             "authorization_servers": [PUBLIC + "/"],
             "bearer_methods_supported": ["header"],
         }
+        # Browsers may read it from any origin, after a preflight.
+        preflight = {
+            "Origin": "http://localhost:6274",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "mcp-protocol-version",
+        }
+        async with client.options(WELL_KNOWN + path, headers=preflight) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert "MCP-Protocol-Version" in resp.headers["Access-Control-Allow-Headers"]
+        async with client.head(WELL_KNOWN + path) as resp:
+            assert resp.status == 200
         # The URL the 401 names is that document.
         status, headers, _ = await ping(client, "mcpk_wrong", path)
         assert status == 401

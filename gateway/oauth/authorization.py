@@ -29,6 +29,7 @@ from authlib.oauth2.rfc6749.errors import (
 )
 
 from gateway.oauth.consent import CSRF_FIELD, ConsentView, Csrf, render
+from gateway.oauth.cors import CORS_HEADERS, preflight
 from gateway.observability.middleware import note_outcome, note_reason
 from gateway.ratelimit.auth_failures import throttle_key
 from gateway.state import GATEWAY
@@ -55,12 +56,6 @@ log = logging.getLogger(__name__)
 # Form and JSON bodies of these endpoints are small: a code, a verifier, a few URLs.
 MAX_BODY_BYTES = 16 * 1024
 MAX_FIELDS = 32
-_CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, MCP-Protocol-Version",
-    "Access-Control-Max-Age": "600",
-}
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM = "application/x-www-form-urlencoded"
 # The rate limiter's buckets of client registrations, per client address.
@@ -124,7 +119,7 @@ def setup_authorization_server(app: web.Application) -> None:
     }
     for document in sorted(documents):
         app.router.add_get(document, _metadata, name=None, allow_head=True)
-        app.router.add_route("OPTIONS", document, _preflight)
+        app.router.add_route("OPTIONS", document, preflight)
     app.router.add_get(metadata.AUTHORIZE_PATH, _authorize_page, name="oauth.authorize")
     app.router.add_post(metadata.AUTHORIZE_PATH, _authorize_decision, name="oauth.approve")
     for route, handler in (
@@ -134,17 +129,15 @@ def setup_authorization_server(app: web.Application) -> None:
     ):
         name = "oauth." + route.rsplit("/", 1)[-1]
         app.router.add_post(route, handler, name=name)
-        app.router.add_route("OPTIONS", route, _preflight, name=name + ".preflight")
+        app.router.add_route("OPTIONS", route, preflight, name=name + ".preflight")
 
 
 # metadata ------------------------------------------------------------------------------------
 async def _metadata(request: web.Request) -> web.Response:
     document = metadata.authorization_server_metadata(request.app[SETTINGS].public_url)
-    return web.json_response(document, headers={**_CORS, "Cache-Control": "public, max-age=300"})
-
-
-async def _preflight(request: web.Request) -> web.Response:
-    return web.Response(status=204, headers=_CORS)
+    return web.json_response(
+        document, headers={**CORS_HEADERS, "Cache-Control": "public, max-age=300"}
+    )
 
 
 # registration --------------------------------------------------------------------------------
@@ -456,7 +449,7 @@ async def _revoke(request: web.Request) -> web.Response:
         return _oauth_error(exc)
     except _BodyRefused as exc:
         return _json({"error": "invalid_request", "error_description": str(exc)}, 413)
-    return web.Response(status=200, headers={**_CORS, **_NO_STORE})
+    return web.Response(status=200, headers={**CORS_HEADERS, **_NO_STORE})
 
 
 def _client_id(request: web.Request, form: Mapping[str, str]) -> str:
@@ -485,7 +478,7 @@ def _oauth_error(exc: OAuth2Error) -> web.Response:
 
 
 def _json(body: Mapping[str, Any], status: int) -> web.Response:
-    return web.json_response(dict(body), status=status, headers={**_CORS, **_NO_STORE})
+    return web.json_response(dict(body), status=status, headers={**CORS_HEADERS, **_NO_STORE})
 
 
 # bounded request bodies ----------------------------------------------------------------------

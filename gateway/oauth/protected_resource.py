@@ -14,21 +14,23 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.context import MCP_PATH, Endpoint, mcp_path
+from gateway.oauth.cors import CORS_HEADERS, preflight
 from gateway.state import GATEWAY
 from settings_api.http import SETTINGS, problem_response
 from settings_api.oauth.metadata import PR_WELL_KNOWN, issuer, resource_metadata_url
 from settings_api.problems import NotFound, Problem
 
-# The metadata is public and the same for every caller: browser-based clients (the MCP
-# Inspector) read it cross-origin.
-_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=60"}
+# The metadata is public and the same for every caller.
+_HEADERS = {**CORS_HEADERS, "Cache-Control": "public, max-age=60"}
 
 
 def setup_protected_resource(app: web.Application) -> None:
-    """Serve the metadata of every integration URL (GET; HEAD answered alike)."""
-    app.router.add_get(
-        PR_WELL_KNOWN + MCP_PATH + "{endpoint}", _metadata, name="oauth.protected-resource"
-    )
+    """Serve the metadata of every integration URL (GET; HEAD answered alike; CORS)."""
+    path = PR_WELL_KNOWN + MCP_PATH + "{endpoint}"
+    resource = app.router.add_resource(path, name="oauth.protected-resource")
+    resource.add_route("GET", _metadata)
+    resource.add_route("HEAD", _metadata)
+    resource.add_route("OPTIONS", preflight)
 
 
 def resource_path(request: web.Request, endpoint: Endpoint) -> str:
