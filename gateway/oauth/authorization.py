@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import json
-import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -49,8 +48,6 @@ from settings_api.oauth.grants import (
 )
 from settings_api.routes import SERVICE
 from settings_api.store import OAuthClient
-
-log = logging.getLogger(__name__)
 
 # Form and JSON bodies of these endpoints are small: a code, a verifier, a few URLs.
 MAX_BODY_BYTES = 16 * 1024

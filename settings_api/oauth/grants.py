@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from settings_api import keys
@@ -381,7 +381,6 @@ def _check_code(
 __all__ = [
     "ApprovalRefused",
     "Lifetimes",
-    "OAuth2Error",
     "OAuthGrants",
     "OAuthSettings",
     "Resource",
