@@ -13,6 +13,7 @@ from typing import Literal
 import redis.asyncio as redis
 from aiohttp import web
 
+from console.app import setup_console
 from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
 from gateway.observability.middleware import edge_middleware, metrics_handler
@@ -139,6 +140,7 @@ def build_app(settings: Settings, role: Role = "all") -> web.Application:
     if role in ("all", "settings"):
         app.cleanup_ctx.append(settings_limits_ctx)
         setup_settings_api(app)
+        setup_console(app)
     return app
 
 
