@@ -7,6 +7,7 @@ token's state is read through the service the data plane uses (`find_access_toke
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -578,7 +579,17 @@ async def test_settings_api_lists_and_revokes_clients(client: TestClient, api: A
     await api.call("GET", "/nope/mcp/oauth/clients", 404)
     async with client.get("/v1/tenants/acme/audit", headers=api.headers) as resp:
         audit = await resp.json()
-    assert any(e["action"] == "mcp.oauth_client_revoked" for e in audit["items"])
+    actions = {e["action"]: e for e in audit["items"]}
+    assert actions["mcp.oauth_client_revoked"]["details"]["clientId"] == client_id
+    approved = actions["mcp.oauth_client_approved"]
+    assert approved["actor"].startswith("apiKey:") and approved["target"] == "crm"
+    assert approved["details"] == {
+        "clientId": client_id,
+        "clientName": "Claude Desktop",
+        "redirectHost": "127.0.0.1:33418",
+        "resource": CALL,
+    }
+    assert key not in json.dumps(audit)
 
 
 async def test_a_client_id_url_is_revoked_url_encoded(client: TestClient, api: Api) -> None:
