@@ -148,6 +148,15 @@ async def token_request(client: TestClient, **form: str) -> tuple[int, dict[str,
         return resp.status, await resp.json()
 
 
+async def refresh(
+    client: TestClient, client_id: str, refresh_token: str
+) -> tuple[int, dict[str, Any]]:
+    """A refresh_token grant: (status, body)."""
+    return await token_request(
+        client, grant_type="refresh_token", client_id=client_id, refresh_token=refresh_token
+    )
+
+
 async def code_for(
     client: TestClient, client_id: str, api_key: str, resource: str = CALL
 ) -> tuple[str, str]:

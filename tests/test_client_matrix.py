@@ -1,8 +1,8 @@
 """The client matrix: MCP clients people use against a real gateway process, on testUrl and on
 callUrl (bound to a stub upstream). Each lists tools, calls one, receives log messages only once
 it asks and only at or above the level asked (docs/mcp-endpoints.md, "Log messages"), meets the
-rate limit and goes on: a `tools/call` past the limit is an `isError` result of that call and
-a `tools/list` past it a -32029 error of that request, both naming the wait, and after the wait
+rate limit and goes on: a `tools/call` past the limit is an `isError` result of that call and a
+`tools/list` past it a -32029 error of that request, both naming the wait, and after the wait
 the next one succeeds on the same session (docs/mcp-endpoints.md, "Rate limits"; docs/clients.md).
 
 Clients: the Python SDK 2.x in this process (auto: 2026-07-28; legacy: the initialize

@@ -7,6 +7,7 @@ token's state is read through the service the data plane uses (`find_access_toke
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -29,6 +30,7 @@ from oauth_flow import (
     parse_page,
     pkce_pair,
     redirect_params,
+    refresh,
     register,
     token_request,
     tokens_for,
@@ -408,12 +410,7 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(
     status, again = await exchange(client, client_id, code, verifier)
     assert status == 400 and again["error"] == "invalid_grant"
     assert await access_state(client, first["access_token"]) == "revoked"
-    status, body = await token_request(
-        client,
-        grant_type="refresh_token",
-        client_id=client_id,
-        refresh_token=first["refresh_token"],
-    )
+    status, body = await refresh(client, client_id, first["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
 
 
@@ -438,17 +435,16 @@ async def test_refresh_tokens_rotate(client: TestClient, api: Api) -> None:
     key = await api.enabled_key(TOOLS)
     client_id = await register(client)
     first = await tokens_for(client, client_id, key)
-    refresh = {"grant_type": "refresh_token", "client_id": client_id}
-    status, second = await token_request(client, **refresh, refresh_token=first["refresh_token"])
+    status, second = await refresh(client, client_id, first["refresh_token"])
     assert status == 200
     assert second["refresh_token"] != first["refresh_token"]
     assert await access_state(client, second["access_token"]) == "live"
     # The spent refresh token is refused, and presenting it again ends the grant (one of its
     # two holders is not the client).
-    status, body = await token_request(client, **refresh, refresh_token=first["refresh_token"])
+    status, body = await refresh(client, client_id, first["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
     assert await access_state(client, second["access_token"]) == "revoked"
-    status, body = await token_request(client, **refresh, refresh_token=second["refresh_token"])
+    status, body = await refresh(client, client_id, second["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
 
 
@@ -456,9 +452,7 @@ async def test_a_refresh_token_is_bound_to_its_client(client: TestClient, api: A
     key = await api.enabled_key(TOOLS)
     client_id, other = await register(client), await register(client)
     first = await tokens_for(client, client_id, key)
-    status, body = await token_request(
-        client, grant_type="refresh_token", client_id=other, refresh_token=first["refresh_token"]
-    )
+    status, body = await refresh(client, other, first["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
 
 
@@ -471,9 +465,7 @@ async def test_rotating_the_key_ends_access_and_refresh_tokens(
     code, verifier = await code_for(client, client_id, key)  # approved, not yet exchanged
     await api.call("POST", "/crm/mcp:rotateKey", 200)
     assert await access_state(client, pair["access_token"]) == "revoked"
-    status, body = await token_request(
-        client, grant_type="refresh_token", client_id=client_id, refresh_token=pair["refresh_token"]
-    )
+    status, body = await refresh(client, client_id, pair["refresh_token"])
     assert status == 400 and body["error"] == "invalid_grant"
     status, body = await exchange(client, client_id, code, verifier)
     assert status == 400 and body["error"] == "invalid_grant"
@@ -486,8 +478,7 @@ async def test_disabling_or_deleting_the_integration_ends_refresh(
     client_id = await register(client)
     pair = await tokens_for(client, client_id, key)
     await api.call("PATCH", "/crm/mcp", 200, json={"enabled": False})
-    refresh = {"grant_type": "refresh_token", "client_id": client_id}
-    status, _ = await token_request(client, **refresh, refresh_token=pair["refresh_token"])
+    status, _ = await refresh(client, client_id, pair["refresh_token"])
     assert status == 400
     await api.call("DELETE", "/crm", 204)
     assert await access_state(client, pair["access_token"]) == "revoked"
@@ -556,9 +547,7 @@ async def test_settings_api_lists_and_revokes_clients(client: TestClient, api: A
     assert empty == {"items": [], "nextCursor": None}
     client_id = await register(client, client_name="Claude Desktop")
     pair = await tokens_for(client, client_id, key)
-    await token_request(
-        client, grant_type="refresh_token", client_id=client_id, refresh_token=pair["refresh_token"]
-    )
+    await refresh(client, client_id, pair["refresh_token"])
     _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
     [item] = listed["items"]
     assert item["clientId"] == client_id
@@ -578,7 +567,17 @@ async def test_settings_api_lists_and_revokes_clients(client: TestClient, api: A
     await api.call("GET", "/nope/mcp/oauth/clients", 404)
     async with client.get("/v1/tenants/acme/audit", headers=api.headers) as resp:
         audit = await resp.json()
-    assert any(e["action"] == "mcp.oauth_client_revoked" for e in audit["items"])
+    actions = {e["action"]: e for e in audit["items"]}
+    assert actions["mcp.oauth_client_revoked"]["details"]["clientId"] == client_id
+    approved = actions["mcp.oauth_client_approved"]
+    assert approved["actor"].startswith("apiKey:") and approved["target"] == "crm"
+    assert approved["details"] == {
+        "clientId": client_id,
+        "clientName": "Claude Desktop",
+        "redirectHost": "127.0.0.1:33418",
+        "resource": CALL,
+    }
+    assert key not in json.dumps(audit)
 
 
 async def test_a_client_id_url_is_revoked_url_encoded(client: TestClient, api: Api) -> None:

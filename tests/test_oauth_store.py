@@ -17,8 +17,8 @@ from oauth_flow import (
     authorize_path,
     exchange,
     pkce_pair,
+    refresh,
     register,
-    token_request,
 )
 
 from settings_api.oauth import clients, grants
@@ -46,8 +46,7 @@ async def test_the_grant_lifecycle(client: TestClient, api: Api) -> None:
     answer = await approve(client, authorize_path(client_id, challenge), key)
     status, pair = await exchange(client, client_id, answer["code"], verifier)
     assert status == 200
-    refresh = {"grant_type": "refresh_token", "client_id": client_id}
-    status, rotated = await token_request(client, **refresh, refresh_token=pair["refresh_token"])
+    status, rotated = await refresh(client, client_id, pair["refresh_token"])
     assert status == 200 and await access_state(client, rotated["access_token"]) == "live"
     _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
     assert [(i["clientId"], i["clientName"]) for i in listed["items"]] == [
@@ -55,7 +54,7 @@ async def test_the_grant_lifecycle(client: TestClient, api: Api) -> None:
     ]
     await api.call("POST", "/crm/mcp:rotateKey", 200)
     assert await access_state(client, rotated["access_token"]) == "revoked"
-    status, _ = await token_request(client, **refresh, refresh_token=rotated["refresh_token"])
+    status, _ = await refresh(client, client_id, rotated["refresh_token"])
     assert status == 400
     _, listed = await api.call("GET", "/crm/mcp/oauth/clients", 200)
     assert listed["items"] == []
@@ -87,8 +86,7 @@ async def test_what_nobody_uses_is_dropped(
     later = now_ms() + 2 * 86_400_000
     for module in (clients, grants):
         monkeypatch.setattr(module, "now_ms", lambda: later)
-    refresh = {"grant_type": "refresh_token", "client_id": used}
-    status, _ = await token_request(client, **refresh, refresh_token=pair["refresh_token"])
+    status, _ = await refresh(client, used, pair["refresh_token"])
     assert status == 200
     assert await access_state(client, pair["access_token"]) == "unknown"
     await register(client)

@@ -9,11 +9,9 @@ to the client as RFC 6749 error redirects carrying `state` and `iss` (RFC 9207).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
-import logging
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from gateway.oauth.cors import CORS_HEADERS, preflight
 from gateway.observability.middleware import note_outcome, note_reason
 from gateway.ratelimit.auth_failures import throttle_key
 from gateway.state import GATEWAY
-from settings_api.http import HTTP_CLIENT, SETTINGS, client_address
+from settings_api.http import HTTP_CLIENT, SETTINGS, client_address, read_bounded
 from settings_api.oauth import metadata
 from settings_api.oauth.clients import (
     ClientMetadataInvalid,
@@ -50,8 +48,6 @@ from settings_api.oauth.grants import (
 )
 from settings_api.routes import SERVICE
 from settings_api.store import OAuthClient
-
-log = logging.getLogger(__name__)
 
 # Form and JSON bodies of these endpoints are small: a code, a verifier, a few URLs.
 MAX_BODY_BYTES = 16 * 1024
@@ -483,22 +479,17 @@ def _json(body: Mapping[str, Any], status: int) -> web.Response:
 
 # bounded request bodies ----------------------------------------------------------------------
 class _BodyRefused(Exception):
-    """The body is too large or did not arrive in time."""
+    """The body is too large."""
 
 
 async def _read_body(request: web.Request) -> bytes:
+    """The body within MCPGW_BODY_TIMEOUT_S (408 problem) and `MAX_BODY_BYTES`."""
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise _BodyRefused(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    raw = bytearray()
-    try:
-        async with asyncio.timeout(request.app[SETTINGS].body_timeout_s):
-            async for chunk in request.content.iter_chunked(8192):
-                raw += chunk
-                if len(raw) > MAX_BODY_BYTES:
-                    raise _BodyRefused(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    except TimeoutError:
-        raise _BodyRefused("the body did not arrive in time") from None
-    return bytes(raw)
+    raw = await read_bounded(request, request.read)
+    if len(raw) > MAX_BODY_BYTES:
+        raise _BodyRefused(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    return raw
 
 
 async def _read_form(request: web.Request) -> dict[str, str]:

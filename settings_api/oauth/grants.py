@@ -12,8 +12,9 @@ import hmac
 import re
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from settings_api import keys
@@ -138,6 +139,20 @@ class OAuthGrants:
                 # Recorded so the settings API can name the client holding tokens.
                 await tx.upsert_oauth_client(client)
             await tx.delete_expired_oauth_codes(now)
+            # Who approved is whoever held the key: the audit names the key and the client.
+            await audit.record(
+                tx,
+                resource.tenant_id,
+                f"apiKey:{key.key_id}",
+                "mcp.oauth_client_approved",
+                resource.integration_id,
+                {
+                    "clientId": client.client_id,
+                    "clientName": client.client_name,
+                    "redirectHost": urlsplit(redirect_uri).netloc,
+                    "resource": resource.url,
+                },
+            )
             await tx.insert_oauth_code(
                 OAuthCode(
                     hash_token(code),
@@ -381,7 +396,6 @@ def _check_code(
 __all__ = [
     "ApprovalRefused",
     "Lifetimes",
-    "OAuth2Error",
     "OAuthGrants",
     "OAuthSettings",
     "Resource",
