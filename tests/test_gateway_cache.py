@@ -230,17 +230,17 @@ async def test_key_use_is_batched_and_recorded(service: CountingService) -> None
 CALL_URL = "http://127.0.0.1:8080/v1/tenants/acme/integrations/crm/mcp:call"
 
 
-async def access_token(service: SettingsService, raw_key: str, integration: str = "crm") -> str:
-    """An access token `raw_key` approved for the integration's callUrl."""
+async def with_token(service: SettingsService, integration: str = "crm") -> tuple[str, str]:
+    """An enabled integration's key, and an access token it approved for the callUrl."""
+    raw = await enabled_integration(service, integration)
     resource = CALL_URL.replace("/crm/", f"/{integration}/")
-    return (await service.issue_oauth_tokens(raw_key, "client-1", resource)).access_token
+    return raw, (await service.issue_oauth_tokens(raw, "client-1", resource)).access_token
 
 
 async def test_warm_access_token_runs_no_store_lookup_and_resolves_to_its_key(
     service: CountingService,
 ) -> None:
-    raw = await enabled_integration(service)
-    token = await access_token(service, raw)
+    raw, token = await with_token(service)
     cache = GatewayCache(service)
     key = await cache.authenticate(raw)
     for _ in range(50):
@@ -251,8 +251,7 @@ async def test_warm_access_token_runs_no_store_lookup_and_resolves_to_its_key(
 async def test_access_token_is_refused_on_another_url_and_when_unknown(
     service: CountingService,
 ) -> None:
-    raw = await enabled_integration(service)
-    token = await access_token(service, raw)
+    _, token = await with_token(service)
     cache = GatewayCache(service)
     for resource in (
         CALL_URL.replace("mcp:call", "mcp:test"),
@@ -268,10 +267,8 @@ async def test_access_token_is_refused_on_another_url_and_when_unknown(
 
 
 async def test_rotation_change_refuses_the_keys_tokens_at_once(service: CountingService) -> None:
-    raw = await enabled_integration(service)
-    other_raw = await enabled_integration(service, "billing")
-    token = await access_token(service, raw)
-    other = await access_token(service, other_raw, "billing")
+    _, token = await with_token(service)
+    _, other = await with_token(service, "billing")
     cache = GatewayCache(service, ttl_s=3600)
     service.changes.subscribe(cache.apply)
     await cache.authenticate_token(token, CALL_URL)
@@ -287,8 +284,7 @@ async def test_rotation_change_refuses_the_keys_tokens_at_once(service: Counting
 
 
 async def test_revoked_access_token_is_refused_after_the_change(service: CountingService) -> None:
-    raw = await enabled_integration(service)
-    token = await access_token(service, raw)
+    _, token = await with_token(service)
     cache = GatewayCache(service, ttl_s=3600)
     service.changes.subscribe(cache.apply)
     await cache.authenticate_token(token, CALL_URL)
@@ -301,8 +297,7 @@ async def test_revoked_access_token_is_refused_after_the_change(service: Countin
 async def test_access_token_use_is_batched_for_the_token_and_its_key(
     service: CountingService,
 ) -> None:
-    raw = await enabled_integration(service)
-    token = await access_token(service, raw)
+    _, token = await with_token(service)
     cache = GatewayCache(service)
     key = await cache.authenticate_token(token, CALL_URL)
     await cache.authenticate_token(token, CALL_URL)
