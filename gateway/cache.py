@@ -1,6 +1,9 @@
-"""Per-replica cache of key → binding and integration → data-plane view.
+"""Per-replica cache of key → binding, OAuth access token → binding, and integration →
+data-plane view.
 
-A warm request runs no SQL: one SHA-256 and two dict lookups. Entries are dropped when a change
+A warm request runs no SQL: one SHA-256 and two dict lookups. An access token's entry goes
+with its integration's keys: rotating or revoking the key that approved it, disabling MCP or
+deleting the integration publish the change that drops both. Entries are dropped when a change
 is published (gateway/invalidation.py), expire on a bounded TTL, and are all flushed when the
 change feed is (re)established. While it is lost (subscription down, or its heartbeats not
 coming back: Redis not relaying publishes), entries are trusted for at most `degraded_ttl_s`,
@@ -27,6 +30,7 @@ from gateway.observability import metrics
 from gateway.state import AuthFailure
 from settings_api import keys
 from settings_api.changes import Change
+from settings_api.oauth import tokens
 from settings_api.problems import StoreUnavailable
 from settings_api.service import McpSnapshot, SettingsService, now_ms
 from simulator import parse_fixture
@@ -36,6 +40,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 IntegrationKey = tuple[str, str]
 _MISS: Any = object()  # no servable entry
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenEntry:
+    """What an access token resolved to: its approving key (`revoked` when the token or the
+    key is), the one URL it was issued for, and when it expires (epoch ms)."""
+
+    key: KeyEntry
+    resource: str
+    expires_at: int
 
 
 @dataclass(slots=True)
@@ -105,6 +119,27 @@ class _Lru(Generic[T]):
             del self._loading[key]
 
 
+class UseLog:
+    """When each key id (or token hash) was last used since the previous `take`: written to
+    the store in batches, not once per request."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+
+    def note(self, what: str, at: int) -> None:
+        self._used[what] = at
+
+    def take(self) -> dict[str, int]:
+        """Id → last use (epoch ms) since the previous call."""
+        taken, self._used = self._used, {}
+        return taken
+
+    def restore(self, used: dict[str, int]) -> None:
+        """Put back uses that could not be written (newer ones win)."""
+        for what, at in used.items():
+            self._used.setdefault(what, at)
+
+
 class GatewayCache:
     """The data plane's `Resolver`: authenticates keys and serves integration views."""
 
@@ -128,9 +163,11 @@ class GatewayCache:
         self._store_retry_at = 0.0
         self._keys: _Lru[KeyEntry | None] = _Lru(max_entries, "key")
         self._views: _Lru[IntegrationView | None] = _Lru(max_entries, "integration")
+        self._tokens: _Lru[_TokenEntry | None] = _Lru(max_entries, "token")
         # The change feed says whether invalidations are reaching us.
         self.subscribed = True
-        self._last_used: dict[str, int] = {}
+        self.key_use = UseLog()  # API keys, by key id (a token's use counts for its key)
+        self.token_use = UseLog()  # access tokens, by hash
 
     # Resolver ------------------------------------------------------------------------------
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
@@ -158,8 +195,30 @@ class GatewayCache:
             raise AuthFailure("unknown", "unknown API key")
         if entry.revoked:
             raise AuthFailure("revoked", "this API key was revoked")
-        self._last_used[entry.key_id] = now_ms()
+        self.key_use.note(entry.key_id, now_ms())
         return entry
+
+    async def authenticate_token(self, raw_token: str, resource: str) -> KeyEntry:
+        token_hash = tokens.hash_token(raw_token)
+        entry = self._fresh(self._tokens, token_hash)
+        if entry is _MISS:
+            entry = await self._load(self._tokens, token_hash, lambda: self._load_token(token_hash))
+        if entry is None:
+            raise AuthFailure("unknown", "unknown access token")
+        if entry.key.revoked:
+            raise AuthFailure(
+                "revoked", "this access token, or the API key that approved it, was revoked"
+            )
+        now = now_ms()
+        if now >= entry.expires_at:
+            raise AuthFailure("expired", "this access token expired; refresh it")
+        if entry.resource != resource:
+            raise AuthFailure(
+                "wrong-resource", "this access token was issued for another MCP endpoint"
+            )
+        self.key_use.note(entry.key.key_id, now)
+        self.token_use.note(token_hash, now)
+        return entry.key
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
         key = (tenant, integration)
@@ -176,21 +235,17 @@ class GatewayCache:
         # Every key entry bound to the integration goes (rotation, deletion and disabling
         # alike), and so do negative entries: a key just minted may have been looked up early.
         self._keys.drop_where(lambda e: e is None or (e.tenant_id, e.integration_id) == target)
+        # Its access tokens too: they die with the key that approved them, and a token
+        # revoked through the authorization server publishes the same change.
+        self._tokens.drop_where(
+            lambda e: e is None or (e.key.tenant_id, e.key.integration_id) == target
+        )
 
     def flush(self) -> None:
         """Forget everything (the change subscription reconnected: changes may have been lost)."""
         self._keys.clear()
         self._views.clear()
-
-    def take_last_used(self) -> dict[str, int]:
-        """Key id → last use (epoch ms) since the previous call."""
-        taken, self._last_used = self._last_used, {}
-        return taken
-
-    def restore_last_used(self, used: dict[str, int]) -> None:
-        """Put back uses that could not be written (newer ones win)."""
-        for key_id, at in used.items():
-            self._last_used.setdefault(key_id, at)
+        self._tokens.clear()
 
     # internals -----------------------------------------------------------------------------
     def _fresh(self, lru: _Lru[T], key: Any) -> Any:
@@ -235,6 +290,19 @@ class GatewayCache:
             binding.scope,
             binding.revoked_at is not None,
         )
+
+    async def _load_token(self, token_hash: str) -> _TokenEntry | None:
+        binding = await self._service.find_access_token(token_hash)
+        if binding is None or not hmac.compare_digest(binding.token_hash, token_hash):
+            return None
+        key = KeyEntry(
+            binding.key_id,
+            binding.tenant_id,
+            binding.integration_id,
+            binding.scope,
+            binding.revoked,
+        )
+        return _TokenEntry(key, binding.resource, binding.expires_at)
 
     async def _load_view(self, tenant: str, integration: str) -> IntegrationView | None:
         snapshot = await self._service.mcp_snapshot(tenant, integration)

@@ -27,6 +27,15 @@ class Endpoint(enum.StrEnum):
     TEST = "test"  # testUrl: tools/call answered by the simulator
 
 
+# callUrl and testUrl, below MCPGW_PUBLIC_URL: this pattern followed by an `Endpoint` value.
+MCP_PATH = "/v1/tenants/{tenant}/integrations/{integration}/mcp:"
+
+
+def mcp_path(tenant: str, integration: str, endpoint: Endpoint) -> str:
+    """The path of an integration's callUrl or testUrl."""
+    return MCP_PATH.format(tenant=tenant, integration=integration) + endpoint.value
+
+
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
     """What a presented API key resolved to (cached per replica)."""

@@ -15,6 +15,7 @@ from gateway.context import Endpoint
 from gateway.endpoint import setup_mcp_routes
 from gateway.executors import ProxyExecutor, SimulatorExecutor, UpstreamPool
 from gateway.invalidation import RedisChangeFeed
+from gateway.oauth.authorization import setup_authorization_server
 from gateway.observability.tracing import setup_tracing
 from gateway.ratelimit import BucketSpec, Limits, create_limiter
 from gateway.ratelimit.auth_failures import AuthFailureThrottle
@@ -99,16 +100,23 @@ async def _flush_last_used(cache: GatewayCache, service: SettingsService) -> Non
 
 
 async def _record(cache: GatewayCache, service: SettingsService) -> None:
-    """Write keys' lastUsedAt in one batch, not once per request."""
-    used = cache.take_last_used()
-    try:
-        await service.record_key_use(used)
-    except Exception as exc:
-        log.warning("could not record key use (%s); will retry", type(exc).__name__)
-        cache.restore_last_used(used)
+    """Write when keys and access tokens were last used, in one batch each, not once per
+    request."""
+    for what, uses, write in (
+        ("key", cache.key_use, service.record_key_use),
+        ("access token", cache.token_use, service.record_token_use),
+    ):
+        used = uses.take()
+        try:
+            await write(used)
+        except Exception as exc:
+            log.warning("could not record %s use (%s); will retry", what, type(exc).__name__)
+            uses.restore(used)
 
 
 def setup_data_plane(app: web.Application) -> None:
-    """Add the MCP endpoints (callUrl, testUrl) to `app`, traced when `OTEL_*` asks for it."""
+    """Add the MCP endpoints (callUrl, testUrl) and the authorization server that lets OAuth
+    clients in (gateway/oauth/) to `app`, traced when `OTEL_*` asks for it."""
     setup_tracing(app)
     setup_mcp_routes(app)
+    setup_authorization_server(app)

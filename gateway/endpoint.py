@@ -3,7 +3,8 @@ request pipeline (docs/mcp-endpoints.md).
 
 Each check has its own answer, in this order: `Origin` (403; several `Origin` headers too) →
 failed-auth throttle per client address (429 `auth-throttled`, before any key lookup;
-gateway/ratelimit/auth_failures.py) → API key (401 with `WWW-Authenticate`) → key bound to this
+gateway/ratelimit/auth_failures.py) → API key or OAuth access token (401 with a
+`WWW-Authenticate` naming the URL's protected resource metadata) → key bound to this
 integration (403) → integration exists (404) and has MCP enabled (403 `mcp-disabled`) → request
 rate limit (503 when the limiter is down and fails closed) → body arrived within
 `MCPGW_BODY_TIMEOUT_S` (408, connection closed) → body size (413) → media type (415) →
@@ -32,7 +33,13 @@ from functools import partial
 
 from aiohttp import web
 
-from gateway.context import Charge, Decision, Endpoint, IntegrationView, KeyEntry
+from gateway.context import MCP_PATH, Charge, Decision, Endpoint, IntegrationView, KeyEntry
+from gateway.oauth.protected_resource import (
+    challenge_url,
+    resource_path,
+    resource_url,
+    setup_protected_resource,
+)
 from gateway.observability import metrics, tracing
 from gateway.observability.middleware import (
     NOT_OFFERED,
@@ -62,6 +69,7 @@ from settings_api.http import (
     client_address,
     problem_response,
 )
+from settings_api.oauth import tokens
 from settings_api.problems import (
     AuthThrottled,
     Forbidden,
@@ -74,16 +82,12 @@ from settings_api.problems import (
     Unauthorized,
 )
 
-MCP_PATH = "/v1/tenants/{tenant}/integrations/{integration}/mcp:"
 SESSIONS: web.AppKey[SessionCodec] = web.AppKey("mcp_sessions", SessionCodec)
 REQUIRED_SCOPE = "mcp:invoke"
 ALLOWED_METHODS = "POST, DELETE"
-# No OAuth here: MCP clients probing for an authorization server must learn there is none.
-WELL_KNOWN_PREFIXES = (
-    "/.well-known/oauth-authorization-server",
-    "/.well-known/oauth-protected-resource",
-    "/.well-known/openid-configuration",
-)
+# Protected resource metadata that does not exist; the authorization server's metadata is
+# gateway/oauth/authorization.py's.
+WELL_KNOWN_PREFIXES = ("/.well-known/oauth-protected-resource",)
 
 
 def setup_mcp_routes(app: web.Application) -> None:
@@ -108,6 +112,7 @@ def setup_mcp_routes(app: web.Application) -> None:
         resource.add_route("DELETE", delete)
         resource.add_route("GET", _get)
         resource.add_route("HEAD", _get)
+    setup_protected_resource(app)
     for prefix in WELL_KNOWN_PREFIXES:
         app.router.add_route("*", prefix + "{tail:.*}", _no_oauth)
 
@@ -216,7 +221,7 @@ async def _serve(request: web.Request, endpoint: Endpoint, answer: Answer) -> we
     try:
         _check_origin(request)
         state = request.app[GATEWAY]
-        key, view = await _authenticate(request, state)
+        key, view = await _authenticate(request, state, endpoint)
         return await answer(_Caller(request, endpoint, state, key, view, headers))
     except RequestTimeout as problem:
         return await answer_and_close(_problem(problem, request, headers), request)
@@ -286,8 +291,9 @@ async def _no_oauth(request: web.Request) -> web.StreamResponse:
     note_outcome(request, NOT_OFFERED)  # MCP clients probe for OAuth at every start
     return problem_response(
         NotFound(
-            "this server has no OAuth or OpenID metadata: MCP "
-            "endpoints take the integration's API key"
+            "no metadata here: each MCP endpoint has its own protected resource metadata, at "
+            "/.well-known/oauth-protected-resource/v1/tenants/{tenant}/integrations/"
+            "{integration}/mcp:call (or mcp:test)"
         ),
         request,
     )
@@ -315,7 +321,7 @@ def _check_origin(request: web.Request) -> None:
 
 
 async def _authenticate(
-    request: web.Request, state: GatewayState
+    request: web.Request, state: GatewayState, endpoint: Endpoint
 ) -> tuple[KeyEntry, IntegrationView]:
     """The failed-auth throttle (no lookup for a throttled address), then `_authorize`. A
     malformed, unknown or revoked key counts against the client's address; every refusal is
@@ -329,7 +335,7 @@ async def _authenticate(
             note_reason(request, "throttled")
             raise AuthThrottled(wait)
     try:
-        return await _authorize(request, state)
+        return await _authorize(request, state, endpoint)
     except Unauthorized as problem:
         reason = problem.extensions.get("reason", "other")
         metrics.auth_failed(reason)
@@ -351,15 +357,26 @@ def _client_address(request: web.Request) -> str | None:
     return client_address(request, request.app[SETTINGS].trust_forwarded)
 
 
-async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntry, IntegrationView]:
-    """The live key (the resolver decides missing, malformed, unknown and revoked), bound to
-    this integration, which exists and has MCP enabled."""
+async def _authorize(
+    request: web.Request, state: GatewayState, endpoint: Endpoint
+) -> tuple[KeyEntry, IntegrationView]:
+    """The live key, or the approving key of a live access token issued for this URL (the
+    resolver decides missing, malformed, unknown, revoked, expired and wrong-resource), bound
+    to this integration, which exists and has MCP enabled."""
+    presented = _presented_key(request, endpoint)
     try:
-        key = await state.resolver.authenticate(_presented_key(request))
+        # An access token is told apart before the API-key format check, which would call it
+        # malformed.
+        if presented is not None and tokens.has_access_token_shape(presented):
+            path = resource_path(request, endpoint)
+            resource = resource_url(request.app[SETTINGS].public_url, path)
+            key = await state.resolver.authenticate_token(presented, resource)
+        else:
+            key = await state.resolver.authenticate(presented)
     except AuthFailure as failure:
         # RFC 6750: an error code only when credentials were sent.
         error = None if failure.reason == "missing" else "invalid_token"
-        raise _unauthorized(str(failure), failure.reason, error) from None
+        raise _unauthorized(request, endpoint, str(failure), failure.reason, error) from None
     tenant = request.match_info["tenant"]
     integration = request.match_info["integration"]
     if REQUIRED_SCOPE not in key.scope.split():
@@ -376,10 +393,11 @@ async def _authorize(request: web.Request, state: GatewayState) -> tuple[KeyEntr
     return key, view
 
 
-def _presented_key(request: web.Request) -> str | None:
-    """The key from `Authorization: Bearer` or `X-API-Key` (never the query string); None when
-    no credentials were sent. Credentials in another form are refused here: that is the
-    request's syntax (RFC 6750 `invalid_request`), not a judgement of the key."""
+def _presented_key(request: web.Request, endpoint: Endpoint) -> str | None:
+    """The key or access token from `Authorization: Bearer` or `X-API-Key` (never the query
+    string); None when no credentials were sent. Credentials in another form are refused
+    here: that is the request's syntax (RFC 6750 `invalid_request`), not a judgement of the
+    key."""
     authorization = request.headers.get("Authorization")
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
@@ -391,14 +409,20 @@ def _presented_key(request: web.Request) -> str | None:
     if authorization is None and "X-API-Key" not in request.headers:
         return None
     raise _unauthorized(
+        request,
+        endpoint,
         "the API key must be sent as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
         "malformed",
         "invalid_request",
     )
 
 
-def _unauthorized(detail: str, reason: str, error: str | None) -> Unauthorized:
-    problem = Unauthorized(detail, error=error)
+def _unauthorized(
+    request: web.Request, endpoint: Endpoint, detail: str, reason: str, error: str | None
+) -> Unauthorized:
+    """The 401, its challenge naming this URL's protected resource metadata (RFC 9728), so an
+    OAuth-only client can start the authorization flow."""
+    problem = Unauthorized(detail, error=error, resource_metadata=challenge_url(request, endpoint))
     problem.extensions["reason"] = reason
     return problem
 

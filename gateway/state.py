@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 class AuthFailure(Exception):
-    """The presented key is not usable; `reason` is one of missing, malformed, unknown, revoked
-    (the endpoint answers 401 with it; nothing else decides these)."""
+    """The presented key or access token is not usable; `reason` is one of missing, malformed,
+    unknown, revoked, expired, wrong-resource (the endpoint answers 401 with it; nothing else
+    decides these)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -39,6 +40,12 @@ class Resolver(Protocol):
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
         """The live key `raw_key` names (never a revoked one), or `AuthFailure`: missing (None
         or empty), malformed (format checked before any lookup), unknown or revoked."""
+        ...
+
+    async def authenticate_token(self, raw_token: str, resource: str) -> KeyEntry:
+        """The live API key that approved the OAuth access token `raw_token` (which has the
+        access-token shape), or `AuthFailure`: unknown, revoked (the token or its key),
+        expired, or wrong-resource (issued for another URL than `resource`)."""
         ...
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:

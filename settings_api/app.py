@@ -14,6 +14,7 @@ from settings_api.changes import ChangeFeed, LocalChangeFeed
 from settings_api.egress import EgressPolicy, EgressRefused, create_upstream_client
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
 from settings_api.jwt_auth import JwtVerifier, Principal, TokenError
+from settings_api.oauth.grants import Lifetimes, OAuthSettings
 from settings_api.openapi import openapi_handler
 from settings_api.problems import (
     Forbidden,
@@ -109,6 +110,14 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         fetch_catalog,
         check_upstream,
         max_catalog_reads=settings.upstream_max_inflight,
+        oauth=OAuthSettings(
+            settings.public_url,
+            Lifetimes(
+                settings.oauth_access_token_ttl_s,
+                settings.oauth_refresh_token_ttl_s,
+                settings.oauth_code_ttl_s,
+            ),
+        ),
     )
     app[VERIFIER] = JwtVerifier(
         secret=settings.jwt_secret,

@@ -80,6 +80,10 @@ class Settings:
     upstream_allowed_networks: tuple[Network, ...] = ()
     # The largest CallToolResult the testUrl simulator writes (UTF-8 JSON bytes).
     simulator_max_result_bytes: int = 1_048_576
+    # OAuth for MCP clients: access token, refresh token and authorization code lifetimes.
+    oauth_access_token_ttl_s: int = 3600
+    oauth_refresh_token_ttl_s: int = 30 * 86400
+    oauth_code_ttl_s: int = 60
     # How `redis_url` is read: one server, a cluster's seed nodes, or sentinels
     # (gateway/redis_clients.py builds the clients).
     redis_mode: str = "standalone"
@@ -324,6 +328,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "settings_rate_limit_rps": r.number("MCPGW_SETTINGS_RATE_LIMIT_RPS", 20.0),
         "settings_rate_limit_burst": int(
             r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40, integer=True)
+        ),
+        "oauth_access_token_ttl_s": int(
+            r.number(
+                "MCPGW_OAUTH_ACCESS_TOKEN_TTL_S", 3600, integer=True, minimum=1, exclusive=False
+            )
+        ),
+        "oauth_refresh_token_ttl_s": int(
+            r.number(
+                "MCPGW_OAUTH_REFRESH_TOKEN_TTL_S",
+                30 * 86400,
+                integer=True,
+                minimum=1,
+                exclusive=False,
+            )
+        ),
+        "oauth_code_ttl_s": int(
+            r.number("MCPGW_OAUTH_CODE_TTL_S", 60, integer=True, minimum=1, exclusive=False)
         ),
         "simulator_max_result_bytes": int(
             r.number(

@@ -57,7 +57,7 @@ def document(version: str) -> dict[str, Any]:
             }
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     schemas = dict(COMPONENTS)
-    for item in ("Integration", "Config", "AuditEvent"):
+    for item in ("Integration", "Config", "AuditEvent", "OAuthClient"):
         schemas[f"{item}Page"] = page_of(item)
     return {
         "openapi": "3.1.0",

@@ -68,9 +68,19 @@ class MalformedJson(Problem):
 class Unauthorized(Problem):
     status, slug, title = 401, "unauthorized", "Authentication required"
 
-    def __init__(self, detail: str | None = None, *, error: str | None = "invalid_token") -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        error: str | None = "invalid_token",
+        resource_metadata: str | None = None,
+    ) -> None:
         # RFC 6750: name the scheme always, and the error code only when credentials were sent.
+        # RFC 9728: an MCP endpoint names its protected resource metadata, where an OAuth
+        # client learns which authorization server to ask.
         challenge = 'Bearer realm="mcp-gateway"'
+        if resource_metadata:
+            challenge += f', resource_metadata="{resource_metadata}"'
         if error:
             challenge += f', error="{error}"'
         super().__init__(detail, headers={"WWW-Authenticate": challenge})

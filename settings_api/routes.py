@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -20,7 +21,14 @@ from settings_api.jwt_auth import Principal
 from settings_api.problems import FieldError, NotFound, ValidationFailed
 from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch, SettingsService
-from settings_api.store import AuditEvent, Config, Integration, McpSettings, SimulatorFixture
+from settings_api.store import (
+    AuditEvent,
+    Config,
+    Integration,
+    McpSettings,
+    OAuthClientUse,
+    SimulatorFixture,
+)
 from settings_api.tools import TOOL_NAME
 
 SERVICE: web.AppKey[SettingsService] = web.AppKey("settings_service", SettingsService)
@@ -107,6 +115,19 @@ def audit_json(e: AuditEvent) -> dict[str, Any]:
         "target": e.target,
         "at": e.at,
         "details": e.details,
+    }
+
+
+def oauth_client_json(c: OAuthClientUse) -> dict[str, Any]:
+    # The redirect URIs' hosts say where the client's approvals went; the full URIs are the
+    # client's own business.
+    hosts = sorted({urlsplit(uri).netloc for uri in c.redirect_uris})
+    return {
+        "clientId": c.client_id,
+        "clientName": c.client_name,
+        "redirectHosts": hosts,
+        "firstUsedAt": c.first_used_at,
+        "lastUsedAt": c.last_used_at,
     }
 
 
@@ -255,6 +276,21 @@ async def get_fixture(request: web.Request) -> web.Response:
 async def delete_fixture(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
     await service.delete_fixture(actor, tenant, _integration(request), _tool_id(request))
+    return web.Response(status=204)
+
+
+async def list_oauth_clients(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    cursor, limit = page_params(request)
+    after = decode_cursor(cursor, str) if cursor else ""
+    found = await service.list_oauth_clients(tenant, _integration(request), after, limit + 1)
+    return json_response(_page(found, limit, oauth_client_json, lambda c: c.client_id))
+
+
+async def revoke_oauth_client(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    client_id = request.match_info["client_id"]
+    await service.revoke_oauth_client(actor, tenant, _integration(request), client_id)
     return web.Response(status=204)
 
 
@@ -407,6 +443,23 @@ ROUTES: tuple[Route, ...] = (
         "deleteSimulatorFixture",
         "Remove a tool's simulator fixture",
         responses={204: None, **_ERRORS},
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/mcp/oauth/clients",
+        list_oauth_clients,
+        "listOAuthClients",
+        "The OAuth clients holding tokens for the integration (approved with its key)",
+        responses={200: "OAuthClientPage", 422: "Problem", **_ERRORS},
+        query=_PAGE,
+    ),
+    Route(
+        "DELETE",
+        _INTEGRATION + "/mcp/oauth/clients/{client_id}",
+        revoke_oauth_client,
+        "revokeOAuthClient",
+        "Revoke every token an OAuth client holds for the integration (clientId URL-encoded)",
+        responses={204: None, 503: "Problem", **_ERRORS},
     ),
     Route(
         "GET",

@@ -210,6 +210,20 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "details": {"type": "object"},
         },
     },
+    "OAuthClient": {
+        "type": "object",
+        "required": ["clientId", "clientName", "redirectHosts", "firstUsedAt", "lastUsedAt"],
+        "properties": {
+            "clientId": {
+                "type": "string",
+                "description": "Registered client id, or the URL of its metadata document",
+            },
+            "clientName": {**_nullable_string, "description": "As the client named itself"},
+            "redirectHosts": {"type": "array", "items": {"type": "string"}},
+            "firstUsedAt": {"type": "integer"},
+            "lastUsedAt": {"type": "integer"},
+        },
+    },
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status"],

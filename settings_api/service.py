@@ -13,12 +13,15 @@ from typing import Any
 
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT
 from settings_api.changes import ChangeFeed
+from settings_api.oauth.grants import OAuthGrants, OAuthSettings, TokenPair
 from settings_api.store import (
+    AccessTokenBinding,
     AuditEvent,
     Config,
     Integration,
     KeyBinding,
     McpSettings,
+    OAuthClientUse,
     SimulatorFixture,
     Store,
 )
@@ -52,6 +55,7 @@ class SettingsService:
         check_upstream: UpstreamCheck = no_check,
         *,
         max_catalog_reads: int = DEFAULT_MAX_INFLIGHT,
+        oauth: OAuthSettings | None = None,
     ) -> None:
         self.store = store
         self.changes = changes
@@ -69,6 +73,9 @@ class SettingsService:
         self._serving = Serving(store)
         self._fixtures = Fixtures(store, publisher, self._serving)
         self._audit = AuditTrail(store)
+        # The authorization server's grant logic (settings_api/oauth/grants.py): the gateway's
+        # OAuth endpoints use it directly, the settings API and the data plane through here.
+        self.oauth = OAuthGrants(store, publisher, oauth or OAuthSettings())
 
     # integrations ---------------------------------------------------------------------------
     async def put_integration(
@@ -147,6 +154,32 @@ class SettingsService:
     async def record_key_use(self, last_used: Mapping[str, int]) -> None:
         """Store when keys were last used (batched by the data plane, not written per request)."""
         await self._serving.record_key_use(last_used)
+
+    async def find_access_token(self, token_hash: str) -> AccessTokenBinding | None:
+        """The binding of an OAuth access token hash (live, expired or revoked)."""
+        return await self._serving.find_access_token(token_hash)
+
+    async def record_token_use(self, last_used: Mapping[str, int]) -> None:
+        """Store when access tokens were last used (batched by the data plane)."""
+        await self._serving.record_token_use(last_used)
+
+    async def issue_oauth_tokens(self, api_key: str, client_id: str, resource: str) -> TokenPair:
+        """Access and refresh tokens for `client_id` on `resource` (a callUrl or testUrl),
+        approved by `api_key` with the consent page's checks (`ApprovalRefused` otherwise)."""
+        return await self.oauth.issue_for_key(api_key, client_id, resource)
+
+    # OAuth clients --------------------------------------------------------------------------
+    async def list_oauth_clients(
+        self, tenant: str, integration: str, after: str, limit: int
+    ) -> list[OAuthClientUse]:
+        """The OAuth clients holding live tokens for the integration, by client id."""
+        return await self.oauth.list_clients(tenant, integration, after, limit)
+
+    async def revoke_oauth_client(
+        self, actor: str, tenant: str, integration: str, client_id: str
+    ) -> None:
+        """Revoke every token `client_id` holds for the integration."""
+        await self.oauth.revoke_client(actor, tenant, integration, client_id)
 
     # simulator fixtures ---------------------------------------------------------------------
     async def put_fixture(

@@ -42,6 +42,9 @@ JWT_SECRET = "test-secret-" + "x" * 40
 BACKENDS = ("sqlite", "postgres")
 POSTGRES_FIXTURES = frozenset({"postgres_url", "pg_database_url", "fresh_pg_url"})
 TABLES = (
+    "oauth_tokens",
+    "oauth_codes",
+    "oauth_clients",
     "audit_events",
     "api_keys",
     "simulator_fixtures",

@@ -3,10 +3,15 @@ API: shared by the end-to-end SDK tests and the client matrix. Not a test module
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from conftest import JWT_SECRET
+from mcp_stub import StubUpstream
+from processes import GatewayProcess
 
 from settings_api.jwt_auth import issue_token
 
@@ -51,3 +56,20 @@ async def setup_integration(base: str, upstream_url: str) -> dict[str, Any]:
             settings = await r.json()
             assert r.status == 200, settings
     return settings
+
+
+@asynccontextmanager
+async def crm_gateway(
+    tmp_path: Path, aiohttp_server: Any, stub: StubUpstream, **env: str
+) -> AsyncIterator[tuple[GatewayProcess, dict[str, Any]]]:
+    """A gateway process (embedded store, `env` on top) with the CRM integration bound to
+    `stub`, served here: the process and the integration's MCP settings (`apiKey`,
+    `callUrl`, `testUrl`)."""
+    upstream = await aiohttp_server(stub.app())
+    base = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET}
+    proc = GatewayProcess(tmp_path, "gw", {**base, **env})
+    proc.wait_ready()
+    try:
+        yield proc, await setup_integration(proc.url, str(upstream.make_url("/mcp")))
+    finally:
+        proc.stop()

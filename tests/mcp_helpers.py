@@ -41,6 +41,8 @@ GHOST_KEY = "mcpk_ghost_key"  # bound to acme/ghost (no such integration)
 BIG_KEY = "mcpk_big_key"  # bound to acme/big (250 tools)
 CALL = f"/v1/tenants/{TENANT}/integrations/crm/mcp:call"
 TEST = f"/v1/tenants/{TENANT}/integrations/crm/mcp:test"
+PUBLIC_URL = "http://gw.test:8080"  # MCPGW_PUBLIC_URL of make_settings
+TOKEN = "mcpat_" + "t" * 43  # an OAuth access token KEY approved for crm's callUrl
 MODERN = "2026-07-28"
 ALL_VERSIONS = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]
 MAX_BODY = 8192
@@ -126,6 +128,7 @@ class FakeResolver:
                 (BIG_KEY, "big"),
             )
         }
+        self.tokens = {TOKEN: (self.keys[KEY], PUBLIC_URL + CALL)}
 
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
         if not raw_key:
@@ -136,6 +139,16 @@ class FakeResolver:
         if entry is None:
             raise AuthFailure("unknown", "the API key is not valid")
         return entry
+
+        self.tokens = {TOKEN: (self.keys[KEY], PUBLIC_URL + CALL)}
+
+    async def authenticate_token(self, raw_token: str, resource: str) -> KeyEntry:
+        key, issued_for = self.tokens.get(raw_token) or (None, None)
+        if key is None:
+            raise AuthFailure("unknown", "unknown access token")
+        if issued_for != resource:
+            raise AuthFailure("wrong-resource", "issued for another MCP endpoint")
+        return key
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
         return self.views.get((tenant, integration))

@@ -55,6 +55,9 @@ class GatewayProcess:
         base["MCPGW_SHUTDOWN_GRACE_S"] = "0"
         # The tests' stub upstreams listen on loopback, which the egress policy refuses.
         base["MCPGW_UPSTREAM_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
+        # Its own address, unless a test names another: the URLs it hands out (callUrl,
+        # OAuth metadata) then work for a client that follows them.
+        base["MCPGW_PUBLIC_URL"] = self.url
         base.update(env)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(

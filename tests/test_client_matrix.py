@@ -28,15 +28,13 @@ from aiohttp import web
 from client_envs import ClientEnvs, client_envs
 from clients import matrix_steps
 from clients.matrix_steps import ARGUMENTS, TOOL, Seen, each_url, steps
-from conftest import JWT_SECRET
-from crm_integration import TOOLS, setup_integration
+from crm_integration import TOOLS, crm_gateway
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, LoggingLevel, LoggingMessageNotificationParams
 from mcp_stub import StubUpstream
 from net import free_port
-from processes import GatewayProcess
 
 from mcp_core.errors import RATE_LIMIT_META, RATE_LIMITED
 from mcp_core.versions import MODERN_VERSIONS
@@ -87,16 +85,9 @@ async def serving(
     # Answers in SSE, each led by a log message at each of LOGGED (whatever was asked: the
     # gateway filters).
     stub = StubUpstream(tools=TOOLS, sse=True, log_levels=LOGGED)
-    upstream = await aiohttp_server(stub.app())
-    env = {"MCPGW_DATA_DIR": str(tmp_path / "data"), "MCPGW_JWT_SECRET": JWT_SECRET, **limits}
-    proc = GatewayProcess(tmp_path, "gw", env)
-    proc.wait_ready()
-    try:
-        settings = await setup_integration(proc.url, str(upstream.make_url("/mcp")))
+    async with crm_gateway(tmp_path, aiohttp_server, stub, **limits) as (proc, settings):
         base = f"{proc.url}/v1/tenants/acme/integrations/crm/mcp:"
         yield settings["apiKey"], [base + "test", base + "call"]
-    finally:
-        proc.stop()
 
 
 @pytest.mark.parametrize("client", list(EXPECTED_VERSION))

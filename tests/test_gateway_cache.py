@@ -31,6 +31,7 @@ class CountingService(SettingsService):
         super().__init__(*args)
         self.key_loads = 0
         self.view_loads = 0
+        self.token_loads = 0
         self.fail = False
 
     async def find_key(self, key_hash: str) -> Any:
@@ -39,6 +40,10 @@ class CountingService(SettingsService):
             raise StoreUnavailable("down")
         await asyncio.sleep(0.01)  # lets concurrent misses pile up
         return await super().find_key(key_hash)
+
+    async def find_access_token(self, token_hash: str) -> Any:
+        self.token_loads += 1
+        return await super().find_access_token(token_hash)
 
     async def mcp_snapshot(self, tenant: str, integration: str) -> Any:
         self.view_loads += 1
@@ -209,12 +214,96 @@ async def test_key_use_is_batched_and_recorded(service: CountingService) -> None
     before = int(time.time() * 1000)
     for _ in range(5):
         entry = await cache.authenticate(raw)
-    used = cache.take_last_used()
+    used = cache.key_use.take()
     assert list(used) == [entry.key_id] and used[entry.key_id] >= before
-    assert cache.take_last_used() == {}
+    assert cache.key_use.take() == {}
     await service.record_key_use(used)
     async with service.store.reader() as session:
         row = await session._conn.fetchrow(
             "SELECT last_used_at FROM api_keys WHERE key_id = $1", entry.key_id
         )
     assert row["last_used_at"] == used[entry.key_id]
+
+
+# --- OAuth access tokens ------------------------------------------------------------------------
+
+CALL_URL = "http://127.0.0.1:8080/v1/tenants/acme/integrations/crm/mcp:call"
+
+
+async def with_token(service: SettingsService, integration: str = "crm") -> tuple[str, str]:
+    """An enabled integration's key, and an access token it approved for the callUrl."""
+    raw = await enabled_integration(service, integration)
+    resource = CALL_URL.replace("/crm/", f"/{integration}/")
+    return raw, (await service.issue_oauth_tokens(raw, "client-1", resource)).access_token
+
+
+async def test_warm_access_token_runs_no_store_lookup_and_resolves_to_its_key(
+    service: CountingService,
+) -> None:
+    raw, token = await with_token(service)
+    cache = GatewayCache(service)
+    key = await cache.authenticate(raw)
+    for _ in range(50):
+        assert await cache.authenticate_token(token, CALL_URL) == key
+    assert service.token_loads == 1
+
+
+async def test_access_token_is_refused_on_another_url_and_when_unknown(
+    service: CountingService,
+) -> None:
+    _, token = await with_token(service)
+    cache = GatewayCache(service)
+    for resource in (
+        CALL_URL.replace("mcp:call", "mcp:test"),
+        CALL_URL.replace("/crm/", "/billing/"),
+        CALL_URL.replace("127.0.0.1:8080", "evil.test"),
+    ):
+        with pytest.raises(AuthFailure) as failure:
+            await cache.authenticate_token(token, resource)
+        assert failure.value.reason == "wrong-resource"
+    with pytest.raises(AuthFailure) as failure:
+        await cache.authenticate_token("mcpat_" + "x" * 43, CALL_URL)
+    assert failure.value.reason == "unknown"
+
+
+async def test_rotation_change_refuses_the_keys_tokens_at_once(service: CountingService) -> None:
+    _, token = await with_token(service)
+    _, other = await with_token(service, "billing")
+    cache = GatewayCache(service, ttl_s=3600)
+    service.changes.subscribe(cache.apply)
+    await cache.authenticate_token(token, CALL_URL)
+    await cache.authenticate_token(other, CALL_URL.replace("/crm/", "/billing/"))
+    await service.rotate_key("t", "acme", "crm")
+    with pytest.raises(AuthFailure) as failure:
+        await cache.authenticate_token(token, CALL_URL)
+    assert failure.value.reason == "revoked"
+    # Another integration's tokens stay warm.
+    loads = service.token_loads
+    await cache.authenticate_token(other, CALL_URL.replace("/crm/", "/billing/"))
+    assert service.token_loads == loads
+
+
+async def test_revoked_access_token_is_refused_after_the_change(service: CountingService) -> None:
+    _, token = await with_token(service)
+    cache = GatewayCache(service, ttl_s=3600)
+    service.changes.subscribe(cache.apply)
+    await cache.authenticate_token(token, CALL_URL)
+    await service.oauth.revoke(token, None)
+    with pytest.raises(AuthFailure) as failure:
+        await cache.authenticate_token(token, CALL_URL)
+    assert failure.value.reason == "revoked"
+
+
+async def test_access_token_use_is_batched_for_the_token_and_its_key(
+    service: CountingService,
+) -> None:
+    _, token = await with_token(service)
+    cache = GatewayCache(service)
+    key = await cache.authenticate_token(token, CALL_URL)
+    await cache.authenticate_token(token, CALL_URL)
+    assert list(cache.key_use.take()) == [key.key_id]
+    used = cache.token_use.take()
+    assert len(used) == 1 and token not in used  # by hash, never the token itself
+    await service.record_token_use(used)
+    [client] = await service.list_oauth_clients("acme", "crm", "", 10)
+    assert client.client_id == "client-1"

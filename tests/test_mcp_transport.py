@@ -29,6 +29,7 @@ from mcp_helpers import (
     OTHER_KEY,
     TENANT,
     TEST,
+    TOKEN,
     TOOLS,
     assert_rate_headers,
     auth,
@@ -88,44 +89,62 @@ async def test_wildcard_origin_allows_any(aiohttp_client: Any, tmp_path: Path) -
     assert resp.status == 200, body
 
 
+# RFC 9728: every 401 names the protected resource metadata of the URL it answers for.
+CHALLENGE = (
+    'Bearer realm="mcp-gateway", resource_metadata="http://gw.test:8080'
+    '/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/crm/mcp:{}"'
+)
+
+
+@pytest.mark.parametrize("url", [CALL, TEST])
 @pytest.mark.parametrize(
-    ("headers", "reason", "challenge"),
+    ("headers", "reason", "error"),
     [
-        ({}, "missing", 'Bearer realm="mcp-gateway"'),
-        (
-            {"Authorization": "Basic dXNlcjpwYXNz"},
-            "malformed",
-            'Bearer realm="mcp-gateway", error="invalid_request"',
-        ),
-        (
-            {"Authorization": "Bearer not-a-key"},
-            "malformed",
-            'Bearer realm="mcp-gateway", error="invalid_token"',
-        ),
-        (
-            {"Authorization": "Bearer mcpk_unknown"},
-            "unknown",
-            'Bearer realm="mcp-gateway", error="invalid_token"',
-        ),
-        (
-            {"X-API-Key": "mcpk_unknown"},
-            "unknown",
-            'Bearer realm="mcp-gateway", error="invalid_token"',
-        ),
+        ({}, "missing", ""),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "malformed", ', error="invalid_request"'),
+        ({"Authorization": "Bearer not-a-key"}, "malformed", ', error="invalid_token"'),
+        ({"Authorization": "Bearer mcpk_unknown"}, "unknown", ', error="invalid_token"'),
+        ({"X-API-Key": "mcpk_unknown"}, "unknown", ', error="invalid_token"'),
+        ({"Authorization": "Bearer mcpat_" + "u" * 43}, "unknown", ', error="invalid_token"'),
     ],
 )
 async def test_bad_or_missing_key_is_401_with_challenge(
-    mcp: TestClient, headers: dict[str, str], reason: str, challenge: str
+    mcp: TestClient, url: str, headers: dict[str, str], reason: str, error: str
 ) -> None:
     message = modern_message("tools/list")
     sent = {**modern_headers(message), **headers}
     if "Authorization" not in headers:
         sent.pop("Authorization")
-    resp, body = await send(mcp, message, sent)
+    resp, body = await send(mcp, message, sent, url)
     await problem_of(resp, body, 401, "unauthorized")
-    assert resp.headers["WWW-Authenticate"] == challenge
+    assert resp.headers["WWW-Authenticate"] == CHALLENGE.format(url[-4:]) + error
     assert body["reason"] == reason
     assert "RateLimit-Limit" not in resp.headers  # the limiter did not run
+    assert limiter_of(mcp).calls == []
+
+
+async def test_access_token_is_taken_for_its_key_on_the_url_it_was_issued_for(
+    mcp: TestClient,
+) -> None:
+    """An OAuth access token is recognised before the key format check, serves like the key
+    that approved it (its rate-limit bucket), and names the URL built from MCPGW_PUBLIC_URL,
+    whatever Host the request came with."""
+    for headers, drop in (
+        ({}, ()),
+        ({"Host": "elsewhere.test:9999"}, ()),
+        ({"X-API-Key": TOKEN}, ("Authorization",)),
+    ):
+        resp, body = await modern(mcp, "tools/list", key=TOKEN, headers=headers, drop=drop)
+        assert resp.status == 200, body
+        assert [t["name"] for t in body["result"]["tools"]][:1] == ["search_contacts"]
+        assert limiter_of(mcp).calls[-1]["key_id"] == "id-crm"
+
+
+async def test_access_token_for_another_url_is_401_invalid_token(mcp: TestClient) -> None:
+    resp, body = await modern(mcp, "tools/list", url=TEST, key=TOKEN)
+    await problem_of(resp, body, 401, "unauthorized")
+    assert body["reason"] == "wrong-resource"
+    assert resp.headers["WWW-Authenticate"] == CHALLENGE.format("test") + ', error="invalid_token"'
     assert limiter_of(mcp).calls == []
 
 
@@ -992,15 +1011,14 @@ async def test_get_is_405_with_allow(mcp: TestClient) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/oauth-authorization-server/v1/tenants/acme/integrations/crm/mcp:call",
         "/.well-known/oauth-protected-resource",
-        "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/crm/mcp:test",
-        "/.well-known/openid-configuration",
-        "/.well-known/openid-configuration/extra",
+        "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/off/mcp:test",
+        "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/ghost/mcp:call",
+        "/.well-known/oauth-protected-resource/v1/tenants/acme/integrations/crm/mcp:other",
     ],
 )
 async def test_oauth_discovery_is_404(mcp: TestClient, path: str) -> None:
+    """Only an enabled integration's URLs have protected resource metadata."""
     async with mcp.get(path) as resp:
         await problem_of(resp, await resp.json(content_type=None), 404)
 

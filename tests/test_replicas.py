@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 import pytest
 from conftest import JWT_SECRET, REDIS_URL
 from faults import Client
 from mcp_helpers import rate_limited_data
 from mcp_stub import StubUpstream
+from oauth_flow import approve, pkce_pair
 from polling import until
 from processes import GatewayProcess
 
@@ -213,6 +216,61 @@ async def test_fixture_change_reaches_every_replica(tmp_path, fresh_pg_url, http
 
         await until(scripted_on_b, timeout_s=1.0)
         assert generated["result"]["content"][0]["text"] != "scripted on a"
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+async def test_oauth_steps_complete_on_any_replica(tmp_path, fresh_pg_url, http) -> None:
+    """Registered on b, page shown by a and approved on b, code exchanged on a, refreshed on
+    b: the authorization server's state is the store's, its CSRF key the shared secret."""
+    procs = start_replicas(tmp_path, fresh_pg_url)
+    resource = "http://gateway.test/v1/tenants/acme/integrations/crm/mcp:call"
+    try:
+        a, b = procs
+        key = await enable(Client(http, a))
+        redirect = "http://127.0.0.1:33418/callback"
+        async with http.post(
+            b.url + "/oauth/register", json={"client_name": "r", "redirect_uris": [redirect]}
+        ) as resp:
+            client_id = (await resp.json())["client_id"]
+        verifier, challenge = pkce_pair()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": redirect,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "state": "s",
+                "resource": resource,
+            }
+        )
+        # Cookies of 127.0.0.1 go to both replicas (any port): the browser is the same.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            answer = await approve(
+                browser, f"{a.url}/oauth/authorize?{query}", key, post_to=b.url + "/oauth/authorize"
+            )
+        assert answer["iss"] == "http://gateway.test/"
+        form = {
+            "grant_type": "authorization_code",
+            "client_id": client_id,
+            "code": answer["code"],
+            "code_verifier": verifier,
+            "redirect_uri": redirect,
+        }
+        async with http.post(a.url + "/oauth/token", data=form) as resp:
+            assert resp.status == 200, await resp.text()
+            tokens = await resp.json()
+        refresh = {
+            "grant_type": "refresh_token",
+            "client_id": client_id,
+            "refresh_token": tokens["refresh_token"],
+        }
+        async with http.post(b.url + "/oauth/token", data=refresh) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.post(a.url + "/oauth/token", data=refresh) as resp:
+            assert resp.status == 400  # spent on b
     finally:
         for proc in procs:
             proc.stop()

@@ -238,9 +238,7 @@ async def test_normal_client_probes_are_quiet_and_a_401_names_its_reason(
     probes = [
         ("GET", CALL, {**MCP_HEADERS, "Authorization": f"Bearer {rotated['apiKey']}"}, 405),
         ("HEAD", CALL, {}, 405),
-        ("GET", "/.well-known/oauth-protected-resource" + CALL, {}, 404),
-        ("GET", "/.well-known/oauth-authorization-server", {}, 404),
-        ("GET", "/.well-known/openid-configuration", {}, 404),
+        ("GET", "/.well-known/oauth-protected-resource", {}, 404),
     ]
     for method, path, headers, status in probes:
         assert (await call(client, method, path, headers=headers))[0] == status

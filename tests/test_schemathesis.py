@@ -119,7 +119,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 HEADERS = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'acme', ttl_s=3600)}"}
-IDS: dict[str, str] = {"tenant": "acme", "integration": "crm", "tool_id": "create_contact"}
+IDS: dict[str, str] = {
+    "tenant": "acme",
+    "integration": "crm",
+    "tool_id": "create_contact",
+    "client_id": "mcpc_holds_nothing",  # revoking it answers the documented 404
+}
 
 
 def seed(url: str) -> None:

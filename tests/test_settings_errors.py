@@ -98,6 +98,7 @@ def concrete(path: str, config_id: str) -> str:
         .replace("{integration}", "crm")
         .replace("{config_id}", config_id)
         .replace("{tool_id}", "create_contact")
+        .replace("{client_id}", "mcpc_someclient")
     )
 
 

@@ -77,6 +77,8 @@ AUTH_FAILURE_REASONS = (
     "malformed",
     "unknown",
     "revoked",
+    "expired",
+    "wrong-resource",
     "wrong-integration",
     "disabled",
     "throttled",
@@ -91,7 +93,7 @@ UPSTREAM_ERROR_REASONS = (
     "secrets-unreadable",
     "other",
 )
-CACHES = ("key", "integration")
+CACHES = ("key", "integration", "token")
 
 _REQUEST_LABELS = ("endpoint", "http_method", "route", "rpc_method", "outcome")
 REQUESTS = Counter(

@@ -11,11 +11,16 @@ from settings_api.store.base import (
     StoreUnavailableError,
 )
 from settings_api.store.models import (
+    AccessTokenBinding,
     AuditEvent,
     Config,
     Integration,
     KeyBinding,
     McpSettings,
+    OAuthClient,
+    OAuthClientUse,
+    OAuthCode,
+    OAuthToken,
     SimulatorFixture,
 )
 
@@ -56,11 +61,16 @@ async def apply_migrations(database_url: str, *, timeout_s: float) -> list[int]:
 
 
 __all__ = [
+    "AccessTokenBinding",
     "AuditEvent",
     "Config",
     "Integration",
     "KeyBinding",
     "McpSettings",
+    "OAuthClient",
+    "OAuthClientUse",
+    "OAuthCode",
+    "OAuthToken",
     "RotationReport",
     "SimulatorFixture",
     "Store",

@@ -11,7 +11,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any, Protocol
 
@@ -28,11 +28,16 @@ from settings_api.secrets_box import (
 )
 from settings_api.store import queries as q
 from settings_api.store.models import (
+    AccessTokenBinding,
     AuditEvent,
     Config,
     Integration,
     KeyBinding,
     McpSettings,
+    OAuthClient,
+    OAuthClientUse,
+    OAuthCode,
+    OAuthToken,
     SimulatorFixture,
 )
 
@@ -138,6 +143,26 @@ def _audit(row: Row) -> AuditEvent:
         row["at"],
         json.loads(row["details"]),
     )
+
+
+def _oauth_client(row: Row) -> OAuthClient:
+    return OAuthClient(
+        row["client_id"],
+        row["kind"],
+        row["client_name"],
+        json.loads(row["redirect_uris"]),
+        row["created_at"],
+    )
+
+
+def _oauth_code(row: Row) -> OAuthCode:
+    return OAuthCode(**{f.name: row[f.name] for f in fields(OAuthCode)})
+
+
+def _oauth_token(row: Row) -> OAuthToken:
+    values = {f.name: row[f.name] for f in fields(OAuthToken)}
+    values["key_revoked"] = bool(values["key_revoked"])
+    return OAuthToken(**values)
 
 
 def _dump(value: Any) -> str:
@@ -331,6 +356,125 @@ class StoreSession:
 
     async def bump_fixtures_version(self, tenant: str, integration: str) -> None:
         await self._conn.execute(q.BUMP_FIXTURES_VERSION, tenant, integration)
+
+    # OAuth (settings_api/oauth/grants.py)
+    async def upsert_oauth_client(self, client: OAuthClient) -> None:
+        await self._conn.execute(
+            q.UPSERT_OAUTH_CLIENT,
+            client.client_id,
+            client.kind,
+            client.client_name,
+            _dump(client.redirect_uris),
+            client.created_at,
+        )
+
+    async def get_oauth_client(self, client_id: str) -> OAuthClient | None:
+        row = await self._conn.fetchrow(q.GET_OAUTH_CLIENT, client_id)
+        return _oauth_client(row) if row else None
+
+    async def insert_oauth_code(self, code: OAuthCode) -> None:
+        await self._conn.execute(
+            q.INSERT_OAUTH_CODE,
+            code.code_hash,
+            code.client_id,
+            code.redirect_uri,
+            code.code_challenge,
+            code.key_id,
+            code.tenant_id,
+            code.integration_id,
+            code.resource,
+            code.family_id,
+            code.created_at,
+            code.expires_at,
+        )
+
+    async def get_oauth_code(self, code_hash: str) -> OAuthCode | None:
+        row = await self._conn.fetchrow(q.GET_OAUTH_CODE, code_hash)
+        return _oauth_code(row) if row else None
+
+    async def use_oauth_code(self, code_hash: str, now: int) -> bool:
+        """Mark a code used; False when it was used already (a replay)."""
+        return bool(await self._conn.execute(q.USE_OAUTH_CODE, code_hash, now))
+
+    async def delete_expired_oauth_codes(self, now: int) -> int:
+        return await self._conn.execute(q.DELETE_EXPIRED_OAUTH_CODES, now)
+
+    async def delete_idle_oauth_clients(self, created_before: int, limit: int) -> int:
+        return await self._conn.execute(q.DELETE_IDLE_OAUTH_CLIENTS, created_before, limit)
+
+    async def delete_expired_oauth_tokens(self, expired_before: int, limit: int) -> int:
+        return await self._conn.execute(q.DELETE_EXPIRED_OAUTH_TOKENS, expired_before, limit)
+
+    async def insert_oauth_token(self, token: OAuthToken) -> None:
+        await self._conn.execute(
+            q.INSERT_OAUTH_TOKEN,
+            token.token_hash,
+            token.kind,
+            token.family_id,
+            token.client_id,
+            token.key_id,
+            token.tenant_id,
+            token.integration_id,
+            token.resource,
+            token.created_at,
+            token.expires_at,
+        )
+
+    async def get_oauth_token(self, token_hash: str) -> OAuthToken | None:
+        row = await self._conn.fetchrow(q.GET_OAUTH_TOKEN, token_hash)
+        return _oauth_token(row) if row else None
+
+    async def get_access_token(self, token_hash: str) -> AccessTokenBinding | None:
+        row = await self._conn.fetchrow(q.GET_ACCESS_TOKEN, token_hash)
+        if row is None:
+            return None
+        return AccessTokenBinding(
+            row["token_hash"],
+            row["key_id"],
+            row["tenant_id"],
+            row["integration_id"],
+            row["scope"],
+            row["resource"],
+            row["expires_at"],
+            bool(row["revoked"]),
+        )
+
+    async def use_refresh_token(self, token_hash: str, now: int) -> bool:
+        """Spend a refresh token; False when it was spent or revoked already."""
+        return bool(await self._conn.execute(q.USE_REFRESH_TOKEN, token_hash, now))
+
+    async def revoke_oauth_token(self, token_hash: str, now: int) -> int:
+        return await self._conn.execute(q.REVOKE_OAUTH_TOKEN, token_hash, now)
+
+    async def revoke_oauth_family(self, family_id: str, now: int) -> int:
+        return await self._conn.execute(q.REVOKE_OAUTH_FAMILY, family_id, now)
+
+    async def revoke_oauth_client_tokens(
+        self, tenant: str, integration: str, client_id: str, now: int
+    ) -> int:
+        return await self._conn.execute(
+            q.REVOKE_OAUTH_CLIENT_TOKENS, tenant, integration, client_id, now
+        )
+
+    async def touch_oauth_token(self, token_hash: str, used_at: int) -> None:
+        await self._conn.execute(q.TOUCH_OAUTH_TOKEN, token_hash, used_at)
+
+    async def list_oauth_client_uses(
+        self, tenant: str, integration: str, now: int, after: str, limit: int
+    ) -> list[OAuthClientUse]:
+        rows = await self._conn.fetch(
+            q.LIST_OAUTH_CLIENT_USES, tenant, integration, now, after, limit
+        )
+        return [
+            OAuthClientUse(
+                r["client_id"],
+                r["client_name"],
+                json.loads(r["redirect_uris"]) if r["redirect_uris"] else [],
+                r["first_used_at"],
+                r["last_used_at"],
+            )
+            for r in rows
+        ]
 
     # audit
     async def insert_audit(

@@ -100,3 +100,78 @@ class AuditEvent:
     target: str
     at: int
     details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    """An OAuth client the gateway knows: registered (RFC 7591) or named by a client ID
+    metadata document it approved once."""
+
+    client_id: str
+    kind: str
+    client_name: str | None
+    redirect_uris: list[str]
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthCode:
+    """A single-use authorization code, bound to its client, redirect URI and PKCE challenge."""
+
+    code_hash: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    key_id: str
+    tenant_id: str
+    integration_id: str
+    resource: str
+    family_id: str
+    created_at: int
+    expires_at: int
+    used_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthToken:
+    """An issued access or refresh token; `key_revoked`: its approving key is revoked."""
+
+    token_hash: str
+    kind: str
+    family_id: str
+    client_id: str
+    key_id: str
+    tenant_id: str
+    integration_id: str
+    resource: str
+    created_at: int
+    expires_at: int
+    revoked_at: int | None
+    used_at: int | None
+    key_revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AccessTokenBinding:
+    """What an access token hash resolves to on the data plane (live or not): `revoked` when
+    the token or its approving key is revoked; `scope` is the key's."""
+
+    token_hash: str
+    key_id: str
+    tenant_id: str
+    integration_id: str
+    scope: str
+    resource: str
+    expires_at: int
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClientUse:
+    """A client holding live tokens for an integration, with its first and last use."""
+
+    client_id: str
+    client_name: str | None
+    redirect_uris: list[str]
+    first_used_at: int
+    last_used_at: int

@@ -134,3 +134,97 @@ BUMP_FIXTURES_VERSION = """
 UPDATE mcp_settings SET fixtures_version = fixtures_version + 1
 WHERE tenant_id = $1 AND integration_id = $2
 """
+
+# OAuth (settings_api/oauth/grants.py)
+UPSERT_OAUTH_CLIENT = """
+INSERT INTO oauth_clients (client_id, kind, client_name, redirect_uris, created_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (client_id)
+DO UPDATE SET client_name = excluded.client_name, redirect_uris = excluded.redirect_uris
+"""
+GET_OAUTH_CLIENT = """
+SELECT client_id, kind, client_name, redirect_uris, created_at FROM oauth_clients
+WHERE client_id = $1
+"""
+INSERT_OAUTH_CODE = """
+INSERT INTO oauth_codes (code_hash, client_id, redirect_uri, code_challenge, key_id, tenant_id,
+                         integration_id, resource, family_id, created_at, expires_at, used_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL)
+"""
+GET_OAUTH_CODE = """
+SELECT code_hash, client_id, redirect_uri, code_challenge, key_id, tenant_id, integration_id,
+       resource, family_id, created_at, expires_at, used_at
+FROM oauth_codes WHERE code_hash = $1
+"""
+# Single use even under concurrent exchanges: only the first UPDATE finds used_at NULL.
+USE_OAUTH_CODE = "UPDATE oauth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL"
+DELETE_EXPIRED_OAUTH_CODES = "DELETE FROM oauth_codes WHERE expires_at < $1"
+# Registered clients that never got a code or a token by $1 are dropped, $2 at a time: the
+# registration endpoint is open, so what it stores must not pile up.
+DELETE_IDLE_OAUTH_CLIENTS = """
+DELETE FROM oauth_clients WHERE client_id IN (
+    SELECT c.client_id FROM oauth_clients c
+    WHERE c.kind = 'registered' AND c.created_at < $1
+      AND NOT EXISTS (SELECT 1 FROM oauth_codes o WHERE o.client_id = c.client_id)
+      AND NOT EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.client_id = c.client_id)
+    LIMIT $2
+)
+"""
+# Tokens expired before $1 are of no use any more (a refresh token's replay included).
+DELETE_EXPIRED_OAUTH_TOKENS = """
+DELETE FROM oauth_tokens WHERE token_hash IN (
+    SELECT token_hash FROM oauth_tokens WHERE expires_at < $1 LIMIT $2
+)
+"""
+INSERT_OAUTH_TOKEN = """
+INSERT INTO oauth_tokens (token_hash, kind, family_id, client_id, key_id, tenant_id,
+                          integration_id, resource, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+GET_OAUTH_TOKEN = """
+SELECT t.token_hash, t.kind, t.family_id, t.client_id, t.key_id, t.tenant_id, t.integration_id,
+       t.resource, t.created_at, t.expires_at, t.revoked_at, t.used_at,
+       (k.revoked_at IS NOT NULL OR k.key_id IS NULL) AS key_revoked
+FROM oauth_tokens t LEFT JOIN api_keys k ON k.key_id = t.key_id
+WHERE t.token_hash = $1
+"""
+GET_ACCESS_TOKEN = """
+SELECT t.token_hash, t.key_id, t.tenant_id, t.integration_id, k.scope, t.resource, t.expires_at,
+       (t.revoked_at IS NOT NULL OR k.revoked_at IS NOT NULL) AS revoked
+FROM oauth_tokens t JOIN api_keys k ON k.key_id = t.key_id
+WHERE t.token_hash = $1 AND t.kind = 'access'
+"""
+USE_REFRESH_TOKEN = """
+UPDATE oauth_tokens SET used_at = $2, last_used_at = $2
+WHERE token_hash = $1 AND kind = 'refresh' AND used_at IS NULL AND revoked_at IS NULL
+"""
+REVOKE_OAUTH_TOKEN = """
+UPDATE oauth_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL
+"""
+REVOKE_OAUTH_FAMILY = """
+UPDATE oauth_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL
+"""
+REVOKE_OAUTH_CLIENT_TOKENS = """
+UPDATE oauth_tokens SET revoked_at = $4
+WHERE tenant_id = $1 AND integration_id = $2 AND client_id = $3 AND revoked_at IS NULL
+"""
+TOUCH_OAUTH_TOKEN = """
+UPDATE oauth_tokens SET last_used_at = $2
+WHERE token_hash = $1 AND (last_used_at IS NULL OR last_used_at < $2)
+"""
+# A client holds the integration while one of its tokens is live: unrevoked, unexpired, not a
+# spent refresh token, and approved by a key that still stands. First and last use span its
+# unrevoked tokens (spent refresh tokens included).
+LIST_OAUTH_CLIENT_USES = """
+SELECT t.client_id, c.client_name, c.redirect_uris, MIN(t.created_at) AS first_used_at,
+       MAX(COALESCE(t.last_used_at, t.created_at)) AS last_used_at
+FROM oauth_tokens t
+JOIN api_keys k ON k.key_id = t.key_id AND k.revoked_at IS NULL
+LEFT JOIN oauth_clients c ON c.client_id = t.client_id
+WHERE t.tenant_id = $1 AND t.integration_id = $2 AND t.revoked_at IS NULL AND t.client_id > $4
+GROUP BY t.client_id, c.client_name, c.redirect_uris
+HAVING SUM(CASE WHEN t.expires_at > $3 AND (t.kind = 'access' OR t.used_at IS NULL)
+                THEN 1 ELSE 0 END) > 0
+ORDER BY t.client_id
+LIMIT $5
+"""

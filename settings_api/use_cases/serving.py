@@ -1,18 +1,20 @@
-"""What the data plane reads to serve an integration (its snapshot, key bindings by hash) and
-records (when keys were last used)."""
+"""What the data plane reads to serve an integration (its snapshot, key and access token
+bindings by hash) and records (when keys and access tokens were last used)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from settings_api.store import (
+    AccessTokenBinding,
     Config,
     Integration,
     KeyBinding,
     McpSettings,
     SimulatorFixture,
     Store,
+    StoreSession,
 )
 from settings_api.use_cases.store_access import translated
 
@@ -53,10 +55,26 @@ class Serving:
         async with translated(), self.store.reader() as session:
             return await session.get_key_by_hash(key_hash)
 
+    async def find_access_token(self, token_hash: str) -> AccessTokenBinding | None:
+        """The binding of an OAuth access token hash (live, expired or revoked)."""
+        async with translated(), self.store.reader() as session:
+            return await session.get_access_token(token_hash)
+
     async def record_key_use(self, last_used: Mapping[str, int]) -> None:
         """Store when keys were last used (batched by the data plane, not written per request)."""
+        await self._record(last_used, StoreSession.touch_key)
+
+    async def record_token_use(self, last_used: Mapping[str, int]) -> None:
+        """Store when access tokens (by hash) were last used, batched like keys."""
+        await self._record(last_used, StoreSession.touch_oauth_token)
+
+    async def _record(
+        self,
+        last_used: Mapping[str, int],
+        touch: Callable[[StoreSession, str, int], Awaitable[None]],
+    ) -> None:
         if not last_used:
             return
         async with translated(), self.store.transaction() as tx:
-            for key_id, used_at in sorted(last_used.items()):
-                await tx.touch_key(key_id, used_at)
+            for name, used_at in sorted(last_used.items()):
+                await touch(tx, name, used_at)
