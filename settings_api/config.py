@@ -79,6 +79,8 @@ class Settings:
     upstream_allowed_networks: tuple[Network, ...] = ()
     # The largest CallToolResult the testUrl simulator writes (UTF-8 JSON bytes).
     simulator_max_result_bytes: int = 1_048_576
+    # Days the tool-call log keeps a call before the periodic delete removes it.
+    call_log_retention_days: int = 7
 
     @property
     def uses_postgres(self) -> bool:
@@ -266,6 +268,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "settings_rate_limit_rps": r.number("MCPGW_SETTINGS_RATE_LIMIT_RPS", 20.0),
         "settings_rate_limit_burst": int(
             r.number("MCPGW_SETTINGS_RATE_LIMIT_BURST", 40, integer=True)
+        ),
+        "call_log_retention_days": int(
+            r.number("MCPGW_CALL_LOG_RETENTION_DAYS", 7, integer=True, minimum=1, exclusive=False)
         ),
         "simulator_max_result_bytes": int(
             r.number(

@@ -8,7 +8,7 @@ of it (use_cases/publishing.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT
@@ -21,8 +21,10 @@ from settings_api.store import (
     McpSettings,
     SimulatorFixture,
     Store,
+    ToolCall,
 )
 from settings_api.use_cases.audit import AuditTrail
+from settings_api.use_cases.call_log import CallFilter, CallLog
 from settings_api.use_cases.configs import CatalogFetcher, Configs, UpstreamCheck, no_check
 from settings_api.use_cases.fixtures import Fixtures
 from settings_api.use_cases.integrations import Integrations
@@ -32,6 +34,7 @@ from settings_api.use_cases.serving import McpSnapshot, Serving
 from settings_api.use_cases.store_access import now_ms
 
 __all__ = [
+    "CallFilter",
     "CatalogFetcher",
     "McpSnapshot",
     "SettingsPatch",
@@ -69,6 +72,7 @@ class SettingsService:
         self._serving = Serving(store)
         self._fixtures = Fixtures(store, publisher, self._serving)
         self._audit = AuditTrail(store)
+        self._calls = CallLog(store)
 
     # integrations ---------------------------------------------------------------------------
     async def put_integration(
@@ -169,3 +173,23 @@ class SettingsService:
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:
         """A page of audit events older than `before_seq`, newest first."""
         return await self._audit.events(tenant, before_seq, limit)
+
+    # the tool-call log ----------------------------------------------------------------------
+    async def record_calls(self, calls: Sequence[ToolCall]) -> None:
+        """Store a batch of the data plane's calls (store errors are raised as they are)."""
+        await self._calls.record(calls)
+
+    async def list_calls(
+        self,
+        tenant: str,
+        integration: str,
+        before: tuple[int, int],
+        limit: int,
+        only: CallFilter,
+    ) -> list[ToolCall]:
+        """A page of an integration's calls older than `before` (at, seq), newest first."""
+        return await self._calls.page(tenant, integration, before, limit, only)
+
+    async def expire_calls(self, before_ms: int) -> int | None:
+        """Delete calls made before `before_ms` (None: another replica is doing it now)."""
+        return await self._calls.expire(before_ms)

@@ -17,6 +17,7 @@ from settings_api.store.models import (
     KeyBinding,
     McpSettings,
     SimulatorFixture,
+    ToolCall,
 )
 
 
@@ -69,6 +70,7 @@ __all__ = [
     "StoreError",
     "StoreSession",
     "StoreUnavailableError",
+    "ToolCall",
     "apply_migrations",
     "create_store",
 ]

@@ -100,3 +100,23 @@ class AuditEvent:
     target: str
     at: int
     details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One `tools/call` as the call log keeps it. `arguments` is the canonical JSON text of
+    the arguments (testUrl only); `seq` is the row's id (0 until stored)."""
+
+    tenant_id: str
+    integration_id: str
+    at: int
+    url: str  # "call" | "test"
+    api_key_id: str
+    tool: str | None
+    outcome: str  # ok | tool_error | error | rate_limited | denied
+    duration_ms: int
+    request_id: str | None
+    run_id: str | None
+    arguments_sha256: str | None
+    arguments: str | None = None
+    seq: int = 0
