@@ -42,6 +42,7 @@ JWT_SECRET = "test-secret-" + "x" * 40
 BACKENDS = ("sqlite", "postgres")
 POSTGRES_FIXTURES = frozenset({"postgres_url", "pg_database_url", "fresh_pg_url"})
 TABLES = (
+    "tool_calls",
     "audit_events",
     "api_keys",
     "simulator_fixtures",

@@ -152,7 +152,7 @@ INSERT INTO tool_calls ({CALL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 
 LIST_CALLS = f"""
 SELECT id, {CALL_COLUMNS} FROM tool_calls
 WHERE tenant_id = $1 AND integration_id = $2 AND (at, id) < ($4, $5)
-  AND ($6 IS NULL OR url = $6) AND ($7 IS NULL OR run_id = $7)
+  AND (CAST($6 AS text) IS NULL OR url = $6) AND (CAST($7 AS text) IS NULL OR run_id = $7)
 ORDER BY at DESC, id DESC LIMIT $3
 """
 # A bounded chunk per statement, so no delete holds its locks for long.
