@@ -20,9 +20,10 @@ from settings_api.http import (
 from settings_api.jwt_auth import Principal
 from settings_api.problems import FieldError, NotFound, ValidationFailed
 from settings_api.schemas import ID_PATTERN, full_match, validate
-from settings_api.service import CallFilter, SettingsPatch, SettingsService
+from settings_api.service import SettingsPatch, SettingsService
 from settings_api.store import (
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     McpSettings,
@@ -297,12 +298,11 @@ async def list_audit(request: web.Request) -> web.Response:
 async def list_calls(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
     cursor, limit = page_params(request)
-    before = _call_cursor(cursor) if cursor else NEWEST
-    found = await service.list_calls(
-        tenant, _integration(request), before, limit + 1, _call_filter(request)
-    )
-    page = _page(found, limit, call_json, lambda c: f"{c.at}.{c.seq}")
-    return json_response({"calls": page["items"], "nextCursor": page["nextCursor"]})
+    url, run_id = _call_filter(request)
+    page = CallQuery(_call_cursor(cursor) if cursor else NEWEST, limit + 1, url, run_id)
+    found = await service.list_calls(tenant, _integration(request), page)
+    shown = _page(found, limit, call_json, lambda c: f"{c.at}.{c.seq}")
+    return json_response({"calls": shown["items"], "nextCursor": shown["nextCursor"]})
 
 
 def _call_cursor(cursor: str) -> tuple[int, int]:
@@ -312,7 +312,8 @@ def _call_cursor(cursor: str) -> tuple[int, int]:
     return int(at), int(seq)
 
 
-def _call_filter(request: web.Request) -> CallFilter:
+def _call_filter(request: web.Request) -> tuple[str | None, str | None]:
+    """The `url` and `runId` filters, validated."""
     url, run_id = request.query.get("url"), request.query.get("runId")
     errors = []
     if url is not None and url not in URLS:
@@ -321,7 +322,7 @@ def _call_filter(request: web.Request) -> CallFilter:
         errors.append(FieldError("runId", f"must be 1-{MAX_RUN_ID} characters"))
     if errors:
         raise ValidationFailed(errors)
-    return CallFilter(url=url, run_id=run_id)
+    return url, run_id
 
 
 # 429: the token's rate limit, or too many failed authentications from the address.

@@ -15,6 +15,7 @@ from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT
 from settings_api.changes import ChangeFeed
 from settings_api.store import (
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     KeyBinding,
@@ -24,7 +25,7 @@ from settings_api.store import (
     ToolCall,
 )
 from settings_api.use_cases.audit import AuditTrail
-from settings_api.use_cases.call_log import CallFilter, CallLog
+from settings_api.use_cases.call_log import CallLog
 from settings_api.use_cases.configs import CatalogFetcher, Configs, UpstreamCheck, no_check
 from settings_api.use_cases.fixtures import Fixtures
 from settings_api.use_cases.integrations import Integrations
@@ -34,7 +35,6 @@ from settings_api.use_cases.serving import McpSnapshot, Serving
 from settings_api.use_cases.store_access import now_ms
 
 __all__ = [
-    "CallFilter",
     "CatalogFetcher",
     "McpSnapshot",
     "SettingsPatch",
@@ -179,16 +179,9 @@ class SettingsService:
         """Store a batch of the data plane's calls (store errors are raised as they are)."""
         await self._calls.record(calls)
 
-    async def list_calls(
-        self,
-        tenant: str,
-        integration: str,
-        before: tuple[int, int],
-        limit: int,
-        only: CallFilter,
-    ) -> list[ToolCall]:
-        """A page of an integration's calls older than `before` (at, seq), newest first."""
-        return await self._calls.page(tenant, integration, before, limit, only)
+    async def list_calls(self, tenant: str, integration: str, page: CallQuery) -> list[ToolCall]:
+        """A page of an integration's calls, newest first (404: unknown integration)."""
+        return await self._calls.page(tenant, integration, page)
 
     async def expire_calls(self, before_ms: int) -> int | None:
         """Delete calls made before `before_ms` (None: another replica is doing it now)."""

@@ -12,6 +12,7 @@ from settings_api.store.base import (
 )
 from settings_api.store.models import (
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     KeyBinding,
@@ -58,6 +59,7 @@ async def apply_migrations(database_url: str, *, timeout_s: float) -> list[int]:
 
 __all__ = [
     "AuditEvent",
+    "CallQuery",
     "Config",
     "Integration",
     "KeyBinding",

@@ -29,6 +29,7 @@ from settings_api.secrets_box import (
 from settings_api.store import queries as q
 from settings_api.store.models import (
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     KeyBinding,
@@ -402,18 +403,10 @@ class StoreSession:
             ],
         )
 
-    async def list_calls(
-        self,
-        tenant: str,
-        integration: str,
-        before: tuple[int, int],
-        limit: int,
-        url: str | None,
-        run_id: str | None,
-    ) -> list[ToolCall]:
-        """Calls older than `before` (at, seq), newest first, optionally of one URL or run."""
+    async def list_calls(self, tenant: str, integration: str, page: CallQuery) -> list[ToolCall]:
+        at, seq = page.before
         rows = await self._conn.fetch(
-            q.LIST_CALLS, tenant, integration, limit, before[0], before[1], url, run_id
+            q.LIST_CALLS, tenant, integration, page.limit, at, seq, page.url, page.run_id
         )
         return [_call(r) for r in rows]
 

@@ -120,3 +120,14 @@ class ToolCall:
     arguments_sha256: str | None
     arguments: str | None = None
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """A page of an integration's calls: older than `before` (at, seq), newest first, at most
+    `limit`, optionally of one URL or run."""
+
+    before: tuple[int, int]
+    limit: int
+    url: str | None = None
+    run_id: str | None = None

@@ -4,10 +4,9 @@ delete (docs/operations.md, "Tool-call log")."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from settings_api.problems import NotFound
-from settings_api.store import Store, ToolCall
+from settings_api.store import CallQuery, Store, ToolCall
 from settings_api.use_cases.store_access import translated
 
 # The retention delete's lock (any number, the same on every replica) and chunk size.
@@ -18,14 +17,6 @@ MAX_RUN_ID = 256
 URLS = ("call", "test")
 # Past every row: the first page's cursor.
 NEWEST = (2**62, 2**62)
-
-
-@dataclass(frozen=True, slots=True)
-class CallFilter:
-    """What a page of calls is restricted to (None: no restriction)."""
-
-    url: str | None = None
-    run_id: str | None = None
 
 
 class CallLog:
@@ -41,21 +32,12 @@ class CallLog:
             async with self.store.transaction() as tx:
                 await tx.insert_calls(calls)
 
-    async def page(
-        self,
-        tenant: str,
-        integration: str,
-        before: tuple[int, int],
-        limit: int,
-        only: CallFilter,
-    ) -> list[ToolCall]:
-        """Calls older than `before` (at, seq), newest first; 404 for an unknown integration."""
+    async def page(self, tenant: str, integration: str, page: CallQuery) -> list[ToolCall]:
+        """A page of the integration's calls; 404 for an unknown integration."""
         async with translated(), self.store.reader() as session:
             if await session.get_integration(tenant, integration) is None:
                 raise NotFound(f"integration {integration!r} does not exist")
-            return await session.list_calls(
-                tenant, integration, before, limit, only.url, only.run_id
-            )
+            return await session.list_calls(tenant, integration, page)
 
     async def expire(self, before_ms: int) -> int | None:
         """Delete the calls made before `before_ms`, a chunk per transaction; how many were
