@@ -318,8 +318,10 @@ def _call_filter(request: web.Request) -> tuple[str | None, str | None]:
     errors = []
     if url is not None and url not in URLS:
         errors.append(FieldError("url", "must be 'call' or 'test'"))
-    if run_id is not None and not 1 <= len(run_id) <= MAX_RUN_ID:
-        errors.append(FieldError("runId", f"must be 1-{MAX_RUN_ID} characters"))
+    if run_id is not None and (not 1 <= len(run_id) <= MAX_RUN_ID or any(c < " " for c in run_id)):
+        errors.append(
+            FieldError("runId", f"must be 1-{MAX_RUN_ID} characters, no control characters")
+        )
     if errors:
         raise ValidationFailed(errors)
     return url, run_id

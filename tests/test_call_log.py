@@ -172,6 +172,7 @@ async def test_filters_and_pages_newest_first(api: Api, client: TestClient, key:
         ("?url=both", "url"),
         ("?cursor=not-a-cursor", "cursor"),
         ("?runId=" + "r" * 257, "runId"),
+        ("?runId=a%00b", "runId"),
     ],
 )
 async def test_bad_query_is_422_naming_the_field(
@@ -221,6 +222,29 @@ async def test_transport_refusals_and_batches_are_logged(
     assert sorted(c["outcome"] for c in calls) == ["denied", "error", "ok"]
     batch_ids = {c["requestId"] for c in calls if c["outcome"] != "error"}
     assert len(batch_ids) == 1 and batch_ids != {None}  # one POST, one request id
+
+
+async def test_a_nul_in_a_tool_name_spoils_no_batch(api: Api, client: TestClient, key: str) -> None:
+    """Postgres text cannot hold NUL: recorded as U+FFFD, the batch (other calls) intact."""
+    await call_tool(client, key, {"query": "before"})
+    session = await open_session(client, key=key, url=TEST)
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "evil\x00name", "arguments": {"q": "\x00"}},
+    }
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "MCP-Protocol-Version": "2025-11-25",
+        "Mcp-Session-Id": session,
+    }
+    _, body = await send(client, message, headers, TEST)
+    assert body["error"]["code"] == -32602, body
+    await call_tool(client, key, {"query": "after"})
+    calls = await logged(api, 3)
+    assert [c["tool"] for c in calls] == ["search_contacts", "evil\ufffdname", "search_contacts"]
+    assert calls[1]["outcome"] == "denied" and calls[1]["arguments"] == {"q": "\x00"}
 
 
 async def test_rate_limited_calls_are_logged(aiohttp_client: Any, tmp_path, database_url, auth):

@@ -118,7 +118,7 @@ class CallRecorder:
             at=at,
             url=self.url,
             api_key_id=self.api_key_id,
-            tool=name[:MAX_TOOL_NAME] if isinstance(name, str) else None,
+            tool=_storable(name[:MAX_TOOL_NAME]) if isinstance(name, str) else None,
             outcome=outcome.value,
             duration_ms=duration_ms,
             request_id=self.request_id,
@@ -128,6 +128,12 @@ class CallRecorder:
         )
 
 
+def _storable(text: str) -> str:
+    """`text` without NUL, which Postgres cannot store: one such row would fail its whole
+    batch, other tenants' calls with it. (The arguments' JSON escapes it already.)"""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def is_call_request(message: Any) -> bool:
     """A `tools/call` with an id (a notification is never answered, nor logged unless run)."""
     return isinstance(message, dict) and message.get("method") == "tools/call" and "id" in message
@@ -135,7 +141,7 @@ def is_call_request(message: Any) -> bool:
 
 def run_id_of(request: web.Request) -> str | None:
     value = request.headers.get(RUN_ID_HEADER)
-    return value[:MAX_RUN_ID] if value else None
+    return _storable(value[:MAX_RUN_ID]) if value else None
 
 
 CALLS: web.RequestKey[CallRecorder] = web.RequestKey("mcpgw_calls", CallRecorder)
