@@ -36,6 +36,8 @@ from settings_api.use_cases.call_log import MAX_RUN_ID, NEWEST, URLS
 SERVICE: web.AppKey[SettingsService] = web.AppKey("settings_service", SettingsService)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 BASE = "/v1/tenants/{tenant}/integrations"
+# The testUrl arguments one page of the call log carries at most (the rest: the next page).
+MAX_PAGE_ARGUMENTS_CHARS = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +303,19 @@ async def list_calls(request: web.Request) -> web.Response:
     url, run_id = _call_filter(request)
     page = CallQuery(_call_cursor(cursor) if cursor else NEWEST, limit + 1, url, run_id)
     found = await service.list_calls(tenant, _integration(request), page)
-    shown = _page(found, limit, call_json, lambda c: f"{c.at}.{c.seq}")
+    shown = _page(found, _fitting(found, limit), call_json, lambda c: f"{c.at}.{c.seq}")
     return json_response({"calls": shown["items"], "nextCursor": shown["nextCursor"]})
+
+
+def _fitting(calls: list[ToolCall], limit: int) -> int:
+    """How many of `calls` (at most `limit`, at least one) fit in one page's arguments budget:
+    testUrl arguments may be large, and a page of them must stay bounded."""
+    total = 0
+    for count, call in enumerate(calls[:limit]):
+        total += len(call.arguments or "")
+        if total > MAX_PAGE_ARGUMENTS_CHARS and count > 0:
+            return count
+    return limit
 
 
 def _call_cursor(cursor: str) -> tuple[int, int]:

@@ -247,6 +247,30 @@ async def test_a_nul_in_a_tool_name_spoils_no_batch(api: Api, client: TestClient
     assert calls[1]["outcome"] == "denied" and calls[1]["arguments"] == {"q": "\x00"}
 
 
+async def test_pages_of_large_arguments_stay_bounded(
+    api: Api, client: TestClient, key: str
+) -> None:
+    big = "x" * (300 * 1024)  # within the 512 KiB arguments bound; 14 of them pass 4 MiB
+    for index in range(16):
+        await call_tool(client, key, {"query": f"{index}", "pad": big})
+
+    async def last_one_written() -> bool:  # one buffer, written in order: all are in
+        newest = (await calls_page(api, "?limit=1"))["calls"]
+        return bool(newest) and newest[0]["arguments"]["query"] == "15"
+
+    await until(last_one_written, timeout_s=2.0, interval_s=0.05)
+    seen, cursor, pages = [], "", 0
+    while True:
+        page = await calls_page(api, f"?limit=200{cursor}")
+        pages += 1
+        assert sum(len(c["arguments"]["pad"]) for c in page["calls"]) <= 4 * 1024 * 1024
+        seen += [c["arguments"]["query"] for c in page["calls"]]
+        if page["nextCursor"] is None:
+            break
+        cursor = f"&cursor={page['nextCursor']}"
+    assert pages == 2 and seen == [str(i) for i in range(15, -1, -1)]
+
+
 async def test_rate_limited_calls_are_logged(aiohttp_client: Any, tmp_path, database_url, auth):
     settings = make_settings(
         tmp_path, database_url, MCPGW_RATE_LIMIT_BURST="1", MCPGW_RATE_LIMIT_RPS="0.01"
