@@ -136,8 +136,11 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     calls = recorder_of(ctx.request)
     if calls is None:
         return await _run_tool(ctx, params, CallTiming())
-    with calls.timing(params) as timing:
+    timing = calls.start()
+    try:
         return await _run_tool(ctx, params, timing)
+    finally:
+        calls.finish(params, timing)
 
 
 async def _run_tool(

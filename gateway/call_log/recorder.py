@@ -14,8 +14,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +50,11 @@ def arguments_sha256(canonical: str) -> str:
 
 @dataclass(slots=True)
 class CallTiming:
-    """One call being timed: its outcome is set by the code that learns it (a call that ends
-    without one, e.g. by an exception or a cancellation, is an `error`)."""
+    """One call being run: when it started, and its outcome once the code that learns it sets
+    it (a call that ends without one, by an exception or a cancellation, is an `error`)."""
 
+    at: int = 0  # epoch ms
+    started: float = 0.0  # perf_counter
     outcome: CallOutcome = CallOutcome.ERROR
 
 
@@ -73,17 +73,14 @@ class CallRecorder:
     # The last call's outcome: a single tools/call's outcome, once known.
     outcome: CallOutcome | None = None
 
-    @contextmanager
-    def timing(self, params: Any) -> Iterator[CallTiming]:
-        """Time the call the block runs and record it on exit, with the outcome the block set."""
-        at = time.time_ns() // 1_000_000
-        started = time.perf_counter()
-        timing = CallTiming()
-        try:
-            yield timing
-        finally:
-            elapsed_ms = int((time.perf_counter() - started) * 1000)
-            self.record(params, timing.outcome, at, elapsed_ms)
+    @staticmethod
+    def start() -> CallTiming:
+        return CallTiming(time.time_ns() // 1_000_000, time.perf_counter())
+
+    def finish(self, params: Any, timing: CallTiming) -> None:
+        """Record a call `start` timed, with the outcome it ended with."""
+        elapsed_ms = int((time.perf_counter() - timing.started) * 1000)
+        self.record(params, timing.outcome, timing.at, elapsed_ms)
 
     def refused(self, body: Any, outcome: CallOutcome) -> None:
         """Record every `tools/call` request in `body` (a message or a batch) with `outcome`:
