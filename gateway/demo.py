@@ -4,7 +4,8 @@ One process, one event loop: the example CRM server (:mod:`gateway.example_upstr
 127.0.0.1, the gateway (both planes, embedded SQLite store in the data dir, no Redis), and, set
 up through the real settings API over HTTP, tenant ``demo`` with integration ``crm`` bound to
 the example server with every tool exposed. It prints the API key, callUrl and testUrl, a curl
-line, client configurations and a settings-API token, then serves until SIGINT or SIGTERM.
+line, client configurations, a settings-API token, the console's URL and a one-time console
+sign-in link, then serves until SIGINT or SIGTERM.
 
 Every run is idempotent on the same data dir: the integration is reused, the config is
 re-pointed at this run's upstream (its port may change between runs), and the key is rotated,
@@ -24,13 +25,15 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
+from console.client_configs import claude_desktop_config, cursor_config
+from console.sign_in_links import LINK_TTL_S, SIGN_IN_LINKS
 from gateway.example_upstream import ExampleUpstream
 from gateway.server import bind_socket, build_app, use_fast_event_loop
 from mcp_core.headers import METHOD_HEADER, NAME_HEADER, PROTOCOL_VERSION_HEADER
@@ -45,9 +48,7 @@ __all__ = [
     "DEMO_TENANT",
     "DemoError",
     "DemoInfo",
-    "claude_desktop_config",
     "curl_command",
-    "cursor_config",
     "demo_settings",
     "render",
     "run_demo",
@@ -66,7 +67,6 @@ DESCRIPTION = (
     "Example CRM served by mcp-gateway demo: search contacts, read one, add notes, list deals."
 )
 _IGNORED = ("MCPGW_DATABASE_URL", "MCPGW_REDIS_URL")
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class DemoError(Exception):
@@ -85,6 +85,8 @@ class DemoInfo:
     settings_api: str
     tools: tuple[str, ...]
     created: bool  # the integration was made by this run (else reused from an earlier one)
+    console_url: str = ""
+    sign_in_link: str = ""  # one-time, expires in LINK_TTL_S
 
 
 # --------------------------------------------------------------------------- settings, sockets
@@ -168,32 +170,6 @@ def curl_command(
     return shlex.join(words)
 
 
-def cursor_config(call_url: str, api_key: str) -> dict[str, Any]:
-    """Cursor's `mcp.json`: a remote server with the key as a header."""
-    return {
-        "mcpServers": {
-            CLIENT_NAME: {"url": call_url, "headers": {"Authorization": f"Bearer {api_key}"}}
-        }
-    }
-
-
-def claude_desktop_config(call_url: str, api_key: str) -> dict[str, Any]:
-    """Claude Desktop's `claude_desktop_config.json`, bridged to the URL by mcp-remote."""
-    args = ["-y", "mcp-remote", call_url, "--header", "Authorization:${AUTH_HEADER}"]
-    parts = urlsplit(call_url)
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        args.append("--allow-http")  # mcp-remote refuses plain HTTP beyond localhost otherwise
-    return {
-        "mcpServers": {
-            CLIENT_NAME: {
-                "command": "npx",
-                "args": args,
-                "env": {"AUTH_HEADER": f"Bearer {api_key}"},
-            }
-        }
-    }
-
-
 def render(info: DemoInfo) -> str:
     """The text the demo prints: one `name: value` line per value, then the snippets."""
     state = "created" if info.created else "reused from an earlier run; the key was rotated"
@@ -206,19 +182,23 @@ def render(info: DemoInfo) -> str:
         f"testUrl: {info.test_url}",
         f"settings API: {info.settings_api}",
         f"settings-API token: {info.token}",
+        f"console: {info.console_url}",
+        f"console sign-in link: {info.sign_in_link}",
         "",
         "The key is shown once: each run of the demo mints a new one and revokes the last.",
         f"The token is valid {TOKEN_TTL_S // 60} minutes; "
         f"`mcp-gateway token --tenant {DEMO_TENANT}` prints another.",
+        f"The sign-in link works once, within {LINK_TTL_S / 60:g} minutes; after that, sign in "
+        "to the console with the token.",
         "",
         "Call a tool (callUrl: answered by the example upstream; testUrl: by the simulator):",
         curl_command(info.call_url, info.api_key),
         "",
         "Cursor (~/.cursor/mcp.json):",
-        json.dumps(cursor_config(info.call_url, info.api_key), indent=2),
+        json.dumps(cursor_config(CLIENT_NAME, info.call_url, info.api_key), indent=2),
         "",
         "Claude Desktop (claude_desktop_config.json, through mcp-remote):",
-        json.dumps(claude_desktop_config(info.call_url, info.api_key), indent=2),
+        json.dumps(claude_desktop_config(CLIENT_NAME, info.call_url, info.api_key), indent=2),
         "",
         "Serving until Ctrl-C.",
     ]
@@ -311,8 +291,9 @@ async def _start(
 
     # As in `serve`: a client that hangs up stops its request's work, and the request
     # middleware (not aiohttp's access log) logs every request.
+    app = build_app(settings, "all")
     gateway = web.AppRunner(
-        build_app(settings, "all"),
+        app,
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         access_log=None,
@@ -337,7 +318,14 @@ async def _start(
         issuer=settings.jwt_issuer,
     )
     settings_api = f"{settings.public_url}/v1/tenants/{DEMO_TENANT}/integrations"
-    return await provision(api_base, token, upstream_url, settings_api)
+    info = await provision(api_base, token, upstream_url, settings_api)
+    # The link stands for the token, so it is spent on first use and expires within minutes.
+    code = app[SIGN_IN_LINKS].issue(token)
+    return replace(
+        info,
+        console_url=f"{settings.public_url}/console",
+        sign_in_link=f"{settings.public_url}/console/sign-in/{code}",
+    )
 
 
 async def _serve(

@@ -30,11 +30,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway.cancelling import cancel_and_wait
 from gateway.observability import metrics
+from gateway.redis_clients import RedisClient, mapped
 from settings_api.changes import Change, ChangeUndelivered, FeedUnavailable, Subscriber
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class RedisChangeFeed:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         channel: str = CHANNEL,
         retry_s: float = 0.5,
@@ -221,6 +221,7 @@ class RedisChangeFeed:
         beat_channel = self._beat_channel.encode()
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
+            await mapped(self._client)
             await pubsub.subscribe(self._channel, self._beat_channel)
             # A fresh subscription gets `stale_s` to hear its first heartbeat.
             last_beat = time.monotonic()

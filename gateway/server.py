@@ -10,14 +10,14 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Literal
 
-import redis.asyncio as redis
 from aiohttp import web
 
+from console.app import setup_console
 from gateway.data_plane import gateway_ctx, setup_data_plane
 from gateway.health import DRAIN, REDIS_PING, Drain, healthz, readyz
 from gateway.observability.middleware import edge_middleware, metrics_handler
 from gateway.observability.parser_errors import protect_parser_logs
-from gateway.ratelimit.redis import limiter_client as limiter_redis_client
+from gateway.redis_clients import open_clients, ping
 from gateway.settings_limits import settings_limits_ctx
 from gateway.state import LIMITER_REDIS, REDIS
 from settings_api.app import (
@@ -54,29 +54,26 @@ YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The shared Redis client when `MCPGW_REDIS_URL` is set: limiter, change feed, readiness."""
-    url = app[SETTINGS].redis_url
-    if url is None:
+    """The Redis clients when `MCPGW_REDIS_URL` is set (for `MCPGW_REDIS_MODE`): the shared
+    one (change feed, readiness, failed-auth throttle) and the limiter's."""
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
         yield
         return
     from gateway.invalidation import RedisChangeFeed
 
-    timeout = app[SETTINGS].store_timeout_s
-    client = redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=10
-    )
-    limiter_client = limiter_redis_client(url, connect_timeout_s=timeout)
+    clients = open_clients(settings)
+    client = clients.shared
     app[REDIS] = client
-    app[LIMITER_REDIS] = limiter_client
-    app[REDIS_PING] = client.ping
+    app[LIMITER_REDIS] = clients.limiter
+    app[REDIS_PING] = lambda: ping(client)
     feed = RedisChangeFeed(client)
     app[CHANGES] = feed
     try:
         yield
     finally:
         await feed.aclose()  # stop re-sending unconfirmed changes before the client closes
-        await limiter_client.aclose()
-        await client.aclose()
+        await clients.aclose()
 
 
 async def tune_collector(_: web.Application) -> None:
@@ -139,6 +136,7 @@ def build_app(settings: Settings, role: Role = "all") -> web.Application:
     if role in ("all", "settings"):
         app.cleanup_ctx.append(settings_limits_ctx)
         setup_settings_api(app)
+        setup_console(app)
     return app
 
 

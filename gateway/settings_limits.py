@@ -24,7 +24,7 @@ from settings_api.http import SETTINGS
 from settings_api.rate_limit import AUTH_FAILURES, TOKEN_LIMITER
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from gateway.redis_clients import RedisClient
 
 PREFIX = "mcpgw:settings"
 LIMITER_TIMEOUT_S = 0.5
@@ -44,7 +44,7 @@ class SettingsTokenLimiter:
         await self.limiter.close()
 
 
-def settings_limiter(settings: Settings, redis_client: Redis | None) -> SettingsTokenLimiter:
+def settings_limiter(settings: Settings, redis_client: RedisClient | None) -> SettingsTokenLimiter:
     """The settings API's limiter: Redis with failover when a client is given, else local."""
     spec = BucketSpec(settings.settings_rate_limit_rps, settings.settings_rate_limit_burst)
     # Only the request bucket is ever charged (tools_call=False); `call` just fills the slot.

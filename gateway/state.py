@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-import redis.asyncio as redis
 from aiohttp import web
 
 from gateway.context import (
@@ -19,6 +18,7 @@ from gateway.context import (
     SessionStore,
     ToolExecutor,
 )
+from gateway.redis_clients import RedisClient
 
 if TYPE_CHECKING:
     from gateway.call_log.buffer import CallBuffer
@@ -60,10 +60,10 @@ class GatewayState:
 
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)
-REDIS: web.AppKey[redis.Redis] = web.AppKey("redis", redis.Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 # The rate limiter's own client: the same server, set up for the limiter
-# (gateway/ratelimit/redis.py, `limiter_client`, says how and why).
-LIMITER_REDIS: web.AppKey[redis.Redis] = web.AppKey("limiter_redis", redis.Redis)
+# (gateway/redis_clients.py, `limiter_options`, says how and why).
+LIMITER_REDIS: web.AppKey[RedisClient] = web.AppKey("limiter_redis")
 
 
 def deployment_tag(database_url: str) -> str:

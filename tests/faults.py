@@ -71,12 +71,18 @@ async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 
 class RedisServer:
-    """A private `redis-server` on a free port: no persistence, killed and restarted at will."""
+    """A private `redis-server` on a free port: no persistence, killed and restarted at will.
+    `args` go on its command line (a cluster node, a replica, a sentinel), after `config` (a
+    file of its own: a sentinel rewrites its file)."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self, workdir: Path, *args: str, port: int | None = None, config: Path | None = None
+    ) -> None:
+        self.port = free_port() if port is None else port
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._workdir = workdir
+        self._args = args
+        self._config = [] if config is None else [str(config)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
@@ -84,6 +90,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
+                *self._config,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -96,6 +103,7 @@ class RedisServer:
                 str(self._workdir),
                 "--loglevel",
                 "warning",
+                *self._args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -453,23 +453,20 @@ def b64_sentinel(value: str) -> str:
     return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
 
 
-def rate_limited_data(
-    status: int, headers: Mapping[str, str], body: Any, *, modern: bool = False
-) -> dict[str, Any]:
+def rate_limited_data(status: int, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
     """The wait named by the answer to a rate-limited JSON-RPC request, after checking its form:
-    a `tools/call` gets an `isError` result (200), anything else -32029 (200 legacy, 429
-    modern); `Retry-After` on both."""
+    HTTP 200 in both eras, a `tools/call` an `isError` result, anything else -32029;
+    `Retry-After` on both."""
     retry_after = int(headers["Retry-After"])
     assert retry_after >= 1
+    assert status == 200, (status, body)
     result = body.get("result")
     if result is not None:
-        assert status == 200, body
         assert result["isError"] is True, body
         assert "Rate limit exceeded" in result["content"][0]["text"]
         data: dict[str, Any] = result["_meta"][RATE_LIMIT_META]
         assert data["code"] == RATE_LIMITED
     else:
-        assert status == (429 if modern else 200), (status, body)
         data = error_of(body, RATE_LIMITED)["data"]
     assert data["retryAfterSeconds"] == retry_after
     assert 1 <= data["retryAfterMs"] <= retry_after * 1000

@@ -39,8 +39,15 @@ def loaded_after(statement: str, prefixes: tuple[str, ...]) -> list[str]:
 class GatewayProcess:
     """One `mcp-gateway serve` on a free port; its output goes to a log file in `workdir`."""
 
-    def __init__(self, workdir: Path, name: str, env: dict[str, str], role: str = "all") -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        env: dict[str, str],
+        role: str = "all",
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
         base = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}

@@ -448,3 +448,59 @@ def test_serve_and_token_agree_on_the_generated_secret(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=5)
+
+
+# Redis modes ---------------------------------------------------------------------------------
+SEEDS = "redis://10.0.0.1:7000,redis://10.0.0.2:7000, rediss://:pw@10.0.0.3:7000"
+
+
+@pytest.mark.parametrize(
+    ("env", "mode", "master"),
+    [
+        ({"MCPGW_REDIS_URL": "redis://cache:6379/0"}, "standalone", None),
+        ({"MCPGW_REDIS_MODE": "cluster", "MCPGW_REDIS_URL": SEEDS}, "cluster", None),
+        (
+            {
+                "MCPGW_REDIS_MODE": "Sentinel",
+                "MCPGW_REDIS_URL": "redis://s1:26379,redis://s2:26379",
+                "MCPGW_REDIS_SENTINEL_MASTER": "mymaster",
+            },
+            "sentinel",
+            "mymaster",
+        ),
+    ],
+)
+def test_redis_modes_take_their_node_lists(
+    tmp_path: Path, env: dict[str, str], mode: str, master: str | None
+) -> None:
+    settings = load_settings({"MCPGW_DATA_DIR": str(tmp_path), **env})
+    assert (settings.redis_mode, settings.redis_sentinel_master) == (mode, master)
+    assert settings.redis_url == env["MCPGW_REDIS_URL"]
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"MCPGW_REDIS_URL": SEEDS}, "MCPGW_REDIS_MODE=cluster or sentinel"),
+        ({"MCPGW_REDIS_MODE": "replicated", "MCPGW_REDIS_URL": SEEDS}, "'standalone'"),
+        ({"MCPGW_REDIS_MODE": "cluster"}, "must list the nodes"),
+        ({"MCPGW_REDIS_MODE": "cluster", "MCPGW_REDIS_URL": "redis://a:1,http://b:2"}, "'http"),
+        ({"MCPGW_REDIS_MODE": "cluster", "MCPGW_REDIS_URL": "redis://a:1,redis://b"}, "host:port"),
+        ({"MCPGW_REDIS_MODE": "sentinel", "MCPGW_REDIS_URL": "redis://s:26379"}, "MASTER"),
+    ],
+)
+def test_redis_mode_mistakes_are_named(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MCPGW_DATA_DIR": str(tmp_path), **env})
+    assert len(caught.value.problems) == 1, caught.value.problems
+    problem = caught.value.problems[0]
+    assert problem.startswith(("MCPGW_REDIS_URL", "MCPGW_REDIS_MODE", "MCPGW_REDIS_SENTINEL"))
+    assert says in problem and "pw" not in problem
+
+
+@pytest.mark.slow  # starts the CLI
+def test_a_seed_list_in_standalone_mode_is_a_config_error_at_start(tmp_path: Path) -> None:
+    result = _run("serve", "--port", "0", MCPGW_DATA_DIR=str(tmp_path), MCPGW_REDIS_URL=SEEDS)
+    assert result.returncode == 2, result.stderr
+    assert "MCPGW_REDIS_MODE=cluster or sentinel" in result.stderr
+    assert "Traceback" not in result.stderr and ":pw@" not in result.stderr

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,32 @@ def test_printed_curl_token_and_client_configs_work(demo: Demo) -> None:
     settings = json.loads(done.stdout)
     assert settings["enabled"] is True and settings["exposedToolIds"] == TOOLS
     assert settings["keyPrefix"] == key[:12]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_console_line_and_its_sign_in_link_that_works_once(demo: Demo) -> None:
+    console = demo.value("console")
+    assert console == f"http://127.0.0.1:{demo.port}/console"
+    link = demo.value("console sign-in link")
+    assert link.startswith(console + "/sign-in/")
+    assert demo.value("settings-API token") not in link
+    opener = urllib.request.build_opener(_NoRedirects)
+    try:
+        opener.open(link, timeout=10)
+    except urllib.error.HTTPError as first:
+        assert first.code == 303
+        assert first.headers["Location"] == "/console/tenants/demo"
+        assert "HttpOnly" in first.headers["Set-Cookie"]
+    else:
+        raise AssertionError("the sign-in link did not redirect")
+    with pytest.raises(urllib.error.HTTPError) as again:
+        opener.open(link, timeout=10)
+    assert again.value.code == 400
+    assert "used already or it expired" in again.value.read().decode()
 
 
 def test_sigint_stops_cleanly_and_a_second_run_reuses_the_data_dir(

@@ -45,7 +45,7 @@ from gateway.executors.pool import UpstreamPool
 from gateway.executors.proxy import ProxyExecutor
 from gateway.ratelimit import BucketSpec, Limits, LocalLimiter, create_limiter
 from gateway.ratelimit.failover import FailoverLimiter
-from gateway.ratelimit.redis import limiter_client
+from gateway.redis_clients import limiter_options
 from gateway.session_logging import set_log_level
 from gateway.state import GATEWAY
 from mcp_core.errors import INTERNAL_ERROR, McpError
@@ -73,7 +73,7 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, S
         yield local, local
         return
     prefix = f"mcpgwtest-{uuid.uuid4().hex[:12]}"
-    clients = [limiter_client(REDIS_URL, connect_timeout_s=2) for _ in range(2)]
+    clients = [Redis.from_url(REDIS_URL, **limiter_options(2)) for _ in range(2)]
     made = [create_limiter(LIMITS, client, prefix=prefix) for client in clients]
     yield made[0], made[1]
     keys = [key async for key in clients[0].scan_iter(f"{prefix}:*", count=1000)]

@@ -1,6 +1,7 @@
-"""The layering around mcp_core: the protocol package imports neither plane, the example
-upstream needs nothing of the gateway's transport, and dispatch never imports the transport
-that calls it (each checked in a fresh interpreter, where sys.modules shows what loaded)."""
+"""The layering: the protocol package imports neither plane, the example upstream needs nothing
+of the gateway's transport, dispatch never imports the transport that calls it, and the console
+sits on the settings API (each checked in a fresh interpreter, where sys.modules shows what
+loaded)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,9 @@ def test_dispatch_does_not_import_the_http_transport() -> None:
     assert "gateway.transport.http" not in loaded_after(
         "import gateway.dispatch", ("gateway.transport",)
     )
+
+
+def test_the_console_is_a_client_of_the_settings_api_not_of_the_gateway() -> None:
+    # gateway/ mounts the console; the console uses settings_api/; settings_api/ uses neither.
+    assert loaded_after("import console.app", ("gateway",)) == []
+    assert loaded_after("import settings_api.app", ("gateway", "console")) == []

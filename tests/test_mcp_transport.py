@@ -194,7 +194,7 @@ async def test_rate_limited_request_is_a_json_rpc_error_of_that_request(
         resp, body = await modern(mcp, "tools/list")
     else:
         resp, body = await legacy(mcp, "tools/list", session=session, id="list-1")
-    data = rate_limited_data(resp.status, resp.headers, body, modern=era == "modern")
+    data = rate_limited_data(resp.status, resp.headers, body)
     assert data == {"retryAfterMs": 300, "retryAfterSeconds": 1}
     assert body["id"] == (1 if era == "modern" else "list-1")
     assert resp.content_type == "application/json"

@@ -38,7 +38,7 @@ from gateway.ratelimit import (
     create_limiter,
 )
 from gateway.ratelimit.buckets import decide
-from gateway.ratelimit.redis import limiter_client
+from gateway.redis_clients import limiter_options
 
 SLOW = 0.001  # tokens per second: no noticeable refill during a test
 Spec = tuple[float, int]
@@ -813,7 +813,7 @@ async def test_a_pooled_connection_the_server_closed_is_reconnected(
     # gateway makes, the next check still reaches Redis (redis-py's pool reconnects a
     # connection that has hit EOF) instead of failing over.
     name = f"mcpgw-limiter-{uuid.uuid4().hex[:8]}"
-    client = limiter_client(REDIS_URL, connect_timeout_s=2, client_name=name)
+    client = Redis.from_url(REDIS_URL, **limiter_options(2), client_name=name)
     limiter = RedisLimiter(client, limits(), prefix=prefix)
     try:
         assert (await limiter.check("k", tools_call=False)).allowed

@@ -322,3 +322,71 @@ def test_param_headers_mirror_the_annotated_arguments_present() -> None:
     }
     assert param_headers(REGIONAL, {"query": "q"}) == {}
     assert param_headers(TOOLS[0], {"query": "q"}) == {}
+
+
+async def test_a_modern_upstreams_tools_with_invalid_header_annotations_are_left_out(
+    aiohttp_server: ServerFactory,
+    upstream_http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def tool(name: str, **region: Any) -> dict[str, Any]:
+        properties = {"region": {"type": "string", **region}, "q": {"type": "string"}}
+        return {"name": name, "inputSchema": {"type": "object", "properties": properties}}
+
+    nested = tool("nested")
+    nested["inputSchema"]["properties"]["where"] = {
+        "type": "object",
+        "properties": {"zone": {"type": "integer", "x-mcp-header": "Zone"}},
+    }
+    twice = tool("twice", **{"x-mcp-header": "Region"})
+    twice["inputSchema"]["properties"]["q"]["x-mcp-header"] = "region"
+    tools = [
+        tool("plain"),
+        tool("valid", **{"x-mcp-header": "Region"}),
+        nested,
+        tool("empty", **{"x-mcp-header": ""}),
+        tool("spaced", **{"x-mcp-header": "Cloud Region"}),
+        tool("newline", **{"x-mcp-header": "Region\r\nX-Evil: 1"}),
+        tool("number", type="number", **{"x-mcp-header": "Region"}),
+        twice,
+    ]
+    url = await serve_modern_catalog(aiohttp_server, tools)
+    with caplog.at_level("WARNING", logger="mcp_core.client.catalog"):
+        listed = await fetch_tool_catalog(upstream_http, url, {}, timeout_s=5)
+    assert [t["name"] for t in listed] == ["plain", "valid", "nested"]
+    warned = [r.getMessage() for r in caplog.records]
+    for name, reason in [
+        ("empty", "not an HTTP header-name token"),
+        ("spaced", "not an HTTP header-name token"),
+        ("newline", "not an HTTP header-name token"),
+        ("number", "type 'number'"),
+        ("twice", "used twice"),
+    ]:
+        assert any(f"{name!r}" in line and reason in line for line in warned), (name, warned)
+
+
+async def test_a_legacy_upstreams_catalog_is_kept_whole(
+    aiohttp_server: ServerFactory, upstream_http: aiohttp.ClientSession
+) -> None:
+    # x-mcp-header means nothing before 2026-07-28: a legacy upstream's tools stay as they are.
+    tools = make_tools(1)
+    tools[0]["inputSchema"]["properties"]["q"]["x-mcp-header"] = ""
+    url = str((await aiohttp_server(StubUpstream(tools=tools).app())).make_url("/mcp"))
+    assert await fetch_tool_catalog(upstream_http, url, {}, timeout_s=5) == tools
+
+
+async def serve_modern_catalog(aiohttp_server: ServerFactory, tools: list[dict[str, Any]]) -> str:
+    """A 2026-07-28 upstream that answers `server/discover` and `tools/list` (one page)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        message = await request.json()
+        result: dict[str, Any] = {"resultType": "complete"}
+        if message["method"] == "server/discover":
+            result |= {"supportedVersions": [MODERN], "capabilities": {"tools": {}}}
+        else:
+            result |= {"tools": tools}
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    app = web.Application()
+    app.router.add_post("/mcp", answer)
+    return str((await aiohttp_server(app)).make_url("/mcp"))

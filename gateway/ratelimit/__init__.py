@@ -29,7 +29,7 @@ from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.redis import RedisLimiter
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from gateway.redis_clients import RedisClient
 
 __all__ = [
     "BucketSpec",
@@ -49,7 +49,7 @@ __all__ = [
 
 def create_limiter(
     limits: Limits,
-    redis_client: Redis | None,
+    redis_client: RedisClient | None,
     *,
     failure_mode: str = "open",
     prefix: str = "mcpgw",

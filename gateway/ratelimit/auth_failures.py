@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, TypeVar
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from gateway.redis_clients import RedisClient
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -87,7 +87,7 @@ class AuthFailureThrottle:
         self,
         limit: int,
         window_s: float,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         *,
         key_prefix: str = "mcpgw:af:",
         timeout_s: float = 0.5,

@@ -33,16 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
-from redis.maint_notifications import MaintNotificationsConfig
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.context import Charge, Decision
 from gateway.ratelimit.buckets import EPSILON, Limits, session_digest
+from gateway.redis_clients import RedisClient
 
 # A transcription of gateway.ratelimit.buckets (refill, check, charge, figures); keep in step.
 SCRIPT = """
@@ -137,38 +136,17 @@ class _Check:
     future: asyncio.Future[bytes]
 
 
-def limiter_client(url: str, *, connect_timeout_s: float, **options: Any) -> Redis:
-    """A redis-py client made for `RedisLimiter`:
-
-    - no retries: a script call sent again after its reply was lost would charge twice (the
-      failover limiter answers a failed round trip instead);
-    - no socket timeout: the limiter bounds each round trip itself, where redis-py would bound
-      every send and read with a timer of its own; connecting stays bounded;
-    - maintenance notifications off: with them on (redis-py's default on RESP3) its pool skips
-      the check that reconnects a pooled connection the server closed (Redis' `timeout`, a
-      restart), and the next round trip fails instead.
-    """
-    return Redis.from_url(
-        url,
-        socket_timeout=None,
-        socket_connect_timeout=connect_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
-        **options,
-    )
-
-
 class RedisLimiter:
     """`RateLimiter` and `SessionDenylist` on Redis, exact across replicas. Redis errors
     propagate (see `FailoverLimiter`); every round trip is bounded by `timeout_s`.
 
-    Give it a client from `limiter_client`. The client belongs to the caller: `close` does
-    not close it.
+    Give it a client built with `limiter_options` (gateway/redis_clients.py). The client
+    belongs to the caller: `close` does not close it.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         limits: Limits,
         *,
         prefix: str = "mcpgw",
@@ -187,6 +165,10 @@ class RedisLimiter:
         self._max_inflight = max_inflight
         self._overlap_min = overlap_min
         self._script: AsyncScript = client.register_script(SCRIPT)
+        # A cluster pipeline cannot carry SCRIPT LOAD (it goes to every primary), and a
+        # cluster client without retries never learns on its own that a master it cannot
+        # reach was replaced: after a lost connection it is told to map the cluster again.
+        self._cluster = client if isinstance(client, RedisCluster) else None
         req, call = limits.request, limits.call
         self._argv = (
             repr(float(req.rate_per_s)),
@@ -329,10 +311,15 @@ class RedisLimiter:
             raise
         except TimeoutError:
             _fail(batch, TimeoutError(f"no limiter reply within {self.timeout_s} s"))
+            await self._remap()
             return
         except Exception as exc:
             _fail(batch, exc)
+            if isinstance(exc, _LOST):
+                await self._remap()
             return
+        if self._cluster is not None and any(isinstance(reply, _LOST) for reply in replies):
+            await self._remap()
         for checks, reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, str):  # a client made with decode_responses=True
                 reply = reply.encode()
@@ -356,9 +343,13 @@ class RedisLimiter:
         replies = await self._pipeline(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
-            loaded, *again = await self._pipeline([calls[i] for i in missing], load=True)
-            if isinstance(loaded, Exception):
-                raise loaded
+            if self._cluster is not None:
+                await self._cluster.script_load(SCRIPT)  # on every primary
+                again = await self._pipeline([calls[i] for i in missing])
+            else:
+                loaded, *again = await self._pipeline([calls[i] for i in missing], load=True)
+                if isinstance(loaded, Exception):
+                    raise loaded
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return replies
@@ -368,7 +359,10 @@ class RedisLimiter:
         if load:
             pipe.script_load(SCRIPT)
         for keys, args in calls:
-            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            # What `evalsha` sends; redis-py's cluster pipeline refuses the named method (it
+            # cannot know the keys share a slot) but routes the command by its keys, and
+            # every call's keys share one hash tag.
+            pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
         try:
             return await pipe.execute(raise_on_error=False)
         except RuntimeError as exc:
@@ -376,6 +370,16 @@ class RedisLimiter:
             # RuntimeError that redis-py passes on as it is (having disconnected the
             # connection): it is a lost connection, which the failover limiter handles.
             raise RedisConnectionError(f"the Redis connection was closed ({exc})") from exc
+
+    async def _remap(self) -> None:
+        """Cluster: forget the topology, so the next pipeline asks the seeds for it (a replica
+        promoted after its master went down is found within one retry interval)."""
+        if self._cluster is not None:
+            await self._cluster.aclose()
+
+
+# A round trip that lost its connection: in a cluster, maybe to a master that is gone.
+_LOST = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
 def _fail(batch: list[_Check], exc: BaseException) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from multidict import CIMultiDictProxy
@@ -25,35 +25,13 @@ from mcp_core.headers import (
     NAME_HEADER,
     PARAM_HEADER_PREFIX,
     PROTOCOL_VERSION_HEADER,
-    X_MCP_HEADER,
     encode_value,
 )
+from mcp_core.tool_headers import header_annotations
 
 _SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
 _HEADER_SAFE = re.compile(r"[\t\x20-\x7e]*")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _INTEGER = re.compile(r"-?[0-9]+(?:\.0+)?")
-_HEADER_TYPES = frozenset({"string", "integer", "boolean"})
-
-# JSON Schema 2020-12 keywords whose values are schemas. Only a chain of `properties` keeps a
-# property "statically reachable"; any other applicator leaves the chain.
-_ONE_SCHEMA = frozenset(
-    {
-        "items",
-        "contains",
-        "additionalProperties",
-        "propertyNames",
-        "not",
-        "if",
-        "then",
-        "else",
-        "unevaluatedItems",
-        "unevaluatedProperties",
-        "contentSchema",
-    }
-)
-_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
-_SCHEMA_MAPS = frozenset({"patternProperties", "dependentSchemas", "$defs", "definitions"})
 
 
 class HeaderMismatch(McpError):
@@ -137,65 +115,6 @@ def check_routing_headers(
 
 
 # --- Mcp-Param-* (x-mcp-header) --------------------------------------------------------------
-
-Annotation = tuple[tuple[str, ...], str, str]  # (property path, header token, property type)
-_ANNOTATIONS: dict[int, tuple[Any, tuple[Annotation, ...] | None]] = {}
-_ANNOTATION_CACHE_MAX = 4096
-
-
-def header_annotations(input_schema: Any) -> tuple[Annotation, ...] | None:
-    """The `x-mcp-header` annotations of a tool's input schema; None when any annotation is
-    invalid (conforming clients drop such a tool and send no headers for it)."""
-    cached = _ANNOTATIONS.get(id(input_schema))
-    if cached is not None and cached[0] is input_schema:
-        return cached[1]
-    result = _annotations(input_schema)
-    if len(_ANNOTATIONS) >= _ANNOTATION_CACHE_MAX:
-        _ANNOTATIONS.clear()
-    _ANNOTATIONS[id(input_schema)] = (input_schema, result)
-    return result
-
-
-def _annotations(root: Any) -> tuple[Annotation, ...] | None:
-    found: list[Annotation] = []
-    seen: set[str] = set()
-    for path, schema in _schema_positions(root):
-        if X_MCP_HEADER not in schema:
-            continue
-        token, kind = schema[X_MCP_HEADER], schema.get("type")
-        if (
-            not path
-            or not isinstance(token, str)
-            or not _TOKEN.fullmatch(token)
-            or kind not in _HEADER_TYPES
-            or token.lower() in seen
-        ):
-            return None
-        seen.add(token.lower())
-        found.append((path, token, kind))
-    return tuple(found)
-
-
-def _schema_positions(root: Any) -> Iterator[tuple[tuple[str, ...] | None, dict[str, Any]]]:
-    """Every schema in `root` with its chain of `properties` keys (None once off the chain)."""
-    stack: list[tuple[tuple[str, ...] | None, Any]] = [((), root)]
-    while stack:
-        path, node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        yield path, node
-        for keyword, value in node.items():
-            if keyword == "properties" and isinstance(value, dict):
-                stack.extend(
-                    ((*path, name) if path is not None else None, sub)
-                    for name, sub in value.items()
-                )
-            elif keyword in _ONE_SCHEMA:
-                stack.append((None, value))
-            elif keyword in _SCHEMA_LISTS and isinstance(value, list):
-                stack.extend((None, sub) for sub in value)
-            elif keyword in _SCHEMA_MAPS and isinstance(value, dict):
-                stack.extend((None, sub) for sub in value.values())
 
 
 def check_param_headers(

@@ -344,10 +344,9 @@ def answer_rate_limited(
     result = answer.get("result")
     if result is not None and choice.era is Era.MODERN:  # like every modern result
         result["_meta"][SERVER_INFO_META] = server_info(_context(x, choice.era, "", None))
-    # Legacy clients (Python SDK 1.x) tear the session down on a 4xx or 5xx (but 404); modern
-    # ones read a JSON-RPC error at its HTTP status.
-    status = 429 if choice.era is Era.MODERN and "error" in answer else 200
-    return _reply(x, answer, choice.era, status=status)
+    # 200 in both eras: the Python SDK 1.x tears the session down on a 4xx or 5xx (but 404),
+    # and the TypeScript SDK 2.x reports a 429 as an HTTP failure without the JSON-RPC error.
+    return _reply(x, answer, choice.era, status=200)
 
 
 def set_rate_headers(headers: dict[str, str], decision: Decision) -> None:

@@ -18,6 +18,7 @@ from mcp_core.client.negotiation import PROBE_TIMEOUT_S, connect
 from mcp_core.client.session import UpstreamSession
 from mcp_core.client.stateless import StatelessUpstream
 from mcp_core.redaction import scrub, upstream_secrets
+from mcp_core.tool_headers import annotation_problem
 
 __all__ = ["fetch_tool_catalog"]
 
@@ -54,6 +55,8 @@ async def fetch_tool_catalog(
                 modern, upstream, probe_timeout_s=min(PROBE_TIMEOUT_S, timeout_s / 2)
             )
             tools = await connected.list_tools(max_pages=max_pages)
+            if connected is modern:
+                tools = _without_invalid_header_annotations(tools)
     except (TimeoutError, UpstreamError, aiohttp.ClientError, OSError) as exc:
         failure = exc
     # Free the upstream session on success and failure alike, but never past the deadline.
@@ -71,6 +74,21 @@ async def fetch_tool_catalog(
             error = UpstreamError(error.reason, message, status=error.status)
         raise error from failure
     return tools
+
+
+def _without_invalid_header_annotations(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`tools` less those whose `x-mcp-header` annotations break the 2026-07-28 transport's
+    rules: its clients must leave such a tool out (and should say why), so the gateway, a
+    client of the upstream, does too, and no tool is offered that its own clients would drop."""
+    kept = []
+    for tool in tools:
+        problem = annotation_problem(tool.get("inputSchema"))
+        if problem is None:
+            kept.append(tool)
+        else:
+            name = str(tool.get("name"))[:100]
+            logger.warning("upstream tool %r left out of the catalog: %s", name, problem)
+    return kept
 
 
 def _as_upstream_error(exc: Exception, timeout_s: float) -> UpstreamError:

@@ -67,6 +67,13 @@ class Fixtures:
             raise NotFound(f"tool {tool_id!r} has no simulator fixture")
         return found, settings.fixtures_version
 
+    async def list(self, tenant: str, integration: str) -> list[SimulatorFixture]:
+        """Every fixture of the integration, by tool (404 when the integration does not exist)."""
+        async with translated(), self.store.reader() as session:
+            if await session.get_settings(tenant, integration) is None:
+                raise NotFound(f"integration {integration!r} does not exist")
+            return await session.list_fixtures(tenant, integration)
+
     async def delete(self, actor: str, tenant: str, integration: str, tool_id: str) -> None:
         """Delete a tool's fixture; 404 when there is none."""
         async with translated(), self.store.transaction() as tx:

@@ -1,8 +1,10 @@
 """The client matrix's steps on one URL, shared by the Python drivers (the SDK 2.x in the test
 process, the SDK 1.x in its own virtualenv: so this imports nothing from the project). Each
 driver passes its SDK's `call` and `list_tools`, which report what they saw as plain JSON
-(`{"isError", "text", "meta"}`; `{"tools"}` or `{"code", "message", "data"}`);
-tests/clients/typescript_sdk.mjs takes the same steps."""
+(`{"isError", "text", "meta"}`; `{"tools"}` or `{"code", "message", "data"}`), its way of
+asking for log messages (`ask_logs`), and the list its logging callback appends each received
+message's level to; tests/clients/matrix_steps.mjs takes the same steps for the TypeScript
+SDKs."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any
 TOOL, ARGUMENTS = "search_contacts", {"query": "ada"}
 TRIES = 40  # requests before giving up on meeting the limit
 RATE_LIMIT_META = "io.mcpgateway/rateLimit"  # mcp_core.errors.RATE_LIMIT_META
+LOG_LEVEL = "warning"  # asked for; the stub upstream sends debug, info and warning
+LOG_SETTLE_S = 0.2  # SDKs hand notifications to the callback apart from the response
 
 Seen = dict[str, Any]
 
@@ -21,10 +25,16 @@ async def steps(
     protocol: str | None,
     call: Callable[[], Awaitable[Seen]],
     list_tools: Callable[[], Awaitable[Seen]],
+    ask_logs: Callable[[str], Awaitable[None]],
+    logs: list[str],
 ) -> Seen:
-    """List tools, call one, call until the limit answers, wait as told and call again; then
-    the same with `tools/list`."""
-    seen: Seen = {"protocol": protocol, "list": await list_tools(), "call": await call()}
+    """List tools; call one without asking for logs, ask for LOG_LEVEL and call again (the
+    levels received during each call); call until the limit answers, wait as told and call
+    again; then the same with `tools/list`."""
+    seen: Seen = {"protocol": protocol, "list": await list_tools()}
+    seen["call"], seen["logs_unasked"] = await _logged(call, logs)
+    await ask_logs(LOG_LEVEL)
+    seen["logged_call"], seen["logs_asked"] = await _logged(call, logs)
     limited = await _until(call, lambda s: bool(s["isError"]))
     seen["limited_call"] = limited
     await _wait(((limited["meta"] or {}).get(RATE_LIMIT_META) or {}).get("retryAfterMs"))
@@ -46,6 +56,13 @@ async def each_url(
             await asyncio.sleep(pause_s)
         runs.append({"url": url, **await run(url)})
     return runs
+
+
+async def _logged(call: Callable[[], Awaitable[Seen]], logs: list[str]) -> tuple[Seen, list[str]]:
+    logs.clear()
+    seen = await call()
+    await asyncio.sleep(LOG_SETTLE_S)
+    return seen, list(logs)
 
 
 async def _until(request: Callable[[], Awaitable[Seen]], done: Callable[[Seen], bool]) -> Seen:

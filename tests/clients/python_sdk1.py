@@ -13,12 +13,18 @@ from matrix_steps import ARGUMENTS, TOOL, Seen, each_url, steps
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
+from mcp.types import LoggingMessageNotificationParams
 
 
 async def run(url: str, key: str) -> Seen:
     http = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    logs: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(params.level)
+
     async with http, streamable_http_client(url, http_client=http) as (read, write, _):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, logging_callback=on_log) as session:
             protocol = (await session.initialize()).protocolVersion
 
             async def call() -> Seen:
@@ -33,7 +39,10 @@ async def run(url: str, key: str) -> Seen:
                     error = exc.error
                     return {"code": error.code, "message": error.message, "data": error.data}
 
-            return await steps(protocol, call, list_tools)
+            async def ask_logs(level: Any) -> None:
+                await session.set_logging_level(level)
+
+            return await steps(protocol, call, list_tools, ask_logs, logs)
 
 
 async def main(key: str, pause_s: float, urls: list[str]) -> None:

@@ -1,0 +1,482 @@
+"""The admin console end to end: a real headless Chromium (Selenium) against a live
+`mcp-gateway serve`, with the example CRM server as the upstream. Each test also checks that
+the browser logged no Content-Security-Policy violation; a failing test leaves a screenshot
+and the page's HTML in its tmp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser import (
+    clipboard_text,
+    console_messages,
+    emulate_color_scheme,
+    grant_clipboard,
+    start_chromium,
+)
+from conftest import JWT_SECRET
+from mcp_helpers import modern_headers, modern_message
+from net import free_port
+from processes import GatewayProcess
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from gateway.example_upstream import ExampleUpstream
+from settings_api.jwt_auth import issue_token
+
+pytestmark = pytest.mark.slow
+
+TENANT = "acme"
+CRM_TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
+
+
+# --------------------------------------------------------------------------- live servers
+
+
+class UpstreamThread:
+    """The example CRM MCP server on 127.0.0.1, in a thread with its own event loop."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "the example upstream did not start"
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(ExampleUpstream().app())
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._runner = runner
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[UpstreamThread]:
+    server = UpstreamThread()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    workdir = tmp_path_factory.mktemp("console")
+    port = free_port()
+    env = {
+        "MCPGW_DATA_DIR": str(workdir / "data"),
+        "MCPGW_DATABASE_URL": f"sqlite:///{workdir}/console.db",
+        "MCPGW_JWT_SECRET": JWT_SECRET,
+        "MCPGW_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    process = GatewayProcess(workdir, "gateway", env, port=port).wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser(
+    chromium: WebDriver, gateway: GatewayProcess, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[WebDriver]:
+    """The shared browser, signed out, on a desktop-sized light window; afterwards: no CSP
+    violation logged, and on failure a screenshot and the page's HTML in the test's tmp dir."""
+    chromium.delete_all_cookies()
+    chromium.set_window_size(1280, 900)
+    emulate_color_scheme(chromium, "light")
+    grant_clipboard(chromium, gateway.url)
+    console_messages(chromium)  # drop what earlier tests left
+    yield chromium
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        chromium.save_screenshot(str(tmp_path / "failure.png"))
+        (tmp_path / "failure.html").write_text(chromium.page_source)
+    violations = [
+        m for m in console_messages(chromium) if "Content Security Policy" in m.get("message", "")
+    ]
+    assert violations == []
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def jwt_for(tenant: str = TENANT) -> str:
+    return issue_token(JWT_SECRET, tenant, subject=f"admin@{tenant}")
+
+
+def wait(driver: WebDriver, timeout_s: float = 15) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, timeout_s)
+
+
+def by_label(driver: WebDriver, text: str) -> WebElement:
+    """The control labelled `text` (through <label for>): labels are how users find fields."""
+    for label in driver.find_elements(By.TAG_NAME, "label"):
+        if label.text.strip() == text or label.text.strip().startswith(text + " ("):
+            return driver.find_element(By.ID, label.get_attribute("for") or "")
+    raise AssertionError(f"no control labelled {text!r}")
+
+
+def button(scope: WebDriver | WebElement, text: str) -> WebElement:
+    for found in scope.find_elements(By.TAG_NAME, "button"):
+        if found.text.strip() == text:
+            return found
+    raise AssertionError(f"no button {text!r}")
+
+
+def click_and_load(driver: WebDriver, element: WebElement) -> None:
+    """Click `element` and wait until the page it leads to replaced this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait(driver).until(expected_conditions.staleness_of(page))
+    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def by_testid(driver: WebDriver, name: str) -> WebElement:
+    return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{name}"]')
+
+
+def sign_in(driver: WebDriver, gateway: GatewayProcess, jwt: str) -> None:
+    driver.get(gateway.url + "/console")
+    by_label(driver, "Settings-API token").send_keys(jwt)
+    click_and_load(driver, button(driver, "Sign in"))
+    wait(driver).until(expected_conditions.url_contains(f"/console/tenants/{TENANT}"))
+
+
+def create_integration(driver: WebDriver, integration: str, name: str) -> None:
+    by_label(driver, "Integration ID").send_keys(integration)
+    by_label(driver, "Name").send_keys(name)
+    click_and_load(driver, button(driver, "Create"))
+    wait(driver).until(expected_conditions.url_contains(f"/integrations/{integration}"))
+
+
+def bind_upstream(driver: WebDriver, upstream_url: str) -> None:
+    by_label(driver, "Upstream URL").send_keys(upstream_url)
+    click_and_load(driver, button(driver, "Create config from upstream"))
+    wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="bound-config"]'))
+
+
+def new_integration(
+    driver: WebDriver,
+    gateway: GatewayProcess,
+    upstream: UpstreamThread,
+    integration: str,
+    name: str,
+) -> None:
+    """Signed in, a new integration bound to the example upstream, on its page."""
+    sign_in(driver, gateway, jwt_for())
+    create_integration(driver, integration, name)
+    bind_upstream(driver, upstream.url)
+
+
+def call_mcp(url: str, key: str, method: str, params: dict[str, Any] | None = None) -> Any:
+    """One modern-era MCP request: (status, JSON body)."""
+    message = modern_message(method, params)
+    headers = {**modern_headers(message, key), "Content-Type": "application/json"}
+    request = urllib.request.Request(
+        url, data=json.dumps(message).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def read_settings(gateway: GatewayProcess, integration: str) -> dict[str, Any]:
+    """The MCP settings through the settings API itself."""
+    request = urllib.request.Request(
+        f"{gateway.url}/v1/tenants/{TENANT}/integrations/{integration}/mcp",
+        headers={"Authorization": f"Bearer {jwt_for()}"},
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def enable(driver: WebDriver) -> str:
+    click_and_load(driver, button(driver, "Enable MCP"))
+    return (
+        wait(driver)
+        .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
+        .text
+    )
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_sign_in_refuses_a_bad_token_and_lands_a_good_one_on_its_tenant(
+    browser: WebDriver, gateway: GatewayProcess
+) -> None:
+    browser.get(gateway.url + "/console")
+    field = by_label(browser, "Settings-API token")
+    assert field.get_attribute("type") == "password"
+    field.send_keys("not-a-jwt")
+    click_and_load(browser, button(browser, "Sign in"))
+    error = wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=alert]"))
+    assert "invalid" in error.text
+    assert by_label(browser, "Settings-API token").is_displayed()
+
+    wrong = issue_token("another-secret-" + "y" * 40, TENANT)
+    by_label(browser, "Settings-API token").send_keys(wrong)
+    click_and_load(browser, button(browser, "Sign in"))
+    assert "invalid" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+
+    sign_in(browser, gateway, jwt_for())
+    assert browser.current_url == f"{gateway.url}/console/tenants/{TENANT}"
+    assert button(browser, "Create").is_displayed()
+    # the token is in no URL and not readable by script (HttpOnly)
+    assert browser.execute_script("return document.cookie") == ""
+    cookie = browser.get_cookie("mcpgw_console")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+
+def test_another_tenant_is_refused(browser: WebDriver, gateway: GatewayProcess) -> None:
+    sign_in(browser, gateway, jwt_for())
+    browser.get(f"{gateway.url}/console/tenants/globex")
+    assert "does not grant tenant" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+
+
+def test_integration_from_creation_to_rotation(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "crm", "CRM")
+
+    call_url = by_testid(browser, "call-url").text
+    assert call_url == f"{gateway.url}/v1/tenants/{TENANT}/integrations/crm/mcp:call"
+    assert by_testid(browser, "test-url").text.endswith("/crm/mcp:test")
+
+    # choose tools and a description, then Save (the PATCH)
+    for tool in ("search_contacts", "get_contact"):
+        by_label(browser, tool).click()
+    description = by_label(browser, "Description")
+    description.clear()
+    description.send_keys("CRM for the support team")
+    click_and_load(browser, button(browser, "Save"))
+    assert "Saved." in browser.page_source
+    assert by_label(browser, "search_contacts").is_selected()
+    assert not by_label(browser, "list_deals").is_selected()
+    assert by_label(browser, "Description").get_attribute("value") == "CRM for the support team"
+    stored = read_settings(gateway, "crm")
+    assert stored["exposedToolIds"] == ["search_contacts", "get_contact"]
+
+    # enable: the key once, with the client configurations and a working Copy key button
+    key = enable(browser)
+    assert key.startswith("mcpk_") and len(key) == 43
+    cursor = json.loads(by_testid(browser, "cursor-config").text)
+    (server,) = cursor["mcpServers"].values()
+    assert server == {"url": call_url, "headers": {"Authorization": f"Bearer {key}"}}
+    claude = by_testid(browser, "claude-config").text
+    assert "mcp-remote" in claude and call_url in claude and key in claude
+    button(browser, "Copy key").click()
+    wait(browser).until(lambda d: "Copied." in d.page_source)
+    assert clipboard_text(browser) == key
+    assert key not in browser.current_url
+
+    status, body = call_mcp(call_url, key, "tools/list")
+    assert status == 200, body
+    assert [t["name"] for t in body["result"]["tools"]] == ["search_contacts", "get_contact"]
+
+    # reload: the raw key is gone, only its prefix shows
+    browser.refresh()
+    assert key not in browser.page_source
+    assert by_testid(browser, "key-prefix").text == key[:12]
+
+    # rotate, confirmed in the browser's dialog: the old key dies, the new one works
+    button(browser, "Rotate key").click()
+    wait(browser).until(expected_conditions.alert_is_present()).accept()
+    new_key = (
+        wait(browser)
+        .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
+        .text
+    )
+    assert new_key != key and new_key.startswith("mcpk_")
+    assert call_mcp(call_url, key, "tools/list")[0] == 401
+    assert call_mcp(call_url, new_key, "tools/list")[0] == 200
+
+    # the list shows the integration, linked, with its MCP status
+    browser.get(f"{gateway.url}/console/tenants/{TENANT}")
+    row = browser.find_element(By.CSS_SELECTOR, '[data-integration="crm"]')
+    assert row.find_element(By.CSS_SELECTOR, '[data-testid="mcp-status"]').text == "enabled"
+    click_and_load(browser, row.find_element(By.LINK_TEXT, "CRM"))
+    wait(browser).until(expected_conditions.url_contains("/integrations/crm"))
+
+    # disabling keeps the key but refuses it
+    click_and_load(browser, button(browser, "Disable MCP"))
+    wait(browser).until(lambda d: button(d, "Enable MCP"))
+    assert call_mcp(call_url, new_key, "tools/list")[0] == 403
+
+
+def test_rotation_asks_first_and_a_dismissed_dialog_rotates_nothing(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "tickets", "Tickets")
+    key = enable(browser)
+    browser.refresh()
+    button(browser, "Rotate key").click()
+    wait(browser).until(expected_conditions.alert_is_present()).dismiss()
+    test_url = by_testid(browser, "test-url").text
+    assert call_mcp(test_url, key, "tools/list")[0] == 200
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]')
+
+
+def test_simulator_fixtures_list_add_edit_delete_with_errors_in_place(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "sim", "Simulated CRM")
+    for tool in CRM_TOOLS:
+        by_label(browser, tool).click()
+    click_and_load(browser, button(browser, "Save"))
+    assert "Saved." in browser.page_source
+    key = enable(browser)
+    test_url = by_testid(browser, "test-url").text
+
+    def fixture_form() -> WebElement:
+        section = browser.find_element(By.CSS_SELECTOR, 'details[data-tool="list_deals"]')
+        if section.get_attribute("open") is None:
+            section.find_element(By.TAG_NAME, "summary").click()
+        return section
+
+    def submit_fixture(text: str) -> None:
+        field = by_label(browser, "Fixture for list_deals")
+        browser.execute_script("arguments[0].value = arguments[1]", field, text)
+        click_and_load(browser, button(fixture_form(), "Save fixture"))
+
+    fixture_form()
+    submit_fixture("{not json")
+    error = wait(browser).until(lambda d: d.find_element(By.ID, "fixture-list_deals-error"))
+    assert "not valid JSON" in error.text
+    assert by_label(browser, "Fixture for list_deals").get_attribute("aria-invalid") == "true"
+
+    submit_fixture(json.dumps({"rules": [{"match": {}, "result": {"content": "nope"}}]}))
+    error = wait(browser).until(lambda d: d.find_element(By.ID, "fixture-list_deals-error"))
+    assert "content" in error.text  # the API's validation, next to the field
+
+    # isError: a result without the structuredContent its outputSchema would require
+    scripted = {"content": [{"type": "text", "text": "scripted deals"}], "isError": True}
+    submit_fixture(json.dumps({"rules": [{"match": {}, "result": scripted}]}))
+    wait(browser).until(lambda d: "Fixture saved." in d.page_source)
+    stored = by_label(browser, "Fixture for list_deals").get_attribute("value") or ""
+    assert json.loads(stored)["rules"][0]["result"]["content"][0]["text"] == "scripted deals"
+    status, body = call_mcp(test_url, key, "tools/call", {"name": "list_deals", "arguments": {}})
+    assert status == 200 and body["result"]["content"][0]["text"] == "scripted deals"
+
+    fixture_form()
+    edited = {**scripted, "content": [{"type": "text", "text": "edited deals"}]}
+    submit_fixture(json.dumps({"rules": [{"match": {}, "result": edited}]}))
+    wait(browser).until(lambda d: "Fixture saved." in d.page_source)
+    status, body = call_mcp(test_url, key, "tools/call", {"name": "list_deals", "arguments": {}})
+    assert body["result"]["content"][0]["text"] == "edited deals"
+
+    click_and_load(browser, button(fixture_form(), "Delete fixture"))
+    wait(browser).until(lambda d: "Fixture deleted." in d.page_source)
+    assert "edited deals" not in browser.page_source
+    status, body = call_mcp(test_url, key, "tools/call", {"name": "list_deals", "arguments": {}})
+    assert status == 200 and "edited deals" not in json.dumps(body)
+
+
+def test_audit_lists_the_changes_newest_first(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "audited", "Audited")
+    enable(browser)
+    browser.refresh()
+    button(browser, "Rotate key").click()
+    wait(browser).until(expected_conditions.alert_is_present()).accept()
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))
+
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Audit"))
+    wait(browser).until(expected_conditions.url_contains("/audit"))
+    rows = browser.find_elements(By.CSS_SELECTOR, '[data-testid="audit-event"]')
+    actions = [r.find_element(By.CSS_SELECTOR, '[data-testid="audit-action"]').text for r in rows]
+    assert "rotate" in actions[0]
+    assert "integration.created" in actions
+    assert actions.index(actions[0]) < actions.index("integration.created")
+    assert f"admin@{TENANT}" in rows[0].text
+    assert "UTC" in rows[0].find_element(By.TAG_NAME, "time").text
+
+
+def test_forms_without_the_session_csrf_token_change_nothing(
+    browser: WebDriver, gateway: GatewayProcess
+) -> None:
+    sign_in(browser, gateway, jwt_for())
+    browser.execute_script(
+        "const create = document.getElementById('new-id').form;"
+        "create.querySelector('input[name=csrf]').value = 'forged';"
+        "document.getElementById('new-id').value = 'forged';"
+        "document.getElementById('new-name').value = 'Forged';"
+    )
+    click_and_load(browser, button(browser, "Create"))
+    assert "not from this console session" in browser.page_source
+    browser.get(f"{gateway.url}/console/tenants/{TENANT}")
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-integration="forged"]')
+
+
+def test_narrow_screen_and_dark_theme(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "phone", "Phone")
+    browser.set_window_size(360, 800)
+    inner = browser.execute_script("return window.innerWidth")
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert inner <= 360 and overflow == 0
+    assert button(browser, "Save").is_displayed()
+
+    def background() -> str:
+        return str(browser.execute_script("return getComputedStyle(document.body).backgroundColor"))
+
+    light = background()
+    emulate_color_scheme(browser, "dark")
+    dark = background()
+    assert light != dark
+    channels = [int(c) for c in dark[dark.index("(") + 1 : dark.index(")")].split(",")[:3]]
+    assert max(channels) < 64  # a dark background
+
+
+def test_every_page_and_asset_carries_the_csp(gateway: GatewayProcess) -> None:
+    pages = ["/console", "/console/nope", f"/console/tenants/{TENANT}"]
+    with urllib.request.urlopen(gateway.url + "/console", timeout=20) as response:
+        html = response.read().decode()
+    assets = [part.split('"')[0] for part in html.split('="/console/static/')[1:]]
+    assert len(assets) == 2
+    for path in pages + [f"/console/static/{a}" for a in assets]:
+        try:
+            response = urllib.request.urlopen(gateway.url + path, timeout=20)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        csp = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, path
+        assert "script-src 'self'" in csp
+        if "/static/" in path:
+            assert "immutable" in response.headers["Cache-Control"]
+        else:
+            assert response.headers["Cache-Control"] == "no-store"

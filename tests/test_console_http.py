@@ -1,0 +1,100 @@
+"""The console over plain HTTP (no browser): what a browser test cannot set up cheaply, such as
+an expired sign-in link, the settings API's rate limit, and the no-script rotation form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import Api, make_settings
+
+from console.sign_in_links import SIGN_IN_LINKS
+from gateway.server import build_app
+
+pytestmark = pytest.mark.backends("sqlite")
+
+
+async def signed_in(client: TestClient, jwt: str) -> str:
+    """Sign `client` in with `jwt`; the CSRF token of its forms."""
+    async with client.post("/console/sign-in", data={"token": jwt}) as resp:
+        assert resp.status == 200, await resp.text()
+        html = await resp.text()
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_a_sign_in_link_works_once_and_not_after_it_expired(
+    client: TestClient, token: Callable[..., str]
+) -> None:
+    links = client.app[SIGN_IN_LINKS]
+    code = links.issue(token("acme"))
+    async with client.get(f"/console/sign-in/{code}", allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/console/tenants/acme"
+    async with client.get(f"/console/sign-in/{code}", allow_redirects=False) as resp:
+        assert resp.status == 400
+        assert "used already or it expired" in await resp.text()
+
+    links.ttl_s = 0.0
+    expired = links.issue(token("acme"))
+    async with client.get(f"/console/sign-in/{expired}", allow_redirects=False) as resp:
+        assert resp.status == 400
+
+
+async def test_a_token_for_several_tenants_asks_which_one(
+    client: TestClient, token: Callable[..., str]
+) -> None:
+    async with client.post("/console/sign-in", data={"token": token("*")}) as resp:
+        assert resp.status == 400
+        assert "enter the one to open" in await resp.text()
+    data = {"token": token("*"), "tenant": "globex"}
+    async with client.post("/console/sign-in", data=data, allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == "/console/tenants/globex"
+
+
+async def test_console_pages_spend_the_tokens_settings_api_bucket(
+    aiohttp_client: Any, tmp_path: Path, token: Callable[..., str]
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path}/db.sqlite",
+        MCPGW_SETTINGS_RATE_LIMIT_RPS="0.001",
+        MCPGW_SETTINGS_RATE_LIMIT_BURST="3",
+    )
+    client = await aiohttp_client(build_app(settings))
+    jwt = token("acme")
+    await signed_in(client, jwt)  # the sign-in and the page it lands on: 2
+    async with client.get("/console/tenants/acme/audit") as resp:
+        assert resp.status == 200
+    async with client.get("/console/tenants/acme") as resp:
+        assert resp.status == 429
+        assert "Retry-After" in resp.headers
+        assert "rate limit exceeded" in await resp.text()
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    # the same bucket as the REST API's
+    headers = {"Authorization": f"Bearer {jwt}"}
+    async with client.get("/v1/tenants/acme/integrations", headers=headers) as resp:
+        assert resp.status == 429
+
+
+async def test_rotation_without_script_asks_on_the_page_first(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    key = await api.enabled_key([{"name": "echo", "inputSchema": {"type": "object"}}])
+    csrf = await signed_in(client, token("acme"))
+    path = "/console/tenants/acme/integrations/crm/rotate"
+    async with client.post(path, data={"csrf": csrf, "confirmed": "0"}) as resp:
+        html = await resp.text()
+        assert resp.status == 200 and "Confirm rotation" in html and "api-key" not in html
+    _, settings = await api.call("GET", "/crm/mcp", 200)
+    assert settings["keyPrefix"] == key[:12]  # nothing rotated yet
+    async with client.post(path, data={"csrf": csrf, "confirmed": "1"}) as resp:
+        html = await resp.text()
+    new_key = re.search(r'data-testid="api-key">(mcpk_\w+)<', html)
+    assert new_key is not None and new_key.group(1) != key
+    _, settings = await api.call("GET", "/crm/mcp", 200)
+    assert settings["keyPrefix"] == new_key.group(1)[:12]
