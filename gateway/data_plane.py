@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.cache import GatewayCache
+from gateway.call_log.buffer import CallBuffer
+from gateway.call_log.writer import CallWriter, expire_calls
 from gateway.cancelling import cancel_and_wait
 from gateway.context import Endpoint
 from gateway.endpoint import setup_mcp_routes
@@ -59,6 +61,8 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     # context): callUrl's calls share its kept-alive connections with the catalog reads.
     pool = UpstreamPool(app[HTTP_CLIENT], timeout_s=settings.upstream_timeout_s)
     simulated = SimulatorExecutor(Simulator(max_result_bytes=settings.simulator_max_result_bytes))
+    calls = CallBuffer()
+    call_writer = CallWriter(calls, service)
     app[GATEWAY] = GatewayState(
         resolver=cache,
         limiter=limiter,
@@ -73,13 +77,21 @@ async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
             app.get(REDIS),
             key_prefix=f"mcpgw:af:{deployment_tag(settings.database_url)}:",
         ),
+        calls=calls,
     )
     tasks.append(asyncio.create_task(_flush_last_used(cache, service), name="mcpgw-last-used"))
+    tasks.append(asyncio.create_task(call_writer.run(), name="mcpgw-call-log"))
+    tasks.append(
+        asyncio.create_task(
+            expire_calls(service, settings.call_log_retention_days), name="mcpgw-call-retention"
+        )
+    )
     try:
         yield
     finally:
         await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
         await _record(cache, service)
+        await call_writer.write_pending()
         await pool.close()
         simulated.close()
         await limiter.close()

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from jsonrpcserver import Error, Result, Success, async_dispatch_to_serializable
 
+from gateway.call_log.recorder import CallOutcome, CallTiming, recorder_of
 from gateway.context import RequestContext
 from gateway.session_logging import set_log_level
 from gateway.transport.limits import check_tool_arguments
@@ -131,6 +132,20 @@ async def tools_list(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
 
 
 async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Run the call; when the request has a call recorder, time it and record its outcome."""
+    calls = recorder_of(ctx.request)
+    if calls is None:
+        return await _run_tool(ctx, params, CallTiming())
+    timing = calls.start()
+    try:
+        return await _run_tool(ctx, params, timing)
+    finally:
+        calls.finish(params, timing)
+
+
+async def _run_tool(
+    ctx: RequestContext, params: dict[str, Any], timing: CallTiming
+) -> dict[str, Any]:
     name = params.get("name")
     if not isinstance(name, str):
         raise McpError(INVALID_PARAMS, "tools/call needs params.name (a string)")
@@ -144,10 +159,12 @@ async def tools_call(ctx: RequestContext, params: dict[str, Any]) -> dict[str, A
     tool = ctx.integration.tools_by_name.get(name)
     if tool is None:
         shown = name if len(name) <= _MAX_NAME_IN_MESSAGE else name[:_MAX_NAME_IN_MESSAGE] + "…"
+        timing.outcome = CallOutcome.DENIED
         raise McpError(INVALID_PARAMS, f"Unknown tool: {shown}")
     result = await ctx.executor.call_tool(ctx, tool, arguments, params.get("_meta"))
     if not isinstance(result, dict):
         raise TypeError(f"executor returned {type(result).__name__}, not a CallToolResult")
+    timing.outcome = CallOutcome.TOOL_ERROR if result.get("isError") is True else CallOutcome.OK
     if "isError" not in result:
         # Optional in the spec, but clients in typed languages read its absence as undefined:
         # one shape on both URLs, whatever the upstream or a fixture left out. A copy: the
@@ -287,6 +304,7 @@ async def dispatch_batch(
     each member the rate limit refused to its retry delay in seconds: such a request is not
     run and gets a rate-limit error instead (a refused notification is dropped)."""
     refused = refused or {}
+    calls = recorder_of(ctx.request)
     answers: list[dict[str, Any] | None] = [None] * len(messages)
     runnable: list[int] = []
     for index, message in enumerate(messages):
@@ -295,7 +313,11 @@ async def dispatch_batch(
             answers[index] = error_response(
                 valid_id_or_none(message), INVALID_REQUEST, "Invalid request", reason
             )
+            if calls is not None:
+                calls.refused(message, CallOutcome.ERROR)
         elif index in refused:
+            if calls is not None:
+                calls.refused(message, CallOutcome.RATE_LIMITED)
             if "method" in message and "id" in message:
                 answers[index] = rate_limited_response(message["id"], refused[index])
         elif "method" in message:

@@ -33,6 +33,7 @@ from functools import partial
 
 from aiohttp import web
 
+from gateway.call_log.recorder import CALLS, CallOutcome, CallRecorder, run_id_of
 from gateway.context import MCP_PATH, Charge, Decision, Endpoint, IntegrationView, KeyEntry
 from gateway.oauth.protected_resource import (
     challenge_url,
@@ -192,6 +193,23 @@ class _Caller:
         self.decision = decision
         set_rate_headers(self.headers, decision)
 
+    def call_recorder(self, inbound: Inbound) -> CallRecorder | None:
+        """The request's call recorder, when its body may hold a `tools/call` (on the
+        request, where dispatch finds it: `recorder_of`)."""
+        buffer = self.state.calls
+        if buffer is None or not (inbound.tools_call or isinstance(inbound.body, list)):
+            return None
+        recorder = self.request[CALLS] = CallRecorder(
+            buffer,
+            self.endpoint.value,
+            self.key.key_id,
+            self.integration.tenant_id,
+            self.integration.integration_id,
+            self.request.get(REQUEST_ID),
+            run_id_of(self.request),
+        )
+        return recorder
+
     def exchange(self) -> Exchange:
         """What the transport needs, once the request is admitted."""
         assert self.decision is not None
@@ -242,6 +260,7 @@ async def _post(caller: _Caller) -> web.StreamResponse:
         tracing.note_message(
             inbound.body, inbound.choice, request.headers, caller.integration.tools_by_name
         )
+    calls = caller.call_recorder(inbound)
     try:
         if not body.counted:  # the body came with the headers: both buckets in one check
             await caller.admit(
@@ -252,12 +271,17 @@ async def _post(caller: _Caller) -> web.StreamResponse:
         if body.counted and inbound.tools_call:
             await caller.admit_call(inbound.session_id(request.headers))
     except RateLimited as problem:
+        if calls is not None:
+            calls.refused(inbound.body, CallOutcome.RATE_LIMITED)
         answer = answer_rate_limited(caller.exchange(), inbound, problem.wait_s)
         if answer is None:
             raise
         note_outcome(request, "rate_limited")
         return answer
-    return await answer_post(caller.exchange(), inbound)
+    response = await answer_post(caller.exchange(), inbound)
+    if calls is not None:
+        calls.settle(inbound.body)
+    return response
 
 
 def _parse(request: web.Request, raw: bytes | None) -> Inbound:

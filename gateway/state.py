@@ -21,6 +21,7 @@ from gateway.context import (
 from gateway.redis_clients import RedisClient
 
 if TYPE_CHECKING:
+    from gateway.call_log.buffer import CallBuffer
     from gateway.ratelimit.auth_failures import AuthFailureThrottle
 
 
@@ -61,6 +62,8 @@ class GatewayState:
     executors: Mapping[Endpoint, ToolExecutor]
     # Failed-auth throttling per client address; None: no throttling.
     auth_throttle: AuthFailureThrottle | None = None
+    # Where each tools/call is recorded for the call log; None: not recorded.
+    calls: CallBuffer | None = None
 
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)

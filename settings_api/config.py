@@ -84,6 +84,8 @@ class Settings:
     oauth_access_token_ttl_s: int = 3600
     oauth_refresh_token_ttl_s: int = 30 * 86400
     oauth_code_ttl_s: int = 60
+    # Days the tool-call log keeps a call before the periodic delete removes it.
+    call_log_retention_days: int = 7
     # How `redis_url` is read: one server, a cluster's seed nodes, or sentinels
     # (gateway/redis_clients.py builds the clients).
     redis_mode: str = "standalone"
@@ -345,6 +347,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         "oauth_code_ttl_s": int(
             r.number("MCPGW_OAUTH_CODE_TTL_S", 60, integer=True, minimum=1, exclusive=False)
+        ),
+        "call_log_retention_days": int(
+            r.number("MCPGW_CALL_LOG_RETENTION_DAYS", 7, integer=True, minimum=1, exclusive=False)
         ),
         "simulator_max_result_bytes": int(
             r.number(

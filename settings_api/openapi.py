@@ -28,6 +28,20 @@ _QUERY = {
         "required": False,
         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
     },
+    "url": {
+        "name": "url",
+        "in": "query",
+        "required": False,
+        "description": "only the calls of callUrl (call) or testUrl (test)",
+        "schema": {"enum": ["call", "test"]},
+    },
+    "runId": {
+        "name": "runId",
+        "in": "query",
+        "required": False,
+        "description": "only the calls whose request carried this X-Run-Id",
+        "schema": {"type": "string", "maxLength": 256},
+    },
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,17 +24,22 @@ from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch, SettingsService
 from settings_api.store import (
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     McpSettings,
     OAuthClientUse,
     SimulatorFixture,
+    ToolCall,
 )
 from settings_api.tools import TOOL_NAME
+from settings_api.use_cases.call_log import MAX_RUN_ID, NEWEST, URLS
 
 SERVICE: web.AppKey[SettingsService] = web.AppKey("settings_service", SettingsService)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 BASE = "/v1/tenants/{tenant}/integrations"
+# The testUrl arguments one page of the call log carries at most (the rest: the next page).
+MAX_PAGE_ARGUMENTS_CHARS = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,25 @@ def oauth_client_json(c: OAuthClientUse) -> dict[str, Any]:
         "firstUsedAt": c.first_used_at,
         "lastUsedAt": c.last_used_at,
     }
+
+
+def call_json(c: ToolCall) -> dict[str, Any]:
+    # callUrl's arguments are the tenant's users' data: only their hash is kept. testUrl's
+    # are the sandbox trajectory an eval harness asserts on.
+    shown: dict[str, Any] = {
+        "at": c.at,
+        "url": c.url,
+        "apiKeyId": c.api_key_id,
+        "tool": c.tool,
+        "outcome": c.outcome,
+        "durationMs": c.duration_ms,
+        "requestId": c.request_id,
+        "runId": c.run_id,
+        "argumentsSha256": c.arguments_sha256,
+    }
+    if c.url == "test":
+        shown["arguments"] = json.loads(c.arguments) if c.arguments is not None else None
+    return shown
 
 
 def _page(items: list[Any], limit: int, render: Any, key: Any) -> dict[str, Any]:
@@ -302,6 +327,49 @@ async def list_audit(request: web.Request) -> web.Response:
     return json_response(_page(found, limit, audit_json, lambda e: e.seq))
 
 
+async def list_calls(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    cursor, limit = page_params(request)
+    url, run_id = _call_filter(request)
+    page = CallQuery(_call_cursor(cursor) if cursor else NEWEST, limit + 1, url, run_id)
+    found = await service.list_calls(tenant, _integration(request), page)
+    shown = _page(found, _fitting(found, limit), call_json, lambda c: f"{c.at}.{c.seq}")
+    return json_response({"calls": shown["items"], "nextCursor": shown["nextCursor"]})
+
+
+def _fitting(calls: list[ToolCall], limit: int) -> int:
+    """How many of `calls` (at most `limit`, at least one) fit in one page's arguments budget:
+    testUrl arguments may be large, and a page of them must stay bounded."""
+    total = 0
+    for count, call in enumerate(calls[:limit]):
+        total += len(call.arguments or "")
+        if total > MAX_PAGE_ARGUMENTS_CHARS and count > 0:
+            return count
+    return limit
+
+
+def _call_cursor(cursor: str) -> tuple[int, int]:
+    at, _, seq = decode_cursor(cursor, str).partition(".")
+    if not (at.isascii() and at.isdigit() and seq.isascii() and seq.isdigit()):
+        raise ValidationFailed([FieldError("cursor", "is not a cursor this API returned")])
+    return int(at), int(seq)
+
+
+def _call_filter(request: web.Request) -> tuple[str | None, str | None]:
+    """The `url` and `runId` filters, validated."""
+    url, run_id = request.query.get("url"), request.query.get("runId")
+    errors = []
+    if url is not None and url not in URLS:
+        errors.append(FieldError("url", "must be 'call' or 'test'"))
+    if run_id is not None and (not 1 <= len(run_id) <= MAX_RUN_ID or any(c < " " for c in run_id)):
+        errors.append(
+            FieldError("runId", f"must be 1-{MAX_RUN_ID} characters, no control characters")
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    return url, run_id
+
+
 # 429: the token's rate limit, or too many failed authentications from the address.
 _ERRORS = {
     400: "Problem",
@@ -418,6 +486,15 @@ ROUTES: tuple[Route, ...] = (
         "rotateKey",
         "Mint a new API key and revoke the old one",
         responses={200: "McpSettings", 409: "Problem", **_ERRORS},
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/mcp/calls",
+        list_calls,
+        "listToolCalls",
+        "The integration's tools/call log, newest first",
+        responses={200: "ToolCallPage", 422: "Problem", **_ERRORS},
+        query=(*_PAGE, "url", "runId"),
     ),
     Route(
         "PUT",

@@ -224,6 +224,44 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "lastUsedAt": {"type": "integer"},
         },
     },
+    "ToolCall": {
+        "type": "object",
+        "required": [
+            "at",
+            "url",
+            "apiKeyId",
+            "tool",
+            "outcome",
+            "durationMs",
+            "requestId",
+            "runId",
+            "argumentsSha256",
+        ],
+        "properties": {
+            "at": {"type": "integer", "description": "when the call arrived (epoch ms)"},
+            "url": {"enum": ["call", "test"]},
+            "apiKeyId": {"type": "string"},
+            "tool": {"type": ["string", "null"], "description": "null: params.name not a string"},
+            "outcome": {"enum": ["ok", "tool_error", "error", "rate_limited", "denied"]},
+            "durationMs": {"type": "integer"},
+            "requestId": _nullable_string,
+            "runId": {**_nullable_string, "description": "the request's X-Run-Id header"},
+            "argumentsSha256": {
+                **_nullable_string,
+                "description": "hex SHA-256 of the arguments as canonical JSON "
+                "(sorted keys, compact, UTF-8)",
+            },
+            "arguments": {"description": "testUrl only: the arguments as sent"},
+        },
+    },
+    "ToolCallPage": {
+        "type": "object",
+        "required": ["calls", "nextCursor"],
+        "properties": {
+            "calls": {"type": "array", "items": ref("ToolCall")},
+            "nextCursor": _nullable_string,
+        },
+    },
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status"],

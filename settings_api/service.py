@@ -8,7 +8,7 @@ of it (use_cases/publishing.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from settings_api.bulkhead import DEFAULT_MAX_INFLIGHT
@@ -17,6 +17,7 @@ from settings_api.oauth.grants import OAuthGrants, OAuthSettings, TokenPair
 from settings_api.store import (
     AccessTokenBinding,
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     KeyBinding,
@@ -24,8 +25,10 @@ from settings_api.store import (
     OAuthClientUse,
     SimulatorFixture,
     Store,
+    ToolCall,
 )
 from settings_api.use_cases.audit import AuditTrail
+from settings_api.use_cases.call_log import CallLog
 from settings_api.use_cases.configs import CatalogFetcher, Configs, UpstreamCheck, no_check
 from settings_api.use_cases.fixtures import Fixtures
 from settings_api.use_cases.integrations import Integrations
@@ -76,6 +79,7 @@ class SettingsService:
         # The authorization server's grant logic (settings_api/oauth/grants.py): the gateway's
         # OAuth endpoints use it directly, the settings API and the data plane through here.
         self.oauth = OAuthGrants(store, publisher, oauth or OAuthSettings())
+        self._calls = CallLog(store)
 
     # integrations ---------------------------------------------------------------------------
     async def put_integration(
@@ -206,3 +210,16 @@ class SettingsService:
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:
         """A page of audit events older than `before_seq`, newest first."""
         return await self._audit.events(tenant, before_seq, limit)
+
+    # the tool-call log ----------------------------------------------------------------------
+    async def record_calls(self, calls: Sequence[ToolCall]) -> None:
+        """Store a batch of the data plane's calls (store errors are raised as they are)."""
+        await self._calls.record(calls)
+
+    async def list_calls(self, tenant: str, integration: str, page: CallQuery) -> list[ToolCall]:
+        """A page of an integration's calls, newest first (404: unknown integration)."""
+        return await self._calls.page(tenant, integration, page)
+
+    async def expire_calls(self, before_ms: int) -> int | None:
+        """Delete calls made before `before_ms` (None: another replica is doing it now)."""
+        return await self._calls.expire(before_ms)

@@ -45,6 +45,7 @@ TABLES = (
     "oauth_tokens",
     "oauth_codes",
     "oauth_clients",
+    "tool_calls",
     "audit_events",
     "api_keys",
     "simulator_fixtures",

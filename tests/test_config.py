@@ -58,6 +58,7 @@ def test_defaults_follow_the_contract(tmp_path: Path, monkeypatch: pytest.Monkey
     assert settings.rate_limit_failure_mode == "open"
     assert settings.upstream_timeout_s == 30
     assert settings.max_body_bytes == 1_048_576
+    assert settings.call_log_retention_days == 7
     assert (settings.jwt_jwks_url, settings.jwt_audience, settings.jwt_issuer) == (None,) * 3
     # Secrets are generated into the data dir, strong and distinct.
     for name in SECRET_FILES:
@@ -86,9 +87,11 @@ def test_explicit_values_are_used(tmp_path: Path) -> None:
             "MCPGW_JWT_JWKS_URL": "https://idp.example.com/jwks",
             "MCPGW_JWT_AUDIENCE": "gw",
             "MCPGW_JWT_ISSUER": "https://idp.example.com/",
+            "MCPGW_CALL_LOG_RETENTION_DAYS": "30",
         }
     )
     assert settings.database_url == "postgresql://db.internal/gw" and settings.uses_postgres
+    assert settings.call_log_retention_days == 30
     assert settings.redis_url == "redis://cache:6379/0"
     assert settings.public_url == "https://gw.example.com"
     assert settings.allowed_origins == frozenset({"https://gw.example.com"})
@@ -173,6 +176,8 @@ def test_every_bad_value_is_reported_at_once_with_its_variable(tmp_path: Path) -
         ("MCPGW_JWT_JWKS_URL", "file:///etc/jwks.json"),
         ("MCPGW_ALLOWED_ORIGINS", "gw.example.com"),
         ("MCPGW_RATE_LIMIT_FAILURE_MODE", "sometimes"),
+        ("MCPGW_CALL_LOG_RETENTION_DAYS", "0"),
+        ("MCPGW_CALL_LOG_RETENTION_DAYS", "1.5"),
     ],
 )
 def test_a_single_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:

@@ -15,6 +15,7 @@ The families (see docs/operations.md for the PromQL that derives ratios from the
 - `mcpgw_upstream_request_duration_seconds` {outcome}; `mcpgw_upstream_errors_total` {reason}
 - `mcpgw_cache_hits_total`, `mcpgw_cache_misses_total` {cache}
 - `mcpgw_invalidation_lag_seconds`
+- `mcpgw_call_log_written_total`, `mcpgw_call_log_dropped_total` {reason}
 - `mcpgw_build_info` {version}
 """
 
@@ -94,6 +95,8 @@ UPSTREAM_ERROR_REASONS = (
     "other",
 )
 CACHES = ("key", "integration", "token")
+# Why a recorded tools/call never reached the call log (gateway/call_log/buffer.py).
+CALL_LOG_DROP_REASONS = ("buffer_full", "store_unavailable")
 
 _REQUEST_LABELS = ("endpoint", "http_method", "route", "rpc_method", "outcome")
 REQUESTS = Counter(
@@ -138,6 +141,13 @@ INVALIDATION_LAG = Histogram(
     "replica (wall clocks of two hosts: skew adds up)",
     buckets=LAG_BUCKETS,
 )
+CALLS_WRITTEN = Counter("mcpgw_call_log_written", "tools/call entries written to the call log")
+CALLS_DROPPED = Counter(
+    "mcpgw_call_log_dropped",
+    "tools/call entries never written to the call log: the replica's buffer was full, or the "
+    "store refused their batch",
+    ("reason",),
+)
 BUILD_INFO = Gauge("mcpgw_build_info", "The running version", ("version",))
 BUILD_INFO.labels(__version__).set(1)
 
@@ -149,6 +159,7 @@ AUTH_FAILURES_BY_REASON = {r: AUTH_FAILURES.labels(r) for r in AUTH_FAILURE_REAS
 UPSTREAM_ERRORS_BY_REASON = {r: UPSTREAM_ERRORS.labels(r) for r in UPSTREAM_ERROR_REASONS}
 UPSTREAM_OUTCOMES = ("ok", "error", "cancelled")
 UPSTREAM_DURATION_BY_OUTCOME = {o: UPSTREAM_DURATION.labels(o) for o in UPSTREAM_OUTCOMES}
+CALLS_DROPPED_BY_REASON = {r: CALLS_DROPPED.labels(r) for r in CALL_LOG_DROP_REASONS}
 CACHE_LOOKUPS = {c: (CACHE_HITS.labels(c), CACHE_MISSES.labels(c)) for c in CACHES}
 # The request families' children, bound on a label set's first request: the product of the
 # label sets is bounded (in practice a few hundred), too many to bind eagerly.
@@ -189,6 +200,14 @@ def limiter_degraded(degraded: bool) -> None:
 
 def invalidation_applied(lag_s: float) -> None:
     INVALIDATION_LAG.observe(max(0.0, lag_s))
+
+
+def calls_written(count: int) -> None:
+    CALLS_WRITTEN.inc(count)
+
+
+def calls_dropped(reason: str, count: int) -> None:
+    CALLS_DROPPED_BY_REASON[reason].inc(count)
 
 
 def render(accept: str | None) -> tuple[bytes, str]:

@@ -13,6 +13,7 @@ from settings_api.store.base import (
 from settings_api.store.models import (
     AccessTokenBinding,
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     KeyBinding,
@@ -22,6 +23,7 @@ from settings_api.store.models import (
     OAuthCode,
     OAuthToken,
     SimulatorFixture,
+    ToolCall,
 )
 
 
@@ -63,6 +65,7 @@ async def apply_migrations(database_url: str, *, timeout_s: float) -> list[int]:
 __all__ = [
     "AccessTokenBinding",
     "AuditEvent",
+    "CallQuery",
     "Config",
     "Integration",
     "KeyBinding",
@@ -79,6 +82,7 @@ __all__ = [
     "StoreError",
     "StoreSession",
     "StoreUnavailableError",
+    "ToolCall",
     "apply_migrations",
     "create_store",
 ]

@@ -30,6 +30,7 @@ from settings_api.store import queries as q
 from settings_api.store.models import (
     AccessTokenBinding,
     AuditEvent,
+    CallQuery,
     Config,
     Integration,
     KeyBinding,
@@ -39,6 +40,7 @@ from settings_api.store.models import (
     OAuthCode,
     OAuthToken,
     SimulatorFixture,
+    ToolCall,
 )
 
 Row = Mapping[str, Any]
@@ -61,13 +63,17 @@ class StoreDataError(StoreError):
 
 
 class Connection(Protocol):
-    """The three primitives a backend provides; `sql` is already in the backend's dialect."""
+    """The primitives a backend provides; `sql` is already in the backend's dialect."""
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
 
     async def execute(self, sql: str, *args: Any) -> int: ...
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """`sql` once per row, in one round trip where the driver can."""
+        ...
 
 
 def _integration(row: Row) -> Integration:
@@ -165,6 +171,24 @@ def _oauth_token(row: Row) -> OAuthToken:
     return OAuthToken(**values)
 
 
+def _call(row: Row) -> ToolCall:
+    return ToolCall(
+        row["tenant_id"],
+        row["integration_id"],
+        row["at"],
+        row["url"],
+        row["api_key_id"],
+        row["tool"],
+        row["outcome"],
+        row["duration_ms"],
+        row["request_id"],
+        row["run_id"],
+        row["arguments_sha256"],
+        row["arguments"],
+        row["id"],
+    )
+
+
 def _dump(value: Any) -> str:
     # Key order is kept: a tool's schema (e.g. the order of its properties) is relayed to
     # clients exactly as the tenant or the upstream wrote it.
@@ -179,11 +203,16 @@ class StoreSession:
     sees both forms."""
 
     def __init__(
-        self, conn: Connection, lock_clause: str, secrets: SecretBox | None = None
+        self,
+        conn: Connection,
+        lock_clause: str,
+        secrets: SecretBox | None = None,
+        job_lock: str = q.NO_JOB_LOCK,
     ) -> None:
         self._conn = conn
         self._lock = lock_clause
         self._secrets = secrets
+        self._job_lock = job_lock
 
     async def ping(self) -> None:
         await self._conn.fetchrow(q.PING)
@@ -494,6 +523,46 @@ class StoreSession:
     async def list_audit(self, tenant: str, before_seq: int, limit: int) -> list[AuditEvent]:
         rows = await self._conn.fetch(q.LIST_AUDIT, tenant, before_seq, limit)
         return [_audit(r) for r in rows]
+
+    # the tool-call log
+    async def insert_calls(self, calls: Sequence[ToolCall]) -> None:
+        await self._conn.execute_many(
+            q.INSERT_CALL,
+            [
+                (
+                    c.tenant_id,
+                    c.integration_id,
+                    c.at,
+                    c.url,
+                    c.api_key_id,
+                    c.tool,
+                    c.outcome,
+                    c.duration_ms,
+                    c.request_id,
+                    c.run_id,
+                    c.arguments_sha256,
+                    c.arguments,
+                )
+                for c in calls
+            ],
+        )
+
+    async def list_calls(self, tenant: str, integration: str, page: CallQuery) -> list[ToolCall]:
+        at, seq = page.before
+        rows = await self._conn.fetch(
+            q.LIST_CALLS, tenant, integration, page.limit, at, seq, page.url, page.run_id
+        )
+        return [_call(r) for r in rows]
+
+    async def delete_calls_before(self, at: int, limit: int) -> int:
+        """Delete up to `limit` calls older than `at`; how many were deleted."""
+        return await self._conn.execute(q.DELETE_OLD_CALLS, at, limit)
+
+    async def try_job_lock(self, job: int) -> bool:
+        """Whether this transaction holds `job`'s lock (released at commit); False when
+        another transaction, on any replica, holds it now."""
+        row = await self._conn.fetchrow(self._job_lock, job)
+        return bool(row and row["locked"])
 
 
 @dataclass(slots=True)

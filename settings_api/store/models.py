@@ -175,3 +175,34 @@ class OAuthClientUse:
     redirect_uris: list[str]
     first_used_at: int
     last_used_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One `tools/call` as the call log keeps it. `arguments` is the canonical JSON text of
+    the arguments (testUrl only); `seq` is the row's id (0 until stored)."""
+
+    tenant_id: str
+    integration_id: str
+    at: int
+    url: str  # "call" | "test"
+    api_key_id: str
+    tool: str | None
+    outcome: str  # ok | tool_error | error | rate_limited | denied
+    duration_ms: int
+    request_id: str | None
+    run_id: str | None
+    arguments_sha256: str | None
+    arguments: str | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """A page of an integration's calls: older than `before` (at, seq), newest first, at most
+    `limit`, optionally of one URL or run."""
+
+    before: tuple[int, int]
+    limit: int
+    url: str | None = None
+    run_id: str | None = None

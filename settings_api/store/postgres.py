@@ -19,6 +19,7 @@ from settings_api.store.base import (
     StoreUnavailableError,
     pending_migrations,
 )
+from settings_api.store.queries import PG_JOB_LOCK
 
 # Any number works as long as every replica uses the same one.
 _MIGRATION_LOCK_ID = 0x6D6370677731  # "mcpgw1"
@@ -81,6 +82,10 @@ class _PgConnection:
         # asyncpg returns the command tag, e.g. "UPDATE 3"; the last word is the row count.
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with _dropped_on_timeout(self._conn):
+            await self._conn.executemany(sql, rows)
 
 
 @contextmanager
@@ -152,7 +157,7 @@ class PostgresStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StoreSession]:
         async with self._connection() as conn, conn.transaction():
-            yield StoreSession(_PgConnection(conn), "FOR UPDATE", self.secrets)
+            yield StoreSession(_PgConnection(conn), "FOR UPDATE", self.secrets, PG_JOB_LOCK)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[StoreSession]:

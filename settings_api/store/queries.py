@@ -6,6 +6,11 @@ transaction (BEGIN IMMEDIATE) already excludes every other writer.
 """
 
 PING = "SELECT 1"
+# A background job that one replica at a time should run takes its lock in its transaction:
+# Postgres has transaction-scoped advisory locks; on SQLite the write transaction (BEGIN
+# IMMEDIATE) already excludes every other writer.
+PG_JOB_LOCK = "SELECT pg_try_advisory_xact_lock($1) AS locked"
+NO_JOB_LOCK = "SELECT $1 = $1 AS locked"
 
 INTEGRATION_COLUMNS = "tenant_id, integration_id, name, created_at, modified_at"
 GET_INTEGRATION = f"""
@@ -227,4 +232,23 @@ HAVING SUM(CASE WHEN t.expires_at > $3 AND (t.kind = 'access' OR t.used_at IS NU
                 THEN 1 ELSE 0 END) > 0
 ORDER BY t.client_id
 LIMIT $5
+"""
+# The tool-call log: newest first, keyset-paginated on (at, id); `$4`/`$5` are the cursor
+# (the first page passes a cursor past every row), `$6`/`$7` the optional filters.
+CALL_COLUMNS = (
+    "tenant_id, integration_id, at, url, api_key_id, tool, outcome, duration_ms, request_id, "
+    "run_id, arguments_sha256, arguments"
+)
+INSERT_CALL = f"""
+INSERT INTO tool_calls ({CALL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+LIST_CALLS = f"""
+SELECT id, {CALL_COLUMNS} FROM tool_calls
+WHERE tenant_id = $1 AND integration_id = $2 AND (at, id) < ($4, $5)
+  AND (CAST($6 AS text) IS NULL OR url = $6) AND (CAST($7 AS text) IS NULL OR run_id = $7)
+ORDER BY at DESC, id DESC LIMIT $3
+"""
+# A bounded chunk per statement, so no delete holds its locks for long.
+DELETE_OLD_CALLS = """
+DELETE FROM tool_calls WHERE id IN (SELECT id FROM tool_calls WHERE at < $1 LIMIT $2)
 """

@@ -66,6 +66,9 @@ class _SqliteConnection:
         async with self._conn.execute(_dialect(sql), args) as cursor:
             return cursor.rowcount
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(_dialect(sql), rows)
+
 
 # The database holds tenants' configs and key hashes: readable by its owner only, as the
 # secret files in the data dir are.
