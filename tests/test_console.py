@@ -29,6 +29,7 @@ from mcp_helpers import modern_headers, modern_message
 from net import free_port
 from oauth_flow import REDIRECT, approve, pkce_pair
 from processes import GatewayProcess
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -159,8 +160,22 @@ def click_and_load(driver: WebDriver, element: WebElement) -> None:
     """Click `element` and wait until the page it leads to replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    wait(driver).until(expected_conditions.staleness_of(page))
+    wait(driver).until(lambda _: is_gone(page))
     wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def is_gone(element: WebElement) -> bool:
+    """True once `element`'s document was replaced. Chromium reports an element of a document
+    being torn down as "does not belong to the document" rather than as stale."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def by_testid(driver: WebDriver, name: str) -> WebElement:
