@@ -13,7 +13,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -27,7 +26,7 @@ from browser import (
 from conftest import JWT_SECRET
 from mcp_helpers import modern_headers, modern_message
 from net import free_port
-from oauth_flow import REDIRECT, approve, pkce_pair
+from oauth_flow import register, tokens_for
 from processes import GatewayProcess
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
@@ -43,6 +42,7 @@ pytestmark = pytest.mark.slow
 
 TENANT = "acme"
 CRM_TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
+CLIENT_NAME = "Browser Test Client"
 CALLS_PAGE = 20  # recent tool calls the integration page shows at once
 
 
@@ -215,6 +215,20 @@ def new_integration(
     bind_upstream(driver, upstream.url)
 
 
+def searchable_integration(
+    driver: WebDriver,
+    gateway: GatewayProcess,
+    upstream: UpstreamThread,
+    integration: str,
+    name: str,
+) -> str:
+    """A new integration exposing search_contacts, enabled, on its page: its key."""
+    new_integration(driver, gateway, upstream, integration, name)
+    by_label(driver, "search_contacts").click()
+    click_and_load(driver, button(driver, "Save"))
+    return enable(driver)
+
+
 def call_mcp(
     url: str, key: str, method: str, params: dict[str, Any] | None = None, run_id: str = ""
 ) -> Any:
@@ -281,33 +295,10 @@ def approve_oauth_client(gateway: GatewayProcess, resource: str, key: str) -> st
 
     async def flow() -> str:
         jar = aiohttp.CookieJar(unsafe=True)  # the gateway is at an IP address
-        async with aiohttp.ClientSession(cookie_jar=jar) as http:
-            registration = {"client_name": "Browser Test Client", "redirect_uris": [REDIRECT]}
-            async with http.post(gateway.url + "/oauth/register", json=registration) as resp:
-                assert resp.status == 201, await resp.text()
-                client_id = (await resp.json())["client_id"]
-            verifier, challenge = pkce_pair()
-            query = {
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": REDIRECT,
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-                "state": "st",
-                "resource": resource,
-            }
-            answer = await approve(http, f"{gateway.url}/oauth/authorize?{urlencode(query)}", key)
-            form = {
-                "grant_type": "authorization_code",
-                "client_id": client_id,
-                "code": answer["code"],
-                "code_verifier": verifier,
-                "redirect_uri": REDIRECT,
-                "resource": resource,
-            }
-            async with http.post(gateway.url + "/oauth/token", data=form) as resp:
-                assert resp.status == 200, await resp.text()
-                return str((await resp.json())["access_token"])
+        async with aiohttp.ClientSession(gateway.url, cookie_jar=jar) as http:
+            client_id = await register(http, client_name=CLIENT_NAME)
+            tokens = await tokens_for(http, client_id, key, resource)
+            return str(tokens["access_token"])
 
     return asyncio.run(flow())
 
@@ -511,10 +502,7 @@ def test_audit_lists_the_changes_newest_first(
 def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "oauthed", "OAuthed")
-    by_label(browser, "search_contacts").click()
-    click_and_load(browser, button(browser, "Save"))
-    key = enable(browser)
+    key = searchable_integration(browser, gateway, upstream, "oauthed", "OAuthed")
     call_url = by_testid(browser, "call-url").text
     browser.refresh()
     assert "No OAuth client holds a token" in browser.page_source
@@ -523,7 +511,7 @@ def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
     assert call_mcp(call_url, access_token, "tools/list")[0] == 200
     browser.refresh()
     (row,) = browser.find_elements(By.CSS_SELECTOR, '[data-testid="oauth-client"]')
-    assert "Browser Test Client" in row.text
+    assert CLIENT_NAME in row.text
     assert "127.0.0.1:33418" in row.text  # the redirect host
     first, last = row.find_elements(By.TAG_NAME, "time")
     assert "UTC" in first.text and "UTC" in last.text
@@ -546,10 +534,7 @@ def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
 def test_recent_tool_calls_newest_first_with_their_outcome(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "logged", "Logged")
-    by_label(browser, "search_contacts").click()
-    click_and_load(browser, button(browser, "Save"))
-    key = enable(browser)
+    key = searchable_integration(browser, gateway, upstream, "logged", "Logged")
     call_url, test_url = by_testid(browser, "call-url").text, by_testid(browser, "test-url").text
     browser.refresh()
     assert "No tool calls yet." in browser.page_source
@@ -579,10 +564,7 @@ def test_recent_tool_calls_newest_first_with_their_outcome(
 def test_recent_tool_calls_page_with_the_api_cursor(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "paged", "Paged")
-    by_label(browser, "search_contacts").click()
-    click_and_load(browser, button(browser, "Save"))
-    key = enable(browser)
+    key = searchable_integration(browser, gateway, upstream, "paged", "Paged")
     test_url = by_testid(browser, "test-url").text
     for n in range(CALLS_PAGE + 1):
         call = {"name": "search_contacts", "arguments": {"query": f"q{n}"}}

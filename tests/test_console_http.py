@@ -116,7 +116,12 @@ async def test_revoking_an_oauth_client_without_script_asks_on_the_page_first(
         html = await resp.text()
         assert resp.status == 200 and "Confirm revocation" in html and "Revoke Inspector?" in html
     assert await access_state(client, tokens["access_token"]) == "live"
-    async with client.post(path, data={**form, "confirmed": "1"}, allow_redirects=False) as resp:
+    # the page's confirmation form, as rendered
+    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
+    assert confirmation is not None
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
+    assert fields == {**form, "confirmed": "1"}
+    async with client.post(path, data=fields, allow_redirects=False) as resp:
         assert resp.status == 303
     assert await access_state(client, tokens["access_token"]) == "revoked"
     # a second time: the API's 404, next to the list
