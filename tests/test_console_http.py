@@ -115,6 +115,9 @@ async def test_revoking_an_oauth_client_without_script_asks_on_the_page_first(
     async with client.post(path, data=form) as resp:
         html = await resp.text()
         assert resp.status == 200 and "Confirm revocation" in html and "Revoke Inspector?" in html
+    forged = {**form, "csrf": "0" * 64, "confirmed": "1"}
+    async with client.post(path, data=forged) as resp:
+        assert resp.status == 403 and "not from this console session" in await resp.text()
     assert await access_state(client, tokens["access_token"]) == "live"
     # the page's confirmation form, as rendered
     confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
