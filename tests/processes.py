@@ -36,6 +36,9 @@ def loaded_after(statement: str, prefixes: tuple[str, ...]) -> list[str]:
     return out.stdout.split()
 
 
+_ANNOUNCED = " serving role="  # gateway/cli.py's start-up line
+
+
 class GatewayProcess:
     """One `mcp-gateway serve` on a free port; its output goes to a log file in `workdir`."""
 
@@ -72,6 +75,11 @@ class GatewayProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.log()}")
+            if _ANNOUNCED not in self.log():
+                # Until this process says it is serving, a 200 on its port may come from
+                # another process that held the port a moment ago (parallel test runs).
+                time.sleep(0.05)
+                continue
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:
                     if resp.status == 200:
