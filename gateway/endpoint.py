@@ -415,7 +415,7 @@ async def _authorize(
         raise McpDisabled(
             f"MCP is disabled for integration {integration!r}; enable it in its MCP settings"
         )
-    return key, state.key_views.view_for(key, view)
+    return key, view if key.tool_ids is None else state.key_views.view_for(key, view)
 
 
 def _presented_key(request: web.Request, endpoint: Endpoint) -> str | None:

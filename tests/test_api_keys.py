@@ -424,11 +424,11 @@ async def test_each_key_has_its_own_buckets(limited: tuple[TestClient, Api]) -> 
     default_key = await enabled(api)
     _, created = await create_key(api, label="ci")
     for _ in range(3):
-        status, body = await rpc(client, default_key, "tools/list")
+        _, body = await rpc(client, default_key, "tools/list")
         assert "result" in body, body
-    status, body = await rpc(client, default_key, "tools/list")
+    _, body = await rpc(client, default_key, "tools/list")
     assert "rate limit" in body["error"]["message"].lower(), body
     # The other key's bucket is untouched.
     for _ in range(3):
-        status, body = await rpc(client, created["apiKey"], "tools/list")
+        _, body = await rpc(client, created["apiKey"], "tools/list")
         assert "result" in body, body

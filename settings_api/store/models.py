@@ -152,7 +152,8 @@ class OAuthCode:
 
 @dataclass(frozen=True, slots=True)
 class OAuthToken:
-    """An issued access or refresh token; `key_revoked`: its approving key is revoked."""
+    """An issued access or refresh token; `key_revoked`: its approving key had ended (revoked,
+    past its grace period, or expired) when read."""
 
     token_hash: str
     kind: str

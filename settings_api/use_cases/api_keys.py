@@ -92,8 +92,7 @@ class ApiKeys:
                     "toolIds": binding.tool_ids,
                 },
             )
-        # A replica may have cached this hash as unknown (a client trying it early).
-        await self.publisher.publish(Change(tenant, integration))
+        # Nothing to publish: no replica can have seen a key that did not exist.
         return binding, minted.raw
 
     async def list(self, tenant: str, integration: str) -> list[KeyBinding]:
