@@ -23,6 +23,13 @@ MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31
 MAX_GRACE_S = 86_400
 
 _nullable_string = {"type": ["string", "null"]}
+# A list of tool names, or null (exposedToolIds, a key's toolIds).
+_TOOL_NAMES: dict[str, Any] = {
+    "type": ["array", "null"],
+    "uniqueItems": True,
+    "maxItems": 1000,
+    "items": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -115,12 +122,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {
             "enabled": {"type": ["boolean", "null"]},
             "configId": {"type": ["string", "null"], "pattern": ID_PATTERN},
-            "exposedToolIds": {
-                "type": ["array", "null"],
-                "uniqueItems": True,
-                "maxItems": 1000,
-                "items": {"type": "string", "minLength": 1, "maxLength": 128},
-            },
+            "exposedToolIds": _TOOL_NAMES,
             "description": {"type": ["string", "null"], "maxLength": 4000, "pattern": TEXT_PATTERN},
         },
     },
@@ -235,11 +237,8 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                 "null: never",
             },
             "toolIds": {
-                "type": ["array", "null"],
-                "uniqueItems": True,
+                **_TOOL_NAMES,
                 "minItems": 1,
-                "maxItems": 1000,
-                "items": {"type": "string", "minLength": 1, "maxLength": 128},
                 "description": "The tools this key reaches (intersected with exposedToolIds); "
                 "null: every exposed tool",
             },

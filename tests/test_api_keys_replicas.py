@@ -13,8 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import REDIS_URL
-from faults import Client, log_of, start_gateway, stop_gateway
+from faults import Client, log_of, start_replicas
 from mcp_helpers import modern_headers, modern_message
 from polling import until
 from processes import GatewayProcess
@@ -31,18 +30,10 @@ TOOLS = [
 
 @pytest.fixture
 async def replicas(tmp_path: Path, fresh_database_url: str) -> AsyncIterator[list[GatewayProcess]]:
-    procs = await asyncio.gather(
-        *(
-            start_gateway(tmp_path, name, fresh_database_url, MCPGW_REDIS_URL=REDIS_URL)
-            for name in ("a", "b")
-        )
-    )
-    try:
-        yield list(procs)
-    finally:
-        for proc in procs:
-            assert await stop_gateway(proc) == 0, log_of(proc)
-            assert "Traceback" not in log_of(proc)
+    async with start_replicas(tmp_path, fresh_database_url) as procs:
+        yield procs
+    for proc in procs:
+        assert "Traceback" not in log_of(proc)
 
 
 async def rpc(
