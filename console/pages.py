@@ -7,10 +7,16 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from console.client_configs import claude_desktop_config, cursor_config
+from console.client_configs import (
+    claude_desktop_config,
+    connector_steps,
+    cursor_config,
+    mcp_remote_oauth_config,
+)
 from console.rendering import Renderer
 from console.session import clear_token, csrf_token, set_token, token_of
 from console.sign_in_links import SIGN_IN_LINKS
@@ -27,7 +33,7 @@ from console.visits import (
 from settings_api.app import authorize
 from settings_api.http import SETTINGS, decode_cursor, encode_cursor
 from settings_api.problems import FieldError, NotFound, Problem, Unauthorized, ValidationFailed
-from settings_api.routes import mcp_urls
+from settings_api.routes import calls_page, mcp_urls, oauth_clients_page
 from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch
 
@@ -39,6 +45,7 @@ PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ActionHandler = Callable[[Visit, str, FormData], Awaitable[web.StreamResponse]]
 
 _PAGE_SIZE = 50
+_CALLS_PAGE_SIZE = 20
 _MAX_CONFIGS_LISTED = 100
 _NOT_REFILLED = frozenset({"csrf", "headerValue"})
 _NOTICES = {
@@ -50,6 +57,7 @@ _NOTICES = {
     "fixture-saved": "Fixture saved.",
     "fixture-deleted": "Fixture deleted.",
     "created": "Integration created.",
+    "revoked": "OAuth client revoked: its tokens no longer work, on any replica.",
 }
 
 
@@ -227,7 +235,7 @@ async def create_integration(request: web.Request) -> web.StreamResponse:
 
 
 async def integration(request: web.Request) -> web.StreamResponse:
-    """GET …/integrations/{integration}: URLs, key prefix, config, tools, fixtures."""
+    """GET …/integrations/{integration}: URLs, key, config, tools, fixtures, clients, calls."""
     found = await visit(request)
     notice = _NOTICES.get(request.query.get("done", ""))
     return await _integration_page(found, integration_id(request), notice=notice)
@@ -243,8 +251,10 @@ async def _integration_page(
     values: dict[str, str] | None = None,
     notice: str | None = None,
     confirm_rotation: bool = False,
+    confirm_revoke: str | None = None,
 ) -> web.Response:
     service, tenant = found.service, found.tenant
+    query = found.request.query
     item = await service.get_integration(tenant, integration)
     settings = await service.get_settings(tenant, integration)
     configs = await service.list_configs(tenant, integration, "", _MAX_CONFIGS_LISTED)
@@ -263,7 +273,15 @@ async def _integration_page(
             "cursor": json.dumps(cursor_config(integration, call_url, api_key), indent=2),
             "claude": json.dumps(claude_desktop_config(integration, call_url, api_key), indent=2),
         }
+    oauth = json.dumps(mcp_remote_oauth_config(integration, call_url), indent=2)
+    oauth_clients = await oauth_clients_page(
+        service, tenant, integration, query.get("clients"), _PAGE_SIZE
+    )
+    calls = await calls_page(service, tenant, integration, query.get("calls"), _CALLS_PAGE_SIZE)
     page_path = _integration_path(tenant, integration)
+    # The pages of the lists being read are part of what a reload should show again.
+    paging = {k: query[k] for k in ("clients", "calls") if query.get(k)}
+    canonical = page_path + (f"?{urlencode(paging)}" if paging else "")
     return _renderer(found.request).page(
         "integration.html",
         status=status,
@@ -279,11 +297,18 @@ async def _integration_page(
         test_url=test_url,
         api_key=api_key,
         clients=clients,
+        connector_steps=connector_steps(call_url),
+        oauth_config=oauth,
+        oauth_clients=oauth_clients,
+        calls=calls,
+        calls_paged=bool(query.get("calls")),
         errors=errors or {},
         values=values or {},
         notice=notice,
         page_path=page_path,
+        canonical=canonical,
         confirm_rotation=confirm_rotation,
+        confirm_revoke=confirm_revoke,
     )
 
 
@@ -385,6 +410,16 @@ async def rotate_key(found: Visit, integration: str, form: FormData) -> web.Stre
     return await _integration_page(found, integration, api_key=api_key)
 
 
+@_action("revoke")
+async def revoke_client(found: Visit, integration: str, form: FormData) -> web.StreamResponse:
+    """Revoke an OAuth client's tokens only once confirmed (as a rotation)."""
+    client_id = field(form, "clientId")
+    if field(form, "confirmed") != "1":
+        return await _integration_page(found, integration, confirm_revoke=client_id)
+    await found.service.revoke_oauth_client(found.actor, found.tenant, integration, client_id)
+    return _done(found, integration, "revoked")
+
+
 @_action("fixture-{tool}")
 async def put_fixture(found: Visit, integration: str, form: FormData) -> web.StreamResponse:
     tool = found.request.match_info["tool"]
@@ -451,6 +486,7 @@ ROUTES: tuple[tuple[str, str, PageHandler, str], ...] = (
     ("POST", _I + "/tools", save_tools, "save_tools"),
     ("POST", _I + "/state", set_enabled, "set_enabled"),
     ("POST", _I + "/rotate", rotate_key, "rotate_key"),
+    ("POST", _I + "/oauth-clients/revoke", revoke_client, "revoke_client"),
     ("POST", _I + "/fixtures/{tool}", put_fixture, "put_fixture"),
     ("POST", _I + "/fixtures/{tool}/delete", delete_fixture, "delete_fixture"),
     ("GET", "/console/{tail:.*}", page(not_found), "not_found"),

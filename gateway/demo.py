@@ -32,7 +32,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from console.client_configs import claude_desktop_config, cursor_config
+from console.client_configs import (
+    claude_desktop_config,
+    connector_steps,
+    cursor_config,
+    mcp_remote_oauth_config,
+)
 from console.sign_in_links import LINK_TTL_S, SIGN_IN_LINKS
 from gateway.example_upstream import ExampleUpstream
 from gateway.server import bind_socket, build_app, use_fast_event_loop
@@ -199,6 +204,12 @@ def render(info: DemoInfo) -> str:
         "",
         "Claude Desktop (claude_desktop_config.json, through mcp-remote):",
         json.dumps(claude_desktop_config(CLIENT_NAME, info.call_url, info.api_key), indent=2),
+        "",
+        "Without a header (OAuth: approve with the key on the gateway's consent page):",
+        "mcp-remote:",
+        json.dumps(mcp_remote_oauth_config(CLIENT_NAME, info.call_url), indent=2),
+        "Claude.ai / Claude Desktop custom connector:",
+        *(f"  {n}. {step}" for n, step in enumerate(connector_steps(info.call_url), 1)),
         "",
         "Serving until Ctrl-C.",
     ]

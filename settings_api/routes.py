@@ -362,12 +362,21 @@ async def delete_fixture(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def oauth_clients_page(
+    service: SettingsService, tenant: str, integration: str, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """A page of the OAuth clients holding tokens, as the API answers it (the console too)."""
+    after = decode_cursor(cursor, str) if cursor else ""
+    found = await service.list_oauth_clients(tenant, integration, after, limit + 1)
+    return _page(found, limit, oauth_client_json, lambda c: c.client_id)
+
+
 async def list_oauth_clients(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
     cursor, limit = page_params(request)
-    after = decode_cursor(cursor, str) if cursor else ""
-    found = await service.list_oauth_clients(tenant, _integration(request), after, limit + 1)
-    return json_response(_page(found, limit, oauth_client_json, lambda c: c.client_id))
+    return json_response(
+        await oauth_clients_page(service, tenant, _integration(request), cursor, limit)
+    )
 
 
 async def revoke_oauth_client(request: web.Request) -> web.Response:
@@ -385,14 +394,28 @@ async def list_audit(request: web.Request) -> web.Response:
     return json_response(_page(found, limit, audit_json, lambda e: e.seq))
 
 
+async def calls_page(
+    service: SettingsService,
+    tenant: str,
+    integration: str,
+    cursor: str | None,
+    limit: int,
+    url: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """A page of the tool-call log, as the API answers it (the console shows the same)."""
+    page = CallQuery(_call_cursor(cursor) if cursor else NEWEST, limit + 1, url, run_id)
+    found = await service.list_calls(tenant, integration, page)
+    shown = _page(found, _fitting(found, limit), call_json, lambda c: f"{c.at}.{c.seq}")
+    return {"calls": shown["items"], "nextCursor": shown["nextCursor"]}
+
+
 async def list_calls(request: web.Request) -> web.Response:
     service, _, tenant = _ctx(request)
     cursor, limit = page_params(request)
     url, run_id = _call_filter(request)
-    page = CallQuery(_call_cursor(cursor) if cursor else NEWEST, limit + 1, url, run_id)
-    found = await service.list_calls(tenant, _integration(request), page)
-    shown = _page(found, _fitting(found, limit), call_json, lambda c: f"{c.at}.{c.seq}")
-    return json_response({"calls": shown["items"], "nextCursor": shown["nextCursor"]})
+    integration = _integration(request)
+    return json_response(await calls_page(service, tenant, integration, cursor, limit, url, run_id))
 
 
 def _fitting(calls: list[ToolCall], limit: int) -> int:

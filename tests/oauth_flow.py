@@ -12,10 +12,14 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
 from settings_api.oauth.tokens import hash_token
 from settings_api.routes import SERVICE
+
+# A TestClient of the app, or a ClientSession with `base_url` at a live gateway.
+Http = TestClient | ClientSession
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -121,7 +125,7 @@ REDIRECT = "http://127.0.0.1:33418/callback"
 TOOLS = [{"name": "search_contacts", "inputSchema": {"type": "object"}}]
 
 
-async def register(client: TestClient, **metadata: Any) -> str:
+async def register(client: Http, **metadata: Any) -> str:
     body = {"client_name": "Test Client", "redirect_uris": [REDIRECT], **metadata}
     async with client.post("/oauth/register", json=body) as resp:
         assert resp.status == 201, await resp.text()
@@ -142,15 +146,13 @@ def authorize_path(client_id: str, challenge: str, /, **overrides: str | None) -
     return "/oauth/authorize?" + urlencode({k: v for k, v in params.items() if v is not None})
 
 
-async def token_request(client: TestClient, **form: str) -> tuple[int, dict[str, Any]]:
+async def token_request(client: Http, **form: str) -> tuple[int, dict[str, Any]]:
     async with client.post("/oauth/token", data=form) as resp:
         assert resp.headers["Cache-Control"] == "no-store"
         return resp.status, await resp.json()
 
 
-async def refresh(
-    client: TestClient, client_id: str, refresh_token: str
-) -> tuple[int, dict[str, Any]]:
+async def refresh(client: Http, client_id: str, refresh_token: str) -> tuple[int, dict[str, Any]]:
     """A refresh_token grant: (status, body)."""
     return await token_request(
         client, grant_type="refresh_token", client_id=client_id, refresh_token=refresh_token
@@ -158,7 +160,7 @@ async def refresh(
 
 
 async def code_for(
-    client: TestClient, client_id: str, api_key: str, resource: str = CALL
+    client: Http, client_id: str, api_key: str, resource: str = CALL
 ) -> tuple[str, str]:
     """(code, verifier) of an approved request."""
     verifier, challenge = pkce_pair()
@@ -167,7 +169,7 @@ async def code_for(
 
 
 async def tokens_for(
-    client: TestClient, client_id: str, api_key: str, resource: str = CALL
+    client: Http, client_id: str, api_key: str, resource: str = CALL
 ) -> dict[str, Any]:
     code, verifier = await code_for(client, client_id, api_key, resource)
     status, body = await exchange(client, client_id, code, verifier, resource=resource)
@@ -176,7 +178,7 @@ async def tokens_for(
 
 
 async def exchange(
-    client: TestClient,
+    client: Http,
     client_id: str,
     code: str,
     verifier: str,

@@ -12,8 +12,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import aiohttp
 import pytest
 from browser import (
     clipboard_text,
@@ -25,7 +26,9 @@ from browser import (
 from conftest import JWT_SECRET
 from mcp_helpers import modern_headers, modern_message
 from net import free_port
+from oauth_flow import register, tokens_for
 from processes import GatewayProcess
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -39,6 +42,8 @@ pytestmark = pytest.mark.slow
 
 TENANT = "acme"
 CRM_TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
+CLIENT_NAME = "Browser Test Client"
+CALLS_PAGE = 20  # recent tool calls the integration page shows at once
 
 
 # --------------------------------------------------------------------------- live servers
@@ -155,8 +160,22 @@ def click_and_load(driver: WebDriver, element: WebElement) -> None:
     """Click `element` and wait until the page it leads to replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    wait(driver).until(expected_conditions.staleness_of(page))
+    wait(driver).until(lambda _: is_gone(page))
     wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def is_gone(element: WebElement) -> bool:
+    """True once `element`'s document was replaced. Chromium reports an element of a document
+    being torn down as "does not belong to the document" rather than as stale."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def by_testid(driver: WebDriver, name: str) -> WebElement:
@@ -196,10 +215,28 @@ def new_integration(
     bind_upstream(driver, upstream.url)
 
 
-def call_mcp(url: str, key: str, method: str, params: dict[str, Any] | None = None) -> Any:
+def searchable_integration(
+    driver: WebDriver,
+    gateway: GatewayProcess,
+    upstream: UpstreamThread,
+    integration: str,
+    name: str,
+) -> str:
+    """A new integration exposing search_contacts, enabled, on its page: its key."""
+    new_integration(driver, gateway, upstream, integration, name)
+    by_label(driver, "search_contacts").click()
+    click_and_load(driver, button(driver, "Save"))
+    return enable(driver)
+
+
+def call_mcp(
+    url: str, key: str, method: str, params: dict[str, Any] | None = None, run_id: str = ""
+) -> Any:
     """One modern-era MCP request: (status, JSON body)."""
     message = modern_message(method, params)
     headers = {**modern_headers(message, key), "Content-Type": "application/json"}
+    if run_id:
+        headers["X-Run-Id"] = run_id
     request = urllib.request.Request(
         url, data=json.dumps(message).encode(), headers=headers, method="POST"
     )
@@ -227,6 +264,43 @@ def enable(driver: WebDriver) -> str:
         .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
         .text
     )
+
+
+def assert_oauth_instructions(driver: WebDriver, call_url: str) -> None:
+    """The custom-connector steps paste this callUrl; mcp-remote's config has no header."""
+    steps = by_testid(driver, "connector-steps").find_elements(By.TAG_NAME, "li")
+    assert "Add custom connector" in steps[0].text
+    assert f"paste {call_url} as the remote MCP server URL" in steps[1].text
+    assert "consent page" in steps[2].text
+    oauth = json.loads(by_testid(driver, "oauth-config").text)
+    (server,) = oauth["mcpServers"].values()
+    assert server == {"command": "npx", "args": ["-y", "mcp-remote", call_url]}
+    assert len(driver.find_elements(By.CSS_SELECTOR, '[data-testid="connector-steps"]')) == 1
+
+
+def reload_until(driver: WebDriver, css: str, count: int) -> list[WebElement]:
+    """Reload until the page has `count` elements matching `css` (written in the background)."""
+
+    def found(d: WebDriver) -> list[WebElement] | Literal[False]:
+        d.refresh()
+        elements = d.find_elements(By.CSS_SELECTOR, css)
+        return elements if len(elements) >= count else False
+
+    return wait(driver).until(found)
+
+
+def approve_oauth_client(gateway: GatewayProcess, resource: str, key: str) -> str:
+    """A client registered, approved with `key` on the real consent page, and its code
+    exchanged: its access token for `resource`."""
+
+    async def flow() -> str:
+        jar = aiohttp.CookieJar(unsafe=True)  # the gateway is at an IP address
+        async with aiohttp.ClientSession(gateway.url, cookie_jar=jar) as http:
+            client_id = await register(http, client_name=CLIENT_NAME)
+            tokens = await tokens_for(http, client_id, key, resource)
+            return str(tokens["access_token"])
+
+    return asyncio.run(flow())
 
 
 # --------------------------------------------------------------------------- tests
@@ -295,6 +369,7 @@ def test_integration_from_creation_to_rotation(
     assert server == {"url": call_url, "headers": {"Authorization": f"Bearer {key}"}}
     claude = by_testid(browser, "claude-config").text
     assert "mcp-remote" in claude and call_url in claude and key in claude
+    assert_oauth_instructions(browser, call_url)
     button(browser, "Copy key").click()
     wait(browser).until(lambda d: "Copied." in d.page_source)
     assert clipboard_text(browser) == key
@@ -308,6 +383,7 @@ def test_integration_from_creation_to_rotation(
     browser.refresh()
     assert key not in browser.page_source
     assert by_testid(browser, "key-prefix").text == key[:12]
+    assert_oauth_instructions(browser, call_url)  # without the key, on the page itself
 
     # rotate, confirmed in the browser's dialog: the old key dies, the new one works
     button(browser, "Rotate key").click()
@@ -421,6 +497,93 @@ def test_audit_lists_the_changes_newest_first(
     assert actions.index(actions[0]) < actions.index("integration.created")
     assert f"admin@{TENANT}" in rows[0].text
     assert "UTC" in rows[0].find_element(By.TAG_NAME, "time").text
+
+
+def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    key = searchable_integration(browser, gateway, upstream, "oauthed", "OAuthed")
+    call_url = by_testid(browser, "call-url").text
+    browser.refresh()
+    assert "No OAuth client holds a token" in browser.page_source
+
+    access_token = approve_oauth_client(gateway, call_url, key)
+    assert call_mcp(call_url, access_token, "tools/list")[0] == 200
+    browser.refresh()
+    (row,) = browser.find_elements(By.CSS_SELECTOR, '[data-testid="oauth-client"]')
+    assert CLIENT_NAME in row.text
+    assert "127.0.0.1:33418" in row.text  # the redirect host
+    first, last = row.find_elements(By.TAG_NAME, "time")
+    assert "UTC" in first.text and "UTC" in last.text
+
+    # asks first: a dismissed dialog revokes nothing
+    button(row, "Revoke").click()
+    wait(browser).until(expected_conditions.alert_is_present()).dismiss()
+    assert call_mcp(call_url, access_token, "tools/list")[0] == 200
+
+    row = browser.find_element(By.CSS_SELECTOR, '[data-testid="oauth-client"]')
+    button(row, "Revoke").click()
+    wait(browser).until(expected_conditions.alert_is_present()).accept()
+    wait(browser).until(lambda d: "OAuth client revoked" in d.page_source)
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="oauth-client"]')
+    status, body = call_mcp(call_url, access_token, "tools/list")
+    assert status == 401 and body["reason"] == "revoked"
+    assert call_mcp(call_url, key, "tools/list")[0] == 200  # the key itself still works
+
+
+def test_recent_tool_calls_newest_first_with_their_outcome(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    key = searchable_integration(browser, gateway, upstream, "logged", "Logged")
+    call_url, test_url = by_testid(browser, "call-url").text, by_testid(browser, "test-url").text
+    browser.refresh()
+    assert "No tool calls yet." in browser.page_source
+
+    search = {"name": "search_contacts", "arguments": {"query": "ada"}}
+    assert call_mcp(call_url, key, "tools/call", search, run_id="run-7")[0] == 200
+    hidden = {"name": "list_deals", "arguments": {}}
+    _, body = call_mcp(test_url, key, "tools/call", hidden)
+    assert "Unknown tool" in json.dumps(body)  # not exposed: refused, and logged as denied
+
+    rows = reload_until(browser, '[data-testid="tool-call"]', 2)
+    cells = [
+        {
+            name: row.find_elements(By.CSS_SELECTOR, f'[data-testid="call-{name}"]')
+            for name in ("url-kind", "tool", "outcome", "run-id")
+        }
+        for row in rows
+    ]
+    texts = [{k: v[0].text if v else None for k, v in c.items()} for c in cells]
+    assert texts == [
+        {"url-kind": "test", "tool": "list_deals", "outcome": "denied", "run-id": None},
+        {"url-kind": "call", "tool": "search_contacts", "outcome": "ok", "run-id": "run-7"},
+    ]
+    assert "ms" in rows[1].text and "UTC" in rows[1].find_element(By.TAG_NAME, "time").text
+
+
+def test_recent_tool_calls_page_with_the_api_cursor(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    key = searchable_integration(browser, gateway, upstream, "paged", "Paged")
+    test_url = by_testid(browser, "test-url").text
+    for n in range(CALLS_PAGE + 1):
+        call = {"name": "search_contacts", "arguments": {"query": f"q{n}"}}
+        assert call_mcp(test_url, key, "tools/call", call, run_id=f"run-{n}")[0] == 200
+
+    rows = reload_until(browser, '[data-testid="tool-call"]', CALLS_PAGE)
+    assert len(rows) == CALLS_PAGE
+    assert rows[0].find_element(By.CSS_SELECTOR, '[data-testid="call-run-id"]').text == (
+        f"run-{CALLS_PAGE}"
+    )
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Older calls"))
+    (oldest,) = browser.find_elements(By.CSS_SELECTOR, '[data-testid="tool-call"]')
+    assert oldest.find_element(By.CSS_SELECTOR, '[data-testid="call-run-id"]').text == "run-0"
+    assert not browser.find_elements(By.LINK_TEXT, "Older calls")
+    # a reload shows the same page (the cursor stays in the URL)
+    browser.refresh()
+    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="tool-call"]')) == 1
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Newest calls"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="tool-call"]')) == CALLS_PAGE
 
 
 def test_forms_without_the_session_csrf_token_change_nothing(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import Api, make_settings
+from oauth_flow import TOOLS, access_state, register, tokens_for
 
 from console.sign_in_links import SIGN_IN_LINKS
 from gateway.server import build_app
@@ -98,3 +99,44 @@ async def test_rotation_without_script_asks_on_the_page_first(
     assert new_key is not None and new_key.group(1) != key
     _, settings = await api.call("GET", "/crm/mcp", 200)
     assert settings["keyPrefix"] == new_key.group(1)[:12]
+
+
+async def test_revoking_an_oauth_client_without_script_asks_on_the_page_first(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    key = await api.enabled_key(TOOLS)
+    client_id = await register(client, client_name="Inspector")
+    tokens = await tokens_for(client, client_id, key)
+    csrf = await signed_in(client, token("acme"))
+    async with client.get("/console/tenants/acme/integrations/crm") as resp:
+        assert "Inspector" in await resp.text()
+    path = "/console/tenants/acme/integrations/crm/oauth-clients/revoke"
+    form = {"csrf": csrf, "clientId": client_id, "confirmed": "0"}
+    async with client.post(path, data=form) as resp:
+        html = await resp.text()
+        assert resp.status == 200 and "Confirm revocation" in html and "Revoke Inspector?" in html
+    forged = {**form, "csrf": "0" * 64, "confirmed": "1"}
+    async with client.post(path, data=forged) as resp:
+        assert resp.status == 403 and "not from this console session" in await resp.text()
+    assert await access_state(client, tokens["access_token"]) == "live"
+    # the page's confirmation form, as rendered
+    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
+    assert confirmation is not None
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
+    assert fields == {**form, "confirmed": "1"}
+    async with client.post(path, data=fields, allow_redirects=False) as resp:
+        assert resp.status == 303
+    assert await access_state(client, tokens["access_token"]) == "revoked"
+    # a second time: the API's 404, next to the list
+    async with client.post(path, data={**form, "confirmed": "1"}) as resp:
+        assert resp.status == 404 and "holds no tokens" in await resp.text()
+
+
+async def test_a_bad_calls_cursor_is_a_page_in_words(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    await api.enabled_key(TOOLS)
+    await signed_in(client, token("acme"))
+    async with client.get("/console/tenants/acme/integrations/crm?calls=nope") as resp:
+        assert resp.status == 422
+        assert "cursor" in await resp.text()

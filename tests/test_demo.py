@@ -208,6 +208,12 @@ def test_printed_curl_token_and_client_configs_work(demo: Demo) -> None:
             }
         }
     }
+    # without a header: mcp-remote runs the OAuth flow; the connector steps name the callUrl
+    assert demo.snippet("mcp-remote:") == {
+        "mcpServers": {"crm-demo": {"command": "npx", "args": ["-y", "mcp-remote", call_url]}}
+    }
+    (paste_step,) = [line for line in demo.lines if line.startswith("  2. ")]
+    assert f"paste {call_url} as the remote MCP server URL" in paste_step
 
     token = demo.value("settings-API token")
     settings_api = demo.value("settings API")

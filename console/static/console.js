@@ -5,7 +5,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // A page rendered by a form action (a key shown once, an error) stands for the GET page:
   // reloading it shows the page again instead of repeating the action.
   const canonical = document.body.dataset.canonical;
-  if (canonical && (location.pathname !== canonical || location.search)) {
+  if (canonical && location.pathname + location.search !== canonical) {
     history.replaceState(null, "", canonical);
   }
 
