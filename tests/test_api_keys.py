@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from conftest import Api, make_settings
 from mcp_helpers import modern
 from polling import until
@@ -282,6 +283,8 @@ async def test_oauth_tokens_inherit_their_keys_narrowing_and_end_with_it(
     assert outside["error"]["code"] == -32602
     await api.call("DELETE", f"/crm/mcp/keys/{narrowed['apiKeyId']}", 204)
     assert await refused_reason(client, pair.access_token) == "revoked"
+    with pytest.raises(InvalidGrantError):
+        await client.app[SERVICE].oauth.refresh("client-1", pair.refresh_token, None)
 
 
 # --- expiry ------------------------------------------------------------------------------------
@@ -326,6 +329,8 @@ async def test_rotation_with_a_grace_period_keeps_the_old_key_until_it_ends(
     started = now_ms()
     _, rotated = await api.call("POST", "/crm/mcp:rotateKey", 200, json={"gracePeriodSeconds": 2})
     assert set(rotated) >= {"apiKey", "apiKeyId", "keyPrefix", "callUrl", "testUrl", "enabled"}
+    # The old key's grant can still be refreshed during the grace; the new pair follows it too.
+    pair = await client.app[SERVICE].oauth.refresh("c", pair.refresh_token, None)
     for key in (old_key, rotated["apiKey"], other["apiKey"], pair.access_token):
         assert await refused_reason(client, key) is None
     listed = {k["apiKeyId"]: k for k in await list_keys(api)}
