@@ -65,9 +65,7 @@ def context() -> RequestContext:
         tools=TOOLS,
         tools_by_name={t["name"]: t for t in TOOLS},
     )
-    key = KeyEntry(
-        key_id="k1", tenant_id="acme", integration_id="crm", scope="mcp:invoke", revoked=False
-    )
+    key = KeyEntry(key_id="k1", tenant_id="acme", integration_id="crm", scope="mcp:invoke")
     return RequestContext(
         key=key,
         integration=view,

@@ -40,16 +40,23 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 IntegrationKey = tuple[str, str]
 _MISS: Any = object()  # no servable entry
+_KEY_ENDED = {"revoked": "this API key was revoked", "expired": "this API key expired"}
+_TOKEN_KEY_ENDED = {
+    "revoked": "the API key that approved this access token was revoked",
+    "expired": "the API key that approved this access token expired",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _TokenEntry:
-    """What an access token resolved to: its approving key (`revoked` when the token or the
-    key is), the one URL it was issued for, and when it expires (epoch ms)."""
+    """What an access token resolved to: its approving key (whose end and narrowing it
+    inherits), the one URL it was issued for, when it expires (epoch ms), and whether it was
+    revoked (or its key had ended) when read."""
 
     key: KeyEntry
     resource: str
     expires_at: int
+    revoked: bool
 
 
 @dataclass(slots=True)
@@ -193,9 +200,12 @@ class GatewayCache:
             entry = await self._load(self._keys, key_hash, lambda: self._load_key(key_hash))
         if entry is None:
             raise AuthFailure("unknown", "unknown API key")
-        if entry.revoked:
-            raise AuthFailure("revoked", "this API key was revoked")
-        self.key_use.note(entry.key_id, now_ms())
+        now = now_ms()
+        if entry.revoked_at is not None or entry.expires_at is not None:
+            refusal = entry.refusal(now)
+            if refusal is not None:
+                raise AuthFailure(refusal, _KEY_ENDED[refusal])
+        self.key_use.note(entry.key_id, now)
         return entry
 
     async def authenticate_token(self, raw_token: str, resource: str) -> KeyEntry:
@@ -205,11 +215,14 @@ class GatewayCache:
             entry = await self._load(self._tokens, token_hash, lambda: self._load_token(token_hash))
         if entry is None:
             raise AuthFailure("unknown", "unknown access token")
-        if entry.key.revoked:
+        now = now_ms()
+        refusal = entry.key.refusal(now)
+        if refusal is not None:
+            raise AuthFailure(refusal, _TOKEN_KEY_ENDED[refusal])
+        if entry.revoked:
             raise AuthFailure(
                 "revoked", "this access token, or the API key that approved it, was revoked"
             )
-        now = now_ms()
         if now >= entry.expires_at:
             raise AuthFailure("expired", "this access token expired; refresh it")
         if entry.resource != resource:
@@ -288,7 +301,9 @@ class GatewayCache:
             binding.tenant_id,
             binding.integration_id,
             binding.scope,
-            binding.revoked_at is not None,
+            binding.revoked_at,
+            binding.expires_at,
+            None if binding.tool_ids is None else frozenset(binding.tool_ids),
         )
 
     async def _load_token(self, token_hash: str) -> _TokenEntry | None:
@@ -300,9 +315,11 @@ class GatewayCache:
             binding.tenant_id,
             binding.integration_id,
             binding.scope,
-            binding.revoked,
+            binding.key_revoked_at,
+            binding.key_expires_at,
+            None if binding.key_tool_ids is None else frozenset(binding.key_tool_ids),
         )
-        return _TokenEntry(key, binding.resource, binding.expires_at)
+        return _TokenEntry(key, binding.resource, binding.expires_at, binding.revoked)
 
     async def _load_view(self, tenant: str, integration: str) -> IntegrationView | None:
         snapshot = await self._service.mcp_snapshot(tenant, integration)

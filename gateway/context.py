@@ -38,13 +38,26 @@ def mcp_path(tenant: str, integration: str, endpoint: Endpoint) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
-    """What a presented API key resolved to (cached per replica)."""
+    """What a presented API key resolved to (cached per replica). Its end is checked against
+    the clock on every request: `revoked_at` may lie ahead (a rotation's grace period), so a
+    key stops at that time on every replica without any message."""
 
     key_id: str
     tenant_id: str
     integration_id: str
     scope: str
-    revoked: bool
+    revoked_at: int | None = None  # epoch ms
+    expires_at: int | None = None  # epoch ms
+    # The tools this key reaches (intersected with the exposed ones); None: every exposed tool.
+    tool_ids: frozenset[str] | None = None
+
+    def refusal(self, now: int) -> str | None:
+        """Why the key no longer opens anything at `now`: "revoked", "expired", or None."""
+        if self.revoked_at is not None and now >= self.revoked_at:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,9 @@ from simulator import Simulator
 
 log = logging.getLogger(__name__)
 
-LAST_USED_FLUSH_S = 60.0
+# How often a replica writes when its keys were last used: lastUsedAt lags a key's first use by
+# at most this (the settings API promises 5 s), with one write per replica, not per request.
+LAST_USED_FLUSH_S = 2.0
 
 
 async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:

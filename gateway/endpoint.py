@@ -386,7 +386,8 @@ async def _authorize(
 ) -> tuple[KeyEntry, IntegrationView]:
     """The live key, or the approving key of a live access token issued for this URL (the
     resolver decides missing, malformed, unknown, revoked, expired and wrong-resource), bound
-    to this integration, which exists and has MCP enabled."""
+    to this integration, which exists and has MCP enabled; the integration as the key sees it
+    (a key narrowed to some tools sees only those)."""
     presented = _presented_key(request, endpoint)
     try:
         # An access token is told apart before the API-key format check, which would call it
@@ -414,7 +415,7 @@ async def _authorize(
         raise McpDisabled(
             f"MCP is disabled for integration {integration!r}; enable it in its MCP settings"
         )
-    return key, view
+    return key, view if key.tool_ids is None else state.key_views.view_for(key, view)
 
 
 def _presented_key(request: web.Request, endpoint: Endpoint) -> str | None:

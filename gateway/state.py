@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from gateway.context import (
     SessionStore,
     ToolExecutor,
 )
+from gateway.key_views import KeyViews
 from gateway.redis_clients import RedisClient
 
 if TYPE_CHECKING:
@@ -39,14 +40,16 @@ class Resolver(Protocol):
     """Key and integration lookups, answered from the per-replica cache when warm."""
 
     async def authenticate(self, raw_key: str | None) -> KeyEntry:
-        """The live key `raw_key` names (never a revoked one), or `AuthFailure`: missing (None
-        or empty), malformed (format checked before any lookup), unknown or revoked."""
+        """The live key `raw_key` names (never a revoked or expired one), or `AuthFailure`:
+        missing (None or empty), malformed (format checked before any lookup), unknown,
+        revoked or expired."""
         ...
 
     async def authenticate_token(self, raw_token: str, resource: str) -> KeyEntry:
         """The live API key that approved the OAuth access token `raw_token` (which has the
         access-token shape), or `AuthFailure`: unknown, revoked (the token or its key),
-        expired, or wrong-resource (issued for another URL than `resource`)."""
+        expired (the token or its key), or wrong-resource (issued for another URL than
+        `resource`)."""
         ...
 
     async def integration(self, tenant: str, integration: str) -> IntegrationView | None:
@@ -64,6 +67,8 @@ class GatewayState:
     auth_throttle: AuthFailureThrottle | None = None
     # Where each tools/call is recorded for the call log; None: not recorded.
     calls: CallBuffer | None = None
+    # What each key sees of an integration (keys narrowed to some tools).
+    key_views: KeyViews = field(default_factory=KeyViews)
 
 
 GATEWAY: web.AppKey[GatewayState] = web.AppKey("gateway", GatewayState)

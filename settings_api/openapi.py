@@ -66,7 +66,7 @@ def document(version: str) -> dict[str, Any]:
         }
         if route.body:
             operation["requestBody"] = {
-                "required": True,
+                "required": route.body_required,
                 "content": {"application/json": {"schema": ref(route.body)}},
             }
         paths.setdefault(route.path, {})[route.method.lower()] = operation

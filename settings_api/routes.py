@@ -21,12 +21,13 @@ from settings_api.http import (
 from settings_api.jwt_auth import Principal
 from settings_api.problems import FieldError, NotFound, ValidationFailed
 from settings_api.schemas import ID_PATTERN, full_match, validate
-from settings_api.service import SettingsPatch, SettingsService
+from settings_api.service import NewKey, SettingsPatch, SettingsService
 from settings_api.store import (
     AuditEvent,
     CallQuery,
     Config,
     Integration,
+    KeyBinding,
     McpSettings,
     OAuthClientUse,
     SimulatorFixture,
@@ -52,6 +53,7 @@ class Route:
     operation_id: str
     summary: str
     body: str | None = None
+    body_required: bool = True
     responses: dict[int, str | None] = field(default_factory=dict)
     query: tuple[str, ...] = ()
 
@@ -100,6 +102,19 @@ def settings_json(request: web.Request, s: McpSettings, api_key: str | None) -> 
         "modifiedAt": s.modified_at,
         "keyPrefix": s.key_prefix,
         "apiKey": api_key,
+    }
+
+
+def key_json(k: KeyBinding) -> dict[str, Any]:
+    # A default key in its rotation grace period expires when the grace ends.
+    return {
+        "apiKeyId": k.key_id,
+        "label": k.label,
+        "keyPrefix": k.key_prefix,
+        "createdAt": k.created_at,
+        "expiresAt": k.ends_at,
+        "toolIds": k.tool_ids,
+        "lastUsedAt": k.last_used_at,
     }
 
 
@@ -273,8 +288,51 @@ async def patch_mcp_settings(request: web.Request) -> web.Response:
 
 async def rotate_key(request: web.Request) -> web.Response:
     service, actor, tenant = _ctx(request)
-    found, raw_key = await service.rotate_key(actor, tenant, _integration(request))
+    integration = _integration(request)
+    grace_s = 0
+    if request.body_exists:  # the body is optional: no body, no grace
+        body = _whole_numbers(validate("RotateKey", await read_json(request)))
+        grace_s = body.get("gracePeriodSeconds", 0)
+    found, raw_key = await service.rotate_key(actor, tenant, integration, grace_s)
     return json_response(settings_json(request, found, raw_key))
+
+
+async def create_key(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    integration = _integration(request)
+    body = _whole_numbers(validate("ApiKeyCreate", await read_json(request)))
+    new = NewKey(body["label"], body.get("expiresAt"), body.get("toolIds"))
+    key, raw = await service.create_key(actor, tenant, integration, new)
+    return json_response({**key_json(key), "apiKey": raw}, 201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    service, _, tenant = _ctx(request)
+    found = await service.list_keys(tenant, _integration(request))
+    return json_response({"keys": [key_json(k) for k in found]})
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    service, actor, tenant = _ctx(request)
+    integration = _integration(request)
+    key_id = request.match_info["api_key_id"]
+    if not full_match(ID_PATTERN, key_id):  # ids are UUIDs
+        raise NotFound(f"API key {key_id!r} does not exist")
+    await service.delete_key(actor, tenant, integration, key_id)
+    return web.Response(status=204)
+
+
+def _whole_numbers(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` when its numbers are integers as written: JSON Schema's `integer` also takes
+    5.0, which these fields do not."""
+    errors = [
+        FieldError(name, "must be of type integer")
+        for name, value in body.items()
+        if isinstance(value, float)
+    ]
+    if errors:
+        raise ValidationFailed(errors)
+    return body
 
 
 def _tool_id(request: web.Request) -> str:
@@ -507,8 +565,35 @@ ROUTES: tuple[Route, ...] = (
         _INTEGRATION + "/mcp:rotateKey",
         rotate_key,
         "rotateKey",
-        "Mint a new API key and revoke the old one",
-        responses={200: "McpSettings", 409: "Problem", **_ERRORS},
+        "Mint a new default API key; the old one stops now or after gracePeriodSeconds",
+        body="RotateKey",
+        body_required=False,
+        responses={200: "McpSettings", **_WRITE_ERRORS},
+    ),
+    Route(
+        "POST",
+        _INTEGRATION + "/mcp/keys",
+        create_key,
+        "createApiKey",
+        "Mint a labelled API key (optional expiry and tool narrowing)",
+        body="ApiKeyCreate",
+        responses={201: "ApiKeyCreated", **_WRITE_ERRORS},
+    ),
+    Route(
+        "GET",
+        _INTEGRATION + "/mcp/keys",
+        list_keys,
+        "listApiKeys",
+        "The integration's API keys, the default one included (never the raw keys)",
+        responses={200: "ApiKeyList", **_ERRORS},
+    ),
+    Route(
+        "DELETE",
+        _INTEGRATION + "/mcp/keys/{api_key_id}",
+        delete_key,
+        "deleteApiKey",
+        "Delete an API key: it and the OAuth tokens it approved stop on every replica",
+        responses={204: None, **_ERRORS},
     ),
     Route(
         "GET",

@@ -17,7 +17,19 @@ HEADER_VALUE_PATTERN = r"^[^\r\n\x00]*$"
 # Postgres text cannot hold U+0000; refuse it up front on every backend alike.
 TEXT_PATTERN = r"^[^\x00]*$"
 
+# A key's label: printable text (it is shown in lists and the audit trail).
+LABEL_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31
+MAX_GRACE_S = 86_400
+
 _nullable_string = {"type": ["string", "null"]}
+# A list of tool names, or null (exposedToolIds, a key's toolIds).
+_TOOL_NAMES: dict[str, Any] = {
+    "type": ["array", "null"],
+    "uniqueItems": True,
+    "maxItems": 1000,
+    "items": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -110,12 +122,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {
             "enabled": {"type": ["boolean", "null"]},
             "configId": {"type": ["string", "null"], "pattern": ID_PATTERN},
-            "exposedToolIds": {
-                "type": ["array", "null"],
-                "uniqueItems": True,
-                "maxItems": 1000,
-                "items": {"type": "string", "minLength": 1, "maxLength": 128},
-            },
+            "exposedToolIds": _TOOL_NAMES,
             "description": {"type": ["string", "null"], "maxLength": 4000, "pattern": TEXT_PATTERN},
         },
     },
@@ -208,6 +215,85 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "target": {"type": "string"},
             "at": {"type": "integer"},
             "details": {"type": "object"},
+        },
+    },
+    "ApiKeyCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["label"],
+        "properties": {
+            "label": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "pattern": LABEL_PATTERN,
+                "description": "Who or what holds the key; 'default' is the integration's own",
+            },
+            "expiresAt": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": MAX_EPOCH_MS,
+                "description": "Unix epoch ms when the key stops working (may be past); "
+                "null: never",
+            },
+            "toolIds": {
+                **_TOOL_NAMES,
+                "minItems": 1,
+                "description": "The tools this key reaches (intersected with exposedToolIds); "
+                "null: every exposed tool",
+            },
+        },
+    },
+    "ApiKey": {
+        "type": "object",
+        "required": [
+            "apiKeyId",
+            "label",
+            "keyPrefix",
+            "createdAt",
+            "expiresAt",
+            "toolIds",
+            "lastUsedAt",
+        ],
+        "properties": {
+            "apiKeyId": {"type": "string"},
+            "label": {"type": "string"},
+            "keyPrefix": {"type": "string"},
+            "createdAt": {"type": "integer"},
+            "expiresAt": {
+                "type": ["integer", "null"],
+                "description": "when it stops working (a rotated key: the end of its grace)",
+            },
+            "toolIds": {"type": ["array", "null"], "items": {"type": "string"}},
+            "lastUsedAt": {
+                "type": ["integer", "null"],
+                "description": "epoch ms, written in batches (may lag a few seconds)",
+            },
+        },
+    },
+    "ApiKeyCreated": {
+        "allOf": [ref("ApiKey")],
+        "type": "object",
+        "required": ["apiKey"],
+        "properties": {
+            "apiKey": {"type": "string", "description": "The raw key, only in this response."}
+        },
+    },
+    "ApiKeyList": {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {"keys": {"type": "array", "items": ref("ApiKey")}},
+    },
+    "RotateKey": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "gracePeriodSeconds": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_GRACE_S,
+                "description": "how long the previous key keeps working (default 0)",
+            }
         },
     },
     "OAuthClient": {

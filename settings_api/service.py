@@ -27,6 +27,7 @@ from settings_api.store import (
     Store,
     ToolCall,
 )
+from settings_api.use_cases.api_keys import ApiKeys, NewKey
 from settings_api.use_cases.audit import AuditTrail
 from settings_api.use_cases.call_log import CallLog
 from settings_api.use_cases.configs import CatalogFetcher, Configs, UpstreamCheck, no_check
@@ -40,6 +41,7 @@ from settings_api.use_cases.store_access import now_ms
 __all__ = [
     "CatalogFetcher",
     "McpSnapshot",
+    "NewKey",
     "SettingsPatch",
     "SettingsService",
     "UpstreamCheck",
@@ -73,6 +75,7 @@ class SettingsService:
             max_catalog_reads=max_catalog_reads,
         )
         self._settings = McpSettingsAndKeys(store, publisher)
+        self._keys = ApiKeys(store, publisher)
         self._serving = Serving(store)
         self._fixtures = Fixtures(store, publisher, self._serving)
         self._audit = AuditTrail(store)
@@ -141,10 +144,24 @@ class SettingsService:
         return await self._settings.patch(actor, tenant, integration, patch)
 
     async def rotate_key(
-        self, actor: str, tenant: str, integration: str
+        self, actor: str, tenant: str, integration: str, grace_s: int = 0
     ) -> tuple[McpSettings, str]:
-        """Mint a new key, bind it, and revoke every previous one in the same transaction."""
-        return await self._settings.rotate_key(actor, tenant, integration)
+        """Mint a new default key and bind it; the previous one stops now or after `grace_s`."""
+        return await self._settings.rotate_key(actor, tenant, integration, grace_s)
+
+    async def create_key(
+        self, actor: str, tenant: str, integration: str, new: NewKey
+    ) -> tuple[KeyBinding, str]:
+        """Mint a labelled key beside the default one; returns it and the raw key."""
+        return await self._keys.create(actor, tenant, integration, new)
+
+    async def list_keys(self, tenant: str, integration: str) -> list[KeyBinding]:
+        """The integration's keys not revoked (the default key included)."""
+        return await self._keys.list(tenant, integration)
+
+    async def delete_key(self, actor: str, tenant: str, integration: str, key_id: str) -> None:
+        """End a key now, on every replica, with the OAuth tokens it approved."""
+        await self._keys.delete(actor, tenant, integration, key_id)
 
     # what the data plane reads and records --------------------------------------------------
     async def find_key(self, key_hash: str) -> KeyBinding | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from conftest import ADMIN_DSN, JWT_SECRET, fresh_postgres_database
+from conftest import ADMIN_DSN, JWT_SECRET, REDIS_URL, fresh_postgres_database
 from net import free_port
 from processes import GatewayProcess
 
@@ -155,6 +155,24 @@ async def start_gateway(tmp_path: Path, name: str, database_url: str, **env: str
 
 async def stop_gateway(proc: GatewayProcess) -> int:
     return await asyncio.to_thread(proc.stop)
+
+
+@contextlib.asynccontextmanager
+async def start_replicas(
+    tmp_path: Path, database_url: str, **env: str
+) -> AsyncIterator[list[GatewayProcess]]:
+    """Two replicas ("a", "b") on one store and the test Redis; stopped cleanly after."""
+    procs = await asyncio.gather(
+        *(
+            start_gateway(tmp_path, name, database_url, MCPGW_REDIS_URL=REDIS_URL, **env)
+            for name in ("a", "b")
+        )
+    )
+    try:
+        yield list(procs)
+    finally:
+        for proc in procs:
+            assert await stop_gateway(proc) == 0, log_of(proc)
 
 
 def log_of(proc: GatewayProcess) -> str:

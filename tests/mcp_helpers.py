@@ -118,7 +118,6 @@ class FakeResolver:
                 tenant_id=TENANT,
                 integration_id=name,
                 scope="mcp:invoke",
-                revoked=False,
             )
             for raw, name in (
                 (KEY, "crm"),
@@ -276,7 +275,7 @@ def executor_ctx(view: IntegrationView, **fields: Any) -> RequestContext:
     """A 2025-11-25 `tools/call` context on callUrl for driving an executor directly (no
     dispatch); `fields` replace any of its values."""
     defaults: dict[str, Any] = {
-        "key": KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp:invoke", False),
+        "key": KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp:invoke"),
         "integration": view,
         "endpoint": Endpoint.CALL,
         "executor": FakeExecutor("unused"),

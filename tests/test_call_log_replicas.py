@@ -5,15 +5,12 @@ delete removes old calls, one replica at a time; a Postgres outage drops calls (
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import REDIS_URL
 from faults import (
     PG_PORT,
     Client,
@@ -21,6 +18,7 @@ from faults import (
     http_session,
     log_of,
     start_gateway,
+    start_replicas,
     stop_gateway,
     via_port,
 )
@@ -74,23 +72,6 @@ def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
 async def calls_of(client: Client, query: str = "") -> list[dict[str, Any]]:
     page = await client.settings("GET", f"/mcp/calls{query}")
     return page["calls"]  # type: ignore[no-any-return]
-
-
-@contextlib.asynccontextmanager
-async def start_replicas(
-    tmp_path: Path, database_url: str, **env: str
-) -> AsyncIterator[list[GatewayProcess]]:
-    procs = await asyncio.gather(
-        *(
-            start_gateway(tmp_path, name, database_url, MCPGW_REDIS_URL=REDIS_URL, **env)
-            for name in ("a", "b")
-        )
-    )
-    try:
-        yield list(procs)
-    finally:
-        for proc in procs:
-            assert await stop_gateway(proc) == 0, log_of(proc)
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def make_ctx(
 ) -> RequestContext:
     return executor_ctx(
         view,
-        key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp", False),
+        key=KeyEntry("key-1", view.tenant_id, view.integration_id, "mcp"),
         endpoint=endpoint,
         executor=NotDispatched(),
         simulator_seed=seed,

@@ -84,7 +84,7 @@ async def test_warm_key_runs_no_store_lookup(service: CountingService) -> None:
     for _ in range(50):
         assert await cache.authenticate(raw) == first
     assert service.key_loads == 1
-    assert (first.tenant_id, first.integration_id, first.revoked) == ("acme", "crm", False)
+    assert (first.tenant_id, first.integration_id, first.revoked_at) == ("acme", "crm", None)
 
 
 async def test_concurrent_misses_load_once(service: CountingService) -> None:

@@ -299,7 +299,7 @@ async def test_set_level_reports_an_unreachable_store_as_32603() -> None:
 
     ctx = executor_ctx(
         make_view("crm"),
-        key=KeyEntry("k", TENANT, "crm", "mcp:invoke", revoked=False),
+        key=KeyEntry("k", TENANT, "crm", "mcp:invoke"),
         executor=FakeExecutor("call"),
         request=make_mocked_request("POST", CALL),
         session_id="sess",

@@ -172,6 +172,14 @@ def seed(url: str) -> None:
             },
         )
         assert answer.status_code in (200, 201), answer.text
+        # A labelled key for the key routes (examples may have deleted the previous one).
+        listed = http.get(f"{base}/crm/mcp/keys", timeout=10).json()["keys"]
+        labelled = [k for k in listed if k["label"] != "default"]
+        if not labelled:
+            answer = http.post(f"{base}/crm/mcp/keys", json={"label": "schemathesis"}, timeout=10)
+            assert answer.status_code == 201, answer.text
+            labelled = [answer.json()]
+        IDS["api_key_id"] = labelled[0]["apiKeyId"]
 
 
 @pytest.fixture(scope="module")

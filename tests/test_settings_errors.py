@@ -99,6 +99,7 @@ def concrete(path: str, config_id: str) -> str:
         .replace("{config_id}", config_id)
         .replace("{tool_id}", "create_contact")
         .replace("{client_id}", "mcpc_someclient")
+        .replace("{api_key_id}", "00000000-0000-4000-8000-000000000000")
     )
 
 
@@ -107,6 +108,8 @@ VALID_BODIES = {
     "ConfigCreate": {"tools": [{"name": "x"}]},
     "McpSettingsPatch": {"description": "hijacked", "enabled": False},
     "SimulatorFixturePut": {"rules": [{"result": {"content": []}}]},
+    "ApiKeyCreate": {"label": "laptop"},
+    "RotateKey": {"gracePeriodSeconds": 60},
 }
 
 

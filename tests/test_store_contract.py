@@ -426,6 +426,68 @@ async def test_schema_refuses_a_duplicate_key_hash(store: Store) -> None:
             await tx.insert_key(clash)
 
 
+def _labelled(label: str, **fields: Any) -> KeyBinding:
+    return replace(_key(), label=label, **fields)
+
+
+async def test_labelled_keys_live_beside_the_default_one(store: Store) -> None:
+    default = _key()
+    narrowed = replace(
+        _labelled("CI job", expires_at=T0 + 60_000, tool_ids=["a", "b"]), created_at=T0 + 1
+    )
+    plain = replace(_labelled("laptop"), created_at=T0 + 2)
+    async with store.transaction() as tx:
+        for key in (default, narrowed, plain):
+            await tx.insert_key(key)
+    async with store.reader() as session:
+        assert await session.live_keys("acme", "crm", T0) == [default, narrowed, plain]
+        assert await session.get_key_by_hash(narrowed.key_hash) == narrowed
+    assert narrowed.ends_at == T0 + 60_000 and plain.ends_at is None
+    assert narrowed.ended(T0 + 60_000) and not narrowed.ended(T0 + 59_999)
+
+
+async def test_ending_default_keys_with_a_grace_leaves_the_others_and_never_lengthens_it(
+    store: Store,
+) -> None:
+    default, other = _key(), replace(_labelled("laptop"), created_at=T0 + 1)
+    async with store.transaction() as tx:
+        await tx.insert_key(default)
+        await tx.insert_key(other)
+        assert await tx.end_default_keys("acme", "crm", T0 + 10_000) == 1
+        successor = _key(at=T0 + 2)
+        await tx.insert_key(successor)  # the one-default index counts unrevoked keys only
+    async with store.reader() as session:
+        live = await session.live_keys("acme", "crm", T0 + 9_999)
+        assert [k.key_id for k in live] == [default.key_id, other.key_id, successor.key_id]
+        assert live[0].revoked_at == T0 + 10_000
+        ended = await session.live_keys("acme", "crm", T0 + 10_000)
+        assert [k.key_id for k in ended] == [other.key_id, successor.key_id]
+    async with store.transaction() as tx:
+        # A later end does not lengthen a running grace; an earlier one cuts it short.
+        assert await tx.end_default_keys("acme", "crm", T0 + 20_000) == 1  # the successor
+        assert await tx.end_default_keys("acme", "crm", T0 + 5_000) == 2
+    async with store.reader() as session:
+        found = await session.get_key_by_hash(default.key_hash)
+        assert found is not None and found.revoked_at == T0 + 5_000
+        assert [k.key_id for k in await session.live_keys("acme", "crm", T0 + 5_000)] == [
+            other.key_id
+        ]
+
+
+async def test_revoke_key_ends_one_key_of_that_integration_only(store: Store) -> None:
+    crm, billing = _labelled("ci"), replace(_key(integration="billing"), label="ci")
+    async with store.transaction() as tx:
+        await tx.insert_key(crm)
+        await tx.insert_key(billing)
+        assert not await tx.revoke_key("acme", "billing", crm.key_id, T0 + 1)
+        assert not await tx.revoke_key("globex", "crm", crm.key_id, T0 + 1)
+        assert await tx.revoke_key("acme", "crm", crm.key_id, T0 + 1)
+        assert not await tx.revoke_key("acme", "crm", crm.key_id, T0 + 2)  # already ended
+    async with store.reader() as session:
+        assert await session.live_keys("acme", "crm", T0 + 1) == []
+        assert await session.live_keys("acme", "billing", T0 + 1) == [billing]
+
+
 # transactions --------------------------------------------------------------------------------
 class _Boom(Exception):
     pass

@@ -248,7 +248,7 @@ async def _authorize_page(request: web.Request) -> web.StreamResponse:
 
 
 async def _authorize_decision(request: web.Request) -> web.StreamResponse:
-    """POST: the consent form. Approve with the integration's key → code; Deny → error."""
+    """POST: the consent form. Approve with one of the integration's keys → code; Deny → error."""
     server = request.app[OAUTH_SERVER]
     try:
         form = await _read_form(request)

@@ -232,11 +232,11 @@ class OAuthGrants:
         token_hash = hash_token(refresh_token)
         now = now_ms()
         async with translated(), self.store.reader() as session:
-            known = await session.get_oauth_token(token_hash)
+            known = await session.get_oauth_token(token_hash, now)
         if known is None or known.kind != "refresh" or known.client_id != client_id:
             raise InvalidGrantError("the refresh token is not valid")
         async with translated(), self.store.transaction() as tx:
-            found = await tx.get_oauth_token(token_hash)
+            found = await tx.get_oauth_token(token_hash, now)
             if found is None or found.kind != "refresh" or found.client_id != client_id:
                 raise InvalidGrantError("the refresh token is not valid")
             if found.revoked_at is not None or found.key_revoked:
@@ -263,11 +263,11 @@ class OAuthGrants:
         token_hash = hash_token(token)
         now = now_ms()
         async with translated(), self.store.reader() as session:
-            known = await session.get_oauth_token(token_hash)
+            known = await session.get_oauth_token(token_hash, now)
         if known is None or (client_id is not None and known.client_id != client_id):
             return
         async with translated(), self.store.transaction() as tx:
-            found = await tx.get_oauth_token(token_hash)
+            found = await tx.get_oauth_token(token_hash, now)
             if found is None:
                 return
             if found.kind == "refresh":
@@ -346,7 +346,8 @@ _WRONG_KEY = "This API key does not open this integration."
 
 
 async def _approving_key(tx: StoreSession, api_key: str, resource: Resource) -> KeyBinding:
-    """The live key of the resource's integration that `api_key` is, with MCP enabled."""
+    """A live key (any of the integration's, not revoked or expired) of the resource's
+    integration that `api_key` is, with MCP enabled."""
     try:
         keys.check_format(api_key)
     except keys.InvalidKeyFormat:
@@ -354,7 +355,7 @@ async def _approving_key(tx: StoreSession, api_key: str, resource: Resource) -> 
     key = await tx.get_key_by_hash(keys.hash_key(api_key))
     if (
         key is None
-        or key.revoked_at is not None
+        or key.ended(now_ms())
         or (key.tenant_id, key.integration_id) != (resource.tenant_id, resource.integration_id)
     ):
         raise ApprovalRefused(_WRONG_KEY)
@@ -365,14 +366,16 @@ async def _approving_key(tx: StoreSession, api_key: str, resource: Resource) -> 
 
 
 async def _live_key(tx: StoreSession, key_id: str, tenant: str, integration: str) -> None:
-    """Refuse the grant unless its approving key is still the integration's live key and MCP
-    is enabled (rotation, revocation, deletion and disabling end every grant)."""
+    """Refuse the grant unless its approving key still opens the integration (neither
+    revoked, past a rotation's grace period, nor expired) and MCP is enabled (deleting the key
+    or the integration, rotation and disabling end every grant)."""
     settings = await tx.get_settings(tenant, integration)
-    if settings is None or settings.api_key_id != key_id or not settings.enabled:
+    if settings is None or not settings.enabled:
         raise InvalidGrantError("the API key that approved this grant no longer opens it")
-    live = await tx.live_keys(tenant, integration)
-    if not any(k.key_id == key_id for k in live):
-        raise InvalidGrantError("the API key that approved this grant is revoked")
+    now = now_ms()
+    live = await tx.live_keys(tenant, integration, now)
+    if not any(k.key_id == key_id and not k.ended(now) for k in live):
+        raise InvalidGrantError("the API key that approved this grant is revoked or expired")
 
 
 def _check_code(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -125,6 +126,10 @@ def _fixture(row: Row) -> SimulatorFixture:
     )
 
 
+def _tool_ids(text: str | None) -> list[str] | None:
+    return None if text is None else json.loads(text)
+
+
 def _key(row: Row) -> KeyBinding:
     return KeyBinding(
         row["key_id"],
@@ -135,6 +140,10 @@ def _key(row: Row) -> KeyBinding:
         row["scope"],
         row["created_at"],
         row["revoked_at"],
+        row["label"],
+        row["expires_at"],
+        _tool_ids(row["tool_ids"]),
+        row["last_used_at"],
     )
 
 
@@ -340,6 +349,9 @@ class StoreSession:
             s.modified_at,
         )
 
+    async def unbind_key(self, tenant: str, integration: str) -> None:
+        await self._conn.execute(q.UNBIND_KEY, tenant, integration)
+
     async def insert_key(self, key: KeyBinding) -> None:
         await self._conn.execute(
             q.INSERT_KEY,
@@ -350,13 +362,30 @@ class StoreSession:
             key.integration_id,
             key.scope,
             key.created_at,
+            key.label,
+            key.expires_at,
+            None if key.tool_ids is None else _dump(key.tool_ids),
         )
 
     async def revoke_live_keys(self, tenant: str, integration: str, now: int) -> int:
+        """End every key of the integration that has not ended (a grace period included)."""
         return await self._conn.execute(q.REVOKE_LIVE_KEYS, tenant, integration, now)
 
-    async def live_keys(self, tenant: str, integration: str) -> list[KeyBinding]:
-        return [_key(r) for r in await self._conn.fetch(q.LIVE_KEYS, tenant, integration)]
+    async def end_default_keys(self, tenant: str, integration: str, at: int) -> int:
+        """End the integration's default keys at `at` (now, or the end of a grace period)."""
+        return await self._conn.execute(q.END_DEFAULT_KEYS, tenant, integration, at)
+
+    async def revoke_key(self, tenant: str, integration: str, key_id: str, now: int) -> bool:
+        """End one key now; False when the integration has no such key not ended."""
+        return bool(await self._conn.execute(q.REVOKE_KEY, tenant, integration, key_id, now))
+
+    async def live_keys(
+        self, tenant: str, integration: str, now: int | None = None
+    ) -> list[KeyBinding]:
+        """The integration's keys not revoked at `now` (default: the clock), expired ones
+        included, oldest first."""
+        at = time.time_ns() // 1_000_000 if now is None else now
+        return [_key(r) for r in await self._conn.fetch(q.LIVE_KEYS, tenant, integration, at)]
 
     async def touch_key(self, key_id: str, used_at: int) -> None:
         await self._conn.execute(q.TOUCH_KEY, key_id, used_at)
@@ -449,12 +478,13 @@ class StoreSession:
             token.expires_at,
         )
 
-    async def get_oauth_token(self, token_hash: str) -> OAuthToken | None:
-        row = await self._conn.fetchrow(q.GET_OAUTH_TOKEN, token_hash)
+    async def get_oauth_token(self, token_hash: str, now: int) -> OAuthToken | None:
+        """The token; `key_revoked` when its approving key had ended at `now`."""
+        row = await self._conn.fetchrow(q.GET_OAUTH_TOKEN, token_hash, now)
         return _oauth_token(row) if row else None
 
-    async def get_access_token(self, token_hash: str) -> AccessTokenBinding | None:
-        row = await self._conn.fetchrow(q.GET_ACCESS_TOKEN, token_hash)
+    async def get_access_token(self, token_hash: str, now: int) -> AccessTokenBinding | None:
+        row = await self._conn.fetchrow(q.GET_ACCESS_TOKEN, token_hash, now)
         if row is None:
             return None
         return AccessTokenBinding(
@@ -466,6 +496,9 @@ class StoreSession:
             row["resource"],
             row["expires_at"],
             bool(row["revoked"]),
+            row["key_revoked_at"],
+            row["key_expires_at"],
+            _tool_ids(row["key_tool_ids"]),
         )
 
     async def use_refresh_token(self, token_hash: str, now: int) -> bool:

@@ -78,7 +78,9 @@ class SimulatorFixture:
 
 @dataclass(frozen=True, slots=True)
 class KeyBinding:
-    """What a key hash resolves to on the data plane."""
+    """An API key as stored (its hash only): what a key hash resolves to on the data plane,
+    and a row of the settings API's key list. `revoked_at` may lie in the future (a
+    rotation's grace period); `tool_ids` None: every exposed tool."""
 
     key_id: str
     key_hash: str
@@ -88,6 +90,22 @@ class KeyBinding:
     scope: str
     created_at: int
     revoked_at: int | None
+    label: str = "default"
+    expires_at: int | None = None
+    tool_ids: list[str] | None = None
+    last_used_at: int | None = None
+
+    def ended(self, now: int) -> bool:
+        """Revoked or expired at `now` (epoch ms)."""
+        return (self.revoked_at is not None and self.revoked_at <= now) or (
+            self.expires_at is not None and self.expires_at <= now
+        )
+
+    @property
+    def ends_at(self) -> int | None:
+        """When the key stops working (revoked, grace over, or expired); None: never."""
+        ends = [t for t in (self.revoked_at, self.expires_at) if t is not None]
+        return min(ends) if ends else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +152,8 @@ class OAuthCode:
 
 @dataclass(frozen=True, slots=True)
 class OAuthToken:
-    """An issued access or refresh token; `key_revoked`: its approving key is revoked."""
+    """An issued access or refresh token; `key_revoked`: its approving key had ended (revoked,
+    past its grace period, or expired) when read."""
 
     token_hash: str
     kind: str
@@ -154,7 +173,8 @@ class OAuthToken:
 @dataclass(frozen=True, slots=True)
 class AccessTokenBinding:
     """What an access token hash resolves to on the data plane (live or not): `revoked` when
-    the token or its approving key is revoked; `scope` is the key's."""
+    the token is revoked or its approving key had ended when read; `scope` is the key's, and
+    so are the `key_*` fields (its end, possibly still ahead, and its tool narrowing)."""
 
     token_hash: str
     key_id: str
@@ -164,6 +184,9 @@ class AccessTokenBinding:
     resource: str
     expires_at: int
     revoked: bool
+    key_revoked_at: int | None = None
+    key_expires_at: int | None = None
+    key_tool_ids: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,16 +86,37 @@ UPDATE mcp_settings SET enabled = $3, config_id = $4, exposed_tool_ids = $5, des
                         api_key_id = $7, modified_at = $8
 WHERE tenant_id = $1 AND integration_id = $2
 """
+# The default key was deleted: the settings name none until the next one is minted.
+UNBIND_KEY = """
+UPDATE mcp_settings SET api_key_id = NULL WHERE tenant_id = $1 AND integration_id = $2
+"""
 
 KEY_COLUMNS = (
-    "key_id, key_hash, key_prefix, tenant_id, integration_id, scope, created_at, revoked_at"
+    "key_id, key_hash, key_prefix, tenant_id, integration_id, scope, created_at, revoked_at, "
+    "label, expires_at, tool_ids, last_used_at"
 )
-INSERT_KEY = f"""
-INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
+INSERT_KEY = """
+INSERT INTO api_keys (key_id, key_hash, key_prefix, tenant_id, integration_id, scope,
+                      created_at, revoked_at, label, expires_at, tool_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)
 """
-REVOKE_LIVE_KEYS = """
+# A key "not ended" has no revocation, or one still ahead (a rotation's grace period).
+_NOT_ENDED = "(revoked_at IS NULL OR revoked_at > $3)"
+# Every key of the integration that has not ended stops at $3 (deleting the integration).
+REVOKE_LIVE_KEYS = f"""
 UPDATE api_keys SET revoked_at = $3
-WHERE tenant_id = $1 AND integration_id = $2 AND revoked_at IS NULL
+WHERE tenant_id = $1 AND integration_id = $2 AND {_NOT_ENDED}
+"""
+# Rotation: the default keys stop at $3 (now, or the end of a grace period; a grace already
+# running is cut short, never lengthened).
+END_DEFAULT_KEYS = f"""
+UPDATE api_keys SET revoked_at = $3
+WHERE tenant_id = $1 AND integration_id = $2 AND label = 'default' AND {_NOT_ENDED}
+"""
+REVOKE_KEY = """
+UPDATE api_keys SET revoked_at = $4
+WHERE tenant_id = $1 AND integration_id = $2 AND key_id = $3
+  AND (revoked_at IS NULL OR revoked_at > $4)
 """
 GET_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
 # lastUsedAt only moves forward, whichever replica reports first.
@@ -103,9 +124,11 @@ TOUCH_KEY = """
 UPDATE api_keys SET last_used_at = $2
 WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)
 """
+# The keys not ended at $3 (expired ones included: they are listed until deleted).
 LIVE_KEYS = f"""
 SELECT {KEY_COLUMNS} FROM api_keys
-WHERE tenant_id = $1 AND integration_id = $2 AND revoked_at IS NULL
+WHERE tenant_id = $1 AND integration_id = $2 AND {_NOT_ENDED}
+ORDER BY created_at, key_id
 """
 
 INSERT_AUDIT = """
@@ -189,13 +212,18 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 GET_OAUTH_TOKEN = """
 SELECT t.token_hash, t.kind, t.family_id, t.client_id, t.key_id, t.tenant_id, t.integration_id,
        t.resource, t.created_at, t.expires_at, t.revoked_at, t.used_at,
-       (k.revoked_at IS NOT NULL OR k.key_id IS NULL) AS key_revoked
+       (k.key_id IS NULL OR COALESCE(k.revoked_at <= $2, FALSE)
+        OR COALESCE(k.expires_at <= $2, FALSE)) AS key_revoked
 FROM oauth_tokens t LEFT JOIN api_keys k ON k.key_id = t.key_id
 WHERE t.token_hash = $1
 """
+# `revoked` as of $2; the key's end (maybe still ahead) is returned for the data plane to check
+# on every request.
 GET_ACCESS_TOKEN = """
 SELECT t.token_hash, t.key_id, t.tenant_id, t.integration_id, k.scope, t.resource, t.expires_at,
-       (t.revoked_at IS NOT NULL OR k.revoked_at IS NOT NULL) AS revoked
+       (t.revoked_at IS NOT NULL OR COALESCE(k.revoked_at <= $2, FALSE)
+        OR COALESCE(k.expires_at <= $2, FALSE)) AS revoked,
+       k.revoked_at AS key_revoked_at, k.expires_at AS key_expires_at, k.tool_ids AS key_tool_ids
 FROM oauth_tokens t JOIN api_keys k ON k.key_id = t.key_id
 WHERE t.token_hash = $1 AND t.kind = 'access'
 """
@@ -224,7 +252,8 @@ LIST_OAUTH_CLIENT_USES = """
 SELECT t.client_id, c.client_name, c.redirect_uris, MIN(t.created_at) AS first_used_at,
        MAX(COALESCE(t.last_used_at, t.created_at)) AS last_used_at
 FROM oauth_tokens t
-JOIN api_keys k ON k.key_id = t.key_id AND k.revoked_at IS NULL
+JOIN api_keys k ON k.key_id = t.key_id AND (k.revoked_at IS NULL OR k.revoked_at > $3)
+                 AND (k.expires_at IS NULL OR k.expires_at > $3)
 LEFT JOIN oauth_clients c ON c.client_id = t.client_id
 WHERE t.tenant_id = $1 AND t.integration_id = $2 AND t.revoked_at IS NULL AND t.client_id > $4
 GROUP BY t.client_id, c.client_name, c.redirect_uris

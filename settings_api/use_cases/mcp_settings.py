@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from settings_api import keys
 from settings_api.changes import Change
 from settings_api.problems import FieldError, NotFound, ValidationFailed
-from settings_api.store import KeyBinding, McpSettings, Store, StoreSession
+from settings_api.store import McpSettings, Store, StoreSession
 from settings_api.use_cases import audit
+from settings_api.use_cases.api_keys import DEFAULT_LABEL, mint_into
 from settings_api.use_cases.publishing import ChangePublisher
 from settings_api.use_cases.store_access import now_ms, translated
 
@@ -72,7 +72,7 @@ class McpSettingsAndKeys:
             )
             await _check(tx, wanted, patch)
             if wanted.enabled and wanted.api_key_id is None:
-                minted = await _mint_into(tx, tenant, integration)
+                minted, _ = await mint_into(tx, tenant, integration)
                 raw_key = minted.raw
                 wanted = replace(wanted, api_key_id=minted.key_id, key_prefix=minted.key_prefix)
             changed = {
@@ -107,17 +107,22 @@ class McpSettingsAndKeys:
         return wanted, raw_key
 
     async def rotate_key(
-        self, actor: str, tenant: str, integration: str
+        self, actor: str, tenant: str, integration: str, grace_s: int = 0
     ) -> tuple[McpSettings, str]:
-        """Mint a new key, bind it, and revoke every previous one in the same transaction."""
+        """Mint a new default key and bind it; the previous default key stops now, or `grace_s`
+        seconds from now (its OAuth tokens with it). The other keys are left alone."""
         await self.publisher.require_feed()
         async with translated(), self.store.transaction() as tx:
             current = await tx.lock_settings(tenant, integration)
             if current is None:
                 raise NotFound(f"integration {integration!r} does not exist")
-            old = await tx.live_keys(tenant, integration)
-            await tx.revoke_live_keys(tenant, integration, now_ms())
-            minted = await _mint_into(tx, tenant, integration)
+            now = now_ms()
+            old = [
+                k for k in await tx.live_keys(tenant, integration, now) if k.label == DEFAULT_LABEL
+            ]
+            ends_at = now + grace_s * 1000
+            await tx.end_default_keys(tenant, integration, ends_at)
+            minted, _ = await mint_into(tx, tenant, integration)
             rotated = replace(
                 current,
                 api_key_id=minted.key_id,
@@ -131,7 +136,12 @@ class McpSettingsAndKeys:
                 actor,
                 "mcp.key_rotated",
                 integration,
-                {"apiKeyId": minted.key_id, "revokedKeyIds": [k.key_id for k in old]},
+                {
+                    "apiKeyId": minted.key_id,
+                    "revokedKeyIds": [k.key_id for k in old],
+                    "gracePeriodSeconds": grace_s,
+                    "revokedAt": ends_at,
+                },
             )
         # The rotation stands even when unconfirmed: the 503 carries the new key, or the
         # tenant would be left with a revoked key and no way to learn its successor.
@@ -165,20 +175,3 @@ async def _check(tx: StoreSession, wanted: McpSettings, patch: SettingsPatch) ->
         errors.append(FieldError("enabled", "enabling needs a bound configId"))
     if errors:
         raise ValidationFailed(errors)
-
-
-async def _mint_into(tx: StoreSession, tenant: str, integration: str) -> keys.MintedKey:
-    minted = keys.mint()
-    await tx.insert_key(
-        KeyBinding(
-            minted.key_id,
-            minted.key_hash,
-            minted.key_prefix,
-            tenant,
-            integration,
-            keys.SCOPE,
-            now_ms(),
-            None,
-        )
-    )
-    return minted

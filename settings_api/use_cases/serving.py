@@ -16,7 +16,7 @@ from settings_api.store import (
     Store,
     StoreSession,
 )
-from settings_api.use_cases.store_access import translated
+from settings_api.use_cases.store_access import now_ms, translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class Serving:
     async def find_access_token(self, token_hash: str) -> AccessTokenBinding | None:
         """The binding of an OAuth access token hash (live, expired or revoked)."""
         async with translated(), self.store.reader() as session:
-            return await session.get_access_token(token_hash)
+            return await session.get_access_token(token_hash, now_ms())
 
     async def record_key_use(self, last_used: Mapping[str, int]) -> None:
         """Store when keys were last used (batched by the data plane, not written per request)."""
