@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -423,6 +424,115 @@ def test_rotation_asks_first_and_a_dismissed_dialog_rotates_nothing(
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]')
 
 
+def key_row(driver: WebDriver, label: str) -> WebElement:
+    for row in driver.find_elements(By.CSS_SELECTOR, '[data-testid="key-row"]'):
+        if row.find_element(By.CSS_SELECTOR, '[data-testid="key-label"]').text == label:
+            return row
+    raise AssertionError(f"no key {label!r} in the Keys card")
+
+
+def delete_key(driver: WebDriver, label: str) -> None:
+    """Delete the key `label` from the Keys card, confirmed in the browser's dialog."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    key_row(driver, label).find_element(By.TAG_NAME, "button").click()
+    alert = wait(driver).until(expected_conditions.alert_is_present())
+    assert f"Delete the key {label}" in alert.text
+    alert.accept()
+    wait(driver).until(lambda _: is_gone(page))
+    wait(driver).until(lambda d: "Key deleted" in d.page_source)
+
+
+def status_soon(url: str, key: str, expected: int, within_s: float) -> int:
+    """The status of tools/list with `key`, polled until it is `expected` or `within_s` ends."""
+    deadline = time.monotonic() + within_s
+    while True:
+        status = call_mcp(url, key, "tools/list")[0]
+        if status == expected or time.monotonic() > deadline:
+            return int(status)
+        time.sleep(0.1)
+
+
+def test_a_key_per_client_narrowed_to_a_tool_shown_once_then_deleted(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "keys", "Keyed CRM")
+    for tool in ("search_contacts", "get_contact"):
+        by_label(browser, tool).click()
+    click_and_load(browser, button(browser, "Save"))
+    default_key = enable(browser)
+    browser.refresh()
+    call_url = by_testid(browser, "call-url").text
+    # the narrowing offers the exposed tools only
+    offered = browser.find_elements(By.CSS_SELECTOR, "input[name=toolId]")
+    assert [o.get_attribute("value") for o in offered] == ["search_contacts", "get_contact"]
+
+    by_label(browser, "Label").send_keys("ci")
+    browser.find_element(By.CSS_SELECTOR, "input[name=toolId][value=get_contact]").click()
+    click_and_load(browser, button(browser, "Create key"))
+    key = wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))
+    raw = key[0].text
+    assert raw.startswith("mcpk_") and raw != default_key
+    assert "\u201cci\u201d: shown once" in by_testid(browser, "key-once").text
+    (server,) = json.loads(by_testid(browser, "cursor-config").text)["mcpServers"].values()
+    assert server["headers"] == {"Authorization": f"Bearer {raw}"}
+    button(browser, "Copy key").click()
+    wait(browser).until(lambda d: "Copied." in d.page_source)
+    assert clipboard_text(browser) == raw
+
+    status, body = call_mcp(call_url, raw, "tools/list")
+    assert status == 200, body
+    assert [t["name"] for t in body["result"]["tools"]] == ["get_contact"]
+
+    browser.refresh()
+    assert raw not in browser.page_source
+    row = key_row(browser, "ci")
+    assert row.find_element(By.CSS_SELECTOR, '[data-testid="key-row-prefix"]').text == raw[:12]
+    assert row.find_element(By.CSS_SELECTOR, '[data-testid="key-tools"]').text == "get_contact"
+
+    delete_key(browser, "ci")
+    assert status_soon(call_url, raw, 401, within_s=1) == 401
+    assert call_mcp(call_url, default_key, "tools/list")[0] == 200
+    assert not [
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, '[data-testid="key-label"]')
+        if r.text == "ci"
+    ]
+
+
+def test_rotation_with_a_grace_period_then_the_default_key_deleted(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    new_integration(browser, gateway, upstream, "grace", "Graceful CRM")
+    old_key = enable(browser)
+    browser.refresh()
+    call_url = by_testid(browser, "call-url").text
+
+    grace = by_label(browser, "Grace period")
+    grace.clear()
+    grace.send_keys("3")
+    button(browser, "Rotate key").click()
+    wait(browser).until(expected_conditions.alert_is_present()).accept()
+    new_key = (
+        wait(browser)
+        .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
+        .text
+    )
+    assert "keeps working 3 more seconds" in browser.page_source
+    assert call_mcp(call_url, old_key, "tools/list")[0] == 200  # within its grace
+    assert call_mcp(call_url, new_key, "tools/list")[0] == 200
+    assert status_soon(call_url, old_key, 401, within_s=30) == 401
+    assert call_mcp(call_url, new_key, "tools/list")[0] == 200
+
+    # the default key deleted: the page still renders and says how to get the next one
+    browser.refresh()
+    delete_key(browser, "default")
+    assert "no default key: it was deleted" in by_testid(browser, "default-key").text
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="key-prefix"]')
+    assert status_soon(call_url, new_key, 401, within_s=1) == 401
+    browser.get(f"{gateway.url}/console/tenants/{TENANT}")
+    assert browser.find_element(By.CSS_SELECTOR, '[data-integration="grace"]').is_displayed()
+
+
 def test_simulator_fixtures_list_add_edit_delete_with_errors_in_place(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
@@ -606,6 +716,8 @@ def test_narrow_screen_and_dark_theme(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
     new_integration(browser, gateway, upstream, "phone", "Phone")
+    enable(browser)  # the Keys card with a key, and the rotation's grace period
+    browser.refresh()
     browser.set_window_size(360, 800)
     inner = browser.execute_script("return window.innerWidth")
     overflow = browser.execute_script(
@@ -613,6 +725,8 @@ def test_narrow_screen_and_dark_theme(
     )
     assert inner <= 360 and overflow == 0
     assert button(browser, "Save").is_displayed()
+    assert button(browser, "Create key").is_displayed()
+    assert by_label(browser, "Grace period").is_displayed()
 
     def background() -> str:
         return str(browser.execute_script("return getComputedStyle(document.body).backgroundColor"))
