@@ -44,6 +44,7 @@ pytestmark = pytest.mark.slow
 TENANT = "acme"
 CRM_TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
 CLIENT_NAME = "Browser Test Client"
+SEARCH = ("search_contacts",)
 CALLS_PAGE = 20  # recent tool calls the integration page shows at once
 
 
@@ -216,18 +217,24 @@ def new_integration(
     bind_upstream(driver, upstream.url)
 
 
-def searchable_integration(
+def enabled_integration(
     driver: WebDriver,
     gateway: GatewayProcess,
     upstream: UpstreamThread,
     integration: str,
     name: str,
+    exposed: tuple[str, ...] = (),
 ) -> str:
-    """A new integration exposing search_contacts, enabled, on its page: its key."""
+    """A new integration exposing `exposed`, enabled, on its page reloaded (the key no longer
+    shown): its key."""
     new_integration(driver, gateway, upstream, integration, name)
-    by_label(driver, "search_contacts").click()
-    click_and_load(driver, button(driver, "Save"))
-    return enable(driver)
+    for tool in exposed:
+        by_label(driver, tool).click()
+    if exposed:
+        click_and_load(driver, button(driver, "Save"))
+    key = enable(driver)
+    driver.refresh()
+    return key
 
 
 def call_mcp(
@@ -258,13 +265,18 @@ def read_settings(gateway: GatewayProcess, integration: str) -> dict[str, Any]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def enable(driver: WebDriver) -> str:
-    click_and_load(driver, button(driver, "Enable MCP"))
-    return (
+def shown_key(driver: WebDriver) -> str:
+    """The raw key the page shows once, when it has loaded."""
+    return str(
         wait(driver)
         .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
         .text
     )
+
+
+def enable(driver: WebDriver) -> str:
+    click_and_load(driver, button(driver, "Enable MCP"))
+    return shown_key(driver)
 
 
 def assert_oauth_instructions(driver: WebDriver, call_url: str) -> None:
@@ -389,11 +401,7 @@ def test_integration_from_creation_to_rotation(
     # rotate, confirmed in the browser's dialog: the old key dies, the new one works
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).accept()
-    new_key = (
-        wait(browser)
-        .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
-        .text
-    )
+    new_key = shown_key(browser)
     assert new_key != key and new_key.startswith("mcpk_")
     assert call_mcp(call_url, key, "tools/list")[0] == 401
     assert call_mcp(call_url, new_key, "tools/list")[0] == 200
@@ -414,9 +422,7 @@ def test_integration_from_creation_to_rotation(
 def test_rotation_asks_first_and_a_dismissed_dialog_rotates_nothing(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "tickets", "Tickets")
-    key = enable(browser)
-    browser.refresh()
+    key = enabled_integration(browser, gateway, upstream, "tickets", "Tickets")
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).dismiss()
     test_url = by_testid(browser, "test-url").text
@@ -455,12 +461,8 @@ def status_soon(url: str, key: str, expected: int, within_s: float) -> int:
 def test_a_key_per_client_narrowed_to_a_tool_shown_once_then_deleted(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "keys", "Keyed CRM")
-    for tool in ("search_contacts", "get_contact"):
-        by_label(browser, tool).click()
-    click_and_load(browser, button(browser, "Save"))
-    default_key = enable(browser)
-    browser.refresh()
+    exposed = ("search_contacts", "get_contact")
+    default_key = enabled_integration(browser, gateway, upstream, "keys", "Keyed CRM", exposed)
     call_url = by_testid(browser, "call-url").text
     # the narrowing offers the exposed tools only
     offered = browser.find_elements(By.CSS_SELECTOR, "input[name=toolId]")
@@ -469,8 +471,7 @@ def test_a_key_per_client_narrowed_to_a_tool_shown_once_then_deleted(
     by_label(browser, "Label").send_keys("ci")
     browser.find_element(By.CSS_SELECTOR, "input[name=toolId][value=get_contact]").click()
     click_and_load(browser, button(browser, "Create key"))
-    key = wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))
-    raw = key[0].text
+    raw = shown_key(browser)
     assert raw.startswith("mcpk_") and raw != default_key
     assert "\u201cci\u201d: shown once" in by_testid(browser, "key-once").text
     (server,) = json.loads(by_testid(browser, "cursor-config").text)["mcpServers"].values()
@@ -502,9 +503,7 @@ def test_a_key_per_client_narrowed_to_a_tool_shown_once_then_deleted(
 def test_rotation_with_a_grace_period_then_the_default_key_deleted(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "grace", "Graceful CRM")
-    old_key = enable(browser)
-    browser.refresh()
+    old_key = enabled_integration(browser, gateway, upstream, "grace", "Graceful CRM")
     call_url = by_testid(browser, "call-url").text
 
     grace = by_label(browser, "Grace period")
@@ -512,11 +511,7 @@ def test_rotation_with_a_grace_period_then_the_default_key_deleted(
     grace.send_keys("3")
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).accept()
-    new_key = (
-        wait(browser)
-        .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
-        .text
-    )
+    new_key = shown_key(browser)
     assert "keeps working 3 more seconds" in browser.page_source
     assert call_mcp(call_url, old_key, "tools/list")[0] == 200  # within its grace
     assert call_mcp(call_url, new_key, "tools/list")[0] == 200
@@ -596,7 +591,7 @@ def test_audit_lists_the_changes_newest_first(
     browser.refresh()
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).accept()
-    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))
+    shown_key(browser)
 
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "Audit"))
     wait(browser).until(expected_conditions.url_contains("/audit"))
@@ -612,7 +607,7 @@ def test_audit_lists_the_changes_newest_first(
 def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    key = searchable_integration(browser, gateway, upstream, "oauthed", "OAuthed")
+    key = enabled_integration(browser, gateway, upstream, "oauthed", "OAuthed", SEARCH)
     call_url = by_testid(browser, "call-url").text
     browser.refresh()
     assert "No OAuth client holds a token" in browser.page_source
@@ -644,7 +639,7 @@ def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
 def test_recent_tool_calls_newest_first_with_their_outcome(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    key = searchable_integration(browser, gateway, upstream, "logged", "Logged")
+    key = enabled_integration(browser, gateway, upstream, "logged", "Logged", SEARCH)
     call_url, test_url = by_testid(browser, "call-url").text, by_testid(browser, "test-url").text
     browser.refresh()
     assert "No tool calls yet." in browser.page_source
@@ -674,7 +669,7 @@ def test_recent_tool_calls_newest_first_with_their_outcome(
 def test_recent_tool_calls_page_with_the_api_cursor(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    key = searchable_integration(browser, gateway, upstream, "paged", "Paged")
+    key = enabled_integration(browser, gateway, upstream, "paged", "Paged", SEARCH)
     test_url = by_testid(browser, "test-url").text
     for n in range(CALLS_PAGE + 1):
         call = {"name": "search_contacts", "arguments": {"query": f"q{n}"}}
@@ -715,9 +710,8 @@ def test_forms_without_the_session_csrf_token_change_nothing(
 def test_narrow_screen_and_dark_theme(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "phone", "Phone")
-    enable(browser)  # the Keys card with a key, and the rotation's grace period
-    browser.refresh()
+    # enabled: the Keys card with a key, and the rotation's grace period
+    enabled_integration(browser, gateway, upstream, "phone", "Phone")
     browser.set_window_size(360, 800)
     inner = browser.execute_script("return window.innerWidth")
     overflow = browser.execute_script(

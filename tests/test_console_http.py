@@ -31,6 +31,13 @@ async def signed_in(client: TestClient, jwt: str) -> str:
     return found.group(1)
 
 
+def confirmation_fields(html: str) -> dict[str, str]:
+    """The fields of the page's no-script confirmation form, as rendered."""
+    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
+    assert confirmation is not None
+    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
+
+
 async def test_a_sign_in_link_works_once_and_not_after_it_expired(
     client: TestClient, token: Callable[..., str]
 ) -> None:
@@ -122,9 +129,7 @@ async def test_revoking_an_oauth_client_without_script_asks_on_the_page_first(
         assert resp.status == 403 and "not from this console session" in await resp.text()
     assert await access_state(client, tokens["access_token"]) == "live"
     # the page's confirmation form, as rendered
-    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
-    assert confirmation is not None
-    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
+    fields = confirmation_fields(html)
     assert fields == {**form, "confirmed": "1"}
     async with client.post(path, data=fields, allow_redirects=False) as resp:
         assert resp.status == 303
@@ -248,9 +253,7 @@ async def test_deleting_a_key_without_script_asks_on_the_page_first(
         assert "Delete the key laptop" in html
     _, listed = await api.call("GET", "/crm/mcp/keys", 200)
     assert len(listed["keys"]) == 2  # nothing deleted yet
-    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
-    assert confirmation is not None
-    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
+    fields = confirmation_fields(html)
     assert fields == {**form, "confirmed": "1"}
     async with client.post(path, data=fields, allow_redirects=False) as resp:
         assert resp.status == 303
@@ -279,7 +282,4 @@ async def test_a_bad_grace_period_is_shown_next_to_it_and_rotates_nothing(
     data = {"csrf": csrf, "confirmed": "0", "gracePeriodSeconds": "30"}
     async with client.post(CRM_PAGE + "/rotate", data=data) as resp:
         html = await resp.text()
-    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
-    assert (
-        confirmation is not None and 'name="gracePeriodSeconds" value="30"' in confirmation.group(0)
-    )
+    assert confirmation_fields(html)["gracePeriodSeconds"] == "30"
