@@ -237,6 +237,13 @@ async def test_a_new_key_is_shown_once_and_its_errors_next_to_their_fields(
     async with client.get(CRM_PAGE) as resp:
         html = await resp.text()
     assert raw.group(1) not in html and ci["keyPrefix"] in html
+    # a past expiry makes a key born expired, as in the API, and the list says so
+    born_expired = {"csrf": csrf, "label": "old", "expiresAt": "2000-01-01T00:00:00"}
+    async with client.post(CRM_PAGE + "/keys", data=born_expired) as resp:
+        assert resp.status == 200
+    async with client.get(CRM_PAGE) as resp:
+        row = (await resp.text()).split('data-testid="key-label">old<')[1].split("</tr>")[0]
+    assert "expired" in row and "2000-01-01 00:00:00 UTC" in row
 
 
 async def test_deleting_a_key_without_script_asks_on_the_page_first(
