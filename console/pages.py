@@ -4,7 +4,9 @@ can do nothing the API would refuse."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +26,7 @@ from console.visits import (
     FormData,
     Visit,
     field,
+    field_message,
     integration_id,
     problem_messages,
     read_form,
@@ -36,6 +39,7 @@ from settings_api.problems import FieldError, NotFound, Problem, Unauthorized, V
 from settings_api.routes import calls_page, mcp_urls, oauth_clients_page
 from settings_api.schemas import ID_PATTERN, full_match, validate
 from settings_api.service import SettingsPatch
+from settings_api.use_cases.api_keys import NewKey
 
 __all__ = ["RENDERER", "ROUTES"]
 
@@ -58,7 +62,9 @@ _NOTICES = {
     "fixture-deleted": "Fixture deleted.",
     "created": "Integration created.",
     "revoked": "OAuth client revoked: its tokens no longer work, on any replica.",
+    "key-deleted": "Key deleted: it no longer works, on any replica; the other keys do.",
 }
+_DEFAULT_KEY_HEADING = "API key"
 
 
 def _renderer(request: web.Request) -> Renderer:
@@ -252,11 +258,15 @@ async def _integration_page(
     notice: str | None = None,
     confirm_rotation: bool = False,
     confirm_revoke: str | None = None,
+    confirm_delete_key: str | None = None,
+    key_heading: str = _DEFAULT_KEY_HEADING,
+    key_tools: list[str] | None = None,
 ) -> web.Response:
     service, tenant = found.service, found.tenant
     query = found.request.query
     item = await service.get_integration(tenant, integration)
     settings = await service.get_settings(tenant, integration)
+    keys = await service.list_keys(tenant, integration)
     configs = await service.list_configs(tenant, integration, "", _MAX_CONFIGS_LISTED)
     bound = next((c for c in configs if c.config_id == settings.config_id), None)
     if bound is None and settings.config_id is not None:
@@ -309,12 +319,19 @@ async def _integration_page(
         canonical=canonical,
         confirm_rotation=confirm_rotation,
         confirm_revoke=confirm_revoke,
+        confirm_delete_key=confirm_delete_key,
+        keys=keys,
+        has_keys=bool(keys),
+        now=int(time.time() * 1000),
+        key_heading=key_heading,
+        key_tools_checked=key_tools or [],
     )
 
 
-def _action(form_name: str) -> Callable[[ActionHandler], PageHandler]:
+def _action(form_name: str, fields: tuple[str, ...] = ()) -> Callable[[ActionHandler], PageHandler]:
     """A form action on one integration: a refused change is shown next to its form (422
-    with the page), an accepted one redirects to the page (or renders it, with a new key)."""
+    with the page), an accepted one redirects to the page (or renders it, with a new key).
+    An invalid value of one of `fields` is shown next to that field instead."""
 
     def wrap(handler: ActionHandler) -> PageHandler:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -334,13 +351,31 @@ def _action(form_name: str) -> Callable[[ActionHandler], PageHandler]:
                     found,
                     integration,
                     status=problem.status,
-                    errors={name: problem_messages(problem)},
+                    errors=_errors_by_place(name, fields, problem),
                     values={f"{name}.{k}": v for k, v in values.items()},
+                    key_tools=_texts(form, "toolId") if name == "key" else None,
                 )
 
         return page(run)
 
     return wrap
+
+
+def _errors_by_place(name: str, fields: tuple[str, ...], problem: Problem) -> dict[str, list[str]]:
+    """The problem's messages keyed by the form, or by `form.field` for one of `fields`."""
+    if not isinstance(problem, ValidationFailed) or not fields:
+        return {name: problem_messages(problem)}
+    errors: dict[str, list[str]] = {}
+    for error in problem.field_errors:
+        place = f"{name}.{error.field}" if error.field in fields else name
+        errors.setdefault(place, []).append(
+            error.message if error.field in fields else field_message(error)
+        )
+    return errors
+
+
+def _texts(form: FormData, name: str) -> list[str]:
+    return [v for v in form.getall(name, []) if isinstance(v, str)]
 
 
 def _done(found: Visit, integration: str, what: str) -> web.Response:
@@ -386,7 +421,7 @@ async def bind_config(found: Visit, integration: str, form: FormData) -> web.Str
 
 @_action("tools")
 async def save_tools(found: Visit, integration: str, form: FormData) -> web.StreamResponse:
-    tools = [t for t in form.getall("tool", []) if isinstance(t, str)]
+    tools = _texts(form, "tool")
     description = field(form, "description").replace("\r\n", "\n")
     await _patch(found, integration, {"exposedToolIds": tools, "description": description})
     return _done(found, integration, "saved")
@@ -401,13 +436,69 @@ async def set_enabled(found: Visit, integration: str, form: FormData) -> web.Str
     return await _integration_page(found, integration, api_key=api_key)
 
 
-@_action("rotate")
+def _grace_seconds(form: FormData) -> int:
+    """The rotation's grace period (0 when left empty), as the API's `RotateKey` takes it."""
+    text = field(form, "gracePeriodSeconds").strip() or "0"
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise ValidationFailed(
+            [FieldError("gracePeriodSeconds", "must be a whole number of seconds, 0-86400")]
+        )
+    body = validate("RotateKey", {"gracePeriodSeconds": int(text)})
+    return int(body["gracePeriodSeconds"])
+
+
+@_action("rotate", ("gracePeriodSeconds",))
 async def rotate_key(found: Visit, integration: str, form: FormData) -> web.StreamResponse:
     """Rotate only once confirmed (the script asks; without it, a confirmation page)."""
+    grace_s = _grace_seconds(form)
     if field(form, "confirmed") != "1":
-        return await _integration_page(found, integration, confirm_rotation=True)
-    _, api_key = await found.service.rotate_key(found.actor, found.tenant, integration)
-    return await _integration_page(found, integration, api_key=api_key)
+        values = {"rotate.gracePeriodSeconds": str(grace_s)}
+        return await _integration_page(found, integration, confirm_rotation=True, values=values)
+    _, api_key = await found.service.rotate_key(found.actor, found.tenant, integration, grace_s)
+    notice = f"The previous default key keeps working {grace_s} more seconds." if grace_s else None
+    return await _integration_page(found, integration, api_key=api_key, notice=notice)
+
+
+def _expires_at(form: FormData) -> int | None:
+    """The form's expiry (a datetime-local value, read as UTC) in epoch ms; None: never."""
+    text = field(form, "expiresAt").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or len(text) > 40:
+        raise ValidationFailed(
+            [FieldError("expiresAt", "must be a date and time, e.g. 2030-01-31T18:00 (UTC)")]
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@_action("key", ("label", "expiresAt", "toolIds"))
+async def create_key(found: Visit, integration: str, form: FormData) -> web.StreamResponse:
+    """A labelled key (POST …/mcp/keys): shown once, like the default key."""
+    tools = _texts(form, "toolId")
+    body: dict[str, Any] = {"label": field(form, "label").strip(), "expiresAt": _expires_at(form)}
+    body = validate("ApiKeyCreate", {**body, "toolIds": tools or None})
+    new = NewKey(body["label"], body.get("expiresAt"), body.get("toolIds"))
+    key, api_key = await found.service.create_key(found.actor, found.tenant, integration, new)
+    heading = f"API key \u201c{key.label}\u201d"
+    return await _integration_page(found, integration, api_key=api_key, key_heading=heading)
+
+
+@_action("delete-key")
+async def delete_key(found: Visit, integration: str, form: FormData) -> web.StreamResponse:
+    """Delete a key only once confirmed (as a rotation)."""
+    key_id = field(form, "apiKeyId")
+    if not full_match(ID_PATTERN, key_id):  # ids are UUIDs
+        raise NotFound(f"API key {key_id!r} does not exist")
+    if field(form, "confirmed") != "1":
+        return await _integration_page(found, integration, confirm_delete_key=key_id)
+    await found.service.delete_key(found.actor, found.tenant, integration, key_id)
+    return _done(found, integration, "key-deleted")
 
 
 @_action("revoke")
@@ -486,6 +577,8 @@ ROUTES: tuple[tuple[str, str, PageHandler, str], ...] = (
     ("POST", _I + "/tools", save_tools, "save_tools"),
     ("POST", _I + "/state", set_enabled, "set_enabled"),
     ("POST", _I + "/rotate", rotate_key, "rotate_key"),
+    ("POST", _I + "/keys", create_key, "create_key"),
+    ("POST", _I + "/keys/delete", delete_key, "delete_key"),
     ("POST", _I + "/oauth-clients/revoke", revoke_client, "revoke_client"),
     ("POST", _I + "/fixtures/{tool}", put_fixture, "put_fixture"),
     ("POST", _I + "/fixtures/{tool}/delete", delete_fixture, "delete_fixture"),

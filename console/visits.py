@@ -28,6 +28,7 @@ __all__ = [
     "FormData",
     "Visit",
     "field",
+    "field_message",
     "integration_id",
     "problem_messages",
     "read_form",
@@ -102,9 +103,10 @@ def field(form: FormData, name: str) -> str:
 def problem_messages(problem: Exception) -> list[str]:
     """What to show next to a form for a refused change, in words."""
     if isinstance(problem, ValidationFailed):
-        return [_field_message(e) for e in problem.field_errors]
+        return [field_message(e) for e in problem.field_errors]
     return [str(getattr(problem, "detail", problem))]
 
 
-def _field_message(error: FieldError) -> str:
+def field_message(error: FieldError) -> str:
+    """A field's error in words, naming the field."""
     return f"{error.field}: {error.message}" if error.field else error.message

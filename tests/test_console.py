@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.slow
 TENANT = "acme"
 CRM_TOOLS = ["search_contacts", "get_contact", "create_note", "list_deals"]
 CLIENT_NAME = "Browser Test Client"
+SEARCH = ("search_contacts",)
 CALLS_PAGE = 20  # recent tool calls the integration page shows at once
 
 
@@ -215,18 +217,24 @@ def new_integration(
     bind_upstream(driver, upstream.url)
 
 
-def searchable_integration(
+def enabled_integration(
     driver: WebDriver,
     gateway: GatewayProcess,
     upstream: UpstreamThread,
     integration: str,
     name: str,
+    exposed: tuple[str, ...] = (),
 ) -> str:
-    """A new integration exposing search_contacts, enabled, on its page: its key."""
+    """A new integration exposing `exposed`, enabled, on its page reloaded (the key no longer
+    shown): its key."""
     new_integration(driver, gateway, upstream, integration, name)
-    by_label(driver, "search_contacts").click()
-    click_and_load(driver, button(driver, "Save"))
-    return enable(driver)
+    for tool in exposed:
+        by_label(driver, tool).click()
+    if exposed:
+        click_and_load(driver, button(driver, "Save"))
+    key = enable(driver)
+    driver.refresh()
+    return key
 
 
 def call_mcp(
@@ -257,13 +265,18 @@ def read_settings(gateway: GatewayProcess, integration: str) -> dict[str, Any]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def enable(driver: WebDriver) -> str:
-    click_and_load(driver, button(driver, "Enable MCP"))
-    return (
+def shown_key(driver: WebDriver) -> str:
+    """The raw key the page shows once, when it has loaded."""
+    return str(
         wait(driver)
         .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
         .text
     )
+
+
+def enable(driver: WebDriver) -> str:
+    click_and_load(driver, button(driver, "Enable MCP"))
+    return shown_key(driver)
 
 
 def assert_oauth_instructions(driver: WebDriver, call_url: str) -> None:
@@ -388,11 +401,7 @@ def test_integration_from_creation_to_rotation(
     # rotate, confirmed in the browser's dialog: the old key dies, the new one works
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).accept()
-    new_key = (
-        wait(browser)
-        .until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))[0]
-        .text
-    )
+    new_key = shown_key(browser)
     assert new_key != key and new_key.startswith("mcpk_")
     assert call_mcp(call_url, key, "tools/list")[0] == 401
     assert call_mcp(call_url, new_key, "tools/list")[0] == 200
@@ -413,14 +422,110 @@ def test_integration_from_creation_to_rotation(
 def test_rotation_asks_first_and_a_dismissed_dialog_rotates_nothing(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "tickets", "Tickets")
-    key = enable(browser)
-    browser.refresh()
+    key = enabled_integration(browser, gateway, upstream, "tickets", "Tickets")
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).dismiss()
     test_url = by_testid(browser, "test-url").text
     assert call_mcp(test_url, key, "tools/list")[0] == 200
     assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]')
+
+
+def key_row(driver: WebDriver, label: str) -> WebElement:
+    for row in driver.find_elements(By.CSS_SELECTOR, '[data-testid="key-row"]'):
+        if row.find_element(By.CSS_SELECTOR, '[data-testid="key-label"]').text == label:
+            return row
+    raise AssertionError(f"no key {label!r} in the Keys card")
+
+
+def delete_key(driver: WebDriver, label: str) -> None:
+    """Delete the key `label` from the Keys card, confirmed in the browser's dialog."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    key_row(driver, label).find_element(By.TAG_NAME, "button").click()
+    alert = wait(driver).until(expected_conditions.alert_is_present())
+    assert f"Delete the key {label}" in alert.text
+    alert.accept()
+    wait(driver).until(lambda _: is_gone(page))
+    wait(driver).until(lambda d: "Key deleted" in d.page_source)
+
+
+def status_soon(url: str, key: str, expected: int, within_s: float) -> int:
+    """The status of tools/list with `key`, polled until it is `expected` or `within_s` ends."""
+    deadline = time.monotonic() + within_s
+    while True:
+        status = call_mcp(url, key, "tools/list")[0]
+        if status == expected or time.monotonic() > deadline:
+            return int(status)
+        time.sleep(0.1)
+
+
+def test_a_key_per_client_narrowed_to_a_tool_shown_once_then_deleted(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    exposed = ("search_contacts", "get_contact")
+    default_key = enabled_integration(browser, gateway, upstream, "keys", "Keyed CRM", exposed)
+    call_url = by_testid(browser, "call-url").text
+    # the narrowing offers the exposed tools only
+    offered = browser.find_elements(By.CSS_SELECTOR, "input[name=toolId]")
+    assert [o.get_attribute("value") for o in offered] == ["search_contacts", "get_contact"]
+
+    by_label(browser, "Label").send_keys("ci")
+    browser.find_element(By.CSS_SELECTOR, "input[name=toolId][value=get_contact]").click()
+    click_and_load(browser, button(browser, "Create key"))
+    raw = shown_key(browser)
+    assert raw.startswith("mcpk_") and raw != default_key
+    assert "\u201cci\u201d: shown once" in by_testid(browser, "key-once").text
+    (server,) = json.loads(by_testid(browser, "cursor-config").text)["mcpServers"].values()
+    assert server["headers"] == {"Authorization": f"Bearer {raw}"}
+    button(browser, "Copy key").click()
+    wait(browser).until(lambda d: "Copied." in d.page_source)
+    assert clipboard_text(browser) == raw
+
+    status, body = call_mcp(call_url, raw, "tools/list")
+    assert status == 200, body
+    assert [t["name"] for t in body["result"]["tools"]] == ["get_contact"]
+
+    browser.refresh()
+    assert raw not in browser.page_source
+    row = key_row(browser, "ci")
+    assert row.find_element(By.CSS_SELECTOR, '[data-testid="key-row-prefix"]').text == raw[:12]
+    assert row.find_element(By.CSS_SELECTOR, '[data-testid="key-tools"]').text == "get_contact"
+
+    delete_key(browser, "ci")
+    assert status_soon(call_url, raw, 401, within_s=1) == 401
+    assert call_mcp(call_url, default_key, "tools/list")[0] == 200
+    assert not [
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, '[data-testid="key-label"]')
+        if r.text == "ci"
+    ]
+
+
+def test_rotation_with_a_grace_period_then_the_default_key_deleted(
+    browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
+) -> None:
+    old_key = enabled_integration(browser, gateway, upstream, "grace", "Graceful CRM")
+    call_url = by_testid(browser, "call-url").text
+
+    grace = by_label(browser, "Grace period")
+    grace.clear()
+    grace.send_keys("3")
+    button(browser, "Rotate key").click()
+    wait(browser).until(expected_conditions.alert_is_present()).accept()
+    new_key = shown_key(browser)
+    assert "keeps working 3 more seconds" in browser.page_source
+    assert call_mcp(call_url, old_key, "tools/list")[0] == 200  # within its grace
+    assert call_mcp(call_url, new_key, "tools/list")[0] == 200
+    assert status_soon(call_url, old_key, 401, within_s=30) == 401
+    assert call_mcp(call_url, new_key, "tools/list")[0] == 200
+
+    # the default key deleted: the page still renders and says how to get the next one
+    browser.refresh()
+    delete_key(browser, "default")
+    assert "no default key: it was deleted" in by_testid(browser, "default-key").text
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="key-prefix"]')
+    assert status_soon(call_url, new_key, 401, within_s=1) == 401
+    browser.get(f"{gateway.url}/console/tenants/{TENANT}")
+    assert browser.find_element(By.CSS_SELECTOR, '[data-integration="grace"]').is_displayed()
 
 
 def test_simulator_fixtures_list_add_edit_delete_with_errors_in_place(
@@ -486,7 +591,7 @@ def test_audit_lists_the_changes_newest_first(
     browser.refresh()
     button(browser, "Rotate key").click()
     wait(browser).until(expected_conditions.alert_is_present()).accept()
-    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="api-key"]'))
+    shown_key(browser)
 
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "Audit"))
     wait(browser).until(expected_conditions.url_contains("/audit"))
@@ -502,7 +607,7 @@ def test_audit_lists_the_changes_newest_first(
 def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    key = searchable_integration(browser, gateway, upstream, "oauthed", "OAuthed")
+    key = enabled_integration(browser, gateway, upstream, "oauthed", "OAuthed", SEARCH)
     call_url = by_testid(browser, "call-url").text
     browser.refresh()
     assert "No OAuth client holds a token" in browser.page_source
@@ -534,7 +639,7 @@ def test_an_oauth_client_is_listed_and_revoke_ends_its_token(
 def test_recent_tool_calls_newest_first_with_their_outcome(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    key = searchable_integration(browser, gateway, upstream, "logged", "Logged")
+    key = enabled_integration(browser, gateway, upstream, "logged", "Logged", SEARCH)
     call_url, test_url = by_testid(browser, "call-url").text, by_testid(browser, "test-url").text
     browser.refresh()
     assert "No tool calls yet." in browser.page_source
@@ -564,7 +669,7 @@ def test_recent_tool_calls_newest_first_with_their_outcome(
 def test_recent_tool_calls_page_with_the_api_cursor(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    key = searchable_integration(browser, gateway, upstream, "paged", "Paged")
+    key = enabled_integration(browser, gateway, upstream, "paged", "Paged", SEARCH)
     test_url = by_testid(browser, "test-url").text
     for n in range(CALLS_PAGE + 1):
         call = {"name": "search_contacts", "arguments": {"query": f"q{n}"}}
@@ -605,7 +710,8 @@ def test_forms_without_the_session_csrf_token_change_nothing(
 def test_narrow_screen_and_dark_theme(
     browser: WebDriver, gateway: GatewayProcess, upstream: UpstreamThread
 ) -> None:
-    new_integration(browser, gateway, upstream, "phone", "Phone")
+    # enabled: the Keys card with a key, and the rotation's grace period
+    enabled_integration(browser, gateway, upstream, "phone", "Phone")
     browser.set_window_size(360, 800)
     inner = browser.execute_script("return window.innerWidth")
     overflow = browser.execute_script(
@@ -613,6 +719,8 @@ def test_narrow_screen_and_dark_theme(
     )
     assert inner <= 360 and overflow == 0
     assert button(browser, "Save").is_displayed()
+    assert button(browser, "Create key").is_displayed()
+    assert by_label(browser, "Grace period").is_displayed()
 
     def background() -> str:
         return str(browser.execute_script("return getComputedStyle(document.body).backgroundColor"))

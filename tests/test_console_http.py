@@ -3,6 +3,8 @@ an expired sign-in link, the settings API's rate limit, and the no-script rotati
 
 from __future__ import annotations
 
+import datetime
+import html as html_text
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,13 @@ async def signed_in(client: TestClient, jwt: str) -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert found is not None
     return found.group(1)
+
+
+def confirmation_fields(html: str) -> dict[str, str]:
+    """The fields of the page's no-script confirmation form, as rendered."""
+    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
+    assert confirmation is not None
+    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
 
 
 async def test_a_sign_in_link_works_once_and_not_after_it_expired(
@@ -120,9 +129,7 @@ async def test_revoking_an_oauth_client_without_script_asks_on_the_page_first(
         assert resp.status == 403 and "not from this console session" in await resp.text()
     assert await access_state(client, tokens["access_token"]) == "live"
     # the page's confirmation form, as rendered
-    confirmation = re.search(r'<form[^>]*class="confirm".*?</form>', html, re.S)
-    assert confirmation is not None
-    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', confirmation.group(0)))
+    fields = confirmation_fields(html)
     assert fields == {**form, "confirmed": "1"}
     async with client.post(path, data=fields, allow_redirects=False) as resp:
         assert resp.status == 303
@@ -140,3 +147,146 @@ async def test_a_bad_calls_cursor_is_a_page_in_words(
     async with client.get("/console/tenants/acme/integrations/crm?calls=nope") as resp:
         assert resp.status == 422
         assert "cursor" in await resp.text()
+
+
+TWO_TOOLS = [
+    {"name": "search_contacts", "inputSchema": {"type": "object"}},
+    {"name": "create_note", "inputSchema": {"type": "object"}},
+]
+CRM_PAGE = "/console/tenants/acme/integrations/crm"
+
+
+def error_next_to(html: str, place: str) -> str:
+    """The text of the error block of `place` (a form, or `form.field`)."""
+    found = re.search(
+        rf'<div class="error" role="alert" id="{re.escape(place)}-error">(.*?)</div>', html, re.S
+    )
+    assert found is not None, f"no error next to {place}"
+    return html_text.unescape(re.sub(r"<[^>]+>", "", found.group(1))).strip()
+
+
+async def test_a_deleted_default_key_leaves_a_page_that_says_how_to_get_one(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    await api.enabled_key(TOOLS)
+    _, listed = await api.call("GET", "/crm/mcp/keys", 200)
+    (default,) = listed["keys"]
+    await api.call("DELETE", f"/crm/mcp/keys/{default['apiKeyId']}", 204)
+    csrf = await signed_in(client, token("acme"))
+    for page in (CRM_PAGE, "/console/tenants/acme"):
+        async with client.get(page) as resp:
+            assert resp.status == 200, await resp.text()
+    async with client.get(CRM_PAGE) as resp:
+        html = await resp.text()
+    assert "no default key: it was deleted" in html and "Rotate key" in html
+    assert 'data-testid="key-prefix"' not in html
+    # rotating mints the next default key
+    data = {"csrf": csrf, "confirmed": "1", "gracePeriodSeconds": "0"}
+    async with client.post(CRM_PAGE + "/rotate", data=data) as resp:
+        assert resp.status == 200
+        minted = re.search(r'data-testid="api-key">(mcpk_\w+)<', await resp.text())
+    assert minted is not None
+    _, settings = await api.call("GET", "/crm/mcp", 200)
+    assert settings["keyPrefix"] == minted.group(1)[:12]
+
+
+async def test_a_new_key_is_shown_once_and_its_errors_next_to_their_fields(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    await api.enabled_key(TWO_TOOLS, exposed=["search_contacts"])
+    csrf = await signed_in(client, token("acme"))
+    async with client.get(CRM_PAGE) as resp:
+        html = await resp.text()
+    # only the exposed tools are offered for narrowing
+    assert 'name="toolId" value="search_contacts"' in html
+    assert 'name="toolId" value="create_note"' not in html
+
+    bad = {"csrf": csrf, "label": "default", "expiresAt": "tomorrow"}
+    async with client.post(CRM_PAGE + "/keys", data=bad) as resp:
+        html = await resp.text()
+        assert resp.status == 422
+    assert "date and time" in error_next_to(html, "key.expiresAt")
+    bad = {"csrf": csrf, "label": "default"}
+    async with client.post(CRM_PAGE + "/keys", data=bad) as resp:
+        html = await resp.text()
+        assert resp.status == 422
+    assert "'default'" in error_next_to(html, "key.label")
+    assert 'value="default"' in html  # what was typed stays in the form
+    forged_tool = {"csrf": csrf, "label": "ci", "toolId": "nope"}
+    async with client.post(CRM_PAGE + "/keys", data=forged_tool) as resp:
+        assert resp.status == 422
+        assert "nope" in error_next_to(await resp.text(), "key.toolIds")
+
+    good = {
+        "csrf": csrf,
+        "label": "ci",
+        "expiresAt": "2099-01-31T18:00",
+        "toolId": "search_contacts",
+    }
+    async with client.post(CRM_PAGE + "/keys", data=good) as resp:
+        assert resp.status == 200
+        html = await resp.text()
+    raw = re.search(r'data-testid="api-key">(mcpk_\w+)<', html)
+    assert raw is not None and "\u201cci\u201d: shown once" in html
+    cursor = html.split('data-testid="cursor-config">')[1]
+    assert raw.group(1) in cursor.split("</pre>")[0]
+    _, listed = await api.call("GET", "/crm/mcp/keys", 200)
+    ci = next(k for k in listed["keys"] if k["label"] == "ci")
+    expires = datetime.datetime(2099, 1, 31, 18, 0, tzinfo=datetime.UTC)
+    assert ci["expiresAt"] == expires.timestamp() * 1000 and ci["toolIds"] == ["search_contacts"]
+    async with client.get(CRM_PAGE) as resp:
+        html = await resp.text()
+    assert raw.group(1) not in html and ci["keyPrefix"] in html
+    # a past expiry makes a key born expired, as in the API, and the list says so
+    born_expired = {"csrf": csrf, "label": "old", "expiresAt": "2000-01-01T00:00:00"}
+    async with client.post(CRM_PAGE + "/keys", data=born_expired) as resp:
+        assert resp.status == 200
+    async with client.get(CRM_PAGE) as resp:
+        row = (await resp.text()).split('data-testid="key-label">old<')[1].split("</tr>")[0]
+    assert "expired" in row and "2000-01-01 00:00:00 UTC" in row
+
+
+async def test_deleting_a_key_without_script_asks_on_the_page_first(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    await api.enabled_key(TOOLS)
+    _, created = await api.call("POST", "/crm/mcp/keys", 201, json={"label": "laptop"})
+    csrf = await signed_in(client, token("acme"))
+    path = CRM_PAGE + "/keys/delete"
+    form = {"csrf": csrf, "apiKeyId": created["apiKeyId"], "confirmed": "0"}
+    async with client.post(path, data=form) as resp:
+        html = await resp.text()
+        assert resp.status == 200 and "Confirm deletion" in html
+        assert "Delete the key laptop" in html
+    _, listed = await api.call("GET", "/crm/mcp/keys", 200)
+    assert len(listed["keys"]) == 2  # nothing deleted yet
+    fields = confirmation_fields(html)
+    assert fields == {**form, "confirmed": "1"}
+    async with client.post(path, data=fields, allow_redirects=False) as resp:
+        assert resp.status == 303
+    _, listed = await api.call("GET", "/crm/mcp/keys", 200)
+    assert [k["label"] for k in listed["keys"]] == ["default"]
+    async with client.post(path, data=fields) as resp:
+        assert resp.status == 404
+        assert "does not exist" in error_next_to(await resp.text(), "delete-key")
+
+
+async def test_a_bad_grace_period_is_shown_next_to_it_and_rotates_nothing(
+    client: TestClient, api: Api, token: Callable[..., str]
+) -> None:
+    key = await api.enabled_key(TOOLS)
+    csrf = await signed_in(client, token("acme"))
+    for grace in ("86401", "1.5", "-1"):
+        data = {"csrf": csrf, "confirmed": "1", "gracePeriodSeconds": grace}
+        async with client.post(CRM_PAGE + "/rotate", data=data) as resp:
+            html = await resp.text()
+            assert resp.status == 422, grace
+        assert "86400" in error_next_to(html, "rotate.gracePeriodSeconds")
+        assert 'data-testid="api-key"' not in html
+    _, settings = await api.call("GET", "/crm/mcp", 200)
+    assert settings["keyPrefix"] == key[:12]
+    # the no-script confirmation carries the grace period on
+    data = {"csrf": csrf, "confirmed": "0", "gracePeriodSeconds": "30"}
+    async with client.post(CRM_PAGE + "/rotate", data=data) as resp:
+        html = await resp.text()
+    assert confirmation_fields(html)["gracePeriodSeconds"] == "30"
